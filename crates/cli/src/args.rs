@@ -1,0 +1,92 @@
+//! Command-line arguments (raw flags; commands validate them into plans).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "clientele", version, about = "A batch customer data warehouse: ingest, consolidate, score, segment, export")]
+pub struct Cli {
+    /// Log format on stderr: `human`, or `json` for schedulers and log shippers.
+    #[arg(long, value_enum, default_value = "human", global = true)]
+    pub log_format: LogFormat,
+    /// More log output (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only warnings and errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate the demo retailer's sources and run the demo job on them.
+    Demo {
+        /// Directory to write the demo into (jobs/, sql/, sources/, warehouse/).
+        #[arg(long, default_value = "clientele-demo")]
+        dir: PathBuf,
+        /// Number of persons behind the generated records.
+        #[arg(long, default_value_t = 20_000)]
+        persons: u64,
+        /// Random seed; the same seed gives the same data.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// The demo's as-of date (the last day of its history).
+        #[arg(long, default_value = "2025-12-31")]
+        as_of: String,
+    },
+    /// Run a job.
+    Run {
+        /// The job spec (TOML).
+        job: PathBuf,
+        /// The date every step uses instead of today (YYYY-MM-DD); default: today (UTC).
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Run only these steps (comma-separated); they read other steps' outputs as published.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Print the plan and plan every SQL query, without reading sources or writing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check a job spec, its sources and every SQL model; each problem is reported with file and line.
+    Validate {
+        /// The job spec (TOML).
+        job: PathBuf,
+    },
+    /// Run SQL over the published tables (every table has an `as_of` partition column).
+    Query {
+        /// The SQL.
+        sql: String,
+        /// The warehouse: a directory or URL.
+        #[arg(long, env = "CLIENTELE_WAREHOUSE", default_value = "clientele-demo/warehouse")]
+        warehouse: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
+    /// Show the run history of a warehouse.
+    Runs {
+        /// The warehouse: a directory or URL.
+        #[arg(long, env = "CLIENTELE_WAREHOUSE", default_value = "clientele-demo/warehouse")]
+        warehouse: String,
+        /// Print the manifests as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}

@@ -1,0 +1,250 @@
+//! The commands: each turns validated arguments into calls of the library crates.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use clientele_jobs::{JobSpec, PlannedStep, RunManifest, RunOptions, RunStatus, Runner, list_runs, render_report, thousands};
+use clientele_sql::{Engine, EngineOptions};
+use clientele_store::Warehouse;
+
+use crate::args::{Cli, Command, OutputFormat};
+use crate::embedded::{DEMO_JOB, SQL_FILES};
+use crate::progress::Progress;
+
+/// An argument the user got wrong (exit 2).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// The error and its causes on one line, leaving out causes the message already quotes.
+pub fn error_chain(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let c = cause.to_string();
+        if text.contains(&c) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&c);
+    }
+    text
+}
+
+fn parse_date(text: &str, flag: &str) -> Result<NaiveDate> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| UsageError(format!("{flag} '{text}' is not a date in the form YYYY-MM-DD")).into())
+}
+
+pub async fn dispatch(cli: Cli, interactive: bool) -> Result<ExitCode> {
+    match cli.command {
+        Command::Demo { dir, persons, seed, as_of } => demo(&dir, persons, seed, parse_date(&as_of, "--as-of")?, interactive).await,
+        Command::Run { job, as_of, only, dry_run } => {
+            let as_of = match as_of {
+                Some(t) => parse_date(&t, "--as-of")?,
+                None => chrono::Utc::now().date_naive(),
+            };
+            let spec = JobSpec::load(&job)?;
+            let mut opts = RunOptions::new(as_of);
+            opts.only = only;
+            if dry_run { dry_run_job(spec, opts).await } else { run_job(spec, opts, interactive).await }
+        }
+        Command::Validate { job } => validate(&job).await,
+        Command::Query { sql, warehouse, format } => query(&sql, &warehouse, format).await,
+        Command::Runs { warehouse, json } => runs(&warehouse, json).await,
+    }
+}
+
+fn exit_for(manifest: &RunManifest) -> ExitCode {
+    match manifest.status {
+        RunStatus::Succeeded => ExitCode::SUCCESS,
+        RunStatus::Failed => ExitCode::from(crate::EXIT_FAILED),
+    }
+}
+
+async fn run_job(spec: JobSpec, opts: RunOptions, interactive: bool) -> Result<ExitCode> {
+    let mut runner = Runner::new(spec, opts);
+    let progress = interactive.then(|| Arc::new(Progress::new()));
+    if let Some(p) = &progress {
+        runner = runner.with_observer(Arc::clone(p) as Arc<dyn clientele_jobs::RunObserver>);
+    }
+    let manifest = runner.run().await?;
+    if let Some(p) = &progress {
+        p.finish();
+    }
+    print!("{}", render_report(&manifest));
+    Ok(exit_for(&manifest))
+}
+
+fn print_plan(spec: &JobSpec, as_of: NaiveDate, steps: &[PlannedStep]) {
+    println!("job {} ({}), as-of {as_of}, warehouse {}", spec.name, spec.path.display(), spec.warehouse);
+    println!("{} source(s), {} SQL model(s), {} segment(s), {} export(s); every query planned\n", spec.sources.len(), spec.models.len(), spec.segments.len(), spec.exports.len());
+    for (i, s) in steps.iter().enumerate() {
+        let only = if s.selected { "" } else { "   (not selected by --only)" };
+        println!("{}. {} [{}]{only}", i + 1, s.name, s.kind);
+        if !s.depends_on.is_empty() {
+            println!("   after:  {}", s.depends_on.join(", "));
+        }
+        if !s.reads.is_empty() {
+            println!("   reads:  {}", s.reads.join(", "));
+        }
+        if !s.writes.is_empty() {
+            println!("   writes: {}", s.writes.join(", "));
+        }
+        for d in &s.details {
+            println!("     - {d}");
+        }
+    }
+}
+
+async fn dry_run_job(spec: JobSpec, opts: RunOptions) -> Result<ExitCode> {
+    let as_of = opts.as_of;
+    let runner = Runner::new(spec, opts);
+    let steps = runner.plan(false).await?;
+    print_plan(runner.spec(), as_of, &steps);
+    println!("\ndry run: nothing was read or written");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn validate(job: &Path) -> Result<ExitCode> {
+    let spec = JobSpec::load(job)?;
+    let runner = Runner::new(spec, RunOptions::new(chrono::Utc::now().date_naive()));
+    let steps = runner.plan(true).await?;
+    let spec = runner.spec();
+    println!(
+        "{}: ok ({} sources, {} SQL models, {} segments, {} exports, {} steps)",
+        job.display(),
+        spec.sources.len(),
+        spec.models.len(),
+        spec.segments.len(),
+        spec.exports.len(),
+        steps.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the embedded demo job and SQL into `dir`, laid out like the repository.
+fn write_demo_project(dir: &Path) -> Result<PathBuf> {
+    let job = dir.join("jobs/demo.toml");
+    for (rel, content) in SQL_FILES {
+        let path = dir.join("sql").join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
+    }
+    std::fs::create_dir_all(dir.join("jobs")).with_context(|| format!("creating {}", dir.join("jobs").display()))?;
+    std::fs::write(&job, DEMO_JOB).with_context(|| format!("writing {}", job.display()))?;
+    Ok(job)
+}
+
+async fn demo(dir: &Path, persons: u64, seed: u64, as_of: NaiveDate, interactive: bool) -> Result<ExitCode> {
+    if persons == 0 {
+        return Err(UsageError("--persons must be at least 1".into()).into());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating the demo directory {}", dir.display()))?;
+    let job = write_demo_project(dir)?;
+    let started = std::time::Instant::now();
+    let summary = clientele_demo::generate(dir, &clientele_demo::DemoOptions { persons, seed, as_of })
+        .context("generating the demo sources")?;
+    println!(
+        "demo data: {} persons -> {} CRM records, {} order-log lines, {} web customers, {} web orders ({} lines malformed on purpose) in {:.1}s",
+        thousands(summary.persons),
+        thousands(summary.crm_records),
+        thousands(summary.order_log_lines),
+        thousands(summary.web_customers),
+        thousands(summary.web_orders),
+        thousands(summary.malformed_lines),
+        started.elapsed().as_secs_f64()
+    );
+    println!("job: {}\n", job.display());
+    let spec = JobSpec::load(&job)?;
+    let code = run_job(spec, RunOptions::new(as_of), interactive).await?;
+    let warehouse = dir.join("warehouse");
+    println!("\nnext:");
+    println!("  clientele query --warehouse {} \"select rfm_cell, count(*) as customers from customer_rfm group by rfm_cell order by customers desc limit 5\"", warehouse.display());
+    println!("  clientele runs --warehouse {}", warehouse.display());
+    println!("  clientele run {} --as-of {as_of} --dry-run", job.display());
+    Ok(code)
+}
+
+async fn open_published(warehouse: &str) -> Result<(Engine, Vec<(String, String)>)> {
+    let wh = Warehouse::open(warehouse, Path::new(".")).with_context(|| format!("opening the warehouse {warehouse}"))?;
+    let engine = Engine::new(&wh, chrono::Utc::now().date_naive(), &EngineOptions::default())?;
+    let tables = engine.register_published().await?;
+    Ok((engine, tables))
+}
+
+async fn query(sql: &str, warehouse: &str, format: OutputFormat) -> Result<ExitCode> {
+    let (engine, tables) = open_published(warehouse).await?;
+    if tables.is_empty() {
+        return Err(UsageError(format!("the warehouse {warehouse} has no published tables; run a job first (clientele demo, clientele run)")).into());
+    }
+    let batches = engine.collect("the query", sql).await?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        OutputFormat::Table => {
+            let text = arrow::util::pretty::pretty_format_batches(&batches)?;
+            use std::io::Write;
+            writeln!(out, "{text}")?;
+        }
+        OutputFormat::Csv => {
+            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(out);
+            for b in &batches {
+                w.write(b)?;
+            }
+        }
+        OutputFormat::Json => {
+            let mut w = arrow::json::ArrayWriter::new(out);
+            let refs: Vec<&arrow::array::RecordBatch> = batches.iter().collect();
+            w.write_batches(&refs)?;
+            w.finish()?;
+            use std::io::Write;
+            writeln!(std::io::stdout())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn runs(warehouse: &str, json: bool) -> Result<ExitCode> {
+    let wh = Warehouse::open(warehouse, Path::new(".")).with_context(|| format!("opening the warehouse {warehouse}"))?;
+    let runs = list_runs(&wh).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if runs.is_empty() {
+        println!("no runs recorded in {}", wh.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<24} {:<10} {:<10} {:<10} {:>9} {:>12} {:>12}  job", "run", "as-of", "status", "published", "duration", "rows in", "rows out");
+    for r in &runs {
+        let status = match r.status {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+        };
+        println!(
+            "{:<24} {:<10} {:<10} {:<10} {:>8.1}s {:>12} {:>12}  {}",
+            r.run_id,
+            r.as_of,
+            status,
+            if r.published { "yes" } else { "no" },
+            r.duration_ms as f64 / 1000.0,
+            thousands(r.rows_in()),
+            thousands(r.rows_out()),
+            r.job
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

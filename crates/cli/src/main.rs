@@ -1,0 +1,67 @@
+//! `clientele`: the nightly customer-warehouse job, the demo, queries over what it published, and its
+//! run history. This file parses arguments, sets up logging and maps errors to exit codes:
+//! 0 success, 1 the run failed, 2 bad usage or spec.
+
+mod args;
+mod commands;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
+}
+
+/// Exit code for a failed run.
+const EXIT_FAILED: u8 = 1;
+/// Exit code for bad usage or a bad spec.
+const EXIT_USAGE: u8 = 2;
+
+fn init_logging(args: &args::Cli, interactive: bool) {
+    use tracing_subscriber::EnvFilter;
+    // On a terminal the progress display and the report tell the story; logs are for warnings.
+    // Under a scheduler (no terminal) the steps are logged as they run.
+    let default = match (args.verbose, args.quiet, interactive) {
+        (_, true, _) => "warn",
+        (0, false, true) => "warn",
+        (0, false, false) | (1, false, true) => "warn,clientele=info,clientele_jobs=info,clientele_ingest=info,clientele_segments=info",
+        _ => "info,clientele=debug,clientele_jobs=debug,clientele_ingest=debug,clientele_sql=debug,clientele_segments=debug",
+    };
+    let filter = EnvFilter::try_from_env("CLIENTELE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match args.log_format {
+        args::LogFormat::Json => builder.json().with_current_span(false).init(),
+        args::LogFormat::Human => builder.with_target(false).init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = args::Cli::parse();
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    init_logging(&args, interactive);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    match runtime.block_on(commands::dispatch(args, interactive)) {
+        Ok(code) => code,
+        Err(err) => {
+            let code = if is_usage_error(&err) { EXIT_USAGE } else { EXIT_FAILED };
+            eprintln!("error: {}", commands::error_chain(&err));
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Errors that are the user's spec or arguments rather than a failed run.
+fn is_usage_error(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        matches!(e.downcast_ref::<clientele_jobs::Error>(), Some(clientele_jobs::Error::Spec { .. }))
+            || e.downcast_ref::<commands::UsageError>().is_some()
+    })
+}

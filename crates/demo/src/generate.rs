@@ -1,0 +1,436 @@
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{Duration, FixedOffset, NaiveDate, TimeZone};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Beta, Distribution, Exp, Gamma};
+
+use crate::names::{CITIES, EMAIL_DOMAINS, FIRST_NAMES, LAST_NAMES, STREETS, STREET_TYPES};
+
+/// Errors of the generator.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Options out of range.
+    #[error("demo options: {0}")]
+    BadOptions(String),
+    /// Writing a file failed.
+    #[error("i/o error on '{path}': {source}", path = path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Number of persons behind the records.
+    pub persons: u64,
+    /// Seed: the same seed, persons and as-of date give byte-identical files.
+    pub seed: u64,
+    /// The last day of history.
+    pub as_of: NaiveDate,
+}
+
+/// Counts of what was written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DemoSummary {
+    pub persons: u64,
+    pub crm_records: u64,
+    pub order_log_lines: u64,
+    pub web_customers: u64,
+    pub web_orders: u64,
+    /// Lines written malformed on purpose (they should end in quarantine).
+    pub malformed_lines: u64,
+}
+
+/// The legacy CRM layout: (field, first character 1-based, width).
+pub const CRM_LAYOUT: [(&str, usize, usize); 11] = [
+    ("customer_no", 1, 8),
+    ("last_name", 9, 30),
+    ("first_name", 39, 20),
+    ("street", 59, 40),
+    ("postcode", 99, 8),
+    ("city", 107, 25),
+    ("phone", 132, 20),
+    ("email", 152, 50),
+    ("birth_date", 202, 8),
+    ("opt_out", 210, 1),
+    ("created_date", 211, 8),
+];
+const CRM_RECORD_LEN: usize = 218;
+
+/// Share of lines written malformed.
+const MALFORMED_ONE_IN: u32 = 300;
+
+/// How many years of history the demo holds.
+const HISTORY_DAYS: i64 = 3 * 365;
+
+struct Address {
+    street: String,
+    postcode: String,
+    city: String,
+}
+
+struct Person {
+    first: String,
+    last: String,
+    birth: Option<NaiveDate>,
+    address: Address,
+    phone_digits: String,
+    email: String,
+    opted_out: bool,
+    in_crm: bool,
+    in_web: bool,
+    purchases: Vec<(NaiveDate, u32, i64)>, // day, quantity, amount in cents
+}
+
+fn pick<'a, T>(rng: &mut ChaCha8Rng, items: &'a [T]) -> &'a T {
+    &items[rng.random_range(0..items.len())]
+}
+
+fn address(rng: &mut ChaCha8Rng) -> Address {
+    let (city, area) = *pick(rng, CITIES);
+    let (full, _abbr) = *pick(rng, STREET_TYPES);
+    let letters = b"ABDEFGHJLNPQRSTUWXYZ";
+    let l1 = char::from(letters[rng.random_range(0..letters.len())]);
+    let l2 = char::from(letters[rng.random_range(0..letters.len())]);
+    Address {
+        street: format!("{} {} {}", rng.random_range(1..300), pick(rng, STREETS), full),
+        postcode: format!("{area}{} {}{l1}{l2}", rng.random_range(1..20), rng.random_range(1..10)),
+        city: city.to_string(),
+    }
+}
+
+fn ascii_fold(s: &str) -> String {
+    s.chars()
+        .filter_map(|c| match c {
+            'à' | 'á' | 'â' | 'ä' | 'å' | 'Å' | 'Á' | 'À' => Some('a'),
+            'ç' => Some('c'),
+            'è' | 'é' | 'ê' | 'ë' => Some('e'),
+            'ì' | 'í' | 'î' | 'ï' => Some('i'),
+            'ñ' => Some('n'),
+            'ò' | 'ó' | 'ô' | 'ö' | 'ø' => Some('o'),
+            'ù' | 'ú' | 'û' | 'ü' => Some('u'),
+            '\'' | ' ' => None,
+            c => Some(c.to_ascii_lowercase()),
+        })
+        .collect()
+}
+
+fn with_typo(rng: &mut ChaCha8Rng, s: &str) -> String {
+    let mut chars: Vec<char> = s.chars().collect();
+    if chars.len() < 4 {
+        return s.to_string();
+    }
+    let i = rng.random_range(1..chars.len() - 1);
+    if rng.random_bool(0.5) {
+        chars.swap(i, i + 1);
+    } else {
+        chars.remove(i);
+    }
+    chars.into_iter().collect()
+}
+
+fn phone_text(rng: &mut ChaCha8Rng, digits: &str) -> String {
+    // digits: 10 national digits after the leading 0, e.g. 7700900123
+    let (a, b) = digits.split_at(4);
+    match rng.random_range(0..4) {
+        0 => format!("+44 {a} {b}"),
+        1 => format!("0{a} {b}"),
+        2 => format!("(0{a}) {}-{}", &b[..3], &b[3..]),
+        _ => format!("0{digits}"),
+    }
+}
+
+fn person(rng: &mut ChaCha8Rng, as_of: NaiveDate, index: u64) -> Result<Person, Error> {
+    let first = pick(rng, FIRST_NAMES).to_string();
+    let last = pick(rng, LAST_NAMES).to_string();
+    let birth = rng.random_bool(0.8).then(|| {
+        let year = rng.random_range(1940..2006);
+        NaiveDate::from_ymd_opt(year, rng.random_range(1..=12), rng.random_range(1..=28)).unwrap_or(as_of)
+    });
+    let membership = rng.random::<f64>();
+    let (in_crm, in_web) = if membership < 0.45 {
+        (true, false)
+    } else if membership < 0.80 {
+        (false, true)
+    } else {
+        (true, true)
+    };
+    let email = format!("{}.{}{}@{}", ascii_fold(&first), ascii_fold(&last), index % 97, pick(rng, EMAIL_DOMAINS));
+    let phone_digits = format!("7{:09}", rng.random_range(0..1_000_000_000u64));
+    let opted_out = rng.random_bool(0.08);
+
+    let bad = |e: String| Error::BadOptions(e);
+    let mut purchases = Vec::new();
+    if rng.random_bool(0.85) {
+        // Buy till you die: rate ~ Gamma(r, 1/alpha) per day, dropout after each purchase ~ Beta(a, b);
+        // spend per purchase ~ Gamma(p, 1/nu) with nu ~ Gamma(q, 1/gamma) (the gamma-gamma model).
+        let rate = Gamma::new(0.9, 1.0 / 75.0).map_err(|e| bad(e.to_string()))?.sample(rng);
+        let dropout = Beta::new(0.9, 4.0).map_err(|e| bad(e.to_string()))?.sample(rng);
+        let nu = Gamma::new(3.74, 1.0 / 15.44).map_err(|e| bad(e.to_string()))?.sample(rng);
+        let spend = Gamma::new(6.25, 1.0 / nu.max(1e-3)).map_err(|e| bad(e.to_string()))?;
+        let gap = Exp::new(rate.max(1e-6)).map_err(|e| bad(e.to_string()))?;
+        let mut day = as_of - Duration::days(HISTORY_DAYS) + Duration::days(rng.random_range(0..HISTORY_DAYS - 7));
+        loop {
+            let amount = (spend.sample(rng).clamp(0.5, 5000.0) * 100.0).round() as i64;
+            let qty = 1 + u32::try_from((amount / 2500).min(8)).unwrap_or(0);
+            purchases.push((day, qty, amount));
+            if purchases.len() >= 300 || rng.random_bool(dropout) {
+                break;
+            }
+            day += Duration::days(gap.sample(rng).ceil().max(1.0) as i64);
+            if day > as_of {
+                break;
+            }
+        }
+    }
+    Ok(Person { first, last, birth, address: address(rng), phone_digits, email, opted_out, in_crm, in_web, purchases })
+}
+
+/// Cuts or pads to exactly `width` characters.
+fn fixed(out: &mut String, value: &str, width: usize) {
+    let mut n = 0;
+    for c in value.chars().take(width) {
+        out.push(c);
+        n += 1;
+    }
+    for _ in n..width {
+        out.push(' ');
+    }
+}
+
+fn latin1(s: &str) -> Vec<u8> {
+    s.chars().map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')).collect()
+}
+
+struct Writers {
+    crm: BufWriter<File>,
+    order_log: BufWriter<File>,
+    web_customers: BufWriter<File>,
+    web_orders: BufWriter<File>,
+    truth: BufWriter<File>,
+}
+
+fn create(path: &Path) -> Result<BufWriter<File>, Error> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| Error::Io { path: parent.to_path_buf(), source })?;
+    }
+    File::create(path).map(|f| BufWriter::with_capacity(1 << 20, f)).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+}
+
+/// Writes the demo sources below `dir` (see the crate docs for the files).
+pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
+    if opts.persons == 0 || opts.persons > 50_000_000 {
+        return Err(Error::BadOptions(format!("persons must be between 1 and 50,000,000, not {}", opts.persons)));
+    }
+    let paths = [
+        dir.join("sources/crm/customers.dat"),
+        dir.join("sources/orders/order_log.txt"),
+        dir.join("sources/web/customers.jsonl"),
+        dir.join("sources/web/orders.csv"),
+        dir.join("truth/person_map.csv"),
+    ];
+    let mut w = Writers {
+        crm: create(&paths[0])?,
+        order_log: create(&paths[1])?,
+        web_customers: create(&paths[2])?,
+        web_orders: create(&paths[3])?,
+        truth: create(&paths[4])?,
+    };
+    let io = |i: usize| move |source| Error::Io { path: paths[i].clone(), source };
+    writeln!(w.web_orders, "order_id,customer_id,ordered_at,items,total_amount,currency").map_err(io(3))?;
+    writeln!(w.truth, "source,record_id,person_id").map_err(io(4))?;
+
+    let mut summary = DemoSummary { persons: opts.persons, ..DemoSummary::default() };
+    let (mut crm_seq, mut web_seq, mut order_seq) = (0u64, 0u64, 0u64);
+    let offsets = [0, 3600, -5 * 3600, 2 * 3600];
+    let mut line = String::with_capacity(CRM_RECORD_LEN + 8);
+    for index in 0..opts.persons {
+        let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+        rng.set_stream(index);
+        let p = person(&mut rng, opts.as_of, index)?;
+        let person_id = format!("P{index:08}");
+        let first_day = p.purchases.first().map_or(opts.as_of - Duration::days(rng.random_range(30..HISTORY_DAYS)), |x| x.0);
+        let web_first = p.in_crm && p.in_web;
+
+        if p.in_crm {
+            crm_seq += 1;
+            let no = format!("{crm_seq:08}");
+            line.clear();
+            let crm_email = if rng.random_bool(0.4) { String::new() } else { p.email.clone() };
+            let opt_out = if p.opted_out && rng.random_bool(0.9) { "Y" } else { "N" };
+            let birth = p.birth.map_or_else(|| "00000000".to_string(), |d| d.format("%Y%m%d").to_string());
+            let created = (first_day - Duration::days(rng.random_range(0..30))).format("%Y%m%d").to_string();
+            let phone = phone_text(&mut rng, &p.phone_digits);
+            for (value, (_, _, width)) in [
+                no.as_str(), &p.last.to_uppercase(), &p.first.to_uppercase(), &p.address.street.to_uppercase(),
+                &p.address.postcode, &p.address.city.to_uppercase(), &phone, &crm_email, &birth, opt_out, &created,
+            ]
+            .into_iter()
+            .zip(CRM_LAYOUT)
+            {
+                fixed(&mut line, value, width);
+            }
+            if rng.random_ratio(1, MALFORMED_ONE_IN) {
+                summary.malformed_lines += 1;
+                match rng.random_range(0..3) {
+                    0 => line.truncate(rng.random_range(20..200)),
+                    1 => line.replace_range(201..209, "20251345"),
+                    _ => line.replace_range(209..210, "X"),
+                }
+            }
+            let mut bytes = latin1(&line);
+            bytes.push(b'\n');
+            w.crm.write_all(&bytes).map_err(io(0))?;
+            writeln!(w.truth, "crm_customers,{no},{person_id}").map_err(io(4))?;
+            summary.crm_records += 1;
+        }
+
+        let mut web_id = String::new();
+        if p.in_web {
+            web_seq += 1;
+            web_id = format!("W{web_seq:07}");
+            // Persons known to both systems differ in small ways, as they do in real data.
+            let (first, last) = if web_first && rng.random_bool(0.15) {
+                (with_typo(&mut rng, &p.first), p.last.clone())
+            } else {
+                (p.first.clone(), p.last.clone())
+            };
+            let addr = if web_first && rng.random_bool(0.25) { address(&mut rng) } else { Address { ..p.address_clone() } };
+            let email = if web_first && rng.random_bool(0.3) {
+                format!("{}{}@{}", ascii_fold(&first), rng.random_range(1..999), pick(&mut rng, EMAIL_DOMAINS))
+            } else if rng.random_bool(0.3) {
+                format!(" {} ", p.email.to_uppercase())
+            } else {
+                p.email.clone()
+            };
+            let offset = FixedOffset::east_opt(offsets[rng.random_range(0..offsets.len())]).unwrap_or(FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
+            let created_day = first_day - Duration::days(rng.random_range(0..30));
+            let created = created_day.and_hms_opt(rng.random_range(7..23), rng.random_range(0..60), rng.random_range(0..60)).unwrap_or_default();
+            let created_text = offset.from_local_datetime(&created).single().map(|d| d.format("%Y-%m-%dT%H:%M:%S%:z").to_string()).unwrap_or_default();
+            let consent = !(p.opted_out && rng.random_bool(0.9));
+            let phone = if rng.random_bool(0.7) { serde_json::Value::String(phone_text(&mut rng, &p.phone_digits)) } else { serde_json::Value::Null };
+            let birth = match p.birth {
+                Some(d) if rng.random_bool(0.7) => serde_json::Value::String(d.format("%Y-%m-%d").to_string()),
+                _ => serde_json::Value::Null,
+            };
+            let record = serde_json::json!({
+                "id": web_id,
+                "email": email,
+                "name": { "first": first, "last": last },
+                "address": { "street": addr.street, "postcode": addr.postcode, "city": addr.city, "country": "GB" },
+                "phone": phone,
+                "birth_date": birth,
+                "created_at": created_text,
+                "marketing_consent": consent,
+            });
+            let mut text = record.to_string();
+            if rng.random_ratio(1, MALFORMED_ONE_IN) {
+                summary.malformed_lines += 1;
+                if rng.random_bool(0.5) {
+                    let cut = text.len() / 2;
+                    text.truncate(text.char_indices().map(|(i, _)| i).take_while(|i| *i <= cut).last().unwrap_or(0));
+                } else {
+                    text = text.replace(&created_text, "not a date");
+                }
+            }
+            writeln!(w.web_customers, "{text}").map_err(io(2))?;
+            writeln!(w.truth, "web_customers,{web_id},{person_id}").map_err(io(4))?;
+            summary.web_customers += 1;
+        }
+
+        for &(day, qty, cents) in &p.purchases {
+            let to_web = match (p.in_crm, p.in_web) {
+                (true, false) => false,
+                (false, true) => true,
+                _ => rng.random_bool(0.5),
+            };
+            let amount = format!("{}.{:02}", cents / 100, cents % 100);
+            if to_web {
+                order_seq += 1;
+                let offset = FixedOffset::east_opt(offsets[rng.random_range(0..offsets.len())]).unwrap_or(FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
+                let at = day.and_hms_opt(rng.random_range(8..22), rng.random_range(0..60), rng.random_range(0..60)).unwrap_or_default();
+                let at_text = offset.from_local_datetime(&at).single().map(|d| d.format("%Y-%m-%dT%H:%M:%S%:z").to_string()).unwrap_or_default();
+                let mut text = format!("WO{order_seq:09},{web_id},{at_text},{qty},{amount},GBP");
+                if rng.random_ratio(1, MALFORMED_ONE_IN) {
+                    summary.malformed_lines += 1;
+                    text = if rng.random_bool(0.5) { text.replace(&amount, "12.x5") } else { format!("{text},extra") };
+                }
+                writeln!(w.web_orders, "{text}").map_err(io(3))?;
+                summary.web_orders += 1;
+            } else {
+                let mut text = format!("{crm_seq:08} {} {qty:>3} {:>9}", day.format("%Y%m%d"), amount);
+                if rng.random_ratio(1, MALFORMED_ONE_IN) {
+                    summary.malformed_lines += 1;
+                    text = match rng.random_range(0..3) {
+                        0 => text.replace(&amount, "12.x5"),
+                        1 => format!("{crm_seq:08} {}", day.format("%Y%m%d")),
+                        _ => format!("{crm_seq:08} {} {qty:>3} {:>9}", day.format("%Y0231"), amount),
+                    };
+                }
+                writeln!(w.order_log, "{text}").map_err(io(1))?;
+                summary.order_log_lines += 1;
+            }
+        }
+    }
+    for (i, writer) in [&mut w.crm, &mut w.order_log, &mut w.web_customers, &mut w.web_orders, &mut w.truth].into_iter().enumerate() {
+        writer.flush().map_err(io(i))?;
+    }
+    Ok(summary)
+}
+
+impl Person {
+    fn address_clone(&self) -> Address {
+        Address { street: self.address.street.clone(), postcode: self.address.postcode.clone(), city: self.address.city.clone() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(persons: u64, seed: u64) -> DemoOptions {
+        DemoOptions { persons, seed, as_of: NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default() }
+    }
+
+    fn read_all(dir: &Path) -> Vec<Vec<u8>> {
+        ["sources/crm/customers.dat", "sources/orders/order_log.txt", "sources/web/customers.jsonl", "sources/web/orders.csv"]
+            .iter()
+            .map(|p| std::fs::read(dir.join(p)).unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_files() -> Result<(), Error> {
+        let a = tempfile::tempdir().map_err(|source| Error::Io { path: "a".into(), source })?;
+        let b = tempfile::tempdir().map_err(|source| Error::Io { path: "b".into(), source })?;
+        let c = tempfile::tempdir().map_err(|source| Error::Io { path: "c".into(), source })?;
+        let sa = generate(a.path(), &opts(500, 1))?;
+        generate(b.path(), &opts(500, 1))?;
+        generate(c.path(), &opts(500, 2))?;
+        assert_eq!(read_all(a.path()), read_all(b.path()));
+        assert_ne!(read_all(a.path()), read_all(c.path()));
+        assert!(sa.crm_records > 100 && sa.web_customers > 100 && sa.order_log_lines > 100 && sa.web_orders > 100, "{sa:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn crm_records_are_fixed_width_latin1() -> Result<(), Error> {
+        let dir = tempfile::tempdir().map_err(|source| Error::Io { path: "d".into(), source })?;
+        let s = generate(dir.path(), &opts(2000, 3))?;
+        let crm = std::fs::read(dir.path().join("sources/crm/customers.dat")).map_err(|source| Error::Io { path: "crm".into(), source })?;
+        let lines: Vec<&[u8]> = crm.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len() as u64, s.crm_records);
+        let full = lines.iter().filter(|l| l.len() == CRM_RECORD_LEN).count();
+        assert!(full as u64 >= s.crm_records - s.malformed_lines);
+        assert!(crm.iter().any(|b| *b >= 0xC0), "accented latin-1 letters expected");
+        assert!(std::str::from_utf8(&crm).is_err(), "latin-1 is not UTF-8");
+        Ok(())
+    }
+}

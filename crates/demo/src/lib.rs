@@ -1,0 +1,34 @@
+//! The demo data: a mid-sized retailer's customer files, generated deterministically from a seed.
+//!
+//! # Overview
+//! [`generate`] writes four sources shaped like the real thing, plus the truth behind them:
+//! - `sources/crm/customers.dat`: the legacy CRM extract, fixed-width, latin-1, upper-case names with
+//!   accents, free-format phones, often no email, birth dates `YYYYMMDD` with `00000000` for unknown,
+//!   and a `Y`/`N` opt-out flag ([`CRM_LAYOUT`] gives the positions).
+//! - `sources/orders/order_log.txt`: the legacy order log in the CDNOW layout (whitespace-aligned
+//!   customer number, `YYYYMMDD`, quantity, amount).
+//! - `sources/web/customers.jsonl`: web-shop accounts as JSON lines with a nested name and address,
+//!   ISO-8601 timestamps with offsets and a marketing-consent flag.
+//! - `sources/web/orders.csv`: web orders.
+//! - `truth/person_map.csv`: which person is behind every source record (to measure identity resolution).
+//!
+//! Persons are legacy-only, web-only or in both systems with noisy fields (case, typos, a moved
+//! address, a different email). Purchases follow a buy-till-you-die process: each buyer has a
+//! purchase rate (gamma distributed) and a dropout probability after each purchase (beta distributed),
+//! and spend follows the gamma-gamma model, so models fitted on the data find real signal. About one line
+//! in three hundred is malformed, as in real extracts.
+//!
+//! # Example
+//! ```
+//! let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+//! let as_of = chrono::NaiveDate::from_ymd_opt(2025, 12, 31).ok_or("date")?;
+//! let summary = clientele_demo::generate(dir.path(), &clientele_demo::DemoOptions { persons: 200, seed: 7, as_of })
+//!     .map_err(|e| e.to_string())?;
+//! assert!(summary.crm_records > 0 && summary.web_orders > 0);
+//! # Ok::<(), String>(())
+//! ```
+
+mod generate;
+mod names;
+
+pub use generate::{CRM_LAYOUT, DemoOptions, DemoSummary, Error, generate};

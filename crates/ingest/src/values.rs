@@ -1,0 +1,193 @@
+//! Text to typed values. Each parser says in plain words why a text does not fit.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+
+use crate::spec::{FieldPlan, FieldType};
+
+/// A parsed field value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Value {
+    Null,
+    Str(String),
+    I64(i64),
+    F64(f64),
+    Dec(i128),
+    Date(i32),
+    Ts(i64),
+    Bool(bool),
+}
+
+const EPOCH: NaiveDate = match NaiveDate::from_ymd_opt(1970, 1, 1) {
+    Some(d) => d,
+    None => NaiveDate::MIN,
+};
+
+/// Converts one field's text (already cut out of the record) into a value of its declared type.
+/// `None` text means the field is absent from the record (JSON) and is treated like an empty one.
+pub(crate) fn convert(field: &FieldPlan, text: Option<&str>, null_values: &[String]) -> Result<Value, String> {
+    let raw = text.unwrap_or("");
+    let t = if field.trim { raw.trim() } else { raw };
+    let is_null = t.is_empty()
+        || null_values.iter().any(|n| n == t)
+        || field.unknown.iter().any(|u| u == t);
+    if is_null {
+        return if field.nullable { Ok(Value::Null) } else { Err("a value is required but the field is empty".into()) };
+    }
+    match &field.ty {
+        FieldType::Utf8 => Ok(Value::Str(t.to_string())),
+        FieldType::Int64 => parse_i64(t).map(Value::I64),
+        FieldType::Float64 => parse_f64(t).map(Value::F64),
+        FieldType::Decimal { precision, scale } => parse_decimal(t, *precision, *scale).map(Value::Dec),
+        FieldType::Date { format } => parse_date(t, format).map(Value::Date),
+        FieldType::Timestamp { format } => parse_timestamp(t, format.as_deref()).map(Value::Ts),
+        FieldType::Boolean { true_values, false_values } => {
+            let l = t.to_lowercase();
+            if true_values.contains(&l) {
+                Ok(Value::Bool(true))
+            } else if false_values.contains(&l) {
+                Ok(Value::Bool(false))
+            } else {
+                Err(format!("'{}' is not a boolean (true: {}; false: {})", clip(t), true_values.join(", "), false_values.join(", ")))
+            }
+        }
+    }
+}
+
+/// Shortens a value quoted in a reason.
+fn clip(s: &str) -> String {
+    if s.chars().count() > 40 { format!("{}…", s.chars().take(40).collect::<String>()) } else { s.to_string() }
+}
+
+pub(crate) fn parse_i64(t: &str) -> Result<i64, String> {
+    t.parse::<i64>().map_err(|e| match e.kind() {
+        std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+            format!("'{}' overflows a 64-bit integer", clip(t))
+        }
+        _ => format!("'{}' is not an integer", clip(t)),
+    })
+}
+
+pub(crate) fn parse_f64(t: &str) -> Result<f64, String> {
+    match t.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(_) => Err(format!("'{}' is not a finite number", clip(t))),
+        Err(_) => Err(format!("'{}' is not a number", clip(t))),
+    }
+}
+
+/// Parses `-123.45` into the unscaled integer of a decimal(precision, scale). More fractional digits
+/// than the scale allows are refused rather than silently rounded.
+pub(crate) fn parse_decimal(t: &str, precision: u8, scale: i8) -> Result<i128, String> {
+    let bad = || format!("'{}' is not a decimal number", clip(t));
+    let (neg, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
+    if (int_part.is_empty() && frac_part.is_empty())
+        || !int_part.bytes().all(|b| b.is_ascii_digit())
+        || !frac_part.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let scale = scale.max(0) as usize;
+    let frac_trimmed = frac_part.trim_end_matches('0');
+    if frac_trimmed.len() > scale {
+        return Err(format!("'{}' has more than {scale} decimal places", clip(t)));
+    }
+    let int_digits = int_part.trim_start_matches('0');
+    if int_digits.len() + scale > precision as usize {
+        return Err(format!("'{}' does not fit decimal({precision},{scale})", clip(t)));
+    }
+    let mut v: i128 = 0;
+    for b in int_digits.bytes().chain(frac_trimmed.bytes()) {
+        v = v * 10 + i128::from(b - b'0');
+    }
+    for _ in frac_trimmed.len()..scale {
+        v *= 10;
+    }
+    Ok(if neg { -v } else { v })
+}
+
+pub(crate) fn parse_date(t: &str, format: &str) -> Result<i32, String> {
+    let d = NaiveDate::parse_from_str(t, format)
+        .map_err(|_| format!("'{}' is not a valid date in the format '{format}'", clip(t)))?;
+    i32::try_from(d.signed_duration_since(EPOCH).num_days()).map_err(|_| format!("'{}' is out of range", clip(t)))
+}
+
+/// Timestamps become microseconds since the epoch, UTC. Without a format, RFC 3339 (with `T` or a space,
+/// an offset or `Z`) is accepted, and a value with no offset is taken as UTC.
+pub(crate) fn parse_timestamp(t: &str, format: Option<&str>) -> Result<i64, String> {
+    let utc: Option<DateTime<Utc>> = match format {
+        Some(f) => DateTime::parse_from_str(t, f)
+            .map(|d| d.with_timezone(&Utc))
+            .ok()
+            .or_else(|| NaiveDateTime::parse_from_str(t, f).ok().map(|n| n.and_utc())),
+        None => DateTime::parse_from_rfc3339(t)
+            .or_else(|_| DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f%:z"))
+            .or_else(|_| DateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f%z"))
+            .map(|d| d.with_timezone(&Utc))
+            .ok()
+            .or_else(|| NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|n| n.and_utc()))
+            .or_else(|| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f").ok().map(|n| n.and_utc())),
+    };
+    let shown = format.unwrap_or("RFC 3339");
+    utc.map(|d| d.timestamp_micros())
+        .ok_or_else(|| format!("'{}' is not a valid timestamp in the format '{shown}'", clip(t)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Position;
+
+    fn field(ty: FieldType, nullable: bool) -> FieldPlan {
+        FieldPlan { name: "f".into(), ty, position: Position::Column(0), nullable, trim: true, unknown: vec!["00000000".into()] }
+    }
+
+    #[test]
+    fn decimals_are_exact_and_refuse_silent_rounding() {
+        assert_eq!(parse_decimal("12.5", 12, 2), Ok(1250));
+        assert_eq!(parse_decimal("-0.07", 12, 2), Ok(-7));
+        assert_eq!(parse_decimal("+3", 12, 2), Ok(300));
+        assert_eq!(parse_decimal("1.230", 12, 2), Ok(123));
+        assert!(parse_decimal("1.234", 12, 2).is_err_and(|e| e.contains("more than 2 decimal places")));
+        assert!(parse_decimal("12.x5", 12, 2).is_err_and(|e| e.contains("not a decimal")));
+        assert!(parse_decimal("123456789012", 12, 2).is_err_and(|e| e.contains("does not fit")));
+        assert!(parse_decimal(".", 12, 2).is_err());
+        assert!(parse_decimal("-", 12, 2).is_err());
+    }
+
+    #[test]
+    fn impossible_dates_are_named() {
+        assert_eq!(parse_date("19700102", "%Y%m%d"), Ok(1));
+        assert!(parse_date("20251345", "%Y%m%d").is_err_and(|e| e.contains("'20251345' is not a valid date")));
+    }
+
+    #[test]
+    fn timestamps_with_offsets_become_utc() {
+        let a = parse_timestamp("2025-03-01T10:00:00+02:00", None);
+        let b = parse_timestamp("2025-03-01T08:00:00Z", None);
+        assert!(a.is_ok());
+        assert_eq!(a, b);
+        assert_eq!(parse_timestamp("2025-03-01 08:00:00", None), b);
+        assert!(parse_timestamp("yesterday", None).is_err());
+    }
+
+    #[test]
+    fn unknown_tokens_are_null_and_required_fields_refuse_them() {
+        let date = FieldType::Date { format: "%Y%m%d".into() };
+        assert_eq!(convert(&field(date.clone(), true), Some("00000000"), &[]), Ok(Value::Null));
+        assert!(convert(&field(date, false), Some("  "), &[]).is_err());
+        assert_eq!(convert(&field(FieldType::Int64, true), Some("N/A"), &["N/A".into()]), Ok(Value::Null));
+        assert!(convert(&field(FieldType::Int64, true), Some("99999999999999999999"), &[]).is_err_and(|e| e.contains("overflows")));
+    }
+
+    #[test]
+    fn booleans_follow_their_token_lists() {
+        let b = FieldType::Boolean { true_values: vec!["y".into()], false_values: vec!["n".into()] };
+        assert_eq!(convert(&field(b.clone(), true), Some("Y"), &[]), Ok(Value::Bool(true)));
+        assert!(convert(&field(b, true), Some("maybe"), &[]).is_err());
+    }
+}

@@ -1,0 +1,94 @@
+use clientele_ingest::SourceReport;
+use clientele_segments::{ExportReport, SegmentSize};
+use clientele_store::WrittenFile;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Every step succeeded and the outputs were published.
+    Succeeded,
+    /// A step failed; nothing was published.
+    Failed,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Succeeded,
+    Failed,
+    /// Not run because a step it depends on failed.
+    Skipped,
+}
+
+/// One step of a run.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StepReport {
+    pub name: String,
+    pub kind: String,
+    pub status: StepStatus,
+    pub started_at: String,
+    pub ended_at: String,
+    pub duration_ms: u64,
+    /// Rows the step read (source records for ingest, input rows otherwise).
+    pub rows_in: u64,
+    /// Rows the step wrote.
+    pub rows_out: u64,
+    /// Files written, as they are (or would have been) published.
+    pub outputs: Vec<WrittenFile>,
+    /// The error, with its causes, when the step failed or was skipped.
+    pub error: Option<String>,
+}
+
+/// One table written by a run.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TableSummary {
+    /// Name as queried (`raw.crm_customers`, `customer_view`).
+    pub table: String,
+    /// The Parquet file.
+    pub path: String,
+    pub rows: u64,
+}
+
+/// Everything one run did; written to `_runs/RUN_ID.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RunManifest {
+    pub run_id: String,
+    pub job: String,
+    pub spec_path: String,
+    pub spec_sha256: String,
+    pub as_of: String,
+    pub status: RunStatus,
+    /// Whether the outputs were published.
+    pub published: bool,
+    pub started_at: String,
+    pub ended_at: String,
+    pub duration_ms: u64,
+    /// The steps asked for with `--only` (empty: all).
+    pub only: Vec<String>,
+    pub warehouse: String,
+    pub clientele_version: String,
+    pub steps: Vec<StepReport>,
+    /// Per source and per file: read, loaded, quarantined, checksums.
+    pub sources: Vec<SourceReport>,
+    pub tables: Vec<TableSummary>,
+    pub segments: Vec<SegmentSize>,
+    pub exports: Vec<ExportReport>,
+    /// Where a failed run's staged outputs remain for inspection (until the next run).
+    pub staging_dir: Option<String>,
+    /// The first error, when the run failed.
+    pub error: Option<String>,
+}
+
+impl RunManifest {
+    /// Source records read.
+    pub fn rows_in(&self) -> u64 {
+        self.sources.iter().map(|s| s.rows_read).sum()
+    }
+
+    /// Rows written to tables.
+    pub fn rows_out(&self) -> u64 {
+        self.tables.iter().map(|t| t.rows).sum()
+    }
+}

@@ -1,0 +1,120 @@
+//! The run report: what a person reads to know how last night went.
+
+use std::fmt::Write;
+
+use crate::manifest::{RunManifest, RunStatus, StepStatus};
+
+/// Groups digits by thousands: 1234567 → 1,234,567.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn seconds(ms: u64) -> String {
+    format!("{:.1}s", ms as f64 / 1000.0)
+}
+
+/// Renders a manifest as a short plain-text report.
+pub fn render_report(m: &RunManifest) -> String {
+    let mut out = String::new();
+    let status = match m.status {
+        RunStatus::Succeeded => "SUCCEEDED",
+        RunStatus::Failed => "FAILED",
+    };
+    let _ = writeln!(out, "run {}  job {}  as-of {}  {status} in {}", m.run_id, m.job, m.as_of, seconds(m.duration_ms));
+    let _ = writeln!(out, "\nsteps");
+    for s in &m.steps {
+        let mark = match s.status {
+            StepStatus::Succeeded => "ok  ",
+            StepStatus::Failed => "FAIL",
+            StepStatus::Skipped => "skip",
+        };
+        let _ = writeln!(
+            out,
+            "  {mark} {:<12} {:<9} {:>7}  rows in {:>11}  out {:>11}",
+            s.name,
+            s.kind,
+            seconds(s.duration_ms),
+            thousands(s.rows_in),
+            thousands(s.rows_out)
+        );
+        if let Some(e) = &s.error {
+            let _ = writeln!(out, "       {e}");
+        }
+    }
+    if !m.sources.is_empty() {
+        let _ = writeln!(out, "\nsources (read = loaded + quarantined)");
+        for s in &m.sources {
+            let _ = writeln!(
+                out,
+                "  {:<16} {:>11} = {:>11} + {:>7}   {} file(s)",
+                s.source,
+                thousands(s.rows_read),
+                thousands(s.rows_loaded),
+                thousands(s.rows_quarantined),
+                s.files.len()
+            );
+        }
+    }
+    if !m.tables.is_empty() {
+        let _ = writeln!(out, "\ntables");
+        for t in &m.tables {
+            let _ = writeln!(out, "  {:<32} {:>11} rows   {}", t.table, thousands(t.rows), t.path);
+        }
+    }
+    if !m.segments.is_empty() {
+        let _ = writeln!(out, "\nsegments");
+        for s in &m.segments {
+            let _ = writeln!(out, "  {:<32} {:>11} customers   {}", s.segment, thousands(s.customers), s.name);
+        }
+    }
+    if !m.exports.is_empty() {
+        let _ = writeln!(out, "\nexports");
+        for e in &m.exports {
+            let suppressed: Vec<String> = e.suppressed.iter().map(|(k, v)| format!("{k} {}", thousands(*v))).collect();
+            let suppressed = if suppressed.is_empty() { "none".to_string() } else { suppressed.join(", ") };
+            let _ = writeln!(
+                out,
+                "  {:<32} {} eligible, suppressed: {suppressed}, {} exported -> {}",
+                e.export,
+                thousands(e.eligible),
+                thousands(e.exported),
+                e.file.path
+            );
+        }
+    }
+    let _ = writeln!(out, "\nwarehouse {}", m.warehouse);
+    match m.status {
+        RunStatus::Succeeded => {}
+        RunStatus::Failed => {
+            let _ = writeln!(out, "nothing was published: the last good outputs are untouched");
+            if let Some(dir) = &m.staging_dir {
+                let _ = writeln!(out, "this run's staged outputs (quarantine included) stay until the next run: {dir}");
+            }
+            if let Some(e) = &m.error {
+                let _ = writeln!(out, "error: {e}");
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+}

@@ -1,0 +1,515 @@
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDate, Utc};
+use clientele_ingest::{OutputPaths, ingest_source, quarantine_schema, resolve_files};
+use clientele_models::{rfm_schema, score_rfm};
+use clientele_segments::{evaluate_segments, export_segment, membership_schema};
+use clientele_sql::Engine;
+use clientele_store::layout::{self, RunId};
+use clientele_store::{RunLock, Warehouse, WrittenFile};
+
+use crate::error::{Error, Result};
+use crate::manifest::{RunManifest, RunStatus, StepReport, StepStatus, TableSummary};
+use crate::spec::{JobSpec, Problem, Step, StepKind, TableId};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Follows a run as it goes (progress display, logs).
+pub trait RunObserver: Send + Sync {
+    /// A step starts.
+    fn step_started(&self, _step: &str, _kind: &str) {}
+    /// A step ended (succeeded, failed or skipped).
+    fn step_finished(&self, _report: &StepReport) {}
+}
+
+/// How to run a job.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// The date every step uses instead of the clock.
+    pub as_of: NaiveDate,
+    /// Run only these steps (their inputs from other steps must be published for the same as-of date).
+    pub only: Vec<String>,
+    /// The clock, for timings and the run id only; no output depends on it.
+    pub clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+}
+
+impl RunOptions {
+    /// All steps, wall-clock timings.
+    pub fn new(as_of: NaiveDate) -> Self {
+        Self { as_of, only: Vec::new(), clock: Arc::new(Utc::now) }
+    }
+}
+
+/// A step as a dry run shows it.
+#[derive(Debug, Clone)]
+pub struct PlannedStep {
+    pub name: String,
+    pub kind: String,
+    pub depends_on: Vec<String>,
+    pub reads: Vec<String>,
+    pub writes: Vec<String>,
+    /// One line per unit of work (a source and its files, a model, a segment, an export).
+    pub details: Vec<String>,
+    /// Whether `--only` selects it.
+    pub selected: bool,
+}
+
+/// Runs one job for one as-of date.
+pub struct Runner {
+    spec: JobSpec,
+    opts: RunOptions,
+    observer: Option<Arc<dyn RunObserver>>,
+}
+
+/// Formats an error with its causes, leaving out a cause already quoted by the message before it.
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text = format!("{text}: {s_text}");
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// What the running steps have produced so far.
+#[derive(Default)]
+struct RunState {
+    /// Table name → the staged file and its published path.
+    produced: BTreeMap<String, (String, WrittenFile)>,
+    failed: BTreeSet<String>,
+    manifest_sources: Vec<clientele_ingest::SourceReport>,
+    segments: Vec<clientele_segments::SegmentSize>,
+    exports: Vec<clientele_segments::ExportReport>,
+}
+
+#[derive(Default)]
+struct StepOutcome {
+    rows_in: u64,
+    rows_out: u64,
+    outputs: Vec<WrittenFile>,
+}
+
+impl Runner {
+    pub fn new(spec: JobSpec, opts: RunOptions) -> Self {
+        Self { spec, opts, observer: None }
+    }
+
+    /// Reports progress to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn RunObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The job.
+    pub fn spec(&self) -> &JobSpec {
+        &self.spec
+    }
+
+    fn check_only(&self) -> Result<BTreeSet<String>> {
+        let mut selected = BTreeSet::new();
+        let mut problems = Vec::new();
+        for name in &self.opts.only {
+            if self.spec.steps.iter().any(|s| &s.name == name) {
+                selected.insert(name.clone());
+            } else {
+                let names: Vec<&str> = self.spec.steps.iter().map(|s| s.name.as_str()).collect();
+                problems.push(Problem {
+                    file: self.spec.path.clone(),
+                    line: None,
+                    message: format!("--only names step '{name}', which the job does not have (steps: {})", names.join(", ")),
+                });
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Spec { problems });
+        }
+        if selected.is_empty() {
+            selected = self.spec.steps.iter().map(|s| s.name.clone()).collect();
+        }
+        Ok(selected)
+    }
+
+    fn order(&self) -> Result<Vec<&Step>> {
+        self.spec.step_order().map_err(|message| Error::Spec {
+            problems: vec![Problem { file: self.spec.path.clone(), line: None, message }],
+        })
+    }
+
+    /// The dry run: lists the steps in order with what they read and write, and plans every query against
+    /// the declared source schemas and the schemas the models before it produce. Writes nothing.
+    /// `strict` also reports required sources with no files (for `validate`).
+    pub async fn plan(&self, strict: bool) -> Result<Vec<PlannedStep>> {
+        let spec = &self.spec;
+        let selected = self.check_only()?;
+        let warehouse = Warehouse::open(&spec.warehouse, &spec.base_dir)?;
+        let engine = Engine::new(&warehouse, self.opts.as_of, &spec.engine)?;
+        let mut problems = Vec::new();
+        let mut planned = Vec::new();
+        for step in self.order()? {
+            let mut details = Vec::new();
+            match &step.kind {
+                StepKind::Ingest { sources } => {
+                    for name in sources {
+                        let Some(source) = spec.source(name) else { continue };
+                        engine.register_empty(&format!("raw.{name}"), source.arrow_schema())?;
+                        engine.register_empty(&format!("quarantine.{name}"), quarantine_schema())?;
+                        let files = resolve_files(source, &spec.base_dir).map(|f| f.len()).unwrap_or(0);
+                        details.push(format!("source {name}: {} '{}' ({files} file(s) now)", format_name(&source.format), source.location));
+                        if strict && files == 0 && source.required {
+                            problems.push(Problem {
+                                file: spec.path.clone(),
+                                line: Some(step.line),
+                                message: format!("source '{name}': no file matches '{}' (the source is required)", source.location),
+                            });
+                        }
+                    }
+                }
+                StepKind::Sql { models } => {
+                    for name in models {
+                        let Some(model) = spec.models.get(name) else { continue };
+                        match engine.plan_model(model).await {
+                            Ok(schema) => {
+                                details.push(format!("model {} ({} columns) <- {}", model.name, schema.fields().len(), model.reads.join(", ")));
+                                engine.register_empty(&model.name, schema)?;
+                            }
+                            Err(e) => problems.push(Problem { file: model.path.clone(), line: None, message: chain(&e) }),
+                        }
+                    }
+                }
+                StepKind::Rfm { input } => {
+                    match engine.plan_schema(&rfm_query(input)).await {
+                        Ok(_) => details.push(format!("score {input} -> customer_rfm")),
+                        Err(e) => problems.push(Problem {
+                            file: spec.path.clone(),
+                            line: Some(step.line),
+                            message: format!("step '{}': the RFM input '{input}' needs customer_id, recency_days, frequency and monetary_value: {}", step.name, chain(&e)),
+                        }),
+                    }
+                    engine.register_empty("customer_rfm", rfm_schema())?;
+                }
+                StepKind::Segments => {
+                    for seg in &spec.segments {
+                        match engine.plan_schema(&seg.sql).await {
+                            Ok(schema) if schema.field_with_name("customer_id").is_ok() => {
+                                details.push(format!("segment {} ({})", seg.id, seg.name));
+                            }
+                            Ok(_) => problems.push(Problem { file: seg.path.clone(), line: None, message: "the query must return a customer_id column".into() }),
+                            Err(e) => problems.push(Problem { file: seg.path.clone(), line: None, message: chain(&e) }),
+                        }
+                    }
+                    engine.register_empty("segment_membership", membership_schema())?;
+                }
+                StepKind::Export { exports } => {
+                    for name in exports {
+                        let Some(export) = spec.exports.iter().find(|e| &e.name == name) else { continue };
+                        match engine.plan_schema(&export.query()).await {
+                            Ok(_) => details.push(format!(
+                                "export {name}: segment {} as {} -> exports/{name}/as_of={}/{name}.csv",
+                                export.segment, export.format, self.opts.as_of
+                            )),
+                            Err(e) => problems.push(Problem {
+                                file: spec.path.clone(),
+                                line: Some(step.line),
+                                message: format!("export '{name}': {}", chain(&e)),
+                            }),
+                        }
+                    }
+                }
+            }
+            planned.push(PlannedStep {
+                name: step.name.clone(),
+                kind: step.kind.name().to_string(),
+                depends_on: spec.dependencies(step),
+                reads: step.reads.iter().map(|t| t.name.clone()).collect(),
+                writes: match &step.kind {
+                    StepKind::Export { exports } => exports.iter().map(|e| format!("exports/{e}")).collect(),
+                    _ => step.writes.iter().map(|t| format!("{} ({}/{})", t.name, t.layer, t.table)).collect(),
+                },
+                details,
+                selected: selected.contains(&step.name),
+            });
+        }
+        if problems.is_empty() { Ok(planned) } else { Err(Error::Spec { problems }) }
+    }
+
+    /// Runs the job: lock, steps, publish (only when every step succeeded), manifest, unlock.
+    /// Returns the manifest for succeeded and failed runs alike; `Err` only when the run could not start
+    /// or its record could not be written.
+    pub async fn run(&self) -> Result<RunManifest> {
+        let spec = &self.spec;
+        let selected = self.check_only()?;
+        let order = self.order()?;
+        let warehouse = Warehouse::open(&spec.warehouse, &spec.base_dir)?;
+        let started = (self.opts.clock)();
+        let suffix = u16::try_from(std::process::id() % 65_536).unwrap_or(0) ^ u16::try_from(started.timestamp_subsec_micros() % 65_536).unwrap_or(0);
+        let run_id = RunId::from_start(started, suffix);
+        let lock = RunLock::acquire(&warehouse, &run_id, started, spec.stale_lock_hours).await?;
+        tracing::info!(run = %run_id, job = %spec.name, as_of = %self.opts.as_of, warehouse = %warehouse.display(), "run started");
+        let result = self.run_locked(&warehouse, &run_id, started, &order, &selected).await;
+        if let Err(e) = lock.release().await {
+            tracing::warn!(error = %e, "could not release the warehouse lock");
+        }
+        result
+    }
+
+    async fn run_locked(
+        &self,
+        warehouse: &Warehouse,
+        run_id: &RunId,
+        started: DateTime<Utc>,
+        order: &[&Step],
+        selected: &BTreeSet<String>,
+    ) -> Result<RunManifest> {
+        let spec = &self.spec;
+        // Staging areas of earlier runs (failed or killed) go now that the lock is ours.
+        warehouse.delete_prefix(layout::STAGING_DIR).await?;
+        let engine = Engine::new(warehouse, self.opts.as_of, &spec.engine)?;
+        let mut state = RunState::default();
+        let mut reports = Vec::new();
+        let mut first_error: Option<String> = None;
+        for step in order.iter().filter(|s| selected.contains(&s.name)) {
+            let blocked_by: Vec<String> = spec.dependencies(step).into_iter().filter(|d| state.failed.contains(d)).collect();
+            let now = (self.opts.clock)();
+            if !blocked_by.is_empty() {
+                state.failed.insert(step.name.clone());
+                let report = StepReport {
+                    name: step.name.clone(),
+                    kind: step.kind.name().into(),
+                    status: StepStatus::Skipped,
+                    started_at: now.to_rfc3339(),
+                    ended_at: now.to_rfc3339(),
+                    duration_ms: 0,
+                    rows_in: 0,
+                    rows_out: 0,
+                    outputs: Vec::new(),
+                    error: Some(format!("skipped because step '{}' did not succeed", blocked_by.join("', '"))),
+                };
+                self.notify_finished(&report);
+                reports.push(report);
+                continue;
+            }
+            if let Some(o) = &self.observer {
+                o.step_started(&step.name, step.kind.name());
+            }
+            tracing::info!(step = %step.name, kind = step.kind.name(), "step started");
+            let mut outcome = StepOutcome::default();
+            let result = self.run_step(step, &engine, warehouse, run_id, &mut state, &mut outcome).await;
+            let ended = (self.opts.clock)();
+            let error = result.err().map(|e| chain(e.as_ref()));
+            if let Some(e) = &error {
+                tracing::error!(step = %step.name, error = %e, "step failed");
+                state.failed.insert(step.name.clone());
+                first_error.get_or_insert_with(|| format!("step '{}': {e}", step.name));
+            } else {
+                tracing::info!(step = %step.name, rows_in = outcome.rows_in, rows_out = outcome.rows_out, "step succeeded");
+            }
+            let report = StepReport {
+                name: step.name.clone(),
+                kind: step.kind.name().into(),
+                status: if error.is_some() { StepStatus::Failed } else { StepStatus::Succeeded },
+                started_at: now.to_rfc3339(),
+                ended_at: ended.to_rfc3339(),
+                duration_ms: u64::try_from((ended - now).num_milliseconds()).unwrap_or(0),
+                rows_in: outcome.rows_in,
+                rows_out: outcome.rows_out,
+                outputs: outcome.outputs,
+                error,
+            };
+            self.notify_finished(&report);
+            reports.push(report);
+        }
+
+        let succeeded = first_error.is_none();
+        let files: Vec<String> = reports.iter().flat_map(|r| r.outputs.iter().map(|f| f.path.clone())).collect();
+        if succeeded {
+            warehouse.publish(run_id, &files).await?;
+            tracing::info!(run = %run_id, files = files.len(), "outputs published");
+        } else {
+            tracing::error!(run = %run_id, "run failed: nothing was published; the last good outputs are untouched");
+        }
+        let ended = (self.opts.clock)();
+        let tables = state
+            .produced
+            .iter()
+            .map(|(name, (_, file))| TableSummary { table: name.clone(), path: file.path.clone(), rows: file.rows })
+            .collect();
+        let manifest = RunManifest {
+            run_id: run_id.to_string(),
+            job: spec.name.clone(),
+            spec_path: spec.path.display().to_string(),
+            spec_sha256: spec.sha256.clone(),
+            as_of: self.opts.as_of.to_string(),
+            status: if succeeded { RunStatus::Succeeded } else { RunStatus::Failed },
+            published: succeeded,
+            started_at: started.to_rfc3339(),
+            ended_at: ended.to_rfc3339(),
+            duration_ms: u64::try_from((ended - started).num_milliseconds()).unwrap_or(0),
+            only: self.opts.only.clone(),
+            warehouse: warehouse.display().to_string(),
+            clientele_version: env!("CARGO_PKG_VERSION").to_string(),
+            steps: reports,
+            sources: state.manifest_sources,
+            tables,
+            segments: state.segments,
+            exports: state.exports,
+            staging_dir: (!succeeded).then(|| warehouse.url_of(&format!("{}/{run_id}", layout::STAGING_DIR), true)),
+            error: first_error,
+        };
+        let path = layout::run_manifest(run_id);
+        let body = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Manifest { path: path.clone(), reason: e.to_string() })?;
+        warehouse.put(&path, Bytes::from(body)).await?;
+        let report = crate::report::render_report(&manifest);
+        warehouse.put(&path.replace(".json", ".txt"), Bytes::from(report)).await?;
+        Ok(manifest)
+    }
+
+    fn notify_finished(&self, report: &StepReport) {
+        if let Some(o) = &self.observer {
+            o.step_finished(report);
+        }
+    }
+
+    /// Makes a table this step reads available: from this run if an earlier step wrote it, else the
+    /// published partition of the same as-of date.
+    async fn register_input(&self, engine: &Engine, warehouse: &Warehouse, table: &TableId, state: &RunState) -> Result<(), BoxError> {
+        if state.produced.contains_key(&table.name) {
+            return Ok(());
+        }
+        let rel = layout::partition_file(&table.layer, &table.table, self.opts.as_of);
+        if warehouse.get_opt(&rel).await?.is_none() {
+            return Err(format!(
+                "table '{}' was not written by this run and has no published partition for as_of={} ({rel}); run the step that writes it first",
+                table.name, self.opts.as_of
+            )
+            .into());
+        }
+        engine.register_file(&table.name, &rel).await?;
+        Ok(())
+    }
+
+    async fn run_step(
+        &self,
+        step: &Step,
+        engine: &Engine,
+        warehouse: &Warehouse,
+        run_id: &RunId,
+        state: &mut RunState,
+        outcome: &mut StepOutcome,
+    ) -> Result<(), BoxError> {
+        let spec = &self.spec;
+        let as_of = self.opts.as_of;
+        for input in &step.reads {
+            self.register_input(engine, warehouse, input, state).await?;
+            outcome.rows_in += state.produced.get(&input.name).map_or(0, |(_, f)| f.rows);
+        }
+        let record = |state: &mut RunState, outcome: &mut StepOutcome, name: String, staged: String, file: WrittenFile| {
+            outcome.outputs.push(file.clone());
+            state.produced.insert(name, (staged, file));
+        };
+        match &step.kind {
+            StepKind::Ingest { sources } => {
+                let mut first_problem: Option<BoxError> = None;
+                for name in sources {
+                    let source = spec.source(name).ok_or_else(|| format!("source '{name}' is not declared"))?;
+                    let data = layout::partition_file("raw", name, as_of);
+                    let quarantine = layout::partition_file("quarantine", name, as_of);
+                    let paths = OutputPaths {
+                        data_staged: layout::staged(run_id, &data),
+                        data_published: data,
+                        quarantine_staged: layout::staged(run_id, &quarantine),
+                        quarantine_published: quarantine,
+                    };
+                    let report = ingest_source(source, &spec.base_dir, warehouse, &paths).await?;
+                    tracing::info!(
+                        source = %name, read = report.rows_read, loaded = report.rows_loaded,
+                        quarantined = report.rows_quarantined, files = report.files.len(), "source ingested"
+                    );
+                    outcome.rows_in += report.rows_read;
+                    outcome.rows_out += report.rows_loaded;
+                    engine.register_file(&format!("raw.{name}"), &paths.data_staged).await?;
+                    engine.register_file(&format!("quarantine.{name}"), &paths.quarantine_staged).await?;
+                    record(state, outcome, format!("raw.{name}"), paths.data_staged.clone(), report.data.clone());
+                    record(state, outcome, format!("quarantine.{name}"), paths.quarantine_staged.clone(), report.quarantine.clone());
+                    if let Err(e) = report.check_limits(source) {
+                        first_problem.get_or_insert_with(|| Box::new(e));
+                    }
+                    state.manifest_sources.push(report);
+                }
+                if let Some(e) = first_problem {
+                    return Err(e);
+                }
+            }
+            StepKind::Sql { models } => {
+                for name in models {
+                    let model = spec.models.get(name).ok_or_else(|| format!("model '{name}' is not loaded"))?;
+                    let rel = layout::partition_file(&model.layer, &model.name, as_of);
+                    let staged = layout::staged(run_id, &rel);
+                    let file = engine
+                        .materialise(&format!("model '{}' ({})", model.name, model.path.display()), &model.sql, &staged, &rel)
+                        .await?;
+                    engine.register_file(&model.name, &staged).await?;
+                    tracing::info!(model = %model.name, rows = file.rows, "model materialised");
+                    outcome.rows_out += file.rows;
+                    record(state, outcome, model.name.clone(), staged, file);
+                }
+            }
+            StepKind::Rfm { input } => {
+                let batches = engine.collect(&format!("reading the RFM input '{input}'"), &rfm_query(input)).await?;
+                let scored = score_rfm(&batches)?;
+                let rel = layout::partition_file(crate::spec::RFM_TABLE.0, crate::spec::RFM_TABLE.1, as_of);
+                let staged = layout::staged(run_id, &rel);
+                let mut writer = warehouse.parquet_writer(&staged, scored.schema())?;
+                writer.write(&scored).await?;
+                let file = writer.finish(&rel).await?;
+                engine.register_file("customer_rfm", &staged).await?;
+                outcome.rows_out += file.rows;
+                record(state, outcome, "customer_rfm".into(), staged, file);
+            }
+            StepKind::Segments => {
+                let rel = layout::partition_file(crate::spec::MEMBERSHIP_TABLE.0, crate::spec::MEMBERSHIP_TABLE.1, as_of);
+                let staged = layout::staged(run_id, &rel);
+                let (file, sizes) = evaluate_segments(engine, warehouse, &spec.segments, as_of, &staged, &rel).await?;
+                engine.register_file("segment_membership", &staged).await?;
+                outcome.rows_out += file.rows;
+                record(state, outcome, "segment_membership".into(), staged, file);
+                state.segments = sizes;
+            }
+            StepKind::Export { exports } => {
+                for name in exports {
+                    let export = spec.exports.iter().find(|e| &e.name == name).ok_or_else(|| format!("export '{name}' is not declared"))?;
+                    let dir = format!("exports/{name}/as_of={as_of}");
+                    let (report, files) = export_segment(engine, warehouse, export, &layout::staged(run_id, &dir), &dir).await?;
+                    outcome.rows_in += report.eligible;
+                    outcome.rows_out += report.exported;
+                    outcome.outputs.extend(files);
+                    state.exports.push(report);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn format_name(f: &clientele_ingest::Format) -> &'static str {
+    match f {
+        clientele_ingest::Format::FixedWidth => "fixed_width",
+        clientele_ingest::Format::Whitespace => "whitespace",
+        clientele_ingest::Format::Delimited { .. } => "delimited",
+        clientele_ingest::Format::JsonLines => "json_lines",
+    }
+}
+
+/// The query that feeds RFM scoring: purchasers only, one row per customer, in id order.
+fn rfm_query(input: &str) -> String {
+    format!(
+        "select cast(customer_id as varchar) as customer_id, cast(recency_days as bigint) as recency_days,
+                cast(frequency as bigint) as frequency, cast(monetary_value as double) as monetary
+         from {input} where frequency > 0 order by customer_id"
+    )
+}

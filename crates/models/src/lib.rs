@@ -1,0 +1,22 @@
+//! Customer models. Today: RFM scoring by the Drilling Down method (recency, frequency and monetary
+//! quintiles and the three-digit cell code such as `545`).
+//!
+//! # Overview
+//! - [`quintile_scores`] turns one measure into scores 1..=5 (5 best). Customers are ranked from worst
+//!   to best and cut into fifths by rank; customers with equal values always get the same score (the
+//!   score of the first of them), so the result never depends on input order or ids.
+//! - [`score_rfm`] scores a batch with the columns `customer_id`, `recency_days`, `frequency` and
+//!   `monetary`, and returns the `customer_rfm` table ([`rfm_schema`]).
+//!
+//! # Example
+//! ```
+//! use clientele_models::quintile_scores;
+//! // Higher is better: the top fifth gets 5.
+//! assert_eq!(quintile_scores(&[10.0, 20.0, 30.0, 40.0, 50.0], true), vec![1, 2, 3, 4, 5]);
+//! // Lower is better (recency): the most recent gets 5; ties share a score.
+//! assert_eq!(quintile_scores(&[1.0, 1.0, 300.0, 20.0, 90.0], false), vec![5, 5, 1, 3, 2]);
+//! ```
+
+mod rfm;
+
+pub use rfm::{Error, Result, quintile_scores, rfm_schema, score_rfm};

@@ -1,0 +1,159 @@
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef};
+
+/// Errors of model fitting and scoring.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The input table lacks a column or has it with the wrong type.
+    #[error("model input: {0}")]
+    BadInput(String),
+    /// Arrow refused to build the output (a bug).
+    #[error("internal error building model output: {0}")]
+    Internal(String),
+}
+
+/// Result with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Scores 1..=5 by rank; see the crate docs for the tie rule. NaN counts as the worst value.
+pub fn quintile_scores(values: &[f64], higher_is_better: bool) -> Vec<u8> {
+    let n = values.len();
+    let key = |v: f64| {
+        let v = if v.is_nan() { f64::NEG_INFINITY } else { v };
+        if higher_is_better { v } else { -v }
+    };
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| key(values[a]).total_cmp(&key(values[b])));
+    let mut scores = vec![0u8; n];
+    let mut start = 0;
+    while start < n {
+        let v = key(values[order[start]]);
+        let mut end = start;
+        while end < n && key(values[order[end]]).total_cmp(&v).is_eq() {
+            end += 1;
+        }
+        let score = 1 + (5 * start / n.max(1)) as u8;
+        for &i in &order[start..end] {
+            scores[i] = score;
+        }
+        start = end;
+    }
+    scores
+}
+
+/// The `customer_rfm` table.
+pub fn rfm_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Utf8, false),
+        Field::new("recency_days", DataType::Int64, false),
+        Field::new("frequency", DataType::Int64, false),
+        Field::new("monetary", DataType::Float64, false),
+        Field::new("r_score", DataType::Int32, false),
+        Field::new("f_score", DataType::Int32, false),
+        Field::new("m_score", DataType::Int32, false),
+        Field::new("rfm_cell", DataType::Utf8, false),
+    ]))
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str, ty: &DataType) -> Result<&'a dyn Array> {
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::BadInput(format!("the RFM input has no column '{name}'")))?;
+    if col.data_type() != ty {
+        return Err(Error::BadInput(format!("column '{name}' is {} but RFM needs {ty}", col.data_type())));
+    }
+    if col.null_count() > 0 {
+        return Err(Error::BadInput(format!("column '{name}' has {} empty values", col.null_count())));
+    }
+    Ok(col.as_ref())
+}
+
+/// Scores every customer of `input` (one row per customer; see the crate docs for the columns).
+pub fn score_rfm(input: &[RecordBatch]) -> Result<RecordBatch> {
+    let mut ids: Vec<String> = Vec::new();
+    let mut recency: Vec<i64> = Vec::new();
+    let mut frequency: Vec<i64> = Vec::new();
+    let mut monetary: Vec<f64> = Vec::new();
+    for batch in input {
+        let id = column(batch, "customer_id", &DataType::Utf8)?.as_string::<i32>();
+        let r = column(batch, "recency_days", &DataType::Int64)?.as_primitive::<Int64Type>();
+        let f = column(batch, "frequency", &DataType::Int64)?.as_primitive::<Int64Type>();
+        let m = column(batch, "monetary", &DataType::Float64)?.as_primitive::<Float64Type>();
+        ids.extend(id.iter().map(|s| s.unwrap_or_default().to_string()));
+        recency.extend(r.values().iter());
+        frequency.extend(f.values().iter());
+        monetary.extend(m.values().iter());
+    }
+    let rs = quintile_scores(&recency.iter().map(|&v| v as f64).collect::<Vec<_>>(), false);
+    let fs = quintile_scores(&frequency.iter().map(|&v| v as f64).collect::<Vec<_>>(), true);
+    let ms = quintile_scores(&monetary, true);
+    let cells: Vec<String> = (0..ids.len()).map(|i| format!("{}{}{}", rs[i], fs[i], ms[i])).collect();
+    let to_i32 = |s: &[u8]| Int32Array::from(s.iter().map(|&v| i32::from(v)).collect::<Vec<_>>());
+    RecordBatch::try_new(
+        rfm_schema(),
+        vec![
+            Arc::new(StringArray::from(ids)),
+            Arc::new(Int64Array::from(recency)),
+            Arc::new(Int64Array::from(frequency)),
+            Arc::new(Float64Array::from(monetary)),
+            Arc::new(to_i32(&rs)),
+            Arc::new(to_i32(&fs)),
+            Arc::new(to_i32(&ms)),
+            Arc::new(StringArray::from(cells)),
+        ],
+    )
+    .map_err(|e| Error::Internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quintiles_cut_by_rank() {
+        let v: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(quintile_scores(&v, true), vec![1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
+        assert_eq!(quintile_scores(&v, false), vec![5, 5, 4, 4, 3, 3, 2, 2, 1, 1]);
+        assert!(quintile_scores(&[], true).is_empty());
+    }
+
+    #[test]
+    fn ties_share_a_score_whatever_the_order() {
+        let a = quintile_scores(&[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 3.0, 4.0, 5.0], true);
+        assert_eq!(a, vec![1, 1, 1, 1, 1, 1, 4, 4, 5, 5]);
+        let b = quintile_scores(&[5.0, 1.0, 4.0, 1.0, 3.0, 1.0, 2.0, 1.0, 1.0, 1.0], true);
+        assert_eq!(b, vec![5, 1, 5, 1, 4, 1, 4, 1, 1, 1]);
+    }
+
+    #[test]
+    fn rfm_cells_combine_the_three_scores() -> Result<()> {
+        let input = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("customer_id", DataType::Utf8, false),
+                Field::new("recency_days", DataType::Int64, false),
+                Field::new("frequency", DataType::Int64, false),
+                Field::new("monetary", DataType::Float64, false),
+            ])),
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b", "c", "d", "e"])),
+                Arc::new(Int64Array::from(vec![1, 400, 30, 90, 200])),
+                Arc::new(Int64Array::from(vec![9, 1, 4, 2, 3])),
+                Arc::new(Float64Array::from(vec![900.0, 10.0, 300.0, 50.0, 80.0])),
+            ],
+        )
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        let out = score_rfm(&[input])?;
+        let cells = out.column(7).as_string::<i32>();
+        assert_eq!(cells.iter().flatten().collect::<Vec<_>>(), vec!["555", "111", "444", "322", "233"]);
+        Ok(())
+    }
+
+    #[test]
+    fn missing_columns_are_named() {
+        let empty = RecordBatch::new_empty(Arc::new(Schema::new(vec![Field::new("customer_id", DataType::Utf8, false)])));
+        assert!(score_rfm(&[empty]).is_err_and(|e| e.to_string().contains("no column 'recency_days'")));
+    }
+}

@@ -1,0 +1,28 @@
+//! Segments and exports: who marketing should talk to, and the files that carry them to campaign tools.
+//!
+//! # Overview
+//! - A segment is a SQL file in `sql/segments/` whose header comment gives its `name`, `description`
+//!   and `owner`, and whose query returns `customer_id` plus any attributes to carry along
+//!   ([`load_segments`]).
+//! - [`evaluate_segments`] runs them all into one `segment_membership` table (as_of, segment,
+//!   customer_id, attributes as JSON), sorted, and refuses a segment that lists a customer twice.
+//! - [`export_segment`] writes one segment as CSV (RFC 4180, UTF-8, spreadsheet formulas neutralised)
+//!   with the columns the job asks for from `customer_view`. Suppression is applied inside the query
+//!   and cannot be turned off: a customer who opted out in any linked record, or whose consent is unknown,
+//!   never reaches the file. An export manifest records eligible, suppressed by reason, exported, and the
+//!   file's checksum, and no personal data.
+//!
+//! # Example
+//! ```
+//! use clientele_segments::parse_segment_header;
+//! let h = parse_segment_header("-- name: Lapsed best customers\n-- owner: crm-team\nselect 1");
+//! assert_eq!(h.get("name").map(String::as_str), Some("Lapsed best customers"));
+//! ```
+
+mod error;
+mod export;
+mod segment;
+
+pub use error::{Error, Result};
+pub use export::{ExportReport, ExportSpec, export_segment, neutralise_formula};
+pub use segment::{Segment, SegmentSize, evaluate_segments, load_segments, membership_schema, parse_segment_header};

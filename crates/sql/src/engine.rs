@@ -1,0 +1,253 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::NaiveDate;
+use clientele_store::{Warehouse, WrittenFile};
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::datasource::MemTable;
+use datafusion::error::DataFusionError;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::scalar::ScalarValue;
+use futures::StreamExt;
+
+use crate::error::{Error, Result};
+use crate::models::Model;
+
+/// Schemas that hold source tables rather than models.
+pub const SOURCE_SCHEMAS: [&str; 2] = ["raw", "quarantine"];
+
+/// How the query engine is set up.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// Partitions per query; 0 means one per CPU core.
+    pub target_partitions: usize,
+    /// Memory the engine may use before it spills or fails, in MiB; `None` is unbounded.
+    pub memory_limit_mb: Option<u64>,
+}
+
+/// A DataFusion session bound to one warehouse and one as-of date.
+pub struct Engine {
+    ctx: SessionContext,
+    warehouse: Warehouse,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("warehouse", &self.warehouse.display()).finish()
+    }
+}
+
+fn days_since_epoch(d: NaiveDate) -> i32 {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    i32::try_from(d.signed_duration_since(epoch).num_days()).unwrap_or(0)
+}
+
+impl Engine {
+    /// Builds the session: the only place in clientele where one is made.
+    pub fn new(warehouse: &Warehouse, as_of: NaiveDate, opts: &EngineOptions) -> Result<Self> {
+        let partitions = if opts.target_partitions == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            opts.target_partitions
+        };
+        let mut config = SessionConfig::new().with_target_partitions(partitions).with_information_schema(true);
+        // Plain UTF-8 strings everywhere, so every reader of the Parquet sees ordinary string columns.
+        config.options_mut().execution.parquet.schema_force_view_types = false;
+        config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(mb) = opts.memory_limit_mb {
+            let bytes = usize::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+            runtime = runtime.with_memory_limit(bytes, 1.0);
+        }
+        let runtime = runtime.build_arc().map_err(|e| Error::Config(e.to_string()))?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        ctx.register_object_store(warehouse.store_url(), warehouse.store());
+
+        let days = days_since_epoch(as_of);
+        ctx.register_udf(create_udf(
+            "as_of_date",
+            vec![],
+            DataType::Date32,
+            Volatility::Immutable,
+            Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Date32(Some(days))))),
+        ));
+        let catalog = ctx.catalog("datafusion").ok_or_else(|| Error::Config("no default catalog".into()))?;
+        for schema in SOURCE_SCHEMAS {
+            catalog
+                .register_schema(schema, Arc::new(MemorySchemaProvider::new()))
+                .map_err(|e| Error::Config(e.to_string()))?;
+        }
+        Ok(Self { ctx, warehouse: warehouse.clone() })
+    }
+
+    /// The DataFusion session (for callers that need more than this API offers).
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Makes one Parquet file of the warehouse queryable as `table` (replacing an earlier registration).
+    pub async fn register_file(&self, table: &str, rel: &str) -> Result<()> {
+        let url = self.warehouse.url_of(rel, false);
+        self.ctx.deregister_table(table).map_err(|e| Error::Config(e.to_string()))?;
+        self.ctx
+            .register_parquet(table, &url, ParquetReadOptions::default())
+            .await
+            .map_err(|source| Error::Execution { what: format!("reading {url}"), source })
+    }
+
+    /// Registers an empty table with a known schema (planning without data).
+    pub fn register_empty(&self, table: &str, schema: SchemaRef) -> Result<()> {
+        let mem = MemTable::try_new(schema, vec![vec![]]).map_err(|e| Error::Config(e.to_string()))?;
+        self.ctx.deregister_table(table).map_err(|e| Error::Config(e.to_string()))?;
+        self.ctx.register_table(table, Arc::new(mem)).map_err(|e| Error::Config(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Registers every published table with all its as-of partitions (column `as_of`): `raw.<source>`,
+    /// `quarantine.<source>`, and every other table by its own name. Returns (table name, directory).
+    pub async fn register_published(&self) -> Result<Vec<(String, String)>> {
+        let mut tables: BTreeMap<String, String> = BTreeMap::new();
+        for (rel, _) in self.warehouse.list("").await? {
+            let parts: Vec<&str> = rel.split('/').collect();
+            let [layer, table, partition, file] = parts.as_slice() else { continue };
+            if layer.starts_with('_') || *layer == "exports" || !partition.starts_with("as_of=") || !file.ends_with(".parquet") {
+                continue;
+            }
+            let name = if SOURCE_SCHEMAS.contains(layer) { format!("{layer}.{table}") } else { (*table).to_string() };
+            tables.entry(name).or_insert_with(|| format!("{layer}/{table}"));
+        }
+        for (name, dir) in &tables {
+            let url = self.warehouse.url_of(dir, true);
+            let opts = ParquetReadOptions::default().table_partition_cols(vec![("as_of".to_string(), DataType::Date32)]);
+            self.ctx
+                .register_parquet(name.as_str(), &url, opts)
+                .await
+                .map_err(|source| Error::Execution { what: format!("reading {url}"), source })?;
+        }
+        Ok(tables.into_iter().collect())
+    }
+
+    /// Plans a query without running it and returns its output schema.
+    pub async fn plan_schema(&self, sql: &str) -> Result<SchemaRef> {
+        let df = self.ctx.sql(sql).await.map_err(|source| Error::Execution { what: "planning a query".into(), source })?;
+        Ok(Arc::new(df.schema().as_arrow().clone()))
+    }
+
+    /// Plans a model; errors name its file.
+    pub async fn plan_model(&self, model: &Model) -> Result<SchemaRef> {
+        let plan_err = |source: DataFusionError| Error::Plan { model: model.name.clone(), path: model.path.clone(), source };
+        let df = self.ctx.sql(&model.sql).await.map_err(plan_err)?;
+        let plan_err = |source: DataFusionError| Error::Plan { model: model.name.clone(), path: model.path.clone(), source };
+        // Also build the physical plan: some errors appear only then.
+        df.clone().create_physical_plan().await.map_err(plan_err)?;
+        Ok(normalised_schema(df.schema().as_arrow()))
+    }
+
+    /// Runs a query and collects its result.
+    pub async fn collect(&self, what: &str, sql: &str) -> Result<Vec<RecordBatch>> {
+        let err = |source| Error::Execution { what: what.to_string(), source };
+        self.ctx.sql(sql).await.map_err(err)?.collect().await.map_err(|source| Error::Execution { what: what.to_string(), source })
+    }
+
+    /// Runs a query and streams its result into the staged Parquet file `staged`, recording it as
+    /// `published`. Column types are normalised (see [`normalise_batch`]).
+    pub async fn materialise(&self, what: &str, sql: &str, staged: &str, published: &str) -> Result<WrittenFile> {
+        let err = |source| Error::Execution { what: what.to_string(), source };
+        let df = self.ctx.sql(sql).await.map_err(err)?;
+        let schema = normalised_schema(df.schema().as_arrow());
+        let mut stream = df.execute_stream().await.map_err(|source| Error::Execution { what: what.to_string(), source })?;
+        let mut writer = self.warehouse.parquet_writer(staged, Arc::clone(&schema))?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|source| Error::Execution { what: what.to_string(), source })?;
+            let batch = normalise_batch(&batch, &schema).map_err(|source| Error::Execution { what: what.to_string(), source })?;
+            writer.write(&batch).await?;
+        }
+        Ok(writer.finish(published).await?)
+    }
+}
+
+fn plain_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
+        DataType::Dictionary(_, v) => plain_type(v),
+        DataType::Timestamp(_, _) => DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC"))),
+        other => other.clone(),
+    }
+}
+
+fn normalised_schema(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| Field::new(f.name(), plain_type(f.data_type()), f.is_nullable()))
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// Casts a batch to plain types that every Parquet reader knows: UTF-8 strings (not views or
+/// dictionaries) and timestamps in microseconds labelled UTC.
+pub fn normalise_batch(batch: &RecordBatch, schema: &SchemaRef) -> std::result::Result<RecordBatch, DataFusionError> {
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (col, field) in batch.columns().iter().zip(schema.fields()) {
+        if col.data_type() == field.data_type() {
+            columns.push(Arc::clone(col));
+        } else {
+            columns.push(cast(col, field.data_type())?);
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::AsArray;
+
+    #[tokio::test]
+    async fn models_see_the_as_of_date_and_outputs_round_trip() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::Io { path: "tmp".into(), source: e })?;
+        let wh = Warehouse::open("wh", dir.path())?;
+        let as_of = NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default();
+        let engine = Engine::new(&wh, as_of, &EngineOptions { target_partitions: 2, memory_limit_mb: Some(256) })?;
+        let written = engine
+            .materialise(
+                "t",
+                "select as_of_date() as d, arrow_cast('x', 'Utf8View') as s, now() - now() as zero from (values (1),(2)) v(a)",
+                "_staging/r/marts/t/as_of=2025-12-31/part-0.parquet",
+                "marts/t/as_of=2025-12-31/part-0.parquet",
+            )
+            .await?;
+        assert_eq!(written.rows, 2);
+        engine.register_file("t", "_staging/r/marts/t/as_of=2025-12-31/part-0.parquet").await?;
+        let batches = engine.collect("read", "select cast(d as varchar) as d, s from t limit 1").await?;
+        let d = batches[0].column(0).as_string::<i32>().value(0).to_string();
+        assert_eq!(d, "2025-12-31");
+        assert_eq!(batches[0].schema().field(1).data_type(), &DataType::Utf8);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn published_tables_carry_their_as_of_partition() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::Io { path: "tmp".into(), source: e })?;
+        let wh = Warehouse::open("wh", dir.path())?;
+        let as_of = NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default();
+        let engine = Engine::new(&wh, as_of, &EngineOptions::default())?;
+        for day in ["2025-12-30", "2025-12-31"] {
+            let path = format!("raw/src/as_of={day}/part-0.parquet");
+            engine.materialise("t", "select 1 as a", &path, &path).await?;
+        }
+        let fresh = Engine::new(&wh, as_of, &EngineOptions::default())?;
+        let tables = fresh.register_published().await?;
+        assert_eq!(tables, vec![("raw.src".to_string(), "raw/src".to_string())]);
+        let batches = fresh.collect("q", "select count(*) as n, cast(max(as_of) as varchar) as m from raw.src").await?;
+        assert_eq!(batches[0].column(0).as_primitive::<arrow::datatypes::Int64Type>().value(0), 2);
+        assert_eq!(batches[0].column(1).as_string::<i32>().value(0), "2025-12-31");
+        Ok(())
+    }
+}

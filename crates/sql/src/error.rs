@@ -1,0 +1,48 @@
+use std::path::PathBuf;
+
+use datafusion::error::DataFusionError;
+
+/// Errors of the SQL layer; each names the model or query at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A model file is wrong before it reaches the engine (unreadable, duplicate name, cycle, parse error).
+    #[error("{path}: {reason}", path = path.display())]
+    BadModel { path: PathBuf, reason: String },
+
+    /// A model does not plan: unknown table or column, type mismatch, ... (the model's SQL is at fault).
+    #[error("{path}: model '{model}' does not plan: {source}", path = path.display())]
+    Plan {
+        model: String,
+        path: PathBuf,
+        #[source]
+        source: DataFusionError,
+    },
+
+    /// A query failed while running.
+    #[error("{what} failed while running: {source}")]
+    Execution {
+        what: String,
+        #[source]
+        source: DataFusionError,
+    },
+
+    /// The engine could not be set up (configuration).
+    #[error("query engine configuration: {0}")]
+    Config(String),
+
+    /// Reading or writing the warehouse failed.
+    #[error(transparent)]
+    Store(#[from] clientele_store::Error),
+
+    /// A local file could not be read.
+    #[error("i/o error on '{path}': {source}", path = path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,35 @@
+//! SQL models: the `.sql` files under `sql/` that turn raw sources into the customer view, run on
+//! Apache DataFusion.
+//!
+//! # Overview
+//! - [`ModelSet::load`] reads every model (`sql/<layer>/<name>.sql`, where the layer is `staging`,
+//!   `intermediate` or `marts`; `sql/segments/` belongs to the segments step), finds the tables each
+//!   one reads and orders them so that every model runs after the models it reads ([`ModelSet::ordered`]).
+//! - [`Engine`] is the one place a DataFusion session is built: fixed partitions, an optional memory
+//!   limit, the `as_of_date()` function that models use instead of the clock, the warehouse's object
+//!   store, and the `raw` and `quarantine` schemas. Swapping it for a Ballista session leaves the steps as
+//!   they are, because steps hand data to each other only as Parquet in the warehouse.
+//! - [`Engine::materialise`] runs a query and streams its result into a staged Parquet file with plain
+//!   types (UTF-8 strings, UTC timestamps), then registers it for the models downstream;
+//!   [`Engine::plan_schema`] plans a query without running it (dry runs and `validate`).
+//!
+//! # Example
+//! ```
+//! # async fn demo() -> clientele_sql::Result<()> {
+//! use clientele_sql::{Engine, EngineOptions};
+//! let dir = tempfile::tempdir().map_err(|e| clientele_sql::Error::Io { path: "tmp".into(), source: e })?;
+//! let wh = clientele_store::Warehouse::open("wh", dir.path())?;
+//! let as_of = chrono::NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default();
+//! let engine = Engine::new(&wh, as_of, &EngineOptions::default())?;
+//! let schema = engine.plan_schema("select as_of_date() as d").await?;
+//! assert_eq!(schema.field(0).name(), "d");
+//! # Ok(()) }
+//! ```
+
+mod engine;
+mod error;
+mod models;
+
+pub use engine::{Engine, EngineOptions, normalise_batch};
+pub use error::{Error, Result};
+pub use models::{LAYERS, Model, ModelSet, parse_model, parse_reads};

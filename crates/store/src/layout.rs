@@ -1,0 +1,97 @@
+//! Names of everything in the warehouse. All paths are relative to the warehouse root and use `/`.
+//!
+//! ```text
+//! raw/<source>/as_of=YYYY-MM-DD/part-0.parquet          typed rows of each source
+//! quarantine/<source>/as_of=YYYY-MM-DD/part-0.parquet   rejected rows: file, line, raw text, field, reason
+//! staging|intermediate|marts/<model>/as_of=.../part-0.parquet   SQL models
+//! scores/<table>/as_of=.../part-0.parquet               model outputs (RFM, ...)
+//! segments/segment_membership/as_of=.../part-0.parquet  segment members
+//! exports/<export>/as_of=.../<file>                      campaign files and their export manifest
+//! _runs/<run_id>.json                                    one manifest per run
+//! _staging/<run_id>/...                                  a run's outputs before they are published
+//! _lock.json                                             held while a run writes
+//! ```
+
+use std::fmt;
+
+/// The directory under which each run stages its outputs before publishing.
+pub const STAGING_DIR: &str = "_staging";
+/// The directory holding run manifests.
+pub const RUNS_DIR: &str = "_runs";
+/// The lock object.
+pub const LOCK_FILE: &str = "_lock.json";
+
+/// Identifier of one run: sortable by start time.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct RunId(String);
+
+impl RunId {
+    /// Wraps an existing id.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// A new id from the run's start time and a disambiguating suffix, e.g. `20261123T161250Z-3f9a`.
+    pub fn from_start(started_at: chrono::DateTime<chrono::Utc>, suffix: u16) -> Self {
+        Self(format!("{}-{:04x}", started_at.format("%Y%m%dT%H%M%SZ"), suffix))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The directory of one table: `LAYER/NAME`.
+pub fn table_dir(layer: &str, name: &str) -> String {
+    format!("{layer}/{name}")
+}
+
+/// The partition directory of one table for one as-of date.
+pub fn partition_dir(layer: &str, name: &str, as_of: chrono::NaiveDate) -> String {
+    format!("{layer}/{name}/as_of={}", as_of.format("%Y-%m-%d"))
+}
+
+/// The single Parquet file of one table partition.
+pub fn partition_file(layer: &str, name: &str, as_of: chrono::NaiveDate) -> String {
+    format!("{}/part-0.parquet", partition_dir(layer, name, as_of))
+}
+
+/// Where a run stages a file before publishing it.
+pub fn staged(run: &RunId, rel: &str) -> String {
+    format!("{STAGING_DIR}/{run}/{rel}")
+}
+
+/// The manifest of one run.
+pub fn run_manifest(run: &RunId) -> String {
+    format!("{RUNS_DIR}/{run}.json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_paths_are_hive_style() {
+        let d = chrono::NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default();
+        assert_eq!(
+            partition_file("marts", "customer_view", d),
+            "marts/customer_view/as_of=2025-12-31/part-0.parquet"
+        );
+        assert_eq!(staged(&RunId::new("r1"), "x/y"), "_staging/r1/x/y");
+    }
+
+    #[test]
+    fn run_ids_sort_by_start_time() {
+        let a = chrono::DateTime::from_timestamp(1_000_000, 0).unwrap_or_default();
+        let b = chrono::DateTime::from_timestamp(2_000_000, 0).unwrap_or_default();
+        assert!(RunId::from_start(a, 0xffff) < RunId::from_start(b, 0));
+    }
+}

@@ -1,0 +1,281 @@
+use std::path::Path as FsPath;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::layout::{self, RunId};
+use crate::parquet_file::ParquetFileWriter;
+
+/// One warehouse: an object store and the prefix inside it where clientele keeps its tables.
+#[derive(Debug, Clone)]
+pub struct Warehouse {
+    store: Arc<dyn ObjectStore>,
+    /// `scheme://authority/` of the store, as DataFusion's object-store registry keys it.
+    store_url: Url,
+    /// The warehouse root inside the store.
+    root: Path,
+    /// How the user named it (for messages).
+    display: String,
+}
+
+impl Warehouse {
+    /// Opens a warehouse. `location` is a local directory (relative paths resolve against `base_dir`
+    /// and the directory is created) or a URL: `file:///abs/dir`, `s3://bucket/prefix` (credentials and
+    /// endpoint from the usual `AWS_*` environment variables) or `memory://name` (tests). Nothing is
+    /// written until the first put.
+    pub fn open(location: &str, base_dir: &FsPath) -> Result<Self> {
+        let bad = |reason: String| Error::BadLocation { location: location.to_string(), reason };
+        match Url::parse(location) {
+            Ok(url) if url.scheme().len() > 1 => match url.scheme() {
+                "file" => {
+                    let dir = url.to_file_path().map_err(|()| bad("not a local file URL".into()))?;
+                    Self::open_local(&dir, location)
+                }
+                "memory" => Ok(Self {
+                    store: Arc::new(InMemory::new()),
+                    store_url: Url::parse(&format!("memory://{}/", url.host_str().unwrap_or("warehouse")))
+                        .map_err(|e| bad(e.to_string()))?,
+                    root: Path::from(url.path().trim_matches('/')),
+                    display: location.to_string(),
+                }),
+                "s3" | "s3a" => {
+                    let bucket = url.host_str().ok_or_else(|| bad("an s3 URL needs a bucket".into()))?;
+                    let store = object_store::aws::AmazonS3Builder::from_env()
+                        .with_url(location)
+                        .build()
+                        .map_err(|e| bad(e.to_string()))?;
+                    Ok(Self {
+                        store: Arc::new(store),
+                        store_url: Url::parse(&format!("s3://{bucket}/")).map_err(|e| bad(e.to_string()))?,
+                        root: Path::from(url.path().trim_matches('/')),
+                        display: location.to_string(),
+                    })
+                }
+                other => Err(bad(format!(
+                    "the '{other}' scheme is not supported (use a local directory, file://, s3:// or memory://)"
+                ))),
+            },
+            _ => {
+                let dir = base_dir.join(location);
+                Self::open_local(&dir, location)
+            }
+        }
+    }
+
+    fn open_local(dir: &FsPath, location: &str) -> Result<Self> {
+        // Nothing is created here: a dry run must not write. Puts create directories as they need them.
+        let abs = std::path::absolute(dir).map_err(|e| Error::io(dir, e))?;
+        let abs = std::fs::canonicalize(&abs).unwrap_or(abs);
+        let bad = |reason: String| Error::BadLocation { location: location.to_string(), reason };
+        if abs.exists() && !abs.is_dir() {
+            return Err(bad("it exists and is not a directory".into()));
+        }
+        let root = Path::from_absolute_path(&abs).map_err(|e| bad(e.to_string()))?;
+        Ok(Self {
+            store: Arc::new(LocalFileSystem::new()),
+            store_url: Url::parse("file:///").map_err(|e| bad(e.to_string()))?,
+            root,
+            display: abs.display().to_string(),
+        })
+    }
+
+    /// The object store holding the warehouse.
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.store)
+    }
+
+    /// The URL under which the store must be registered with a query engine.
+    pub fn store_url(&self) -> &Url {
+        &self.store_url
+    }
+
+    /// A human-readable name of the warehouse location.
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    /// The object path of a warehouse-relative path.
+    pub fn object_path(&self, rel: &str) -> Path {
+        let mut p = self.root.clone();
+        for part in rel.split('/').filter(|s| !s.is_empty()) {
+            p = p.child(part);
+        }
+        p
+    }
+
+    /// A full URL (as a query engine takes it) of a warehouse-relative path; directories end in `/`.
+    pub fn url_of(&self, rel: &str, is_dir: bool) -> String {
+        let path = self.object_path(rel);
+        let mut s = format!("{}{}", self.store_url, path);
+        if is_dir {
+            s.push('/');
+        }
+        s
+    }
+
+    /// Writes one object (atomically: a local file appears complete or not at all).
+    pub async fn put(&self, rel: &str, data: Bytes) -> Result<()> {
+        let path = self.object_path(rel);
+        self.store.put(&path, PutPayload::from(data)).await.map_err(|e| Error::storage(&path, e))?;
+        Ok(())
+    }
+
+    /// Writes one object only if none exists there yet; returns false if one did.
+    pub async fn put_if_absent(&self, rel: &str, data: Bytes) -> Result<bool> {
+        let path = self.object_path(rel);
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match self.store.put_opts(&path, PutPayload::from(data), opts).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(Error::storage(&path, e)),
+        }
+    }
+
+    /// Reads one object.
+    pub async fn get(&self, rel: &str) -> Result<Bytes> {
+        let path = self.object_path(rel);
+        let got = self.store.get(&path).await.map_err(|e| Error::storage(&path, e))?;
+        got.bytes().await.map_err(|e| Error::storage(&path, e))
+    }
+
+    /// Reads one object, or `None` when there is none.
+    pub async fn get_opt(&self, rel: &str) -> Result<Option<Bytes>> {
+        match self.get(rel).await {
+            Ok(b) => Ok(Some(b)),
+            Err(Error::Storage { source: object_store::Error::NotFound { .. }, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Lists every object below a warehouse-relative prefix, as (relative path, size), sorted by path.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        let path = self.object_path(prefix);
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&path))
+            .try_collect()
+            .await
+            .map_err(|e| Error::storage(&path, e))?;
+        let root = self.root.as_ref();
+        let mut out: Vec<(String, u64)> = metas
+            .into_iter()
+            .map(|m| {
+                let full = m.location.as_ref();
+                let rel = full.strip_prefix(root).unwrap_or(full).trim_start_matches('/');
+                (rel.to_string(), m.size)
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Deletes one object; a missing one is not an error.
+    pub async fn delete(&self, rel: &str) -> Result<()> {
+        let path = self.object_path(rel);
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::storage(&path, e)),
+        }
+    }
+
+    /// Deletes every object below a prefix (and, on a local disk, the emptied directories).
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<()> {
+        for (rel, _) in self.list(prefix).await? {
+            self.delete(&rel).await?;
+        }
+        if self.store_url.scheme() == "file" {
+            let dir = std::path::PathBuf::from(format!("/{}", self.object_path(prefix)));
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(dir, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// A streaming Parquet writer for one object; see [`ParquetFileWriter`].
+    pub fn parquet_writer(&self, rel: &str, schema: arrow::datatypes::SchemaRef) -> Result<ParquetFileWriter> {
+        ParquetFileWriter::new(self.store(), self.object_path(rel), rel.to_string(), schema)
+    }
+
+    /// Publishes a run: moves each staged file (`_staging/RUN/<rel>`) to `<rel>` with an atomic rename,
+    /// then removes files left in the same partition directories by earlier runs that this run did not
+    /// write, and finally the run's staging area.
+    pub async fn publish(&self, run: &RunId, files: &[String]) -> Result<()> {
+        for rel in files {
+            let from = self.object_path(&layout::staged(run, rel));
+            let to = self.object_path(rel);
+            self.store.rename(&from, &to).await.map_err(|e| Error::storage(&to, e))?;
+        }
+        let mut dirs: Vec<&str> = files.iter().filter_map(|f| f.rsplit_once('/').map(|(d, _)| d)).collect();
+        dirs.sort_unstable();
+        dirs.dedup();
+        for dir in dirs {
+            for (rel, _) in self.list(dir).await? {
+                let direct_child = rel.strip_prefix(dir).is_some_and(|r| r.matches('/').count() == 1);
+                if direct_child && !files.contains(&rel) {
+                    tracing::debug!(file = %rel, "removing a file the new run did not write");
+                    self.delete(&rel).await?;
+                }
+            }
+        }
+        self.delete_prefix(&format!("{}/{run}", layout::STAGING_DIR)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp() -> (tempfile::TempDir, Warehouse) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        let wh = Warehouse::open("wh", dir.path()).unwrap_or_else(|e| unreachable!("{e}"));
+        (dir, wh)
+    }
+
+    #[tokio::test]
+    async fn publish_moves_staged_files_and_drops_stale_siblings() -> Result<()> {
+        let (_dir, wh) = temp();
+        let run = RunId::new("r2");
+        wh.put("marts/t/as_of=2025-01-01/part-1.parquet", Bytes::from_static(b"old")).await?;
+        wh.put(&layout::staged(&run, "marts/t/as_of=2025-01-01/part-0.parquet"), Bytes::from_static(b"new"))
+            .await?;
+        wh.publish(&run, &["marts/t/as_of=2025-01-01/part-0.parquet".into()]).await?;
+        let listed = wh.list("marts").await?;
+        assert_eq!(listed, vec![("marts/t/as_of=2025-01-01/part-0.parquet".to_string(), 3)]);
+        assert!(wh.list("_staging").await?.is_empty());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn put_if_absent_refuses_a_second_writer() -> Result<()> {
+        let (_dir, wh) = temp();
+        assert!(wh.put_if_absent("_lock.json", Bytes::from_static(b"a")).await?);
+        assert!(!wh.put_if_absent("_lock.json", Bytes::from_static(b"b")).await?);
+        assert_eq!(&wh.get("_lock.json").await?[..], b"a");
+        Ok(())
+    }
+
+    #[test]
+    fn unsupported_schemes_are_named() {
+        let err = Warehouse::open("ftp://host/x", FsPath::new("/")).err().map(|e| e.to_string());
+        assert!(err.unwrap_or_default().contains("'ftp' scheme is not supported"));
+    }
+
+    #[test]
+    fn urls_of_local_tables_are_file_urls() {
+        let (dir, wh) = temp();
+        let url = wh.url_of("marts/t", true);
+        assert!(url.starts_with("file:///"), "{url}");
+        assert!(url.ends_with("/wh/marts/t/"), "{url}");
+        drop(dir);
+    }
+}

@@ -1,0 +1,26 @@
+-- Legacy CRM customers, one row per CRM customer number: names and addresses in title case,
+-- email trimmed and lower-cased (empty means none), the Y/N opt-out flag as a boolean.
+with source as (
+    select * from raw.crm_customers
+),
+
+renamed as (
+    select
+        'crm:' || customer_no                 as record_id,
+        'crm'                                 as source_system,
+        customer_no                           as source_customer_id,
+        initcap(first_name)                   as first_name,
+        initcap(last_name)                    as last_name,
+        initcap(street)                       as street,
+        upper(postcode)                       as postcode,
+        initcap(city)                         as city,
+        phone,
+        nullif(lower(trim(email)), '')        as email_normalised,
+        birth_date,
+        opt_out                               as is_opted_out,
+        created_date
+    from source
+)
+
+select * from renamed
+order by record_id

@@ -1,0 +1,20 @@
+-- Legacy order log (CDNOW layout), one row per order line up to the as-of date. The order id is
+-- the customer number and the line of the log, as the log has none of its own.
+with source as (
+    select * from raw.legacy_orders
+),
+
+renamed as (
+    select
+        'legacy:' || customer_no || ':' || cast(_line as varchar)   as order_id,
+        'crm:' || customer_no                                       as record_id,
+        'store'                                                     as channel,
+        order_date,
+        quantity,
+        amount                                                      as order_amount
+    from source
+    where order_date <= as_of_date()
+)
+
+select * from renamed
+order by order_id

@@ -1,0 +1,19 @@
+-- Web orders, one row per order up to the as-of date; the order date is the UTC date of the order.
+with source as (
+    select * from raw.web_orders
+),
+
+renamed as (
+    select
+        order_id,
+        'web:' || web_customer_id        as record_id,
+        'web'                            as channel,
+        cast(ordered_at as date)         as order_date,
+        items                            as quantity,
+        total_amount                     as order_amount
+    from source
+    where cast(ordered_at as date) <= as_of_date()
+)
+
+select * from renamed
+order by order_id
