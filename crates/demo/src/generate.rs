@@ -171,10 +171,10 @@ fn person(rng: &mut ChaCha8Rng, as_of: NaiveDate, index: u64) -> Result<Person, 
     if rng.random_bool(0.85) {
         // Buy till you die: rate ~ Gamma(r, 1/alpha) per day, dropout after each purchase ~ Beta(a, b);
         // spend per purchase ~ Gamma(p, 1/nu) with nu ~ Gamma(q, 1/gamma) (the gamma-gamma model).
-        let rate = Gamma::new(0.9, 1.0 / 75.0).map_err(|e| bad(e.to_string()))?.sample(rng);
+        let rate: f64 = Gamma::new(0.9, 1.0 / 75.0).map_err(|e| bad(e.to_string()))?.sample(rng);
         let dropout = Beta::new(0.9, 4.0).map_err(|e| bad(e.to_string()))?.sample(rng);
-        let nu = Gamma::new(3.74, 1.0 / 15.44).map_err(|e| bad(e.to_string()))?.sample(rng);
-        let spend = Gamma::new(6.25, 1.0 / nu.max(1e-3)).map_err(|e| bad(e.to_string()))?;
+        let nu: f64 = Gamma::new(3.74, 1.0 / 15.44).map_err(|e| bad(e.to_string()))?.sample(rng);
+        let spend = Gamma::<f64>::new(6.25, 1.0 / nu.max(1e-3)).map_err(|e| bad(e.to_string()))?;
         let gap = Exp::new(rate.max(1e-6)).map_err(|e| bad(e.to_string()))?;
         let mut day = as_of - Duration::days(HISTORY_DAYS) + Duration::days(rng.random_range(0..HISTORY_DAYS - 7));
         loop {
@@ -243,6 +243,7 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
         web_orders: create(&paths[3])?,
         truth: create(&paths[4])?,
     };
+    let paths = &paths;
     let io = |i: usize| move |source| Error::Io { path: paths[i].clone(), source };
     writeln!(w.web_orders, "order_id,customer_id,ordered_at,items,total_amount,currency").map_err(io(3))?;
     writeln!(w.truth, "source,record_id,person_id").map_err(io(4))?;

@@ -7,7 +7,8 @@ use futures::future::BoxFuture;
 use object_store::ObjectStore;
 use object_store::path::Path;
 use parquet::arrow::AsyncArrowWriter;
-use parquet::arrow::async_writer::{AsyncFileWriter, ParquetObjectWriter};
+use object_store::buffered::BufWriter;
+use parquet::arrow::async_writer::AsyncFileWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use sha2::{Digest, Sha256};
@@ -41,7 +42,7 @@ impl WrittenFile {
 
 /// Hashes and counts every byte on its way to the object store.
 struct HashingWriter {
-    inner: ParquetObjectWriter,
+    inner: BufWriter,
     hasher: Sha256,
     bytes: u64,
 }
@@ -73,7 +74,7 @@ impl ParquetFileWriter {
             .set_created_by(concat!("clientele ", env!("CARGO_PKG_VERSION")).to_string())
             .set_max_row_group_row_count(Some(256 * 1024))
             .build();
-        let sink = HashingWriter { inner: ParquetObjectWriter::new(store, path), hasher: Sha256::new(), bytes: 0 };
+        let sink = HashingWriter { inner: BufWriter::new(store, path), hasher: Sha256::new(), bytes: 0 };
         let writer = AsyncArrowWriter::try_new(sink, schema, Some(props))
             .map_err(|source| Error::Parquet { path: rel.clone(), source })?;
         Ok(Self { writer, rel, rows: 0 })

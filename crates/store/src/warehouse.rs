@@ -71,7 +71,7 @@ impl Warehouse {
 
     fn open_local(dir: &FsPath, location: &str) -> Result<Self> {
         // Nothing is created here: a dry run must not write. Puts create directories as they need them.
-        let abs = std::path::absolute(dir).map_err(|e| Error::io(dir, e))?;
+        let abs = normalise(&std::path::absolute(dir).map_err(|e| Error::io(dir, e))?);
         let abs = std::fs::canonicalize(&abs).unwrap_or(abs);
         let bad = |reason: String| Error::BadLocation { location: location.to_string(), reason };
         if abs.exists() && !abs.is_dir() {
@@ -105,7 +105,7 @@ impl Warehouse {
     pub fn object_path(&self, rel: &str) -> Path {
         let mut p = self.root.clone();
         for part in rel.split('/').filter(|s| !s.is_empty()) {
-            p = p.child(part);
+            p = p.join(part);
         }
         p
     }
@@ -231,6 +231,22 @@ impl Warehouse {
     }
 }
 
+/// Resolves `.` and `..` without touching the file system (the directory may not exist yet).
+fn normalise(path: &FsPath) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +278,14 @@ mod tests {
         assert!(!wh.put_if_absent("_lock.json", Bytes::from_static(b"b")).await?);
         assert_eq!(&wh.get("_lock.json").await?[..], b"a");
         Ok(())
+    }
+
+    #[test]
+    fn relative_locations_resolve_without_creating_anything() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        let wh = Warehouse::open("../x/./wh", &dir.path().join("jobs")).unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(wh.url_of("", true).ends_with("/x/wh/"), "{}", wh.url_of("", true));
+        assert!(!dir.path().join("x").exists());
     }
 
     #[test]
