@@ -4,7 +4,9 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -25,13 +27,27 @@ fn main() {
     let mut files = Vec::new();
     walk(&sql_dir, &mut files);
     files.sort();
-    let mut code = String::from("/// Every file under sql/, as (path relative to sql/, content).\npub static SQL_FILES: &[(&str, &str)] = &[\n");
+    let mut code = String::from(
+        "/// Every file under sql/, as (path relative to sql/, content).\npub static SQL_FILES: &[(&str, &str)] = &[\n",
+    );
     for f in &files {
-        let rel = f.strip_prefix(&sql_dir).unwrap_or(f).to_string_lossy().replace('\\', "/");
-        let _ = writeln!(code, "    ({rel:?}, include_str!({:?})),", f.display().to_string());
+        let rel = f
+            .strip_prefix(&sql_dir)
+            .unwrap_or(f)
+            .to_string_lossy()
+            .replace('\\', "/");
+        let _ = writeln!(
+            code,
+            "    ({rel:?}, include_str!({:?})),",
+            f.display().to_string()
+        );
     }
     code.push_str("];\n");
-    let _ = writeln!(code, "/// jobs/demo.toml.\npub static DEMO_JOB: &str = include_str!({:?});", job.display().to_string());
+    let _ = writeln!(
+        code,
+        "/// jobs/demo.toml.\npub static DEMO_JOB: &str = include_str!({:?});",
+        job.display().to_string()
+    );
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("embedded.rs");
     if let Err(e) = std::fs::write(&out, code) {
         println!("cargo:warning=cannot write {}: {e}", out.display());

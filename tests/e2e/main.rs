@@ -15,7 +15,8 @@ const AS_OF: &str = "2025-12-31";
 
 fn clientele() -> Result<Command, Box<dyn std::error::Error>> {
     let mut cmd = Command::cargo_bin("clientele")?;
-    cmd.env_remove("CLIENTELE_WAREHOUSE").env_remove("CLIENTELE_LOG");
+    cmd.env_remove("CLIENTELE_WAREHOUSE")
+        .env_remove("CLIENTELE_LOG");
     Ok(cmd)
 }
 
@@ -23,10 +24,22 @@ fn clientele() -> Result<Command, Box<dyn std::error::Error>> {
 fn demo(persons: u64) -> Result<tempfile::TempDir, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let out = clientele()?
-        .args(["demo", "--persons", &persons.to_string(), "--seed", "7", "--dir"])
+        .args([
+            "demo",
+            "--persons",
+            &persons.to_string(),
+            "--seed",
+            "7",
+            "--dir",
+        ])
         .arg(dir.path())
         .output()?;
-    assert!(out.status.success(), "demo failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "demo failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(dir)
 }
 
@@ -38,8 +51,11 @@ fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, Box<dyn std::error::Err
 fn strings(batches: &[RecordBatch], column: &str) -> Vec<Option<String>> {
     let mut out = Vec::new();
     for b in batches {
-        let Some(col) = b.column_by_name(column) else { continue };
-        let col = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8).unwrap_or_else(|e| unreachable!("{e}"));
+        let Some(col) = b.column_by_name(column) else {
+            continue;
+        };
+        let col = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8)
+            .unwrap_or_else(|e| unreachable!("{e}"));
         let s = col.as_string::<i32>();
         out.extend((0..s.len()).map(|i| s.is_valid(i).then(|| s.value(i).to_string())));
     }
@@ -47,23 +63,35 @@ fn strings(batches: &[RecordBatch], column: &str) -> Vec<Option<String>> {
 }
 
 fn partition(wh: &Path, layer: &str, table: &str) -> PathBuf {
-    wh.join(layer).join(table).join(format!("as_of={AS_OF}")).join("part-0.parquet")
+    wh.join(layer)
+        .join(table)
+        .join(format!("as_of={AS_OF}"))
+        .join("part-0.parquet")
 }
 
 /// Every published file (not run records) with its SHA-256.
 fn published_checksums(wh: &Path) -> BTreeMap<String, String> {
     fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<String, String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in entries.flatten() {
             let p = e.path();
-            let rel = p.strip_prefix(root).unwrap_or(&p).to_string_lossy().into_owned();
+            let rel = p
+                .strip_prefix(root)
+                .unwrap_or(&p)
+                .to_string_lossy()
+                .into_owned();
             if rel.starts_with('_') {
                 continue;
             }
             if p.is_dir() {
                 walk(&p, root, out);
             } else {
-                out.insert(rel, hex::encode(Sha256::digest(std::fs::read(&p).unwrap_or_default())));
+                out.insert(
+                    rel,
+                    hex::encode(Sha256::digest(std::fs::read(&p).unwrap_or_default())),
+                );
             }
         }
     }
@@ -73,9 +101,16 @@ fn published_checksums(wh: &Path) -> BTreeMap<String, String> {
 }
 
 fn manifests(wh: &Path) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(wh.join("_runs"))?.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(wh.join("_runs"))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
     files.sort();
-    files.iter().map(|f| Ok(serde_json::from_slice(&std::fs::read(f)?)?)).collect()
+    files
+        .iter()
+        .map(|f| Ok(serde_json::from_slice(&std::fs::read(f)?)?))
+        .collect()
 }
 
 #[test]
@@ -85,15 +120,28 @@ fn demo_builds_every_table_reconciles_and_exports_no_opted_out_customer() -> Tes
 
     // Every table of the demo is published for the as-of date.
     for (layer, table) in [
-        ("raw", "crm_customers"), ("raw", "legacy_orders"), ("raw", "web_customers"), ("raw", "web_orders"),
-        ("quarantine", "crm_customers"), ("staging", "stg_crm__customers"), ("intermediate", "int_customer_records__matched"),
-        ("marts", "dim_customer"), ("marts", "fct_orders"), ("marts", "customer_view"), ("scores", "customer_rfm"),
+        ("raw", "crm_customers"),
+        ("raw", "legacy_orders"),
+        ("raw", "web_customers"),
+        ("raw", "web_orders"),
+        ("quarantine", "crm_customers"),
+        ("staging", "stg_crm__customers"),
+        ("intermediate", "int_customer_records__matched"),
+        ("marts", "dim_customer"),
+        ("marts", "fct_orders"),
+        ("marts", "customer_view"),
+        ("scores", "customer_rfm"),
         ("segments", "segment_membership"),
     ] {
-        assert!(partition(&wh, layer, table).is_file(), "{layer}/{table} is missing");
+        assert!(
+            partition(&wh, layer, table).is_file(),
+            "{layer}/{table} is missing"
+        );
     }
     assert!(!wh.join("_lock.json").exists(), "the lock must be released");
-    assert!(!wh.join("_staging").exists() || std::fs::read_dir(wh.join("_staging"))?.next().is_none());
+    assert!(
+        !wh.join("_staging").exists() || std::fs::read_dir(wh.join("_staging"))?.next().is_none()
+    );
 
     // Reconciliation: per file and per source, read = loaded + quarantined; the malformed lines are caught.
     let runs = manifests(&wh)?;
@@ -108,16 +156,34 @@ fn demo_builds_every_table_reconciles_and_exports_no_opted_out_customer() -> Tes
         assert!(read > 0);
         quarantined_total += quarantined;
         for f in s["files"].as_array().ok_or("files")? {
-            assert_eq!(f["rows_read"].as_u64(), Some(f["rows_loaded"].as_u64().unwrap_or(0) + f["rows_quarantined"].as_u64().unwrap_or(0)));
+            assert_eq!(
+                f["rows_read"].as_u64(),
+                Some(
+                    f["rows_loaded"].as_u64().unwrap_or(0)
+                        + f["rows_quarantined"].as_u64().unwrap_or(0)
+                )
+            );
             assert_eq!(f["sha256"].as_str().map(str::len), Some(64));
         }
         let table = s["source"].as_str().ok_or("name")?;
-        let rows: usize = read_parquet(&partition(&wh, "raw", table))?.iter().map(|b| b.num_rows()).sum();
+        let rows: usize = read_parquet(&partition(&wh, "raw", table))?
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
         assert_eq!(rows as u64, loaded, "raw.{table} holds the loaded rows");
-        let q: usize = read_parquet(&partition(&wh, "quarantine", table))?.iter().map(|b| b.num_rows()).sum();
-        assert_eq!(q as u64, quarantined, "quarantine.{table} holds the rejected rows");
+        let q: usize = read_parquet(&partition(&wh, "quarantine", table))?
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        assert_eq!(
+            q as u64, quarantined,
+            "quarantine.{table} holds the rejected rows"
+        );
     }
-    assert!(quarantined_total > 0, "the demo's malformed lines end in quarantine");
+    assert!(
+        quarantined_total > 0,
+        "the demo's malformed lines end in quarantine"
+    );
     let q = read_parquet(&partition(&wh, "quarantine", "crm_customers"))?;
     for reason in strings(&q, "reason") {
         assert!(reason.is_some_and(|r| !r.is_empty()));
@@ -133,7 +199,10 @@ fn demo_builds_every_table_reconciles_and_exports_no_opted_out_customer() -> Tes
     let mut opted_out_records = BTreeSet::new();
     let crm = read_parquet(&partition(&wh, "raw", "crm_customers"))?;
     for b in &crm {
-        let no = b.column_by_name("customer_no").ok_or("customer_no")?.as_string::<i32>();
+        let no = b
+            .column_by_name("customer_no")
+            .ok_or("customer_no")?
+            .as_string::<i32>();
         let flag = b.column_by_name("opt_out").ok_or("opt_out")?.as_boolean();
         for i in 0..b.num_rows() {
             if flag.value(i) {
@@ -143,15 +212,25 @@ fn demo_builds_every_table_reconciles_and_exports_no_opted_out_customer() -> Tes
     }
     let web = read_parquet(&partition(&wh, "raw", "web_customers"))?;
     for b in &web {
-        let id = b.column_by_name("web_customer_id").ok_or("id")?.as_string::<i32>();
-        let consent = b.column_by_name("marketing_consent").ok_or("consent")?.as_boolean();
+        let id = b
+            .column_by_name("web_customer_id")
+            .ok_or("id")?
+            .as_string::<i32>();
+        let consent = b
+            .column_by_name("marketing_consent")
+            .ok_or("consent")?
+            .as_boolean();
         for i in 0..b.num_rows() {
             if !consent.is_valid(i) || !consent.value(i) {
                 opted_out_records.insert(format!("web:{}", id.value(i)));
             }
         }
     }
-    let matched = read_parquet(&partition(&wh, "intermediate", "int_customer_records__matched"))?;
+    let matched = read_parquet(&partition(
+        &wh,
+        "intermediate",
+        "int_customer_records__matched",
+    ))?;
     let record_ids = strings(&matched, "record_id");
     let customer_ids = strings(&matched, "customer_id");
     let opted_out_customers: BTreeSet<String> = record_ids
@@ -162,35 +241,73 @@ fn demo_builds_every_table_reconciles_and_exports_no_opted_out_customer() -> Tes
         .collect();
     assert!(!opted_out_customers.is_empty());
 
-    let export = wh.join("exports/winback_best_customers").join(format!("as_of={AS_OF}")).join("winback_best_customers.csv");
+    let export = wh
+        .join("exports/winback_best_customers")
+        .join(format!("as_of={AS_OF}"))
+        .join("winback_best_customers.csv");
     let mut reader = csv::Reader::from_path(&export)?;
-    let exported: Vec<String> = reader.records().map(|r| r.map(|r| r[0].to_string())).collect::<Result<_, _>>()?;
+    let exported: Vec<String> = reader
+        .records()
+        .map(|r| r.map(|r| r[0].to_string()))
+        .collect::<Result<_, _>>()?;
     assert!(!exported.is_empty(), "the export should hold customers");
     for id in &exported {
-        assert!(!opted_out_customers.contains(id), "opted-out customer {id} was exported");
+        assert!(
+            !opted_out_customers.contains(id),
+            "opted-out customer {id} was exported"
+        );
     }
     let members = read_parquet(&partition(&wh, "segments", "segment_membership"))?;
-    let member_ids: BTreeSet<String> = strings(&members, "customer_id").into_iter().flatten().collect();
-    let suppressed = member_ids.iter().filter(|m| opted_out_customers.contains(*m)).count();
-    assert!(suppressed > 0, "some segment members opted out, so suppression was exercised");
+    let member_ids: BTreeSet<String> = strings(&members, "customer_id")
+        .into_iter()
+        .flatten()
+        .collect();
+    let suppressed = member_ids
+        .iter()
+        .filter(|m| opted_out_customers.contains(*m))
+        .count();
+    assert!(
+        suppressed > 0,
+        "some segment members opted out, so suppression was exercised"
+    );
     assert_eq!(exported.len() + suppressed, member_ids.len());
-    let export_manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(export.with_file_name("export_manifest.json"))?)?;
-    assert_eq!(export_manifest["exported"].as_u64(), Some(exported.len() as u64));
-    assert_eq!(export_manifest["suppressed"]["opted_out"].as_u64(), Some(suppressed as u64));
+    let export_manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(
+        export.with_file_name("export_manifest.json"),
+    )?)?;
+    assert_eq!(
+        export_manifest["exported"].as_u64(),
+        Some(exported.len() as u64)
+    );
+    assert_eq!(
+        export_manifest["suppressed"]["opted_out"].as_u64(),
+        Some(suppressed as u64)
+    );
     Ok(())
 }
 
 #[test]
-fn a_rerun_for_the_same_date_gives_identical_outputs_and_a_failed_run_publishes_nothing() -> TestResult {
+fn a_rerun_for_the_same_date_gives_identical_outputs_and_a_failed_run_publishes_nothing()
+-> TestResult {
     let dir = demo(1500)?;
     let wh = dir.path().join("warehouse");
     let job = dir.path().join("jobs/demo.toml");
     let first = published_checksums(&wh);
     assert!(first.len() > 15, "{first:?}");
 
-    let out = clientele()?.args(["run", "--as-of", AS_OF]).arg(&job).output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(published_checksums(&wh), first, "same inputs and as-of date, same outputs");
+    let out = clientele()?
+        .args(["run", "--as-of", AS_OF])
+        .arg(&job)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        published_checksums(&wh),
+        first,
+        "same inputs and as-of date, same outputs"
+    );
 
     // Break a source so badly that its reject share is over the limit: the run fails, exit 1.
     let orders = dir.path().join("sources/web/orders.csv");
@@ -199,27 +316,58 @@ fn a_rerun_for_the_same_date_gives_identical_outputs_and_a_failed_run_publishes_
         text.push_str(&format!("WO-BAD-{i},W0000001,not-a-time,1,abc,GBP\n"));
     }
     std::fs::write(&orders, text)?;
-    let out = clientele()?.args(["run", "--as-of", AS_OF]).arg(&job).output()?;
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = clientele()?
+        .args(["run", "--as-of", AS_OF])
+        .arg(&job)
+        .output()?;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("source 'web_orders'") && stdout.contains("above the limit"), "{stdout}");
+    assert!(
+        stdout.contains("source 'web_orders'") && stdout.contains("above the limit"),
+        "{stdout}"
+    );
     assert!(stdout.contains("nothing was published"), "{stdout}");
-    assert_eq!(published_checksums(&wh), first, "a failed run leaves the last good outputs intact");
+    assert_eq!(
+        published_checksums(&wh),
+        first,
+        "a failed run leaves the last good outputs intact"
+    );
     assert!(!wh.join("_lock.json").exists());
 
     let runs = manifests(&wh)?;
     let statuses: Vec<&str> = runs.iter().filter_map(|r| r["status"].as_str()).collect();
     assert_eq!(statuses, ["succeeded", "succeeded", "failed"]);
     let failed = runs.last().ok_or("run")?;
-    let steps: Vec<(&str, &str)> = failed["steps"].as_array().ok_or("steps")?.iter().map(|s| (s["name"].as_str().unwrap_or(""), s["status"].as_str().unwrap_or(""))).collect();
+    let steps: Vec<(&str, &str)> = failed["steps"]
+        .as_array()
+        .ok_or("steps")?
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or(""),
+                s["status"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
     assert_eq!(steps[0], ("ingest", "failed"));
     assert!(steps[1..].iter().all(|(_, s)| *s == "skipped"), "{steps:?}");
 
-    let out = clientele()?.args(["runs", "--warehouse"]).arg(&wh).output()?;
+    let out = clientele()?
+        .args(["runs", "--warehouse"])
+        .arg(&wh)
+        .output()?;
     assert!(out.status.success());
     let listing = String::from_utf8_lossy(&out.stdout);
     assert_eq!(listing.lines().count(), 4, "{listing}");
-    assert!(listing.contains("failed") && listing.contains(AS_OF), "{listing}");
+    assert!(
+        listing.contains("failed") && listing.contains(AS_OF),
+        "{listing}"
+    );
     Ok(())
 }
 
@@ -228,18 +376,34 @@ fn query_reads_the_published_tables_in_every_format() -> TestResult {
     let dir = demo(800)?;
     let wh = dir.path().join("warehouse");
     let sql = "select as_of, count(*) as customers, sum(case when is_opted_out then 1 else 0 end) as opted_out from customer_view group by as_of";
-    let out = clientele()?.args(["query", "--format", "csv", "--warehouse"]).arg(&wh).arg(sql).output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = clientele()?
+        .args(["query", "--format", "csv", "--warehouse"])
+        .arg(&wh)
+        .arg(sql)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("as_of,customers,opted_out"));
     assert!(lines.next().is_some_and(|l| l.starts_with(AS_OF)), "{text}");
 
-    let out = clientele()?.args(["query", "--format", "json", "--warehouse"]).arg(&wh).arg("select count(*) as n from raw.web_orders").output()?;
+    let out = clientele()?
+        .args(["query", "--format", "json", "--warehouse"])
+        .arg(&wh)
+        .arg("select count(*) as n from raw.web_orders")
+        .output()?;
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert!(rows[0]["n"].as_u64().is_some_and(|n| n > 0), "{rows}");
 
-    let out = clientele()?.args(["query", "--warehouse"]).arg(&wh).arg("select no_such_column from customer_view").output()?;
+    let out = clientele()?
+        .args(["query", "--warehouse"])
+        .arg(&wh)
+        .arg("select no_such_column from customer_view")
+        .output()?;
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_column"));
     Ok(())
@@ -250,16 +414,38 @@ fn dry_run_plans_every_step_and_writes_nothing() -> TestResult {
     let dir = demo(300)?;
     let job = dir.path().join("jobs/demo.toml");
     std::fs::remove_dir_all(dir.path().join("warehouse"))?;
-    let out = clientele()?.args(["run", "--dry-run", "--as-of", AS_OF]).arg(&job).output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = clientele()?
+        .args(["run", "--dry-run", "--as-of", AS_OF])
+        .arg(&job)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let plan = String::from_utf8_lossy(&out.stdout);
-    for expected in ["1. ingest [ingest]", "2. transform [sql]", "3. score [rfm]", "4. segment [segments]", "5. export [export]", "model customer_view", "reads:  customer_view"] {
+    for expected in [
+        "1. ingest [ingest]",
+        "2. transform [sql]",
+        "3. score [rfm]",
+        "4. segment [segments]",
+        "5. export [export]",
+        "model customer_view",
+        "reads:  customer_view",
+    ] {
         assert!(plan.contains(expected), "missing '{expected}' in:\n{plan}");
     }
-    assert!(!dir.path().join("warehouse").exists(), "a dry run writes nothing");
+    assert!(
+        !dir.path().join("warehouse").exists(),
+        "a dry run writes nothing"
+    );
 
     let out = clientele()?.arg("validate").arg(&job).output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!dir.path().join("warehouse").exists());
     Ok(())
 }
@@ -272,20 +458,39 @@ fn bad_specs_exit_2_naming_file_and_line() -> TestResult {
 
     // A misspelt key.
     let bad = good.replacen("stale_lock_hours = 6", "stale_lock_hour = 6", 1);
-    let line = bad.lines().position(|l| l.starts_with("stale_lock_hour ")).ok_or("line")? + 1;
+    let line = bad
+        .lines()
+        .position(|l| l.starts_with("stale_lock_hour "))
+        .ok_or("line")?
+        + 1;
     std::fs::write(&job, &bad)?;
     let out = clientele()?.arg("validate").arg(&job).output()?;
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("demo.toml:{line}:")) && err.contains("stale_lock_hour"), "{err}");
+    assert!(
+        err.contains(&format!("demo.toml:{line}:")) && err.contains("stale_lock_hour"),
+        "{err}"
+    );
 
     // A step that depends on a step that does not exist, and a bad field type.
-    let bad = good.replacen("kind = \"rfm\"", "kind = \"rfm\"\ndepends_on = [\"nope\"]", 1).replacen("type = \"decimal(12,2)\"", "type = \"money\"", 1);
+    let bad = good
+        .replacen(
+            "kind = \"rfm\"",
+            "kind = \"rfm\"\ndepends_on = [\"nope\"]",
+            1,
+        )
+        .replacen("type = \"decimal(12,2)\"", "type = \"money\"", 1);
     std::fs::write(&job, &bad)?;
-    let out = clientele()?.args(["run", "--as-of", AS_OF]).arg(&job).output()?;
+    let out = clientele()?
+        .args(["run", "--as-of", AS_OF])
+        .arg(&job)
+        .output()?;
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("depends on 'nope'") && err.contains("unknown type 'money'"), "{err}");
+    assert!(
+        err.contains("depends on 'nope'") && err.contains("unknown type 'money'"),
+        "{err}"
+    );
     assert!(err.contains("demo.toml:"), "{err}");
 
     // A model that does not plan is named by its file.
@@ -296,10 +501,16 @@ fn bad_specs_exit_2_naming_file_and_line() -> TestResult {
     let out = clientele()?.arg("validate").arg(&job).output()?;
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("customer_view.sql") && err.contains("first_nam"), "{err}");
+    assert!(
+        err.contains("customer_view.sql") && err.contains("first_nam"),
+        "{err}"
+    );
 
     // Bad arguments.
-    let out = clientele()?.args(["run", "--as-of", "2025-13-01"]).arg(&job).output()?;
+    let out = clientele()?
+        .args(["run", "--as-of", "2025-13-01"])
+        .arg(&job)
+        .output()?;
     assert_eq!(out.status.code(), Some(2));
     let out = clientele()?.args(["frobnicate"]).output()?;
     assert_eq!(out.status.code(), Some(2));
@@ -311,20 +522,32 @@ fn a_live_lock_stops_a_second_run_and_a_dead_one_is_taken_over() -> TestResult {
     let dir = demo(200)?;
     let wh = dir.path().join("warehouse");
     let job = dir.path().join("jobs/demo.toml");
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
     let now = chrono::Utc::now().to_rfc3339();
     // This test process is alive: its lock holds.
     let live = serde_json::json!({"run_id": "other-run", "host": host, "pid": std::process::id(), "started_at": now});
     std::fs::write(wh.join("_lock.json"), live.to_string())?;
-    let out = clientele()?.args(["run", "--as-of", AS_OF]).arg(&job).output()?;
+    let out = clientele()?
+        .args(["run", "--as-of", AS_OF])
+        .arg(&job)
+        .output()?;
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("locked by run other-run"));
 
     // A lock whose process is gone is stale.
     let dead = serde_json::json!({"run_id": "dead-run", "host": host, "pid": 4_000_000_u32, "started_at": now});
     std::fs::write(wh.join("_lock.json"), dead.to_string())?;
-    let out = clientele()?.args(["run", "--as-of", AS_OF]).arg(&job).output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = clientele()?
+        .args(["run", "--as-of", AS_OF])
+        .arg(&job)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!wh.join("_lock.json").exists());
     Ok(())
 }

@@ -36,10 +36,18 @@ impl std::error::Error for SltError {}
 
 fn column_type(t: &DataType) -> DefaultColumnType {
     match t {
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
-            DefaultColumnType::Integer
-        }
-        DataType::Float32 | DataType::Float64 | DataType::Decimal128(..) | DataType::Decimal256(..) => DefaultColumnType::FloatingPoint,
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => DefaultColumnType::Integer,
+        DataType::Float32
+        | DataType::Float64
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..) => DefaultColumnType::FloatingPoint,
         _ => DefaultColumnType::Text,
     }
 }
@@ -59,7 +67,11 @@ fn rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, SltError> {
                 fmts.iter()
                     .map(|f| {
                         let v = f.value(r).to_string();
-                        if v.is_empty() { "(empty)".to_string() } else { v }
+                        if v.is_empty() {
+                            "(empty)".to_string()
+                        } else {
+                            v
+                        }
                     })
                     .collect(),
             );
@@ -70,20 +82,29 @@ fn rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, SltError> {
 
 impl SltDb {
     async fn load_models(&self) -> Result<(), SltError> {
-        let models = ModelSet::load(&self.sql_dir).map_err(|es| SltError(es.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")))?;
+        let models = ModelSet::load(&self.sql_dir).map_err(|es| {
+            SltError(
+                es.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
         let ctx = self.engine.context();
         for m in models.ordered(&[]).map_err(|e| SltError(e.to_string()))? {
             // A model whose inputs this file did not create is left out; querying it then fails loudly.
             if let Ok(df) = ctx.sql(&m.sql).await {
                 let _ = ctx.deregister_table(m.name.as_str());
-                ctx.register_table(m.name.as_str(), df.into_view()).map_err(|e| SltError(e.to_string()))?;
+                ctx.register_table(m.name.as_str(), df.into_view())
+                    .map_err(|e| SltError(e.to_string()))?;
             }
         }
         for seg in clientele_segments_like::segment_files(&self.sql_dir.join("segments")) {
             let (id, sql) = seg;
             if let Ok(df) = ctx.sql(&sql).await {
                 let _ = ctx.deregister_table(id.as_str());
-                ctx.register_table(id.as_str(), df.into_view()).map_err(|e| SltError(e.to_string()))?;
+                ctx.register_table(id.as_str(), df.into_view())
+                    .map_err(|e| SltError(e.to_string()))?;
             }
         }
         Ok(())
@@ -96,11 +117,17 @@ mod clientele_segments_like {
 
     pub fn segment_files(dir: &Path) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        let Ok(entries) = std::fs::read_dir(dir) else { return out };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return out;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.extension().is_some_and(|x| x == "sql") {
-                let id = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+                let id = p
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default()
+                    .to_string();
                 if let Ok(sql) = std::fs::read_to_string(&p) {
                     out.push((id, sql));
                 }
@@ -121,15 +148,34 @@ impl sqllogictest::AsyncDB for SltDb {
             self.load_models().await?;
             return Ok(DBOutput::StatementComplete(0));
         }
-        let first_word = sql.split_whitespace().next().unwrap_or_default().to_ascii_lowercase();
-        let is_query = matches!(first_word.as_str(), "select" | "with" | "values" | "show" | "describe" | "explain" | "(");
-        let df = self.engine.context().sql(sql).await.map_err(|e| SltError(e.to_string()))?;
+        let first_word = sql
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let is_query = matches!(
+            first_word.as_str(),
+            "select" | "with" | "values" | "show" | "describe" | "explain" | "("
+        );
+        let df = self
+            .engine
+            .context()
+            .sql(sql)
+            .await
+            .map_err(|e| SltError(e.to_string()))?;
         let schema = df.schema().as_arrow().clone();
         let batches = df.collect().await.map_err(|e| SltError(e.to_string()))?;
         if !is_query {
             return Ok(DBOutput::StatementComplete(0));
         }
-        Ok(DBOutput::Rows { types: schema.fields().iter().map(|f| column_type(f.data_type())).collect(), rows: rows(&batches)? })
+        Ok(DBOutput::Rows {
+            types: schema
+                .fields()
+                .iter()
+                .map(|f| column_type(f.data_type()))
+                .collect(),
+            rows: rows(&batches)?,
+        })
     }
 
     async fn shutdown(&mut self) {}
@@ -144,20 +190,37 @@ fn repo_root() -> PathBuf {
 }
 
 async fn new_db(sql_dir: PathBuf) -> Result<SltDb, SltError> {
-    let wh = Warehouse::open("memory://slt", Path::new("/")).map_err(|e| SltError(e.to_string()))?;
-    let as_of = chrono::NaiveDate::from_ymd_opt(2025, 12, 31).ok_or_else(|| SltError("date".into()))?;
-    let engine = Engine::new(&wh, as_of, &EngineOptions { target_partitions: 4, memory_limit_mb: None }).map_err(|e| SltError(e.to_string()))?;
+    let wh =
+        Warehouse::open("memory://slt", Path::new("/")).map_err(|e| SltError(e.to_string()))?;
+    let as_of =
+        chrono::NaiveDate::from_ymd_opt(2025, 12, 31).ok_or_else(|| SltError("date".into()))?;
+    let engine = Engine::new(
+        &wh,
+        as_of,
+        &EngineOptions {
+            target_partitions: 4,
+            memory_limit_mb: None,
+        },
+    )
+    .map_err(|e| SltError(e.to_string()))?;
     Ok(SltDb { engine, sql_dir })
 }
 
 fn model_names(sql_dir: &Path) -> Vec<String> {
     let mut names = Vec::new();
     for layer in clientele_sql::LAYERS.iter().chain(["segments"].iter()) {
-        let Ok(entries) = std::fs::read_dir(sql_dir.join(layer)) else { continue };
+        let Ok(entries) = std::fs::read_dir(sql_dir.join(layer)) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.extension().is_some_and(|x| x == "sql") {
-                names.push(p.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string());
+                names.push(
+                    p.file_stem()
+                        .and_then(|s| s.to_str())
+                        .unwrap_or_default()
+                        .to_string(),
+                );
             }
         }
     }
@@ -168,25 +231,40 @@ fn model_names(sql_dir: &Path) -> Vec<String> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let complete = std::env::args().any(|a| a == "--complete");
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let root = repo_root();
     let sql_dir = root.join("sql");
     let slt_dir = root.join("tests/slt");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&slt_dir)
-        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "slt")).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "slt"))
+                .collect()
+        })
         .unwrap_or_default();
     files.sort();
     let (mut passed, mut failed) = (0usize, 0usize);
 
     // Every model and segment has its own file.
     for name in model_names(&sql_dir) {
-        if !files.iter().any(|f| f.file_stem().and_then(|s| s.to_str()) == Some(name.as_str())) {
+        if !files
+            .iter()
+            .any(|f| f.file_stem().and_then(|s| s.to_str()) == Some(name.as_str()))
+        {
             eprintln!("FAIL sql model '{name}' has no tests/slt/{name}.slt");
             failed += 1;
         }
     }
     for file in files {
-        let name = file.file_name().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        let name = file
+            .file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
         if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
             continue;
         }
@@ -197,11 +275,20 @@ async fn main() -> std::process::ExitCode {
         });
         let result = if complete {
             runner
-                .update_test_file(&file, " ", sqllogictest::default_validator, sqllogictest::default_normalizer, sqllogictest::default_column_validator)
+                .update_test_file(
+                    &file,
+                    " ",
+                    sqllogictest::default_validator,
+                    sqllogictest::default_normalizer,
+                    sqllogictest::default_column_validator,
+                )
                 .await
                 .map_err(|e| e.to_string())
         } else {
-            runner.run_file_async(&file).await.map_err(|e| e.display(true).to_string())
+            runner
+                .run_file_async(&file)
+                .await
+                .map_err(|e| e.display(true).to_string())
         };
         match result {
             Ok(()) => {
@@ -215,5 +302,9 @@ async fn main() -> std::process::ExitCode {
         }
     }
     println!("slt: {passed} passed, {failed} failed");
-    if failed == 0 { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE }
+    if failed == 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
 }

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "clientele", version, about = "A batch customer data warehouse: ingest, consolidate, score, segment, export")]
+#[command(
+    name = "clientele",
+    version,
+    about = "A batch customer data warehouse: ingest, consolidate, score, segment, export"
+)]
 pub struct Cli {
     /// Log format on stderr: `human`, or `json` for schedulers and log shippers.
     #[arg(long, value_enum, default_value = "human", global = true)]
@@ -74,7 +78,11 @@ pub enum Command {
         /// The SQL.
         sql: String,
         /// The warehouse: a directory or URL.
-        #[arg(long, env = "CLIENTELE_WAREHOUSE", default_value = "clientele-demo/warehouse")]
+        #[arg(
+            long,
+            env = "CLIENTELE_WAREHOUSE",
+            default_value = "clientele-demo/warehouse"
+        )]
         warehouse: String,
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
@@ -83,7 +91,11 @@ pub enum Command {
     /// Show the run history of a warehouse.
     Runs {
         /// The warehouse: a directory or URL.
-        #[arg(long, env = "CLIENTELE_WAREHOUSE", default_value = "clientele-demo/warehouse")]
+        #[arg(
+            long,
+            env = "CLIENTELE_WAREHOUSE",
+            default_value = "clientele-demo/warehouse"
+        )]
         warehouse: String,
         /// Print the manifests as JSON.
         #[arg(long)]

@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
-use clientele_jobs::{JobSpec, PlannedStep, RunManifest, RunOptions, RunStatus, Runner, list_runs, render_report, thousands};
+use clientele_jobs::{
+    JobSpec, PlannedStep, RunManifest, RunOptions, RunStatus, Runner, list_runs, render_report,
+    thousands,
+};
 use clientele_sql::{Engine, EngineOptions};
 use clientele_store::Warehouse;
 
@@ -43,14 +46,37 @@ pub fn error_chain(err: &anyhow::Error) -> String {
 }
 
 fn parse_date(text: &str, flag: &str) -> Result<NaiveDate> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| UsageError(format!("{flag} '{text}' is not a date in the form YYYY-MM-DD")).into())
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+        UsageError(format!(
+            "{flag} '{text}' is not a date in the form YYYY-MM-DD"
+        ))
+        .into()
+    })
 }
 
 pub async fn dispatch(cli: Cli, interactive: bool) -> Result<ExitCode> {
     match cli.command {
-        Command::Demo { dir, persons, seed, as_of } => demo(&dir, persons, seed, parse_date(&as_of, "--as-of")?, interactive).await,
-        Command::Run { job, as_of, only, dry_run } => {
+        Command::Demo {
+            dir,
+            persons,
+            seed,
+            as_of,
+        } => {
+            demo(
+                &dir,
+                persons,
+                seed,
+                parse_date(&as_of, "--as-of")?,
+                interactive,
+            )
+            .await
+        }
+        Command::Run {
+            job,
+            as_of,
+            only,
+            dry_run,
+        } => {
             let as_of = match as_of {
                 Some(t) => parse_date(&t, "--as-of")?,
                 None => chrono::Utc::now().date_naive(),
@@ -58,10 +84,18 @@ pub async fn dispatch(cli: Cli, interactive: bool) -> Result<ExitCode> {
             let spec = JobSpec::load(&job)?;
             let mut opts = RunOptions::new(as_of);
             opts.only = only;
-            if dry_run { dry_run_job(spec, opts).await } else { run_job(spec, opts, interactive).await }
+            if dry_run {
+                dry_run_job(spec, opts).await
+            } else {
+                run_job(spec, opts, interactive).await
+            }
         }
         Command::Validate { job } => validate(&job).await,
-        Command::Query { sql, warehouse, format } => query(&sql, &warehouse, format).await,
+        Command::Query {
+            sql,
+            warehouse,
+            format,
+        } => query(&sql, &warehouse, format).await,
         Command::Runs { warehouse, json } => runs(&warehouse, json).await,
     }
 }
@@ -88,10 +122,25 @@ async fn run_job(spec: JobSpec, opts: RunOptions, interactive: bool) -> Result<E
 }
 
 fn print_plan(spec: &JobSpec, as_of: NaiveDate, steps: &[PlannedStep]) {
-    println!("job {} ({}), as-of {as_of}, warehouse {}", spec.name, spec.path.display(), spec.warehouse);
-    println!("{} source(s), {} SQL model(s), {} segment(s), {} export(s); every query planned\n", spec.sources.len(), spec.models.len(), spec.segments.len(), spec.exports.len());
+    println!(
+        "job {} ({}), as-of {as_of}, warehouse {}",
+        spec.name,
+        spec.path.display(),
+        spec.warehouse
+    );
+    println!(
+        "{} source(s), {} SQL model(s), {} segment(s), {} export(s); every query planned\n",
+        spec.sources.len(),
+        spec.models.len(),
+        spec.segments.len(),
+        spec.exports.len()
+    );
     for (i, s) in steps.iter().enumerate() {
-        let only = if s.selected { "" } else { "   (not selected by --only)" };
+        let only = if s.selected {
+            ""
+        } else {
+            "   (not selected by --only)"
+        };
         println!("{}. {} [{}]{only}", i + 1, s.name, s.kind);
         if !s.depends_on.is_empty() {
             println!("   after:  {}", s.depends_on.join(", "));
@@ -140,24 +189,40 @@ fn write_demo_project(dir: &Path) -> Result<PathBuf> {
     for (rel, content) in SQL_FILES {
         let path = dir.join("sql").join(rel);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
         }
         std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
     }
-    std::fs::create_dir_all(dir.join("jobs")).with_context(|| format!("creating {}", dir.join("jobs").display()))?;
+    std::fs::create_dir_all(dir.join("jobs"))
+        .with_context(|| format!("creating {}", dir.join("jobs").display()))?;
     std::fs::write(&job, DEMO_JOB).with_context(|| format!("writing {}", job.display()))?;
     Ok(job)
 }
 
-async fn demo(dir: &Path, persons: u64, seed: u64, as_of: NaiveDate, interactive: bool) -> Result<ExitCode> {
+async fn demo(
+    dir: &Path,
+    persons: u64,
+    seed: u64,
+    as_of: NaiveDate,
+    interactive: bool,
+) -> Result<ExitCode> {
     if persons == 0 {
         return Err(UsageError("--persons must be at least 1".into()).into());
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating the demo directory {}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the demo directory {}", dir.display()))?;
     let job = write_demo_project(dir)?;
     let started = std::time::Instant::now();
-    let summary = clientele_demo::generate(dir, &clientele_demo::DemoOptions { persons, seed, as_of })
-        .context("generating the demo sources")?;
+    let summary = clientele_demo::generate(
+        dir,
+        &clientele_demo::DemoOptions {
+            persons,
+            seed,
+            as_of,
+        },
+    )
+    .context("generating the demo sources")?;
     println!(
         "demo data: {} persons -> {} CRM records, {} order-log lines, {} web customers, {} web orders ({} lines malformed on purpose) in {:.1}s",
         thousands(summary.persons),
@@ -173,15 +238,26 @@ async fn demo(dir: &Path, persons: u64, seed: u64, as_of: NaiveDate, interactive
     let code = run_job(spec, RunOptions::new(as_of), interactive).await?;
     let warehouse = dir.join("warehouse");
     println!("\nnext:");
-    println!("  clientele query --warehouse {} \"select rfm_cell, count(*) as customers from customer_rfm group by rfm_cell order by customers desc limit 5\"", warehouse.display());
+    println!(
+        "  clientele query --warehouse {} \"select rfm_cell, count(*) as customers from customer_rfm group by rfm_cell order by customers desc limit 5\"",
+        warehouse.display()
+    );
     println!("  clientele runs --warehouse {}", warehouse.display());
-    println!("  clientele run {} --as-of {as_of} --dry-run", job.display());
+    println!(
+        "  clientele run {} --as-of {as_of} --dry-run",
+        job.display()
+    );
     Ok(code)
 }
 
 async fn open_published(warehouse: &str) -> Result<(Engine, Vec<(String, String)>)> {
-    let wh = Warehouse::open(warehouse, Path::new(".")).with_context(|| format!("opening the warehouse {warehouse}"))?;
-    let engine = Engine::new(&wh, chrono::Utc::now().date_naive(), &EngineOptions::default())?;
+    let wh = Warehouse::open(warehouse, Path::new("."))
+        .with_context(|| format!("opening the warehouse {warehouse}"))?;
+    let engine = Engine::new(
+        &wh,
+        chrono::Utc::now().date_naive(),
+        &EngineOptions::default(),
+    )?;
     let tables = engine.register_published().await?;
     Ok((engine, tables))
 }
@@ -200,7 +276,9 @@ async fn query(sql: &str, warehouse: &str, format: OutputFormat) -> Result<ExitC
             writeln!(out, "{text}")?;
         }
         OutputFormat::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(out);
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(out);
             for b in &batches {
                 w.write(b)?;
             }
@@ -218,7 +296,8 @@ async fn query(sql: &str, warehouse: &str, format: OutputFormat) -> Result<ExitC
 }
 
 async fn runs(warehouse: &str, json: bool) -> Result<ExitCode> {
-    let wh = Warehouse::open(warehouse, Path::new(".")).with_context(|| format!("opening the warehouse {warehouse}"))?;
+    let wh = Warehouse::open(warehouse, Path::new("."))
+        .with_context(|| format!("opening the warehouse {warehouse}"))?;
     let runs = list_runs(&wh).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
@@ -228,7 +307,10 @@ async fn runs(warehouse: &str, json: bool) -> Result<ExitCode> {
         println!("no runs recorded in {}", wh.display());
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<24} {:<10} {:<10} {:<10} {:>9} {:>12} {:>12}  job", "run", "as-of", "status", "published", "duration", "rows in", "rows out");
+    println!(
+        "{:<24} {:<10} {:<10} {:<10} {:>9} {:>12} {:>12}  job",
+        "run", "as-of", "status", "published", "duration", "rows in", "rows out"
+    );
     for r in &runs {
         let status = match r.status {
             RunStatus::Succeeded => "succeeded",

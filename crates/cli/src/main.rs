@@ -26,11 +26,18 @@ fn init_logging(args: &args::Cli, interactive: bool) {
     let default = match (args.verbose, args.quiet, interactive) {
         (_, true, _) => "warn",
         (0, false, true) => "warn",
-        (0, false, false) | (1, false, true) => "warn,clientele=info,clientele_jobs=info,clientele_ingest=info,clientele_segments=info",
-        _ => "info,clientele=debug,clientele_jobs=debug,clientele_ingest=debug,clientele_sql=debug,clientele_segments=debug",
+        (0, false, false) | (1, false, true) => {
+            "warn,clientele=info,clientele_jobs=info,clientele_ingest=info,clientele_segments=info"
+        }
+        _ => {
+            "info,clientele=debug,clientele_jobs=debug,clientele_ingest=debug,clientele_sql=debug,clientele_segments=debug"
+        }
     };
-    let filter = EnvFilter::try_from_env("CLIENTELE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_env("CLIENTELE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match args.log_format {
         args::LogFormat::Json => builder.json().with_current_span(false).init(),
         args::LogFormat::Human => builder.with_target(false).init(),
@@ -41,7 +48,10 @@ fn main() -> ExitCode {
     let args = args::Cli::parse();
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
     init_logging(&args, interactive);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -51,7 +61,11 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::dispatch(args, interactive)) {
         Ok(code) => code,
         Err(err) => {
-            let code = if is_usage_error(&err) { EXIT_USAGE } else { EXIT_FAILED };
+            let code = if is_usage_error(&err) {
+                EXIT_USAGE
+            } else {
+                EXIT_FAILED
+            };
             eprintln!("error: {}", commands::error_chain(&err));
             ExitCode::from(code)
         }
@@ -61,7 +75,9 @@ fn main() -> ExitCode {
 /// Errors that are the user's spec or arguments rather than a failed run.
 fn is_usage_error(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
-        matches!(e.downcast_ref::<clientele_jobs::Error>(), Some(clientele_jobs::Error::Spec { .. }))
-            || e.downcast_ref::<commands::UsageError>().is_some()
+        matches!(
+            e.downcast_ref::<clientele_jobs::Error>(),
+            Some(clientele_jobs::Error::Spec { .. })
+        ) || e.downcast_ref::<commands::UsageError>().is_some()
     })
 }

@@ -12,7 +12,9 @@ pub struct Progress {
 
 impl Progress {
     pub fn new() -> Self {
-        Self { bar: Mutex::new(None) }
+        Self {
+            bar: Mutex::new(None),
+        }
     }
 
     pub fn finish(&self) {
@@ -27,7 +29,10 @@ impl Progress {
 impl RunObserver for Progress {
     fn step_started(&self, step: &str, kind: &str) {
         let bar = ProgressBar::new_spinner();
-        bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         bar.set_message(format!("{step} [{kind}]"));
         bar.enable_steady_tick(Duration::from_millis(120));
         if let Ok(mut slot) = self.bar.lock() {

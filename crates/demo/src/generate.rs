@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Beta, Distribution, Exp, Gamma};
 
-use crate::names::{CITIES, EMAIL_DOMAINS, FIRST_NAMES, LAST_NAMES, STREETS, STREET_TYPES};
+use crate::names::{CITIES, EMAIL_DOMAINS, FIRST_NAMES, LAST_NAMES, STREET_TYPES, STREETS};
 
 /// Errors of the generator.
 #[derive(Debug, thiserror::Error)]
@@ -100,8 +100,17 @@ fn address(rng: &mut ChaCha8Rng) -> Address {
     let l1 = char::from(letters[rng.random_range(0..letters.len())]);
     let l2 = char::from(letters[rng.random_range(0..letters.len())]);
     Address {
-        street: format!("{} {} {}", rng.random_range(1..300), pick(rng, STREETS), full),
-        postcode: format!("{area}{} {}{l1}{l2}", rng.random_range(1..20), rng.random_range(1..10)),
+        street: format!(
+            "{} {} {}",
+            rng.random_range(1..300),
+            pick(rng, STREETS),
+            full
+        ),
+        postcode: format!(
+            "{area}{} {}{l1}{l2}",
+            rng.random_range(1..20),
+            rng.random_range(1..10)
+        ),
         city: city.to_string(),
     }
 }
@@ -152,7 +161,8 @@ fn person(rng: &mut ChaCha8Rng, as_of: NaiveDate, index: u64) -> Result<Person, 
     let last = pick(rng, LAST_NAMES).to_string();
     let birth = rng.random_bool(0.8).then(|| {
         let year = rng.random_range(1940..2006);
-        NaiveDate::from_ymd_opt(year, rng.random_range(1..=12), rng.random_range(1..=28)).unwrap_or(as_of)
+        NaiveDate::from_ymd_opt(year, rng.random_range(1..=12), rng.random_range(1..=28))
+            .unwrap_or(as_of)
     });
     let membership = rng.random::<f64>();
     let (in_crm, in_web) = if membership < 0.45 {
@@ -162,7 +172,13 @@ fn person(rng: &mut ChaCha8Rng, as_of: NaiveDate, index: u64) -> Result<Person, 
     } else {
         (true, true)
     };
-    let email = format!("{}.{}{}@{}", ascii_fold(&first), ascii_fold(&last), index % 97, pick(rng, EMAIL_DOMAINS));
+    let email = format!(
+        "{}.{}{}@{}",
+        ascii_fold(&first),
+        ascii_fold(&last),
+        index % 97,
+        pick(rng, EMAIL_DOMAINS)
+    );
     let phone_digits = format!("7{:09}", rng.random_range(0..1_000_000_000u64));
     let opted_out = rng.random_bool(0.08);
 
@@ -171,12 +187,19 @@ fn person(rng: &mut ChaCha8Rng, as_of: NaiveDate, index: u64) -> Result<Person, 
     if rng.random_bool(0.85) {
         // Buy till you die: rate ~ Gamma(r, 1/alpha) per day, dropout after each purchase ~ Beta(a, b);
         // spend per purchase ~ Gamma(p, 1/nu) with nu ~ Gamma(q, 1/gamma) (the gamma-gamma model).
-        let rate: f64 = Gamma::new(0.9, 1.0 / 75.0).map_err(|e| bad(e.to_string()))?.sample(rng);
-        let dropout = Beta::new(0.9, 4.0).map_err(|e| bad(e.to_string()))?.sample(rng);
-        let nu: f64 = Gamma::new(3.74, 1.0 / 15.44).map_err(|e| bad(e.to_string()))?.sample(rng);
+        let rate: f64 = Gamma::new(0.9, 1.0 / 75.0)
+            .map_err(|e| bad(e.to_string()))?
+            .sample(rng);
+        let dropout = Beta::new(0.9, 4.0)
+            .map_err(|e| bad(e.to_string()))?
+            .sample(rng);
+        let nu: f64 = Gamma::new(3.74, 1.0 / 15.44)
+            .map_err(|e| bad(e.to_string()))?
+            .sample(rng);
         let spend = Gamma::<f64>::new(6.25, 1.0 / nu.max(1e-3)).map_err(|e| bad(e.to_string()))?;
         let gap = Exp::new(rate.max(1e-6)).map_err(|e| bad(e.to_string()))?;
-        let mut day = as_of - Duration::days(HISTORY_DAYS) + Duration::days(rng.random_range(0..HISTORY_DAYS - 7));
+        let mut day = as_of - Duration::days(HISTORY_DAYS)
+            + Duration::days(rng.random_range(0..HISTORY_DAYS - 7));
         loop {
             let amount = (spend.sample(rng).clamp(0.5, 5000.0) * 100.0).round() as i64;
             let qty = 1 + u32::try_from((amount / 2500).min(8)).unwrap_or(0);
@@ -190,7 +213,18 @@ fn person(rng: &mut ChaCha8Rng, as_of: NaiveDate, index: u64) -> Result<Person, 
             }
         }
     }
-    Ok(Person { first, last, birth, address: address(rng), phone_digits, email, opted_out, in_crm, in_web, purchases })
+    Ok(Person {
+        first,
+        last,
+        birth,
+        address: address(rng),
+        phone_digits,
+        email,
+        opted_out,
+        in_crm,
+        in_web,
+        purchases,
+    })
 }
 
 /// Cuts or pads to exactly `width` characters.
@@ -206,7 +240,9 @@ fn fixed(out: &mut String, value: &str, width: usize) {
 }
 
 fn latin1(s: &str) -> Vec<u8> {
-    s.chars().map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')).collect()
+    s.chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
+        .collect()
 }
 
 struct Writers {
@@ -219,15 +255,26 @@ struct Writers {
 
 fn create(path: &Path) -> Result<BufWriter<File>, Error> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| Error::Io { path: parent.to_path_buf(), source })?;
+        std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+            path: parent.to_path_buf(),
+            source,
+        })?;
     }
-    File::create(path).map(|f| BufWriter::with_capacity(1 << 20, f)).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+    File::create(path)
+        .map(|f| BufWriter::with_capacity(1 << 20, f))
+        .map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Writes the demo sources below `dir` (see the crate docs for the files).
 pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
     if opts.persons == 0 || opts.persons > 50_000_000 {
-        return Err(Error::BadOptions(format!("persons must be between 1 and 50,000,000, not {}", opts.persons)));
+        return Err(Error::BadOptions(format!(
+            "persons must be between 1 and 50,000,000, not {}",
+            opts.persons
+        )));
     }
     let paths = [
         dir.join("sources/crm/customers.dat"),
@@ -244,11 +291,23 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
         truth: create(&paths[4])?,
     };
     let paths = &paths;
-    let io = |i: usize| move |source| Error::Io { path: paths[i].clone(), source };
-    writeln!(w.web_orders, "order_id,customer_id,ordered_at,items,total_amount,currency").map_err(io(3))?;
+    let io = |i: usize| {
+        move |source| Error::Io {
+            path: paths[i].clone(),
+            source,
+        }
+    };
+    writeln!(
+        w.web_orders,
+        "order_id,customer_id,ordered_at,items,total_amount,currency"
+    )
+    .map_err(io(3))?;
     writeln!(w.truth, "source,record_id,person_id").map_err(io(4))?;
 
-    let mut summary = DemoSummary { persons: opts.persons, ..DemoSummary::default() };
+    let mut summary = DemoSummary {
+        persons: opts.persons,
+        ..DemoSummary::default()
+    };
     let (mut crm_seq, mut web_seq, mut order_seq) = (0u64, 0u64, 0u64);
     let offsets = [0, 3600, -5 * 3600, 2 * 3600];
     let mut line = String::with_capacity(CRM_RECORD_LEN + 8);
@@ -257,21 +316,46 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
         rng.set_stream(index);
         let p = person(&mut rng, opts.as_of, index)?;
         let person_id = format!("P{index:08}");
-        let first_day = p.purchases.first().map_or(opts.as_of - Duration::days(rng.random_range(30..HISTORY_DAYS)), |x| x.0);
+        let first_day = p.purchases.first().map_or(
+            opts.as_of - Duration::days(rng.random_range(30..HISTORY_DAYS)),
+            |x| x.0,
+        );
         let web_first = p.in_crm && p.in_web;
 
         if p.in_crm {
             crm_seq += 1;
             let no = format!("{crm_seq:08}");
             line.clear();
-            let crm_email = if rng.random_bool(0.4) { String::new() } else { p.email.clone() };
-            let opt_out = if p.opted_out && rng.random_bool(0.9) { "Y" } else { "N" };
-            let birth = p.birth.map_or_else(|| "00000000".to_string(), |d| d.format("%Y%m%d").to_string());
-            let created = (first_day - Duration::days(rng.random_range(0..30))).format("%Y%m%d").to_string();
+            let crm_email = if rng.random_bool(0.4) {
+                String::new()
+            } else {
+                p.email.clone()
+            };
+            let opt_out = if p.opted_out && rng.random_bool(0.9) {
+                "Y"
+            } else {
+                "N"
+            };
+            let birth = p.birth.map_or_else(
+                || "00000000".to_string(),
+                |d| d.format("%Y%m%d").to_string(),
+            );
+            let created = (first_day - Duration::days(rng.random_range(0..30)))
+                .format("%Y%m%d")
+                .to_string();
             let phone = phone_text(&mut rng, &p.phone_digits);
             for (value, (_, _, width)) in [
-                no.as_str(), &p.last.to_uppercase(), &p.first.to_uppercase(), &p.address.street.to_uppercase(),
-                &p.address.postcode, &p.address.city.to_uppercase(), &phone, &crm_email, &birth, opt_out, &created,
+                no.as_str(),
+                &p.last.to_uppercase(),
+                &p.first.to_uppercase(),
+                &p.address.street.to_uppercase(),
+                &p.address.postcode,
+                &p.address.city.to_uppercase(),
+                &phone,
+                &crm_email,
+                &birth,
+                opt_out,
+                &created,
             ]
             .into_iter()
             .zip(CRM_LAYOUT)
@@ -303,22 +387,50 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
             } else {
                 (p.first.clone(), p.last.clone())
             };
-            let addr = if web_first && rng.random_bool(0.25) { address(&mut rng) } else { Address { ..p.address_clone() } };
+            let addr = if web_first && rng.random_bool(0.25) {
+                address(&mut rng)
+            } else {
+                Address {
+                    ..p.address_clone()
+                }
+            };
             let email = if web_first && rng.random_bool(0.3) {
-                format!("{}{}@{}", ascii_fold(&first), rng.random_range(1..999), pick(&mut rng, EMAIL_DOMAINS))
+                format!(
+                    "{}{}@{}",
+                    ascii_fold(&first),
+                    rng.random_range(1..999),
+                    pick(&mut rng, EMAIL_DOMAINS)
+                )
             } else if rng.random_bool(0.3) {
                 format!(" {} ", p.email.to_uppercase())
             } else {
                 p.email.clone()
             };
-            let offset = FixedOffset::east_opt(offsets[rng.random_range(0..offsets.len())]).unwrap_or(FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
+            let offset = FixedOffset::east_opt(offsets[rng.random_range(0..offsets.len())])
+                .unwrap_or(FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
             let created_day = first_day - Duration::days(rng.random_range(0..30));
-            let created = created_day.and_hms_opt(rng.random_range(7..23), rng.random_range(0..60), rng.random_range(0..60)).unwrap_or_default();
-            let created_text = offset.from_local_datetime(&created).single().map(|d| d.format("%Y-%m-%dT%H:%M:%S%:z").to_string()).unwrap_or_default();
+            let created = created_day
+                .and_hms_opt(
+                    rng.random_range(7..23),
+                    rng.random_range(0..60),
+                    rng.random_range(0..60),
+                )
+                .unwrap_or_default();
+            let created_text = offset
+                .from_local_datetime(&created)
+                .single()
+                .map(|d| d.format("%Y-%m-%dT%H:%M:%S%:z").to_string())
+                .unwrap_or_default();
             let consent = !(p.opted_out && rng.random_bool(0.9));
-            let phone = if rng.random_bool(0.7) { serde_json::Value::String(phone_text(&mut rng, &p.phone_digits)) } else { serde_json::Value::Null };
+            let phone = if rng.random_bool(0.7) {
+                serde_json::Value::String(phone_text(&mut rng, &p.phone_digits))
+            } else {
+                serde_json::Value::Null
+            };
             let birth = match p.birth {
-                Some(d) if rng.random_bool(0.7) => serde_json::Value::String(d.format("%Y-%m-%d").to_string()),
+                Some(d) if rng.random_bool(0.7) => {
+                    serde_json::Value::String(d.format("%Y-%m-%d").to_string())
+                }
                 _ => serde_json::Value::Null,
             };
             let record = serde_json::json!({
@@ -336,7 +448,13 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
                 summary.malformed_lines += 1;
                 if rng.random_bool(0.5) {
                     let cut = text.len() / 2;
-                    text.truncate(text.char_indices().map(|(i, _)| i).take_while(|i| *i <= cut).last().unwrap_or(0));
+                    text.truncate(
+                        text.char_indices()
+                            .map(|(i, _)| i)
+                            .take_while(|i| *i <= cut)
+                            .last()
+                            .unwrap_or(0),
+                    );
                 } else {
                     text = text.replace(&created_text, "not a date");
                 }
@@ -355,24 +473,47 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
             let amount = format!("{}.{:02}", cents / 100, cents % 100);
             if to_web {
                 order_seq += 1;
-                let offset = FixedOffset::east_opt(offsets[rng.random_range(0..offsets.len())]).unwrap_or(FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
-                let at = day.and_hms_opt(rng.random_range(8..22), rng.random_range(0..60), rng.random_range(0..60)).unwrap_or_default();
-                let at_text = offset.from_local_datetime(&at).single().map(|d| d.format("%Y-%m-%dT%H:%M:%S%:z").to_string()).unwrap_or_default();
+                let offset = FixedOffset::east_opt(offsets[rng.random_range(0..offsets.len())])
+                    .unwrap_or(FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
+                let at = day
+                    .and_hms_opt(
+                        rng.random_range(8..22),
+                        rng.random_range(0..60),
+                        rng.random_range(0..60),
+                    )
+                    .unwrap_or_default();
+                let at_text = offset
+                    .from_local_datetime(&at)
+                    .single()
+                    .map(|d| d.format("%Y-%m-%dT%H:%M:%S%:z").to_string())
+                    .unwrap_or_default();
                 let mut text = format!("WO{order_seq:09},{web_id},{at_text},{qty},{amount},GBP");
                 if rng.random_ratio(1, MALFORMED_ONE_IN) {
                     summary.malformed_lines += 1;
-                    text = if rng.random_bool(0.5) { text.replace(&amount, "12.x5") } else { format!("{text},extra") };
+                    text = if rng.random_bool(0.5) {
+                        text.replace(&amount, "12.x5")
+                    } else {
+                        format!("{text},extra")
+                    };
                 }
                 writeln!(w.web_orders, "{text}").map_err(io(3))?;
                 summary.web_orders += 1;
             } else {
-                let mut text = format!("{crm_seq:08} {} {qty:>3} {:>9}", day.format("%Y%m%d"), amount);
+                let mut text = format!(
+                    "{crm_seq:08} {} {qty:>3} {:>9}",
+                    day.format("%Y%m%d"),
+                    amount
+                );
                 if rng.random_ratio(1, MALFORMED_ONE_IN) {
                     summary.malformed_lines += 1;
                     text = match rng.random_range(0..3) {
                         0 => text.replace(&amount, "12.x5"),
                         1 => format!("{crm_seq:08} {}", day.format("%Y%m%d")),
-                        _ => format!("{crm_seq:08} {} {qty:>3} {:>9}", day.format("%Y0231"), amount),
+                        _ => format!(
+                            "{crm_seq:08} {} {qty:>3} {:>9}",
+                            day.format("%Y0231"),
+                            amount
+                        ),
                     };
                 }
                 writeln!(w.order_log, "{text}").map_err(io(1))?;
@@ -380,7 +521,16 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
             }
         }
     }
-    for (i, writer) in [&mut w.crm, &mut w.order_log, &mut w.web_customers, &mut w.web_orders, &mut w.truth].into_iter().enumerate() {
+    for (i, writer) in [
+        &mut w.crm,
+        &mut w.order_log,
+        &mut w.web_customers,
+        &mut w.web_orders,
+        &mut w.truth,
+    ]
+    .into_iter()
+    .enumerate()
+    {
         writer.flush().map_err(io(i))?;
     }
     Ok(summary)
@@ -388,7 +538,11 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
 
 impl Person {
     fn address_clone(&self) -> Address {
-        Address { street: self.address.street.clone(), postcode: self.address.postcode.clone(), city: self.address.city.clone() }
+        Address {
+            street: self.address.street.clone(),
+            postcode: self.address.postcode.clone(),
+            city: self.address.city.clone(),
+        }
     }
 }
 
@@ -397,40 +551,79 @@ mod tests {
     use super::*;
 
     fn opts(persons: u64, seed: u64) -> DemoOptions {
-        DemoOptions { persons, seed, as_of: NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default() }
+        DemoOptions {
+            persons,
+            seed,
+            as_of: NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default(),
+        }
     }
 
     fn read_all(dir: &Path) -> Vec<Vec<u8>> {
-        ["sources/crm/customers.dat", "sources/orders/order_log.txt", "sources/web/customers.jsonl", "sources/web/orders.csv"]
-            .iter()
-            .map(|p| std::fs::read(dir.join(p)).unwrap_or_default())
-            .collect()
+        [
+            "sources/crm/customers.dat",
+            "sources/orders/order_log.txt",
+            "sources/web/customers.jsonl",
+            "sources/web/orders.csv",
+        ]
+        .iter()
+        .map(|p| std::fs::read(dir.join(p)).unwrap_or_default())
+        .collect()
     }
 
     #[test]
     fn the_same_seed_gives_the_same_files() -> Result<(), Error> {
-        let a = tempfile::tempdir().map_err(|source| Error::Io { path: "a".into(), source })?;
-        let b = tempfile::tempdir().map_err(|source| Error::Io { path: "b".into(), source })?;
-        let c = tempfile::tempdir().map_err(|source| Error::Io { path: "c".into(), source })?;
+        let a = tempfile::tempdir().map_err(|source| Error::Io {
+            path: "a".into(),
+            source,
+        })?;
+        let b = tempfile::tempdir().map_err(|source| Error::Io {
+            path: "b".into(),
+            source,
+        })?;
+        let c = tempfile::tempdir().map_err(|source| Error::Io {
+            path: "c".into(),
+            source,
+        })?;
         let sa = generate(a.path(), &opts(500, 1))?;
         generate(b.path(), &opts(500, 1))?;
         generate(c.path(), &opts(500, 2))?;
         assert_eq!(read_all(a.path()), read_all(b.path()));
         assert_ne!(read_all(a.path()), read_all(c.path()));
-        assert!(sa.crm_records > 100 && sa.web_customers > 100 && sa.order_log_lines > 100 && sa.web_orders > 100, "{sa:?}");
+        assert!(
+            sa.crm_records > 100
+                && sa.web_customers > 100
+                && sa.order_log_lines > 100
+                && sa.web_orders > 100,
+            "{sa:?}"
+        );
         Ok(())
     }
 
     #[test]
     fn crm_records_are_fixed_width_latin1() -> Result<(), Error> {
-        let dir = tempfile::tempdir().map_err(|source| Error::Io { path: "d".into(), source })?;
+        let dir = tempfile::tempdir().map_err(|source| Error::Io {
+            path: "d".into(),
+            source,
+        })?;
         let s = generate(dir.path(), &opts(2000, 3))?;
-        let crm = std::fs::read(dir.path().join("sources/crm/customers.dat")).map_err(|source| Error::Io { path: "crm".into(), source })?;
-        let lines: Vec<&[u8]> = crm.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+        let crm =
+            std::fs::read(dir.path().join("sources/crm/customers.dat")).map_err(|source| {
+                Error::Io {
+                    path: "crm".into(),
+                    source,
+                }
+            })?;
+        let lines: Vec<&[u8]> = crm
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
         assert_eq!(lines.len() as u64, s.crm_records);
         let full = lines.iter().filter(|l| l.len() == CRM_RECORD_LEN).count();
         assert!(full as u64 >= s.crm_records - s.malformed_lines);
-        assert!(crm.iter().any(|b| *b >= 0xC0), "accented latin-1 letters expected");
+        assert!(
+            crm.iter().any(|b| *b >= 0xC0),
+            "accented latin-1 letters expected"
+        );
         assert!(std::str::from_utf8(&crm).is_err(), "latin-1 is not UTF-8");
         Ok(())
     }

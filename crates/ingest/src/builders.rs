@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder, RecordBatch,
-    StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder,
+    RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::SchemaRef;
 
@@ -27,7 +27,9 @@ impl Column {
             FieldType::Utf8 => Self::Utf8(StringBuilder::new()),
             FieldType::Int64 => Self::Int64(Int64Builder::new()),
             FieldType::Float64 => Self::Float64(Float64Builder::new()),
-            FieldType::Decimal { precision, scale } => Self::Decimal(Decimal128Builder::new(), *precision, *scale),
+            FieldType::Decimal { precision, scale } => {
+                Self::Decimal(Decimal128Builder::new(), *precision, *scale)
+            }
             FieldType::Date { .. } => Self::Date(Date32Builder::new()),
             FieldType::Timestamp { .. } => Self::Ts(TimestampMicrosecondBuilder::new()),
             FieldType::Boolean { .. } => Self::Bool(BooleanBuilder::new()),
@@ -61,9 +63,11 @@ impl Column {
             Self::Utf8(b) => Arc::new(b.finish()),
             Self::Int64(b) => Arc::new(b.finish()),
             Self::Float64(b) => Arc::new(b.finish()),
-            Self::Decimal(b, p, s) => {
-                Arc::new(b.finish().with_precision_and_scale(*p, *s).map_err(|e| e.to_string())?)
-            }
+            Self::Decimal(b, p, s) => Arc::new(
+                b.finish()
+                    .with_precision_and_scale(*p, *s)
+                    .map_err(|e| e.to_string())?,
+            ),
             Self::Date(b) => Arc::new(b.finish()),
             Self::Ts(b) => Arc::new(b.finish().with_timezone("UTC")),
             Self::Bool(b) => Arc::new(b.finish()),
@@ -101,7 +105,8 @@ impl BatchBuilder {
             col.append(v)?;
         }
         self.files.append_value(file);
-        self.lines.append_value(i64::try_from(line).unwrap_or(i64::MAX));
+        self.lines
+            .append_value(i64::try_from(line).unwrap_or(i64::MAX));
         self.rows += 1;
         Ok(())
     }

@@ -8,7 +8,10 @@ use crate::spec::Encoding;
 pub(crate) fn decode(bytes: &[u8], encoding: Encoding) -> Result<Cow<'_, str>, String> {
     match encoding {
         Encoding::Utf8 => std::str::from_utf8(bytes).map(Cow::Borrowed).map_err(|e| {
-            format!("not valid UTF-8 at byte {} of the record (is the source's encoding right?)", e.valid_up_to())
+            format!(
+                "not valid UTF-8 at byte {} of the record (is the source's encoding right?)",
+                e.valid_up_to()
+            )
         }),
         Encoding::Latin1 => Ok(if bytes.is_ascii() {
             // ASCII is valid UTF-8 as it is.
@@ -45,7 +48,10 @@ mod tests {
 
     #[test]
     fn latin1_maps_every_byte() {
-        assert_eq!(decode(b"Jos\xe9 M\xfcller", Encoding::Latin1).as_deref(), Ok("José Müller"));
+        assert_eq!(
+            decode(b"Jos\xe9 M\xfcller", Encoding::Latin1).as_deref(),
+            Ok("José Müller")
+        );
         assert_eq!(decode(b"\x80", Encoding::Windows1252).as_deref(), Ok("€"));
     }
 

@@ -41,5 +41,10 @@ mod spec;
 mod values;
 
 pub use error::{Error, Result};
-pub use run::{FileReport, OutputPaths, SourceReport, ingest_source, quarantine_schema, resolve_files};
-pub use spec::{Encoding, FILE_COLUMN, FieldPlan, FieldSpec, FieldType, Format, LINE_COLUMN, Position, SourcePlan, SourceSpec};
+pub use run::{
+    FileReport, OutputPaths, SourceReport, ingest_source, quarantine_schema, resolve_files,
+};
+pub use spec::{
+    Encoding, FILE_COLUMN, FieldPlan, FieldSpec, FieldType, Format, LINE_COLUMN, Position,
+    SourcePlan, SourceSpec,
+};

@@ -59,7 +59,10 @@ impl SourceReport {
     /// Checks the source-level limits: rows in a required source, and the reject share.
     pub fn check_limits(&self, plan: &SourcePlan) -> Result<()> {
         if plan.required && self.rows_read == 0 {
-            return Err(Error::EmptySource { source_name: plan.name.clone(), location: plan.location.clone() });
+            return Err(Error::EmptySource {
+                source_name: plan.name.clone(),
+                location: plan.location.clone(),
+            });
         }
         if self.rows_read > 0 {
             let share = self.rows_quarantined as f64 / self.rows_read as f64;
@@ -101,11 +104,22 @@ struct QuarantineRow {
 pub fn resolve_files(plan: &SourcePlan, base_dir: &Path) -> Result<Vec<PathBuf>> {
     let pattern = base_dir.join(&plan.location);
     let pattern_text = pattern.to_string_lossy();
-    let bad = |reason: String| Error::BadSpec { source_name: plan.name.clone(), problems: vec![reason] };
-    let paths = glob::glob(&pattern_text).map_err(|e| bad(format!("location '{}' is not a valid glob: {e}", plan.location)))?;
+    let bad = |reason: String| Error::BadSpec {
+        source_name: plan.name.clone(),
+        problems: vec![reason],
+    };
+    let paths = glob::glob(&pattern_text).map_err(|e| {
+        bad(format!(
+            "location '{}' is not a valid glob: {e}",
+            plan.location
+        ))
+    })?;
     let mut files = Vec::new();
     for p in paths {
-        let p = p.map_err(|e| Error::Io { path: e.path().to_path_buf(), source: std::io::Error::other(e.to_string()) })?;
+        let p = p.map_err(|e| Error::Io {
+            path: e.path().to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
         if p.is_file() {
             files.push(p);
         }
@@ -125,10 +139,18 @@ pub struct OutputPaths {
 
 /// Ingests every file of a source. Bad rows go to quarantine; the call fails only for problems with a
 /// whole file or the source (see [`Error`]). Call [`SourceReport::check_limits`] on the result.
-pub async fn ingest_source(plan: &SourcePlan, base_dir: &Path, warehouse: &Warehouse, out: &OutputPaths) -> Result<SourceReport> {
+pub async fn ingest_source(
+    plan: &SourcePlan,
+    base_dir: &Path,
+    warehouse: &Warehouse,
+    out: &OutputPaths,
+) -> Result<SourceReport> {
     let files = resolve_files(plan, base_dir)?;
     if files.is_empty() && plan.required {
-        return Err(Error::MissingSource { source_name: plan.name.clone(), location: plan.location.clone() });
+        return Err(Error::MissingSource {
+            source_name: plan.name.clone(),
+            location: plan.location.clone(),
+        });
     }
     let mut writer = warehouse.parquet_writer(&out.data_staged, plan.arrow_schema())?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(4);
@@ -138,13 +160,16 @@ pub async fn ingest_source(plan: &SourcePlan, base_dir: &Path, warehouse: &Wareh
     while let Some(batch) = rx.recv().await {
         writer.write(&batch).await?;
     }
-    let (file_reports, quarantine) = reader
-        .await
-        .map_err(|e| Error::Internal { source_name: plan.name.clone(), reason: e.to_string() })??;
+    let (file_reports, quarantine) = reader.await.map_err(|e| Error::Internal {
+        source_name: plan.name.clone(),
+        reason: e.to_string(),
+    })??;
     let data = writer.finish(&out.data_published).await?;
 
-    let qbatch = quarantine_batch(&plan.name, &quarantine)
-        .map_err(|reason| Error::Internal { source_name: plan.name.clone(), reason })?;
+    let qbatch = quarantine_batch(&plan.name, &quarantine).map_err(|reason| Error::Internal {
+        source_name: plan.name.clone(),
+        reason,
+    })?;
     let mut qwriter = warehouse.parquet_writer(&out.quarantine_staged, quarantine_schema())?;
     qwriter.write(&qbatch).await?;
     let quarantine_file = qwriter.finish(&out.quarantine_published).await?;
@@ -168,7 +193,11 @@ pub async fn ingest_source(plan: &SourcePlan, base_dir: &Path, warehouse: &Wareh
             source_name: plan.name.clone(),
             reason: format!(
                 "counts do not reconcile: read {}, loaded {} (table {}), quarantined {} (table {})",
-                report.rows_read, report.rows_loaded, report.data.rows, report.rows_quarantined, report.quarantine.rows
+                report.rows_read,
+                report.rows_loaded,
+                report.data.rows,
+                report.rows_quarantined,
+                report.quarantine.rows
             ),
         });
     }
@@ -232,11 +261,22 @@ struct FileState<'a> {
 impl FileState<'_> {
     fn reject(&mut self, line: u64, field: Option<String>, reason: String, raw: String) {
         self.report.rows_quarantined += 1;
-        self.quarantine.push(QuarantineRow { file: self.display.clone(), line, field, reason, raw });
+        self.quarantine.push(QuarantineRow {
+            file: self.display.clone(),
+            line,
+            field,
+            reason,
+            raw,
+        });
     }
 
     /// Converts the field texts of one record and appends it, or quarantines it with the first problem.
-    fn accept(&mut self, line: u64, texts: &[Option<Cow<'_, str>>], raw: impl FnOnce() -> String) -> Result<()> {
+    fn accept(
+        &mut self,
+        line: u64,
+        texts: &[Option<Cow<'_, str>>],
+        raw: impl FnOnce() -> String,
+    ) -> Result<()> {
         let mut values = Vec::with_capacity(texts.len());
         for (field, text) in self.plan.fields.iter().zip(texts) {
             match convert(field, text.as_deref(), &self.plan.null_values) {
@@ -253,10 +293,16 @@ impl FileState<'_> {
     fn push(&mut self, values: Vec<Value>, line: u64) -> Result<()> {
         self.builder
             .push(values, &self.display, line)
-            .map_err(|reason| Error::Internal { source_name: self.plan.name.clone(), reason })?;
+            .map_err(|reason| Error::Internal {
+                source_name: self.plan.name.clone(),
+                reason,
+            })?;
         self.report.rows_loaded += 1;
         if self.builder.len() >= BATCH_ROWS {
-            let batch = self.builder.take().map_err(|reason| Error::Internal { source_name: self.plan.name.clone(), reason })?;
+            let batch = self.builder.take().map_err(|reason| Error::Internal {
+                source_name: self.plan.name.clone(),
+                reason,
+            })?;
             self.tx.blocking_send(batch).map_err(|_| Error::Internal {
                 source_name: self.plan.name.clone(),
                 reason: "the Parquet writer stopped".into(),
@@ -276,19 +322,38 @@ fn read_files(
     let mut quarantine = Vec::new();
     let mut reports = Vec::new();
     for path in files {
-        let display = path.strip_prefix(base_dir).unwrap_or(path).to_string_lossy().into_owned();
-        let file = File::open(path).map_err(|source| Error::Io { path: path.clone(), source })?;
-        let reader = BufReader::with_capacity(1 << 20, HashingReader { inner: file, hasher: Sha256::new(), bytes: 0 });
+        let display = path
+            .strip_prefix(base_dir)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned();
+        let file = File::open(path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let reader = BufReader::with_capacity(
+            1 << 20,
+            HashingReader {
+                inner: file,
+                hasher: Sha256::new(),
+                bytes: 0,
+            },
+        );
         let mut state = FileState {
             plan,
-            report: FileReport { file: display.clone(), ..FileReport::default() },
+            report: FileReport {
+                file: display.clone(),
+                ..FileReport::default()
+            },
             display,
             builder: &mut builder,
             quarantine: &mut quarantine,
             tx,
         };
         let hashing = match plan.format {
-            Format::Delimited { delimiter, header } => read_delimited(&mut state, path, reader, delimiter, header)?,
+            Format::Delimited { delimiter, header } => {
+                read_delimited(&mut state, path, reader, delimiter, header)?
+            }
             _ => read_lines(&mut state, path, reader)?,
         };
         state.report.bytes = hashing.bytes;
@@ -297,16 +362,30 @@ fn read_files(
         reports.push(state.report);
     }
     if builder.len() > 0 {
-        let batch = builder.take().map_err(|reason| Error::Internal { source_name: plan.name.clone(), reason })?;
-        tx.blocking_send(batch)
-            .map_err(|_| Error::Internal { source_name: plan.name.clone(), reason: "the Parquet writer stopped".into() })?;
+        let batch = builder.take().map_err(|reason| Error::Internal {
+            source_name: plan.name.clone(),
+            reason,
+        })?;
+        tx.blocking_send(batch).map_err(|_| Error::Internal {
+            source_name: plan.name.clone(),
+            reason: "the Parquet writer stopped".into(),
+        })?;
     }
     Ok((reports, quarantine))
 }
 
 impl Default for FileReport {
     fn default() -> Self {
-        Self { file: String::new(), bytes: 0, sha256: String::new(), rows_read: 0, rows_loaded: 0, rows_quarantined: 0, blank_lines: 0, skipped_lines: 0 }
+        Self {
+            file: String::new(),
+            bytes: 0,
+            sha256: String::new(),
+            rows_read: 0,
+            rows_loaded: 0,
+            rows_quarantined: 0,
+            blank_lines: 0,
+            skipped_lines: 0,
+        }
     }
 }
 
@@ -325,7 +404,10 @@ fn read_lines(
     path: &Path,
     mut reader: BufReader<HashingReader<File>>,
 ) -> Result<HashingReader<File>> {
-    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let plan = state.plan;
     let mut buf = Vec::with_capacity(512);
     let mut line_no: u64 = 0;
@@ -365,11 +447,15 @@ fn read_lines(
                 texts.extend(owned);
                 r
             }
-            Format::Delimited { .. } => Err((None, "internal: delimited file read as lines".into())),
+            Format::Delimited { .. } => {
+                Err((None, "internal: delimited file read as lines".into()))
+            }
         };
         match split {
             Ok(()) => state.accept(line_no, &texts, || raw_text(rec, plan.encoding))?,
-            Err((field, reason)) => state.reject(line_no, field, reason, raw_text(rec, plan.encoding)),
+            Err((field, reason)) => {
+                state.reject(line_no, field, reason, raw_text(rec, plan.encoding))
+            }
         }
     }
     Ok(reader.into_inner())
@@ -383,8 +469,15 @@ fn read_delimited(
     header: bool,
 ) -> Result<HashingReader<File>> {
     let plan = state.plan;
-    let io = |source| Error::Io { path: path.to_path_buf(), source };
-    let bad_file = |reason: String| Error::BadFile { source_name: plan.name.clone(), file: path.to_path_buf(), reason };
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let bad_file = |reason: String| Error::BadFile {
+        source_name: plan.name.clone(),
+        file: path.to_path_buf(),
+        reason,
+    };
     // Skip leading lines (and a BOM) before the CSV reader sees the stream.
     let mut skipped = 0u64;
     let mut scratch = Vec::new();
@@ -399,13 +492,29 @@ fn read_delimited(
         reader.consume(3);
     }
     state.report.skipped_lines = skipped;
-    let mut csv = csv::ReaderBuilder::new().delimiter(delimiter).has_headers(false).flexible(true).from_reader(reader);
+    let mut csv = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(reader);
     let mut record = csv::ByteRecord::new();
     // Column index of each field, from the header or the declared column numbers.
     let mut columns: Option<Vec<usize>> = (!header).then(|| {
-        plan.fields.iter().map(|f| if let Position::Column(c) = f.position { c } else { 0 }).collect()
+        plan.fields
+            .iter()
+            .map(|f| {
+                if let Position::Column(c) = f.position {
+                    c
+                } else {
+                    0
+                }
+            })
+            .collect()
     });
-    let mut width = columns.as_ref().and_then(|c| c.iter().max().map(|m| m + 1)).unwrap_or(0);
+    let mut width = columns
+        .as_ref()
+        .and_then(|c| c.iter().max().map(|m| m + 1))
+        .unwrap_or(0);
     let delim = char::from(delimiter).to_string();
     loop {
         match csv.read_byte_record(&mut record) {
@@ -417,17 +526,27 @@ fn read_delimited(
         }
         let line = record.position().map_or(0, |p| p.line()) + skipped;
         let raw = || {
-            record.iter().map(|f| raw_text(f, plan.encoding)).collect::<Vec<_>>().join(&delim)
+            record
+                .iter()
+                .map(|f| raw_text(f, plan.encoding))
+                .collect::<Vec<_>>()
+                .join(&delim)
         };
         let Some(cols) = &columns else {
             // The header record.
             let names: Vec<String> = record
                 .iter()
-                .map(|f| decode(f, plan.encoding).map(|s| s.trim().to_string()).unwrap_or_default())
+                .map(|f| {
+                    decode(f, plan.encoding)
+                        .map(|s| s.trim().to_string())
+                        .unwrap_or_default()
+                })
                 .collect();
             let mut idx = Vec::with_capacity(plan.fields.len());
             for f in &plan.fields {
-                let Position::Header(h) = &f.position else { continue };
+                let Position::Header(h) = &f.position else {
+                    continue;
+                };
                 match names.iter().position(|n| n == h) {
                     Some(i) => idx.push(i),
                     None => {
@@ -447,9 +566,15 @@ fn read_delimited(
         state.report.rows_read += 1;
         if record.len() != width && !(record.len() > width && !header) {
             let reason = if header {
-                format!("the record has {} fields; the header has {width}", record.len())
+                format!(
+                    "the record has {} fields; the header has {width}",
+                    record.len()
+                )
             } else {
-                format!("the record has {} fields; the layout needs {width}", record.len())
+                format!(
+                    "the record has {} fields; the layout needs {width}",
+                    record.len()
+                )
             };
             let r = raw();
             state.reject(line, None, reason, r);

@@ -109,11 +109,21 @@ pub enum FieldType {
     Utf8,
     Int64,
     Float64,
-    Decimal { precision: u8, scale: i8 },
-    Date { format: String },
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
+    Date {
+        format: String,
+    },
     /// `format: None` means RFC 3339 / ISO 8601 with an offset; values without an offset are UTC.
-    Timestamp { format: Option<String> },
-    Boolean { true_values: Vec<String>, false_values: Vec<String> },
+    Timestamp {
+        format: Option<String>,
+    },
+    Boolean {
+        true_values: Vec<String>,
+        false_values: Vec<String>,
+    },
 }
 
 impl FieldType {
@@ -125,7 +135,9 @@ impl FieldType {
             Self::Float64 => DataType::Float64,
             Self::Decimal { precision, scale } => DataType::Decimal128(*precision, *scale),
             Self::Date { .. } => DataType::Date32,
-            Self::Timestamp { .. } => DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC"))),
+            Self::Timestamp { .. } => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")))
+            }
             Self::Boolean { .. } => DataType::Boolean,
         }
     }
@@ -177,8 +189,11 @@ pub const LINE_COLUMN: &str = "_line";
 impl SourcePlan {
     /// The schema of the raw table: the declared fields, then `_file` and `_line`.
     pub fn arrow_schema(&self) -> SchemaRef {
-        let mut fields: Vec<Field> =
-            self.fields.iter().map(|f| Field::new(&f.name, f.ty.arrow_type(), f.nullable)).collect();
+        let mut fields: Vec<Field> = self
+            .fields
+            .iter()
+            .map(|f| Field::new(&f.name, f.ty.arrow_type(), f.nullable))
+            .collect();
         fields.push(Field::new(FILE_COLUMN, DataType::Utf8, false));
         fields.push(Field::new(LINE_COLUMN, DataType::Int64, false));
         Arc::new(Schema::new(fields))
@@ -187,7 +202,9 @@ impl SourcePlan {
 
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
@@ -198,31 +215,73 @@ pub(crate) fn parse_type(f: &FieldSpec) -> Result<FieldType, String> {
         "string" | "utf8" | "text" => FieldType::Utf8,
         "int64" | "int" | "integer" | "bigint" => FieldType::Int64,
         "float64" | "double" | "float" => FieldType::Float64,
-        "date" => FieldType::Date { format: f.format.clone().unwrap_or_else(|| "%Y-%m-%d".into()) },
-        "timestamp" => FieldType::Timestamp { format: f.format.clone() },
+        "date" => FieldType::Date {
+            format: f.format.clone().unwrap_or_else(|| "%Y-%m-%d".into()),
+        },
+        "timestamp" => FieldType::Timestamp {
+            format: f.format.clone(),
+        },
         "bool" | "boolean" => FieldType::Boolean {
-            true_values: lower(f.true_values.clone().unwrap_or_else(|| vec!["true".into(), "t".into(), "yes".into(), "y".into(), "1".into()])),
-            false_values: lower(f.false_values.clone().unwrap_or_else(|| vec!["false".into(), "f".into(), "no".into(), "n".into(), "0".into()])),
+            true_values: lower(f.true_values.clone().unwrap_or_else(|| {
+                vec![
+                    "true".into(),
+                    "t".into(),
+                    "yes".into(),
+                    "y".into(),
+                    "1".into(),
+                ]
+            })),
+            false_values: lower(f.false_values.clone().unwrap_or_else(|| {
+                vec![
+                    "false".into(),
+                    "f".into(),
+                    "no".into(),
+                    "n".into(),
+                    "0".into(),
+                ]
+            })),
         },
         other => {
             let inner = other
                 .strip_prefix("decimal(")
                 .and_then(|r| r.strip_suffix(')'))
                 .ok_or_else(|| format!("field '{}': unknown type '{}' (string, int64, float64, decimal(P,S), date, timestamp, bool)", f.name, f.ty))?;
-            let (p, s) = inner.split_once(',').ok_or_else(|| format!("field '{}': decimal needs precision and scale, as decimal(12,2)", f.name))?;
-            let precision: u8 = p.trim().parse().map_err(|_| format!("field '{}': bad decimal precision '{p}'", f.name))?;
-            let scale: i8 = s.trim().parse().map_err(|_| format!("field '{}': bad decimal scale '{s}'", f.name))?;
+            let (p, s) = inner.split_once(',').ok_or_else(|| {
+                format!(
+                    "field '{}': decimal needs precision and scale, as decimal(12,2)",
+                    f.name
+                )
+            })?;
+            let precision: u8 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("field '{}': bad decimal precision '{p}'", f.name))?;
+            let scale: i8 = s
+                .trim()
+                .parse()
+                .map_err(|_| format!("field '{}': bad decimal scale '{s}'", f.name))?;
             if !(1..=38).contains(&precision) || scale < 0 || scale as u8 > precision {
-                return Err(format!("field '{}': decimal({precision},{scale}) needs 1 <= precision <= 38 and 0 <= scale <= precision", f.name));
+                return Err(format!(
+                    "field '{}': decimal({precision},{scale}) needs 1 <= precision <= 38 and 0 <= scale <= precision",
+                    f.name
+                ));
             }
             FieldType::Decimal { precision, scale }
         }
     };
     if f.format.is_some() && !matches!(ty, FieldType::Date { .. } | FieldType::Timestamp { .. }) {
-        return Err(format!("field '{}': 'format' applies only to date and timestamp fields", f.name));
+        return Err(format!(
+            "field '{}': 'format' applies only to date and timestamp fields",
+            f.name
+        ));
     }
-    if (f.true_values.is_some() || f.false_values.is_some()) && !matches!(ty, FieldType::Boolean { .. }) {
-        return Err(format!("field '{}': true_values/false_values apply only to bool fields", f.name));
+    if (f.true_values.is_some() || f.false_values.is_some())
+        && !matches!(ty, FieldType::Boolean { .. })
+    {
+        return Err(format!(
+            "field '{}': true_values/false_values apply only to bool fields",
+            f.name
+        ));
     }
     Ok(ty)
 }
@@ -236,7 +295,10 @@ impl SourceSpec {
     pub fn plan(&self) -> Result<SourcePlan, Vec<String>> {
         let mut problems = Vec::new();
         if !is_identifier(&self.name) {
-            problems.push(format!("name '{}' must be lower_snake_case (a-z, 0-9, _)", self.name));
+            problems.push(format!(
+                "name '{}' must be lower_snake_case (a-z, 0-9, _)",
+                self.name
+            ));
         }
         let format = match self.format.as_str() {
             "fixed_width" => Some(Format::FixedWidth),
@@ -249,10 +311,15 @@ impl SourceSpec {
                 if d.len() != 1 {
                     problems.push(format!("delimiter '{d}' must be a single ASCII character"));
                 }
-                Some(Format::Delimited { delimiter: d.as_bytes().first().copied().unwrap_or(b','), header: self.header.unwrap_or(true) })
+                Some(Format::Delimited {
+                    delimiter: d.as_bytes().first().copied().unwrap_or(b','),
+                    header: self.header.unwrap_or(true),
+                })
             }
             other => {
-                problems.push(format!("format '{other}' is unknown (fixed_width, whitespace, delimited, json_lines)"));
+                problems.push(format!(
+                    "format '{other}' is unknown (fixed_width, whitespace, delimited, json_lines)"
+                ));
                 None
             }
         };
@@ -262,18 +329,27 @@ impl SourceSpec {
         if self.header.is_some() && !matches!(format, Some(Format::Delimited { .. })) {
             problems.push("'header' applies only to delimited sources".into());
         }
-        let encoding = match self.encoding.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        let encoding = match self
+            .encoding
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("utf-8" | "utf8") => Encoding::Utf8,
             Some("latin1" | "latin-1" | "iso-8859-1") => Encoding::Latin1,
             Some("windows-1252" | "cp1252") => Encoding::Windows1252,
             Some(other) => {
-                problems.push(format!("encoding '{other}' is unknown (utf-8, latin1, windows-1252)"));
+                problems.push(format!(
+                    "encoding '{other}' is unknown (utf-8, latin1, windows-1252)"
+                ));
                 Encoding::Utf8
             }
         };
         let max_reject_share = self.max_reject_share.unwrap_or(0.05);
         if !(0.0..=1.0).contains(&max_reject_share) {
-            problems.push(format!("max_reject_share {max_reject_share} must be between 0 and 1"));
+            problems.push(format!(
+                "max_reject_share {max_reject_share} must be between 0 and 1"
+            ));
         }
         if self.fields.is_empty() {
             problems.push("a source needs at least one field".into());
@@ -282,7 +358,10 @@ impl SourceSpec {
         let mut seen = std::collections::BTreeSet::new();
         for f in &self.fields {
             if !is_identifier(&f.name) || f.name.starts_with('_') {
-                problems.push(format!("field name '{}' must be lower_snake_case and not start with '_'", f.name));
+                problems.push(format!(
+                    "field name '{}' must be lower_snake_case and not start with '_'",
+                    f.name
+                ));
             }
             if !seen.insert(f.name.as_str()) {
                 problems.push(format!("field '{}' is declared twice", f.name));
@@ -295,28 +374,60 @@ impl SourceSpec {
                 }
             };
             let position = match (&format, f) {
-                (Some(Format::FixedWidth), FieldSpec { start: Some(s), width: Some(w), .. }) if *s >= 1 && *w >= 1 => {
-                    Position::Chars { start: s - 1, end: s - 1 + w }
-                }
+                (
+                    Some(Format::FixedWidth),
+                    FieldSpec {
+                        start: Some(s),
+                        width: Some(w),
+                        ..
+                    },
+                ) if *s >= 1 && *w >= 1 => Position::Chars {
+                    start: s - 1,
+                    end: s - 1 + w,
+                },
                 (Some(Format::FixedWidth), _) => {
-                    problems.push(format!("field '{}': fixed_width fields need start (1-based) and width", f.name));
+                    problems.push(format!(
+                        "field '{}': fixed_width fields need start (1-based) and width",
+                        f.name
+                    ));
                     continue;
                 }
-                (Some(Format::Whitespace), FieldSpec { column: Some(c), .. }) if *c >= 1 => Position::Column(c - 1),
+                (
+                    Some(Format::Whitespace),
+                    FieldSpec {
+                        column: Some(c), ..
+                    },
+                ) if *c >= 1 => Position::Column(c - 1),
                 (Some(Format::Whitespace), _) => {
-                    problems.push(format!("field '{}': whitespace fields need column (1-based)", f.name));
+                    problems.push(format!(
+                        "field '{}': whitespace fields need column (1-based)",
+                        f.name
+                    ));
                     continue;
                 }
                 (Some(Format::Delimited { header: true, .. }), _) if f.column.is_none() => {
                     Position::Header(f.header.clone().unwrap_or_else(|| f.name.clone()))
                 }
-                (Some(Format::Delimited { .. }), FieldSpec { column: Some(c), .. }) if *c >= 1 => Position::Column(c - 1),
+                (
+                    Some(Format::Delimited { .. }),
+                    FieldSpec {
+                        column: Some(c), ..
+                    },
+                ) if *c >= 1 => Position::Column(c - 1),
                 (Some(Format::Delimited { .. }), _) => {
-                    problems.push(format!("field '{}': a delimited source without header needs column (1-based)", f.name));
+                    problems.push(format!(
+                        "field '{}': a delimited source without header needs column (1-based)",
+                        f.name
+                    ));
                     continue;
                 }
                 (Some(Format::JsonLines), _) => Position::JsonPath(
-                    f.path.clone().unwrap_or_else(|| f.name.clone()).split('.').map(str::to_string).collect(),
+                    f.path
+                        .clone()
+                        .unwrap_or_else(|| f.name.clone())
+                        .split('.')
+                        .map(str::to_string)
+                        .collect(),
                 ),
                 (None, _) => continue,
             };
@@ -356,32 +467,44 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_at_once() {
-        let s = spec(r#"
+        let s = spec(
+            r#"
             name = "Bad Name"
             format = "fixed_width"
             location = "x"
             fields = [ { name = "a", type = "decimal(40,2)", start = 1, width = 2 },
                        { name = "b", type = "string" },
                        { name = "a", type = "weird", start = 3, width = 1 } ]
-        "#);
+        "#,
+        );
         let problems = s.plan().err().unwrap_or_default();
-        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert_eq!(problems.len(), 5, "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("'a' is declared twice")));
         assert!(problems.iter().any(|p| p.contains("lower_snake_case")));
         assert!(problems.iter().any(|p| p.contains("decimal(40,2)")));
-        assert!(problems.iter().any(|p| p.contains("'b': fixed_width fields need start")));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("'b': fixed_width fields need start"))
+        );
         assert!(problems.iter().any(|p| p.contains("unknown type 'weird'")));
     }
 
     #[test]
     fn delimited_fields_default_to_their_header_name() {
-        let s = spec(r#"
+        let s = spec(
+            r#"
             name = "web_orders"
             format = "delimited"
             location = "x"
             fields = [ { name = "order_id", type = "string" }, { name = "amt", type = "decimal(10,2)", header = "Amount" } ]
-        "#);
+        "#,
+        );
         let plan = s.plan().unwrap_or_else(|p| unreachable!("{p:?}"));
         assert_eq!(plan.fields[1].position, Position::Header("Amount".into()));
-        assert_eq!(plan.arrow_schema().field(1).data_type(), &DataType::Decimal128(10, 2));
+        assert_eq!(
+            plan.arrow_schema().field(1).data_type(),
+            &DataType::Decimal128(10, 2)
+        );
     }
 }

@@ -24,30 +24,47 @@ const EPOCH: NaiveDate = match NaiveDate::from_ymd_opt(1970, 1, 1) {
 
 /// Converts one field's text (already cut out of the record) into a value of its declared type.
 /// `None` text means the field is absent from the record (JSON) and is treated like an empty one.
-pub(crate) fn convert(field: &FieldPlan, text: Option<&str>, null_values: &[String]) -> Result<Value, String> {
+pub(crate) fn convert(
+    field: &FieldPlan,
+    text: Option<&str>,
+    null_values: &[String],
+) -> Result<Value, String> {
     let raw = text.unwrap_or("");
     let t = if field.trim { raw.trim() } else { raw };
-    let is_null = t.is_empty()
-        || null_values.iter().any(|n| n == t)
-        || field.unknown.iter().any(|u| u == t);
+    let is_null =
+        t.is_empty() || null_values.iter().any(|n| n == t) || field.unknown.iter().any(|u| u == t);
     if is_null {
-        return if field.nullable { Ok(Value::Null) } else { Err("a value is required but the field is empty".into()) };
+        return if field.nullable {
+            Ok(Value::Null)
+        } else {
+            Err("a value is required but the field is empty".into())
+        };
     }
     match &field.ty {
         FieldType::Utf8 => Ok(Value::Str(t.to_string())),
         FieldType::Int64 => parse_i64(t).map(Value::I64),
         FieldType::Float64 => parse_f64(t).map(Value::F64),
-        FieldType::Decimal { precision, scale } => parse_decimal(t, *precision, *scale).map(Value::Dec),
+        FieldType::Decimal { precision, scale } => {
+            parse_decimal(t, *precision, *scale).map(Value::Dec)
+        }
         FieldType::Date { format } => parse_date(t, format).map(Value::Date),
         FieldType::Timestamp { format } => parse_timestamp(t, format.as_deref()).map(Value::Ts),
-        FieldType::Boolean { true_values, false_values } => {
+        FieldType::Boolean {
+            true_values,
+            false_values,
+        } => {
             let l = t.to_lowercase();
             if true_values.contains(&l) {
                 Ok(Value::Bool(true))
             } else if false_values.contains(&l) {
                 Ok(Value::Bool(false))
             } else {
-                Err(format!("'{}' is not a boolean (true: {}; false: {})", clip(t), true_values.join(", "), false_values.join(", ")))
+                Err(format!(
+                    "'{}' is not a boolean (true: {}; false: {})",
+                    clip(t),
+                    true_values.join(", "),
+                    false_values.join(", ")
+                ))
             }
         }
     }
@@ -55,7 +72,11 @@ pub(crate) fn convert(field: &FieldPlan, text: Option<&str>, null_values: &[Stri
 
 /// Shortens a value quoted in a reason.
 fn clip(s: &str) -> String {
-    if s.chars().count() > 40 { format!("{}…", s.chars().take(40).collect::<String>()) } else { s.to_string() }
+    if s.chars().count() > 40 {
+        format!("{}…", s.chars().take(40).collect::<String>())
+    } else {
+        s.to_string()
+    }
 }
 
 pub(crate) fn parse_i64(t: &str) -> Result<i64, String> {
@@ -94,11 +115,17 @@ pub(crate) fn parse_decimal(t: &str, precision: u8, scale: i8) -> Result<i128, S
     let scale = scale.max(0) as usize;
     let frac_trimmed = frac_part.trim_end_matches('0');
     if frac_trimmed.len() > scale {
-        return Err(format!("'{}' has more than {scale} decimal places", clip(t)));
+        return Err(format!(
+            "'{}' has more than {scale} decimal places",
+            clip(t)
+        ));
     }
     let int_digits = int_part.trim_start_matches('0');
     if int_digits.len() + scale > precision as usize {
-        return Err(format!("'{}' does not fit decimal({precision},{scale})", clip(t)));
+        return Err(format!(
+            "'{}' does not fit decimal({precision},{scale})",
+            clip(t)
+        ));
     }
     let mut v: i128 = 0;
     for b in int_digits.bytes().chain(frac_trimmed.bytes()) {
@@ -113,7 +140,8 @@ pub(crate) fn parse_decimal(t: &str, precision: u8, scale: i8) -> Result<i128, S
 pub(crate) fn parse_date(t: &str, format: &str) -> Result<i32, String> {
     let d = NaiveDate::parse_from_str(t, format)
         .map_err(|_| format!("'{}' is not a valid date in the format '{format}'", clip(t)))?;
-    i32::try_from(d.signed_duration_since(EPOCH).num_days()).map_err(|_| format!("'{}' is out of range", clip(t)))
+    i32::try_from(d.signed_duration_since(EPOCH).num_days())
+        .map_err(|_| format!("'{}' is out of range", clip(t)))
 }
 
 /// Timestamps become microseconds since the epoch, UTC. Without a format, RFC 3339 (with `T` or a space,
@@ -123,18 +151,34 @@ pub(crate) fn parse_timestamp(t: &str, format: Option<&str>) -> Result<i64, Stri
         Some(f) => DateTime::parse_from_str(t, f)
             .map(|d| d.with_timezone(&Utc))
             .ok()
-            .or_else(|| NaiveDateTime::parse_from_str(t, f).ok().map(|n| n.and_utc())),
+            .or_else(|| {
+                NaiveDateTime::parse_from_str(t, f)
+                    .ok()
+                    .map(|n| n.and_utc())
+            }),
         None => DateTime::parse_from_rfc3339(t)
             .or_else(|_| DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f%:z"))
             .or_else(|_| DateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f%z"))
             .map(|d| d.with_timezone(&Utc))
             .ok()
-            .or_else(|| NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|n| n.and_utc()))
-            .or_else(|| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f").ok().map(|n| n.and_utc())),
+            .or_else(|| {
+                NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f")
+                    .ok()
+                    .map(|n| n.and_utc())
+            })
+            .or_else(|| {
+                NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f")
+                    .ok()
+                    .map(|n| n.and_utc())
+            }),
     };
     let shown = format.unwrap_or("RFC 3339");
-    utc.map(|d| d.timestamp_micros())
-        .ok_or_else(|| format!("'{}' is not a valid timestamp in the format '{shown}'", clip(t)))
+    utc.map(|d| d.timestamp_micros()).ok_or_else(|| {
+        format!(
+            "'{}' is not a valid timestamp in the format '{shown}'",
+            clip(t)
+        )
+    })
 }
 
 #[cfg(test)]
@@ -143,7 +187,14 @@ mod tests {
     use crate::spec::Position;
 
     fn field(ty: FieldType, nullable: bool) -> FieldPlan {
-        FieldPlan { name: "f".into(), ty, position: Position::Column(0), nullable, trim: true, unknown: vec!["00000000".into()] }
+        FieldPlan {
+            name: "f".into(),
+            ty,
+            position: Position::Column(0),
+            nullable,
+            trim: true,
+            unknown: vec!["00000000".into()],
+        }
     }
 
     #[test]
@@ -152,7 +203,9 @@ mod tests {
         assert_eq!(parse_decimal("-0.07", 12, 2), Ok(-7));
         assert_eq!(parse_decimal("+3", 12, 2), Ok(300));
         assert_eq!(parse_decimal("1.230", 12, 2), Ok(123));
-        assert!(parse_decimal("1.234", 12, 2).is_err_and(|e| e.contains("more than 2 decimal places")));
+        assert!(
+            parse_decimal("1.234", 12, 2).is_err_and(|e| e.contains("more than 2 decimal places"))
+        );
         assert!(parse_decimal("12.x5", 12, 2).is_err_and(|e| e.contains("not a decimal")));
         assert!(parse_decimal("123456789012", 12, 2).is_err_and(|e| e.contains("does not fit")));
         assert!(parse_decimal(".", 12, 2).is_err());
@@ -162,7 +215,10 @@ mod tests {
     #[test]
     fn impossible_dates_are_named() {
         assert_eq!(parse_date("19700102", "%Y%m%d"), Ok(1));
-        assert!(parse_date("20251345", "%Y%m%d").is_err_and(|e| e.contains("'20251345' is not a valid date")));
+        assert!(
+            parse_date("20251345", "%Y%m%d")
+                .is_err_and(|e| e.contains("'20251345' is not a valid date"))
+        );
     }
 
     #[test]
@@ -177,17 +233,38 @@ mod tests {
 
     #[test]
     fn unknown_tokens_are_null_and_required_fields_refuse_them() {
-        let date = FieldType::Date { format: "%Y%m%d".into() };
-        assert_eq!(convert(&field(date.clone(), true), Some("00000000"), &[]), Ok(Value::Null));
+        let date = FieldType::Date {
+            format: "%Y%m%d".into(),
+        };
+        assert_eq!(
+            convert(&field(date.clone(), true), Some("00000000"), &[]),
+            Ok(Value::Null)
+        );
         assert!(convert(&field(date, false), Some("  "), &[]).is_err());
-        assert_eq!(convert(&field(FieldType::Int64, true), Some("N/A"), &["N/A".into()]), Ok(Value::Null));
-        assert!(convert(&field(FieldType::Int64, true), Some("99999999999999999999"), &[]).is_err_and(|e| e.contains("overflows")));
+        assert_eq!(
+            convert(&field(FieldType::Int64, true), Some("N/A"), &["N/A".into()]),
+            Ok(Value::Null)
+        );
+        assert!(
+            convert(
+                &field(FieldType::Int64, true),
+                Some("99999999999999999999"),
+                &[]
+            )
+            .is_err_and(|e| e.contains("overflows"))
+        );
     }
 
     #[test]
     fn booleans_follow_their_token_lists() {
-        let b = FieldType::Boolean { true_values: vec!["y".into()], false_values: vec!["n".into()] };
-        assert_eq!(convert(&field(b.clone(), true), Some("Y"), &[]), Ok(Value::Bool(true)));
+        let b = FieldType::Boolean {
+            true_values: vec!["y".into()],
+            false_values: vec!["n".into()],
+        };
+        assert_eq!(
+            convert(&field(b.clone(), true), Some("Y"), &[]),
+            Ok(Value::Bool(true))
+        );
         assert!(convert(&field(b, true), Some("maybe"), &[]).is_err());
     }
 }

@@ -12,7 +12,10 @@ pub async fn list_runs(warehouse: &Warehouse) -> Result<Vec<RunManifest>> {
         }
         let bytes = warehouse.get(&rel).await?;
         let manifest: RunManifest =
-            serde_json::from_slice(&bytes).map_err(|e| Error::Manifest { path: rel.clone(), reason: e.to_string() })?;
+            serde_json::from_slice(&bytes).map_err(|e| Error::Manifest {
+                path: rel.clone(),
+                reason: e.to_string(),
+            })?;
         runs.push(manifest);
     }
     runs.sort_by(|a, b| a.run_id.cmp(&b.run_id));

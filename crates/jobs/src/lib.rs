@@ -33,7 +33,7 @@ mod spec;
 
 pub use error::{Error, Result};
 pub use history::list_runs;
-pub use report::{render_report, thousands};
 pub use manifest::{RunManifest, RunStatus, StepReport, StepStatus, TableSummary};
+pub use report::{render_report, thousands};
 pub use runner::{PlannedStep, RunObserver, RunOptions, Runner};
 pub use spec::{JobSpec, Problem, StepKind, StepSpec};

@@ -28,7 +28,14 @@ pub fn render_report(m: &RunManifest) -> String {
         RunStatus::Succeeded => "SUCCEEDED",
         RunStatus::Failed => "FAILED",
     };
-    let _ = writeln!(out, "run {}  job {}  as-of {}  {status} in {}", m.run_id, m.job, m.as_of, seconds(m.duration_ms));
+    let _ = writeln!(
+        out,
+        "run {}  job {}  as-of {}  {status} in {}",
+        m.run_id,
+        m.job,
+        m.as_of,
+        seconds(m.duration_ms)
+    );
     let _ = writeln!(out, "\nsteps");
     for s in &m.steps {
         let mark = match s.status {
@@ -66,20 +73,40 @@ pub fn render_report(m: &RunManifest) -> String {
     if !m.tables.is_empty() {
         let _ = writeln!(out, "\ntables");
         for t in &m.tables {
-            let _ = writeln!(out, "  {:<32} {:>11} rows   {}", t.table, thousands(t.rows), t.path);
+            let _ = writeln!(
+                out,
+                "  {:<32} {:>11} rows   {}",
+                t.table,
+                thousands(t.rows),
+                t.path
+            );
         }
     }
     if !m.segments.is_empty() {
         let _ = writeln!(out, "\nsegments");
         for s in &m.segments {
-            let _ = writeln!(out, "  {:<32} {:>11} customers   {}", s.segment, thousands(s.customers), s.name);
+            let _ = writeln!(
+                out,
+                "  {:<32} {:>11} customers   {}",
+                s.segment,
+                thousands(s.customers),
+                s.name
+            );
         }
     }
     if !m.exports.is_empty() {
         let _ = writeln!(out, "\nexports");
         for e in &m.exports {
-            let suppressed: Vec<String> = e.suppressed.iter().map(|(k, v)| format!("{k} {}", thousands(*v))).collect();
-            let suppressed = if suppressed.is_empty() { "none".to_string() } else { suppressed.join(", ") };
+            let suppressed: Vec<String> = e
+                .suppressed
+                .iter()
+                .map(|(k, v)| format!("{k} {}", thousands(*v)))
+                .collect();
+            let suppressed = if suppressed.is_empty() {
+                "none".to_string()
+            } else {
+                suppressed.join(", ")
+            };
             let _ = writeln!(
                 out,
                 "  {:<32} {} eligible, suppressed: {suppressed}, {} exported -> {}",
@@ -94,9 +121,15 @@ pub fn render_report(m: &RunManifest) -> String {
     match m.status {
         RunStatus::Succeeded => {}
         RunStatus::Failed => {
-            let _ = writeln!(out, "nothing was published: the last good outputs are untouched");
+            let _ = writeln!(
+                out,
+                "nothing was published: the last good outputs are untouched"
+            );
             if let Some(dir) = &m.staging_dir {
-                let _ = writeln!(out, "this run's staged outputs (quarantine included) stay until the next run: {dir}");
+                let _ = writeln!(
+                    out,
+                    "this run's staged outputs (quarantine included) stay until the next run: {dir}"
+                );
             }
             if let Some(e) = &m.error {
                 let _ = writeln!(out, "error: {e}");

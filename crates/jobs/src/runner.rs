@@ -38,7 +38,11 @@ pub struct RunOptions {
 impl RunOptions {
     /// All steps, wall-clock timings.
     pub fn new(as_of: NaiveDate) -> Self {
-        Self { as_of, only: Vec::new(), clock: Arc::new(Utc::now) }
+        Self {
+            as_of,
+            only: Vec::new(),
+            clock: Arc::new(Utc::now),
+        }
     }
 }
 
@@ -97,7 +101,11 @@ struct StepOutcome {
 
 impl Runner {
     pub fn new(spec: JobSpec, opts: RunOptions) -> Self {
-        Self { spec, opts, observer: None }
+        Self {
+            spec,
+            opts,
+            observer: None,
+        }
     }
 
     /// Reports progress to `observer`.
@@ -122,7 +130,10 @@ impl Runner {
                 problems.push(Problem {
                     file: self.spec.path.clone(),
                     line: None,
-                    message: format!("--only names step '{name}', which the job does not have (steps: {})", names.join(", ")),
+                    message: format!(
+                        "--only names step '{name}', which the job does not have (steps: {})",
+                        names.join(", ")
+                    ),
                 });
             }
         }
@@ -137,7 +148,11 @@ impl Runner {
 
     fn order(&self) -> Result<Vec<&Step>> {
         self.spec.step_order().map_err(|message| Error::Spec {
-            problems: vec![Problem { file: self.spec.path.clone(), line: None, message }],
+            problems: vec![Problem {
+                file: self.spec.path.clone(),
+                line: None,
+                message,
+            }],
         })
     }
 
@@ -156,11 +171,20 @@ impl Runner {
             match &step.kind {
                 StepKind::Ingest { sources } => {
                     for name in sources {
-                        let Some(source) = spec.source(name) else { continue };
+                        let Some(source) = spec.source(name) else {
+                            continue;
+                        };
                         engine.register_empty(&format!("raw.{name}"), source.arrow_schema())?;
-                        engine.register_empty(&format!("quarantine.{name}"), quarantine_schema())?;
-                        let files = resolve_files(source, &spec.base_dir).map(|f| f.len()).unwrap_or(0);
-                        details.push(format!("source {name}: {} '{}' ({files} file(s) now)", format_name(&source.format), source.location));
+                        engine
+                            .register_empty(&format!("quarantine.{name}"), quarantine_schema())?;
+                        let files = resolve_files(source, &spec.base_dir)
+                            .map(|f| f.len())
+                            .unwrap_or(0);
+                        details.push(format!(
+                            "source {name}: {} '{}' ({files} file(s) now)",
+                            format_name(&source.format),
+                            source.location
+                        ));
                         if strict && files == 0 && source.required {
                             problems.push(Problem {
                                 file: spec.path.clone(),
@@ -172,13 +196,24 @@ impl Runner {
                 }
                 StepKind::Sql { models } => {
                     for name in models {
-                        let Some(model) = spec.models.get(name) else { continue };
+                        let Some(model) = spec.models.get(name) else {
+                            continue;
+                        };
                         match engine.plan_model(model).await {
                             Ok(schema) => {
-                                details.push(format!("model {} ({} columns) <- {}", model.name, schema.fields().len(), model.reads.join(", ")));
+                                details.push(format!(
+                                    "model {} ({} columns) <- {}",
+                                    model.name,
+                                    schema.fields().len(),
+                                    model.reads.join(", ")
+                                ));
                                 engine.register_empty(&model.name, schema)?;
                             }
-                            Err(e) => problems.push(Problem { file: model.path.clone(), line: None, message: chain(&e) }),
+                            Err(e) => problems.push(Problem {
+                                file: model.path.clone(),
+                                line: None,
+                                message: chain(&e),
+                            }),
                         }
                     }
                 }
@@ -199,15 +234,25 @@ impl Runner {
                             Ok(schema) if schema.field_with_name("customer_id").is_ok() => {
                                 details.push(format!("segment {} ({})", seg.id, seg.name));
                             }
-                            Ok(_) => problems.push(Problem { file: seg.path.clone(), line: None, message: "the query must return a customer_id column".into() }),
-                            Err(e) => problems.push(Problem { file: seg.path.clone(), line: None, message: chain(&e) }),
+                            Ok(_) => problems.push(Problem {
+                                file: seg.path.clone(),
+                                line: None,
+                                message: "the query must return a customer_id column".into(),
+                            }),
+                            Err(e) => problems.push(Problem {
+                                file: seg.path.clone(),
+                                line: None,
+                                message: chain(&e),
+                            }),
                         }
                     }
                     engine.register_empty("segment_membership", membership_schema())?;
                 }
                 StepKind::Export { exports } => {
                     for name in exports {
-                        let Some(export) = spec.exports.iter().find(|e| &e.name == name) else { continue };
+                        let Some(export) = spec.exports.iter().find(|e| &e.name == name) else {
+                            continue;
+                        };
                         match engine.plan_schema(&export.query()).await {
                             Ok(_) => details.push(format!(
                                 "export {name}: segment {} as {} -> exports/{name}/as_of={}/{name}.csv",
@@ -228,14 +273,24 @@ impl Runner {
                 depends_on: spec.dependencies(step),
                 reads: step.reads.iter().map(|t| t.name.clone()).collect(),
                 writes: match &step.kind {
-                    StepKind::Export { exports } => exports.iter().map(|e| format!("exports/{e}")).collect(),
-                    _ => step.writes.iter().map(|t| format!("{} ({}/{})", t.name, t.layer, t.table)).collect(),
+                    StepKind::Export { exports } => {
+                        exports.iter().map(|e| format!("exports/{e}")).collect()
+                    }
+                    _ => step
+                        .writes
+                        .iter()
+                        .map(|t| format!("{} ({}/{})", t.name, t.layer, t.table))
+                        .collect(),
                 },
                 details,
                 selected: selected.contains(&step.name),
             });
         }
-        if problems.is_empty() { Ok(planned) } else { Err(Error::Spec { problems }) }
+        if problems.is_empty() {
+            Ok(planned)
+        } else {
+            Err(Error::Spec { problems })
+        }
     }
 
     /// Runs the job: lock, steps, publish (only when every step succeeded), manifest, unlock.
@@ -247,11 +302,14 @@ impl Runner {
         let order = self.order()?;
         let warehouse = Warehouse::open(&spec.warehouse, &spec.base_dir)?;
         let started = (self.opts.clock)();
-        let suffix = u16::try_from(std::process::id() % 65_536).unwrap_or(0) ^ u16::try_from(started.timestamp_subsec_micros() % 65_536).unwrap_or(0);
+        let suffix = u16::try_from(std::process::id() % 65_536).unwrap_or(0)
+            ^ u16::try_from(started.timestamp_subsec_micros() % 65_536).unwrap_or(0);
         let run_id = RunId::from_start(started, suffix);
         let lock = RunLock::acquire(&warehouse, &run_id, started, spec.stale_lock_hours).await?;
         tracing::info!(run = %run_id, job = %spec.name, as_of = %self.opts.as_of, warehouse = %warehouse.display(), "run started");
-        let result = self.run_locked(&warehouse, &run_id, started, &order, &selected).await;
+        let result = self
+            .run_locked(&warehouse, &run_id, started, &order, &selected)
+            .await;
         if let Err(e) = lock.release().await {
             tracing::warn!(error = %e, "could not release the warehouse lock");
         }
@@ -274,7 +332,11 @@ impl Runner {
         let mut reports = Vec::new();
         let mut first_error: Option<String> = None;
         for step in order.iter().filter(|s| selected.contains(&s.name)) {
-            let blocked_by: Vec<String> = spec.dependencies(step).into_iter().filter(|d| state.failed.contains(d)).collect();
+            let blocked_by: Vec<String> = spec
+                .dependencies(step)
+                .into_iter()
+                .filter(|d| state.failed.contains(d))
+                .collect();
             let now = (self.opts.clock)();
             if !blocked_by.is_empty() {
                 state.failed.insert(step.name.clone());
@@ -288,7 +350,10 @@ impl Runner {
                     rows_in: 0,
                     rows_out: 0,
                     outputs: Vec::new(),
-                    error: Some(format!("skipped because step '{}' did not succeed", blocked_by.join("', '"))),
+                    error: Some(format!(
+                        "skipped because step '{}' did not succeed",
+                        blocked_by.join("', '")
+                    )),
                 };
                 self.notify_finished(&report);
                 reports.push(report);
@@ -299,7 +364,9 @@ impl Runner {
             }
             tracing::info!(step = %step.name, kind = step.kind.name(), "step started");
             let mut outcome = StepOutcome::default();
-            let result = self.run_step(step, &engine, warehouse, run_id, &mut state, &mut outcome).await;
+            let result = self
+                .run_step(step, &engine, warehouse, run_id, &mut state, &mut outcome)
+                .await;
             let ended = (self.opts.clock)();
             let error = result.err().map(|e| chain(e.as_ref()));
             if let Some(e) = &error {
@@ -312,7 +379,11 @@ impl Runner {
             let report = StepReport {
                 name: step.name.clone(),
                 kind: step.kind.name().into(),
-                status: if error.is_some() { StepStatus::Failed } else { StepStatus::Succeeded },
+                status: if error.is_some() {
+                    StepStatus::Failed
+                } else {
+                    StepStatus::Succeeded
+                },
                 started_at: now.to_rfc3339(),
                 ended_at: ended.to_rfc3339(),
                 duration_ms: u64::try_from((ended - now).num_milliseconds()).unwrap_or(0),
@@ -326,7 +397,10 @@ impl Runner {
         }
 
         let succeeded = first_error.is_none();
-        let files: Vec<String> = reports.iter().flat_map(|r| r.outputs.iter().map(|f| f.path.clone())).collect();
+        let files: Vec<String> = reports
+            .iter()
+            .flat_map(|r| r.outputs.iter().map(|f| f.path.clone()))
+            .collect();
         if succeeded {
             warehouse.publish(run_id, &files).await?;
             tracing::info!(run = %run_id, files = files.len(), "outputs published");
@@ -337,7 +411,11 @@ impl Runner {
         let tables = state
             .produced
             .iter()
-            .map(|(name, (_, file))| TableSummary { table: name.clone(), path: file.path.clone(), rows: file.rows })
+            .map(|(name, (_, file))| TableSummary {
+                table: name.clone(),
+                path: file.path.clone(),
+                rows: file.rows,
+            })
             .collect();
         let manifest = RunManifest {
             run_id: run_id.to_string(),
@@ -345,7 +423,11 @@ impl Runner {
             spec_path: spec.path.display().to_string(),
             spec_sha256: spec.sha256.clone(),
             as_of: self.opts.as_of.to_string(),
-            status: if succeeded { RunStatus::Succeeded } else { RunStatus::Failed },
+            status: if succeeded {
+                RunStatus::Succeeded
+            } else {
+                RunStatus::Failed
+            },
             published: succeeded,
             started_at: started.to_rfc3339(),
             ended_at: ended.to_rfc3339(),
@@ -358,14 +440,20 @@ impl Runner {
             tables,
             segments: state.segments,
             exports: state.exports,
-            staging_dir: (!succeeded).then(|| warehouse.url_of(&format!("{}/{run_id}", layout::STAGING_DIR), true)),
+            staging_dir: (!succeeded)
+                .then(|| warehouse.url_of(&format!("{}/{run_id}", layout::STAGING_DIR), true)),
             error: first_error,
         };
         let path = layout::run_manifest(run_id);
-        let body = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Manifest { path: path.clone(), reason: e.to_string() })?;
+        let body = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Manifest {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         warehouse.put(&path, Bytes::from(body)).await?;
         let report = crate::report::render_report(&manifest);
-        warehouse.put(&path.replace(".json", ".txt"), Bytes::from(report)).await?;
+        warehouse
+            .put(&path.replace(".json", ".txt"), Bytes::from(report))
+            .await?;
         Ok(manifest)
     }
 
@@ -377,7 +465,13 @@ impl Runner {
 
     /// Makes a table this step reads available: from this run if an earlier step wrote it, else the
     /// published partition of the same as-of date.
-    async fn register_input(&self, engine: &Engine, warehouse: &Warehouse, table: &TableId, state: &RunState) -> Result<(), BoxError> {
+    async fn register_input(
+        &self,
+        engine: &Engine,
+        warehouse: &Warehouse,
+        table: &TableId,
+        state: &RunState,
+    ) -> Result<(), BoxError> {
         if state.produced.contains_key(&table.name) {
             return Ok(());
         }
@@ -408,7 +502,11 @@ impl Runner {
             self.register_input(engine, warehouse, input, state).await?;
             outcome.rows_in += state.produced.get(&input.name).map_or(0, |(_, f)| f.rows);
         }
-        let record = |state: &mut RunState, outcome: &mut StepOutcome, name: String, staged: String, file: WrittenFile| {
+        let record = |state: &mut RunState,
+                      outcome: &mut StepOutcome,
+                      name: String,
+                      staged: String,
+                      file: WrittenFile| {
             outcome.outputs.push(file.clone());
             state.produced.insert(name, (staged, file));
         };
@@ -416,7 +514,9 @@ impl Runner {
             StepKind::Ingest { sources } => {
                 let mut first_problem: Option<BoxError> = None;
                 for name in sources {
-                    let source = spec.source(name).ok_or_else(|| format!("source '{name}' is not declared"))?;
+                    let source = spec
+                        .source(name)
+                        .ok_or_else(|| format!("source '{name}' is not declared"))?;
                     let data = layout::partition_file("raw", name, as_of);
                     let quarantine = layout::partition_file("quarantine", name, as_of);
                     let paths = OutputPaths {
@@ -432,10 +532,26 @@ impl Runner {
                     );
                     outcome.rows_in += report.rows_read;
                     outcome.rows_out += report.rows_loaded;
-                    engine.register_file(&format!("raw.{name}"), &paths.data_staged).await?;
-                    engine.register_file(&format!("quarantine.{name}"), &paths.quarantine_staged).await?;
-                    record(state, outcome, format!("raw.{name}"), paths.data_staged.clone(), report.data.clone());
-                    record(state, outcome, format!("quarantine.{name}"), paths.quarantine_staged.clone(), report.quarantine.clone());
+                    engine
+                        .register_file(&format!("raw.{name}"), &paths.data_staged)
+                        .await?;
+                    engine
+                        .register_file(&format!("quarantine.{name}"), &paths.quarantine_staged)
+                        .await?;
+                    record(
+                        state,
+                        outcome,
+                        format!("raw.{name}"),
+                        paths.data_staged.clone(),
+                        report.data.clone(),
+                    );
+                    record(
+                        state,
+                        outcome,
+                        format!("quarantine.{name}"),
+                        paths.quarantine_staged.clone(),
+                        report.quarantine.clone(),
+                    );
                     if let Err(e) = report.check_limits(source) {
                         first_problem.get_or_insert_with(|| Box::new(e));
                     }
@@ -447,11 +563,19 @@ impl Runner {
             }
             StepKind::Sql { models } => {
                 for name in models {
-                    let model = spec.models.get(name).ok_or_else(|| format!("model '{name}' is not loaded"))?;
+                    let model = spec
+                        .models
+                        .get(name)
+                        .ok_or_else(|| format!("model '{name}' is not loaded"))?;
                     let rel = layout::partition_file(&model.layer, &model.name, as_of);
                     let staged = layout::staged(run_id, &rel);
                     let file = engine
-                        .materialise(&format!("model '{}' ({})", model.name, model.path.display()), &model.sql, &staged, &rel)
+                        .materialise(
+                            &format!("model '{}' ({})", model.name, model.path.display()),
+                            &model.sql,
+                            &staged,
+                            &rel,
+                        )
                         .await?;
                     engine.register_file(&model.name, &staged).await?;
                     tracing::info!(model = %model.name, rows = file.rows, "model materialised");
@@ -460,9 +584,18 @@ impl Runner {
                 }
             }
             StepKind::Rfm { input } => {
-                let batches = engine.collect(&format!("reading the RFM input '{input}'"), &rfm_query(input)).await?;
+                let batches = engine
+                    .collect(
+                        &format!("reading the RFM input '{input}'"),
+                        &rfm_query(input),
+                    )
+                    .await?;
                 let scored = score_rfm(&batches)?;
-                let rel = layout::partition_file(crate::spec::RFM_TABLE.0, crate::spec::RFM_TABLE.1, as_of);
+                let rel = layout::partition_file(
+                    crate::spec::RFM_TABLE.0,
+                    crate::spec::RFM_TABLE.1,
+                    as_of,
+                );
                 let staged = layout::staged(run_id, &rel);
                 let mut writer = warehouse.parquet_writer(&staged, scored.schema())?;
                 writer.write(&scored).await?;
@@ -472,9 +605,15 @@ impl Runner {
                 record(state, outcome, "customer_rfm".into(), staged, file);
             }
             StepKind::Segments => {
-                let rel = layout::partition_file(crate::spec::MEMBERSHIP_TABLE.0, crate::spec::MEMBERSHIP_TABLE.1, as_of);
+                let rel = layout::partition_file(
+                    crate::spec::MEMBERSHIP_TABLE.0,
+                    crate::spec::MEMBERSHIP_TABLE.1,
+                    as_of,
+                );
                 let staged = layout::staged(run_id, &rel);
-                let (file, sizes) = evaluate_segments(engine, warehouse, &spec.segments, as_of, &staged, &rel).await?;
+                let (file, sizes) =
+                    evaluate_segments(engine, warehouse, &spec.segments, as_of, &staged, &rel)
+                        .await?;
                 engine.register_file("segment_membership", &staged).await?;
                 outcome.rows_out += file.rows;
                 record(state, outcome, "segment_membership".into(), staged, file);
@@ -482,9 +621,20 @@ impl Runner {
             }
             StepKind::Export { exports } => {
                 for name in exports {
-                    let export = spec.exports.iter().find(|e| &e.name == name).ok_or_else(|| format!("export '{name}' is not declared"))?;
+                    let export = spec
+                        .exports
+                        .iter()
+                        .find(|e| &e.name == name)
+                        .ok_or_else(|| format!("export '{name}' is not declared"))?;
                     let dir = format!("exports/{name}/as_of={as_of}");
-                    let (report, files) = export_segment(engine, warehouse, export, &layout::staged(run_id, &dir), &dir).await?;
+                    let (report, files) = export_segment(
+                        engine,
+                        warehouse,
+                        export,
+                        &layout::staged(run_id, &dir),
+                        &dir,
+                    )
+                    .await?;
                     outcome.rows_in += report.eligible;
                     outcome.rows_out += report.exported;
                     outcome.outputs.extend(files);

@@ -118,8 +118,16 @@ pub struct TableId {
 
 impl TableId {
     pub(crate) fn new(layer: &str, table: &str) -> Self {
-        let name = if matches!(layer, "raw" | "quarantine") { format!("{layer}.{table}") } else { table.to_string() };
-        Self { name, layer: layer.to_string(), table: table.to_string() }
+        let name = if matches!(layer, "raw" | "quarantine") {
+            format!("{layer}.{table}")
+        } else {
+            table.to_string()
+        };
+        Self {
+            name,
+            layer: layer.to_string(),
+            table: table.to_string(),
+        }
     }
 }
 
@@ -162,15 +170,27 @@ pub struct JobSpec {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes().iter().take(offset).filter(|b| **b == b'\n').count() + 1
+    text.as_bytes()
+        .iter()
+        .take(offset)
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
 }
 
 fn is_identifier(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// Replaces `${VAR}` and `${VAR:-default}` from `lookup`; an unset variable without a default is a problem.
-fn interpolate(text: &str, file: &Path, lookup: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<Problem>) -> String {
+fn interpolate(
+    text: &str,
+    file: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<Problem>,
+) -> String {
     let mut out = String::with_capacity(text.len());
     for (i, line) in text.split_inclusive('\n').enumerate() {
         if line.trim_start().starts_with('#') {
@@ -216,11 +236,22 @@ impl JobSpec {
 
     /// Reads and validates a job spec, with variables from `lookup`.
     pub fn load_with(path: &Path, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
-        let problem = |line: Option<usize>, message: String| Problem { file: path.to_path_buf(), line, message };
-        let raw_text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Spec { problems: vec![problem(None, format!("cannot read the job spec: {e}"))] })?;
-        let base_dir = std::path::absolute(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
-            .map_err(|e| Error::Spec { problems: vec![problem(None, e.to_string())] })?;
+        let problem = |line: Option<usize>, message: String| Problem {
+            file: path.to_path_buf(),
+            line,
+            message,
+        };
+        let raw_text = std::fs::read_to_string(path).map_err(|e| Error::Spec {
+            problems: vec![problem(None, format!("cannot read the job spec: {e}"))],
+        })?;
+        let base_dir = std::path::absolute(
+            path.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        )
+        .map_err(|e| Error::Spec {
+            problems: vec![problem(None, e.to_string())],
+        })?;
         let mut problems = Vec::new();
         let text = interpolate(&raw_text, path, lookup, &mut problems);
         let raw: RawJob = match toml::from_str(&text) {
@@ -234,13 +265,22 @@ impl JobSpec {
         let header_line = line_of(&text, raw.job.span().start);
         let header = raw.job.into_inner();
         if !is_identifier(&header.name) {
-            problems.push(problem(Some(header_line), format!("job name '{}' must be lower_snake_case", header.name)));
+            problems.push(problem(
+                Some(header_line),
+                format!("job name '{}' must be lower_snake_case", header.name),
+            ));
         }
         if header.warehouse.trim().is_empty() {
-            problems.push(problem(Some(header_line), "warehouse must name a directory or URL".into()));
+            problems.push(problem(
+                Some(header_line),
+                "warehouse must name a directory or URL".into(),
+            ));
         }
         let sql_dir = base_dir.join(header.sql_dir.as_deref().unwrap_or("../sql"));
-        let segments_dir = header.segments_dir.as_deref().map_or_else(|| sql_dir.join("segments"), |d| base_dir.join(d));
+        let segments_dir = header
+            .segments_dir
+            .as_deref()
+            .map_or_else(|| sql_dir.join("segments"), |d| base_dir.join(d));
 
         // Sources.
         let mut sources = Vec::new();
@@ -248,10 +288,16 @@ impl JobSpec {
             let line = Some(line_of(&text, s.span().start));
             match s.get_ref().plan() {
                 Ok(p) if sources.iter().any(|o: &SourcePlan| o.name == p.name) => {
-                    problems.push(problem(line, format!("source '{}' is declared twice", p.name)));
+                    problems.push(problem(
+                        line,
+                        format!("source '{}' is declared twice", p.name),
+                    ));
                 }
                 Ok(p) => sources.push(p),
-                Err(ps) => problems.extend(ps.into_iter().map(|m| problem(line, format!("source '{}': {m}", s.get_ref().name)))),
+                Err(ps) => problems.extend(
+                    ps.into_iter()
+                        .map(|m| problem(line, format!("source '{}': {m}", s.get_ref().name))),
+                ),
             }
         }
 
@@ -259,14 +305,22 @@ impl JobSpec {
         let models = match ModelSet::load(&sql_dir) {
             Ok(m) => m,
             Err(errors) => {
-                problems.extend(errors.into_iter().map(|e| Problem { file: sql_dir.clone(), line: None, message: e.to_string() }));
+                problems.extend(errors.into_iter().map(|e| Problem {
+                    file: sql_dir.clone(),
+                    line: None,
+                    message: e.to_string(),
+                }));
                 ModelSet::default()
             }
         };
         let segments = match load_segments(&segments_dir) {
             Ok(s) => s,
             Err(e) => {
-                problems.push(Problem { file: segments_dir.clone(), line: None, message: e.to_string() });
+                problems.push(Problem {
+                    file: segments_dir.clone(),
+                    line: None,
+                    message: e.to_string(),
+                });
                 Vec::new()
             }
         };
@@ -276,12 +330,27 @@ impl JobSpec {
         for e in &raw.exports {
             let line = Some(line_of(&text, e.span().start));
             let spec = e.get_ref();
-            problems.extend(spec.problems().into_iter().map(|m| problem(line, format!("export '{}': {m}", spec.name))));
+            problems.extend(
+                spec.problems()
+                    .into_iter()
+                    .map(|m| problem(line, format!("export '{}': {m}", spec.name))),
+            );
             if !segments.iter().any(|s| s.id == spec.segment) {
-                problems.push(problem(line, format!("export '{}': segment '{}' has no file in {}", spec.name, spec.segment, segments_dir.display())));
+                problems.push(problem(
+                    line,
+                    format!(
+                        "export '{}': segment '{}' has no file in {}",
+                        spec.name,
+                        spec.segment,
+                        segments_dir.display()
+                    ),
+                ));
             }
             if exports.iter().any(|o| o.name == spec.name) {
-                problems.push(problem(line, format!("export '{}' is declared twice", spec.name)));
+                problems.push(problem(
+                    line,
+                    format!("export '{}' is declared twice", spec.name),
+                ));
             }
             exports.push(spec.clone());
         }
@@ -291,14 +360,19 @@ impl JobSpec {
         for s in &raw.steps {
             let line = line_of(&text, s.span().start);
             let spec = s.get_ref();
-            let mut step_problem = |m: String| problems.push(problem(Some(line), format!("step '{}': {m}", spec.name)));
+            let mut step_problem = |m: String| {
+                problems.push(problem(Some(line), format!("step '{}': {m}", spec.name)))
+            };
             if !is_identifier(&spec.name) {
                 step_problem("the name must be lower_snake_case".into());
             }
             if steps.iter().any(|o| o.name == spec.name) {
                 step_problem("the name is used twice".into());
             }
-            let misplaced = |field: &str, present: bool, allowed: &str| (present && spec.kind != allowed).then(|| format!("'{field}' applies only to {allowed} steps"));
+            let misplaced = |field: &str, present: bool, allowed: &str| {
+                (present && spec.kind != allowed)
+                    .then(|| format!("'{field}' applies only to {allowed} steps"))
+            };
             for m in [
                 misplaced("sources", spec.sources.is_some(), "ingest"),
                 misplaced("models", spec.models.is_some(), "sql"),
@@ -312,13 +386,19 @@ impl JobSpec {
             }
             let (kind, reads, writes) = match spec.kind.as_str() {
                 "ingest" => {
-                    let names = spec.sources.clone().unwrap_or_else(|| sources.iter().map(|s| s.name.clone()).collect());
+                    let names = spec
+                        .sources
+                        .clone()
+                        .unwrap_or_else(|| sources.iter().map(|s| s.name.clone()).collect());
                     for n in &names {
                         if !sources.iter().any(|s| &s.name == n) {
                             step_problem(format!("source '{n}' is not declared"));
                         }
                     }
-                    let writes = names.iter().flat_map(|n| [TableId::new("raw", n), TableId::new("quarantine", n)]).collect();
+                    let writes = names
+                        .iter()
+                        .flat_map(|n| [TableId::new("raw", n), TableId::new("quarantine", n)])
+                        .collect();
                     (StepKind::Ingest { sources: names }, Vec::new(), writes)
                 }
                 "sql" => {
@@ -330,7 +410,10 @@ impl JobSpec {
                             Vec::new()
                         }
                     };
-                    let writes: Vec<TableId> = chosen.iter().map(|m| TableId::new(&m.layer, &m.name)).collect();
+                    let writes: Vec<TableId> = chosen
+                        .iter()
+                        .map(|m| TableId::new(&m.layer, &m.name))
+                        .collect();
                     let mut reads = BTreeSet::new();
                     for m in &chosen {
                         for r in &m.reads {
@@ -341,39 +424,72 @@ impl JobSpec {
                         }
                     }
                     let names = chosen.iter().map(|m| m.name.clone()).collect();
-                    (StepKind::Sql { models: names }, reads.into_iter().map(|r| table_for(&r, &models)).collect(), writes)
+                    (
+                        StepKind::Sql { models: names },
+                        reads.into_iter().map(|r| table_for(&r, &models)).collect(),
+                        writes,
+                    )
                 }
                 "rfm" => {
                     let input = spec.input.clone().unwrap_or_else(|| "customer_view".into());
-                    (StepKind::Rfm { input: input.clone() }, vec![table_for(&input, &models)], vec![TableId::new(RFM_TABLE.0, RFM_TABLE.1)])
+                    (
+                        StepKind::Rfm {
+                            input: input.clone(),
+                        },
+                        vec![table_for(&input, &models)],
+                        vec![TableId::new(RFM_TABLE.0, RFM_TABLE.1)],
+                    )
                 }
                 "segments" => {
                     let mut reads = BTreeSet::new();
                     for seg in &segments {
                         match clientele_sql::parse_reads(&seg.sql) {
                             Ok(r) => reads.extend(r),
-                            Err(e) => problems.push(Problem { file: seg.path.clone(), line: None, message: e }),
+                            Err(e) => problems.push(Problem {
+                                file: seg.path.clone(),
+                                line: None,
+                                message: e,
+                            }),
                         }
                     }
                     let reads = reads.iter().map(|r| table_for(r, &models)).collect();
-                    (StepKind::Segments, reads, vec![TableId::new(MEMBERSHIP_TABLE.0, MEMBERSHIP_TABLE.1)])
+                    (
+                        StepKind::Segments,
+                        reads,
+                        vec![TableId::new(MEMBERSHIP_TABLE.0, MEMBERSHIP_TABLE.1)],
+                    )
                 }
                 "export" => {
-                    let names = spec.exports.clone().unwrap_or_else(|| exports.iter().map(|e| e.name.clone()).collect());
+                    let names = spec
+                        .exports
+                        .clone()
+                        .unwrap_or_else(|| exports.iter().map(|e| e.name.clone()).collect());
                     for n in &names {
                         if !exports.iter().any(|e| &e.name == n) {
                             step_problem(format!("export '{n}' is not declared"));
                         }
                     }
-                    let reads = vec![TableId::new(MEMBERSHIP_TABLE.0, MEMBERSHIP_TABLE.1), table_for("customer_view", &models)];
+                    let reads = vec![
+                        TableId::new(MEMBERSHIP_TABLE.0, MEMBERSHIP_TABLE.1),
+                        table_for("customer_view", &models),
+                    ];
                     (StepKind::Export { exports: names }, reads, Vec::new())
                 }
                 other => {
-                    step_problem(format!("kind '{other}' is unknown (ingest, sql, rfm, segments, export)"));
+                    step_problem(format!(
+                        "kind '{other}' is unknown (ingest, sql, rfm, segments, export)"
+                    ));
                     continue;
                 }
             };
-            steps.push(Step { name: spec.name.clone(), kind, depends_on: spec.depends_on.clone(), line, reads, writes });
+            steps.push(Step {
+                name: spec.name.clone(),
+                kind,
+                depends_on: spec.depends_on.clone(),
+                line,
+                reads,
+                writes,
+            });
         }
         if steps.is_empty() {
             problems.push(problem(None, "the job has no [[steps]]".into()));
@@ -384,19 +500,34 @@ impl JobSpec {
         for s in &steps {
             for w in &s.writes {
                 if let Some(other) = writer_of.insert(&w.name, &s.name) {
-                    problems.push(problem(Some(s.line), format!("step '{}': table '{}' is also written by step '{other}'", s.name, w.name)));
+                    problems.push(problem(
+                        Some(s.line),
+                        format!(
+                            "step '{}': table '{}' is also written by step '{other}'",
+                            s.name, w.name
+                        ),
+                    ));
                 }
             }
         }
         for s in &steps {
             for r in &s.reads {
                 if !writer_of.contains_key(r.name.as_str()) {
-                    problems.push(problem(Some(s.line), format!("step '{}' reads table '{}', which no step writes", s.name, r.name)));
+                    problems.push(problem(
+                        Some(s.line),
+                        format!(
+                            "step '{}' reads table '{}', which no step writes",
+                            s.name, r.name
+                        ),
+                    ));
                 }
             }
             for d in &s.depends_on {
                 if !steps.iter().any(|o| &o.name == d) {
-                    problems.push(problem(Some(s.line), format!("step '{}' depends on '{d}', which is not a step", s.name)));
+                    problems.push(problem(
+                        Some(s.line),
+                        format!("step '{}' depends on '{d}', which is not a step", s.name),
+                    ));
                 }
             }
         }
@@ -411,7 +542,10 @@ impl JobSpec {
             sql_dir,
             segments_dir,
             stale_lock_hours: header.stale_lock_hours.unwrap_or(6),
-            engine: EngineOptions { target_partitions: header.target_partitions.unwrap_or(0), memory_limit_mb: header.memory_limit_mb },
+            engine: EngineOptions {
+                target_partitions: header.target_partitions.unwrap_or(0),
+                memory_limit_mb: header.memory_limit_mb,
+            },
             sources,
             steps,
             exports,
@@ -423,7 +557,11 @@ impl JobSpec {
                 problems.push(problem(None, message));
             }
         }
-        if problems.is_empty() { Ok(spec) } else { Err(Error::Spec { problems }) }
+        if problems.is_empty() {
+            Ok(spec)
+        } else {
+            Err(Error::Spec { problems })
+        }
     }
 
     /// Steps in the order they run: every step after the steps it depends on, otherwise as declared.
@@ -432,15 +570,26 @@ impl JobSpec {
         let mut done: BTreeSet<String> = BTreeSet::new();
         let mut order = Vec::new();
         while order.len() < self.steps.len() {
-            let next = self.steps.iter().find(|s| !done.contains(&s.name) && deps(s).iter().all(|d| done.contains(d)));
+            let next = self
+                .steps
+                .iter()
+                .find(|s| !done.contains(&s.name) && deps(s).iter().all(|d| done.contains(d)));
             match next {
                 Some(s) => {
                     done.insert(s.name.clone());
                     order.push(s);
                 }
                 None => {
-                    let stuck: Vec<&str> = self.steps.iter().filter(|s| !done.contains(&s.name)).map(|s| s.name.as_str()).collect();
-                    return Err(format!("steps depend on each other in a cycle: {}", stuck.join(", ")));
+                    let stuck: Vec<&str> = self
+                        .steps
+                        .iter()
+                        .filter(|s| !done.contains(&s.name))
+                        .map(|s| s.name.as_str())
+                        .collect();
+                    return Err(format!(
+                        "steps depend on each other in a cycle: {}",
+                        stuck.join(", ")
+                    ));
                 }
             }
         }
@@ -489,21 +638,39 @@ mod tests {
     fn variables_are_replaced_and_missing_ones_reported_by_line() {
         let mut problems = Vec::new();
         let lookup = |k: &str| (k == "HOME_DIR").then(|| "/h".to_string());
-        let out = interpolate("a = \"${HOME_DIR}/x\"\nb = \"${NOPE:-d}\"\nc = \"${MISSING}\"\n", Path::new("j.toml"), &lookup, &mut problems);
+        let out = interpolate(
+            "a = \"${HOME_DIR}/x\"\nb = \"${NOPE:-d}\"\nc = \"${MISSING}\"\n",
+            Path::new("j.toml"),
+            &lookup,
+            &mut problems,
+        );
         assert_eq!(out, "a = \"/h/x\"\nb = \"d\"\nc = \"\"\n");
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].line, Some(3));
-        assert!(problems[0].to_string().starts_with("j.toml:3: environment variable 'MISSING'"));
+        assert!(
+            problems[0]
+                .to_string()
+                .starts_with("j.toml:3: environment variable 'MISSING'")
+        );
     }
 
     #[test]
     fn toml_errors_carry_their_line() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
         let path = dir.path().join("job.toml");
-        std::fs::write(&path, "[job]\nname = \"x\"\nwarehouse = \"w\"\nwarehose = 1\n").unwrap_or_default();
+        std::fs::write(
+            &path,
+            "[job]\nname = \"x\"\nwarehouse = \"w\"\nwarehose = 1\n",
+        )
+        .unwrap_or_default();
         let err = JobSpec::load_with(&path, &|_| None).err();
-        let Some(Error::Spec { problems }) = err else { unreachable!("expected a spec error") };
+        let Some(Error::Spec { problems }) = err else {
+            unreachable!("expected a spec error")
+        };
         assert_eq!(problems[0].line, Some(4), "{problems:?}");
-        assert!(problems[0].message.contains("unknown field `warehose`"), "{problems:?}");
+        assert!(
+            problems[0].message.contains("unknown field `warehose`"),
+            "{problems:?}"
+        );
     }
 }

@@ -13,8 +13,9 @@
 //! use clientele_models::quintile_scores;
 //! // Higher is better: the top fifth gets 5.
 //! assert_eq!(quintile_scores(&[10.0, 20.0, 30.0, 40.0, 50.0], true), vec![1, 2, 3, 4, 5]);
-//! // Lower is better (recency): the most recent gets 5; ties share a score.
-//! assert_eq!(quintile_scores(&[1.0, 1.0, 300.0, 20.0, 90.0], false), vec![5, 5, 1, 3, 2]);
+//! // Lower is better (recency). The two most recent tie: both get the score of the first of them
+//! // (two fifths of the customers are not the top fifth), so nobody gets 5 here.
+//! assert_eq!(quintile_scores(&[1.0, 1.0, 300.0, 20.0, 90.0], false), vec![4, 4, 1, 3, 2]);
 //! ```
 
 mod rfm;

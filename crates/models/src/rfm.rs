@@ -1,6 +1,8 @@
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow::array::{
+    Array, AsArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+};
 use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef};
 
 /// Errors of model fitting and scoring.
@@ -63,10 +65,16 @@ fn column<'a>(batch: &'a RecordBatch, name: &str, ty: &DataType) -> Result<&'a d
         .column_by_name(name)
         .ok_or_else(|| Error::BadInput(format!("the RFM input has no column '{name}'")))?;
     if col.data_type() != ty {
-        return Err(Error::BadInput(format!("column '{name}' is {} but RFM needs {ty}", col.data_type())));
+        return Err(Error::BadInput(format!(
+            "column '{name}' is {} but RFM needs {ty}",
+            col.data_type()
+        )));
     }
     if col.null_count() > 0 {
-        return Err(Error::BadInput(format!("column '{name}' has {} empty values", col.null_count())));
+        return Err(Error::BadInput(format!(
+            "column '{name}' has {} empty values",
+            col.null_count()
+        )));
     }
     Ok(col.as_ref())
 }
@@ -87,10 +95,18 @@ pub fn score_rfm(input: &[RecordBatch]) -> Result<RecordBatch> {
         frequency.extend(f.values().iter());
         monetary.extend(m.values().iter());
     }
-    let rs = quintile_scores(&recency.iter().map(|&v| v as f64).collect::<Vec<_>>(), false);
-    let fs = quintile_scores(&frequency.iter().map(|&v| v as f64).collect::<Vec<_>>(), true);
+    let rs = quintile_scores(
+        &recency.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        false,
+    );
+    let fs = quintile_scores(
+        &frequency.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        true,
+    );
     let ms = quintile_scores(&monetary, true);
-    let cells: Vec<String> = (0..ids.len()).map(|i| format!("{}{}{}", rs[i], fs[i], ms[i])).collect();
+    let cells: Vec<String> = (0..ids.len())
+        .map(|i| format!("{}{}{}", rs[i], fs[i], ms[i]))
+        .collect();
     let to_i32 = |s: &[u8]| Int32Array::from(s.iter().map(|&v| i32::from(v)).collect::<Vec<_>>());
     RecordBatch::try_new(
         rfm_schema(),
@@ -115,8 +131,14 @@ mod tests {
     #[test]
     fn quintiles_cut_by_rank() {
         let v: Vec<f64> = (1..=10).map(f64::from).collect();
-        assert_eq!(quintile_scores(&v, true), vec![1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
-        assert_eq!(quintile_scores(&v, false), vec![5, 5, 4, 4, 3, 3, 2, 2, 1, 1]);
+        assert_eq!(
+            quintile_scores(&v, true),
+            vec![1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+        );
+        assert_eq!(
+            quintile_scores(&v, false),
+            vec![5, 5, 4, 4, 3, 3, 2, 2, 1, 1]
+        );
         assert!(quintile_scores(&[], true).is_empty());
     }
 
@@ -147,13 +169,22 @@ mod tests {
         .map_err(|e| Error::Internal(e.to_string()))?;
         let out = score_rfm(&[input])?;
         let cells = out.column(7).as_string::<i32>();
-        assert_eq!(cells.iter().flatten().collect::<Vec<_>>(), vec!["555", "111", "444", "322", "233"]);
+        assert_eq!(
+            cells.iter().flatten().collect::<Vec<_>>(),
+            vec!["555", "111", "444", "322", "233"]
+        );
         Ok(())
     }
 
     #[test]
     fn missing_columns_are_named() {
-        let empty = RecordBatch::new_empty(Arc::new(Schema::new(vec![Field::new("customer_id", DataType::Utf8, false)])));
-        assert!(score_rfm(&[empty]).is_err_and(|e| e.to_string().contains("no column 'recency_days'")));
+        let empty = RecordBatch::new_empty(Arc::new(Schema::new(vec![Field::new(
+            "customer_id",
+            DataType::Utf8,
+            false,
+        )])));
+        assert!(
+            score_rfm(&[empty]).is_err_and(|e| e.to_string().contains("no column 'recency_days'"))
+        );
     }
 }

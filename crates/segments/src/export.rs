@@ -43,16 +43,25 @@ impl ExportSpec {
     /// Checks names and format; returns every problem.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        let ident = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        let ident = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
         if !ident(&self.name) {
-            p.push(format!("export name '{}' must be lower_snake_case", self.name));
+            p.push(format!(
+                "export name '{}' must be lower_snake_case",
+                self.name
+            ));
         }
         if self.format != "csv" {
             p.push(format!("format '{}' is unknown (csv)", self.format));
         }
         for c in &self.columns {
             if !ident(c) {
-                p.push(format!("column '{c}' must be a lower_snake_case column of customer_view"));
+                p.push(format!(
+                    "column '{c}' must be a lower_snake_case column of customer_view"
+                ));
             }
         }
         p
@@ -60,7 +69,12 @@ impl ExportSpec {
 
     /// The query behind the export: members joined to the customer view, with the suppression reason.
     pub fn query(&self) -> String {
-        let cols: String = self.columns.iter().filter(|c| *c != "customer_id").map(|c| format!(", v.\"{c}\"")).collect();
+        let cols: String = self
+            .columns
+            .iter()
+            .filter(|c| *c != "customer_id")
+            .map(|c| format!(", v.\"{c}\""))
+            .collect();
         let segment = self.segment.replace('\'', "''");
         format!(
             "select m.customer_id{cols},
@@ -80,14 +94,23 @@ impl ExportSpec {
 /// return at the start) with a single quote, as OWASP recommends for CSV injection.
 pub fn neutralise_formula(cell: &str) -> std::borrow::Cow<'_, str> {
     match cell.as_bytes().first() {
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => std::borrow::Cow::Owned(format!("'{cell}")),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => {
+            std::borrow::Cow::Owned(format!("'{cell}"))
+        }
         _ => std::borrow::Cow::Borrowed(cell),
     }
 }
 
-fn csv_bytes(header: &[String], batches: &[RecordBatch], report: &mut ExportReport) -> Result<Vec<u8>> {
-    let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new());
-    w.write_record(header).map_err(|e| Error::Internal(e.to_string()))?;
+fn csv_bytes(
+    header: &[String],
+    batches: &[RecordBatch],
+    report: &mut ExportReport,
+) -> Result<Vec<u8>> {
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    w.write_record(header)
+        .map_err(|e| Error::Internal(e.to_string()))?;
     let opts = FormatOptions::default().with_null("");
     for batch in batches {
         let ncols = batch.num_columns();
@@ -100,16 +123,27 @@ fn csv_bytes(header: &[String], batches: &[RecordBatch], report: &mut ExportRepo
         for row in 0..batch.num_rows() {
             report.eligible += 1;
             if reason.is_valid(row) {
-                *report.suppressed.entry(reason.value(row).to_string()).or_default() += 1;
+                *report
+                    .suppressed
+                    .entry(reason.value(row).to_string())
+                    .or_default() += 1;
                 continue;
             }
             let mut record = Vec::with_capacity(formatters.len());
             for (i, f) in formatters.iter().enumerate() {
                 let text = f.value(row).to_string();
-                let is_text = matches!(batch.column(i).data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
-                record.push(if is_text { neutralise_formula(&text).into_owned() } else { text });
+                let is_text = matches!(
+                    batch.column(i).data_type(),
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                );
+                record.push(if is_text {
+                    neutralise_formula(&text).into_owned()
+                } else {
+                    text
+                });
             }
-            w.write_record(&record).map_err(|e| Error::Internal(e.to_string()))?;
+            w.write_record(&record)
+                .map_err(|e| Error::Internal(e.to_string()))?;
             report.exported += 1;
         }
     }
@@ -127,9 +161,14 @@ pub async fn export_segment(
 ) -> Result<(ExportReport, Vec<WrittenFile>)> {
     let problems = spec.problems();
     if !problems.is_empty() {
-        return Err(Error::BadExport { export: spec.name.clone(), reason: problems.join("; ") });
+        return Err(Error::BadExport {
+            export: spec.name.clone(),
+            reason: problems.join("; "),
+        });
     }
-    let batches = engine.collect(&format!("export '{}'", spec.name), &spec.query()).await?;
+    let batches = engine
+        .collect(&format!("export '{}'", spec.name), &spec.query())
+        .await?;
     let mut header = vec!["customer_id".to_string()];
     header.extend(spec.columns.iter().filter(|c| *c != "customer_id").cloned());
     let file_name = format!("{}.csv", spec.name);
@@ -143,11 +182,27 @@ pub async fn export_segment(
         file: WrittenFile::of_bytes("", 0, &[]),
     };
     let data = csv_bytes(&header, &batches, &mut report)?;
-    report.file = WrittenFile::of_bytes(format!("{published_dir}/{file_name}"), report.exported, &data);
-    warehouse.put(&format!("{staged_dir}/{file_name}"), Bytes::from(data)).await?;
-    let manifest = serde_json::to_vec_pretty(&report).map_err(|e| Error::Internal(e.to_string()))?;
-    let manifest_file = WrittenFile::of_bytes(format!("{published_dir}/export_manifest.json"), 0, &manifest);
-    warehouse.put(&format!("{staged_dir}/export_manifest.json"), Bytes::from(manifest)).await?;
+    report.file = WrittenFile::of_bytes(
+        format!("{published_dir}/{file_name}"),
+        report.exported,
+        &data,
+    );
+    warehouse
+        .put(&format!("{staged_dir}/{file_name}"), Bytes::from(data))
+        .await?;
+    let manifest =
+        serde_json::to_vec_pretty(&report).map_err(|e| Error::Internal(e.to_string()))?;
+    let manifest_file = WrittenFile::of_bytes(
+        format!("{published_dir}/export_manifest.json"),
+        0,
+        &manifest,
+    );
+    warehouse
+        .put(
+            &format!("{staged_dir}/export_manifest.json"),
+            Bytes::from(manifest),
+        )
+        .await?;
     tracing::info!(export = %spec.name, eligible = report.eligible, exported = report.exported, "export written");
     let file = report.file.clone();
     Ok((report, vec![file, manifest_file]))
@@ -159,7 +214,10 @@ mod tests {
 
     #[test]
     fn formulas_are_neutralised_and_plain_text_is_not() {
-        assert_eq!(neutralise_formula("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(
+            neutralise_formula("=HYPERLINK(\"x\")"),
+            "'=HYPERLINK(\"x\")"
+        );
         assert_eq!(neutralise_formula("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(neutralise_formula("+49 30 1234"), "'+49 30 1234");
         assert_eq!(neutralise_formula("Zoë"), "Zoë");
@@ -167,7 +225,12 @@ mod tests {
 
     #[test]
     fn bad_specs_list_every_problem() {
-        let spec = ExportSpec { name: "Bad".into(), segment: "s".into(), format: "xlsx".into(), columns: vec!["e-mail".into()] };
+        let spec = ExportSpec {
+            name: "Bad".into(),
+            segment: "s".into(),
+            format: "xlsx".into(),
+            columns: vec!["e-mail".into()],
+        };
         assert_eq!(spec.problems().len(), 3);
     }
 }

@@ -25,4 +25,6 @@ mod segment;
 
 pub use error::{Error, Result};
 pub use export::{ExportReport, ExportSpec, export_segment, neutralise_formula};
-pub use segment::{Segment, SegmentSize, evaluate_segments, load_segments, membership_schema, parse_segment_header};
+pub use segment::{
+    Segment, SegmentSize, evaluate_segments, load_segments, membership_schema, parse_segment_header,
+};

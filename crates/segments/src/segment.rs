@@ -46,19 +46,40 @@ pub fn parse_segment_header(sql: &str) -> BTreeMap<String, String> {
 
 /// Loads every `*.sql` in `dir`, sorted by file name. A missing directory holds no segments.
 pub fn load_segments(dir: &Path) -> Result<Vec<Segment>> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(Vec::new()) };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "sql")).collect();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
     paths.sort();
     let mut out = Vec::new();
     for path in paths {
-        let bad = |reason: String| Error::BadSegment { path: path.clone(), reason };
+        let bad = |reason: String| Error::BadSegment {
+            path: path.clone(),
+            reason,
+        };
         let sql = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
-        let id = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
-        if !id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') || id.is_empty() {
-            return Err(bad(format!("segment file name '{id}' must be lower_snake_case")));
+        let id = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if !id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            || id.is_empty()
+        {
+            return Err(bad(format!(
+                "segment file name '{id}' must be lower_snake_case"
+            )));
         }
         let header = parse_segment_header(&sql);
-        let name = header.get("name").cloned().ok_or_else(|| bad("the header needs a '-- name: ...' line".into()))?;
+        let name = header
+            .get("name")
+            .cloned()
+            .ok_or_else(|| bad("the header needs a '-- name: ...' line".into()))?;
         out.push(Segment {
             id,
             name,
@@ -83,13 +104,26 @@ pub fn membership_schema() -> SchemaRef {
 
 /// Rows of one segment: customer id and its attributes as a JSON object.
 fn members(segment: &Segment, batches: &[RecordBatch]) -> Result<Vec<(String, String)>> {
-    let bad = |reason: String| Error::BadSegment { path: segment.path.clone(), reason };
+    let bad = |reason: String| Error::BadSegment {
+        path: segment.path.clone(),
+        reason,
+    };
     let mut rows = Vec::new();
     for batch in batches {
-        let idx = batch.schema().index_of("customer_id").map_err(|_| bad("the query must return a customer_id column".into()))?;
-        let ids = arrow::compute::cast(batch.column(idx), &DataType::Utf8).map_err(|e| bad(e.to_string()))?;
+        let idx = batch
+            .schema()
+            .index_of("customer_id")
+            .map_err(|_| bad("the query must return a customer_id column".into()))?;
+        let ids = arrow::compute::cast(batch.column(idx), &DataType::Utf8)
+            .map_err(|e| bad(e.to_string()))?;
         let ids = ids.as_string::<i32>();
-        let attrs = batch.project(&(0..batch.num_columns()).filter(|i| *i != idx).collect::<Vec<_>>()).map_err(|e| Error::Internal(e.to_string()))?;
+        let attrs = batch
+            .project(
+                &(0..batch.num_columns())
+                    .filter(|i| *i != idx)
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let json_rows = attributes_json(&attrs)?;
         for (i, json) in json_rows.into_iter().enumerate() {
             if ids.is_null(i) {
@@ -100,7 +134,10 @@ fn members(segment: &Segment, batches: &[RecordBatch]) -> Result<Vec<(String, St
     }
     rows.sort();
     if let Some(w) = rows.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(bad(format!("the query returns customer {} more than once", w[0].0)));
+        return Err(bad(format!(
+            "the query returns customer {} more than once",
+            w[0].0
+        )));
     }
     Ok(rows)
 }
@@ -128,16 +165,30 @@ pub async fn evaluate_segments(
     staged: &str,
     published: &str,
 ) -> Result<(WrittenFile, Vec<SegmentSize>)> {
-    let days = i32::try_from(as_of.signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days()).unwrap_or(0);
+    let days = i32::try_from(
+        as_of
+            .signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default())
+            .num_days(),
+    )
+    .unwrap_or(0);
     let mut seg_col = Vec::new();
     let mut ids = Vec::new();
     let mut attrs = Vec::new();
     let mut sizes = Vec::new();
     for s in segments {
-        let batches = engine.collect(&format!("segment '{}' ({})", s.id, s.path.display()), &s.sql).await?;
+        let batches = engine
+            .collect(
+                &format!("segment '{}' ({})", s.id, s.path.display()),
+                &s.sql,
+            )
+            .await?;
         let rows = members(s, &batches)?;
         tracing::info!(segment = %s.id, customers = rows.len(), "segment evaluated");
-        sizes.push(SegmentSize { segment: s.id.clone(), name: s.name.clone(), customers: rows.len() as u64 });
+        sizes.push(SegmentSize {
+            segment: s.id.clone(),
+            name: s.name.clone(),
+            customers: rows.len() as u64,
+        });
         for (id, a) in rows {
             seg_col.push(s.id.clone());
             ids.push(id);

@@ -38,7 +38,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("warehouse", &self.warehouse.display()).finish()
+        f.debug_struct("Engine")
+            .field("warehouse", &self.warehouse.display())
+            .finish()
     }
 }
 
@@ -55,16 +57,24 @@ impl Engine {
         } else {
             opts.target_partitions
         };
-        let mut config = SessionConfig::new().with_target_partitions(partitions).with_information_schema(true);
+        let mut config = SessionConfig::new()
+            .with_target_partitions(partitions)
+            .with_information_schema(true);
         // Plain UTF-8 strings everywhere, so every reader of the Parquet sees ordinary string columns.
-        config.options_mut().execution.parquet.schema_force_view_types = false;
+        config
+            .options_mut()
+            .execution
+            .parquet
+            .schema_force_view_types = false;
         config.options_mut().sql_parser.map_string_types_to_utf8view = false;
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(mb) = opts.memory_limit_mb {
             let bytes = usize::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
             runtime = runtime.with_memory_limit(bytes, 1.0);
         }
-        let runtime = runtime.build_arc().map_err(|e| Error::Config(e.to_string()))?;
+        let runtime = runtime
+            .build_arc()
+            .map_err(|e| Error::Config(e.to_string()))?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.register_object_store(warehouse.store_url(), warehouse.store());
 
@@ -76,13 +86,18 @@ impl Engine {
             Volatility::Immutable,
             Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Date32(Some(days))))),
         ));
-        let catalog = ctx.catalog("datafusion").ok_or_else(|| Error::Config("no default catalog".into()))?;
+        let catalog = ctx
+            .catalog("datafusion")
+            .ok_or_else(|| Error::Config("no default catalog".into()))?;
         for schema in SOURCE_SCHEMAS {
             catalog
                 .register_schema(schema, Arc::new(MemorySchemaProvider::new()))
                 .map_err(|e| Error::Config(e.to_string()))?;
         }
-        Ok(Self { ctx, warehouse: warehouse.clone() })
+        Ok(Self {
+            ctx,
+            warehouse: warehouse.clone(),
+        })
     }
 
     /// The DataFusion session (for callers that need more than this API offers).
@@ -93,18 +108,28 @@ impl Engine {
     /// Makes one Parquet file of the warehouse queryable as `table` (replacing an earlier registration).
     pub async fn register_file(&self, table: &str, rel: &str) -> Result<()> {
         let url = self.warehouse.url_of(rel, false);
-        self.ctx.deregister_table(table).map_err(|e| Error::Config(e.to_string()))?;
+        self.ctx
+            .deregister_table(table)
+            .map_err(|e| Error::Config(e.to_string()))?;
         self.ctx
             .register_parquet(table, &url, ParquetReadOptions::default())
             .await
-            .map_err(|source| Error::Execution { what: format!("reading {url}"), source })
+            .map_err(|source| Error::Execution {
+                what: format!("reading {url}"),
+                source,
+            })
     }
 
     /// Registers an empty table with a known schema (planning without data).
     pub fn register_empty(&self, table: &str, schema: SchemaRef) -> Result<()> {
-        let mem = MemTable::try_new(schema, vec![vec![]]).map_err(|e| Error::Config(e.to_string()))?;
-        self.ctx.deregister_table(table).map_err(|e| Error::Config(e.to_string()))?;
-        self.ctx.register_table(table, Arc::new(mem)).map_err(|e| Error::Config(e.to_string()))?;
+        let mem =
+            MemTable::try_new(schema, vec![vec![]]).map_err(|e| Error::Config(e.to_string()))?;
+        self.ctx
+            .deregister_table(table)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        self.ctx
+            .register_table(table, Arc::new(mem))
+            .map_err(|e| Error::Config(e.to_string()))?;
         Ok(())
     }
 
@@ -114,35 +139,62 @@ impl Engine {
         let mut tables: BTreeMap<String, String> = BTreeMap::new();
         for (rel, _) in self.warehouse.list("").await? {
             let parts: Vec<&str> = rel.split('/').collect();
-            let [layer, table, partition, file] = parts.as_slice() else { continue };
-            if layer.starts_with('_') || *layer == "exports" || !partition.starts_with("as_of=") || !file.ends_with(".parquet") {
+            let [layer, table, partition, file] = parts.as_slice() else {
+                continue;
+            };
+            if layer.starts_with('_')
+                || *layer == "exports"
+                || !partition.starts_with("as_of=")
+                || !file.ends_with(".parquet")
+            {
                 continue;
             }
-            let name = if SOURCE_SCHEMAS.contains(layer) { format!("{layer}.{table}") } else { (*table).to_string() };
-            tables.entry(name).or_insert_with(|| format!("{layer}/{table}"));
+            let name = if SOURCE_SCHEMAS.contains(layer) {
+                format!("{layer}.{table}")
+            } else {
+                (*table).to_string()
+            };
+            tables
+                .entry(name)
+                .or_insert_with(|| format!("{layer}/{table}"));
         }
         for (name, dir) in &tables {
             let url = self.warehouse.url_of(dir, true);
-            let opts = ParquetReadOptions::default().table_partition_cols(vec![("as_of".to_string(), DataType::Date32)]);
+            let opts = ParquetReadOptions::default()
+                .table_partition_cols(vec![("as_of".to_string(), DataType::Date32)]);
             self.ctx
                 .register_parquet(name.as_str(), &url, opts)
                 .await
-                .map_err(|source| Error::Execution { what: format!("reading {url}"), source })?;
+                .map_err(|source| Error::Execution {
+                    what: format!("reading {url}"),
+                    source,
+                })?;
         }
         Ok(tables.into_iter().collect())
     }
 
     /// Plans a query without running it and returns its output schema.
     pub async fn plan_schema(&self, sql: &str) -> Result<SchemaRef> {
-        let df = self.ctx.sql(sql).await.map_err(|source| Error::Execution { what: "planning a query".into(), source })?;
+        let df = self.ctx.sql(sql).await.map_err(|source| Error::Execution {
+            what: "planning a query".into(),
+            source,
+        })?;
         Ok(Arc::new(df.schema().as_arrow().clone()))
     }
 
     /// Plans a model; errors name its file.
     pub async fn plan_model(&self, model: &Model) -> Result<SchemaRef> {
-        let plan_err = |source: DataFusionError| Error::Plan { model: model.name.clone(), path: model.path.clone(), source };
+        let plan_err = |source: DataFusionError| Error::Plan {
+            model: model.name.clone(),
+            path: model.path.clone(),
+            source,
+        };
         let df = self.ctx.sql(&model.sql).await.map_err(plan_err)?;
-        let plan_err = |source: DataFusionError| Error::Plan { model: model.name.clone(), path: model.path.clone(), source };
+        let plan_err = |source: DataFusionError| Error::Plan {
+            model: model.name.clone(),
+            path: model.path.clone(),
+            source,
+        };
         // Also build the physical plan: some errors appear only then.
         df.clone().create_physical_plan().await.map_err(plan_err)?;
         Ok(normalised_schema(df.schema().as_arrow()))
@@ -150,21 +202,54 @@ impl Engine {
 
     /// Runs a query and collects its result.
     pub async fn collect(&self, what: &str, sql: &str) -> Result<Vec<RecordBatch>> {
-        let err = |source| Error::Execution { what: what.to_string(), source };
-        self.ctx.sql(sql).await.map_err(err)?.collect().await.map_err(|source| Error::Execution { what: what.to_string(), source })
+        let err = |source| Error::Execution {
+            what: what.to_string(),
+            source,
+        };
+        self.ctx
+            .sql(sql)
+            .await
+            .map_err(err)?
+            .collect()
+            .await
+            .map_err(|source| Error::Execution {
+                what: what.to_string(),
+                source,
+            })
     }
 
     /// Runs a query and streams its result into the staged Parquet file `staged`, recording it as
     /// `published`. Column types are normalised (see [`normalise_batch`]).
-    pub async fn materialise(&self, what: &str, sql: &str, staged: &str, published: &str) -> Result<WrittenFile> {
-        let err = |source| Error::Execution { what: what.to_string(), source };
+    pub async fn materialise(
+        &self,
+        what: &str,
+        sql: &str,
+        staged: &str,
+        published: &str,
+    ) -> Result<WrittenFile> {
+        let err = |source| Error::Execution {
+            what: what.to_string(),
+            source,
+        };
         let df = self.ctx.sql(sql).await.map_err(err)?;
         let schema = normalised_schema(df.schema().as_arrow());
-        let mut stream = df.execute_stream().await.map_err(|source| Error::Execution { what: what.to_string(), source })?;
+        let mut stream = df
+            .execute_stream()
+            .await
+            .map_err(|source| Error::Execution {
+                what: what.to_string(),
+                source,
+            })?;
         let mut writer = self.warehouse.parquet_writer(staged, Arc::clone(&schema))?;
         while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|source| Error::Execution { what: what.to_string(), source })?;
-            let batch = normalise_batch(&batch, &schema).map_err(|source| Error::Execution { what: what.to_string(), source })?;
+            let batch = batch.map_err(|source| Error::Execution {
+                what: what.to_string(),
+                source,
+            })?;
+            let batch = normalise_batch(&batch, &schema).map_err(|source| Error::Execution {
+                what: what.to_string(),
+                source,
+            })?;
             writer.write(&batch).await?;
         }
         Ok(writer.finish(published).await?)
@@ -176,7 +261,9 @@ fn plain_type(t: &DataType) -> DataType {
         DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
         DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
         DataType::Dictionary(_, v) => plain_type(v),
-        DataType::Timestamp(_, _) => DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC"))),
+        DataType::Timestamp(_, _) => {
+            DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")))
+        }
         other => other.clone(),
     }
 }
@@ -192,7 +279,10 @@ fn normalised_schema(schema: &Schema) -> SchemaRef {
 
 /// Casts a batch to plain types that every Parquet reader knows: UTF-8 strings (not views or
 /// dictionaries) and timestamps in microseconds labelled UTC.
-pub fn normalise_batch(batch: &RecordBatch, schema: &SchemaRef) -> std::result::Result<RecordBatch, DataFusionError> {
+pub fn normalise_batch(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> std::result::Result<RecordBatch, DataFusionError> {
     let mut columns = Vec::with_capacity(batch.num_columns());
     for (col, field) in batch.columns().iter().zip(schema.fields()) {
         if col.data_type() == field.data_type() {
@@ -211,10 +301,20 @@ mod tests {
 
     #[tokio::test]
     async fn models_see_the_as_of_date_and_outputs_round_trip() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::Io { path: "tmp".into(), source: e })?;
+        let dir = tempfile::tempdir().map_err(|e| Error::Io {
+            path: "tmp".into(),
+            source: e,
+        })?;
         let wh = Warehouse::open("wh", dir.path())?;
         let as_of = NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default();
-        let engine = Engine::new(&wh, as_of, &EngineOptions { target_partitions: 2, memory_limit_mb: Some(256) })?;
+        let engine = Engine::new(
+            &wh,
+            as_of,
+            &EngineOptions {
+                target_partitions: 2,
+                memory_limit_mb: Some(256),
+            },
+        )?;
         let written = engine
             .materialise(
                 "t",
@@ -224,8 +324,12 @@ mod tests {
             )
             .await?;
         assert_eq!(written.rows, 2);
-        engine.register_file("t", "_staging/r/marts/t/as_of=2025-12-31/part-0.parquet").await?;
-        let batches = engine.collect("read", "select cast(d as varchar) as d, s from t limit 1").await?;
+        engine
+            .register_file("t", "_staging/r/marts/t/as_of=2025-12-31/part-0.parquet")
+            .await?;
+        let batches = engine
+            .collect("read", "select cast(d as varchar) as d, s from t limit 1")
+            .await?;
         let d = batches[0].column(0).as_string::<i32>().value(0).to_string();
         assert_eq!(d, "2025-12-31");
         assert_eq!(batches[0].schema().field(1).data_type(), &DataType::Utf8);
@@ -234,20 +338,39 @@ mod tests {
 
     #[tokio::test]
     async fn published_tables_carry_their_as_of_partition() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::Io { path: "tmp".into(), source: e })?;
+        let dir = tempfile::tempdir().map_err(|e| Error::Io {
+            path: "tmp".into(),
+            source: e,
+        })?;
         let wh = Warehouse::open("wh", dir.path())?;
         let as_of = NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default();
         let engine = Engine::new(&wh, as_of, &EngineOptions::default())?;
         for day in ["2025-12-30", "2025-12-31"] {
             let path = format!("raw/src/as_of={day}/part-0.parquet");
-            engine.materialise("t", "select 1 as a", &path, &path).await?;
+            engine
+                .materialise("t", "select 1 as a", &path, &path)
+                .await?;
         }
         let fresh = Engine::new(&wh, as_of, &EngineOptions::default())?;
         let tables = fresh.register_published().await?;
         assert_eq!(tables, vec![("raw.src".to_string(), "raw/src".to_string())]);
-        let batches = fresh.collect("q", "select count(*) as n, cast(max(as_of) as varchar) as m from raw.src").await?;
-        assert_eq!(batches[0].column(0).as_primitive::<arrow::datatypes::Int64Type>().value(0), 2);
-        assert_eq!(batches[0].column(1).as_string::<i32>().value(0), "2025-12-31");
+        let batches = fresh
+            .collect(
+                "q",
+                "select count(*) as n, cast(max(as_of) as varchar) as m from raw.src",
+            )
+            .await?;
+        assert_eq!(
+            batches[0]
+                .column(0)
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .value(0),
+            2
+        );
+        assert_eq!(
+            batches[0].column(1).as_string::<i32>().value(0),
+            "2025-12-31"
+        );
         Ok(())
     }
 }

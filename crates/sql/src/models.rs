@@ -33,7 +33,10 @@ pub struct ModelSet {
 }
 
 fn layer_rank(layer: &str) -> usize {
-    LAYERS.iter().position(|l| *l == layer).unwrap_or(LAYERS.len())
+    LAYERS
+        .iter()
+        .position(|l| *l == layer)
+        .unwrap_or(LAYERS.len())
 }
 
 /// The tables a single query reads (CTE names excluded), sorted; an error says why the text is not
@@ -41,9 +44,14 @@ fn layer_rank(layer: &str) -> usize {
 pub fn parse_reads(sql: &str) -> std::result::Result<Vec<String>, String> {
     let statements = DFParser::parse_sql(sql).map_err(|e| format!("SQL does not parse: {e}"))?;
     if statements.len() != 1 {
-        return Err(format!("a model holds exactly one SELECT; found {} statements", statements.len()));
+        return Err(format!(
+            "a model holds exactly one SELECT; found {} statements",
+            statements.len()
+        ));
     }
-    let Some(statement) = statements.front() else { return Err("empty model".into()) };
+    let Some(statement) = statements.front() else {
+        return Err("empty model".into());
+    };
     let is_query = matches!(statement, Statement::Statement(s) if matches!(**s, datafusion::sql::sqlparser::ast::Statement::Query(_)));
     if !is_query {
         return Err("a model must be a query (SELECT or WITH ... SELECT)".into());
@@ -57,13 +65,19 @@ pub fn parse_reads(sql: &str) -> std::result::Result<Vec<String>, String> {
 
 /// Parses one model file; checks it holds exactly one query and lists the tables it reads.
 pub fn parse_model(path: &Path, layer: &str, sql: String) -> Result<Model> {
-    let bad = |reason: String| Error::BadModel { path: path.to_path_buf(), reason };
+    let bad = |reason: String| Error::BadModel {
+        path: path.to_path_buf(),
+        reason,
+    };
     let name = path
         .file_stem()
         .and_then(|s| s.to_str())
         .ok_or_else(|| bad("the file name is not UTF-8".into()))?
         .to_string();
-    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
         return Err(bad(format!("model name '{name}' must be lower_snake_case")));
     }
     let reads = parse_reads(&sql).map_err(bad)?;
@@ -73,7 +87,14 @@ pub fn parse_model(path: &Path, layer: &str, sql: String) -> Result<Model> {
         .map(str::trim)
         .collect::<Vec<_>>()
         .join(" ");
-    Ok(Model { name, layer: layer.to_string(), path: path.to_path_buf(), sql, description, reads })
+    Ok(Model {
+        name,
+        layer: layer.to_string(),
+        path: path.to_path_buf(),
+        sql,
+        description,
+        reads,
+    })
 }
 
 impl ModelSet {
@@ -82,14 +103,23 @@ impl ModelSet {
         let mut problems = Vec::new();
         let mut models: BTreeMap<String, Model> = BTreeMap::new();
         if !dir.is_dir() {
-            return Err(vec![Error::BadModel { path: dir.to_path_buf(), reason: "the SQL directory does not exist".into() }]);
+            return Err(vec![Error::BadModel {
+                path: dir.to_path_buf(),
+                reason: "the SQL directory does not exist".into(),
+            }]);
         }
         for layer in LAYERS {
             let layer_dir = dir.join(layer);
-            let Ok(entries) = std::fs::read_dir(&layer_dir) else { continue };
-            let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            let Ok(entries) = std::fs::read_dir(&layer_dir) else {
+                continue;
+            };
+            let mut paths: Vec<PathBuf> =
+                entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
             paths.sort();
-            for path in paths.into_iter().filter(|p| p.extension().is_some_and(|e| e == "sql")) {
+            for path in paths
+                .into_iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+            {
                 let sql = match std::fs::read_to_string(&path) {
                     Ok(s) => s,
                     Err(source) => {
@@ -102,7 +132,11 @@ impl ModelSet {
                         if let Some(other) = models.get(&m.name) {
                             problems.push(Error::BadModel {
                                 path: m.path.clone(),
-                                reason: format!("model name '{}' is also used by {}", m.name, other.path.display()),
+                                reason: format!(
+                                    "model name '{}' is also used by {}",
+                                    m.name,
+                                    other.path.display()
+                                ),
                             });
                         } else {
                             models.insert(m.name.clone(), m);
@@ -116,12 +150,18 @@ impl ModelSet {
         if let Err(e) = set.ordered(&[]) {
             problems.push(e);
         }
-        if problems.is_empty() { Ok(set) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(set)
+        } else {
+            Err(problems)
+        }
     }
 
     /// Builds a set from models already parsed (tests).
     pub fn from_models(models: impl IntoIterator<Item = Model>) -> Self {
-        Self { models: models.into_iter().map(|m| (m.name.clone(), m)).collect() }
+        Self {
+            models: models.into_iter().map(|m| (m.name.clone(), m)).collect(),
+        }
     }
 
     /// A model by name.
@@ -149,7 +189,12 @@ impl ModelSet {
     pub fn ordered(&self, selection: &[String]) -> Result<Vec<&Model>> {
         let mut chosen: BTreeSet<&str> = BTreeSet::new();
         for s in selection {
-            let by_layer: Vec<&str> = self.models.values().filter(|m| &m.layer == s).map(|m| m.name.as_str()).collect();
+            let by_layer: Vec<&str> = self
+                .models
+                .values()
+                .filter(|m| &m.layer == s)
+                .map(|m| m.name.as_str())
+                .collect();
             if !by_layer.is_empty() {
                 chosen.extend(by_layer);
             } else if let Some(m) = self.models.get(s) {
@@ -168,18 +213,35 @@ impl ModelSet {
         let mut indegree: BTreeMap<&str, usize> = BTreeMap::new();
         let mut downstream: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for m in self.models.values() {
-            let ups: BTreeSet<&str> = self.upstream(m).map(|u| u.name.as_str()).filter(|u| *u != m.name).collect();
+            let ups: BTreeSet<&str> = self
+                .upstream(m)
+                .map(|u| u.name.as_str())
+                .filter(|u| *u != m.name)
+                .collect();
             indegree.insert(&m.name, ups.len());
             for u in ups {
                 downstream.entry(u).or_default().push(&m.name);
             }
             if m.reads.contains(&m.name) {
-                return Err(Error::BadModel { path: m.path.clone(), reason: format!("model '{}' reads itself", m.name) });
+                return Err(Error::BadModel {
+                    path: m.path.clone(),
+                    reason: format!("model '{}' reads itself", m.name),
+                });
             }
         }
-        let key = |name: &str| (self.models.get(name).map_or(usize::MAX, |m| layer_rank(&m.layer)), name.to_string());
-        let mut ready: BTreeSet<(usize, String)> =
-            indegree.iter().filter(|(_, d)| **d == 0).map(|(n, _)| key(n)).collect();
+        let key = |name: &str| {
+            (
+                self.models
+                    .get(name)
+                    .map_or(usize::MAX, |m| layer_rank(&m.layer)),
+                name.to_string(),
+            )
+        };
+        let mut ready: BTreeSet<(usize, String)> = indegree
+            .iter()
+            .filter(|(_, d)| **d == 0)
+            .map(|(n, _)| key(n))
+            .collect();
         let mut order = Vec::new();
         while let Some(next) = ready.pop_first() {
             let name = next.1;
@@ -194,11 +256,26 @@ impl ModelSet {
             order.push(name);
         }
         if order.len() != self.models.len() {
-            let stuck: Vec<&str> = indegree.iter().filter(|(n, _)| !order.iter().any(|o| o == *n)).map(|(n, _)| *n).collect();
-            let path = stuck.first().and_then(|n| self.models.get(*n)).map(|m| m.path.clone()).unwrap_or_default();
-            return Err(Error::BadModel { path, reason: format!("models read each other in a cycle: {}", stuck.join(", ")) });
+            let stuck: Vec<&str> = indegree
+                .iter()
+                .filter(|(n, _)| !order.iter().any(|o| o == *n))
+                .map(|(n, _)| *n)
+                .collect();
+            let path = stuck
+                .first()
+                .and_then(|n| self.models.get(*n))
+                .map(|m| m.path.clone())
+                .unwrap_or_default();
+            return Err(Error::BadModel {
+                path,
+                reason: format!("models read each other in a cycle: {}", stuck.join(", ")),
+            });
         }
-        Ok(order.iter().filter(|n| chosen.contains(n.as_str())).filter_map(|n| self.models.get(n)).collect())
+        Ok(order
+            .iter()
+            .filter(|n| chosen.contains(n.as_str()))
+            .filter_map(|n| self.models.get(n))
+            .collect())
     }
 }
 
@@ -207,33 +284,73 @@ mod tests {
     use super::*;
 
     fn model(name: &str, layer: &str, sql: &str) -> Model {
-        parse_model(Path::new(&format!("sql/{layer}/{name}.sql")), layer, sql.to_string()).unwrap_or_else(|e| unreachable!("{e}"))
+        parse_model(
+            Path::new(&format!("sql/{layer}/{name}.sql")),
+            layer,
+            sql.to_string(),
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"))
     }
 
     #[test]
     fn models_run_after_what_they_read() -> Result<()> {
         let set = ModelSet::from_models([
-            model("customer_view", "marts", "select * from dim_customer join fct_orders using (customer_id)"),
-            model("dim_customer", "marts", "with c as (select * from stg_a) select * from c"),
+            model(
+                "customer_view",
+                "marts",
+                "select * from dim_customer join fct_orders using (customer_id)",
+            ),
+            model(
+                "dim_customer",
+                "marts",
+                "with c as (select * from stg_a) select * from c",
+            ),
             model("fct_orders", "marts", "select * from stg_a"),
-            model("stg_a", "staging", "-- Customers of A.\n-- Cleaned.\nselect * from raw.a"),
+            model(
+                "stg_a",
+                "staging",
+                "-- Customers of A.\n-- Cleaned.\nselect * from raw.a",
+            ),
         ]);
         let order: Vec<&str> = set.ordered(&[])?.iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(order, ["stg_a", "dim_customer", "fct_orders", "customer_view"]);
-        assert_eq!(set.get("stg_a").map(|m| m.description.as_str()), Some("Customers of A. Cleaned."));
-        assert_eq!(set.get("dim_customer").map(|m| m.reads.clone()), Some(vec!["stg_a".to_string()]));
-        let marts: Vec<&str> = set.ordered(&["marts".into()])?.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            order,
+            ["stg_a", "dim_customer", "fct_orders", "customer_view"]
+        );
+        assert_eq!(
+            set.get("stg_a").map(|m| m.description.as_str()),
+            Some("Customers of A. Cleaned.")
+        );
+        assert_eq!(
+            set.get("dim_customer").map(|m| m.reads.clone()),
+            Some(vec!["stg_a".to_string()])
+        );
+        let marts: Vec<&str> = set
+            .ordered(&["marts".into()])?
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
         assert_eq!(marts, ["dim_customer", "fct_orders", "customer_view"]);
         Ok(())
     }
 
     #[test]
     fn cycles_and_non_queries_are_refused() {
-        let set = ModelSet::from_models([model("a", "marts", "select * from b"), model("b", "marts", "select * from a")]);
-        assert!(set.ordered(&[]).is_err_and(|e| e.to_string().contains("cycle: a, b")));
+        let set = ModelSet::from_models([
+            model("a", "marts", "select * from b"),
+            model("b", "marts", "select * from a"),
+        ]);
+        assert!(
+            set.ordered(&[])
+                .is_err_and(|e| e.to_string().contains("cycle: a, b"))
+        );
         let err = parse_model(Path::new("sql/marts/x.sql"), "marts", "drop table y".into());
         assert!(err.is_err_and(|e| e.to_string().contains("must be a query")));
-        let err = parse_model(Path::new("sql/marts/x.sql"), "marts", "select 1; select 2".into());
+        let err = parse_model(
+            Path::new("sql/marts/x.sql"),
+            "marts",
+            "select 1; select 2".into(),
+        );
         assert!(err.is_err_and(|e| e.to_string().contains("exactly one SELECT")));
     }
 }

@@ -60,11 +60,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn storage(path: impl ToString, source: object_store::Error) -> Self {
-        Self::Storage { path: path.to_string(), source }
+        Self::Storage {
+            path: path.to_string(),
+            source,
+        }
     }
 
     /// An i/o error on a local path.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

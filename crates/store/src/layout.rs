@@ -22,7 +22,9 @@ pub const RUNS_DIR: &str = "_runs";
 pub const LOCK_FILE: &str = "_lock.json";
 
 /// Identifier of one run: sortable by start time.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct RunId(String);
 
@@ -34,7 +36,11 @@ impl RunId {
 
     /// A new id from the run's start time and a disambiguating suffix, e.g. `20261123T161250Z-3f9a`.
     pub fn from_start(started_at: chrono::DateTime<chrono::Utc>, suffix: u16) -> Self {
-        Self(format!("{}-{:04x}", started_at.format("%Y%m%dT%H%M%SZ"), suffix))
+        Self(format!(
+            "{}-{:04x}",
+            started_at.format("%Y%m%dT%H%M%SZ"),
+            suffix
+        ))
     }
 
     /// The id as text.

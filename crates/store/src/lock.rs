@@ -42,13 +42,23 @@ impl RunLock {
             pid: std::process::id(),
             started_at: now.to_rfc3339(),
         };
-        let body = serde_json::to_vec_pretty(&info)
-            .map_err(|source| Error::Json { path: LOCK_FILE.into(), source })?;
+        let body = serde_json::to_vec_pretty(&info).map_err(|source| Error::Json {
+            path: LOCK_FILE.into(),
+            source,
+        })?;
         for _attempt in 0..2 {
-            if warehouse.put_if_absent(LOCK_FILE, Bytes::from(body.clone())).await? {
-                return Ok(Self { warehouse: warehouse.clone(), info });
+            if warehouse
+                .put_if_absent(LOCK_FILE, Bytes::from(body.clone()))
+                .await?
+            {
+                return Ok(Self {
+                    warehouse: warehouse.clone(),
+                    info,
+                });
             }
-            let Some(held) = warehouse.get_opt(LOCK_FILE).await? else { continue };
+            let Some(held) = warehouse.get_opt(LOCK_FILE).await? else {
+                continue;
+            };
             let holder: Option<LockInfo> = serde_json::from_slice(&held).ok();
             match holder {
                 Some(h) if !is_stale(&h, now, stale_after_hours) => {
@@ -142,8 +152,17 @@ mod tests {
         first.release().await?;
 
         // A lock written by a process of this host that no longer exists.
-        let dead = LockInfo { run_id: "dead".into(), host: host_name(), pid: u32::MAX - 1, started_at: now.to_rfc3339() };
-        wh.put(LOCK_FILE, Bytes::from(serde_json::to_vec(&dead).unwrap_or_default())).await?;
+        let dead = LockInfo {
+            run_id: "dead".into(),
+            host: host_name(),
+            pid: u32::MAX - 1,
+            started_at: now.to_rfc3339(),
+        };
+        wh.put(
+            LOCK_FILE,
+            Bytes::from(serde_json::to_vec(&dead).unwrap_or_default()),
+        )
+        .await?;
         let taken = RunLock::acquire(&wh, &RunId::new("c"), now, 6).await?;
         assert_eq!(taken.info().run_id, "c");
         taken.release().await?;
@@ -162,8 +181,16 @@ mod tests {
             pid: 1,
             started_at: (now - chrono::Duration::hours(7)).to_rfc3339(),
         };
-        wh.put(LOCK_FILE, Bytes::from(serde_json::to_vec(&old).unwrap_or_default())).await?;
-        assert!(RunLock::acquire(&wh, &RunId::new("new"), now, 6).await.is_ok());
+        wh.put(
+            LOCK_FILE,
+            Bytes::from(serde_json::to_vec(&old).unwrap_or_default()),
+        )
+        .await?;
+        assert!(
+            RunLock::acquire(&wh, &RunId::new("new"), now, 6)
+                .await
+                .is_ok()
+        );
         Ok(())
     }
 }

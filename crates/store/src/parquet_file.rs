@@ -5,9 +5,9 @@ use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use object_store::ObjectStore;
+use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use parquet::arrow::AsyncArrowWriter;
-use object_store::buffered::BufWriter;
 use parquet::arrow::async_writer::AsyncFileWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -68,16 +68,33 @@ pub struct ParquetFileWriter {
 }
 
 impl ParquetFileWriter {
-    pub(crate) fn new(store: Arc<dyn ObjectStore>, path: Path, rel: String, schema: SchemaRef) -> Result<Self> {
+    pub(crate) fn new(
+        store: Arc<dyn ObjectStore>,
+        path: Path,
+        rel: String,
+        schema: SchemaRef,
+    ) -> Result<Self> {
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_created_by(concat!("clientele ", env!("CARGO_PKG_VERSION")).to_string())
             .set_max_row_group_row_count(Some(256 * 1024))
             .build();
-        let sink = HashingWriter { inner: BufWriter::new(store, path), hasher: Sha256::new(), bytes: 0 };
-        let writer = AsyncArrowWriter::try_new(sink, schema, Some(props))
-            .map_err(|source| Error::Parquet { path: rel.clone(), source })?;
-        Ok(Self { writer, rel, rows: 0 })
+        let sink = HashingWriter {
+            inner: BufWriter::new(store, path),
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
+        let writer = AsyncArrowWriter::try_new(sink, schema, Some(props)).map_err(|source| {
+            Error::Parquet {
+                path: rel.clone(),
+                source,
+            }
+        })?;
+        Ok(Self {
+            writer,
+            rel,
+            rows: 0,
+        })
     }
 
     /// Appends one batch.
@@ -86,12 +103,21 @@ impl ParquetFileWriter {
         self.writer
             .write(batch)
             .await
-            .map_err(|source| Error::Parquet { path: self.rel.clone(), source })
+            .map_err(|source| Error::Parquet {
+                path: self.rel.clone(),
+                source,
+            })
     }
 
     /// Finishes the file and returns what was written; `published_as` is the path recorded in the manifest.
     pub async fn finish(mut self, published_as: &str) -> Result<WrittenFile> {
-        self.writer.finish().await.map_err(|source| Error::Parquet { path: self.rel.clone(), source })?;
+        self.writer
+            .finish()
+            .await
+            .map_err(|source| Error::Parquet {
+                path: self.rel.clone(),
+                source,
+            })?;
         let sink = self.writer.into_inner();
         Ok(WrittenFile {
             path: published_as.to_string(),

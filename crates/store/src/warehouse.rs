@@ -31,29 +31,40 @@ impl Warehouse {
     /// endpoint from the usual `AWS_*` environment variables) or `memory://name` (tests). Nothing is
     /// written until the first put.
     pub fn open(location: &str, base_dir: &FsPath) -> Result<Self> {
-        let bad = |reason: String| Error::BadLocation { location: location.to_string(), reason };
+        let bad = |reason: String| Error::BadLocation {
+            location: location.to_string(),
+            reason,
+        };
         match Url::parse(location) {
             Ok(url) if url.scheme().len() > 1 => match url.scheme() {
                 "file" => {
-                    let dir = url.to_file_path().map_err(|()| bad("not a local file URL".into()))?;
+                    let dir = url
+                        .to_file_path()
+                        .map_err(|()| bad("not a local file URL".into()))?;
                     Self::open_local(&dir, location)
                 }
                 "memory" => Ok(Self {
                     store: Arc::new(InMemory::new()),
-                    store_url: Url::parse(&format!("memory://{}/", url.host_str().unwrap_or("warehouse")))
-                        .map_err(|e| bad(e.to_string()))?,
+                    store_url: Url::parse(&format!(
+                        "memory://{}/",
+                        url.host_str().unwrap_or("warehouse")
+                    ))
+                    .map_err(|e| bad(e.to_string()))?,
                     root: Path::from(url.path().trim_matches('/')),
                     display: location.to_string(),
                 }),
                 "s3" | "s3a" => {
-                    let bucket = url.host_str().ok_or_else(|| bad("an s3 URL needs a bucket".into()))?;
+                    let bucket = url
+                        .host_str()
+                        .ok_or_else(|| bad("an s3 URL needs a bucket".into()))?;
                     let store = object_store::aws::AmazonS3Builder::from_env()
                         .with_url(location)
                         .build()
                         .map_err(|e| bad(e.to_string()))?;
                     Ok(Self {
                         store: Arc::new(store),
-                        store_url: Url::parse(&format!("s3://{bucket}/")).map_err(|e| bad(e.to_string()))?,
+                        store_url: Url::parse(&format!("s3://{bucket}/"))
+                            .map_err(|e| bad(e.to_string()))?,
                         root: Path::from(url.path().trim_matches('/')),
                         display: location.to_string(),
                     })
@@ -73,7 +84,10 @@ impl Warehouse {
         // Nothing is created here: a dry run must not write. Puts create directories as they need them.
         let abs = normalise(&std::path::absolute(dir).map_err(|e| Error::io(dir, e))?);
         let abs = std::fs::canonicalize(&abs).unwrap_or(abs);
-        let bad = |reason: String| Error::BadLocation { location: location.to_string(), reason };
+        let bad = |reason: String| Error::BadLocation {
+            location: location.to_string(),
+            reason,
+        };
         if abs.exists() && !abs.is_dir() {
             return Err(bad("it exists and is not a directory".into()));
         }
@@ -123,15 +137,25 @@ impl Warehouse {
     /// Writes one object (atomically: a local file appears complete or not at all).
     pub async fn put(&self, rel: &str, data: Bytes) -> Result<()> {
         let path = self.object_path(rel);
-        self.store.put(&path, PutPayload::from(data)).await.map_err(|e| Error::storage(&path, e))?;
+        self.store
+            .put(&path, PutPayload::from(data))
+            .await
+            .map_err(|e| Error::storage(&path, e))?;
         Ok(())
     }
 
     /// Writes one object only if none exists there yet; returns false if one did.
     pub async fn put_if_absent(&self, rel: &str, data: Bytes) -> Result<bool> {
         let path = self.object_path(rel);
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.store.put_opts(&path, PutPayload::from(data), opts).await {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&path, PutPayload::from(data), opts)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(Error::storage(&path, e)),
@@ -141,7 +165,11 @@ impl Warehouse {
     /// Reads one object.
     pub async fn get(&self, rel: &str) -> Result<Bytes> {
         let path = self.object_path(rel);
-        let got = self.store.get(&path).await.map_err(|e| Error::storage(&path, e))?;
+        let got = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| Error::storage(&path, e))?;
         got.bytes().await.map_err(|e| Error::storage(&path, e))
     }
 
@@ -149,7 +177,10 @@ impl Warehouse {
     pub async fn get_opt(&self, rel: &str) -> Result<Option<Bytes>> {
         match self.get(rel).await {
             Ok(b) => Ok(Some(b)),
-            Err(Error::Storage { source: object_store::Error::NotFound { .. }, .. }) => Ok(None),
+            Err(Error::Storage {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -168,7 +199,10 @@ impl Warehouse {
             .into_iter()
             .map(|m| {
                 let full = m.location.as_ref();
-                let rel = full.strip_prefix(root).unwrap_or(full).trim_start_matches('/');
+                let rel = full
+                    .strip_prefix(root)
+                    .unwrap_or(full)
+                    .trim_start_matches('/');
                 (rel.to_string(), m.size)
             })
             .collect();
@@ -202,7 +236,11 @@ impl Warehouse {
     }
 
     /// A streaming Parquet writer for one object; see [`ParquetFileWriter`].
-    pub fn parquet_writer(&self, rel: &str, schema: arrow::datatypes::SchemaRef) -> Result<ParquetFileWriter> {
+    pub fn parquet_writer(
+        &self,
+        rel: &str,
+        schema: arrow::datatypes::SchemaRef,
+    ) -> Result<ParquetFileWriter> {
         ParquetFileWriter::new(self.store(), self.object_path(rel), rel.to_string(), schema)
     }
 
@@ -213,21 +251,30 @@ impl Warehouse {
         for rel in files {
             let from = self.object_path(&layout::staged(run, rel));
             let to = self.object_path(rel);
-            self.store.rename(&from, &to).await.map_err(|e| Error::storage(&to, e))?;
+            self.store
+                .rename(&from, &to)
+                .await
+                .map_err(|e| Error::storage(&to, e))?;
         }
-        let mut dirs: Vec<&str> = files.iter().filter_map(|f| f.rsplit_once('/').map(|(d, _)| d)).collect();
+        let mut dirs: Vec<&str> = files
+            .iter()
+            .filter_map(|f| f.rsplit_once('/').map(|(d, _)| d))
+            .collect();
         dirs.sort_unstable();
         dirs.dedup();
         for dir in dirs {
             for (rel, _) in self.list(dir).await? {
-                let direct_child = rel.strip_prefix(dir).is_some_and(|r| r.matches('/').count() == 1);
+                let direct_child = rel
+                    .strip_prefix(dir)
+                    .is_some_and(|r| r.matches('/').count() == 1);
                 if direct_child && !files.contains(&rel) {
                     tracing::debug!(file = %rel, "removing a file the new run did not write");
                     self.delete(&rel).await?;
                 }
             }
         }
-        self.delete_prefix(&format!("{}/{run}", layout::STAGING_DIR)).await
+        self.delete_prefix(&format!("{}/{run}", layout::STAGING_DIR))
+            .await
     }
 }
 
@@ -261,12 +308,23 @@ mod tests {
     async fn publish_moves_staged_files_and_drops_stale_siblings() -> Result<()> {
         let (_dir, wh) = temp();
         let run = RunId::new("r2");
-        wh.put("marts/t/as_of=2025-01-01/part-1.parquet", Bytes::from_static(b"old")).await?;
-        wh.put(&layout::staged(&run, "marts/t/as_of=2025-01-01/part-0.parquet"), Bytes::from_static(b"new"))
+        wh.put(
+            "marts/t/as_of=2025-01-01/part-1.parquet",
+            Bytes::from_static(b"old"),
+        )
+        .await?;
+        wh.put(
+            &layout::staged(&run, "marts/t/as_of=2025-01-01/part-0.parquet"),
+            Bytes::from_static(b"new"),
+        )
+        .await?;
+        wh.publish(&run, &["marts/t/as_of=2025-01-01/part-0.parquet".into()])
             .await?;
-        wh.publish(&run, &["marts/t/as_of=2025-01-01/part-0.parquet".into()]).await?;
         let listed = wh.list("marts").await?;
-        assert_eq!(listed, vec![("marts/t/as_of=2025-01-01/part-0.parquet".to_string(), 3)]);
+        assert_eq!(
+            listed,
+            vec![("marts/t/as_of=2025-01-01/part-0.parquet".to_string(), 3)]
+        );
         assert!(wh.list("_staging").await?.is_empty());
         Ok(())
     }
@@ -274,8 +332,14 @@ mod tests {
     #[tokio::test]
     async fn put_if_absent_refuses_a_second_writer() -> Result<()> {
         let (_dir, wh) = temp();
-        assert!(wh.put_if_absent("_lock.json", Bytes::from_static(b"a")).await?);
-        assert!(!wh.put_if_absent("_lock.json", Bytes::from_static(b"b")).await?);
+        assert!(
+            wh.put_if_absent("_lock.json", Bytes::from_static(b"a"))
+                .await?
+        );
+        assert!(
+            !wh.put_if_absent("_lock.json", Bytes::from_static(b"b"))
+                .await?
+        );
         assert_eq!(&wh.get("_lock.json").await?[..], b"a");
         Ok(())
     }
@@ -283,15 +347,25 @@ mod tests {
     #[test]
     fn relative_locations_resolve_without_creating_anything() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
-        let wh = Warehouse::open("../x/./wh", &dir.path().join("jobs")).unwrap_or_else(|e| unreachable!("{e}"));
-        assert!(wh.url_of("", true).ends_with("/x/wh/"), "{}", wh.url_of("", true));
+        let wh = Warehouse::open("../x/./wh", &dir.path().join("jobs"))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(
+            wh.url_of("", true).ends_with("/x/wh/"),
+            "{}",
+            wh.url_of("", true)
+        );
         assert!(!dir.path().join("x").exists());
     }
 
     #[test]
     fn unsupported_schemes_are_named() {
-        let err = Warehouse::open("ftp://host/x", FsPath::new("/")).err().map(|e| e.to_string());
-        assert!(err.unwrap_or_default().contains("'ftp' scheme is not supported"));
+        let err = Warehouse::open("ftp://host/x", FsPath::new("/"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.unwrap_or_default()
+                .contains("'ftp' scheme is not supported")
+        );
     }
 
     #[test]
