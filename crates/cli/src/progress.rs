@@ -18,10 +18,10 @@ impl Progress {
     }
 
     pub fn finish(&self) {
-        if let Ok(mut bar) = self.bar.lock() {
-            if let Some(b) = bar.take() {
-                b.finish_and_clear();
-            }
+        if let Ok(mut bar) = self.bar.lock()
+            && let Some(b) = bar.take()
+        {
+            b.finish_and_clear();
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::values::{Value, convert};
 const BATCH_ROWS: usize = 64 * 1024;
 
 /// What happened to one input file.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileReport {
     /// The file, relative to the job spec's directory when it lies below it.
     pub file: String,
@@ -374,21 +374,6 @@ fn read_files(
     Ok((reports, quarantine))
 }
 
-impl Default for FileReport {
-    fn default() -> Self {
-        Self {
-            file: String::new(),
-            bytes: 0,
-            sha256: String::new(),
-            rows_read: 0,
-            rows_loaded: 0,
-            rows_quarantined: 0,
-            blank_lines: 0,
-            skipped_lines: 0,
-        }
-    }
-}
-
 fn strip_eol(mut rec: &[u8]) -> &[u8] {
     if let [rest @ .., b'\n'] = rec {
         rec = rest;
@@ -564,7 +549,13 @@ fn read_delimited(
             continue;
         };
         state.report.rows_read += 1;
-        if record.len() != width && !(record.len() > width && !header) {
+        // A header-less file may carry trailing columns the layout does not use; too few is always wrong.
+        let wrong_width = if header {
+            record.len() != width
+        } else {
+            record.len() < width
+        };
+        if wrong_width {
             let reason = if header {
                 format!(
                     "the record has {} fields; the header has {width}",

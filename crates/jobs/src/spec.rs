@@ -552,10 +552,10 @@ impl JobSpec {
             models,
             segments,
         };
-        if problems.is_empty() {
-            if let Err(message) = spec.step_order() {
-                problems.push(problem(None, message));
-            }
+        if problems.is_empty()
+            && let Err(message) = spec.step_order()
+        {
+            problems.push(problem(None, message));
         }
         if problems.is_empty() {
             Ok(spec)
