@@ -551,3 +551,56 @@ fn a_live_lock_stops_a_second_run_and_a_dead_one_is_taken_over() -> TestResult {
     assert!(!wh.join("_lock.json").exists());
     Ok(())
 }
+
+#[test]
+fn the_repository_jobs_plan_without_data_and_the_template_validates_against_real_files()
+-> TestResult {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = clientele()?
+        .args(["run", "--dry-run"])
+        .arg(root.join("jobs/demo.toml"))
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The production template, pointed at the demo's files by environment variables.
+    let dir = demo(200)?;
+    let warehouse = dir.path().join("nightly-warehouse");
+    let template = root.join("jobs/nightly.toml");
+    let out = clientele()?
+        .arg("validate")
+        .arg(&template)
+        .env("CLIENTELE_SOURCES", dir.path().join("sources"))
+        .env("CLIENTELE_WAREHOUSE", &warehouse)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (4 sources, 9 SQL models"));
+
+    // Without the files, each missing source is named at the line that declares it.
+    let out = clientele()?
+        .arg("validate")
+        .arg(&template)
+        .env("CLIENTELE_SOURCES", dir.path().join("nowhere"))
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let text = std::fs::read_to_string(&template)?;
+    let line = text
+        .lines()
+        .position(|l| l.contains("name = \"web_orders\""))
+        .ok_or("line")?;
+    assert!(
+        err.contains(&format!(
+            "nightly.toml:{line}: source 'web_orders': no file matches"
+        )),
+        "{err}"
+    );
+    Ok(())
+}

@@ -188,7 +188,7 @@ impl Runner {
                         if strict && files == 0 && source.required {
                             problems.push(Problem {
                                 file: spec.path.clone(),
-                                line: Some(step.line),
+                                line: spec.source_lines.get(name).copied(),
                                 message: format!("source '{name}': no file matches '{}' (the source is required)", source.location),
                             });
                         }

@@ -163,6 +163,8 @@ pub struct JobSpec {
     pub stale_lock_hours: i64,
     pub engine: EngineOptions,
     pub sources: Vec<SourcePlan>,
+    /// The line where each source is declared.
+    pub source_lines: BTreeMap<String, usize>,
     pub steps: Vec<Step>,
     pub exports: Vec<ExportSpec>,
     pub models: ModelSet,
@@ -284,8 +286,12 @@ impl JobSpec {
 
         // Sources.
         let mut sources = Vec::new();
+        let mut source_lines = BTreeMap::new();
         for s in &raw.sources {
             let line = Some(line_of(&text, s.span().start));
+            source_lines
+                .entry(s.get_ref().name.clone())
+                .or_insert(line_of(&text, s.span().start));
             match s.get_ref().plan() {
                 Ok(p) if sources.iter().any(|o: &SourcePlan| o.name == p.name) => {
                     problems.push(problem(
@@ -547,6 +553,7 @@ impl JobSpec {
                 memory_limit_mb: header.memory_limit_mb,
             },
             sources,
+            source_lines,
             steps,
             exports,
             models,
