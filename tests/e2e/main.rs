@@ -20,6 +20,25 @@ fn clientele() -> Result<Command, Box<dyn std::error::Error>> {
     Ok(cmd)
 }
 
+/// Runs `clientele run JOB --as-of AS_OF`.
+fn run_job(job: &Path) -> Result<std::process::Output, Box<dyn std::error::Error>> {
+    Ok(clientele()?
+        .args(["run", "--as-of", AS_OF])
+        .arg(job)
+        .output()?)
+}
+
+/// Asserts that a command succeeded, showing its output when it did not.
+fn assert_ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs the demo into a fresh directory and returns it.
 fn demo(persons: u64) -> Result<tempfile::TempDir, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
@@ -294,15 +313,8 @@ fn a_rerun_for_the_same_date_gives_identical_outputs_and_a_failed_run_publishes_
     let first = published_checksums(&wh);
     assert!(first.len() > 15, "{first:?}");
 
-    let out = clientele()?
-        .args(["run", "--as-of", AS_OF])
-        .arg(&job)
-        .output()?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_job(&job)?;
+    assert_ok(&out);
     assert_eq!(
         published_checksums(&wh),
         first,
@@ -316,10 +328,7 @@ fn a_rerun_for_the_same_date_gives_identical_outputs_and_a_failed_run_publishes_
         text.push_str(&format!("WO-BAD-{i},W0000001,not-a-time,1,abc,GBP\n"));
     }
     std::fs::write(&orders, text)?;
-    let out = clientele()?
-        .args(["run", "--as-of", AS_OF])
-        .arg(&job)
-        .output()?;
+    let out = run_job(&job)?;
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -381,11 +390,7 @@ fn query_reads_the_published_tables_in_every_format() -> TestResult {
         .arg(&wh)
         .arg(sql)
         .output()?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("as_of,customers,opted_out"));
@@ -418,11 +423,7 @@ fn dry_run_plans_every_step_and_writes_nothing() -> TestResult {
         .args(["run", "--dry-run", "--as-of", AS_OF])
         .arg(&job)
         .output()?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let plan = String::from_utf8_lossy(&out.stdout);
     for expected in [
         "1. ingest [ingest]",
@@ -441,11 +442,7 @@ fn dry_run_plans_every_step_and_writes_nothing() -> TestResult {
     );
 
     let out = clientele()?.arg("validate").arg(&job).output()?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert!(!dir.path().join("warehouse").exists());
     Ok(())
 }
@@ -481,10 +478,7 @@ fn bad_specs_exit_2_naming_file_and_line() -> TestResult {
         )
         .replacen("type = \"decimal(12,2)\"", "type = \"money\"", 1);
     std::fs::write(&job, &bad)?;
-    let out = clientele()?
-        .args(["run", "--as-of", AS_OF])
-        .arg(&job)
-        .output()?;
+    let out = run_job(&job)?;
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -529,25 +523,15 @@ fn a_live_lock_stops_a_second_run_and_a_dead_one_is_taken_over() -> TestResult {
     // This test process is alive: its lock holds.
     let live = serde_json::json!({"run_id": "other-run", "host": host, "pid": std::process::id(), "started_at": now});
     std::fs::write(wh.join("_lock.json"), live.to_string())?;
-    let out = clientele()?
-        .args(["run", "--as-of", AS_OF])
-        .arg(&job)
-        .output()?;
+    let out = run_job(&job)?;
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("locked by run other-run"));
 
     // A lock whose process is gone is stale.
     let dead = serde_json::json!({"run_id": "dead-run", "host": host, "pid": 4_000_000_u32, "started_at": now});
     std::fs::write(wh.join("_lock.json"), dead.to_string())?;
-    let out = clientele()?
-        .args(["run", "--as-of", AS_OF])
-        .arg(&job)
-        .output()?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_job(&job)?;
+    assert_ok(&out);
     assert!(!wh.join("_lock.json").exists());
     Ok(())
 }
@@ -560,11 +544,7 @@ fn the_repository_jobs_plan_without_data_and_the_template_validates_against_real
         .args(["run", "--dry-run"])
         .arg(root.join("jobs/demo.toml"))
         .output()?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
 
     // The production template, pointed at the demo's files by environment variables.
     let dir = demo(200)?;
@@ -576,11 +556,7 @@ fn the_repository_jobs_plan_without_data_and_the_template_validates_against_real
         .env("CLIENTELE_SOURCES", dir.path().join("sources"))
         .env("CLIENTELE_WAREHOUSE", &warehouse)
         .output()?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (4 sources, 9 SQL models"));
 
     // Without the files, each missing source is named at the line that declares it.

@@ -18,6 +18,12 @@ pub async fn list_runs(warehouse: &Warehouse) -> Result<Vec<RunManifest>> {
             })?;
         runs.push(manifest);
     }
-    runs.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+    // By start time (parsed, so any offset sorts right), then id.
+    let started = |m: &RunManifest| chrono::DateTime::parse_from_rfc3339(&m.started_at).ok();
+    runs.sort_by(|a, b| {
+        started(a)
+            .cmp(&started(b))
+            .then_with(|| a.run_id.cmp(&b.run_id))
+    });
     Ok(runs)
 }

@@ -299,14 +299,22 @@ mod tests {
     use super::*;
     use arrow::array::AsArray;
 
-    #[tokio::test]
-    async fn models_see_the_as_of_date_and_outputs_round_trip() -> Result<()> {
+    fn temp_warehouse() -> Result<(tempfile::TempDir, Warehouse, NaiveDate)> {
         let dir = tempfile::tempdir().map_err(|e| Error::Io {
             path: "tmp".into(),
             source: e,
         })?;
         let wh = Warehouse::open("wh", dir.path())?;
-        let as_of = NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default();
+        Ok((
+            dir,
+            wh,
+            NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default(),
+        ))
+    }
+
+    #[tokio::test]
+    async fn models_see_the_as_of_date_and_outputs_round_trip() -> Result<()> {
+        let (_dir, wh, as_of) = temp_warehouse()?;
         let engine = Engine::new(
             &wh,
             as_of,
@@ -338,12 +346,7 @@ mod tests {
 
     #[tokio::test]
     async fn published_tables_carry_their_as_of_partition() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::Io {
-            path: "tmp".into(),
-            source: e,
-        })?;
-        let wh = Warehouse::open("wh", dir.path())?;
-        let as_of = NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default();
+        let (_dir, wh, as_of) = temp_warehouse()?;
         let engine = Engine::new(&wh, as_of, &EngineOptions::default())?;
         for day in ["2025-12-30", "2025-12-31"] {
             let path = format!("raw/src/as_of={day}/part-0.parquet");

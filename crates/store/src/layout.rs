@@ -34,11 +34,12 @@ impl RunId {
         Self(id.into())
     }
 
-    /// A new id from the run's start time and a disambiguating suffix, e.g. `20261123T161250Z-3f9a`.
+    /// A new id from the run's start time (to the millisecond) and a disambiguating suffix, e.g.
+    /// `20261123T161250.123Z-3f9a`.
     pub fn from_start(started_at: chrono::DateTime<chrono::Utc>, suffix: u16) -> Self {
         Self(format!(
             "{}-{:04x}",
-            started_at.format("%Y%m%dT%H%M%SZ"),
+            started_at.format("%Y%m%dT%H%M%S%.3fZ"),
             suffix
         ))
     }
@@ -99,5 +100,10 @@ mod tests {
         let a = chrono::DateTime::from_timestamp(1_000_000, 0).unwrap_or_default();
         let b = chrono::DateTime::from_timestamp(2_000_000, 0).unwrap_or_default();
         assert!(RunId::from_start(a, 0xffff) < RunId::from_start(b, 0));
+        let c = a + chrono::Duration::milliseconds(1);
+        assert!(
+            RunId::from_start(a, 0xffff) < RunId::from_start(c, 0),
+            "runs in the same second sort by start"
+        );
     }
 }
