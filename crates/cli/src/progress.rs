@@ -54,14 +54,11 @@ impl RunObserver for Progress {
             thousands(report.rows_in),
             thousands(report.rows_out)
         );
-        if let Ok(mut slot) = self.bar.lock() {
-            match slot.take() {
-                Some(bar) => {
-                    bar.println(line);
-                    bar.finish_and_clear();
-                }
-                None => eprintln!("{line}"),
-            }
+        if let Ok(mut slot) = self.bar.lock()
+            && let Some(bar) = slot.take()
+        {
+            bar.finish_and_clear();
         }
+        eprintln!("{line}");
     }
 }
