@@ -37,7 +37,8 @@ fn init_logging(args: &args::Cli, interactive: bool) {
         EnvFilter::try_from_env("CLIENTELE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(interactive);
     match args.log_format {
         args::LogFormat::Json => builder.json().with_current_span(false).init(),
         args::LogFormat::Human => builder.with_target(false).init(),

@@ -487,6 +487,24 @@ impl Runner {
         Ok(())
     }
 
+    /// Rows of a table registered from an earlier run (Parquet keeps the count in its footer).
+    async fn published_rows(engine: &Engine, table: &TableId) -> u64 {
+        let sql = format!("select count(*) from {}", table.name);
+        let batches = engine
+            .collect("counting an input", &sql)
+            .await
+            .unwrap_or_default();
+        batches
+            .first()
+            .and_then(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .map(|a| a.value(0))
+            })
+            .map_or(0, |n| u64::try_from(n).unwrap_or(0))
+    }
+
     async fn run_step(
         &self,
         step: &Step,
@@ -500,7 +518,10 @@ impl Runner {
         let as_of = self.opts.as_of;
         for input in &step.reads {
             self.register_input(engine, warehouse, input, state).await?;
-            outcome.rows_in += state.produced.get(&input.name).map_or(0, |(_, f)| f.rows);
+            outcome.rows_in += match state.produced.get(&input.name) {
+                Some((_, file)) => file.rows,
+                None => Self::published_rows(engine, input).await,
+            };
         }
         let record = |state: &mut RunState,
                       outcome: &mut StepOutcome,
