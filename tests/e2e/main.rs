@@ -580,3 +580,75 @@ fn the_repository_jobs_plan_without_data_and_the_template_validates_against_real
     );
     Ok(())
 }
+
+#[test]
+fn only_runs_selected_steps_on_published_inputs_and_logs_json_for_schedulers() -> TestResult {
+    let dir = demo(400)?;
+    let wh = dir.path().join("warehouse");
+    let job = dir.path().join("jobs/demo.toml");
+    let before = published_checksums(&wh);
+
+    let out = clientele()?
+        .args([
+            "--log-format",
+            "json",
+            "run",
+            "--as-of",
+            AS_OF,
+            "--only",
+            "score,segment",
+        ])
+        .arg(&job)
+        .output()?;
+    assert_ok(&out);
+    // Every log line on stderr is a JSON object a log shipper can read.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "step succeeded" && l["fields"]["step"] == "score")
+    );
+    let run = manifests(&wh)?.pop().ok_or("manifest")?;
+    let steps: Vec<&str> = run["steps"]
+        .as_array()
+        .ok_or("steps")?
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(steps, ["score", "segment"]);
+    assert!(
+        run["steps"][0]["rows_in"].as_u64().is_some_and(|n| n > 0),
+        "published inputs are counted"
+    );
+    assert_eq!(
+        published_checksums(&wh),
+        before,
+        "the same inputs give the same scores and segments"
+    );
+
+    // Another date has no published customer view: the step says so and nothing is published.
+    let out = clientele()?
+        .args(["run", "--as-of", "2025-11-30", "--only", "score"])
+        .arg(&job)
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("no published partition for as_of=2025-11-30"),
+        "{stdout}"
+    );
+    assert!(!wh.join("scores/customer_rfm/as_of=2025-11-30").exists());
+
+    // An unknown step is a usage error.
+    let out = clientele()?
+        .args(["run", "--only", "nope"])
+        .arg(&job)
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--only names step 'nope'"));
+    Ok(())
+}
