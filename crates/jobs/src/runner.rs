@@ -440,7 +440,7 @@ impl Runner {
             tables,
             segments: state.segments,
             exports: state.exports,
-            staging_dir: (!succeeded)
+            staging_dir: (!succeeded && !files.is_empty())
                 .then(|| warehouse.url_of(&format!("{}/{run_id}", layout::STAGING_DIR), true)),
             error: first_error,
         };
