@@ -652,3 +652,39 @@ fn only_runs_selected_steps_on_published_inputs_and_logs_json_for_schedulers() -
     assert!(String::from_utf8_lossy(&out.stderr).contains("--only names step 'nope'"));
     Ok(())
 }
+
+#[test]
+fn the_cdnow_master_file_ingests_whole_through_a_whitespace_source() -> TestResult {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let job = root.join("tests/fixtures/cdnow/cdnow.toml");
+    let dir = tempfile::tempdir()?;
+    let wh = dir.path().join("warehouse");
+    let out = clientele()?
+        .args(["run", "--as-of", "1998-06-30"])
+        .arg(&job)
+        .env("CDNOW_WAREHOUSE", &wh)
+        .output()?;
+    assert_ok(&out);
+    let out = clientele()?
+        .args(["query", "--format", "csv", "--warehouse"])
+        .arg(&wh)
+        .arg(
+            "select count(*) as purchases, count(distinct customer_id) as customers, sum(amount) as spend,
+                    cast(min(order_date) as varchar) as first, cast(max(order_date) as varchar) as last,
+                    (select count(*) from quarantine.cdnow_orders) as rejects
+             from raw.cdnow_orders",
+        )
+        .output()?;
+    assert_ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().nth(1),
+        Some("69659,23570,2500315.63,1997-01-01,1998-06-30,0"),
+        "{text}"
+    );
+    let run = manifests(&wh)?.pop().ok_or("manifest")?;
+    let file = &run["sources"][0]["files"][0];
+    assert_eq!(file["skipped_lines"], 1);
+    assert_eq!(file["rows_read"], 69659);
+    Ok(())
+}

@@ -308,7 +308,10 @@ impl JobSpec {
         }
 
         // Models and segments.
+        // A job without SQL steps (an ingest-only job, say) needs no SQL directory.
+        let has_sql_step = raw.steps.iter().any(|s| s.get_ref().kind == "sql");
         let models = match ModelSet::load(&sql_dir) {
+            Err(_) if !has_sql_step && !sql_dir.exists() => ModelSet::default(),
             Ok(m) => m,
             Err(errors) => {
                 problems.extend(errors.into_iter().map(|e| Problem {
