@@ -99,7 +99,7 @@ impl SltDb {
                     .map_err(|e| SltError(e.to_string()))?;
             }
         }
-        for seg in clientele_segments_like::segment_files(&self.sql_dir.join("segments")) {
+        for seg in segment_files(&self.sql_dir.join("segments")) {
             let (id, sql) = seg;
             if let Ok(df) = ctx.sql(&sql).await {
                 let _ = ctx.deregister_table(id.as_str());
@@ -111,31 +111,27 @@ impl SltDb {
     }
 }
 
-/// Segment files, read directly (the harness tests SQL only).
-mod clientele_segments_like {
-    use std::path::Path;
-
-    pub fn segment_files(dir: &Path) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return out;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.extension().is_some_and(|x| x == "sql") {
-                let id = p
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or_default()
-                    .to_string();
-                if let Ok(sql) = std::fs::read_to_string(&p) {
-                    out.push((id, sql));
-                }
+/// Segment files as (id, SQL), read directly: the harness tests their SQL only.
+fn segment_files(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "sql") {
+            let id = p
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            if let Ok(sql) = std::fs::read_to_string(&p) {
+                out.push((id, sql));
             }
         }
-        out.sort();
-        out
     }
+    out.sort();
+    out
 }
 
 #[async_trait::async_trait]
