@@ -2,7 +2,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use chrono::{Duration, FixedOffset, NaiveDate, TimeZone};
+use chrono::{Duration, FixedOffset, NaiveDate, Offset, TimeZone, Utc};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Beta, Distribution, Exp, Gamma};
@@ -227,6 +227,21 @@ fn person(rng: &mut ChaCha8Rng, as_of: NaiveDate, index: u64) -> Result<Person, 
     })
 }
 
+/// A time-zone offset of a web shop visitor: UTC, +01:00, -05:00 or +02:00.
+fn pick_offset(rng: &mut ChaCha8Rng) -> FixedOffset {
+    const OFFSETS: [i32; 4] = [0, 3600, -5 * 3600, 2 * 3600];
+    FixedOffset::east_opt(OFFSETS[rng.random_range(0..OFFSETS.len())]).unwrap_or_else(|| Utc.fix())
+}
+
+/// ISO 8601 with the offset, as web shops export it: `2025-03-01T10:00:00+02:00`.
+fn local_timestamp(offset: FixedOffset, at: chrono::NaiveDateTime) -> String {
+    offset
+        .from_local_datetime(&at)
+        .single()
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%S%:z").to_string())
+        .unwrap_or_default()
+}
+
 /// Cuts or pads to exactly `width` characters.
 fn fixed(out: &mut String, value: &str, width: usize) {
     let mut n = 0;
@@ -309,7 +324,6 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
         ..DemoSummary::default()
     };
     let (mut crm_seq, mut web_seq, mut order_seq) = (0u64, 0u64, 0u64);
-    let offsets = [0, 3600, -5 * 3600, 2 * 3600];
     let mut line = String::with_capacity(CRM_RECORD_LEN + 8);
     for index in 0..opts.persons {
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
@@ -406,8 +420,7 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
             } else {
                 p.email.clone()
             };
-            let offset = FixedOffset::east_opt(offsets[rng.random_range(0..offsets.len())])
-                .unwrap_or(FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
+            let offset = pick_offset(&mut rng);
             let created_day = first_day - Duration::days(rng.random_range(0..30));
             let created = created_day
                 .and_hms_opt(
@@ -416,11 +429,7 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
                     rng.random_range(0..60),
                 )
                 .unwrap_or_default();
-            let created_text = offset
-                .from_local_datetime(&created)
-                .single()
-                .map(|d| d.format("%Y-%m-%dT%H:%M:%S%:z").to_string())
-                .unwrap_or_default();
+            let created_text = local_timestamp(offset, created);
             let consent = !(p.opted_out && rng.random_bool(0.9));
             let phone = if rng.random_bool(0.7) {
                 serde_json::Value::String(phone_text(&mut rng, &p.phone_digits))
@@ -473,8 +482,7 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
             let amount = format!("{}.{:02}", cents / 100, cents % 100);
             if to_web {
                 order_seq += 1;
-                let offset = FixedOffset::east_opt(offsets[rng.random_range(0..offsets.len())])
-                    .unwrap_or(FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
+                let offset = pick_offset(&mut rng);
                 let at = day
                     .and_hms_opt(
                         rng.random_range(8..22),
@@ -482,11 +490,7 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
                         rng.random_range(0..60),
                     )
                     .unwrap_or_default();
-                let at_text = offset
-                    .from_local_datetime(&at)
-                    .single()
-                    .map(|d| d.format("%Y-%m-%dT%H:%M:%S%:z").to_string())
-                    .unwrap_or_default();
+                let at_text = local_timestamp(offset, at);
                 let mut text = format!("WO{order_seq:09},{web_id},{at_text},{qty},{amount},GBP");
                 if rng.random_ratio(1, MALFORMED_ONE_IN) {
                     summary.malformed_lines += 1;

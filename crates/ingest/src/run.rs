@@ -327,6 +327,8 @@ fn read_files(
             .unwrap_or(path)
             .to_string_lossy()
             .into_owned();
+        // Errors name the file by its plain absolute path; `_file` keeps the path relative to the spec.
+        let path = &clientele_store::normalise_path(path);
         let file = File::open(path).map_err(|source| Error::Io {
             path: path.clone(),
             source,

@@ -476,7 +476,7 @@ impl Runner {
             return Ok(());
         }
         let rel = layout::partition_file(&table.layer, &table.table, self.opts.as_of);
-        if warehouse.get_opt(&rel).await?.is_none() {
+        if !warehouse.exists(&rel).await? {
             return Err(format!(
                 "table '{}' was not written by this run and has no published partition for as_of={} ({rel}); run the step that writes it first",
                 table.name, self.opts.as_of
@@ -553,26 +553,17 @@ impl Runner {
                     );
                     outcome.rows_in += report.rows_read;
                     outcome.rows_out += report.rows_loaded;
-                    engine
-                        .register_file(&format!("raw.{name}"), &paths.data_staged)
-                        .await?;
-                    engine
-                        .register_file(&format!("quarantine.{name}"), &paths.quarantine_staged)
-                        .await?;
-                    record(
-                        state,
-                        outcome,
-                        format!("raw.{name}"),
-                        paths.data_staged.clone(),
-                        report.data.clone(),
-                    );
-                    record(
-                        state,
-                        outcome,
-                        format!("quarantine.{name}"),
-                        paths.quarantine_staged.clone(),
-                        report.quarantine.clone(),
-                    );
+                    for (table, staged, file) in [
+                        (format!("raw.{name}"), &paths.data_staged, &report.data),
+                        (
+                            format!("quarantine.{name}"),
+                            &paths.quarantine_staged,
+                            &report.quarantine,
+                        ),
+                    ] {
+                        engine.register_file(&table, staged).await?;
+                        record(state, outcome, table, staged.clone(), file.clone());
+                    }
                     if let Err(e) = report.check_limits(source) {
                         first_problem.get_or_insert_with(|| Box::new(e));
                     }

@@ -82,7 +82,7 @@ impl Warehouse {
 
     fn open_local(dir: &FsPath, location: &str) -> Result<Self> {
         // Nothing is created here: a dry run must not write. Puts create directories as they need them.
-        let abs = normalise(&std::path::absolute(dir).map_err(|e| Error::io(dir, e))?);
+        let abs = normalise_path(&std::path::absolute(dir).map_err(|e| Error::io(dir, e))?);
         let abs = std::fs::canonicalize(&abs).unwrap_or(abs);
         let bad = |reason: String| Error::BadLocation {
             location: location.to_string(),
@@ -219,18 +219,29 @@ impl Warehouse {
         }
     }
 
-    /// Deletes every object below a prefix (and, on a local disk, the emptied directories).
-    pub async fn delete_prefix(&self, prefix: &str) -> Result<()> {
-        for (rel, _) in self.list(prefix).await? {
-            self.delete(&rel).await?;
+    /// Whether an object exists (a metadata request; nothing is downloaded).
+    pub async fn exists(&self, rel: &str) -> Result<bool> {
+        let path = self.object_path(rel);
+        match self.store.head(&path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(Error::storage(&path, e)),
         }
+    }
+
+    /// Deletes every object below a prefix: on a local disk the directory tree at once, elsewhere
+    /// object by object.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<()> {
         if self.store_url.scheme() == "file" {
             let dir = std::path::PathBuf::from(format!("/{}", self.object_path(prefix)));
-            match std::fs::remove_dir_all(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(dir, e)),
-            }
+            return match std::fs::remove_dir_all(&dir) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::io(dir, e)),
+            };
+        }
+        for (rel, _) in self.list(prefix).await? {
+            self.delete(&rel).await?;
         }
         Ok(())
     }
@@ -278,8 +289,8 @@ impl Warehouse {
     }
 }
 
-/// Resolves `.` and `..` without touching the file system (the directory may not exist yet).
-fn normalise(path: &FsPath) -> std::path::PathBuf {
+/// Resolves `.` and `..` without touching the file system (the path may not exist yet).
+pub fn normalise_path(path: &FsPath) -> std::path::PathBuf {
     use std::path::Component;
     let mut out = std::path::PathBuf::new();
     for c in path.components() {
@@ -341,6 +352,8 @@ mod tests {
                 .await?
         );
         assert_eq!(&wh.get("_lock.json").await?[..], b"a");
+        assert!(wh.exists("_lock.json").await?);
+        assert!(!wh.exists("nothing/here.parquet").await?);
         Ok(())
     }
 
