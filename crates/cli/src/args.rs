@@ -67,6 +67,15 @@ pub enum Command {
         /// Print the plan and plan every SQL query, without reading sources or writing anything.
         #[arg(long)]
         dry_run: bool,
+        /// Parse every source file again, instead of keeping the rows of files that have not changed
+        /// (same name, size and SHA-256) since the last published load.
+        #[arg(long)]
+        full_refresh: bool,
+    },
+    /// Work with source declarations.
+    Sources {
+        #[command(subcommand)]
+        command: SourcesCommand,
     },
     /// Check a job spec, its sources and every SQL model; each problem is reported with file and line.
     Validate {
@@ -100,5 +109,18 @@ pub enum Command {
         /// Print the manifests as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SourcesCommand {
+    /// Propose a `[[sources]]` block (format, encoding, delimiter, header, typed fields) from a sample
+    /// of a file; review it and paste it into the job spec.
+    Infer {
+        /// The file to sample (delimited or whitespace text, JSON lines, Parquet; .gz/.zst allowed).
+        file: PathBuf,
+        /// The location to write into the block (default: the file as given).
+        #[arg(long)]
+        location: Option<String>,
     },
 }

@@ -76,6 +76,7 @@ pub async fn dispatch(cli: Cli, interactive: bool) -> Result<ExitCode> {
             as_of,
             only,
             dry_run,
+            full_refresh,
         } => {
             let as_of = match as_of {
                 Some(t) => parse_date(&t, "--as-of")?,
@@ -84,6 +85,7 @@ pub async fn dispatch(cli: Cli, interactive: bool) -> Result<ExitCode> {
             let spec = JobSpec::load(&job)?;
             let mut opts = RunOptions::new(as_of);
             opts.only = only;
+            opts.full_refresh = full_refresh;
             if dry_run {
                 dry_run_job(spec, opts).await
             } else {
@@ -91,6 +93,15 @@ pub async fn dispatch(cli: Cli, interactive: bool) -> Result<ExitCode> {
             }
         }
         Command::Validate { job } => validate(&job).await,
+        Command::Sources {
+            command: crate::args::SourcesCommand::Infer { file, location },
+        } => {
+            let location = location.unwrap_or_else(|| file.to_string_lossy().into_owned());
+            let block =
+                clientele_ingest::infer_source(&file, &location).map_err(anyhow::Error::msg)?;
+            print!("{block}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Query {
             sql,
             warehouse,

@@ -35,6 +35,10 @@ pub enum Error {
         reason: String,
     },
 
+    /// The newest file of a source is older than the source's freshness limit.
+    #[error("source '{source_name}': {detail}")]
+    Stale { source_name: String, detail: String },
+
     /// Too many rows were rejected.
     #[error(
         "source '{source_name}': {quarantined} of {read} rows were quarantined ({share:.2}%), above the limit of \

@@ -27,24 +27,33 @@
 //!       { name = "amount", type = "decimal(12,2)", column = 4 },
 //!     ]
 //! "#).map_err(|e| e.to_string())?;
-//! let plan = spec.plan().map_err(|problems| problems.join("; "))?;
+//! let plan = spec.plan(std::path::Path::new(".")).map_err(|problems| problems.join("; "))?;
 //! assert_eq!(plan.arrow_schema().fields().len(), 5); // three fields plus _file and _line
 //! # Ok::<(), String>(())
 //! ```
 
 mod builders;
+pub mod copybook;
 mod decode;
 mod error;
 mod formats;
+mod infer;
+mod input;
+mod postgres;
+mod readers;
 mod run;
 mod spec;
 mod values;
 
 pub use error::{Error, Result};
+pub use infer::infer_source;
+pub use input::{InputFile, resolve_inputs};
+pub use postgres::Relation;
 pub use run::{
-    FileReport, OutputPaths, SourceReport, ingest_source, quarantine_schema, resolve_files,
+    FileReport, FileStatus, LoadOptions, OutputPaths, SourceReport, ingest_source,
+    quarantine_schema,
 };
 pub use spec::{
-    Encoding, FILE_COLUMN, FieldPlan, FieldSpec, FieldType, Format, LINE_COLUMN, Position,
-    SourcePlan, SourceSpec,
+    Compression, Encoding, FILE_COLUMN, FieldPlan, FieldSpec, FieldType, Format, LINE_COLUMN,
+    Position, SourcePlan, SourceSpec,
 };

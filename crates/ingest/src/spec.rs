@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -8,10 +10,60 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 pub struct SourceSpec {
     /// Name of the source; its table is `raw.<name>`.
     pub name: String,
-    /// `fixed_width`, `whitespace`, `delimited` or `json_lines`.
+    /// `fixed_width`, `whitespace`, `delimited` (`csv`, `tsv`), `json_lines`, `parquet`, `xlsx`,
+    /// `copybook` or `postgres`.
     pub format: String,
-    /// A path or glob, relative to the job spec's directory.
+    /// A path or glob relative to the job spec's directory, an object-store URL (`s3://`, `gs://`,
+    /// `az://`, `file://`; globs allowed in the key), or for `postgres` a connection URL.
     pub location: String,
+    /// `auto` (default: by extension, `.gz` and `.zst`), `none`, `gzip` or `zstd`.
+    #[serde(default)]
+    pub compression: Option<String>,
+    /// Delimited only: the quote character (default `"`; `""` turns quoting off).
+    #[serde(default)]
+    pub quote: Option<String>,
+    /// Delimited only: an escape character such as `\\` (default none: quotes are doubled).
+    #[serde(default)]
+    pub escape: Option<String>,
+    /// Delimited only: records starting with this character are comments and skipped.
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// xlsx only: the worksheet (default: the first).
+    #[serde(default)]
+    pub sheet: Option<String>,
+    /// Longest record accepted, in bytes (default 1 MiB). A longer line is quarantined without being
+    /// held in memory (fixed-width, whitespace, JSON lines) or fails the file (delimited).
+    #[serde(default)]
+    pub max_line_bytes: Option<usize>,
+    /// The newest file of the source must be younger than this (`26h`, `2d`, `90min`) when the run starts.
+    #[serde(default)]
+    pub freshness: Option<String>,
+    /// Whether rows of files that were loaded before but are no longer at the location stay in the
+    /// raw table (default false: the files present now are the whole source).
+    #[serde(default)]
+    pub keep_removed_files: Option<bool>,
+    /// copybook only: the COBOL copybook file, relative to the job spec's directory.
+    #[serde(default)]
+    pub copybook: Option<String>,
+    /// copybook only: `cp037` (default) or `cp1047`.
+    #[serde(default)]
+    pub code_page: Option<String>,
+    /// copybook only: `fixed` (default: every record as long as the copybook's record) or `rdw`
+    /// (variable-length records, each after a 4-byte record descriptor word).
+    #[serde(default)]
+    pub record_format: Option<String>,
+    /// copybook only: the field that says which record layout (REDEFINES) a record has.
+    #[serde(default)]
+    pub record_type_field: Option<String>,
+    /// copybook only: record-type value to the name of the 01-level (or REDEFINES) group it selects.
+    #[serde(default)]
+    pub record_types: Option<BTreeMap<String, String>>,
+    /// postgres only: the table to read, as `schema.table` (or `query`).
+    #[serde(default)]
+    pub table: Option<String>,
+    /// postgres only: a SELECT whose rows are the source (or `table`).
+    #[serde(default)]
+    pub query: Option<String>,
     /// `utf-8` (default), `latin1` (ISO-8859-1) or `windows-1252`.
     #[serde(default)]
     pub encoding: Option<String>,
@@ -33,7 +85,9 @@ pub struct SourceSpec {
     /// Values that mean "no value" in every field (compared after trimming; the empty string always does).
     #[serde(default)]
     pub null_values: Vec<String>,
-    /// The fields, in output order.
+    /// The fields, in output order. For a copybook source it may be left out: every elementary
+    /// field of the copybook becomes a column, typed by its PIC clause.
+    #[serde(default)]
     pub fields: Vec<FieldSpec>,
 }
 
@@ -58,7 +112,8 @@ pub struct FieldSpec {
     /// Delimited with header: the header name (default: the field name).
     #[serde(default)]
     pub header: Option<String>,
-    /// JSON lines: dotted path into the object (default: the field name).
+    /// JSON lines: dotted path into the object (default: the field name). Copybook: the COBOL
+    /// name of the field (`CUST-NAME`, `PHONE-NO(2)` for the second occurrence).
     #[serde(default)]
     pub path: Option<String>,
     /// Date or timestamp format (chrono strftime syntax). Dates default to `%Y-%m-%d`;
@@ -90,9 +145,62 @@ pub enum Format {
     /// One record per line, fields separated by runs of whitespace.
     Whitespace,
     /// CSV-like text.
-    Delimited { delimiter: u8, header: bool },
+    Delimited {
+        delimiter: u8,
+        header: bool,
+        /// `None`: quoting off.
+        quote: Option<u8>,
+        /// `None`: a quote inside a quoted field is doubled.
+        escape: Option<u8>,
+        comment: Option<u8>,
+    },
     /// One JSON object per line.
     JsonLines,
+    /// Parquet files; fields by column name.
+    Parquet,
+    /// Excel workbooks; a header row, fields by column name.
+    Xlsx { sheet: Option<String> },
+    /// Mainframe records described by a COBOL copybook.
+    Copybook(Arc<crate::copybook::CopybookPlan>),
+    /// A PostgreSQL table or query; fields by column name.
+    Postgres { relation: crate::postgres::Relation },
+}
+
+impl Format {
+    /// The format's name as a spec writes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::FixedWidth => "fixed_width",
+            Self::Whitespace => "whitespace",
+            Self::Delimited { .. } => "delimited",
+            Self::JsonLines => "json_lines",
+            Self::Parquet => "parquet",
+            Self::Xlsx { .. } => "xlsx",
+            Self::Copybook(_) => "copybook",
+            Self::Postgres { .. } => "postgres",
+        }
+    }
+
+    /// Whether fields are found by column name in a header (or a table's columns).
+    fn by_name(&self) -> bool {
+        matches!(
+            self,
+            Self::Delimited { header: true, .. }
+                | Self::Parquet
+                | Self::Xlsx { .. }
+                | Self::Postgres { .. }
+        )
+    }
+}
+
+/// How a file's bytes are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// By the file name: `.gz`/`.gzip` is gzip, `.zst`/`.zstd` is zstd, anything else is plain.
+    Auto,
+    None,
+    Gzip,
+    Zstd,
 }
 
 /// Text encoding of a source.
@@ -154,6 +262,8 @@ pub enum Position {
     Header(String),
     /// Dotted JSON path.
     JsonPath(Vec<String>),
+    /// Index of an elementary field in the copybook layout.
+    Copybook(usize),
 }
 
 /// A validated field.
@@ -174,11 +284,17 @@ pub struct SourcePlan {
     pub format: Format,
     pub location: String,
     pub encoding: Encoding,
+    pub compression: Compression,
     pub skip_lines: usize,
+    pub max_line_bytes: usize,
     pub required: bool,
     pub max_reject_share: f64,
+    pub freshness: Option<std::time::Duration>,
+    pub keep_removed_files: bool,
     pub null_values: Vec<String>,
     pub fields: Vec<FieldPlan>,
+    /// SHA-256 of the spec as declared (and of the copybook): a change reloads every file.
+    pub fingerprint: String,
 }
 
 /// Column added to every raw table: the file a row came from.
@@ -187,6 +303,14 @@ pub const FILE_COLUMN: &str = "_file";
 pub const LINE_COLUMN: &str = "_line";
 
 impl SourcePlan {
+    /// The location as shown in messages (a connection URL without its password).
+    pub fn display_location(&self) -> String {
+        match &self.format {
+            Format::Postgres { relation } => relation.display(&self.location),
+            _ => self.location.clone(),
+        }
+    }
+
     /// The schema of the raw table: the declared fields, then `_file` and `_line`.
     pub fn arrow_schema(&self) -> SchemaRef {
         let mut fields: Vec<Field> = self
@@ -290,9 +414,31 @@ fn lower(v: Vec<String>) -> Vec<String> {
     v.into_iter().map(|s| s.trim().to_lowercase()).collect()
 }
 
+/// One character option (`delimiter`, `quote`, ...): a single ASCII character, `\t` for tab.
+fn one_char(
+    name: &str,
+    value: Option<&str>,
+    default: Option<u8>,
+    problems: &mut Vec<String>,
+) -> Option<u8> {
+    let Some(v) = value else {
+        return default;
+    };
+    let v = if v == "\\t" { "\t" } else { v };
+    if v.is_empty() {
+        return None;
+    }
+    if v.len() != 1 || !v.is_ascii() {
+        problems.push(format!("{name} '{v}' must be a single ASCII character"));
+        return default;
+    }
+    v.as_bytes().first().copied()
+}
+
 impl SourceSpec {
     /// Validates the spec; on failure returns every problem found, each naming its field.
-    pub fn plan(&self) -> Result<SourcePlan, Vec<String>> {
+    /// `base_dir` is the job spec's directory, against which a copybook path resolves.
+    pub fn plan(&self, base_dir: &Path) -> Result<SourcePlan, Vec<String>> {
         let mut problems = Vec::new();
         if !is_identifier(&self.name) {
             problems.push(format!(
@@ -300,34 +446,124 @@ impl SourceSpec {
                 self.name
             ));
         }
+        let mut extra_fingerprint = String::new();
+        let is_delimited = matches!(self.format.as_str(), "delimited" | "csv" | "tsv");
         let format = match self.format.as_str() {
             "fixed_width" => Some(Format::FixedWidth),
             "whitespace" => Some(Format::Whitespace),
             "json_lines" | "jsonl" => Some(Format::JsonLines),
+            "parquet" => Some(Format::Parquet),
+            "xlsx" => Some(Format::Xlsx {
+                sheet: self.sheet.clone(),
+            }),
             "delimited" | "csv" | "tsv" => {
-                let default = if self.format == "tsv" { "\t" } else { "," };
-                let d = self.delimiter.as_deref().unwrap_or(default);
-                let d = if d == "\\t" { "\t" } else { d };
-                if d.len() != 1 {
-                    problems.push(format!("delimiter '{d}' must be a single ASCII character"));
-                }
+                let default = if self.format == "tsv" { b'\t' } else { b',' };
+                let delimiter = one_char(
+                    "delimiter",
+                    self.delimiter.as_deref(),
+                    Some(default),
+                    &mut problems,
+                )
+                .unwrap_or(default);
                 Some(Format::Delimited {
-                    delimiter: d.as_bytes().first().copied().unwrap_or(b','),
+                    delimiter,
                     header: self.header.unwrap_or(true),
+                    quote: one_char("quote", self.quote.as_deref(), Some(b'"'), &mut problems),
+                    escape: one_char("escape", self.escape.as_deref(), None, &mut problems),
+                    comment: one_char("comment", self.comment.as_deref(), None, &mut problems),
                 })
+            }
+            "copybook" => match &self.copybook {
+                None => {
+                    problems.push(
+                        "a copybook source needs 'copybook', the path of its COBOL copybook".into(),
+                    );
+                    None
+                }
+                Some(path) => match crate::copybook::CopybookPlan::load(
+                    &base_dir.join(path),
+                    self.code_page.as_deref(),
+                    self.record_format.as_deref(),
+                    self.record_type_field.as_deref(),
+                    self.record_types.as_ref(),
+                ) {
+                    Ok((plan, text)) => {
+                        extra_fingerprint = text;
+                        Some(Format::Copybook(Arc::new(plan)))
+                    }
+                    Err(p) => {
+                        problems.extend(p);
+                        None
+                    }
+                },
+            },
+            "postgres" | "postgresql" => {
+                match crate::postgres::Relation::from_spec(
+                    self.table.as_deref(),
+                    self.query.as_deref(),
+                ) {
+                    Ok(relation) => Some(Format::Postgres { relation }),
+                    Err(p) => {
+                        problems.push(p);
+                        None
+                    }
+                }
             }
             other => {
                 problems.push(format!(
-                    "format '{other}' is unknown (fixed_width, whitespace, delimited, json_lines)"
+                    "format '{other}' is unknown (fixed_width, whitespace, delimited, json_lines, parquet, xlsx, copybook, postgres)"
                 ));
                 None
             }
         };
-        if self.delimiter.is_some() && !matches!(format, Some(Format::Delimited { .. })) {
-            problems.push("'delimiter' applies only to delimited sources".into());
+        let only =
+            |set: bool, option: &str, applies: &str, ok: bool, problems: &mut Vec<String>| {
+                if set && !ok {
+                    problems.push(format!("'{option}' applies only to {applies} sources"));
+                }
+            };
+        for (set, option) in [
+            (self.delimiter.is_some(), "delimiter"),
+            (self.header.is_some(), "header"),
+            (self.quote.is_some(), "quote"),
+            (self.escape.is_some(), "escape"),
+            (self.comment.is_some(), "comment"),
+        ] {
+            only(set, option, "delimited", is_delimited, &mut problems);
         }
-        if self.header.is_some() && !matches!(format, Some(Format::Delimited { .. })) {
-            problems.push("'header' applies only to delimited sources".into());
+        only(
+            self.sheet.is_some(),
+            "sheet",
+            "xlsx",
+            self.format == "xlsx",
+            &mut problems,
+        );
+        let is_copybook = self.format == "copybook";
+        for (set, option) in [
+            (self.code_page.is_some(), "code_page"),
+            (self.record_format.is_some(), "record_format"),
+            (self.record_type_field.is_some(), "record_type_field"),
+            (self.record_types.is_some(), "record_types"),
+        ] {
+            only(set, option, "copybook", is_copybook, &mut problems);
+        }
+        let is_pg = matches!(self.format.as_str(), "postgres" | "postgresql");
+        only(
+            self.table.is_some(),
+            "table",
+            "postgres",
+            is_pg,
+            &mut problems,
+        );
+        only(
+            self.query.is_some(),
+            "query",
+            "postgres",
+            is_pg,
+            &mut problems,
+        );
+        if is_pg && (self.compression.is_some() || self.freshness.is_some()) {
+            problems.push("'compression' and 'freshness' apply only to file sources".into());
         }
         let encoding = match self
             .encoding
@@ -340,10 +576,34 @@ impl SourceSpec {
             Some("windows-1252" | "cp1252") => Encoding::Windows1252,
             Some(other) => {
                 problems.push(format!(
-                    "encoding '{other}' is unknown (utf-8, latin1, windows-1252)"
+                    "encoding '{other}' is unknown (utf-8, latin1, windows-1252; copybook sources take code_page)"
                 ));
                 Encoding::Utf8
             }
+        };
+        let compression = match self.compression.as_deref() {
+            None | Some("auto") => Compression::Auto,
+            Some("none") => Compression::None,
+            Some("gzip" | "gz") => Compression::Gzip,
+            Some("zstd" | "zst") => Compression::Zstd,
+            Some(other) => {
+                problems.push(format!(
+                    "compression '{other}' is unknown (auto, none, gzip, zstd)"
+                ));
+                Compression::Auto
+            }
+        };
+        let freshness = match self.freshness.as_deref() {
+            None => None,
+            Some(text) => match humantime::parse_duration(text) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    problems.push(format!(
+                        "freshness '{text}' is not a duration such as 26h, 2d or 90min: {e}"
+                    ));
+                    None
+                }
+            },
         };
         let max_reject_share = self.max_reject_share.unwrap_or(0.05);
         if !(0.0..=1.0).contains(&max_reject_share) {
@@ -351,12 +611,24 @@ impl SourceSpec {
                 "max_reject_share {max_reject_share} must be between 0 and 1"
             ));
         }
-        if self.fields.is_empty() {
+        let max_line_bytes = self.max_line_bytes.unwrap_or(1 << 20);
+        if max_line_bytes < 16 {
+            problems.push(format!("max_line_bytes {max_line_bytes} is too small"));
+        }
+        let copybook = match &format {
+            Some(Format::Copybook(c)) => Some(Arc::clone(c)),
+            _ => None,
+        };
+        let field_specs: Vec<FieldSpec> = match &copybook {
+            Some(c) if self.fields.is_empty() => c.default_fields(),
+            _ => self.fields.clone(),
+        };
+        if field_specs.is_empty() && format.is_some() {
             problems.push("a source needs at least one field".into());
         }
         let mut fields = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
-        for f in &self.fields {
+        for f in &field_specs {
             if !is_identifier(&f.name) || f.name.starts_with('_') {
                 problems.push(format!(
                     "field name '{}' must be lower_snake_case and not start with '_'",
@@ -373,9 +645,10 @@ impl SourceSpec {
                     continue;
                 }
             };
-            let position = match (&format, f) {
+            let Some(format) = &format else { continue };
+            let position = match (format, f) {
                 (
-                    Some(Format::FixedWidth),
+                    Format::FixedWidth,
                     FieldSpec {
                         start: Some(s),
                         width: Some(w),
@@ -385,7 +658,7 @@ impl SourceSpec {
                     start: s - 1,
                     end: s - 1 + w,
                 },
-                (Some(Format::FixedWidth), _) => {
+                (Format::FixedWidth, _) => {
                     problems.push(format!(
                         "field '{}': fixed_width fields need start (1-based) and width",
                         f.name
@@ -393,35 +666,35 @@ impl SourceSpec {
                     continue;
                 }
                 (
-                    Some(Format::Whitespace),
+                    Format::Whitespace,
                     FieldSpec {
                         column: Some(c), ..
                     },
                 ) if *c >= 1 => Position::Column(c - 1),
-                (Some(Format::Whitespace), _) => {
+                (Format::Whitespace, _) => {
                     problems.push(format!(
                         "field '{}': whitespace fields need column (1-based)",
                         f.name
                     ));
                     continue;
                 }
-                (Some(Format::Delimited { header: true, .. }), _) if f.column.is_none() => {
+                (format, _) if format.by_name() && f.column.is_none() => {
                     Position::Header(f.header.clone().unwrap_or_else(|| f.name.clone()))
                 }
                 (
-                    Some(Format::Delimited { .. }),
+                    Format::Delimited { .. },
                     FieldSpec {
                         column: Some(c), ..
                     },
                 ) if *c >= 1 => Position::Column(c - 1),
-                (Some(Format::Delimited { .. }), _) => {
+                (Format::Delimited { .. }, _) => {
                     problems.push(format!(
                         "field '{}': a delimited source without header needs column (1-based)",
                         f.name
                     ));
                     continue;
                 }
-                (Some(Format::JsonLines), _) => Position::JsonPath(
+                (Format::JsonLines, _) => Position::JsonPath(
                     f.path
                         .clone()
                         .unwrap_or_else(|| f.name.clone())
@@ -429,7 +702,27 @@ impl SourceSpec {
                         .map(str::to_string)
                         .collect(),
                 ),
-                (None, _) => continue,
+                (Format::Copybook(c), _) => {
+                    let wanted = f.path.clone().unwrap_or_else(|| f.name.clone());
+                    match c.field_index(&wanted) {
+                        Some(i) => Position::Copybook(i),
+                        None => {
+                            problems.push(format!(
+                                "field '{}': the copybook has no elementary field '{wanted}'",
+                                f.name
+                            ));
+                            continue;
+                        }
+                    }
+                }
+                (_, _) => {
+                    problems.push(format!(
+                        "field '{}': a {} source finds fields by column name ('header'), not by number",
+                        f.name,
+                        format.name()
+                    ));
+                    continue;
+                }
             };
             fields.push(FieldPlan {
                 name: f.name.clone(),
@@ -440,17 +733,29 @@ impl SourceSpec {
                 unknown: f.unknown.clone(),
             });
         }
+        let fingerprint = {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            h.update(serde_json::to_vec(self).unwrap_or_default());
+            h.update(extra_fingerprint.as_bytes());
+            hex::encode(h.finalize())
+        };
         match (problems.is_empty(), format) {
             (true, Some(format)) => Ok(SourcePlan {
                 name: self.name.clone(),
                 format,
                 location: self.location.clone(),
                 encoding,
+                compression,
                 skip_lines: self.skip_lines.unwrap_or(0),
+                max_line_bytes,
                 required: self.required.unwrap_or(true),
                 max_reject_share,
+                freshness,
+                keep_removed_files: self.keep_removed_files.unwrap_or(false),
                 null_values: self.null_values.clone(),
                 fields,
+                fingerprint,
             }),
             _ => Err(problems),
         }
@@ -477,7 +782,7 @@ mod tests {
                        { name = "a", type = "weird", start = 3, width = 1 } ]
         "#,
         );
-        let problems = s.plan().err().unwrap_or_default();
+        let problems = s.plan(Path::new(".")).err().unwrap_or_default();
         assert_eq!(problems.len(), 5, "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("'a' is declared twice")));
         assert!(problems.iter().any(|p| p.contains("lower_snake_case")));
@@ -500,7 +805,9 @@ mod tests {
             fields = [ { name = "order_id", type = "string" }, { name = "amt", type = "decimal(10,2)", header = "Amount" } ]
         "#,
         );
-        let plan = s.plan().unwrap_or_else(|p| unreachable!("{p:?}"));
+        let plan = s
+            .plan(Path::new("."))
+            .unwrap_or_else(|p| unreachable!("{p:?}"));
         assert_eq!(plan.fields[1].position, Position::Header("Amount".into()));
         assert_eq!(
             plan.arrow_schema().field(1).data_type(),

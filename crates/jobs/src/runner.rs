@@ -3,7 +3,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
-use clientele_ingest::{OutputPaths, ingest_source, quarantine_schema, resolve_files};
+use clientele_ingest::{
+    LoadOptions, OutputPaths, SourceReport, ingest_source, quarantine_schema, resolve_inputs,
+};
 use clientele_models::{rfm_schema, score_rfm};
 use clientele_segments::{evaluate_segments, export_segment, membership_schema};
 use clientele_sql::Engine;
@@ -31,7 +33,9 @@ pub struct RunOptions {
     pub as_of: NaiveDate,
     /// Run only these steps (their inputs from other steps must be published for the same as-of date).
     pub only: Vec<String>,
-    /// The clock, for timings and the run id only; no output depends on it.
+    /// Parse every source file again instead of keeping the rows of files unchanged since the last load.
+    pub full_refresh: bool,
+    /// The clock, for timings, the run id and source freshness limits; no output depends on it.
     pub clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
 }
 
@@ -41,6 +45,7 @@ impl RunOptions {
         Self {
             as_of,
             only: Vec::new(),
+            full_refresh: false,
             clock: Arc::new(Utc::now),
         }
     }
@@ -177,14 +182,25 @@ impl Runner {
                         engine.register_empty(&format!("raw.{name}"), source.arrow_schema())?;
                         engine
                             .register_empty(&format!("quarantine.{name}"), quarantine_schema())?;
-                        let files = resolve_files(source, &spec.base_dir)
-                            .map(|f| f.len())
-                            .unwrap_or(0);
-                        details.push(format!(
-                            "source {name}: {} '{}' ({files} file(s) now)",
-                            format_name(&source.format),
-                            source.location
-                        ));
+                        let is_db =
+                            matches!(source.format, clientele_ingest::Format::Postgres { .. });
+                        let files = if is_db {
+                            1
+                        } else {
+                            resolve_inputs(source, &spec.base_dir)
+                                .await
+                                .map(|f| f.len())
+                                .unwrap_or(0)
+                        };
+                        details.push(if is_db {
+                            format!("source {name}: postgres '{}'", source.display_location())
+                        } else {
+                            format!(
+                                "source {name}: {} '{}' ({files} file(s) now)",
+                                source.format.name(),
+                                source.location
+                            )
+                        });
                         if strict && files == 0 && source.required {
                             problems.push(Problem {
                                 file: spec.path.clone(),
@@ -546,7 +562,13 @@ impl Runner {
                         quarantine_staged: layout::staged(run_id, &quarantine),
                         quarantine_published: quarantine,
                     };
-                    let report = ingest_source(source, &spec.base_dir, warehouse, &paths).await?;
+                    let options = LoadOptions {
+                        full_refresh: self.opts.full_refresh,
+                        previous: previous_load(warehouse, name).await,
+                        now: Some((self.opts.clock)()),
+                    };
+                    let report =
+                        ingest_source(source, &spec.base_dir, warehouse, &paths, &options).await?;
                     tracing::info!(
                         source = %name, read = report.rows_read, loaded = report.rows_loaded,
                         quarantined = report.rows_quarantined, files = report.files.len(), "source ingested"
@@ -658,13 +680,28 @@ impl Runner {
     }
 }
 
-fn format_name(f: &clientele_ingest::Format) -> &'static str {
-    match f {
-        clientele_ingest::Format::FixedWidth => "fixed_width",
-        clientele_ingest::Format::Whitespace => "whitespace",
-        clientele_ingest::Format::Delimited { .. } => "delimited",
-        clientele_ingest::Format::JsonLines => "json_lines",
+/// The source's last published load whose two tables are still in the warehouse: the rows of files
+/// that have not changed since are kept from it. A manifest that cannot be read means a full load.
+async fn previous_load(warehouse: &Warehouse, source: &str) -> Option<SourceReport> {
+    let runs = match crate::history::list_runs(warehouse).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "run history unreadable; loading every file");
+            return None;
+        }
+    };
+    for run in runs.iter().rev().filter(|r| r.published) {
+        let Some(report) = run.sources.iter().find(|s| s.source == source) else {
+            continue;
+        };
+        let present = warehouse.exists(&report.data.path).await.unwrap_or(false)
+            && warehouse
+                .exists(&report.quarantine.path)
+                .await
+                .unwrap_or(false);
+        return present.then(|| report.clone());
     }
+    None
 }
 
 /// The query that feeds RFM scoring: purchasers only, one row per customer, in id order.

@@ -292,7 +292,7 @@ impl JobSpec {
             source_lines
                 .entry(s.get_ref().name.clone())
                 .or_insert(line_of(&text, s.span().start));
-            match s.get_ref().plan() {
+            match s.get_ref().plan(&base_dir) {
                 Ok(p) if sources.iter().any(|o: &SourcePlan| o.name == p.name) => {
                     problems.push(problem(
                         line,

@@ -34,4 +34,4 @@ mod warehouse;
 pub use error::{Error, Result};
 pub use lock::{LockInfo, RunLock};
 pub use parquet_file::{ParquetFileWriter, WrittenFile};
-pub use warehouse::{Warehouse, normalise_path};
+pub use warehouse::{Warehouse, normalise_path, remote_store};

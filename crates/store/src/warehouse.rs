@@ -26,9 +26,10 @@ pub struct Warehouse {
 }
 
 impl Warehouse {
-    /// Opens a warehouse. `location` is a local directory (relative paths resolve against `base_dir`
-    /// and the directory is created) or a URL: `file:///abs/dir`, `s3://bucket/prefix` (credentials and
-    /// endpoint from the usual `AWS_*` environment variables) or `memory://name` (tests). Nothing is
+    /// Opens a warehouse. `location` is a local directory (relative paths resolve against `base_dir`)
+    /// or a URL: `file:///abs/dir`, `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`
+    /// (credentials and endpoints from the usual environment variables, see [`remote_store`]) or
+    /// `memory://name` (tests). Nothing is
     /// written until the first put.
     pub fn open(location: &str, base_dir: &FsPath) -> Result<Self> {
         let bad = |reason: String| Error::BadLocation {
@@ -53,25 +54,15 @@ impl Warehouse {
                     root: Path::from(url.path().trim_matches('/')),
                     display: location.to_string(),
                 }),
-                "s3" | "s3a" => {
-                    let bucket = url
-                        .host_str()
-                        .ok_or_else(|| bad("an s3 URL needs a bucket".into()))?;
-                    let store = object_store::aws::AmazonS3Builder::from_env()
-                        .with_url(location)
-                        .build()
-                        .map_err(|e| bad(e.to_string()))?;
+                _ => {
+                    let (store, store_url, root) = remote_store(&url).map_err(bad)?;
                     Ok(Self {
-                        store: Arc::new(store),
-                        store_url: Url::parse(&format!("s3://{bucket}/"))
-                            .map_err(|e| bad(e.to_string()))?,
-                        root: Path::from(url.path().trim_matches('/')),
+                        store,
+                        store_url,
+                        root,
                         display: location.to_string(),
                     })
                 }
-                other => Err(bad(format!(
-                    "the '{other}' scheme is not supported (use a local directory, file://, s3:// or memory://)"
-                ))),
             },
             _ => {
                 let dir = base_dir.join(location);
@@ -303,6 +294,46 @@ pub fn normalise_path(path: &FsPath) -> std::path::PathBuf {
         }
     }
     out
+}
+
+/// An object store for a remote URL, with the URL it is registered under (`scheme://authority/`) and
+/// the path inside it. Credentials, regions and endpoints come from the environment variables each
+/// cloud's SDK reads (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT`,
+/// `AWS_ALLOW_HTTP`; `GOOGLE_SERVICE_ACCOUNT`; `AZURE_STORAGE_ACCOUNT_NAME`, `AZURE_STORAGE_ACCOUNT_KEY`,
+/// ...). They are never logged or written to a manifest.
+pub fn remote_store(url: &Url) -> std::result::Result<(Arc<dyn ObjectStore>, Url, Path), String> {
+    let authority = url
+        .host_str()
+        .ok_or_else(|| format!("a {} URL needs a bucket or container", url.scheme()))?;
+    let store: Arc<dyn ObjectStore> = match url.scheme() {
+        "s3" | "s3a" => Arc::new(
+            object_store::aws::AmazonS3Builder::from_env()
+                .with_url(url.as_str())
+                .build()
+                .map_err(|e| e.to_string())?,
+        ),
+        "gs" => Arc::new(
+            object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                .with_url(url.as_str())
+                .build()
+                .map_err(|e| e.to_string())?,
+        ),
+        "az" | "abfs" | "abfss" => Arc::new(
+            object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_url(url.as_str())
+                .build()
+                .map_err(|e| e.to_string())?,
+        ),
+        other => {
+            return Err(format!(
+                "the '{other}' scheme is not supported (use a local path, file://, s3://, gs:// or az://)"
+            ));
+        }
+    };
+    let store_url =
+        Url::parse(&format!("{}://{authority}/", url.scheme())).map_err(|e| e.to_string())?;
+    let root = Path::from(url.path().trim_matches('/'));
+    Ok((store, store_url, root))
 }
 
 #[cfg(test)]
