@@ -144,7 +144,7 @@ pub(crate) fn read_relation(
         .block_on(client.copy_out(&relation.copy_sql()))
         .map_err(|e| failed("cannot read", e))?;
     let (hashing, digest) = HashingReader::new(StreamReader::new(rt.clone(), stream.boxed()));
-    let reader = BufReader::with_capacity(1 << 20, hashing);
+    let mut reader = BufReader::with_capacity(1 << 20, hashing);
     let csv = Format::Delimited {
         delimiter: b',',
         header: true,
@@ -152,7 +152,8 @@ pub(crate) fn read_relation(
         escape: None,
         comment: None,
     };
-    read_delimited(state, &PathBuf::from(&shown), reader, &csv)?;
+    read_delimited(state, &PathBuf::from(&shown), &mut reader, &csv)?;
+    drop(reader);
     drop(client);
     rt.block_on(conn).ok();
     let d = digest.borrow();

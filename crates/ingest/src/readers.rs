@@ -216,12 +216,18 @@ pub(crate) fn read_inputs(
                 let compression = file.compression(plan.compression);
                 let decoded = decompress(hashing, compression).map_err(io_err)?;
                 let mut reader = BufReader::with_capacity(1 << 20, decoded);
-                match &plan.format {
+                let parsed = match &plan.format {
                     options @ Format::Delimited { .. } => {
-                        reader = read_delimited(&mut state, &path, reader, options)?;
+                        read_delimited(&mut state, &path, &mut reader, options)
                     }
-                    Format::Copybook(c) => read_copybook(&mut state, &path, &mut reader, c)?,
-                    _ => read_lines(&mut state, &path, &mut reader)?,
+                    Format::Copybook(c) => read_copybook(&mut state, &path, &mut reader, c),
+                    _ => read_lines(&mut state, &path, &mut reader),
+                };
+                match parsed {
+                    Err(Error::Io { source, .. }) => {
+                        return Err(decode_error(plan, &path, compression, source));
+                    }
+                    other => other?,
                 }
                 // Drain what the parser left (trailing bytes, compressed framing) so the checksum
                 // covers the whole file.
@@ -444,6 +450,22 @@ pub(crate) fn read_lines(
     Ok(())
 }
 
+/// The error of [`LineGuard`].
+#[derive(Debug)]
+struct LineTooLong(usize);
+
+impl std::fmt::Display for LineTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a line is longer than max_line_bytes ({} bytes); is the delimiter or the line ending right?",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for LineTooLong {}
+
 /// Fails a read when a line grows past a limit, so that a file without line breaks cannot fill memory.
 struct LineGuard<R> {
     inner: R,
@@ -464,10 +486,7 @@ impl<R: Read> Read for LineGuard<R> {
         if self.since_newline > self.max {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!(
-                    "a line is longer than max_line_bytes ({} bytes); is the delimiter or the line ending right?",
-                    self.max
-                ),
+                LineTooLong(self.max),
             ));
         }
         Ok(n)
@@ -478,9 +497,9 @@ impl<R: Read> Read for LineGuard<R> {
 pub(crate) fn read_delimited<R: BufRead>(
     state: &mut FileState<'_>,
     path: &Path,
-    mut reader: R,
+    reader: &mut R,
     options: &Format,
-) -> Result<R> {
+) -> Result<()> {
     let plan = state.plan;
     let Format::Delimited {
         delimiter,
@@ -506,7 +525,7 @@ pub(crate) fn read_delimited<R: BufRead>(
     let mut scratch = Vec::new();
     for _ in 0..plan.skip_lines {
         scratch.clear();
-        if read_line_bounded(&mut reader, &mut scratch, 1024).map_err(io_err)? == 0 {
+        if read_line_bounded(reader, &mut scratch, 1024).map_err(io_err)? == 0 {
             break;
         }
         skipped += 1;
@@ -559,9 +578,18 @@ pub(crate) fn read_delimited<R: BufRead>(
             Ok(true) => {}
             Err(e) => {
                 let line = e.position().map_or(0, |p| p.line()) + skipped;
-                return Err(bad_file(format!(
-                    "cannot be read as delimited text near line {line}: {e}"
-                )));
+                let message = e.to_string();
+                return Err(match e.into_kind() {
+                    csv::ErrorKind::Io(source)
+                        if source.get_ref().is_some_and(|r| r.is::<LineTooLong>()) =>
+                    {
+                        bad_file(source.to_string())
+                    }
+                    csv::ErrorKind::Io(source) => io_err(source),
+                    _ => bad_file(format!(
+                        "cannot be read as delimited text near line {line}: {message}"
+                    )),
+                });
             }
         }
         let line = record.position().map_or(0, |p| p.line()) + skipped;
@@ -628,7 +656,7 @@ pub(crate) fn read_delimited<R: BufRead>(
         }
         state.accept(line, &texts, raw)?;
     }
-    Ok(csv.into_inner().inner)
+    Ok(())
 }
 
 /// The column index of each field, by its header name.

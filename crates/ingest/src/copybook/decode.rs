@@ -179,6 +179,11 @@ fn zoned(bytes: &[u8], signed: bool, scale: usize, sign: SignPosition) -> Result
     if negative && !signed {
         return Err("zoned decimal: a negative value in an unsigned field".into());
     }
+    if !signed && scale == 0 {
+        // Unsigned whole numbers are often codes and identifiers: keep their leading zeros (an
+        // integer column parses them all the same).
+        return Ok(digits);
+    }
     Ok(with_scale(&digits, scale, negative))
 }
 

@@ -1,0 +1,540 @@
+//! Ingest as a job uses it: a source spec in TOML, real files on disk (or on a server), Parquet out,
+//! read back and checked value by value. One test binary for the crate.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, RecordBatch};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use clientele_ingest::{
+    LoadOptions, OutputPaths, SourceReport, SourceSpec, copybook::CodePage, ingest_source,
+};
+use clientele_store::Warehouse;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+fn outputs(name: &str) -> OutputPaths {
+    OutputPaths {
+        data_staged: format!("raw/{name}/part-0.parquet"),
+        data_published: format!("raw/{name}/part-0.parquet"),
+        quarantine_staged: format!("quarantine/{name}/part-0.parquet"),
+        quarantine_published: format!("quarantine/{name}/part-0.parquet"),
+    }
+}
+
+/// The rows of a Parquet file as text, one `Vec` per row (nulls as "∅").
+fn rows(path: &Path) -> Result<Vec<Vec<String>>, Box<dyn std::error::Error>> {
+    let file = std::fs::File::open(path)?;
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch: RecordBatch = batch?;
+        let options = FormatOptions::default().with_null("∅");
+        let fmts = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        for r in 0..batch.num_rows() {
+            out.push(fmts.iter().map(|f| f.value(r).to_string()).collect());
+        }
+        let _ = batch.column(0).len();
+    }
+    Ok(out)
+}
+
+struct Loaded {
+    report: SourceReport,
+    data: Vec<Vec<String>>,
+    quarantine: Vec<Vec<String>>,
+}
+
+/// Ingests one source (TOML body without the name) whose files live in `dir`.
+async fn ingest(
+    dir: &Path,
+    body: &str,
+    options: &LoadOptions,
+) -> Result<Loaded, Box<dyn std::error::Error>> {
+    let spec: SourceSpec = toml::from_str(&format!("name = \"src\"\n{body}"))?;
+    let plan = spec.plan(dir).map_err(|p| p.join("; "))?;
+    let wh_dir = dir.join("warehouse");
+    let warehouse = Warehouse::open(&wh_dir.to_string_lossy(), dir)?;
+    let report = ingest_source(&plan, dir, &warehouse, &outputs("src"), options).await?;
+    report.check_limits(&plan)?;
+    Ok(Loaded {
+        data: rows(&wh_dir.join("raw/src/part-0.parquet"))?,
+        quarantine: rows(&wh_dir.join("quarantine/src/part-0.parquet"))?,
+        report,
+    })
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, bytes)
+}
+
+#[tokio::test]
+async fn delimited_dialects_encodings_and_compression() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let csv = "id,name,amount\r\n1,\"Smith, Ana\",12.50\r\n2,\"Say \"\"hi\"\"\",3\r\n3,\"two\nlines\",0.1\r\n";
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(csv.as_bytes())?;
+    write(d, "gz/in.csv.gz", &gz.finish()?)?;
+    write(d, "zst/in.csv.zst", &zstd::encode_all(csv.as_bytes(), 3)?)?;
+    write(
+        d,
+        "bom/in.csv",
+        &[b"\xEF\xBB\xBF".as_slice(), csv.as_bytes()].concat(),
+    )?;
+    write(d, "tsv/in.tsv", b"id\tname\tamount\n1\tSmith, Ana\t12.50\n")?;
+    write(
+        d,
+        "pipe/in.txt",
+        b"# exported 2025-01-01\n1|Smith, Ana|12.50\n",
+    )?;
+    write(
+        d,
+        "escape/in.csv",
+        b"id,name,amount\n1,\"Smith \\\"Ana\\\"\",12.50\n",
+    )?;
+    write(
+        d,
+        "latin1/in.csv",
+        b"id,name,amount\n1,Jos\xe9 M\xfcller,12.50\n",
+    )?;
+    write(
+        d,
+        "cp1252/in.csv",
+        b"id,name,amount\n1,\x80 Caf\xe9,12.50\n",
+    )?;
+    let fields = r#"fields = [ { name = "id", type = "int64" }, { name = "name", type = "string" },
+                               { name = "amount", type = "decimal(10,2)" } ]"#;
+    let by_column = r#"fields = [ { name = "id", type = "int64", column = 1 }, { name = "name", type = "string", column = 2 },
+                               { name = "amount", type = "decimal(10,2)", column = 3 } ]"#;
+    let cases = [
+        (
+            format!("format = \"csv\"\nlocation = \"gz/*.gz\"\n{fields}"),
+            "Smith, Ana",
+            3,
+        ),
+        (
+            format!("format = \"csv\"\nlocation = \"zst/*\"\n{fields}"),
+            "Smith, Ana",
+            3,
+        ),
+        (
+            format!("format = \"csv\"\nlocation = \"bom/*\"\n{fields}"),
+            "Smith, Ana",
+            3,
+        ),
+        (
+            format!("format = \"tsv\"\nlocation = \"tsv/*\"\n{fields}"),
+            "Smith, Ana",
+            1,
+        ),
+        (
+            format!(
+                "format = \"delimited\"\ndelimiter = \"|\"\nheader = false\ncomment = \"#\"\nlocation = \"pipe/*\"\n{by_column}"
+            ),
+            "Smith, Ana",
+            1,
+        ),
+        (
+            format!("format = \"csv\"\nescape = \"\\\\\"\nlocation = \"escape/*\"\n{fields}"),
+            "Smith \"Ana\"",
+            1,
+        ),
+        (
+            format!("format = \"csv\"\nencoding = \"latin1\"\nlocation = \"latin1/*\"\n{fields}"),
+            "José Müller",
+            1,
+        ),
+        (
+            format!(
+                "format = \"csv\"\nencoding = \"windows-1252\"\nlocation = \"cp1252/*\"\n{fields}"
+            ),
+            "€ Café",
+            1,
+        ),
+    ];
+    for (body, first_name, count) in cases {
+        let loaded = ingest(d, &body, &LoadOptions::default())
+            .await
+            .map_err(|e| format!("{body}: {e}"))?;
+        assert_eq!(loaded.data.len(), count, "{body}: {:?}", loaded.quarantine);
+        assert_eq!(loaded.data[0][1], first_name, "{body}");
+        assert_eq!(loaded.data[0][2], "12.50", "{body}");
+        assert_eq!(loaded.report.rows_quarantined, 0, "{body}");
+        if count == 3 {
+            assert_eq!(loaded.data[1][1], "Say \"hi\"");
+            assert_eq!(loaded.data[2][1], "two\nlines");
+        }
+    }
+    Ok(())
+}
+
+/// The EBCDIC test the issue asks for: a copybook with zoned and packed fields, OCCURS, FILLER and
+/// two record layouts, records built here byte by byte, every field checked.
+#[tokio::test]
+async fn ebcdic_copybook_records_field_by_field() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    write(
+        d,
+        "cust.cpy",
+        b"      * Customer master extract (test layout)
+       01  CUST-HEADER.
+           05  REC-TYPE          PIC X.
+           05  EXTRACT-DATE      PIC 9(8).
+           05  FILLER            PIC X(38).
+       01  CUST-DETAIL.
+           05  REC-TYPE-D        PIC X.
+           05  CUST-ID           PIC 9(6).
+           05  CUST-NAME         PIC X(12).
+           05  BALANCE           PIC S9(7)V99 COMP-3.
+           05  VISITS            PIC S9(3).
+           05  PHONES OCCURS 2 TIMES.
+               10  PHONE-AREA    PIC 9(3).
+           05  FILLER            PIC X(6).
+           05  SINCE             PIC 9(8).
+",
+    )?;
+    for page in [CodePage::Cp037, CodePage::Cp1047] {
+        let zoned = |n: &str, negative: bool| {
+            let mut b: Vec<u8> = n.bytes().map(|c| 0xF0 + (c - b'0')).collect();
+            if negative && let Some(last) = b.last_mut() {
+                *last = 0xD0 | (*last & 0x0F);
+            }
+            b
+        };
+        let mut header = page.encode("H");
+        header.extend(zoned("20251231", false));
+        header.extend(page.encode(&" ".repeat(38)));
+        let detail = |id: &str, name: &str, packed: [u8; 5], visits: (&str, bool), since: &str| {
+            let mut r = page.encode("D");
+            r.extend(zoned(id, false));
+            r.extend(page.encode(&format!("{name:<12}")));
+            r.extend(packed);
+            r.extend(zoned(visits.0, visits.1));
+            r.extend(zoned("030", false));
+            r.extend(zoned("212", false));
+            r.extend(page.encode("      "));
+            r.extend(zoned(since, false));
+            r
+        };
+        let a = detail(
+            "000042",
+            "Müller [A]",
+            [0x00, 0x12, 0x34, 0x56, 0x7C],
+            ("007", false),
+            "20190301",
+        );
+        let b = detail(
+            "000043",
+            "Ng",
+            [0x00, 0x00, 0x00, 0x05, 0x0D],
+            ("012", true),
+            "20200115",
+        );
+        assert_eq!(header.len(), 47);
+        assert_eq!(a.len(), 47);
+        write(
+            d,
+            "fixed/cust.ebc",
+            &[header.clone(), a.clone(), b.clone()].concat(),
+        )?;
+        let rdw = |r: &[u8]| [((r.len() + 4) as u16).to_be_bytes().as_slice(), &[0, 0], r].concat();
+        write(
+            d,
+            "rdw/cust.ebc",
+            &[rdw(&header), rdw(&a), rdw(&b)].concat(),
+        )?;
+        let page_name = if page == CodePage::Cp037 {
+            "cp037"
+        } else {
+            "cp1047"
+        };
+        for (folder, record_format) in [("fixed", "fixed"), ("rdw", "rdw")] {
+            let body = format!(
+                r#"format = "copybook"
+copybook = "cust.cpy"
+code_page = "{page_name}"
+record_format = "{record_format}"
+location = "{folder}/*.ebc"
+record_type_field = "REC-TYPE"
+record_types = {{ H = "CUST-HEADER", D = "CUST-DETAIL" }}"#
+            );
+            let loaded = ingest(d, &body, &LoadOptions::default()).await?;
+            assert_eq!(loaded.report.rows_quarantined, 0, "{:?}", loaded.quarantine);
+            // Columns: rec_type, extract_date, rec_type_d, cust_id, cust_name, balance, visits,
+            // phone_area_1, phone_area_2, since, _file, _line.
+            let r = &loaded.data;
+            assert_eq!(r.len(), 3);
+            assert_eq!(&r[0][..3], ["H", "20251231", "∅"]);
+            assert_eq!(r[0][3], "∅");
+            assert_eq!(
+                &r[1][2..10],
+                [
+                    "D",
+                    "42",
+                    "Müller [A]",
+                    "12345.67",
+                    "7",
+                    "30",
+                    "212",
+                    "20190301"
+                ]
+            );
+            assert_eq!(&r[2][3..7], ["43", "Ng", "-0.50", "-12"]);
+            assert_eq!(r[2][11], "3");
+        }
+    }
+    // Dates from a copybook: declare the field with a type and format.
+    let typed = r#"format = "copybook"
+copybook = "cust.cpy"
+location = "fixed/*.ebc"
+record_type_field = "REC-TYPE"
+record_types = { H = "CUST-HEADER", D = "CUST-DETAIL" }
+fields = [ { name = "customer_id", type = "string", path = "CUST-ID" },
+           { name = "customer_since", type = "date", format = "%Y%m%d", path = "SINCE" },
+           { name = "second_area", type = "int64", path = "PHONE-AREA(2)" } ]"#;
+    let loaded = ingest(d, typed, &LoadOptions::default()).await?;
+    assert_eq!(&loaded.data[2][..3], ["000043", "2020-01-15", "212"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn parquet_and_xlsx_sources() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    std::fs::copy(
+        fixtures().join("xlsx/partner_leads.xlsx"),
+        d.join("leads.xlsx"),
+    )?;
+    let body = r#"format = "xlsx"
+location = "leads.xlsx"
+sheet = "Leads"
+max_reject_share = 0.5
+fields = [ { name = "lead_id", type = "string", header = "Lead ID" },
+           { name = "email", type = "string", header = "Email" },
+           { name = "signed_up", type = "date", header = "Signed Up" },
+           { name = "score", type = "float64", header = "Score" },
+           { name = "opted_out", type = "bool", header = "Opted Out" } ]"#;
+    let loaded = ingest(d, body, &LoadOptions::default()).await?;
+    assert_eq!(loaded.data.len(), 2);
+    assert_eq!(
+        &loaded.data[0][..5],
+        ["L-001", "ana@example.com", "2025-03-14", "87.5", "false"]
+    );
+    assert_eq!(
+        &loaded.data[1][..5],
+        ["L-002", "bo@example.com", "2025-04-01", "42.0", "true"]
+    );
+    assert_eq!(loaded.report.files[0].blank_lines, 1);
+    assert_eq!(loaded.quarantine.len(), 1);
+    assert_eq!(loaded.quarantine[0][2], "5", "the spreadsheet row");
+    assert_eq!(loaded.quarantine[0][3], "signed_up");
+
+    // The raw table just written is itself a Parquet source.
+    std::fs::copy(
+        d.join("warehouse/raw/src/part-0.parquet"),
+        d.join("leads.parquet"),
+    )?;
+    let body = r#"format = "parquet"
+location = "leads.parquet"
+fields = [ { name = "id", type = "string", header = "lead_id" },
+           { name = "signed_up", type = "date" },
+           { name = "score", type = "decimal(6,1)" } ]"#;
+    let loaded = ingest(d, body, &LoadOptions::default()).await?;
+    assert_eq!(loaded.data[1][..3], ["L-002", "2025-04-01", "42.0"]);
+    let missing = ingest(
+        d,
+        &body.replace("header = \"lead_id\"", "header = \"nope\""),
+        &LoadOptions::default(),
+    )
+    .await;
+    assert!(missing.is_err_and(|e| e.to_string().contains("the file has no column 'nope'")));
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_input_corpus() -> TestResult {
+    #[derive(serde::Deserialize)]
+    struct Cases {
+        case: Vec<Case>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Case {
+        file: String,
+        source: String,
+        expect: String,
+        reason: String,
+        quarantined: Option<u64>,
+    }
+    let corpus = fixtures().join("bad");
+    let cases: Cases = toml::from_str(&std::fs::read_to_string(corpus.join("cases.toml"))?)?;
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    for entry in std::fs::read_dir(&corpus)? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), d.join(entry.file_name()))?;
+    }
+    // A 10 MB line: generated, not stored.
+    let mut long = vec![b'x'; 10 << 20];
+    long.push(b'\n');
+    long.extend_from_slice(b"short\n");
+    std::fs::write(d.join("long_line.txt"), long)?;
+    for case in &cases.case {
+        let body = format!(
+            "location = \"{}\"\nmax_reject_share = 1.0\n{}",
+            case.file, case.source
+        );
+        let result = ingest(d, &body, &LoadOptions::default()).await;
+        match (case.expect.as_str(), result) {
+            ("quarantine", Ok(loaded)) => {
+                if let Some(n) = case.quarantined {
+                    assert_eq!(
+                        loaded.report.rows_quarantined, n,
+                        "{}: {:?}",
+                        case.file, loaded.quarantine
+                    );
+                } else {
+                    assert!(loaded.report.rows_quarantined > 0, "{}", case.file);
+                }
+                assert!(
+                    loaded
+                        .quarantine
+                        .iter()
+                        .any(|q| q[4].contains(&case.reason)),
+                    "{}: no reason contains '{}': {:?}",
+                    case.file,
+                    case.reason,
+                    loaded.quarantine.iter().map(|q| &q[4]).collect::<Vec<_>>()
+                );
+                assert_eq!(
+                    loaded.report.rows_read,
+                    loaded.report.rows_loaded + loaded.report.rows_quarantined
+                );
+            }
+            ("error", Err(e)) => {
+                assert!(e.to_string().contains(&case.reason), "{}: {e}", case.file);
+                if !case.file.starts_with("empty") && !case.file.starts_with("header_only") {
+                    assert!(
+                        e.to_string().contains(&case.file),
+                        "the error names the file: {e}"
+                    );
+                }
+            }
+            (want, got) => {
+                return Err(format!(
+                    "{}: expected {want}, got {:?}",
+                    case.file,
+                    got.map(|l| l.report.rows_quarantined)
+                )
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn unchanged_files_are_kept_and_changed_files_replace_their_rows() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    write(d, "in/a.csv", b"id\n1\n2\nx\n")?;
+    write(d, "in/b.csv", b"id\n3\n")?;
+    let body = "format = \"csv\"\nlocation = \"in/*.csv\"\nmax_reject_share = 0.5\nfields = [ { name = \"id\", type = \"int64\" } ]";
+    let first = ingest(d, body, &LoadOptions::default()).await?;
+    assert_eq!(first.data.len(), 3);
+    // Keep the first load's tables where a later load reads them.
+    let wh = d.join("warehouse");
+    std::fs::rename(wh.join("raw/src"), wh.join("raw/prev"))?;
+    std::fs::rename(wh.join("quarantine/src"), wh.join("quarantine/prev"))?;
+    let mut previous = first.report.clone();
+    previous.data.path = "raw/prev/part-0.parquet".into();
+    previous.quarantine.path = "quarantine/prev/part-0.parquet".into();
+    write(d, "in/b.csv", b"id\n3\n4\n")?;
+    let options = LoadOptions {
+        previous: Some(previous.clone()),
+        ..LoadOptions::default()
+    };
+    let second = ingest(d, body, &options).await?;
+    let status: Vec<_> = second
+        .report
+        .files
+        .iter()
+        .map(|f| (f.file.as_str(), f.status))
+        .collect();
+    assert_eq!(
+        status,
+        [
+            ("in/a.csv", clientele_ingest::FileStatus::Unchanged),
+            ("in/b.csv", clientele_ingest::FileStatus::Loaded)
+        ]
+    );
+    let mut ids: Vec<&str> = second.data.iter().map(|r| r[0].as_str()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["1", "2", "3", "4"],
+        "b's old row replaced, a's kept, none twice"
+    );
+    assert_eq!(second.quarantine.len(), 1, "a's rejected row is kept too");
+    assert!(!second.report.full_load);
+    let full = ingest(
+        d,
+        body,
+        &LoadOptions {
+            full_refresh: true,
+            ..options
+        },
+    )
+    .await?;
+    assert!(
+        full.report
+            .files
+            .iter()
+            .all(|f| f.status == clientele_ingest::FileStatus::Loaded)
+    );
+    assert_eq!(full.data.len(), 4);
+    Ok(())
+}
+
+#[tokio::test]
+async fn freshness_limit_names_the_file_and_the_excess() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    write(d, "in/a.csv", b"id\n1\n")?;
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(d.join("in/a.csv"))?
+        .set_modified(old)?;
+    let body = "format = \"csv\"\nlocation = \"in/*.csv\"\nfreshness = \"2d\"\nfields = [ { name = \"id\", type = \"int64\" } ]";
+    let options = LoadOptions {
+        now: Some(chrono::Utc::now()),
+        ..LoadOptions::default()
+    };
+    let err = ingest(d, body, &options)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("'in/a.csv'") && err.contains("freshness limit is 2days, exceeded by 1day"),
+        "{err}"
+    );
+    let fresh = body.replace("2d", "4d");
+    assert!(ingest(d, &fresh, &options).await.is_ok());
+    Ok(())
+}
