@@ -878,6 +878,21 @@ fn cell_text(
     }
 }
 
+/// A column ready for text formatting: timestamps with a named zone (`UTC`) are shown with the
+/// equivalent offset, since named zones need a time-zone database the build leaves out.
+fn displayable(array: &arrow::array::ArrayRef) -> arrow::array::ArrayRef {
+    use arrow::datatypes::DataType;
+    match array.data_type() {
+        DataType::Timestamp(unit, Some(tz))
+            if tz.eq_ignore_ascii_case("utc") || tz.as_ref() == "Z" =>
+        {
+            arrow::compute::cast(array, &DataType::Timestamp(*unit, Some("+00:00".into())))
+                .unwrap_or_else(|_| Arc::clone(array))
+        }
+        _ => Arc::clone(array),
+    }
+}
+
 fn read_parquet(state: &mut FileState<'_>, path: &Path, local: &Path) -> Result<()> {
     let plan = state.plan;
     let bad_file = |reason: String| Error::BadFile {
@@ -907,20 +922,20 @@ fn read_parquet(state: &mut FileState<'_>, path: &Path, local: &Path) -> Result<
     let mut row_no: u64 = 0;
     for batch in reader {
         let batch = batch.map_err(|e| bad_file(format!("cannot be read: {e}")))?;
-        let formatters = cols
+        let columns: Vec<arrow::array::ArrayRef> =
+            cols.iter().map(|&c| displayable(batch.column(c))).collect();
+        let formatters = columns
             .iter()
-            .map(|&c| {
-                arrow::util::display::ArrayFormatter::try_new(batch.column(c).as_ref(), &options)
-            })
+            .map(|c| arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &options))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| bad_file(format!("a column cannot be shown as text: {e}")))?;
         for row in 0..batch.num_rows() {
             row_no += 1;
             state.report.rows_read += 1;
-            let texts: Vec<Option<Cow<'_, str>>> = cols
+            let texts: Vec<Option<Cow<'_, str>>> = columns
                 .iter()
                 .zip(&formatters)
-                .map(|(&c, f)| cell_text(f, batch.column(c).as_ref(), row).map(Cow::Owned))
+                .map(|(c, f)| cell_text(f, c.as_ref(), row).map(Cow::Owned))
                 .collect();
             let raw = || {
                 plan.fields
