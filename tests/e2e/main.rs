@@ -688,3 +688,126 @@ fn the_cdnow_master_file_ingests_whole_through_a_whitespace_source() -> TestResu
     assert_eq!(file["rows_read"], 69659);
     Ok(())
 }
+
+#[test]
+fn reruns_keep_unchanged_files_reload_changed_ones_and_full_refresh_reloads_all() -> TestResult {
+    let dir = demo(800)?;
+    let job = dir.path().join("jobs/demo.toml");
+    let wh = dir.path().join("warehouse");
+    let statuses = |m: &serde_json::Value| -> Vec<(String, String)> {
+        m["sources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["files"].as_array().cloned().unwrap_or_default())
+            .map(|f| {
+                (
+                    f["file"].as_str().unwrap_or("").to_string(),
+                    f["status"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    let raw_rows = |m: &serde_json::Value| -> Vec<u64> {
+        m["sources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| s["rows_loaded"].as_u64().unwrap_or(0))
+            .collect()
+    };
+    // The demo already ran once; a rerun parses nothing again.
+    assert_ok(&run_job(&job)?);
+    let runs = manifests(&wh)?;
+    let (first, second) = (&runs[runs.len() - 2], &runs[runs.len() - 1]);
+    assert!(
+        statuses(second).iter().all(|(_, s)| s == "unchanged"),
+        "{:?}",
+        statuses(second)
+    );
+    assert_eq!(raw_rows(first), raw_rows(second));
+    // One more web order: only that file is parsed again, and its rows replace the old ones.
+    let orders = dir.path().join("sources/web/orders.csv");
+    let mut text = std::fs::read_to_string(&orders)?;
+    let last = text.lines().last().unwrap_or_default().to_string();
+    let extra = last.replacen(last.split(',').next().unwrap_or_default(), "W-EXTRA-1", 1);
+    text.push_str(&extra);
+    text.push('\n');
+    std::fs::write(&orders, text)?;
+    assert_ok(&run_job(&job)?);
+    let runs = manifests(&wh)?;
+    let third = &runs[runs.len() - 1];
+    for (file, status) in statuses(third) {
+        let want = if file.ends_with("web/orders.csv") {
+            "loaded"
+        } else {
+            "unchanged"
+        };
+        assert_eq!(status, want, "{file}");
+    }
+    let web_orders = |m: &serde_json::Value| {
+        m["sources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["source"] == "web_orders")
+            .map(|s| s["rows_read"].as_u64())
+    };
+    assert_eq!(
+        web_orders(third),
+        web_orders(second).map(|n| n.map(|n| n + 1))
+    );
+    // --full-refresh parses every file again and loads the same rows.
+    assert_ok(
+        &clientele()?
+            .args(["run", "--full-refresh", "--as-of", AS_OF])
+            .arg(&job)
+            .output()?,
+    );
+    let runs = manifests(&wh)?;
+    let fourth = &runs[runs.len() - 1];
+    assert!(statuses(fourth).iter().all(|(_, s)| s == "loaded"));
+    assert_eq!(raw_rows(third), raw_rows(fourth));
+    Ok(())
+}
+
+#[test]
+fn sources_infer_proposes_a_block_that_loads_the_file() -> TestResult {
+    let dir = demo(300)?;
+    let orders = dir.path().join("sources/web/orders.csv");
+    let out = clientele()?
+        .args(["sources", "infer"])
+        .arg(&orders)
+        .args(["--location", "../sources/web/orders.csv"])
+        .output()?;
+    assert_ok(&out);
+    let block = String::from_utf8(out.stdout)?;
+    assert!(block.contains("format = \"delimited\""), "{block}");
+    // The proposal is a valid source: an ingest-only job with it runs and loads every row.
+    let job = format!(
+        "[job]\nname = \"inferred\"\nwarehouse = \"../inferred-warehouse\"\n\n{}\n[[steps]]\nname = \"ingest\"\nkind = \"ingest\"\n",
+        block.replace("name = \"orders\"", "name = \"web_orders_inferred\"")
+    );
+    let path = dir.path().join("jobs/inferred.toml");
+    std::fs::write(&path, job)?;
+    let out = run_job(&path)?;
+    assert_ok(&out);
+    let runs = manifests(&dir.path().join("inferred-warehouse"))?;
+    let source = &runs[0]["sources"][0];
+    assert!(
+        source["rows_loaded"].as_u64().unwrap_or(0) > 100,
+        "{source}"
+    );
+    // The demo plants a malformed line in about 1 of 300: those, and only those, are rejected.
+    let read = source["rows_read"].as_u64().unwrap_or(0);
+    assert!(
+        source["rows_quarantined"].as_u64().unwrap_or(u64::MAX) * 100 <= read,
+        "{source}"
+    );
+    let missing = clientele()?
+        .args(["sources", "infer", "no/such/file.csv"])
+        .output()?;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no/such/file.csv"));
+    Ok(())
+}
