@@ -1056,3 +1056,41 @@ fn read_xlsx(
     }
     Ok(())
 }
+
+/// Reads bytes held in memory as one file of a source, without a warehouse: the entry point of the
+/// fuzz targets (crates/ingest/fuzz). Returns the rows loaded and quarantined; never panics.
+pub fn read_bytes(plan: &SourcePlan, bytes: &[u8]) -> Result<(u64, u64)> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Out>(16);
+    let drain = std::thread::spawn(move || while rx.blocking_recv().is_some() {});
+    let mut builder = BatchBuilder::new(plan);
+    let mut quarantine = QuarantineBuilder::new(&plan.name);
+    let mut state = FileState {
+        plan,
+        display: "memory".into(),
+        report: FileReport::default(),
+        builder: &mut builder,
+        quarantine: &mut quarantine,
+        tx: &tx,
+    };
+    let path = Path::new("memory");
+    let mut reader = io::Cursor::new(bytes);
+    match &plan.format {
+        options @ Format::Delimited { .. } => {
+            read_delimited(&mut state, path, &mut reader, options)?
+        }
+        Format::Copybook(c) => read_copybook(&mut state, path, &mut reader, c)?,
+        Format::FixedWidth | Format::Whitespace | Format::JsonLines => {
+            read_lines(&mut state, path, &mut reader)?
+        }
+        other => {
+            return Err(state.internal(format!("{} is not read from bytes", other.name())));
+        }
+    }
+    let counts = (state.report.rows_loaded, state.report.rows_quarantined);
+    drop(tx);
+    drain.join().map_err(|_| Error::Internal {
+        source_name: plan.name.clone(),
+        reason: "the drain thread failed".into(),
+    })?;
+    Ok(counts)
+}
