@@ -216,9 +216,9 @@ pub fn infer_source(path: &Path, location: &str) -> Result<String, String> {
         return infer_json(&text, out, location);
     }
     // The delimiter: the candidate that splits every sampled line into the same number (> 1) of fields.
-    let mut best: Option<(u8, usize)> = None;
+    let mut best: Option<(u8, usize, Vec<Vec<String>>)> = None;
     for d in [b',', b'\t', b';', b'|'] {
-        let counts: Vec<usize> = text
+        let split: Vec<Vec<String>> = text
             .iter()
             .map(|l| {
                 csv::ReaderBuilder::new()
@@ -229,18 +229,20 @@ pub fn infer_source(path: &Path, location: &str) -> Result<String, String> {
                     .records()
                     .next()
                     .and_then(|r| r.ok())
-                    .map_or(0, |r| r.len())
+                    .map(|r| r.iter().map(str::to_string).collect())
+                    .unwrap_or_default()
             })
             .collect();
+        let counts: Vec<usize> = split.iter().map(Vec::len).collect();
         let first = counts.first().copied().unwrap_or(0);
         let consistent = counts.iter().filter(|&&c| c == first).count() * 100 >= counts.len() * 95;
-        if first > 1 && consistent && best.is_none_or(|(_, n)| first > n) {
-            best = Some((d, first));
+        if first > 1 && consistent && best.as_ref().is_none_or(|(_, n, _)| first > *n) {
+            best = Some((d, first, split));
         }
     }
     let rows: Vec<Vec<String>>;
     match best {
-        Some((d, _)) => {
+        Some((d, _, split)) => {
             out.push_str("format = \"delimited\"\n");
             out.push_str(&format!("location = {}\n", toml_str(location)));
             if let Some(e) = encoding {
@@ -252,20 +254,7 @@ pub fn infer_source(path: &Path, location: &str) -> Result<String, String> {
                     toml_str(&char::from(d).to_string())
                 ));
             }
-            rows = text
-                .iter()
-                .filter_map(|l| {
-                    csv::ReaderBuilder::new()
-                        .delimiter(d)
-                        .has_headers(false)
-                        .flexible(true)
-                        .from_reader(l.as_bytes())
-                        .records()
-                        .next()
-                        .and_then(|r| r.ok())
-                        .map(|r| r.iter().map(str::to_string).collect())
-                })
-                .collect();
+            rows = split.into_iter().filter(|r| !r.is_empty()).collect();
             let header = rows.first().cloned().unwrap_or_default();
             let body = &rows[1.min(rows.len())..];
             let header_like = !header.is_empty()

@@ -242,27 +242,21 @@ pub(crate) fn read_inputs(
         tracing::debug!(source = %plan.name, file = %state.report.file, read = state.report.rows_read, "file ingested");
         reports.push(state.report);
     }
+    // The last partial batches of both tables.
+    let internal = |reason: String| Error::Internal {
+        source_name: plan.name.clone(),
+        reason,
+    };
+    let mut tail = Vec::new();
     if builder.len() > 0 {
-        let batch = builder.take().map_err(|reason| Error::Internal {
-            source_name: plan.name.clone(),
-            reason,
-        })?;
-        tx.blocking_send(Out::Data(batch))
-            .map_err(|_| Error::Internal {
-                source_name: plan.name.clone(),
-                reason: "the Parquet writer stopped".into(),
-            })?;
+        tail.push(Out::Data(builder.take().map_err(internal)?));
     }
     if quarantine.len > 0 {
-        let batch = quarantine.take().map_err(|reason| Error::Internal {
-            source_name: plan.name.clone(),
-            reason,
-        })?;
-        tx.blocking_send(Out::Quarantine(batch))
-            .map_err(|_| Error::Internal {
-                source_name: plan.name.clone(),
-                reason: "the Parquet writer stopped".into(),
-            })?;
+        tail.push(Out::Quarantine(quarantine.take().map_err(internal)?));
+    }
+    for out in tail {
+        tx.blocking_send(out)
+            .map_err(|_| internal("the Parquet writer stopped".into()))?;
     }
     Ok(reports)
 }

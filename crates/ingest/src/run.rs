@@ -411,7 +411,6 @@ async fn copy_rows(
             copied += kept.num_rows() as u64;
             writer.write(&kept).await?;
         }
-        let _ = col.len();
     }
     Ok(copied)
 }

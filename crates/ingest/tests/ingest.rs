@@ -55,7 +55,6 @@ fn rows(path: &Path) -> Result<Vec<Vec<String>>, Box<dyn std::error::Error>> {
         for r in 0..batch.num_rows() {
             out.push(fmts.iter().map(|f| f.value(r).to_string()).collect());
         }
-        let _ = batch.column(0).len();
     }
     Ok(out)
 }
