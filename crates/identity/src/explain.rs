@@ -1,0 +1,143 @@
+//! The waterfall of one pair: the prior, then each comparison's level and how it moved the match
+//! weight, then the total and the match probability.
+
+use std::fmt::Write;
+
+use crate::compare;
+use crate::error::{Error, Result};
+use crate::model::{Parameters, probability};
+use crate::records::Records;
+use crate::spec::Settings;
+
+/// One step of the waterfall.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Step {
+    pub column: String,
+    pub value_a: Option<String>,
+    pub value_b: Option<String>,
+    pub level: String,
+    /// Weight of the level, the term-frequency part included.
+    pub weight: f64,
+    pub term_frequency_adjustment: f64,
+    pub running: f64,
+}
+
+/// The explanation of a pair.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Explanation {
+    pub record_a: String,
+    pub record_b: String,
+    pub prior_weight: f64,
+    pub steps: Vec<Step>,
+    pub match_weight: f64,
+    pub match_probability: f64,
+    pub threshold: f64,
+}
+
+/// Explains the pair of records with ids `a` and `b`.
+pub fn explain(
+    records: &Records,
+    settings: &Settings,
+    params: &Parameters,
+    a: &str,
+    b: &str,
+) -> Result<Explanation> {
+    let find = |id: &str| {
+        records
+            .ids
+            .iter()
+            .position(|x| x == id)
+            .ok_or_else(|| Error::UnknownRecord(id.to_string()))
+    };
+    let (ia, ib) = (find(a)?, find(b)?);
+    let mut levels = Vec::new();
+    compare::vector(&settings.comparisons, records, ia, ib, &mut levels);
+    let (weights, tf) = params.weights(records, ia, &levels);
+    let prior_weight = params.prior_weight();
+    let mut running = prior_weight;
+    let mut steps = Vec::new();
+    for (c, p) in params.comparisons.iter().enumerate() {
+        running += weights[c];
+        let column = records.columns.get(c);
+        steps.push(Step {
+            column: p.column.clone(),
+            value_a: column.and_then(|x| x.value(ia)).map(str::to_string),
+            value_b: column.and_then(|x| x.value(ib)).map(str::to_string),
+            level: p
+                .labels
+                .get(levels[c] as usize)
+                .cloned()
+                .unwrap_or_default(),
+            weight: weights[c],
+            term_frequency_adjustment: tf[c],
+            running,
+        });
+    }
+    Ok(Explanation {
+        record_a: a.to_string(),
+        record_b: b.to_string(),
+        prior_weight,
+        steps,
+        match_weight: running,
+        match_probability: probability(running),
+        threshold: settings.match_probability,
+    })
+}
+
+/// A bar of `weight` in characters, a character per bit up to 20.
+fn bar(weight: f64) -> String {
+    let n = weight.abs().round().min(20.0) as usize;
+    let c = if weight >= 0.0 { '+' } else { '-' };
+    std::iter::repeat_n(c, n).collect()
+}
+
+/// The explanation as a text waterfall.
+pub fn waterfall(e: &Explanation) -> String {
+    let mut out = String::new();
+    let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(null)".into());
+    let _ = writeln!(out, "{}  vs  {}", e.record_a, e.record_b);
+    let _ = writeln!(
+        out,
+        "{:<14} {:<26} {:>8} {:>9}  ",
+        "", "level", "weight", "running"
+    );
+    let _ = writeln!(
+        out,
+        "{:<14} {:<26} {:>8.2} {:>9.2}  {}",
+        "prior",
+        "",
+        e.prior_weight,
+        e.prior_weight,
+        bar(e.prior_weight)
+    );
+    for s in &e.steps {
+        let tf = if s.term_frequency_adjustment == 0.0 {
+            String::new()
+        } else {
+            format!(" (tf {:+.2})", s.term_frequency_adjustment)
+        };
+        let _ = writeln!(
+            out,
+            "{:<14} {:<26} {:>+8.2} {:>9.2}  {}{tf}\n{:<14}   {} | {}",
+            s.column,
+            s.level,
+            s.weight,
+            s.running,
+            bar(s.weight),
+            "",
+            show(&s.value_a),
+            show(&s.value_b)
+        );
+    }
+    let verdict = if e.match_probability >= e.threshold {
+        "a match"
+    } else {
+        "not a match"
+    };
+    let _ = writeln!(
+        out,
+        "match weight {:.2}, match probability {:.6}: {verdict} at the threshold {}",
+        e.match_weight, e.match_probability, e.threshold
+    );
+    out
+}

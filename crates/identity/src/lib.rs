@@ -1,0 +1,282 @@
+//! Identity resolution: one `customer_id` per real person across sources that share no key.
+//!
+//! # Overview
+//! The pipeline, each stage in its own module:
+//! 1. [`standardise`]: names without accents, case or punctuation and with nicknames mapped to full
+//!    forms; street types abbreviated; postcodes compacted; phones in E.164; emails validated; dates
+//!    parsed. Unknown stays unknown (`None`).
+//! 2. [`records::Records`]: the records column by column as dictionary codes.
+//! 3. [`blocking::candidates`]: candidate pairs from a union of blocking rules, capped per block, with
+//!    the pairs per rule reported.
+//! 4. [`compare::level`]: per compared column, a level (null, exact, partial levels, else).
+//! 5. [`model::fit`]: Fellegi-Sunter m and u probabilities (u from random pairs, m by EM without
+//!    labels), the prior, and term-frequency adjustments.
+//! 6. [`cluster::cluster`]: connected components over links above the threshold, strongest first,
+//!    at most one record per duplicate-free source in a cluster.
+//! 7. [`stable::assign`]: customer ids kept from the previous run; merges and splits recorded.
+//! 8. [`explain::waterfall`]: how each field moved the weight of one pair.
+//!
+//! [`resolve`] runs stages 3 to 7; [`tables`] turns Arrow batches into records and the result into
+//! the `int_customer_identity`, `int_identity_links`, `int_identity_changes` and
+//! `int_identity_parameters` tables.
+//!
+//! # Example
+//! ```
+//! use std::collections::HashMap;
+//! use clientele_identity::{IdentitySpec, Records, resolve};
+//!
+//! let settings = IdentitySpec::default().validate()?;
+//! let mut records = Records::new(&settings);
+//! // first_name, last_name, birth_date, street, postcode, city, phone, email
+//! let ann = [Some("Ann"), Some("Lee"), Some("1980-03-04"), Some("1 High Street"), Some("LS1 4AB"),
+//!            Some("Leeds"), Some("07700 900123"), Some("ann.lee@example.com")];
+//! let ann_again = [Some("ANN"), Some("LEE"), None, Some("1 High St"), Some("ls1 4ab"),
+//!                  Some("LEEDS"), Some("+44 7700 900123"), None];
+//! let bob = [Some("Bob"), Some("Stone"), None, Some("9 Low Road"), Some("M1 1AA"),
+//!            Some("Manchester"), None, Some("bob@example.org")];
+//! records.push("crm:1", "crm", &ann);
+//! records.push("web:7", "web", &ann_again);
+//! records.push("web:8", "web", &bob);
+//! let r = resolve(&records, &settings, &HashMap::new(), None)?;
+//! assert_eq!(r.customer_ids[0], r.customer_ids[1]);
+//! assert_ne!(r.customer_ids[0], r.customer_ids[2]);
+//! # Ok::<(), clientele_identity::Error>(())
+//! ```
+
+pub mod blocking;
+pub mod cluster;
+pub mod compare;
+mod error;
+pub mod evaluate;
+pub mod explain;
+pub mod model;
+pub mod records;
+mod spec;
+pub mod stable;
+pub mod standardise;
+pub mod tables;
+
+use std::collections::HashMap;
+
+pub use error::{Error, Result};
+pub use evaluate::Accuracy;
+pub use model::Parameters;
+pub use records::Records;
+pub use spec::{BlockingRule, Comparison, ComparisonSpec, IdentitySpec, Kind, Settings};
+
+/// A scored candidate pair.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    pub a: u32,
+    pub b: u32,
+    /// The first blocking rule that produced the pair.
+    pub rule: u8,
+    pub weight: f64,
+    pub probability: f64,
+    /// Comparison levels, one per comparison.
+    pub levels: Vec<u8>,
+    /// Above the threshold and kept by clustering (not refused by the duplicate-free guard).
+    pub accepted: bool,
+}
+
+/// Counts of a resolution, for the run report.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Summary {
+    pub records: u64,
+    pub records_per_source: Vec<(String, u64)>,
+    pub rules: Vec<blocking::RuleReport>,
+    pub candidate_pairs: u64,
+    pub links_above_threshold: u64,
+    pub clusters: cluster::ClusterReport,
+    pub customers: u64,
+    pub merges: u64,
+    pub splits: u64,
+    pub prior: f64,
+    /// Problems worth a look (a comparison whose m could not be estimated, skipped blocks).
+    pub warnings: Vec<String>,
+}
+
+/// The result of [`resolve`].
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    /// Customer id of each record, in record order.
+    pub customer_ids: Vec<String>,
+    /// Cluster number of each record.
+    pub clusters: Vec<u32>,
+    /// Candidate pairs at or above `links_min_probability`.
+    pub links: Vec<Link>,
+    pub changes: Vec<stable::Change>,
+    pub parameters: Parameters,
+    pub summary: Summary,
+    pub accuracy: Option<Accuracy>,
+}
+
+/// Comparison vectors of all pairs, computed on every core.
+fn compare_all(settings: &Settings, records: &Records, pairs: &[(u32, u32)]) -> Result<Vec<u8>> {
+    let width = settings.comparisons.len();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, 16);
+    let chunk = pairs.len().div_ceil(threads).max(1);
+    let parts: Vec<Vec<u8>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = pairs
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut out = Vec::with_capacity(part.len() * width);
+                    for (a, b) in part {
+                        compare::vector(
+                            &settings.comparisons,
+                            records,
+                            *a as usize,
+                            *b as usize,
+                            &mut out,
+                        );
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| Error::Internal("a comparison thread failed".into()))
+            })
+            .collect::<Result<Vec<_>>>()
+    })?;
+    Ok(parts.concat())
+}
+
+/// Resolves `records`: candidate pairs, model, links, clusters and customer ids. `previous` maps
+/// record ids to the customer ids of the last run (empty on the first); `truth` maps record ids to
+/// true person ids, for the accuracy figures.
+pub fn resolve(
+    records: &Records,
+    settings: &Settings,
+    previous: &HashMap<String, String>,
+    truth: Option<&HashMap<String, String>>,
+) -> Result<Resolution> {
+    let width = settings.comparisons.len();
+    let candidates = blocking::candidates(settings, records);
+    let levels = compare_all(settings, records, &candidates.pairs)?;
+    let parameters = model::fit(settings, records, &candidates, &levels);
+    let prior = parameters.prior_weight();
+
+    let mut links = Vec::new();
+    let mut above = Vec::new();
+    for (i, ((a, b), v)) in candidates
+        .pairs
+        .iter()
+        .zip(levels.chunks_exact(width.max(1)))
+        .enumerate()
+    {
+        let weight = prior
+            + parameters
+                .weights(records, *a as usize, v)
+                .0
+                .iter()
+                .sum::<f64>();
+        let probability = model::probability(weight);
+        if probability >= settings.match_probability {
+            above.push((*a, *b, weight));
+        }
+        if probability >= settings.links_min_probability {
+            let mask = candidates.rules.get(i).copied().unwrap_or(0);
+            links.push(Link {
+                a: *a,
+                b: *b,
+                rule: u8::try_from(mask.trailing_zeros()).unwrap_or(u8::MAX),
+                weight,
+                probability,
+                levels: v.to_vec(),
+                accepted: false,
+            });
+        }
+    }
+
+    let guard_bit: Vec<u64> = {
+        let bits: Vec<u64> = records
+            .source_names
+            .iter()
+            .map(|s| {
+                settings
+                    .duplicate_free_sources
+                    .iter()
+                    .position(|d| d == s)
+                    .map_or(0, |i| 1u64 << (i % 64))
+            })
+            .collect();
+        records
+            .sources
+            .iter()
+            .map(|s| bits.get(*s as usize).copied().unwrap_or(0))
+            .collect()
+    };
+    let (clusters, cluster_report) = cluster::cluster(records.len(), &above, &guard_bit);
+    for link in &mut links {
+        link.accepted = link.probability >= settings.match_probability
+            && clusters[link.a as usize] == clusters[link.b as usize];
+    }
+    let (ids, changes) = stable::assign(&records.ids, &clusters, previous);
+    let customer_ids: Vec<String> = clusters.iter().map(|c| ids[*c as usize].clone()).collect();
+
+    let mut warnings = Vec::new();
+    for p in &parameters.comparisons {
+        if p.m_sessions == 0 {
+            warnings.push(format!(
+                "the m probabilities of '{}' could not be estimated (every blocking rule blocks on it); the starting guess is used",
+                p.column
+            ));
+        }
+    }
+    for r in &candidates.reports {
+        if let Some((key, size)) = &r.largest_skipped {
+            warnings.push(format!(
+                "blocking rule '{}': {} block(s) over the cap of {} skipped ({} records), the largest '{key}' with {size}",
+                r.rule, r.skipped_blocks, settings.max_block_size, r.skipped_records
+            ));
+        }
+    }
+    let mut per_source = vec![0u64; records.source_names.len()];
+    for s in &records.sources {
+        if let Some(n) = per_source.get_mut(*s as usize) {
+            *n += 1;
+        }
+    }
+    let accuracy = truth.map(|t| {
+        let person: Vec<Option<&str>> = records
+            .ids
+            .iter()
+            .map(|id| t.get(id).map(String::as_str))
+            .collect();
+        evaluate::accuracy(&clusters, &person)
+    });
+    let summary = Summary {
+        records: records.len() as u64,
+        records_per_source: records
+            .source_names
+            .iter()
+            .cloned()
+            .zip(per_source)
+            .collect(),
+        rules: candidates.reports.clone(),
+        candidate_pairs: candidates.pairs.len() as u64,
+        links_above_threshold: above.len() as u64,
+        customers: ids.len() as u64,
+        merges: changes.iter().filter(|c| c.change == "merged").count() as u64,
+        splits: changes.iter().filter(|c| c.change == "split").count() as u64,
+        clusters: cluster_report,
+        prior: parameters.prior,
+        warnings,
+    };
+    Ok(Resolution {
+        customer_ids,
+        clusters,
+        links,
+        changes,
+        parameters,
+        summary,
+        accuracy,
+    })
+}

@@ -1,0 +1,420 @@
+//! The `[identity]` table of a job spec: raw TOML first, then a validated [`Settings`].
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// How a column is standardised and compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A given name: accents, case and punctuation folded, nicknames mapped to their full form
+    /// (Bill to William); levels exact, Jaro-Winkler thresholds, else.
+    Forename,
+    /// A surname or other name: folded as a forename, without nicknames.
+    Name,
+    /// A street address: street types abbreviated (STREET to st), unit words unified; levels exact,
+    /// Levenshtein distance thresholds, else.
+    Address,
+    /// A postcode: letters and digits only, upper case; levels exact, same sector (all but the last
+    /// two characters), same district (all but the last three), else.
+    Postcode,
+    /// A phone number in E.164 with the default country code; levels exact, same last 7 digits, else.
+    Phone,
+    /// An email address, trimmed and lower-cased, null when not `local@domain.tld`; levels exact,
+    /// same local part, Levenshtein thresholds, else.
+    Email,
+    /// A date (of birth): levels exact, day and month transposed, same year and month, same year, else.
+    Date,
+    /// Free text, folded like a name; levels exact, Levenshtein thresholds, else.
+    Text,
+    /// Compared as is after trimming and lower-casing: exact or else.
+    Exact,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Forename => "forename",
+            Self::Name => "name",
+            Self::Address => "address",
+            Self::Postcode => "postcode",
+            Self::Phone => "phone",
+            Self::Email => "email",
+            Self::Date => "date",
+            Self::Text => "text",
+            Self::Exact => "exact",
+        }
+    }
+}
+
+/// One comparison as written in the spec.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComparisonSpec {
+    /// The input column.
+    pub column: String,
+    pub kind: Kind,
+    /// Jaro-Winkler similarities (forename, name; default `[0.92, 0.80]`) or Levenshtein distances
+    /// (address, email, text; default `[2]`), best level first.
+    #[serde(default)]
+    pub thresholds: Option<Vec<f64>>,
+    /// Term-frequency adjustment of the exact level: agreeing on a rare value counts more.
+    #[serde(default)]
+    pub term_frequency: bool,
+}
+
+/// The `[identity]` table as written.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySpec {
+    /// Country calling code for phone numbers written without one (default `44`).
+    #[serde(default)]
+    pub default_country_code: Option<String>,
+    /// Blocking rules, any of which makes a candidate pair: each a list of keys, `column` or
+    /// `column:N` (the first N characters of the standardised value).
+    #[serde(default)]
+    pub blocking_rules: Option<Vec<Vec<String>>>,
+    /// Blocks larger than this are skipped and reported (default 500).
+    #[serde(default)]
+    pub max_block_size: Option<usize>,
+    /// The comparisons (default: the demo's customer columns).
+    #[serde(default)]
+    pub comparisons: Option<Vec<ComparisonSpec>>,
+    /// A pair is linked when its match probability reaches this (default 0.9).
+    #[serde(default)]
+    pub match_probability: Option<f64>,
+    /// Sources whose records are never duplicates of each other: a cluster holds at most one of each.
+    #[serde(default)]
+    pub duplicate_free_sources: Vec<String>,
+    /// Random pairs drawn to estimate u probabilities (default 1,000,000).
+    #[serde(default)]
+    pub u_sample_pairs: Option<usize>,
+    /// Seed of that draw (default 42).
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Pairs below this match probability are left out of the links table (default 0.01).
+    #[serde(default)]
+    pub links_min_probability: Option<f64>,
+    /// A table with `record_id` and `person_id`, the truth for the accuracy figures (demo data).
+    #[serde(default)]
+    pub truth: Option<String>,
+}
+
+/// One blocking key: a column, optionally cut to its first characters.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BlockingKey {
+    pub column: String,
+    pub prefix: Option<usize>,
+}
+
+/// A blocking rule: records agreeing on every key (all non-null) become a candidate pair.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BlockingRule {
+    /// As written, for reports: `postcode + last_name:1`.
+    pub label: String,
+    pub keys: Vec<BlockingKey>,
+}
+
+/// A validated comparison.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Comparison {
+    pub column: String,
+    pub kind: Kind,
+    pub thresholds: Vec<f64>,
+    pub term_frequency: bool,
+}
+
+impl Comparison {
+    /// Labels of the levels after the null level, best first (the last is "else").
+    pub fn level_labels(&self) -> Vec<String> {
+        let mut out = vec!["exact".to_string()];
+        match self.kind {
+            Kind::Forename | Kind::Name => out.extend(
+                self.thresholds
+                    .iter()
+                    .map(|t| format!("jaro_winkler>={t:.2}")),
+            ),
+            Kind::Address | Kind::Text => out.extend(
+                self.thresholds
+                    .iter()
+                    .map(|t| format!("levenshtein<={t:.0}")),
+            ),
+            Kind::Email => {
+                out.push("same_local_part".into());
+                out.extend(
+                    self.thresholds
+                        .iter()
+                        .map(|t| format!("levenshtein<={t:.0}")),
+                );
+            }
+            Kind::Postcode => out.extend(["same_sector".into(), "same_district".into()]),
+            Kind::Phone => out.push("same_last_7_digits".into()),
+            Kind::Date => out.extend([
+                "day_month_transposed".into(),
+                "same_year_month".into(),
+                "same_year".into(),
+            ]),
+            Kind::Exact => {}
+        }
+        out.push("else".into());
+        out
+    }
+
+    /// Levels including null (level 0).
+    pub fn level_count(&self) -> usize {
+        self.level_labels().len() + 1
+    }
+}
+
+/// The validated settings of identity resolution.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Settings {
+    pub default_country_code: String,
+    pub blocking_rules: Vec<BlockingRule>,
+    pub max_block_size: usize,
+    pub comparisons: Vec<Comparison>,
+    pub match_probability: f64,
+    pub duplicate_free_sources: Vec<String>,
+    pub u_sample_pairs: usize,
+    pub seed: u64,
+    pub links_min_probability: f64,
+    pub truth: Option<String>,
+}
+
+/// Comparisons used when the spec names none: the customer columns of the demo's unioned records.
+pub fn default_comparisons() -> Vec<ComparisonSpec> {
+    let c = |column: &str, kind, term_frequency| ComparisonSpec {
+        column: column.into(),
+        kind,
+        thresholds: None,
+        term_frequency,
+    };
+    vec![
+        c("first_name", Kind::Forename, true),
+        c("last_name", Kind::Name, true),
+        c("birth_date", Kind::Date, false),
+        c("street", Kind::Address, false),
+        c("postcode", Kind::Postcode, false),
+        c("city", Kind::Name, true),
+        c("phone", Kind::Phone, false),
+        c("email", Kind::Email, false),
+    ]
+}
+
+/// Blocking rules used when the spec names none.
+pub fn default_blocking_rules() -> Vec<Vec<String>> {
+    [
+        &["postcode", "last_name:1"][..],
+        &["phone"],
+        &["email"],
+        &["first_name", "last_name", "birth_date"],
+        &["last_name", "street:6"],
+    ]
+    .iter()
+    .map(|r| r.iter().map(|k| (*k).to_string()).collect())
+    .collect()
+}
+
+impl IdentitySpec {
+    /// Validates the spec; every problem is reported, not just the first.
+    pub fn validate(&self) -> Result<Settings> {
+        let mut problems = Vec::new();
+        let code = self
+            .default_country_code
+            .clone()
+            .unwrap_or_else(|| "44".into());
+        let code = code.trim_start_matches('+').to_string();
+        if code.is_empty() || code.len() > 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+            problems.push(format!(
+                "default_country_code '{code}' is not a calling code of 1 to 3 digits"
+            ));
+        }
+        let specs = self.comparisons.clone().unwrap_or_else(default_comparisons);
+        let mut comparisons = Vec::new();
+        for c in specs {
+            if comparisons
+                .iter()
+                .any(|o: &Comparison| o.column == c.column)
+            {
+                problems.push(format!("column '{}' is compared twice", c.column));
+                continue;
+            }
+            let thresholds = match (c.kind, c.thresholds) {
+                (Kind::Forename | Kind::Name, None) => vec![0.92, 0.80],
+                (Kind::Address | Kind::Email | Kind::Text, None) => vec![2.0],
+                (_, None) => Vec::new(),
+                (Kind::Forename | Kind::Name, Some(t)) => {
+                    if t.is_empty()
+                        || t.iter().any(|x| !(0.0..1.0).contains(x))
+                        || t.windows(2).any(|w| w[0] <= w[1])
+                    {
+                        problems.push(format!(
+                            "comparison '{}': thresholds must be Jaro-Winkler similarities in [0, 1), highest first",
+                            c.column
+                        ));
+                    }
+                    t
+                }
+                (Kind::Address | Kind::Email | Kind::Text, Some(t)) => {
+                    if t.is_empty()
+                        || t.iter().any(|x| *x < 1.0 || x.fract() != 0.0)
+                        || t.windows(2).any(|w| w[0] >= w[1])
+                    {
+                        problems.push(format!(
+                            "comparison '{}': thresholds must be Levenshtein distances of 1 or more, smallest first",
+                            c.column
+                        ));
+                    }
+                    t
+                }
+                (kind, Some(_)) => {
+                    problems.push(format!(
+                        "comparison '{}': kind '{}' takes no thresholds",
+                        c.column,
+                        kind.name()
+                    ));
+                    Vec::new()
+                }
+            };
+            comparisons.push(Comparison {
+                column: c.column,
+                kind: c.kind,
+                thresholds,
+                term_frequency: c.term_frequency,
+            });
+        }
+        if comparisons.is_empty() {
+            problems.push("identity resolution needs at least one comparison".into());
+        }
+        let rules = self
+            .blocking_rules
+            .clone()
+            .unwrap_or_else(default_blocking_rules);
+        let mut blocking_rules = Vec::new();
+        for rule in rules {
+            let mut keys = Vec::new();
+            for key in &rule {
+                let (column, prefix) = match key.split_once(':') {
+                    Some((c, n)) => match n.parse::<usize>() {
+                        Ok(n) if n > 0 => (c.trim(), Some(n)),
+                        _ => {
+                            problems.push(format!(
+                                "blocking key '{key}': after ':' comes a number of characters (1 or more)"
+                            ));
+                            continue;
+                        }
+                    },
+                    None => (key.trim(), None),
+                };
+                if !comparisons.iter().any(|c| c.column == column) {
+                    problems.push(format!(
+                        "blocking key '{key}': column '{column}' is not one of the comparisons"
+                    ));
+                }
+                keys.push(BlockingKey {
+                    column: column.to_string(),
+                    prefix,
+                });
+            }
+            if rule.is_empty() {
+                problems.push("a blocking rule has no keys".into());
+            }
+            if rule.len() > crate::blocking::MAX_KEYS {
+                problems.push(format!(
+                    "blocking rule '{}' has more than {} keys",
+                    rule.join(" + "),
+                    crate::blocking::MAX_KEYS
+                ));
+            }
+            blocking_rules.push(BlockingRule {
+                label: rule.join(" + "),
+                keys,
+            });
+        }
+        if blocking_rules.len() > crate::blocking::MAX_RULES {
+            problems.push(format!(
+                "at most {} blocking rules",
+                crate::blocking::MAX_RULES
+            ));
+        }
+        if blocking_rules.is_empty() {
+            problems.push("identity resolution needs at least one blocking rule".into());
+        }
+        let match_probability = self.match_probability.unwrap_or(0.9);
+        if !(match_probability > 0.0 && match_probability < 1.0) {
+            problems.push(format!(
+                "match_probability {match_probability} is not between 0 and 1"
+            ));
+        }
+        let links_min_probability = self.links_min_probability.unwrap_or(0.01);
+        if !(0.0..=1.0).contains(&links_min_probability) {
+            problems.push(format!(
+                "links_min_probability {links_min_probability} is not between 0 and 1"
+            ));
+        }
+        let max_block_size = self.max_block_size.unwrap_or(500);
+        if max_block_size < 2 {
+            problems.push("max_block_size must be 2 or more".into());
+        }
+        let u_sample_pairs = self.u_sample_pairs.unwrap_or(1_000_000);
+        if u_sample_pairs < 1000 {
+            problems.push("u_sample_pairs must be 1,000 or more".into());
+        }
+        if !problems.is_empty() {
+            return Err(Error::Spec(problems.join("; ")));
+        }
+        Ok(Settings {
+            default_country_code: code,
+            blocking_rules,
+            max_block_size,
+            comparisons,
+            match_probability,
+            duplicate_free_sources: self.duplicate_free_sources.clone(),
+            u_sample_pairs,
+            seed: self.seed.unwrap_or(42),
+            links_min_probability,
+            truth: self.truth.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        let s = IdentitySpec::default().validate();
+        assert!(s.is_ok(), "{s:?}");
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let spec: IdentitySpec = match toml::from_str(
+            r#"
+            default_country_code = "4x"
+            blocking_rules = [["nope"], ["postcode:0"]]
+            match_probability = 1.5
+            comparisons = [
+              { column = "postcode", kind = "postcode" },
+              { column = "first_name", kind = "forename", thresholds = [0.8, 0.9] },
+            ]"#,
+        ) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        let Err(Error::Spec(msg)) = spec.validate() else {
+            panic!("invalid spec accepted")
+        };
+        for part in [
+            "default_country_code",
+            "column 'nope'",
+            "'postcode:0'",
+            "match_probability 1.5",
+            "highest first",
+        ] {
+            assert!(msg.contains(part), "{part} missing from: {msg}");
+        }
+    }
+}

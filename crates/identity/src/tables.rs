@@ -1,0 +1,352 @@
+//! Arrow in and out: records from the input table's batches, and the four output tables.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Array, Float64Builder, Int32Array,
+    Int64Array, RecordBatch, StringArray, StringBuilder,
+};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+use crate::error::{Error, Result};
+use crate::model::{ComparisonParameters, Parameters};
+use crate::records::Records;
+use crate::spec::Settings;
+use crate::{Resolution, stable};
+
+/// Label of the prior's row in the parameters table.
+pub const PRIOR_ROW: &str = "(prior)";
+
+fn strings(batch: &RecordBatch, column: &str) -> Result<StringArray> {
+    let array = batch.column_by_name(column).ok_or_else(|| {
+        let present: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        Error::Input(format!(
+            "column '{column}' is missing (present: {})",
+            present.join(", ")
+        ))
+    })?;
+    let text = cast(array, &DataType::Utf8)
+        .map_err(|e| Error::Input(format!("column '{column}' cannot be read as text: {e}")))?;
+    text.as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .ok_or_else(|| Error::Input(format!("column '{column}' cannot be read as text")))
+}
+
+/// Records from batches holding `record_id`, `source_system` and every compared column (any type
+/// that casts to text; dates as `YYYY-MM-DD`). A null or duplicate `record_id` is an error.
+pub fn records_from_batches(batches: &[RecordBatch], settings: &Settings) -> Result<Records> {
+    let mut records = Records::new(settings);
+    let mut seen: HashMap<String, ()> = HashMap::new();
+    for batch in batches {
+        let ids = strings(batch, "record_id")?;
+        let sources = strings(batch, "source_system")?;
+        let columns = settings
+            .comparisons
+            .iter()
+            .map(|c| strings(batch, &c.column))
+            .collect::<Result<Vec<_>>>()?;
+        let mut raw: Vec<Option<&str>> = Vec::with_capacity(columns.len());
+        for row in 0..batch.num_rows() {
+            if ids.is_null(row) {
+                return Err(Error::Input(format!(
+                    "record_id is null in row {} of the input",
+                    records.len() + 1
+                )));
+            }
+            let id = ids.value(row);
+            if seen.insert(id.to_string(), ()).is_some() {
+                return Err(Error::Input(format!(
+                    "record_id '{id}' occurs more than once in the input"
+                )));
+            }
+            let source = if sources.is_null(row) {
+                ""
+            } else {
+                sources.value(row)
+            };
+            raw.clear();
+            raw.extend(
+                columns
+                    .iter()
+                    .map(|c| (!c.is_null(row)).then(|| c.value(row))),
+            );
+            records.push(id, source, &raw);
+        }
+    }
+    Ok(records)
+}
+
+fn batch(table: &'static str, schema: SchemaRef, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
+    RecordBatch::try_new(schema, columns).map_err(|source| Error::Arrow { table, source })
+}
+
+/// `int_customer_identity`: one row per record with its customer id and the size of its cluster.
+pub fn identity_table(records: &Records, r: &Resolution) -> Result<RecordBatch> {
+    let mut sizes: HashMap<u32, i64> = HashMap::new();
+    for c in &r.clusters {
+        *sizes.entry(*c).or_insert(0) += 1;
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("record_id", DataType::Utf8, false),
+        Field::new("source_system", DataType::Utf8, false),
+        Field::new("customer_id", DataType::Utf8, false),
+        Field::new("cluster_size", DataType::Int64, false),
+    ]));
+    let source: StringArray = records
+        .sources
+        .iter()
+        .map(|s| records.source_names.get(*s as usize).map(String::as_str))
+        .collect();
+    batch(
+        "int_customer_identity",
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(&records.ids)),
+            Arc::new(source),
+            Arc::new(StringArray::from_iter_values(&r.customer_ids)),
+            Arc::new(Int64Array::from_iter_values(
+                r.clusters
+                    .iter()
+                    .map(|c| sizes.get(c).copied().unwrap_or(1)),
+            )),
+        ],
+    )
+}
+
+/// `int_identity_links`: scored candidate pairs with each comparison's level and weight.
+pub fn links_table(records: &Records, settings: &Settings, r: &Resolution) -> Result<RecordBatch> {
+    let mut fields = vec![
+        Field::new("record_id_a", DataType::Utf8, false),
+        Field::new("record_id_b", DataType::Utf8, false),
+        Field::new("blocking_rule", DataType::Utf8, false),
+        Field::new("match_weight", DataType::Float64, false),
+        Field::new("match_probability", DataType::Float64, false),
+        Field::new("is_accepted", DataType::Boolean, false),
+    ];
+    for c in &settings.comparisons {
+        fields.push(Field::new(
+            format!("{}_level", c.column),
+            DataType::Utf8,
+            false,
+        ));
+        fields.push(Field::new(
+            format!("{}_weight", c.column),
+            DataType::Float64,
+            false,
+        ));
+    }
+    let n = r.links.len();
+    let mut a = StringBuilder::with_capacity(n, n * 12);
+    let mut b = StringBuilder::with_capacity(n, n * 12);
+    let mut rule = StringBuilder::with_capacity(n, n * 16);
+    let mut weight = Float64Builder::with_capacity(n);
+    let mut prob = Float64Builder::with_capacity(n);
+    let mut accepted = BooleanBuilder::with_capacity(n);
+    let width = settings.comparisons.len();
+    let mut levels: Vec<StringBuilder> = (0..width).map(|_| StringBuilder::new()).collect();
+    let mut weights: Vec<Float64Builder> = (0..width).map(|_| Float64Builder::new()).collect();
+    for link in &r.links {
+        a.append_value(&records.ids[link.a as usize]);
+        b.append_value(&records.ids[link.b as usize]);
+        rule.append_value(
+            settings
+                .blocking_rules
+                .get(link.rule as usize)
+                .map_or("", |r| r.label.as_str()),
+        );
+        weight.append_value(link.weight);
+        prob.append_value(link.probability);
+        accepted.append_value(link.accepted);
+        let (w, _) = r.parameters.weights(records, link.a as usize, &link.levels);
+        for (c, p) in r.parameters.comparisons.iter().enumerate() {
+            let l = link.levels.get(c).copied().unwrap_or(0) as usize;
+            levels[c].append_value(p.labels.get(l).map_or("", String::as_str));
+            weights[c].append_value(w.get(c).copied().unwrap_or(0.0));
+        }
+    }
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(a.finish()),
+        Arc::new(b.finish()),
+        Arc::new(rule.finish()),
+        Arc::new(weight.finish()),
+        Arc::new(prob.finish()),
+        Arc::new(accepted.finish()),
+    ];
+    for (l, w) in levels.iter_mut().zip(weights.iter_mut()) {
+        columns.push(Arc::new(l.finish()));
+        columns.push(Arc::new(w.finish()));
+    }
+    batch("int_identity_links", Arc::new(Schema::new(fields)), columns)
+}
+
+/// `int_identity_changes`: merges, splits, new and retired customer ids since the last run.
+pub fn changes_table(changes: &[stable::Change]) -> Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Utf8, true),
+        Field::new("change", DataType::Utf8, false),
+        Field::new("previous_customer_id", DataType::Utf8, true),
+        Field::new("records", DataType::Int64, false),
+    ]));
+    batch(
+        "int_identity_changes",
+        schema,
+        vec![
+            Arc::new(
+                changes
+                    .iter()
+                    .map(|c| c.customer_id.as_deref())
+                    .collect::<StringArray>(),
+            ),
+            Arc::new(StringArray::from_iter_values(
+                changes.iter().map(|c| c.change),
+            )),
+            Arc::new(
+                changes
+                    .iter()
+                    .map(|c| c.previous_customer_id.as_deref())
+                    .collect::<StringArray>(),
+            ),
+            Arc::new(Int64Array::from_iter_values(
+                changes
+                    .iter()
+                    .map(|c| i64::try_from(c.records).unwrap_or(i64::MAX)),
+            )),
+        ],
+    )
+}
+
+/// The schema of `int_identity_parameters`.
+pub fn parameters_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("comparison", DataType::Utf8, false),
+        Field::new("level", DataType::Int32, false),
+        Field::new("label", DataType::Utf8, false),
+        Field::new("m_probability", DataType::Float64, true),
+        Field::new("u_probability", DataType::Float64, true),
+        Field::new("match_weight", DataType::Float64, false),
+        Field::new("m_sessions", DataType::Int64, false),
+        Field::new("term_frequency", DataType::Boolean, false),
+    ]))
+}
+
+/// `int_identity_parameters`: m, u and weight of every level, and the prior as the first row.
+pub fn parameters_table(p: &Parameters) -> Result<RecordBatch> {
+    let mut comparison = vec![PRIOR_ROW.to_string()];
+    let mut level = vec![0i32];
+    let mut label = vec!["probability two random records match".to_string()];
+    let mut m = vec![Some(p.prior)];
+    let mut u: Vec<Option<f64>> = vec![None];
+    let mut weight = vec![p.prior_weight()];
+    let mut sessions = vec![0i64];
+    let mut tf = vec![false];
+    for c in &p.comparisons {
+        for l in 1..c.m.len() {
+            comparison.push(c.column.clone());
+            level.push(i32::try_from(l).unwrap_or(i32::MAX));
+            label.push(c.labels.get(l).cloned().unwrap_or_default());
+            m.push(Some(c.m[l]));
+            u.push(c.u.get(l).copied());
+            weight.push(c.weight(u8::try_from(l).unwrap_or(0)));
+            sessions.push(i64::try_from(c.m_sessions).unwrap_or(0));
+            tf.push(c.term_frequency);
+        }
+    }
+    batch(
+        "int_identity_parameters",
+        parameters_schema(),
+        vec![
+            Arc::new(StringArray::from(comparison)),
+            Arc::new(Int32Array::from(level)),
+            Arc::new(StringArray::from(label)),
+            Arc::new(Float64Array::from(m)),
+            Arc::new(Float64Array::from(u)),
+            Arc::new(Float64Array::from(weight)),
+            Arc::new(Int64Array::from(sessions)),
+            Arc::new(BooleanArray::from(tf)),
+        ],
+    )
+}
+
+/// Reads the parameters back from `int_identity_parameters` (for `explain-match`), checking them
+/// against the comparisons of `settings`.
+pub fn parameters_from_batches(batches: &[RecordBatch], settings: &Settings) -> Result<Parameters> {
+    let mut prior = None;
+    let mut by_column: HashMap<String, Vec<(usize, f64, f64)>> = HashMap::new();
+    for b in batches {
+        let comparison = strings(b, "comparison")?;
+        let level = strings(b, "level")?;
+        let m = strings(b, "m_probability")?;
+        let u = strings(b, "u_probability")?;
+        for row in 0..b.num_rows() {
+            let num = |a: &StringArray| -> Option<f64> {
+                (!a.is_null(row))
+                    .then(|| a.value(row).parse().ok())
+                    .flatten()
+            };
+            if comparison.value(row) == PRIOR_ROW {
+                prior = num(&m);
+                continue;
+            }
+            let (Some(l), Some(mv), Some(uv)) =
+                (level.value(row).parse::<usize>().ok(), num(&m), num(&u))
+            else {
+                return Err(Error::Input(format!(
+                    "parameters row {} is incomplete",
+                    row + 1
+                )));
+            };
+            by_column
+                .entry(comparison.value(row).to_string())
+                .or_default()
+                .push((l, mv, uv));
+        }
+    }
+    let prior = prior.ok_or_else(|| Error::Input("the parameters hold no prior".into()))?;
+    let mut comparisons = Vec::new();
+    for c in &settings.comparisons {
+        let rows = by_column.remove(&c.column).ok_or_else(|| {
+            Error::Input(format!(
+                "the parameters hold no comparison '{}': the spec changed since the run that fitted them",
+                c.column
+            ))
+        })?;
+        let n = c.level_count();
+        if rows.len() != n - 1 || rows.iter().any(|(l, _, _)| *l == 0 || *l >= n) {
+            return Err(Error::Input(format!(
+                "the parameters of '{}' have {} levels, the spec {}: the spec changed since the run that fitted them",
+                c.column,
+                rows.len(),
+                n - 1
+            )));
+        }
+        let (mut m, mut u) = (vec![0.0; n], vec![0.0; n]);
+        for (l, mv, uv) in rows {
+            m[l] = mv;
+            u[l] = uv;
+        }
+        comparisons.push(ComparisonParameters {
+            column: c.column.clone(),
+            labels: std::iter::once("null".to_string())
+                .chain(c.level_labels())
+                .collect(),
+            m,
+            u,
+            m_sessions: 1,
+            term_frequency: c.term_frequency,
+        });
+    }
+    Ok(Parameters {
+        comparisons,
+        prior,
+        u_pairs: 0,
+        em_iterations: Vec::new(),
+    })
+}
