@@ -1,42 +1,35 @@
--- Assigns each record its customer_id. Records that share a normalised email are one customer;
--- a record without email is a customer of its own. The customer_id is derived from the first record
--- (by record_id) of the customer, so it stays the same from run to run while that record exists.
+-- Every customer record with its customer_id. The ids come from identity resolution (the identity
+-- step writes int_customer_identity: standardised names, addresses, phones, emails and dates of
+-- birth compared with Fellegi-Sunter weights, see docs/identity.md); records it put together share
+-- one customer_id, which stays the same from run to run.
 with records as (
     select * from int_customer_records__unioned
 ),
 
-keyed as (
-    select
-        *,
-        case
-            when email_normalised is not null then 'email:' || email_normalised
-            else 'record:' || record_id
-        end as match_key
-    from records
+identities as (
+    select * from int_customer_identity
 ),
 
-anchored as (
+matched as (
     select
-        *,
-        min(record_id) over (partition by match_key) as anchor_record_id
-    from keyed
+        i.customer_id,
+        r.record_id,
+        r.source_system,
+        r.source_customer_id,
+        r.first_name,
+        r.last_name,
+        r.street,
+        r.postcode,
+        r.city,
+        r.phone,
+        r.email_normalised,
+        r.birth_date,
+        r.is_opted_out,
+        r.created_date,
+        i.cluster_size
+    from records r
+    join identities i on i.record_id = r.record_id
 )
 
-select
-    'C' || left(md5(anchor_record_id), 16) as customer_id,
-    record_id,
-    source_system,
-    source_customer_id,
-    first_name,
-    last_name,
-    street,
-    postcode,
-    city,
-    phone,
-    email_normalised,
-    birth_date,
-    is_opted_out,
-    created_date,
-    match_key
-from anchored
+select * from matched
 order by customer_id, record_id

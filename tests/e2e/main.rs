@@ -380,6 +380,159 @@ fn a_rerun_for_the_same_date_gives_identical_outputs_and_a_failed_run_publishes_
     Ok(())
 }
 
+/// `clientele query` as CSV lines (header first).
+fn query_csv(wh: &Path, sql: &str) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let out = clientele()?
+        .args(["query", "--format", "csv", "--warehouse"])
+        .arg(wh)
+        .arg(sql)
+        .output()?;
+    assert_ok(&out);
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect())
+}
+
+#[test]
+fn identity_resolution_is_accurate_keeps_ids_across_runs_and_explains_a_pair() -> TestResult {
+    let dir = demo(3000)?;
+    let wh = dir.path().join("warehouse");
+    let job = dir.path().join("jobs/demo.toml");
+
+    // Accuracy against the generator's truth, with a floor, in the manifest and the report.
+    let runs = manifests(&wh)?;
+    let run = runs.last().ok_or("no manifest")?;
+    let accuracy = &run["identity"]["accuracy"];
+    let f1 = |kind: &str| accuracy[kind]["f1"].as_f64().unwrap_or(0.0);
+    assert!(
+        f1("pairwise") >= 0.95,
+        "pairwise F1 below the floor: {accuracy}"
+    );
+    assert!(
+        f1("cluster") >= 0.95,
+        "cluster F1 below the floor: {accuracy}"
+    );
+    let report = std::fs::read_to_string(
+        wh.join("_runs")
+            .join(format!("{}.txt", run["run_id"].as_str().ok_or("run id")?)),
+    )?;
+    assert!(report.contains("accuracy against the truth"), "{report}");
+    assert!(report.contains("postcode + last_name:1"), "{report}");
+
+    // No cluster holds two CRM records (the CRM is declared duplicate-free).
+    let rows = query_csv(
+        &wh,
+        "select count(*) as n from (select customer_id from int_customer_identity where source_system = 'crm' group by customer_id having count(*) > 1)",
+    )?;
+    assert_eq!(rows, vec!["n", "0"]);
+
+    let ids = |wh: &Path| -> Result<Vec<String>, Box<dyn std::error::Error>> {
+        query_csv(
+            wh,
+            "select record_id, customer_id from int_customer_identity where as_of = (select max(as_of) from int_customer_identity) order by record_id",
+        )
+    };
+    let before = ids(&wh)?;
+
+    // A new web account of a CRM customer (same name, phone and address, new email) arrives: it
+    // joins that customer, whose id stays; every other id stays too.
+    let crm = std::fs::read(dir.path().join("sources/crm/customers.dat"))?;
+    let line = crm.split(|b| *b == b'\n').next().ok_or("crm line")?;
+    let field = |from: usize, width: usize| -> String {
+        line[from - 1..from - 1 + width]
+            .iter()
+            .map(|b| char::from(*b))
+            .collect::<String>()
+            .trim()
+            .to_string()
+    };
+    let record = serde_json::json!({
+        "id": "W9999999",
+        "email": "brand.new.address@example.net",
+        "name": { "first": field(39, 20), "last": field(9, 30) },
+        "address": { "street": field(59, 40), "postcode": field(99, 8), "city": field(107, 25), "country": "GB" },
+        "phone": field(132, 20),
+        "birth_date": null,
+        "created_at": "2025-12-30T10:00:00+00:00",
+        "marketing_consent": true,
+    });
+    std::fs::write(
+        dir.path().join("sources/web/customers_new.jsonl"),
+        format!("{record}\n"),
+    )?;
+    let out = clientele()?
+        .args(["run", "--as-of", "2026-01-01"])
+        .arg(&job)
+        .output()?;
+    assert_ok(&out);
+    let after = ids(&wh)?;
+    assert_eq!(after.len(), before.len() + 1);
+    let crm_no = field(1, 8);
+    let id_of = |rows: &[String], record: &str| -> Option<String> {
+        rows.iter()
+            .find_map(|r| r.strip_prefix(&format!("{record},")).map(str::to_string))
+    };
+    let crm_id = id_of(&before, &format!("crm:{crm_no}")).ok_or("crm record")?;
+    assert_eq!(
+        id_of(&after, &format!("crm:{crm_no}")),
+        Some(crm_id.clone())
+    );
+    assert_eq!(id_of(&after, "web:W9999999"), Some(crm_id));
+    // The model is fitted again on the new records, so a pair near the threshold may flip; a record
+    // changes its customer id only then, and that change is recorded as a merge or split.
+    let moved: Vec<&String> = before
+        .iter()
+        .skip(1)
+        .filter(|r| !after.contains(r))
+        .collect();
+    assert!(
+        moved.len() * 100 <= before.len(),
+        "too many ids changed: {moved:?}"
+    );
+    let changes = query_csv(
+        &wh,
+        "select coalesce(customer_id, '') || ',' || coalesce(previous_customer_id, '') from int_identity_changes where as_of = date '2026-01-01'",
+    )?
+    .join(";");
+    for row in &moved {
+        let old = row.split(',').nth(1).ok_or("old id")?;
+        assert!(
+            changes.contains(old),
+            "{row} changed without a recorded merge or split: {changes}"
+        );
+    }
+
+    // explain-match prints the waterfall of the pair.
+    let out = clientele()?
+        .arg("explain-match")
+        .arg(&job)
+        .arg(format!("crm:{crm_no}"))
+        .arg("web:W9999999")
+        .output()?;
+    assert_ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "prior",
+        "first_name",
+        "exact",
+        "phone",
+        "match probability",
+        "a match",
+    ] {
+        assert!(text.contains(expected), "missing '{expected}' in:\n{text}");
+    }
+    let out = clientele()?
+        .arg("explain-match")
+        .arg(&job)
+        .arg("crm:nobody")
+        .arg("web:W9999999")
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("crm:nobody"));
+    Ok(())
+}
+
 #[test]
 fn query_reads_the_published_tables_in_every_format() -> TestResult {
     let dir = demo(800)?;
@@ -428,9 +581,11 @@ fn dry_run_plans_every_step_and_writes_nothing() -> TestResult {
     for expected in [
         "1. ingest [ingest]",
         "2. transform [sql]",
-        "3. score [rfm]",
-        "4. segment [segments]",
-        "5. export [export]",
+        "3. resolve [identity]",
+        "4. consolidate [sql]",
+        "5. score [rfm]",
+        "6. segment [segments]",
+        "7. export [export]",
         "model customer_view",
         "reads:  customer_view",
     ] {
@@ -557,7 +712,7 @@ fn the_repository_jobs_plan_without_data_and_the_template_validates_against_real
         .env("CLIENTELE_WAREHOUSE", &warehouse)
         .output()?;
     assert_ok(&out);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (4 sources, 9 SQL models"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (4 sources, 10 SQL models"));
 
     // Without the files, each missing source is named at the line that declares it.
     let out = clientele()?

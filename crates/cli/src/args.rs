@@ -97,6 +97,19 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: OutputFormat,
     },
+    /// Explain how identity resolution scored a pair of records: the prior, then each compared
+    /// field's level and how it moved the match weight, then the match probability.
+    ExplainMatch {
+        /// The job spec (TOML) whose identity settings and warehouse to use.
+        job: PathBuf,
+        /// The first record id (as in int_customer_identity, e.g. crm:00000012).
+        record_a: String,
+        /// The second record id.
+        record_b: String,
+        /// The as-of date of the run to explain (default: the latest).
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+    },
     /// Show the run history of a warehouse.
     Runs {
         /// The warehouse: a directory or URL.

@@ -108,6 +108,17 @@ pub async fn dispatch(cli: Cli, interactive: bool) -> Result<ExitCode> {
             format,
         } => query(&sql, &warehouse, format).await,
         Command::Runs { warehouse, json } => runs(&warehouse, json).await,
+        Command::ExplainMatch {
+            job,
+            record_a,
+            record_b,
+            as_of,
+        } => {
+            let spec = JobSpec::load(&job)?;
+            let text = clientele_jobs::explain_match(&spec, &record_a, &record_b, as_of).await?;
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

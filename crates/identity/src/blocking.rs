@@ -16,7 +16,7 @@ pub const MAX_RULES: usize = 32;
 type Key = [u32; MAX_KEYS];
 
 /// What one rule produced.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RuleReport {
     pub rule: String,
     /// Candidate pairs first produced by this rule.

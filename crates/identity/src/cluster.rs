@@ -22,7 +22,7 @@ impl Forest {
 }
 
 /// What clustering did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClusterReport {
     pub links_accepted: u64,
     /// Links above the threshold refused by the duplicate-free guard.

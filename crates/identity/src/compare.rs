@@ -30,7 +30,6 @@ pub fn level(comparison: &Comparison, column: &Column, a: usize, b: usize) -> u8
             comparison.thresholds.iter().position(|t| d <= *t)
         }
         Kind::Email => {
-            let local = |e: &str| e.split_once('@').map(|(l, _)| l.to_string());
             if local(va).is_some_and(|l| Some(l) == local(vb)) {
                 Some(0)
             } else {
@@ -43,7 +42,6 @@ pub fn level(comparison: &Comparison, column: &Column, a: usize, b: usize) -> u8
             }
         }
         Kind::Postcode => {
-            let cut = |s: &str, n: usize| (s.len() > n).then(|| s[..s.len() - n].to_string());
             if cut(va, 2).is_some_and(|x| Some(x) == cut(vb, 2)) {
                 Some(0)
             } else if cut(va, 3).is_some_and(|x| Some(x) == cut(vb, 3)) {
@@ -52,10 +50,7 @@ pub fn level(comparison: &Comparison, column: &Column, a: usize, b: usize) -> u8
                 None
             }
         }
-        Kind::Phone => {
-            let tail = |s: &str| s.get(s.len().saturating_sub(7)..).map(str::to_string);
-            (va.len() >= 8 && vb.len() >= 8 && tail(va) == tail(vb)).then_some(0)
-        }
+        Kind::Phone => (va.len() >= 8 && vb.len() >= 8 && tail(va) == tail(vb)).then_some(0),
         Kind::Date => {
             let (ya, ma, da) = column.dates.get(ca as usize).copied().unwrap_or((0, 0, 0));
             let (yb, mb, db) = column.dates.get(cb as usize).copied().unwrap_or((0, 0, 0));
@@ -76,6 +71,21 @@ pub fn level(comparison: &Comparison, column: &Column, a: usize, b: usize) -> u8
         Some(i) => u8::try_from(2 + i.min(labels)).unwrap_or(u8::MAX),
         None => u8::try_from(comparison.level_count() - 1).unwrap_or(u8::MAX),
     }
+}
+
+/// The local part of an email address.
+fn local(email: &str) -> Option<&str> {
+    email.split_once('@').map(|(l, _)| l)
+}
+
+/// All but the last `n` characters, when something is left.
+fn cut(s: &str, n: usize) -> Option<&str> {
+    s.get(..s.len().checked_sub(n + 1)? + 1)
+}
+
+/// The last 7 digits of a phone number.
+fn tail(s: &str) -> Option<&str> {
+    s.get(s.len().saturating_sub(7)..)
 }
 
 /// Levenshtein distance, or a value above the largest threshold when the lengths alone rule every

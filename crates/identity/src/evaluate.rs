@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 /// Precision, recall and F1 of one kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Scores {
     pub precision: f64,
     pub recall: f64,
@@ -29,7 +29,7 @@ impl Scores {
 }
 
 /// Accuracy of a clustering.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Accuracy {
     /// Records with a known person.
     pub records: u64,

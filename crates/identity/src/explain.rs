@@ -98,12 +98,12 @@ pub fn waterfall(e: &Explanation) -> String {
     let _ = writeln!(out, "{}  vs  {}", e.record_a, e.record_b);
     let _ = writeln!(
         out,
-        "{:<14} {:<26} {:>8} {:>9}  ",
+        "{:<18} {:<26} {:>8} {:>9}  ",
         "", "level", "weight", "running"
     );
     let _ = writeln!(
         out,
-        "{:<14} {:<26} {:>8.2} {:>9.2}  {}",
+        "{:<18} {:<26} {:>8.2} {:>9.2}  {}",
         "prior",
         "",
         e.prior_weight,
@@ -118,7 +118,7 @@ pub fn waterfall(e: &Explanation) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<14} {:<26} {:>+8.2} {:>9.2}  {}{tf}\n{:<14}   {} | {}",
+            "{:<18} {:<26} {:>+8.2} {:>9.2}  {}{tf}\n{:<18}   {} | {}",
             s.column,
             s.level,
             s.weight,

@@ -80,7 +80,7 @@ pub struct Link {
 }
 
 /// Counts of a resolution, for the run report.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     pub records: u64,
     pub records_per_source: Vec<(String, u64)>,

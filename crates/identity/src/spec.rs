@@ -123,6 +123,8 @@ pub struct Comparison {
     pub kind: Kind,
     pub thresholds: Vec<f64>,
     pub term_frequency: bool,
+    /// Levels including null, computed once (comparisons ask for it per pair).
+    levels: usize,
 }
 
 impl Comparison {
@@ -163,7 +165,7 @@ impl Comparison {
 
     /// Levels including null (level 0).
     pub fn level_count(&self) -> usize {
-        self.level_labels().len() + 1
+        self.levels
     }
 }
 
@@ -277,12 +279,15 @@ impl IdentitySpec {
                     Vec::new()
                 }
             };
-            comparisons.push(Comparison {
+            let mut comparison = Comparison {
                 column: c.column,
                 kind: c.kind,
                 thresholds,
                 term_frequency: c.term_frequency,
-            });
+                levels: 0,
+            };
+            comparison.levels = comparison.level_labels().len() + 1;
+            comparisons.push(comparison);
         }
         if comparisons.is_empty() {
             problems.push("identity resolution needs at least one comparison".into());

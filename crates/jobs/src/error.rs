@@ -14,6 +14,10 @@ pub enum Error {
     #[error(transparent)]
     Sql(#[from] clientele_sql::Error),
 
+    /// Identity resolution could not be set up.
+    #[error(transparent)]
+    Identity(#[from] clientele_identity::Error),
+
     /// A run manifest could not be written or read.
     #[error("run manifest '{path}': {reason}")]
     Manifest { path: String, reason: String },

@@ -4,7 +4,7 @@
 //! - [`JobSpec::load`] reads a job spec (TOML, see docs/jobs.md) in two stages: the raw TOML with unknown
 //!   keys refused, then a validated [`JobSpec`] whose every problem carries the file and line
 //!   ([`Problem`]). `${VAR}` and `${VAR:-default}` are replaced from the environment first.
-//! - Steps (`ingest`, `sql`, `rfm`, `segments`, `export`) form a graph: a step depends on the steps that
+//! - Steps (`ingest`, `sql`, `identity`, `rfm`, `segments`, `export`) form a graph: a step depends on the steps that
 //!   produce the tables it reads, and on any it names in `depends_on` ([`JobSpec::step_order`]).
 //! - [`Runner`] runs a job for an as-of date: it takes the warehouse lock, builds the one query engine,
 //!   runs the steps in order (skipping everything downstream of a failure), stages every output under
@@ -26,6 +26,7 @@
 
 mod error;
 mod history;
+mod identity;
 mod manifest;
 mod report;
 mod runner;
@@ -33,6 +34,7 @@ mod spec;
 
 pub use error::{Error, Result};
 pub use history::list_runs;
+pub use identity::explain_match;
 pub use manifest::{RunManifest, RunStatus, StepReport, StepStatus, TableSummary};
 pub use report::{render_report, thousands};
 pub use runner::{PlannedStep, RunObserver, RunOptions, Runner};

@@ -41,6 +41,14 @@ pub struct StepReport {
     pub error: Option<String>,
 }
 
+/// What identity resolution did: counts, blocking rules, clusters, and accuracy when a truth table
+/// was given.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct IdentityReport {
+    pub summary: clientele_identity::Summary,
+    pub accuracy: Option<clientele_identity::Accuracy>,
+}
+
 /// One table written by a run.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TableSummary {
@@ -75,6 +83,9 @@ pub struct RunManifest {
     pub tables: Vec<TableSummary>,
     pub segments: Vec<SegmentSize>,
     pub exports: Vec<ExportReport>,
+    /// Identity resolution, when the job has an identity step.
+    #[serde(default)]
+    pub identity: Option<IdentityReport>,
     /// Where a failed run's staged outputs remain for inspection (until the next run).
     pub staging_dir: Option<String>,
     /// The first error, when the run failed.

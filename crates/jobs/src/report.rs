@@ -82,6 +82,60 @@ pub fn render_report(m: &RunManifest) -> String {
             );
         }
     }
+    if let Some(id) = &m.identity {
+        let s = &id.summary;
+        let _ = writeln!(
+            out,
+            "\nidentity: {} records -> {} customers; {} candidate pairs, {} links; {} merged, {} split since the last run",
+            thousands(s.records),
+            thousands(s.customers),
+            thousands(s.candidate_pairs),
+            thousands(s.links_above_threshold),
+            thousands(s.merges),
+            thousands(s.splits)
+        );
+        for r in &s.rules {
+            let skipped = if r.skipped_blocks > 0 {
+                format!(
+                    "   {} block(s) over the cap skipped ({} records)",
+                    thousands(r.skipped_blocks),
+                    thousands(r.skipped_records)
+                )
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "  {:<40} {:>11} pairs{skipped}",
+                r.rule,
+                thousands(r.pairs)
+            );
+        }
+        if s.clusters.links_refused_by_guard > 0 {
+            let _ = writeln!(
+                out,
+                "  {} link(s) refused: they would put two records of a duplicate-free source together",
+                thousands(s.clusters.links_refused_by_guard)
+            );
+        }
+        if let Some(a) = &id.accuracy {
+            let _ = writeln!(
+                out,
+                "  accuracy against the truth ({} records, {} persons): pairwise precision {:.4} recall {:.4} F1 {:.4}; clusters precision {:.4} recall {:.4} F1 {:.4}",
+                thousands(a.records),
+                thousands(a.persons),
+                a.pairwise.precision,
+                a.pairwise.recall,
+                a.pairwise.f1,
+                a.cluster.precision,
+                a.cluster.recall,
+                a.cluster.f1
+            );
+        }
+        for w in &s.warnings {
+            let _ = writeln!(out, "  warning: {w}");
+        }
+    }
     if !m.segments.is_empty() {
         let _ = writeln!(out, "\nsegments");
         for s in &m.segments {

@@ -13,10 +13,11 @@ use clientele_store::layout::{self, RunId};
 use clientele_store::{RunLock, Warehouse, WrittenFile};
 
 use crate::error::{Error, Result};
+use crate::identity::{self, identity_query, truth_query};
 use crate::manifest::{RunManifest, RunStatus, StepReport, StepStatus, TableSummary};
 use crate::spec::{JobSpec, Problem, Step, StepKind, TableId};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Follows a run as it goes (progress display, logs).
 pub trait RunObserver: Send + Sync {
@@ -95,6 +96,7 @@ struct RunState {
     manifest_sources: Vec<clientele_ingest::SourceReport>,
     segments: Vec<clientele_segments::SegmentSize>,
     exports: Vec<clientele_segments::ExportReport>,
+    identity: Option<crate::manifest::IdentityReport>,
 }
 
 #[derive(Default)]
@@ -243,6 +245,39 @@ impl Runner {
                         }),
                     }
                     engine.register_empty("customer_rfm", rfm_schema())?;
+                }
+                StepKind::Identity { input } => {
+                    match engine.plan_schema(&identity_query(input, &spec.identity)).await {
+                        Ok(_) => details.push(format!(
+                            "resolve {input}: {} comparison(s), {} blocking rule(s) -> int_customer_identity",
+                            spec.identity.comparisons.len(),
+                            spec.identity.blocking_rules.len()
+                        )),
+                        Err(e) => problems.push(Problem {
+                            file: spec.path.clone(),
+                            line: Some(step.line),
+                            message: format!(
+                                "step '{}': the identity input '{input}' needs record_id, source_system and the compared columns: {}",
+                                step.name,
+                                chain(&e)
+                            ),
+                        }),
+                    }
+                    if let Some(truth) = &spec.identity.truth
+                        && let Err(e) = engine.plan_schema(&truth_query(truth)).await
+                    {
+                        problems.push(Problem {
+                            file: spec.path.clone(),
+                            line: Some(step.line),
+                            message: format!(
+                                "identity truth '{truth}' needs record_id and person_id: {}",
+                                chain(&e)
+                            ),
+                        });
+                    }
+                    for (name, schema) in identity::empty_schemas(&spec.identity)? {
+                        engine.register_empty(name, schema)?;
+                    }
                 }
                 StepKind::Segments => {
                     for seg in &spec.segments {
@@ -456,6 +491,7 @@ impl Runner {
             tables,
             segments: state.segments,
             exports: state.exports,
+            identity: state.identity,
             staging_dir: (!succeeded && !files.is_empty())
                 .then(|| warehouse.url_of(&format!("{}/{run_id}", layout::STAGING_DIR), true)),
             error: first_error,
@@ -637,6 +673,21 @@ impl Runner {
                 engine.register_file("customer_rfm", &staged).await?;
                 outcome.rows_out += file.rows;
                 record(state, outcome, "customer_rfm".into(), staged, file);
+            }
+            StepKind::Identity { input } => {
+                let (tables, report) =
+                    identity::run(engine, warehouse, &spec.identity, input).await?;
+                for (name, batch) in tables {
+                    let rel = layout::partition_file("intermediate", name, as_of);
+                    let staged = layout::staged(run_id, &rel);
+                    let mut writer = warehouse.parquet_writer(&staged, batch.schema())?;
+                    writer.write(&batch).await?;
+                    let file = writer.finish(&rel).await?;
+                    engine.register_file(name, &staged).await?;
+                    outcome.rows_out += file.rows;
+                    record(state, outcome, name.to_string(), staged, file);
+                }
+                state.identity = Some(report);
             }
             StepKind::Segments => {
                 let rel = layout::partition_file(

@@ -2,6 +2,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use clientele_identity::{IdentitySpec, Settings as IdentitySettings};
 use clientele_ingest::{SourcePlan, SourceSpec};
 use clientele_segments::{ExportSpec, Segment, load_segments};
 use clientele_sql::{EngineOptions, ModelSet};
@@ -38,6 +39,8 @@ struct RawJob {
     steps: Vec<Spanned<StepSpec>>,
     #[serde(default)]
     exports: Vec<Spanned<ExportSpec>>,
+    #[serde(default)]
+    identity: Option<Spanned<IdentitySpec>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,7 +68,7 @@ struct RawHeader {
 pub struct StepSpec {
     /// Unique step name.
     pub name: String,
-    /// `ingest`, `sql`, `rfm`, `segments` or `export`.
+    /// `ingest`, `sql`, `identity`, `rfm`, `segments` or `export`.
     pub kind: String,
     /// Steps that must finish first, besides the ones inferred from the tables the step reads.
     #[serde(default)]
@@ -76,7 +79,8 @@ pub struct StepSpec {
     /// `sql`: models or layers (default: all models).
     #[serde(default)]
     pub models: Option<Vec<String>>,
-    /// `rfm`: the table to score (default `customer_view`).
+    /// `rfm`: the table to score (default `customer_view`); `identity`: the records to resolve
+    /// (default `int_customer_records__unioned`).
     #[serde(default)]
     pub input: Option<String>,
     /// `export`: the exports (default: all).
@@ -90,6 +94,7 @@ pub enum StepKind {
     Ingest { sources: Vec<String> },
     Sql { models: Vec<String> },
     Rfm { input: String },
+    Identity { input: String },
     Segments,
     Export { exports: Vec<String> },
 }
@@ -101,6 +106,7 @@ impl StepKind {
             Self::Ingest { .. } => "ingest",
             Self::Sql { .. } => "sql",
             Self::Rfm { .. } => "rfm",
+            Self::Identity { .. } => "identity",
             Self::Segments => "segments",
             Self::Export { .. } => "export",
         }
@@ -133,6 +139,13 @@ impl TableId {
 
 /// The scores table written by the `rfm` step.
 pub const RFM_TABLE: (&str, &str) = ("scores", "customer_rfm");
+/// The tables written by the `identity` step (layer, table).
+pub const IDENTITY_TABLES: [(&str, &str); 4] = [
+    ("intermediate", "int_customer_identity"),
+    ("intermediate", "int_identity_links"),
+    ("intermediate", "int_identity_changes"),
+    ("intermediate", "int_identity_parameters"),
+];
 /// The membership table written by the `segments` step.
 pub const MEMBERSHIP_TABLE: (&str, &str) = ("segments", "segment_membership");
 
@@ -169,6 +182,8 @@ pub struct JobSpec {
     pub exports: Vec<ExportSpec>,
     pub models: ModelSet,
     pub segments: Vec<Segment>,
+    /// The `[identity]` settings (defaults when the table is absent).
+    pub identity: IdentitySettings,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -364,6 +379,27 @@ impl JobSpec {
             exports.push(spec.clone());
         }
 
+        // Identity resolution.
+        let identity = match &raw.identity {
+            None => IdentitySpec::default().validate(),
+            Some(i) => i.get_ref().validate(),
+        };
+        let identity = match identity {
+            Ok(s) => s,
+            Err(e) => {
+                let line = raw
+                    .identity
+                    .as_ref()
+                    .map(|i| line_of(&text, i.span().start));
+                problems.push(problem(line, e.to_string()));
+                IdentitySpec::default()
+                    .validate()
+                    .map_err(|e| Error::Spec {
+                        problems: vec![problem(None, e.to_string())],
+                    })?
+            }
+        };
+
         // Steps.
         let mut steps: Vec<Step> = Vec::new();
         for s in &raw.steps {
@@ -385,7 +421,8 @@ impl JobSpec {
             for m in [
                 misplaced("sources", spec.sources.is_some(), "ingest"),
                 misplaced("models", spec.models.is_some(), "sql"),
-                misplaced("input", spec.input.is_some(), "rfm"),
+                (spec.input.is_some() && !matches!(spec.kind.as_str(), "rfm" | "identity"))
+                    .then(|| "'input' applies only to rfm and identity steps".to_string()),
                 misplaced("exports", spec.exports.is_some(), "export"),
             ]
             .into_iter()
@@ -449,6 +486,24 @@ impl JobSpec {
                         vec![TableId::new(RFM_TABLE.0, RFM_TABLE.1)],
                     )
                 }
+                "identity" => {
+                    let input = spec
+                        .input
+                        .clone()
+                        .unwrap_or_else(|| "int_customer_records__unioned".into());
+                    let mut reads = vec![table_for(&input, &models)];
+                    if let Some(truth) = &identity.truth {
+                        reads.push(table_for(truth, &models));
+                    }
+                    (
+                        StepKind::Identity { input },
+                        reads,
+                        IDENTITY_TABLES
+                            .iter()
+                            .map(|(l, t)| TableId::new(l, t))
+                            .collect(),
+                    )
+                }
                 "segments" => {
                     let mut reads = BTreeSet::new();
                     for seg in &segments {
@@ -486,7 +541,7 @@ impl JobSpec {
                 }
                 other => {
                     step_problem(format!(
-                        "kind '{other}' is unknown (ingest, sql, rfm, segments, export)"
+                        "kind '{other}' is unknown (ingest, sql, identity, rfm, segments, export)"
                     ));
                     continue;
                 }
@@ -561,6 +616,7 @@ impl JobSpec {
             exports,
             models,
             segments,
+            identity,
         };
         if problems.is_empty()
             && let Err(message) = spec.step_order()
@@ -636,6 +692,7 @@ fn table_for(name: &str, models: &ModelSet) -> TableId {
     match name {
         n if n == RFM_TABLE.1 => TableId::new(RFM_TABLE.0, RFM_TABLE.1),
         n if n == MEMBERSHIP_TABLE.1 => TableId::new(MEMBERSHIP_TABLE.0, MEMBERSHIP_TABLE.1),
+        n if IDENTITY_TABLES.iter().any(|(_, t)| *t == n) => TableId::new("intermediate", n),
         n => TableId::new("unknown", n),
     }
 }

@@ -1,0 +1,19 @@
+-- The demo generator's truth: the person behind each customer record, with record ids in the form
+-- of int_customer_records__unioned. Only the demo job has it; the identity step scores itself on it.
+with source as (
+    select * from raw.demo_truth
+),
+
+renamed as (
+    select
+        case source
+            when 'crm_customers' then 'crm:' || record_id
+            when 'web_customers' then 'web:' || record_id
+            else source || ':' || record_id
+        end                                   as record_id,
+        person_id
+    from source
+)
+
+select * from renamed
+order by record_id
