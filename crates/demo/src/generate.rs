@@ -7,7 +7,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Beta, Distribution, Exp, Gamma};
 
-use crate::names::{CITIES, EMAIL_DOMAINS, FIRST_NAMES, LAST_NAMES, STREET_TYPES, STREETS};
+use crate::names::{
+    CITIES, EMAIL_DOMAINS, FIRST_NAMES, LAST_NAMES, NICKNAMES, STREET_TYPES, STREETS,
+};
 
 /// Errors of the generator.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +131,30 @@ fn ascii_fold(s: &str) -> String {
             c => Some(c.to_ascii_lowercase()),
         })
         .collect()
+}
+
+/// The street with its type abbreviated, as legacy systems often store it: "12 Oak Road" -> "12 Oak Rd".
+fn abbreviated(street: &str) -> String {
+    for (full, abbr) in STREET_TYPES {
+        if let Some(stem) = street.strip_suffix(full) {
+            return format!("{stem}{abbr}");
+        }
+    }
+    street.to_string()
+}
+
+/// The nickname of a given name, if it has a common one.
+fn nickname(first: &str) -> Option<&'static str> {
+    NICKNAMES
+        .iter()
+        .find(|(n, _)| *n == first)
+        .map(|(_, nick)| *nick)
+}
+
+/// The date with day and month swapped, when that is a date (a classic keying error).
+fn transposed(d: NaiveDate) -> Option<NaiveDate> {
+    use chrono::Datelike;
+    NaiveDate::from_ymd_opt(d.year(), d.day(), d.month()).filter(|t| *t != d)
 }
 
 fn with_typo(rng: &mut ChaCha8Rng, s: &str) -> String {
@@ -358,11 +384,16 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
                 .format("%Y%m%d")
                 .to_string();
             let phone = phone_text(&mut rng, &p.phone_digits);
+            let street = if rng.random_bool(0.5) {
+                abbreviated(&p.address.street)
+            } else {
+                p.address.street.clone()
+            };
             for (value, (_, _, width)) in [
                 no.as_str(),
                 &p.last.to_uppercase(),
                 &p.first.to_uppercase(),
-                &p.address.street.to_uppercase(),
+                &street.to_uppercase(),
                 &p.address.postcode,
                 &p.address.city.to_uppercase(),
                 &phone,
@@ -398,6 +429,8 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
             // Persons known to both systems differ in small ways, as they do in real data.
             let (first, last) = if web_first && rng.random_bool(0.15) {
                 (with_typo(&mut rng, &p.first), p.last.clone())
+            } else if let Some(nick) = nickname(&p.first).filter(|_| rng.random_bool(0.3)) {
+                (nick.to_string(), p.last.clone())
             } else {
                 (p.first.clone(), p.last.clone())
             };
@@ -438,6 +471,7 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
             };
             let birth = match p.birth {
                 Some(d) if rng.random_bool(0.7) => {
+                    let d = transposed(d).filter(|_| rng.random_bool(0.05)).unwrap_or(d);
                     serde_json::Value::String(d.format("%Y-%m-%d").to_string())
                 }
                 _ => serde_json::Value::Null,
@@ -471,6 +505,27 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
             writeln!(w.web_customers, "{text}").map_err(io(2))?;
             writeln!(w.truth, "web_customers,{web_id},{person_id}").map_err(io(4))?;
             summary.web_customers += 1;
+            // Some people open a second account (a forgotten password, a work email): same name and
+            // address, another email, usually no phone.
+            if rng.random_bool(0.04) {
+                web_seq += 1;
+                let second_id = format!("W{web_seq:07}");
+                let mut second = record.clone();
+                second["id"] = serde_json::Value::String(second_id.clone());
+                second["email"] = serde_json::Value::String(format!(
+                    "{}.{}{}@{}",
+                    ascii_fold(&p.first),
+                    ascii_fold(&p.last),
+                    rng.random_range(100..999),
+                    pick(&mut rng, EMAIL_DOMAINS)
+                ));
+                if rng.random_bool(0.7) {
+                    second["phone"] = serde_json::Value::Null;
+                }
+                writeln!(w.web_customers, "{second}").map_err(io(2))?;
+                writeln!(w.truth, "web_customers,{second_id},{person_id}").map_err(io(4))?;
+                summary.web_customers += 1;
+            }
         }
 
         for &(day, qty, cents) in &p.purchases {

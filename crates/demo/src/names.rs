@@ -397,3 +397,22 @@ pub(crate) const EMAIL_DOMAINS: &[&str] = &[
     "inbox.example.co.uk",
     "example.io",
 ];
+
+/// Given names and a nickname people register under.
+pub(crate) const NICKNAMES: &[(&str, &str)] = &[
+    ("Christopher", "Chris"),
+    ("Daniel", "Dan"),
+    ("David", "Dave"),
+    ("Elizabeth", "Liz"),
+    ("James", "Jim"),
+    ("Jennifer", "Jen"),
+    ("Joseph", "Joe"),
+    ("Margaret", "Peggy"),
+    ("Michael", "Mike"),
+    ("Patricia", "Pat"),
+    ("Richard", "Rick"),
+    ("Robert", "Bob"),
+    ("Susan", "Sue"),
+    ("Thomas", "Tom"),
+    ("William", "Bill"),
+];
