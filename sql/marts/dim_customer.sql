@@ -1,8 +1,22 @@
--- One row per customer: the surviving attributes (the CRM record first, then the most recently
--- created), the first email and phone found in any linked record, and consent: a customer is opted
--- out if any linked record opted out.
+-- One row per customer (customer_id from identity resolution), each attribute chosen from the
+-- customer's linked records by its survivorship rule:
+--
+--   column                      rule
+--   first_name, last_name       most trusted source: the CRM (keyed by staff), then the most recent
+--   street, postcode, city      most recent record with a street (the address moves as one unit)
+--   email                       most recent record with an email
+--   phone                       most recent record with a phone
+--   birth_date                  most frequent value among the records; on a tie the most trusted
+--
+-- "Most recent" is by created_date, then the most trusted source, then record_id, so the choice is
+-- the same every run. Contactability: a valid email (local@domain.tld), a phone of 8 to 15 digits,
+-- a postal address (street and postcode). Consent: a customer is opted out if any linked record
+-- opted out.
 with records as (
-    select * from int_customer_records__matched
+    select
+        *,
+        case source_system when 'crm' then 0 else 1 end as source_trust_rank
+    from int_customer_records__matched
 ),
 
 ranked as (
@@ -10,15 +24,53 @@ ranked as (
         *,
         row_number() over (
             partition by customer_id
-            order by case source_system when 'crm' then 0 else 1 end, created_date desc nulls last, record_id
-        ) as survivorship_rank
+            order by source_trust_rank, created_date desc nulls last, record_id
+        ) as trust_rank,
+        row_number() over (
+            partition by customer_id
+            order by case when street is null then 1 else 0 end, created_date desc nulls last,
+                     source_trust_rank, record_id
+        ) as address_rank,
+        row_number() over (
+            partition by customer_id
+            order by case when email_normalised is null then 1 else 0 end, created_date desc nulls last,
+                     source_trust_rank, record_id
+        ) as email_rank,
+        row_number() over (
+            partition by customer_id
+            order by case when phone is null then 1 else 0 end, created_date desc nulls last,
+                     source_trust_rank, record_id
+        ) as phone_rank
     from records
 ),
 
-survivors as (
-    select customer_id, first_name, last_name, street, postcode, city, phone, email_normalised, birth_date
-    from ranked
-    where survivorship_rank = 1
+birth_dates as (
+    select
+        customer_id,
+        birth_date,
+        row_number() over (
+            partition by customer_id
+            order by count(*) desc, min(source_trust_rank), birth_date
+        ) as birth_date_rank
+    from records
+    where birth_date is not null
+    group by customer_id, birth_date
+),
+
+names as (
+    select customer_id, first_name, last_name from ranked where trust_rank = 1
+),
+
+addresses as (
+    select customer_id, street, postcode, city from ranked where address_rank = 1
+),
+
+emails as (
+    select customer_id, email_normalised as email from ranked where email_rank = 1
+),
+
+phones as (
+    select customer_id, phone from ranked where phone_rank = 1
 ),
 
 linked as (
@@ -28,28 +80,39 @@ linked as (
         count(*)                                                        as source_record_count,
         bool_or(source_system = 'crm')                                  as has_crm_record,
         bool_or(source_system = 'web')                                  as has_web_record,
-        min(created_date)                                               as first_seen_date,
-        min(email_normalised)                                           as any_email,
-        min(phone)                                                      as any_phone
+        min(created_date)                                               as first_seen_date
     from records
     group by customer_id
+),
+
+survived as (
+    select
+        l.customer_id,
+        n.first_name,
+        n.last_name,
+        e.email,
+        p.phone,
+        a.street,
+        a.postcode,
+        a.city,
+        b.birth_date,
+        l.is_opted_out,
+        l.source_record_count,
+        l.has_crm_record,
+        l.has_web_record,
+        l.first_seen_date
+    from linked l
+    join names n on n.customer_id = l.customer_id
+    join addresses a on a.customer_id = l.customer_id
+    join emails e on e.customer_id = l.customer_id
+    join phones p on p.customer_id = l.customer_id
+    left join birth_dates b on b.customer_id = l.customer_id and b.birth_date_rank = 1
 )
 
 select
-    s.customer_id,
-    s.first_name,
-    s.last_name,
-    coalesce(s.email_normalised, l.any_email)       as email,
-    coalesce(s.phone, l.any_phone)                  as phone,
-    s.street,
-    s.postcode,
-    s.city,
-    s.birth_date,
-    l.is_opted_out,
-    l.source_record_count,
-    l.has_crm_record,
-    l.has_web_record,
-    l.first_seen_date
-from survivors s
-join linked l on l.customer_id = s.customer_id
-order by s.customer_id
+    *,
+    coalesce(regexp_like(email, '^[^@\s]+@[^@\s]+\.[^@\s]+$'), false)                as has_valid_email,
+    coalesce(length(regexp_replace(phone, '[^0-9]', '', 'g')) between 8 and 15, false) as has_valid_phone,
+    street is not null and postcode is not null                                      as has_postal_address
+from survived
+order by customer_id
