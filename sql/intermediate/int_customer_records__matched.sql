@@ -2,6 +2,9 @@
 -- step writes int_customer_identity: standardised names, addresses, phones, emails and dates of
 -- birth compared with Fellegi-Sunter weights, see docs/identity.md); records it put together share
 -- one customer_id, which stays the same from run to run.
+--
+-- test: unique(record_id)
+-- test: not_null(customer_id, record_id)
 with records as (
     select * from int_customer_records__unioned
 ),

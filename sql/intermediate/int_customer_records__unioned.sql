@@ -1,4 +1,7 @@
 -- Every customer record of every source in one shape.
+--
+-- test: unique(record_id)
+-- test: accepted_values(source_system, 'crm', 'web')
 with crm as (
     select * from stg_crm__customers
 ),

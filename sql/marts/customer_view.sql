@@ -1,6 +1,10 @@
 -- One row per customer: contact data and consent, with purchase history up to the as-of date.
 -- frequency counts distinct purchase days (as the buy-till-you-die models do); monetary_value is the
 -- total spend; recency_days is the number of days from the last purchase to the as-of date.
+--
+-- test: unique(customer_id)
+-- test: relationships(customer_id, dim_customer.customer_id)
+-- test: expression(frequency <= order_count and monetary_value >= 0)
 with customers as (
     select * from dim_customer
 ),

@@ -12,6 +12,10 @@
 -- the same every run. Contactability: a valid email (local@domain.tld), a phone of 8 to 15 digits,
 -- a postal address (street and postcode). Consent: a customer is opted out if any linked record
 -- opted out.
+--
+-- test: unique(customer_id)
+-- test: not_null(customer_id, is_opted_out, source_record_count)
+-- test: expression(source_record_count >= 1)
 with records as (
     select
         *,

@@ -1,6 +1,11 @@
 -- Every order from every channel, in one currency (GBP), linked to its customer. An order whose
 -- customer record is unknown (for example quarantined) keeps an empty customer_id rather than being
 -- dropped, so totals reconcile with the sources.
+--
+-- test: unique(order_id)
+-- test: accepted_values(channel, 'store', 'web')
+-- test: expression(order_amount >= 0)
+-- test: relationships(customer_id, dim_customer.customer_id)
 with orders as (
     select order_id, record_id, channel, order_date, quantity, order_amount from stg_legacy__orders
     union all

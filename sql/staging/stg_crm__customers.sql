@@ -1,5 +1,8 @@
 -- Legacy CRM customers, one row per CRM customer number: names and addresses in title case,
 -- email trimmed and lower-cased (empty means none), the Y/N opt-out flag as a boolean.
+--
+-- test: unique(record_id)
+-- test: not_null(record_id, source_customer_id, is_opted_out)
 with source as (
     select * from raw.crm_customers
 ),

@@ -1,5 +1,8 @@
 -- The demo generator's truth: the person behind each customer record, with record ids in the form
 -- of int_customer_records__unioned. Only the demo job has it; the identity step scores itself on it.
+--
+-- test: unique(record_id)
+-- test: not_null(record_id, person_id)
 with source as (
     select * from raw.demo_truth
 ),

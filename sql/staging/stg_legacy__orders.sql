@@ -1,5 +1,7 @@
 -- Legacy order log (CDNOW layout), one row per order line up to the as-of date. The order id is
 -- the customer number and the line of the log, as the log has none of its own.
+--
+-- test: not_null(order_id, record_id, order_date, order_amount)
 with source as (
     select * from raw.legacy_orders
 ),

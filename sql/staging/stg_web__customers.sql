@@ -1,5 +1,8 @@
 -- Web-shop accounts, one row per account: email trimmed and lower-cased; a customer without
 -- recorded marketing consent counts as opted out.
+--
+-- test: unique(record_id)
+-- test: not_null(record_id, is_opted_out)
 with source as (
     select * from raw.web_customers
 ),

@@ -1,4 +1,7 @@
 -- Web orders, one row per order up to the as-of date; the order date is the UTC date of the order.
+--
+-- test: unique(order_id)
+-- test: not_null(order_id, record_id, order_date, order_amount)
 with source as (
     select * from raw.web_orders
 ),

@@ -534,6 +534,48 @@ fn identity_resolution_is_accurate_keeps_ids_across_runs_and_explains_a_pair() -
 }
 
 #[test]
+fn a_failing_data_test_fails_the_run_naming_model_test_and_rows_and_publishes_nothing() -> TestResult
+{
+    let dir = demo(300)?;
+    let wh = dir.path().join("warehouse");
+    let job = dir.path().join("jobs/demo.toml");
+    let before = published_checksums(&wh);
+    let model = dir.path().join("sql/marts/customer_view.sql");
+    let sql = std::fs::read_to_string(&model)?;
+    std::fs::write(&model, format!("-- test: expression(frequency < 0)\n{sql}"))?;
+    let out = clientele()?
+        .args(["run", "--as-of", "2026-01-01"])
+        .arg(&job)
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "model 'customer_view' failed 1 data test(s)",
+        "test 'expression(frequency < 0)' (line 1)",
+        "failing row(s), for example",
+        "customer_id",
+    ] {
+        assert!(text.contains(expected), "missing '{expected}' in:\n{text}");
+    }
+    assert_eq!(published_checksums(&wh), before, "nothing is published");
+
+    // A test that does not parse, or names a column the model lacks, is a spec error (exit 2).
+    std::fs::write(&model, format!("-- test: unique(customer_id\n{sql}"))?;
+    let out = clientele()?.arg("validate").arg(&job).output()?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
+    std::fs::write(&model, format!("-- test: not_null(no_such_column)\n{sql}"))?;
+    let out = clientele()?.arg("validate").arg(&job).output()?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_column"));
+    Ok(())
+}
+
+#[test]
 fn query_reads_the_published_tables_in_every_format() -> TestResult {
     let dir = demo(800)?;
     let wh = dir.path().join("warehouse");

@@ -226,6 +226,13 @@ impl Runner {
                                     model.reads.join(", ")
                                 ));
                                 engine.register_empty(&model.name, schema)?;
+                                if let Err(e) = engine.plan_data_tests(model).await {
+                                    problems.push(Problem {
+                                        file: model.path.clone(),
+                                        line: None,
+                                        message: e.to_string(),
+                                    });
+                                }
                             }
                             Err(e) => problems.push(Problem {
                                 file: model.path.clone(),
@@ -649,6 +656,7 @@ impl Runner {
                         .await?;
                     engine.register_file(&model.name, &staged).await?;
                     tracing::info!(model = %model.name, rows = file.rows, "model materialised");
+                    engine.run_data_tests(model).await?;
                     outcome.rows_out += file.rows;
                     record(state, outcome, model.name.clone(), staged, file);
                 }

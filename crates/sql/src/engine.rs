@@ -254,6 +254,77 @@ impl Engine {
         }
         Ok(writer.finish(published).await?)
     }
+
+    /// Runs the data tests of `model` (registered under its name): `Err(DataTests)` lists every
+    /// failing test with its line, the number of failing rows and up to five of them.
+    pub async fn run_data_tests(&self, model: &Model) -> Result<()> {
+        let mut failures = Vec::new();
+        for t in &model.tests {
+            let failing = t.test.failing_rows_sql(&model.name);
+            let what = format!(
+                "data test '{}' of model '{}' ({}:{})",
+                t.text,
+                model.name,
+                model.path.display(),
+                t.line
+            );
+            let counted = self
+                .collect(&what, &format!("select count(*) from ({failing})"))
+                .await?;
+            let n = counted
+                .first()
+                .filter(|b| b.num_rows() > 0)
+                .and_then(|b| {
+                    b.column(0)
+                        .as_any()
+                        .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                        .map(|a| a.value(0))
+                })
+                .unwrap_or(0);
+            if n == 0 {
+                continue;
+            }
+            let sample = self
+                .collect(&what, &format!("select * from ({failing}) limit 5"))
+                .await?;
+            let table = datafusion::arrow::util::pretty::pretty_format_batches(&sample)
+                .map(|t| t.to_string())
+                .unwrap_or_default();
+            failures.push(format!(
+                "  test '{}' (line {}): {n} failing row(s), for example:\n{}",
+                t.text,
+                t.line,
+                table
+                    .lines()
+                    .map(|l| format!("    {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ));
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::DataTests {
+                model: model.name.clone(),
+                path: model.path.clone(),
+                failures,
+            })
+        }
+    }
+
+    /// Plans the data tests of `model` against its (possibly empty) registration: a test naming a
+    /// column the model lacks is caught by `validate` and dry runs.
+    pub async fn plan_data_tests(&self, model: &Model) -> Result<()> {
+        for t in &model.tests {
+            self.plan_schema(&t.test.failing_rows_sql(&model.name))
+                .await
+                .map_err(|e| Error::BadModel {
+                    path: model.path.clone(),
+                    reason: format!("line {}: data test '{}' does not plan: {e}", t.line, t.text),
+                })?;
+        }
+        Ok(())
+    }
 }
 
 fn plain_type(t: &DataType) -> DataType {

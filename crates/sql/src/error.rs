@@ -19,6 +19,15 @@ pub enum Error {
         source: DataFusionError,
     },
 
+    /// Data tests of a model failed: the rows are wrong, not the SQL. Each failure names the test,
+    /// its line, the number of failing rows and a sample.
+    #[error("{path}: model '{model}' failed {} data test(s):\n{}", failures.len(), failures.join("\n"), path = path.display())]
+    DataTests {
+        model: String,
+        path: PathBuf,
+        failures: Vec<String>,
+    },
+
     /// A query failed while running.
     #[error("{what} failed while running: {source}")]
     Execution {

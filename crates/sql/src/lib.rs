@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod data_tests;
 mod engine;
 mod error;
 mod models;

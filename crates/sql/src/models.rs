@@ -22,8 +22,11 @@ pub struct Model {
     pub sql: String,
     /// The leading `--` comment lines.
     pub description: String,
-    /// Every table the query reads, as written (`raw.crm_customers`, `stg_crm__customers`).
+    /// Every table the query and its data tests read, as written (`raw.crm_customers`,
+    /// `stg_crm__customers`).
     pub reads: Vec<String>,
+    /// The data tests declared in the file (`-- test: ...` lines).
+    pub tests: Vec<crate::data_tests::DeclaredTest>,
 }
 
 /// All models of a project, with their dependencies.
@@ -80,11 +83,23 @@ pub fn parse_model(path: &Path, layer: &str, sql: String) -> Result<Model> {
     {
         return Err(bad(format!("model name '{name}' must be lower_snake_case")));
     }
-    let reads = parse_reads(&sql).map_err(bad)?;
+    let mut reads = parse_reads(&sql).map_err(bad)?;
+    let tests = crate::data_tests::parse_tests(&sql)
+        .map_err(|(line, e)| bad(format!("line {line}: {e}")))?;
+    for t in &tests {
+        if let Some(table) = t.test.reads()
+            && table != name
+            && !reads.iter().any(|r| r == table)
+        {
+            reads.push(table.to_string());
+        }
+    }
+    reads.sort();
     let description = sql
         .lines()
         .map_while(|l| l.trim().strip_prefix("--"))
         .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("test:"))
         .collect::<Vec<_>>()
         .join(" ");
     Ok(Model {
@@ -94,6 +109,7 @@ pub fn parse_model(path: &Path, layer: &str, sql: String) -> Result<Model> {
         sql,
         description,
         reads,
+        tests,
     })
 }
 
