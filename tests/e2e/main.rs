@@ -754,7 +754,7 @@ fn the_repository_jobs_plan_without_data_and_the_template_validates_against_real
         .env("CLIENTELE_WAREHOUSE", &warehouse)
         .output()?;
     assert_ok(&out);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (4 sources, 10 SQL models"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (4 sources, 11 SQL models"));
 
     // Without the files, each missing source is named at the line that declares it.
     let out = clientele()?

@@ -217,6 +217,13 @@ impl Runner {
                         let Some(model) = spec.models.get(name) else {
                             continue;
                         };
+                        if let Err(e) = self.register_history(&engine, model).await {
+                            problems.push(Problem {
+                                file: model.path.clone(),
+                                line: None,
+                                message: e.to_string(),
+                            });
+                        }
                         match engine.plan_model(model).await {
                             Ok(schema) => {
                                 details.push(format!(
@@ -531,7 +538,9 @@ impl Runner {
         table: &TableId,
         state: &RunState,
     ) -> Result<(), BoxError> {
-        if state.produced.contains_key(&table.name) {
+        // history.<table> is registered just before the model that reads it runs.
+        if state.produced.contains_key(&table.name) || table.layer == clientele_sql::HISTORY_SCHEMA
+        {
             return Ok(());
         }
         let rel = layout::partition_file(&table.layer, &table.table, self.opts.as_of);
@@ -543,6 +552,33 @@ impl Runner {
             .into());
         }
         engine.register_file(&table.name, &rel).await?;
+        Ok(())
+    }
+
+    /// Registers every `history.<table>` that `model` reads: the published snapshots of that model.
+    async fn register_history(
+        &self,
+        engine: &Engine,
+        model: &clientele_sql::Model,
+    ) -> Result<(), BoxError> {
+        let prefix = format!("{}.", clientele_sql::HISTORY_SCHEMA);
+        for read in &model.reads {
+            let Some(table) = read.strip_prefix(&prefix) else {
+                continue;
+            };
+            let layer = self
+                .spec
+                .models
+                .get(table)
+                .map(|m| m.layer.clone())
+                .ok_or_else(|| {
+                    format!(
+                        "model '{}' reads '{read}', but '{table}' is not a model (history is kept for models only)",
+                        model.name
+                    )
+                })?;
+            engine.register_history(&layer, table, table).await?;
+        }
         Ok(())
     }
 
@@ -644,6 +680,7 @@ impl Runner {
                         .models
                         .get(name)
                         .ok_or_else(|| format!("model '{name}' is not loaded"))?;
+                    self.register_history(engine, model).await?;
                     let rel = layout::partition_file(&model.layer, &model.name, as_of);
                     let staged = layout::staged(run_id, &rel);
                     let file = engine

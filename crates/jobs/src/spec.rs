@@ -124,7 +124,7 @@ pub struct TableId {
 
 impl TableId {
     pub(crate) fn new(layer: &str, table: &str) -> Self {
-        let name = if matches!(layer, "raw" | "quarantine") {
+        let name = if matches!(layer, "raw" | "quarantine" | "history") {
             format!("{layer}.{table}")
         } else {
             table.to_string()
@@ -576,7 +576,10 @@ impl JobSpec {
         }
         for s in &steps {
             for r in &s.reads {
-                if !writer_of.contains_key(r.name.as_str()) {
+                // history.<table> is what earlier runs published: nobody writes it in this run.
+                if r.layer != clientele_sql::HISTORY_SCHEMA
+                    && !writer_of.contains_key(r.name.as_str())
+                {
                     problems.push(problem(
                         Some(s.line),
                         format!(

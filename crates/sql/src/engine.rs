@@ -20,6 +20,8 @@ use crate::models::Model;
 
 /// Schemas that hold source tables rather than models.
 pub const SOURCE_SCHEMAS: [&str; 2] = ["raw", "quarantine"];
+/// The schema under which a model reads the published snapshots of a table: `history.<table>`.
+pub const HISTORY_SCHEMA: &str = "history";
 
 /// How the query engine is set up.
 #[derive(Debug, Clone, Default)]
@@ -89,7 +91,7 @@ impl Engine {
         let catalog = ctx
             .catalog("datafusion")
             .ok_or_else(|| Error::Config("no default catalog".into()))?;
-        for schema in SOURCE_SCHEMAS {
+        for schema in SOURCE_SCHEMAS.into_iter().chain([HISTORY_SCHEMA]) {
             catalog
                 .register_schema(schema, Arc::new(MemorySchemaProvider::new()))
                 .map_err(|e| Error::Config(e.to_string()))?;
@@ -118,6 +120,52 @@ impl Engine {
                 what: format!("reading {url}"),
                 source,
             })
+    }
+
+    /// Registers `history.<table>`: every published as-of partition of `layer/table`, with the
+    /// column `as_of`. Before the first publication it is empty, with the columns of `current` (the
+    /// table as this run registered it) and `as_of`.
+    pub async fn register_history(&self, layer: &str, table: &str, current: &str) -> Result<()> {
+        let name = format!("{HISTORY_SCHEMA}.{table}");
+        let dir = format!("{layer}/{table}");
+        let published = self
+            .warehouse
+            .list(&dir)
+            .await?
+            .iter()
+            .any(|(rel, _)| rel.contains("/as_of=") && rel.ends_with(".parquet"));
+        self.ctx
+            .deregister_table(name.as_str())
+            .map_err(|e| Error::Config(e.to_string()))?;
+        if published {
+            let url = self.warehouse.url_of(&dir, true);
+            let opts = ParquetReadOptions::default()
+                .table_partition_cols(vec![("as_of".to_string(), DataType::Date32)]);
+            return self
+                .ctx
+                .register_parquet(name.as_str(), &url, opts)
+                .await
+                .map_err(|source| Error::Execution {
+                    what: format!("reading {url}"),
+                    source,
+                });
+        }
+        let provider =
+            self.ctx
+                .table_provider(current)
+                .await
+                .map_err(|source| Error::Execution {
+                    what: format!("reading the columns of '{current}' for {name}"),
+                    source,
+                })?;
+        let mut fields: Vec<Field> = provider
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new("as_of", DataType::Date32, false));
+        self.register_empty(&name, Arc::new(Schema::new(fields)))
     }
 
     /// Registers an empty table with a known schema (planning without data).

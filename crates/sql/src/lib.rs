@@ -31,6 +31,6 @@ mod engine;
 mod error;
 mod models;
 
-pub use engine::{Engine, EngineOptions, normalise_batch};
+pub use engine::{Engine, EngineOptions, HISTORY_SCHEMA, normalise_batch};
 pub use error::{Error, Result};
 pub use models::{LAYERS, Model, ModelSet, parse_model, parse_reads};

@@ -1,0 +1,105 @@
+-- Type-2 history of dim_customer: one row per customer and period in which the customer's
+-- attributes stayed the same, built from the published daily snapshots of dim_customer
+-- (history.dim_customer) and this run's. valid_from is the as-of date of the first snapshot with
+-- these attributes; valid_to is the as-of date of the first snapshot without them (a change, or the
+-- customer gone, e.g. merged into another), null while current. To see a customer as of a past
+-- date d: valid_from <= d and (valid_to is null or valid_to > d).
+--
+-- test: unique(customer_id, valid_from)
+-- test: not_null(customer_id, valid_from, is_current)
+-- test: expression(valid_to is null or valid_to > valid_from)
+with previous as (
+    select customer_id, first_name, last_name, email, phone, street, postcode, city, birth_date,
+           is_opted_out, as_of
+    from history.dim_customer
+    where as_of < as_of_date()
+),
+
+current_snapshot as (
+    select customer_id, first_name, last_name, email, phone, street, postcode, city, birth_date,
+           is_opted_out, as_of_date() as as_of
+    from dim_customer
+),
+
+snapshots as (
+    select * from previous
+    union all
+    select * from current_snapshot
+),
+
+snapshot_dates as (
+    select as_of, cast(dense_rank() over (order by as_of) as bigint) as snapshot_no
+    from (select distinct as_of from snapshots)
+),
+
+hashed as (
+    select
+        s.*,
+        d.snapshot_no,
+        md5(concat_ws('|',
+            coalesce(s.first_name, '~'), coalesce(s.last_name, '~'), coalesce(s.email, '~'),
+            coalesce(s.phone, '~'), coalesce(s.street, '~'), coalesce(s.postcode, '~'),
+            coalesce(s.city, '~'), coalesce(cast(s.birth_date as varchar), '~'),
+            cast(s.is_opted_out as varchar))) as attributes_hash
+    from snapshots s
+    join snapshot_dates d on d.as_of = s.as_of
+),
+
+flagged as (
+    select
+        *,
+        case
+            when lag(attributes_hash) over w is null then 1
+            when lag(attributes_hash) over w <> attributes_hash then 1
+            when lag(snapshot_no) over w <> snapshot_no - 1 then 1
+            else 0
+        end as is_version_start
+    from hashed
+    window w as (partition by customer_id order by as_of)
+),
+
+numbered as (
+    select
+        *,
+        sum(is_version_start) over (
+            partition by customer_id order by as_of rows between unbounded preceding and current row
+        ) as version_no
+    from flagged
+),
+
+versions as (
+    select
+        customer_id,
+        version_no,
+        max(first_name)      as first_name,
+        max(last_name)       as last_name,
+        max(email)           as email,
+        max(phone)           as phone,
+        max(street)          as street,
+        max(postcode)        as postcode,
+        max(city)            as city,
+        max(birth_date)      as birth_date,
+        bool_or(is_opted_out) as is_opted_out,
+        min(as_of)           as valid_from,
+        max(snapshot_no)     as last_snapshot_no
+    from numbered
+    group by customer_id, version_no
+)
+
+select
+    v.customer_id,
+    v.first_name,
+    v.last_name,
+    v.email,
+    v.phone,
+    v.street,
+    v.postcode,
+    v.city,
+    v.birth_date,
+    v.is_opted_out,
+    v.valid_from,
+    d.as_of                   as valid_to,
+    d.as_of is null           as is_current
+from versions v
+left join snapshot_dates d on d.snapshot_no = v.last_snapshot_no + 1
+order by v.customer_id, v.valid_from
