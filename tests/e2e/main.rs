@@ -687,7 +687,7 @@ fn bad_specs_exit_2_naming_file_and_line() -> TestResult {
     // A model that does not plan is named by its file.
     std::fs::write(&job, &good)?;
     let model = dir.path().join("sql/marts/customer_view.sql");
-    let sql = std::fs::read_to_string(&model)?.replacen("c.first_name,", "c.first_nam,", 1);
+    let sql = std::fs::read_to_string(&model)?.replacen("    first_name,", "    first_nam,", 1);
     std::fs::write(&model, sql)?;
     let out = clientele()?.arg("validate").arg(&job).output()?;
     assert_eq!(out.status.code(), Some(2));
