@@ -1,7 +1,7 @@
 //! Blocking: the candidate pairs, from a union of rules. Records agreeing on every key of a rule
 //! (none of them null) fall in one block and each pair in it is a candidate, once, credited to the
 //! first rule that produces it. A block larger than the cap is skipped and reported, so that one
-//! common value (a shop's own phone number, a placeholder email) cannot explode the pair count.
+//! common value (a shop's own phone number typed into every account) cannot explode the pair count.
 
 use std::collections::HashMap;
 
