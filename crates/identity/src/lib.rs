@@ -75,6 +75,8 @@ pub struct Link {
     pub probability: f64,
     /// Comparison levels, one per comparison.
     pub levels: Vec<u8>,
+    /// Each comparison's weight (term frequency included); they sum with the prior to `weight`.
+    pub weights: Vec<f64>,
     /// Above the threshold and kept by clustering (not refused by the duplicate-free guard).
     pub accepted: bool,
 }
@@ -171,12 +173,7 @@ pub fn resolve(
         .zip(levels.chunks_exact(width.max(1)))
         .enumerate()
     {
-        let weight = prior
-            + parameters
-                .weights(records, *a as usize, v)
-                .0
-                .iter()
-                .sum::<f64>();
+        let weight = prior + parameters.evidence_weight(records, *a as usize, v);
         let probability = model::probability(weight);
         if probability >= settings.match_probability {
             above.push((*a, *b, weight));
@@ -190,6 +187,7 @@ pub fn resolve(
                 weight,
                 probability,
                 levels: v.to_vec(),
+                weights: parameters.weights(records, *a as usize, v).0,
                 accepted: false,
             });
         }

@@ -68,31 +68,42 @@ impl Parameters {
         (self.prior / (1.0 - self.prior)).log2()
     }
 
+    /// The weight of comparison `c` at `level` for a pair whose first record is `a` (term
+    /// frequency included), and the term-frequency part alone.
+    fn comparison_weight(&self, records: &Records, c: usize, a: usize, level: u8) -> (f64, f64) {
+        let Some(p) = self.comparisons.get(c) else {
+            return (0.0, 0.0);
+        };
+        let adjust = if level == 1 && p.term_frequency {
+            records.columns.get(c).map_or(0.0, |col| {
+                let code = col.codes.get(a).copied().unwrap_or(crate::records::NULL);
+                let f = col.frequency(code).clamp(FLOOR, 1.0);
+                (p.u[1] / f).log2()
+            })
+        } else {
+            0.0
+        };
+        (p.weight(level) + adjust, adjust)
+    }
+
     /// Each comparison's weight for a pair with levels `levels` (term frequency included), and the
     /// term-frequency part alone.
     pub fn weights(&self, records: &Records, a: usize, levels: &[u8]) -> (Vec<f64>, Vec<f64>) {
-        let mut w = Vec::with_capacity(levels.len());
-        let mut tf = Vec::with_capacity(levels.len());
-        for (c, (p, &level)) in self.comparisons.iter().zip(levels).enumerate() {
-            let base = p.weight(level);
-            let adjust = if level == 1 && p.term_frequency {
-                records.columns.get(c).map_or(0.0, |col| {
-                    let code = col.codes.get(a).copied().unwrap_or(crate::records::NULL);
-                    let f = col.frequency(code).clamp(FLOOR, 1.0);
-                    (p.u[1] / f).log2()
-                })
-            } else {
-                0.0
-            };
-            w.push(base + adjust);
-            tf.push(adjust);
-        }
-        (w, tf)
+        levels
+            .iter()
+            .enumerate()
+            .map(|(c, &level)| self.comparison_weight(records, c, a, level))
+            .unzip()
     }
 
-    /// The match weight of a pair: prior plus every comparison.
-    pub fn match_weight(&self, records: &Records, a: usize, levels: &[u8]) -> f64 {
-        self.prior_weight() + self.weights(records, a, levels).0.iter().sum::<f64>()
+    /// The sum of the comparisons' weights of a pair, prior aside (no allocation: this runs for
+    /// every candidate pair).
+    pub fn evidence_weight(&self, records: &Records, a: usize, levels: &[u8]) -> f64 {
+        levels
+            .iter()
+            .enumerate()
+            .map(|(c, &level)| self.comparison_weight(records, c, a, level).0)
+            .sum()
     }
 }
 
@@ -329,13 +340,7 @@ fn estimate_prior(
     let log_bf: Vec<f64> = levels
         .chunks_exact(width)
         .zip(&candidates.pairs)
-        .map(|(v, (a, _))| {
-            params
-                .weights(records, *a as usize, v)
-                .0
-                .iter()
-                .sum::<f64>()
-        })
+        .map(|(v, (a, _))| params.evidence_weight(records, *a as usize, v))
         .collect();
     let mut lambda = (candidates.pairs.len() as f64 / all_pairs / 4.0).clamp(1e-12, 0.5);
     for _ in 0..200 {

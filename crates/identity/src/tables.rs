@@ -165,11 +165,10 @@ pub fn links_table(records: &Records, settings: &Settings, r: &Resolution) -> Re
         weight.append_value(link.weight);
         prob.append_value(link.probability);
         accepted.append_value(link.accepted);
-        let (w, _) = r.parameters.weights(records, link.a as usize, &link.levels);
         for (c, p) in r.parameters.comparisons.iter().enumerate() {
             let l = link.levels.get(c).copied().unwrap_or(0) as usize;
             levels[c].append_value(p.labels.get(l).map_or("", String::as_str));
-            weights[c].append_value(w.get(c).copied().unwrap_or(0.0));
+            weights[c].append_value(link.weights.get(c).copied().unwrap_or(0.0));
         }
     }
     let mut columns: Vec<ArrayRef> = vec![

@@ -14,12 +14,14 @@ use crate::manifest::IdentityReport;
 use crate::runner::BoxError;
 use crate::spec::IDENTITY_TABLES;
 
-/// The columns the step reads from its input.
-pub(crate) fn identity_query(input: &str, settings: &Settings) -> String {
+/// The columns the step reads from its input, optionally filtered (`as_of = ...` when reading a
+/// published partition back).
+pub(crate) fn identity_query(input: &str, settings: &Settings, filter: Option<&str>) -> String {
     let mut columns = vec!["record_id".to_string(), "source_system".to_string()];
     columns.extend(settings.comparisons.iter().map(|c| c.column.clone()));
+    let filter = filter.map(|f| format!(" where {f}")).unwrap_or_default();
     format!(
-        "select {} from {input} order by record_id",
+        "select {} from {input}{filter} order by record_id",
         columns.join(", ")
     )
 }
@@ -109,10 +111,7 @@ async fn previous_ids(
             "select record_id, customer_id from _previous_identity",
         )
         .await?;
-    engine.register_empty(
-        "_previous_identity",
-        std::sync::Arc::new(arrow::datatypes::Schema::empty()),
-    )?;
+    engine.context().deregister_table("_previous_identity")?;
     string_pairs(&batches)
 }
 
@@ -126,7 +125,7 @@ pub(crate) async fn run(
     let batches = engine
         .collect(
             &format!("reading the identity input '{input}'"),
-            &identity_query(input, settings),
+            &identity_query(input, settings, None),
         )
         .await?;
     let records = tables::records_from_batches(&batches, settings)
@@ -198,8 +197,20 @@ pub async fn explain_match(
         as_of.unwrap_or_else(|| chrono::Utc::now().date_naive()),
         &spec.engine,
     )?;
-    engine.register_published().await?;
     let params_table = IDENTITY_TABLES[3].1;
+    let published = engine.register_published().await?;
+    if !published.iter().any(|(name, _)| name == params_table) {
+        return Err(crate::Error::Spec {
+            problems: vec![crate::spec::Problem {
+                file: spec.path.clone(),
+                line: None,
+                message: format!(
+                    "the warehouse {} holds no published identity run yet: run the job first",
+                    warehouse.display()
+                ),
+            }],
+        });
+    }
     let date = match as_of {
         Some(d) => format!("date '{d}'"),
         None => format!("(select max(as_of) from {params_table})"),
@@ -212,10 +223,7 @@ pub async fn explain_match(
             ),
         )
         .await?;
-    let query = identity_query(input.as_str(), &spec.identity).replace(
-        " order by record_id",
-        &format!(" where as_of = {date} order by record_id"),
-    );
+    let query = identity_query(&input, &spec.identity, Some(&format!("as_of = {date}")));
     let batches = engine.collect("reading the identity input", &query).await?;
     let records = tables::records_from_batches(&batches, &spec.identity)?;
     let params = tables::parameters_from_batches(&parameters, &spec.identity)?;

@@ -261,7 +261,7 @@ impl Runner {
                     engine.register_empty("customer_rfm", rfm_schema())?;
                 }
                 StepKind::Identity { input } => {
-                    match engine.plan_schema(&identity_query(input, &spec.identity)).await {
+                    match engine.plan_schema(&identity_query(input, &spec.identity, None)).await {
                         Ok(_) => details.push(format!(
                             "resolve {input}: {} comparison(s), {} blocking rule(s) -> int_customer_identity",
                             spec.identity.comparisons.len(),
