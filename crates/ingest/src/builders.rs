@@ -37,7 +37,7 @@ impl Column {
     }
 
     /// Appends a value; a value of the wrong kind is a bug and becomes an error.
-    fn append(&mut self, v: Value) -> Result<(), String> {
+    fn append(&mut self, v: &Value<'_>) -> Result<(), String> {
         match (self, v) {
             (Self::Utf8(b), Value::Null) => b.append_null(),
             (Self::Int64(b), Value::Null) => b.append_null(),
@@ -47,12 +47,12 @@ impl Column {
             (Self::Ts(b), Value::Null) => b.append_null(),
             (Self::Bool(b), Value::Null) => b.append_null(),
             (Self::Utf8(b), Value::Str(s)) => b.append_value(s),
-            (Self::Int64(b), Value::I64(v)) => b.append_value(v),
-            (Self::Float64(b), Value::F64(v)) => b.append_value(v),
-            (Self::Decimal(b, ..), Value::Dec(v)) => b.append_value(v),
-            (Self::Date(b), Value::Date(v)) => b.append_value(v),
-            (Self::Ts(b), Value::Ts(v)) => b.append_value(v),
-            (Self::Bool(b), Value::Bool(v)) => b.append_value(v),
+            (Self::Int64(b), Value::I64(v)) => b.append_value(*v),
+            (Self::Float64(b), Value::F64(v)) => b.append_value(*v),
+            (Self::Decimal(b, ..), Value::Dec(v)) => b.append_value(*v),
+            (Self::Date(b), Value::Date(v)) => b.append_value(*v),
+            (Self::Ts(b), Value::Ts(v)) => b.append_value(*v),
+            (Self::Bool(b), Value::Bool(v)) => b.append_value(*v),
             (_, v) => return Err(format!("value {v:?} does not match its column type")),
         }
         Ok(())
@@ -100,7 +100,7 @@ impl BatchBuilder {
     }
 
     /// Appends one row whose values were all converted successfully.
-    pub(crate) fn push(&mut self, values: Vec<Value>, file: &str, line: u64) -> Result<(), String> {
+    pub(crate) fn push(&mut self, values: &[Value<'_>], file: &str, line: u64) -> Result<(), String> {
         for (col, v) in self.columns.iter_mut().zip(values) {
             col.append(v)?;
         }

@@ -35,6 +35,7 @@
 mod builders;
 pub mod copybook;
 mod decode;
+mod delimited;
 mod error;
 mod formats;
 mod infer;

@@ -10,7 +10,8 @@ use tokio::runtime::Handle;
 
 use crate::error::{Error, Result};
 use crate::input::{HashingReader, StreamReader};
-use crate::readers::{FileState, read_delimited};
+use crate::delimited::read_delimited;
+use crate::readers::FileState;
 use crate::spec::{Format, SourcePlan};
 
 /// What to read from the database.

@@ -18,7 +18,8 @@ use crate::formats::{Reject, split_fixed, split_json, split_whitespace};
 use crate::input::{HashingReader, InputFile, decompress};
 use crate::run::{FileReport, FileStatus, quarantine_schema};
 use crate::spec::{Compression, FieldType, Format, Position, SourcePlan};
-use crate::values::convert;
+use crate::values::{Value, convert};
+use crate::delimited::{read_delimited, resolve_header};
 
 const BATCH_ROWS: usize = 64 * 1024;
 const QUARANTINE_BATCH_ROWS: usize = 8 * 1024;
@@ -85,28 +86,107 @@ impl QuarantineBuilder {
     }
 }
 
+/// Empties a vector of values and hands its allocation on with another lifetime (the standard
+/// library reuses the buffer when collecting into a vector of the same layout).
+fn recycle<'b>(mut v: Vec<Value<'_>>) -> Vec<Value<'b>> {
+    v.clear();
+    v.into_iter().map(|_| Value::Null).collect()
+}
+
+/// Where a file's batches go: to the Parquet writer, or collected (a chunk parsed by a worker).
+pub(crate) enum Sink<'a> {
+    Channel(&'a Sender<Out>),
+    Collect(Vec<Out>),
+}
+
 /// Per-file state: counts, and where rows and rejects go.
 pub(crate) struct FileState<'a> {
-    plan: &'a SourcePlan,
+    pub(crate) plan: &'a SourcePlan,
     display: String,
     pub(crate) report: FileReport,
     builder: &'a mut BatchBuilder,
     quarantine: &'a mut QuarantineBuilder,
-    tx: &'a Sender<Out>,
+    sink: Sink<'a>,
+    values: Vec<Value<'static>>,
+}
+
+/// What a parsing thread needs to parse part of a file on its own.
+pub(crate) struct Detached<'p> {
+    plan: &'p SourcePlan,
+    display: String,
+}
+
+impl Detached<'_> {
+    /// Runs `parse` with a state of its own that collects the batches; returns the counts and the
+    /// batches, the last partial ones included.
+    pub(crate) fn parse(
+        &self,
+        parse: impl FnOnce(&mut FileState<'_>) -> Result<()>,
+    ) -> Result<(FileReport, Vec<Out>)> {
+        let mut builder = BatchBuilder::new(self.plan);
+        let mut quarantine = QuarantineBuilder::new(&self.plan.name);
+        let mut state = FileState {
+            plan: self.plan,
+            display: self.display.clone(),
+            report: FileReport::default(),
+            builder: &mut builder,
+            quarantine: &mut quarantine,
+            sink: Sink::Collect(Vec::new()),
+            values: Vec::new(),
+        };
+        parse(&mut state)?;
+        state.flush()?;
+        let report = std::mem::take(&mut state.report);
+        let outs = match state.sink {
+            Sink::Collect(outs) => outs,
+            Sink::Channel(_) => Vec::new(),
+        };
+        Ok((report, outs))
+    }
 }
 
 impl FileState<'_> {
-    fn internal(&self, reason: String) -> Error {
+    pub(crate) fn internal(&self, reason: String) -> Error {
         Error::Internal {
             source_name: self.plan.name.clone(),
             reason,
         }
     }
 
-    fn send(&self, out: Out) -> Result<()> {
-        self.tx
-            .blocking_send(out)
-            .map_err(|_| self.internal("the Parquet writer stopped".into()))
+    pub(crate) fn send(&mut self, out: Out) -> Result<()> {
+        match &mut self.sink {
+            Sink::Channel(tx) => tx
+                .blocking_send(out)
+                .map_err(|_| self.internal("the Parquet writer stopped".into())),
+            Sink::Collect(outs) => {
+                outs.push(out);
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends the rows gathered so far, so that what is sent next comes after them.
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        if self.builder.len() > 0 {
+            let batch = self.builder.take().map_err(|r| self.internal(r))?;
+            self.send(Out::Data(batch))?;
+        }
+        if self.quarantine.len > 0 {
+            let batch = self.quarantine.take().map_err(|r| self.internal(r))?;
+            self.send(Out::Quarantine(batch))?;
+        }
+        Ok(())
+    }
+
+}
+
+impl<'a> FileState<'a> {
+    /// A template for parsing threads working on the same file.
+    pub(crate) fn detached(&self) -> Detached<'a> {
+        Detached {
+            plan: self.plan,
+            display: self.display.clone(),
+        }
     }
 
     pub(crate) fn reject(
@@ -133,18 +213,20 @@ impl FileState<'_> {
         texts: &[Option<Cow<'_, str>>],
         raw: impl FnOnce() -> String,
     ) -> Result<()> {
-        let mut values = Vec::with_capacity(texts.len());
+        // The value buffer is kept between rows; it is empty whenever it is stored.
+        let mut values = recycle(std::mem::take(&mut self.values));
         for (field, text) in self.plan.fields.iter().zip(texts) {
             match convert(field, text.as_deref(), &self.plan.null_values) {
                 Ok(v) => values.push(v),
                 Err(reason) => {
+                    self.values = recycle(values);
                     return self.reject(line, Some(field.name.clone()), reason, raw());
                 }
             }
         }
-        self.builder
-            .push(values, &self.display, line)
-            .map_err(|r| self.internal(r))?;
+        let pushed = self.builder.push(&values, &self.display, line);
+        self.values = recycle(values);
+        pushed.map_err(|r| self.internal(r))?;
         self.report.rows_loaded += 1;
         if self.builder.len() >= BATCH_ROWS {
             let batch = self.builder.take().map_err(|r| self.internal(r))?;
@@ -174,7 +256,8 @@ pub(crate) fn read_inputs(
             },
             builder: &mut builder,
             quarantine: &mut quarantine,
-            tx,
+            sink: Sink::Channel(tx),
+            values: Vec::new(),
         };
         crate::postgres::read_relation(&mut state, plan, relation, rt)?;
         reports.push(state.report);
@@ -193,7 +276,8 @@ pub(crate) fn read_inputs(
             },
             builder: &mut builder,
             quarantine: &mut quarantine,
-            tx,
+            sink: Sink::Channel(tx),
+            values: Vec::new(),
         };
         let path = file.error_path();
         let io_err = |source| Error::Io {
@@ -338,7 +422,7 @@ fn strip_eol(mut rec: &[u8]) -> &[u8] {
 
 /// Reads one line into `buf`, keeping at most `max` bytes; the rest of a longer line is read and
 /// dropped. Returns the bytes the line had (0 at the end of the input).
-fn read_line_bounded(
+pub(crate) fn read_line_bounded(
     reader: &mut impl BufRead,
     buf: &mut Vec<u8>,
     max: usize,
@@ -442,236 +526,6 @@ pub(crate) fn read_lines(
         }
     }
     Ok(())
-}
-
-/// The error of [`LineGuard`].
-#[derive(Debug)]
-struct LineTooLong(usize);
-
-impl std::fmt::Display for LineTooLong {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "a line is longer than max_line_bytes ({} bytes); is the delimiter or the line ending right?",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for LineTooLong {}
-
-/// Fails a read when a line grows past a limit, so that a file without line breaks cannot fill memory.
-struct LineGuard<R> {
-    inner: R,
-    since_newline: usize,
-    max: usize,
-}
-
-impl<R: Read> Read for LineGuard<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        for &b in &buf[..n] {
-            if b == b'\n' {
-                self.since_newline = 0;
-            } else {
-                self.since_newline += 1;
-            }
-        }
-        if self.since_newline > self.max {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                LineTooLong(self.max),
-            ));
-        }
-        Ok(n)
-    }
-}
-
-/// Reads CSV-like text (and the CSV stream of a PostgreSQL COPY). Returns the reader, drained of records.
-pub(crate) fn read_delimited<R: BufRead>(
-    state: &mut FileState<'_>,
-    path: &Path,
-    reader: &mut R,
-    options: &Format,
-) -> Result<()> {
-    let plan = state.plan;
-    let Format::Delimited {
-        delimiter,
-        header,
-        quote,
-        escape,
-        comment,
-    } = *options
-    else {
-        return Err(state.internal("read_delimited without delimited options".into()));
-    };
-    let io_err = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let bad_file = |reason: String| Error::BadFile {
-        source_name: plan.name.clone(),
-        file: path.to_path_buf(),
-        reason,
-    };
-    // Skip leading lines (and a BOM) before the CSV reader sees the stream.
-    let mut skipped = 0u64;
-    let mut scratch = Vec::new();
-    for _ in 0..plan.skip_lines {
-        scratch.clear();
-        if read_line_bounded(reader, &mut scratch, 1024).map_err(io_err)? == 0 {
-            break;
-        }
-        skipped += 1;
-    }
-    if skipped == 0
-        && reader
-            .fill_buf()
-            .map_err(io_err)?
-            .starts_with(b"\xEF\xBB\xBF")
-    {
-        reader.consume(3);
-    }
-    state.report.skipped_lines = skipped;
-    let mut csv = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .has_headers(false)
-        .flexible(true)
-        .quoting(quote.is_some())
-        .quote(quote.unwrap_or(b'"'))
-        .escape(escape)
-        .double_quote(escape.is_none())
-        .comment(comment)
-        .from_reader(LineGuard {
-            inner: reader,
-            since_newline: 0,
-            max: plan.max_line_bytes,
-        });
-    let mut record = csv::ByteRecord::new();
-    // Column index of each field, from the header or the declared column numbers.
-    let mut columns: Option<Vec<usize>> = (!header).then(|| {
-        plan.fields
-            .iter()
-            .map(|f| {
-                if let Position::Column(c) = f.position {
-                    c
-                } else {
-                    0
-                }
-            })
-            .collect()
-    });
-    let mut width = columns
-        .as_ref()
-        .and_then(|c| c.iter().max().map(|m| m + 1))
-        .unwrap_or(0);
-    let delim = char::from(delimiter).to_string();
-    loop {
-        match csv.read_byte_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                let line = e.position().map_or(0, |p| p.line()) + skipped;
-                let message = e.to_string();
-                return Err(match e.into_kind() {
-                    csv::ErrorKind::Io(source)
-                        if source.get_ref().is_some_and(|r| r.is::<LineTooLong>()) =>
-                    {
-                        bad_file(source.to_string())
-                    }
-                    csv::ErrorKind::Io(source) => io_err(source),
-                    _ => bad_file(format!(
-                        "cannot be read as delimited text near line {line}: {message}"
-                    )),
-                });
-            }
-        }
-        let line = record.position().map_or(0, |p| p.line()) + skipped;
-        let raw = || {
-            record
-                .iter()
-                .map(|f| raw_text(f, plan.encoding))
-                .collect::<Vec<_>>()
-                .join(&delim)
-        };
-        let Some(cols) = &columns else {
-            // The header record.
-            let names: Vec<String> = record
-                .iter()
-                .map(|f| {
-                    decode(f, plan.encoding)
-                        .map(|s| s.trim().to_string())
-                        .unwrap_or_default()
-                })
-                .collect();
-            columns = Some(resolve_header(plan, &names).map_err(bad_file)?);
-            width = names.len();
-            state.report.skipped_lines += 1;
-            continue;
-        };
-        state.report.rows_read += 1;
-        // A header-less file may carry trailing columns the layout does not use; too few is always wrong.
-        let wrong_width = if header {
-            record.len() != width
-        } else {
-            record.len() < width
-        };
-        if wrong_width {
-            let reason = if header {
-                format!(
-                    "the record has {} fields; the header has {width}",
-                    record.len()
-                )
-            } else {
-                format!(
-                    "the record has {} fields; the layout needs {width}",
-                    record.len()
-                )
-            };
-            let r = raw();
-            state.reject(line, None, reason, r)?;
-            continue;
-        }
-        let mut texts: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(cols.len());
-        let mut bad = None;
-        for (f, &c) in plan.fields.iter().zip(cols) {
-            match decode(record.get(c).unwrap_or_default(), plan.encoding) {
-                Ok(t) => texts.push(Some(t)),
-                Err(reason) => {
-                    bad = Some((f.name.clone(), reason));
-                    break;
-                }
-            }
-        }
-        if let Some((field, reason)) = bad {
-            let r = raw();
-            state.reject(line, Some(field), reason, r)?;
-            continue;
-        }
-        state.accept(line, &texts, raw)?;
-    }
-    Ok(())
-}
-
-/// The column index of each field, by its header name.
-fn resolve_header(plan: &SourcePlan, names: &[String]) -> Result<Vec<usize>, String> {
-    let mut idx = Vec::with_capacity(plan.fields.len());
-    for f in &plan.fields {
-        let Position::Header(h) = &f.position else {
-            return Err(format!("field '{}' has no column name", f.name));
-        };
-        match names.iter().position(|n| n == h) {
-            Some(i) => idx.push(i),
-            None => {
-                return Err(format!(
-                    "the header has no column '{h}' (field '{}'); it has: {}",
-                    f.name,
-                    names.join(", ")
-                ));
-            }
-        }
-    }
-    Ok(idx)
 }
 
 /// Reads mainframe records: fixed-length, or variable-length after record descriptor words.
@@ -842,7 +696,7 @@ fn read_copybook(
 }
 
 /// Reads until `buf` is full or the input ends; returns the bytes read.
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match reader.read(&mut buf[got..]) {
@@ -1064,7 +918,8 @@ pub fn read_bytes(plan: &SourcePlan, bytes: &[u8]) -> Result<(u64, u64)> {
         report: FileReport::default(),
         builder: &mut builder,
         quarantine: &mut quarantine,
-        tx: &tx,
+        sink: Sink::Channel(&tx),
+        values: Vec::new(),
     };
     let path = Path::new("memory");
     let mut reader = io::Cursor::new(bytes);

@@ -6,9 +6,9 @@ use crate::spec::{FieldPlan, FieldType};
 
 /// A parsed field value.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Value {
+pub(crate) enum Value<'a> {
     Null,
-    Str(String),
+    Str(&'a str),
     I64(i64),
     F64(f64),
     Dec(i128),
@@ -24,11 +24,11 @@ const EPOCH: NaiveDate = match NaiveDate::from_ymd_opt(1970, 1, 1) {
 
 /// Converts one field's text (already cut out of the record) into a value of its declared type.
 /// `None` text means the field is absent from the record (JSON) and is treated like an empty one.
-pub(crate) fn convert(
+pub(crate) fn convert<'a>(
     field: &FieldPlan,
-    text: Option<&str>,
+    text: Option<&'a str>,
     null_values: &[String],
-) -> Result<Value, String> {
+) -> Result<Value<'a>, String> {
     let raw = text.unwrap_or("");
     let t = if field.trim { raw.trim() } else { raw };
     let is_null =
@@ -41,7 +41,7 @@ pub(crate) fn convert(
         };
     }
     match &field.ty {
-        FieldType::Utf8 => Ok(Value::Str(t.to_string())),
+        FieldType::Utf8 => Ok(Value::Str(t)),
         FieldType::Int64 => parse_i64(t).map(Value::I64),
         FieldType::Float64 => parse_f64(t).map(Value::F64),
         FieldType::Decimal { precision, scale } => {
@@ -138,10 +138,52 @@ pub(crate) fn parse_decimal(t: &str, precision: u8, scale: i8) -> Result<i128, S
 }
 
 pub(crate) fn parse_date(t: &str, format: &str) -> Result<i32, String> {
+    if let Some(d) = numeric_date(t, format) {
+        return i32::try_from(d.signed_duration_since(EPOCH).num_days())
+            .map_err(|_| format!("'{}' is out of range", clip(t)));
+    }
     let d = NaiveDate::parse_from_str(t, format)
         .map_err(|_| format!("'{}' is not a valid date in the format '{format}'", clip(t)))?;
     i32::try_from(d.signed_duration_since(EPOCH).num_days())
         .map_err(|_| format!("'{}' is out of range", clip(t)))
+}
+
+/// The fast path of [`parse_date`] for formats made of `%Y`, `%m`, `%d` and literal characters, with
+/// every number at its full width (`2025-03-01` for `%Y-%m-%d`). It answers only for texts that are
+/// valid dates in exactly that shape; everything else goes to chrono, which accepts or explains.
+fn numeric_date(t: &str, format: &str) -> Option<NaiveDate> {
+    let (t, f) = (t.as_bytes(), format.as_bytes());
+    let (mut ti, mut fi) = (0, 0);
+    let (mut y, mut m, mut d) = (None, None, None);
+    let digits = |at: usize, n: usize| -> Option<u32> {
+        let s = t.get(at..at + n)?;
+        s.iter().try_fold(0u32, |acc, &b| {
+            b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0'))
+        })
+    };
+    while fi < f.len() {
+        if f[fi] == b'%' {
+            let (slot, n) = match f.get(fi + 1)? {
+                b'Y' => (&mut y, 4),
+                b'm' => (&mut m, 2),
+                b'd' => (&mut d, 2),
+                _ => return None,
+            };
+            *slot = Some(digits(ti, n)?);
+            ti += n;
+            fi += 2;
+        } else {
+            if t.get(ti) != Some(&f[fi]) {
+                return None;
+            }
+            ti += 1;
+            fi += 1;
+        }
+    }
+    if ti != t.len() {
+        return None;
+    }
+    NaiveDate::from_ymd_opt(i32::try_from(y?).ok()?, m?, d?)
 }
 
 /// Timestamps become microseconds since the epoch, UTC. Without a format, RFC 3339 (with `T` or a space,
@@ -210,6 +252,32 @@ mod tests {
         assert!(parse_decimal("123456789012", 12, 2).is_err_and(|e| e.contains("does not fit")));
         assert!(parse_decimal(".", 12, 2).is_err());
         assert!(parse_decimal("-", 12, 2).is_err());
+    }
+
+    #[test]
+    fn the_fast_date_path_agrees_with_chrono() {
+        for (t, f) in [
+            ("2025-03-01", "%Y-%m-%d"),
+            ("20250301", "%Y%m%d"),
+            ("01/03/2025", "%d/%m/%Y"),
+            ("03/01/2025", "%m/%d/%Y"),
+            ("2024-02-29", "%Y-%m-%d"),
+        ] {
+            let fast = numeric_date(t, f);
+            assert!(fast.is_some(), "{t} {f}");
+            assert_eq!(fast, NaiveDate::parse_from_str(t, f).ok(), "{t} {f}");
+        }
+        // Not valid or not full width: left to chrono.
+        for (t, f) in [
+            ("2025-02-29", "%Y-%m-%d"),
+            ("2025-3-01", "%Y-%m-%d"),
+            ("2025-03-01x", "%Y-%m-%d"),
+            ("2025/03/01", "%Y-%m-%d"),
+            ("01 Mar 2025", "%d %b %Y"),
+        ] {
+            assert_eq!(numeric_date(t, f), None, "{t} {f}");
+        }
+        assert_eq!(parse_date("2025-3-01", "%Y-%m-%d"), parse_date("2025-03-01", "%Y-%m-%d"));
     }
 
     #[test]
