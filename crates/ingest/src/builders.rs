@@ -79,7 +79,8 @@ impl Column {
 pub(crate) struct BatchBuilder {
     schema: SchemaRef,
     columns: Vec<Column>,
-    files: StringBuilder,
+    /// The file of each row, as runs of rows from the same file.
+    files: Vec<(String, usize)>,
     lines: Int64Builder,
     rows: usize,
 }
@@ -89,7 +90,7 @@ impl BatchBuilder {
         Self {
             schema: plan.arrow_schema(),
             columns: plan.fields.iter().map(|f| Column::new(&f.ty)).collect(),
-            files: StringBuilder::new(),
+            files: Vec::new(),
             lines: Int64Builder::new(),
             rows: 0,
         }
@@ -100,11 +101,19 @@ impl BatchBuilder {
     }
 
     /// Appends one row whose values were all converted successfully.
-    pub(crate) fn push(&mut self, values: &[Value<'_>], file: &str, line: u64) -> Result<(), String> {
+    pub(crate) fn push(
+        &mut self,
+        values: &[Value<'_>],
+        file: &str,
+        line: u64,
+    ) -> Result<(), String> {
         for (col, v) in self.columns.iter_mut().zip(values) {
             col.append(v)?;
         }
-        self.files.append_value(file);
+        match self.files.last_mut() {
+            Some((f, n)) if f == file => *n += 1,
+            _ => self.files.push((file.to_string(), 1)),
+        }
         self.lines
             .append_value(i64::try_from(line).unwrap_or(i64::MAX));
         self.rows += 1;
@@ -117,7 +126,14 @@ impl BatchBuilder {
         for c in &mut self.columns {
             arrays.push(c.finish()?);
         }
-        arrays.push(Arc::new(self.files.finish()));
+        let bytes: usize = self.files.iter().map(|(f, n)| f.len() * n).sum();
+        let mut files = StringBuilder::with_capacity(self.rows, bytes);
+        for (f, n) in self.files.drain(..) {
+            for _ in 0..n {
+                files.append_value(&f);
+            }
+        }
+        arrays.push(Arc::new(files.finish()));
         arrays.push(Arc::new(self.lines.finish()));
         self.rows = 0;
         RecordBatch::try_new(Arc::clone(&self.schema), arrays).map_err(|e| e.to_string())

@@ -21,7 +21,7 @@ use std::sync::mpsc;
 use crate::decode::{decode, raw_text};
 use crate::error::{Error, Result};
 use crate::readers::{Detached, FileState, Out, read_full, read_line_bounded};
-use crate::spec::{Format, Position, SourcePlan};
+use crate::spec::{Encoding, Format, Position, SourcePlan};
 
 /// The size of the chunks parsed in parallel.
 const CHUNK_BYTES: usize = 4 << 20;
@@ -184,13 +184,17 @@ fn read_header<R: BufRead>(
         let n = read_line_bounded(reader, &mut text, plan.max_line_bytes.saturating_add(1))
             .map_err(io_err)?;
         if n > plan.max_line_bytes {
-            return Err(bad_file(plan, path, LineTooLong(plan.max_line_bytes).to_string()));
+            return Err(bad_file(
+                plan,
+                path,
+                LineTooLong(plan.max_line_bytes).to_string(),
+            ));
         }
         let at_end = n == 0;
         lines += u64::from(text[before..].ends_with(b"\n"));
         let balanced = dialect
             .quote
-            .is_none_or(|q| memchr::memchr_iter(q, &text).count() % 2 == 0);
+            .is_none_or(|q| memchr::memchr_iter(q, &text).count().is_multiple_of(2));
         if !balanced && !at_end {
             continue;
         }
@@ -233,6 +237,7 @@ fn parse_records<R: Read>(
     let plan = state.plan;
     let mut record = csv::ByteRecord::new();
     let width = layout.width;
+    let mut spare: Vec<Option<Cow<'static, str>>> = Vec::new();
     loop {
         match csv.read_byte_record(&mut record) {
             Ok(false) => break,
@@ -289,9 +294,19 @@ fn parse_records<R: Read>(
             state.reject(line, None, reason, r)?;
             continue;
         }
-        let mut texts: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(layout.columns.len());
+        let mut texts = recycle(std::mem::take(&mut spare));
         let mut bad = None;
+        // UTF-8 is checked once for the whole record; the fields are cut from the checked text.
+        let whole = match plan.encoding {
+            Encoding::Utf8 => std::str::from_utf8(record.as_slice()).ok(),
+            _ => None,
+        };
         for (f, &c) in plan.fields.iter().zip(&layout.columns) {
+            let cut = whole.and_then(|w| record.range(c).and_then(|r| w.get(r)));
+            if let Some(text) = cut {
+                texts.push(Some(Cow::Borrowed(text)));
+                continue;
+            }
             match decode(record.get(c).unwrap_or_default(), plan.encoding) {
                 Ok(t) => texts.push(Some(t)),
                 Err(reason) => {
@@ -300,14 +315,23 @@ fn parse_records<R: Read>(
                 }
             }
         }
-        if let Some((field, reason)) = bad {
-            let r = raw();
-            state.reject(line, Some(field), reason, r)?;
-            continue;
-        }
-        state.accept(line, &texts, raw)?;
+        let result = match bad {
+            Some((field, reason)) => {
+                let r = raw();
+                state.reject(line, Some(field), reason, r)
+            }
+            None => state.accept(line, &texts, raw),
+        };
+        spare = recycle(texts);
+        result?;
     }
     Ok(())
+}
+
+/// Empties a vector of field texts and hands its allocation on with another lifetime.
+fn recycle<'b>(mut v: Vec<Option<Cow<'_, str>>>) -> Vec<Option<Cow<'b, str>>> {
+    v.clear();
+    v.into_iter().map(|_| None).collect()
 }
 
 /// Finds record boundaries in a growing buffer by quote parity.
@@ -469,12 +493,15 @@ fn read_parallel<R: BufRead>(
             });
         }
         drop(done_tx);
-        let mut ordered = Ordered {
-            results: &done_rx,
-            waiting: BTreeMap::new(),
-            next: 0,
-            sent: 0,
-            limit: workers * 2,
+        let mut pool = Pool {
+            jobs: job_tx,
+            ordered: Ordered {
+                results: &done_rx,
+                waiting: BTreeMap::new(),
+                next: 0,
+                sent: 0,
+                limit: workers * 2,
+            },
         };
         let dispatched = dispatch(
             state,
@@ -483,10 +510,11 @@ fn read_parallel<R: BufRead>(
             dialect,
             &mut pending,
             line_offset,
-            &job_tx,
-            &mut ordered,
+            &mut pool,
         );
-        drop(job_tx);
+        let Pool { jobs, mut ordered } = pool;
+        // The workers stop when the queue is closed and empty.
+        drop(jobs);
         let rest = dispatched?;
         ordered.hand_on(state, 0)?;
         Ok::<_, Error>(rest)
@@ -498,6 +526,12 @@ fn read_parallel<R: BufRead>(
         parse_records(state, path, &mut csv, layout, lines_before)?;
     }
     Ok(())
+}
+
+/// The queue of chunks to parse and their results.
+struct Pool<'r> {
+    jobs: mpsc::Sender<Job>,
+    ordered: Ordered<'r>,
 }
 
 /// Results of the workers, handed on in file order.
@@ -547,8 +581,7 @@ fn dispatch<R: BufRead>(
     dialect: &Dialect,
     pending: &mut Vec<u8>,
     line_offset: u64,
-    jobs: &mpsc::Sender<Job>,
-    ordered: &mut Ordered<'_>,
+    pool: &mut Pool<'_>,
 ) -> Result<Option<u64>> {
     let mut splitter = Splitter::new(dialect);
     let mut lines_before = line_offset;
@@ -570,8 +603,10 @@ fn dispatch<R: BufRead>(
         };
         if let Some((bytes, lines)) = chunk {
             if !bytes.is_empty() {
+                let ordered = &mut pool.ordered;
                 ordered.hand_on(state, ordered.limit - 1)?;
-                jobs.send((ordered.sent, bytes, lines_before))
+                pool.jobs
+                    .send((ordered.sent, bytes, lines_before))
                     .map_err(|_| state.internal("the parsing threads stopped".into()))?;
                 ordered.sent += 1;
             }
@@ -587,13 +622,15 @@ fn dispatch<R: BufRead>(
         if at_end {
             continue;
         }
-        let start = pending.len();
-        pending.resize(start + CHUNK_BYTES, 0);
-        let n = read_full(reader, &mut pending[start..]).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        pending.truncate(start + n);
+        pending.reserve(CHUNK_BYTES);
+        let n = reader
+            .by_ref()
+            .take(CHUNK_BYTES as u64)
+            .read_to_end(pending)
+            .map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         at_end = n == 0;
     }
 }

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use futures::StreamExt;
 use tokio::runtime::Handle;
 
+use crate::delimited::read_delimited;
 use crate::error::{Error, Result};
 use crate::input::{HashingReader, StreamReader};
-use crate::delimited::read_delimited;
 use crate::readers::FileState;
 use crate::spec::{Format, SourcePlan};
 

@@ -13,13 +13,13 @@ use tokio::sync::mpsc::Sender;
 use crate::builders::BatchBuilder;
 use crate::copybook::{CopybookPlan, RecordFormat, decode_field};
 use crate::decode::{decode, raw_text};
+use crate::delimited::{read_delimited, resolve_header};
 use crate::error::{Error, Result};
 use crate::formats::{Reject, split_fixed, split_json, split_whitespace};
 use crate::input::{HashingReader, InputFile, decompress};
 use crate::run::{FileReport, FileStatus, quarantine_schema};
 use crate::spec::{Compression, FieldType, Format, Position, SourcePlan};
 use crate::values::{Value, convert};
-use crate::delimited::{read_delimited, resolve_header};
 
 const BATCH_ROWS: usize = 64 * 1024;
 const QUARANTINE_BATCH_ROWS: usize = 8 * 1024;
@@ -177,7 +177,6 @@ impl FileState<'_> {
         }
         Ok(())
     }
-
 }
 
 impl<'a> FileState<'a> {

@@ -30,7 +30,16 @@ pub(crate) fn convert<'a>(
     null_values: &[String],
 ) -> Result<Value<'a>, String> {
     let raw = text.unwrap_or("");
-    let t = if field.trim { raw.trim() } else { raw };
+    // Most values have no spaces around them: skip the Unicode-aware trim when the ends are plain.
+    let plain_ends = |b: &[u8]| {
+        let ok = |c: &u8| c.is_ascii() && !c.is_ascii_whitespace();
+        b.first().is_some_and(ok) && b.last().is_some_and(ok)
+    };
+    let t = if field.trim && !plain_ends(raw.as_bytes()) {
+        raw.trim()
+    } else {
+        raw
+    };
     let is_null =
         t.is_empty() || null_values.iter().any(|n| n == t) || field.unknown.iter().any(|u| u == t);
     if is_null {
@@ -100,38 +109,68 @@ pub(crate) fn parse_f64(t: &str) -> Result<f64, String> {
 /// than the scale allows are refused rather than silently rounded.
 pub(crate) fn parse_decimal(t: &str, precision: u8, scale: i8) -> Result<i128, String> {
     let bad = || format!("'{}' is not a decimal number", clip(t));
-    let (neg, digits) = match t.as_bytes().first() {
-        Some(b'-') => (true, &t[1..]),
-        Some(b'+') => (false, &t[1..]),
-        _ => (false, t),
+    let bytes = t.as_bytes();
+    let (neg, digits) = match bytes.first() {
+        Some(b'-') => (true, &bytes[1..]),
+        Some(b'+') => (false, &bytes[1..]),
+        _ => (false, bytes),
     };
-    let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
-    if (int_part.is_empty() && frac_part.is_empty())
-        || !int_part.bytes().all(|b| b.is_ascii_digit())
-        || !frac_part.bytes().all(|b| b.is_ascii_digit())
-    {
+    let scale = scale.max(0) as usize;
+    // One pass: the value so far, the significant integer digits, and the fraction digits kept
+    // (trailing zeros of the fraction are counted but only kept when a non-zero follows them).
+    let mut v: i128 = 0;
+    let (mut int_digits, mut frac_kept, mut frac_zeros) = (0usize, 0usize, 0usize);
+    let (mut seen_digit, mut in_frac) = (false, false);
+    for &b in digits {
+        match b {
+            b'0'..=b'9' => {
+                seen_digit = true;
+                let d = i128::from(b - b'0');
+                if !in_frac {
+                    if int_digits > 0 || d != 0 {
+                        int_digits += 1;
+                        if int_digits > 38 {
+                            return Err(format!(
+                                "'{}' does not fit decimal({precision},{scale})",
+                                clip(t)
+                            ));
+                        }
+                        v = v * 10 + d;
+                    }
+                } else if d == 0 {
+                    frac_zeros += 1;
+                } else {
+                    for _ in 0..frac_zeros {
+                        if frac_kept < scale {
+                            v *= 10;
+                        }
+                        frac_kept += 1;
+                    }
+                    frac_zeros = 0;
+                    frac_kept += 1;
+                    if frac_kept > scale {
+                        return Err(format!(
+                            "'{}' has more than {scale} decimal places",
+                            clip(t)
+                        ));
+                    }
+                    v = v * 10 + d;
+                }
+            }
+            b'.' if !in_frac => in_frac = true,
+            _ => return Err(bad()),
+        }
+    }
+    if !seen_digit {
         return Err(bad());
     }
-    let scale = scale.max(0) as usize;
-    let frac_trimmed = frac_part.trim_end_matches('0');
-    if frac_trimmed.len() > scale {
-        return Err(format!(
-            "'{}' has more than {scale} decimal places",
-            clip(t)
-        ));
-    }
-    let int_digits = int_part.trim_start_matches('0');
-    if int_digits.len() + scale > precision as usize {
+    if int_digits + scale > precision as usize {
         return Err(format!(
             "'{}' does not fit decimal({precision},{scale})",
             clip(t)
         ));
     }
-    let mut v: i128 = 0;
-    for b in int_digits.bytes().chain(frac_trimmed.bytes()) {
-        v = v * 10 + i128::from(b - b'0');
-    }
-    for _ in frac_trimmed.len()..scale {
+    for _ in frac_kept..scale {
         v *= 10;
     }
     Ok(if neg { -v } else { v })
@@ -139,8 +178,8 @@ pub(crate) fn parse_decimal(t: &str, precision: u8, scale: i8) -> Result<i128, S
 
 pub(crate) fn parse_date(t: &str, format: &str) -> Result<i32, String> {
     if let Some(d) = numeric_date(t, format) {
-        return i32::try_from(d.signed_duration_since(EPOCH).num_days())
-            .map_err(|_| format!("'{}' is out of range", clip(t)));
+        // Days from 0001-01-01 (day 1) to 1970-01-01 are 719,163.
+        return Ok(chrono::Datelike::num_days_from_ce(&d) - 719_163);
     }
     let d = NaiveDate::parse_from_str(t, format)
         .map_err(|_| format!("'{}' is not a valid date in the format '{format}'", clip(t)))?;
@@ -251,6 +290,16 @@ mod tests {
         assert!(parse_decimal("12.x5", 12, 2).is_err_and(|e| e.contains("not a decimal")));
         assert!(parse_decimal("123456789012", 12, 2).is_err_and(|e| e.contains("does not fit")));
         assert!(parse_decimal(".", 12, 2).is_err());
+        assert_eq!(parse_decimal("0.05", 12, 2), Ok(5));
+        assert_eq!(parse_decimal("1.50", 12, 2), Ok(150));
+        assert_eq!(parse_decimal("1.", 12, 2), Ok(100));
+        assert_eq!(parse_decimal(".5", 12, 2), Ok(50));
+        assert_eq!(parse_decimal("0001.2000", 12, 2), Ok(120));
+        assert_eq!(parse_decimal("-12", 12, 0), Ok(-12));
+        assert!(parse_decimal("1.2.3", 12, 2).is_err());
+        assert!(parse_decimal("1.005", 12, 2).is_err_and(|e| e.contains("more than 2")));
+        assert!(parse_decimal("1e5", 12, 2).is_err());
+        assert_eq!(parse_decimal("9999999999.99", 12, 2), Ok(999_999_999_999));
         assert!(parse_decimal("-", 12, 2).is_err());
     }
 
@@ -277,7 +326,17 @@ mod tests {
         ] {
             assert_eq!(numeric_date(t, f), None, "{t} {f}");
         }
-        assert_eq!(parse_date("2025-3-01", "%Y-%m-%d"), parse_date("2025-03-01", "%Y-%m-%d"));
+        assert_eq!(
+            parse_date("2025-3-01", "%Y-%m-%d"),
+            parse_date("2025-03-01", "%Y-%m-%d")
+        );
+    }
+
+    #[test]
+    fn days_count_from_the_epoch() {
+        assert_eq!(parse_date("1970-01-01", "%Y-%m-%d"), Ok(0));
+        assert_eq!(parse_date("1969-12-31", "%Y-%m-%d"), Ok(-1));
+        assert_eq!(parse_date("2000-03-01", "%Y-%m-%d"), Ok(11_017));
     }
 
     #[test]

@@ -212,23 +212,44 @@ async fn large_delimited_files_keep_order_and_line_numbers() -> TestResult {
         let (field, value, newlines) = match i % 7 {
             0 => ("\"Smith, Ana\"".to_string(), "Smith, Ana".to_string(), 0),
             1 => ("\"two\nlines\"".to_string(), "two\nlines".to_string(), 1),
-            2 => ("\"say \"\"hi\"\"\"".to_string(), "say \"hi\"".to_string(), 0),
+            2 => (
+                "\"say \"\"hi\"\"\"".to_string(),
+                "say \"hi\"".to_string(),
+                0,
+            ),
             3 if i > 250_000 && i % 1000 == 3 => {
                 ("5'10\" tall".to_string(), "5'10\" tall".to_string(), 0)
             }
-            _ => (format!("customer name {i:08}"), format!("customer name {i:08}"), 0),
+            _ => (
+                format!("customer name {i:08}"),
+                format!("customer name {i:08}"),
+                0,
+            ),
         };
         let bad = i % 997 == 5;
-        let day = if bad { "2025-13-45".to_string() } else { format!("2025-01-{:02}", 1 + i % 28) };
+        let day = if bad {
+            "2025-13-45".to_string()
+        } else {
+            format!("2025-01-{:02}", 1 + i % 28)
+        };
         text.push_str(&format!("{i},{field},{day}\n"));
         if bad {
             expected_bad.push(line.to_string());
         } else {
-            expected_data.push(vec![i.to_string(), value, day, "big.csv".into(), line.to_string()]);
+            expected_data.push(vec![
+                i.to_string(),
+                value,
+                day,
+                "big.csv".into(),
+                line.to_string(),
+            ]);
         }
         line += 1 + newlines;
     }
-    assert!(text.len() > 2 * (4 << 20), "the file must span several chunks");
+    assert!(
+        text.len() > 2 * (4 << 20),
+        "the file must span several chunks"
+    );
     write(d, "big.csv", text.as_bytes())?;
     let loaded = ingest(
         d,
@@ -246,7 +267,12 @@ fields = [ { name = "id", type = "int64" }, { name = "name", type = "string" }, 
     }
     let bad_lines: Vec<String> = loaded.quarantine.iter().map(|r| r[2].clone()).collect();
     assert_eq!(bad_lines, expected_bad);
-    assert!(loaded.quarantine.iter().all(|r| r[4].contains("2025-13-45")));
+    assert!(
+        loaded
+            .quarantine
+            .iter()
+            .all(|r| r[4].contains("2025-13-45"))
+    );
     Ok(())
 }
 

@@ -10,7 +10,9 @@ use object_store::path::Path;
 use parquet::arrow::AsyncArrowWriter;
 use parquet::arrow::async_writer::AsyncFileWriter;
 use parquet::basic::Compression;
+use parquet::basic::Encoding;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -77,7 +79,12 @@ impl ParquetFileWriter {
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_created_by(concat!("clientele ", env!("CARGO_PKG_VERSION")).to_string())
-            .set_max_row_group_row_count(Some(256 * 1024))
+            .set_max_row_group_row_count(Some(1024 * 1024))
+            // Source line numbers (raw tables) are unique and ascending: no dictionary, which
+            // would be built only to be thrown away, and delta encoding, which stores them in
+            // almost nothing.
+            .set_column_dictionary_enabled(ColumnPath::from("_line"), false)
+            .set_column_encoding(ColumnPath::from("_line"), Encoding::DELTA_BINARY_PACKED)
             .build();
         let sink = HashingWriter {
             inner: BufWriter::new(store, path),
