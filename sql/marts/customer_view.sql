@@ -1,11 +1,18 @@
--- One row per customer: contact data and consent, with purchase history up to the as-of date.
--- frequency counts distinct purchase days (as the buy-till-you-die models do); monetary_value is the
--- total spend; recency_days is the number of days from the last purchase to the as-of date.
+-- One row per customer: contact data and consent; demographic (age band, income band, household
+-- size, home ownership), psychographic (lifestyle segment) and firmographic (business, industry,
+-- employee band) attributes from the data vendor's append where identity resolution matched it;
+-- purchase history up to the as-of date; channel mix; campaign and service touch points; complaints;
+-- and the lifecycle stage. frequency counts distinct purchase days (as the buy-till-you-die models
+-- do); monetary_value is the total spend; recency_days is the number of days from the last purchase
+-- to the as-of date. Column meanings: docs/identity.md#the-customer-view.
 --
 -- test: unique(customer_id)
 -- test: relationships(customer_id, dim_customer.customer_id)
 -- test: expression(frequency <= order_count and monetary_value >= 0)
 -- test: accepted_values(lifecycle_stage, 'aware', 'trial', 'purchase', 'multiple_purchase', 'loyalty')
+-- test: accepted_values(channel_mix, 'web', 'store', 'both')
+-- test: expression(open_complaint_count + resolved_complaint_count <= ticket_count)
+-- test: expression(campaign_response_count <= campaign_contact_count)
 with customers as (
     select * from dim_customer
 ),
@@ -33,6 +40,50 @@ order_stats as (
     group by customer_id
 ),
 
+vendor as (
+    select
+        m.customer_id,
+        v.age_band,
+        v.income_band,
+        v.household_size,
+        v.home_ownership,
+        v.lifestyle_segment,
+        v.is_business,
+        v.industry,
+        v.employee_band,
+        row_number() over (partition by m.customer_id order by m.record_id) as vendor_rank
+    from int_customer_records__matched m
+    join stg_vendor__demographics v on v.record_id = m.record_id
+),
+
+touches as (
+    select
+        customer_id,
+        sum(case when touchpoint_type = 'campaign_contact' then 1 else 0 end)      as campaign_contact_count,
+        sum(case when touchpoint_type = 'campaign_response' then 1 else 0 end)     as campaign_response_count,
+        max(case when touchpoint_type = 'campaign_contact' then touch_date end)    as last_campaign_contact_date,
+        max(case when touchpoint_type = 'campaign_response' then touch_date end)   as last_campaign_response_date,
+        count(*)                                                                   as touchpoint_count,
+        max(touch_date)                                                            as last_touch_date
+    from fct_touchpoints
+    where touch_date <= as_of_date()
+    group by customer_id
+),
+
+tickets as (
+    select
+        r.customer_id,
+        count(*)                                                                        as ticket_count,
+        sum(case when t.status = 'open' then 1 else 0 end)                              as open_ticket_count,
+        sum(case when t.category = 'complaint' and t.status = 'open' then 1 else 0 end) as open_complaint_count,
+        sum(case when t.category = 'complaint' and t.status = 'resolved' then 1 else 0 end) as resolved_complaint_count,
+        max(t.opened_date)                                                              as last_ticket_date
+    from stg_service__tickets t
+    join int_customer_records__matched r on r.record_id = t.record_id
+    where t.opened_date <= as_of_date()
+    group by r.customer_id
+),
+
 staged as (
     select
         c.*,
@@ -43,9 +94,31 @@ staged as (
         coalesce(s.monetary_value, cast(0 as decimal(22, 2)))           as monetary_value,
         s.web_order_count,
         s.store_order_count,
-        coalesce(s.active_quarters_last_year, 0)                        as active_quarters_last_year
+        coalesce(s.active_quarters_last_year, 0)                        as active_quarters_last_year,
+        v.age_band,
+        v.income_band,
+        v.household_size,
+        v.home_ownership,
+        v.lifestyle_segment,
+        v.is_business,
+        v.industry,
+        v.employee_band,
+        coalesce(t.campaign_contact_count, 0)                           as campaign_contact_count,
+        coalesce(t.campaign_response_count, 0)                          as campaign_response_count,
+        t.last_campaign_contact_date,
+        t.last_campaign_response_date,
+        coalesce(t.touchpoint_count, 0)                                 as touchpoint_count,
+        t.last_touch_date,
+        coalesce(k.ticket_count, 0)                                     as ticket_count,
+        coalesce(k.open_ticket_count, 0)                                as open_ticket_count,
+        coalesce(k.open_complaint_count, 0)                             as open_complaint_count,
+        coalesce(k.resolved_complaint_count, 0)                         as resolved_complaint_count,
+        k.last_ticket_date
     from customers c
     left join order_stats s on s.customer_id = c.customer_id
+    left join vendor v on v.customer_id = c.customer_id and v.vendor_rank = 1
+    left join touches t on t.customer_id = c.customer_id
+    left join tickets k on k.customer_id = c.customer_id
 )
 
 select
@@ -66,6 +139,17 @@ select
     source_record_count,
     has_crm_record,
     has_web_record,
+    has_vendor_record,
+    has_campaign_record,
+    has_service_record,
+    age_band,
+    income_band,
+    household_size,
+    home_ownership,
+    lifestyle_segment,
+    is_business,
+    industry,
+    employee_band,
     first_purchase_date,
     last_purchase_date,
     frequency,
@@ -73,6 +157,23 @@ select
     monetary_value,
     web_order_count,
     store_order_count,
+    case
+        when coalesce(web_order_count, 0) + coalesce(store_order_count, 0) = 0 then null
+        when web_order_count = 0 then 'store'
+        when store_order_count = 0 then 'web'
+        else 'both'
+    end                                                             as channel_mix,
+    campaign_contact_count,
+    campaign_response_count,
+    last_campaign_contact_date,
+    last_campaign_response_date,
+    touchpoint_count,
+    last_touch_date,
+    ticket_count,
+    open_ticket_count,
+    open_complaint_count,
+    resolved_complaint_count,
+    last_ticket_date,
     cast(as_of_date() - last_purchase_date as bigint)               as recency_days,
     cast(as_of_date() - coalesce(first_seen_date, first_purchase_date) as bigint) as tenure_days,
     active_quarters_last_year,

@@ -2,14 +2,16 @@
 -- customer's linked records by its survivorship rule:
 --
 --   column                      rule
---   first_name, last_name       most trusted source: the CRM (keyed by staff), then the most recent
+--   first_name, last_name       most trusted source (CRM, web shop, service desk, campaign tool,
+--                               data vendor: the CRM is keyed by staff), then the most recent
 --   street, postcode, city      most recent record with a street (the address moves as one unit)
 --   email                       most recent record with an email
 --   phone                       most recent record with a phone
 --   birth_date                  most frequent value among the records; on a tie the most trusted
 --
 -- "Most recent" is by created_date, then the most trusted source, then record_id, so the choice is
--- the same every run. Contactability: a valid email (local@domain.tld), a phone of 8 to 15 digits,
+-- the same every run. Only people with a record of the business's own (anything but the data
+-- vendor) are customers: a vendor record that matched nobody is not. Contactability: a valid email (local@domain.tld), a phone of 8 to 15 digits,
 -- a postal address (street and postcode). Consent: a customer is opted out if any linked record
 -- opted out.
 --
@@ -19,7 +21,13 @@
 with records as (
     select
         *,
-        case source_system when 'crm' then 0 else 1 end as source_trust_rank
+        case source_system
+            when 'crm' then 0
+            when 'web' then 1
+            when 'service' then 2
+            when 'campaign' then 3
+            else 4
+        end as source_trust_rank
     from int_customer_records__matched
 ),
 
@@ -84,6 +92,10 @@ linked as (
         count(*)                                                        as source_record_count,
         bool_or(source_system = 'crm')                                  as has_crm_record,
         bool_or(source_system = 'web')                                  as has_web_record,
+        bool_or(source_system = 'vendor')                               as has_vendor_record,
+        bool_or(source_system = 'campaign')                             as has_campaign_record,
+        bool_or(source_system = 'service')                              as has_service_record,
+        bool_or(source_system <> 'vendor')                              as has_own_record,
         min(created_date)                                               as first_seen_date
     from records
     group by customer_id
@@ -104,6 +116,9 @@ survived as (
         l.source_record_count,
         l.has_crm_record,
         l.has_web_record,
+        l.has_vendor_record,
+        l.has_campaign_record,
+        l.has_service_record,
         l.first_seen_date
     from linked l
     join names n on n.customer_id = l.customer_id
@@ -111,6 +126,7 @@ survived as (
     join emails e on e.customer_id = l.customer_id
     join phones p on p.customer_id = l.customer_id
     left join birth_dates b on b.customer_id = l.customer_id and b.birth_date_rank = 1
+    where l.has_own_record
 )
 
 select

@@ -12,6 +12,9 @@ renamed as (
         case source
             when 'crm_customers' then 'crm:' || record_id
             when 'web_customers' then 'web:' || record_id
+            when 'vendor_demographics' then 'vendor:' || record_id
+            when 'campaign_responses' then 'campaign:' || record_id
+            when 'service_tickets' then 'service:' || record_id
             else source || ':' || record_id
         end                                   as record_id,
         person_id

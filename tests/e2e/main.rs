@@ -143,11 +143,15 @@ fn demo_builds_every_table_reconciles_and_exports_no_opted_out_customer() -> Tes
         ("raw", "legacy_orders"),
         ("raw", "web_customers"),
         ("raw", "web_orders"),
+        ("raw", "vendor_demographics"),
+        ("raw", "campaign_responses"),
+        ("raw", "service_tickets"),
         ("quarantine", "crm_customers"),
         ("staging", "stg_crm__customers"),
         ("intermediate", "int_customer_records__matched"),
         ("marts", "dim_customer"),
         ("marts", "fct_orders"),
+        ("marts", "fct_touchpoints"),
         ("marts", "customer_view"),
         ("scores", "customer_rfm"),
         ("segments", "segment_membership"),
@@ -242,6 +246,23 @@ fn demo_builds_every_table_reconciles_and_exports_no_opted_out_customer() -> Tes
         for i in 0..b.num_rows() {
             if !consent.is_valid(i) || !consent.value(i) {
                 opted_out_records.insert(format!("web:{}", id.value(i)));
+            }
+        }
+    }
+    // The campaign tool: a contact who unsubscribed from any campaign.
+    let campaigns = read_parquet(&partition(&wh, "raw", "campaign_responses"))?;
+    for b in &campaigns {
+        let id = b
+            .column_by_name("contact_id")
+            .ok_or("contact_id")?
+            .as_string::<i32>();
+        let unsubscribed = b
+            .column_by_name("unsubscribed")
+            .ok_or("unsubscribed")?
+            .as_boolean();
+        for i in 0..b.num_rows() {
+            if unsubscribed.value(i) {
+                opted_out_records.insert(format!("campaign:{}", id.value(i)));
             }
         }
     }
@@ -754,7 +775,7 @@ fn the_repository_jobs_plan_without_data_and_the_template_validates_against_real
         .env("CLIENTELE_WAREHOUSE", &warehouse)
         .output()?;
     assert_ok(&out);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (4 sources, 11 SQL models"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (7 sources, 17 SQL models"));
 
     // Without the files, each missing source is named at the line that declares it.
     let out = clientele()?

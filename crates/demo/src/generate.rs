@@ -46,6 +46,12 @@ pub struct DemoSummary {
     pub order_log_lines: u64,
     pub web_customers: u64,
     pub web_orders: u64,
+    /// Records of the data vendor's demographic file (some of persons who are not customers).
+    pub vendor_records: u64,
+    /// Rows of the campaign response file: one per contact per campaign.
+    pub campaign_contacts: u64,
+    /// Service desk tickets.
+    pub service_tickets: u64,
     /// Lines written malformed on purpose (they should end in quarantine).
     pub malformed_lines: u64,
 }
@@ -68,6 +74,56 @@ const CRM_RECORD_LEN: usize = 218;
 
 /// Share of lines written malformed.
 const MALFORMED_ONE_IN: u32 = 300;
+
+/// The past campaigns of the campaign response file: id, name, channel, days before the as-of date
+/// it was sent.
+pub const CAMPAIGNS: [(&str, &str, &str, i64); 8] = [
+    ("CMP01", "New year sale", "email", 700),
+    ("CMP02", "Spring catalogue", "direct_mail", 610),
+    ("CMP03", "Summer sale", "email", 520),
+    ("CMP04", "Autumn collection", "email", 430),
+    ("CMP05", "Christmas gifts", "direct_mail", 340),
+    ("CMP06", "Spring sale", "email", 250),
+    ("CMP07", "We miss you", "email", 160),
+    ("CMP08", "Autumn preview", "direct_mail", 70),
+];
+
+/// Days after a send in which a purchase counts as a response.
+const RESPONSE_WINDOW_DAYS: i64 = 14;
+
+const AGE_BANDS: [(u32, &str); 6] = [
+    (25, "18-24"),
+    (35, "25-34"),
+    (45, "35-44"),
+    (55, "45-54"),
+    (65, "55-64"),
+    (200, "65+"),
+];
+const INCOME_BANDS: [&str; 5] = ["<20k", "20-40k", "40-60k", "60-100k", "100k+"];
+const LIFESTYLES: [&str; 6] = [
+    "affluent achievers",
+    "urban professionals",
+    "young families",
+    "comfortable retirees",
+    "students and starters",
+    "rural traditionalists",
+];
+const INDUSTRIES: [&str; 6] = [
+    "retail",
+    "manufacturing",
+    "professional services",
+    "health",
+    "hospitality",
+    "construction",
+];
+const EMPLOYEE_BANDS: [&str; 4] = ["1-9", "10-49", "50-249", "250+"];
+const TICKET_CATEGORIES: [(&str, &str); 5] = [
+    ("complaint", "Item arrived damaged"),
+    ("complaint", "Refund not received"),
+    ("question", "Question about my order"),
+    ("return", "Return request"),
+    ("delivery", "Where is my parcel?"),
+];
 
 /// How many years of history the demo holds.
 const HISTORY_DAYS: i64 = 3 * 365;
@@ -202,7 +258,7 @@ fn person(rng: &mut ChaCha8Rng, as_of: NaiveDate, index: u64) -> Result<Person, 
         "{}.{}{}@{}",
         ascii_fold(&first),
         ascii_fold(&last),
-        index % 97,
+        index,
         pick(rng, EMAIL_DOMAINS)
     );
     let phone_digits = format!("7{:09}", rng.random_range(0..1_000_000_000u64));
@@ -292,6 +348,9 @@ struct Writers {
     web_customers: BufWriter<File>,
     web_orders: BufWriter<File>,
     truth: BufWriter<File>,
+    vendor: BufWriter<File>,
+    campaigns: BufWriter<File>,
+    tickets: BufWriter<File>,
 }
 
 fn create(path: &Path) -> Result<BufWriter<File>, Error> {
@@ -323,6 +382,9 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
         dir.join("sources/web/customers.jsonl"),
         dir.join("sources/web/orders.csv"),
         dir.join("truth/person_map.csv"),
+        dir.join("sources/vendor/demographics.csv"),
+        dir.join("sources/campaigns/responses.csv"),
+        dir.join("sources/service/tickets.csv"),
     ];
     let mut w = Writers {
         crm: create(&paths[0])?,
@@ -330,6 +392,9 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
         web_customers: create(&paths[2])?,
         web_orders: create(&paths[3])?,
         truth: create(&paths[4])?,
+        vendor: create(&paths[5])?,
+        campaigns: create(&paths[6])?,
+        tickets: create(&paths[7])?,
     };
     let paths = &paths;
     let io = |i: usize| {
@@ -344,12 +409,28 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
     )
     .map_err(io(3))?;
     writeln!(w.truth, "source,record_id,person_id").map_err(io(4))?;
+    writeln!(
+        w.vendor,
+        "VENDOR_REF,FORENAME,SURNAME,ADDRESS1,POSTCODE,TOWN,AGE_BAND,INCOME_BAND,HOUSEHOLD_SIZE,TENURE,LIFESTYLE,BUSINESS,INDUSTRY,EMPLOYEES"
+    )
+    .map_err(io(5))?;
+    writeln!(
+        w.campaigns,
+        "contact_id,email,first_name,last_name,postcode,campaign_id,campaign_name,channel,sent_date,responded,response_date,unsubscribed"
+    )
+    .map_err(io(6))?;
+    writeln!(
+        w.tickets,
+        "ticket_id,requester_id,requester_name,requester_email,requester_phone,opened_at,closed_at,category,status,subject"
+    )
+    .map_err(io(7))?;
 
     let mut summary = DemoSummary {
         persons: opts.persons,
         ..DemoSummary::default()
     };
     let (mut crm_seq, mut web_seq, mut order_seq) = (0u64, 0u64, 0u64);
+    let mut seq = Sequences::default();
     let mut line = String::with_capacity(CRM_RECORD_LEN + 8);
     for index in 0..opts.persons {
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
@@ -579,6 +660,18 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
                 summary.order_log_lines += 1;
             }
         }
+        // The sources that came later to the demo draw their randomness last, so that the files
+        // above stay the same for a seed.
+        let known_since = if p.in_crm || p.in_web {
+            Some(first_day - Duration::days(30))
+        } else {
+            None
+        };
+        vendor_record(&mut w, &mut rng, &p, &person_id, opts, &mut seq, &mut summary)?;
+        if let Some(since) = known_since {
+            campaign_rows(&mut w, &mut rng, &p, &person_id, since, opts, &mut seq, &mut summary)?;
+        }
+        service_tickets(&mut w, &mut rng, &p, &person_id, opts, &mut seq, &mut summary)?;
     }
     for (i, writer) in [
         &mut w.crm,
@@ -586,6 +679,9 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
         &mut w.web_customers,
         &mut w.web_orders,
         &mut w.truth,
+        &mut w.vendor,
+        &mut w.campaigns,
+        &mut w.tickets,
     ]
     .into_iter()
     .enumerate()
@@ -593,6 +689,285 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
         writer.flush().map_err(io(i))?;
     }
     Ok(summary)
+}
+
+/// Record numbers of the later sources.
+#[derive(Default)]
+struct Sequences {
+    vendor: u64,
+    contact: u64,
+    requester: u64,
+    ticket: u64,
+}
+
+fn io_err(path: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: PathBuf::from(path),
+        source,
+    }
+}
+
+/// Quotes a CSV field when it needs it (RFC 4180).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The data vendor's append: about two persons in three, keyed only by name and address (names in
+/// capitals, one forename in five cut to its initial, streets often abbreviated), with
+/// demographic, psychographic and firmographic attributes; plus persons who are not customers.
+fn vendor_record(
+    w: &mut Writers,
+    rng: &mut ChaCha8Rng,
+    p: &Person,
+    person_id: &str,
+    opts: &DemoOptions,
+    seq: &mut Sequences,
+    summary: &mut DemoSummary,
+) -> Result<(), Error> {
+    let path = "sources/vendor/demographics.csv";
+    let mean_spend = if p.purchases.is_empty() {
+        None
+    } else {
+        Some(p.purchases.iter().map(|x| x.2).sum::<i64>() / p.purchases.len() as i64)
+    };
+    let mut write = |rng: &mut ChaCha8Rng,
+                     first: &str,
+                     last: &str,
+                     addr: &Address,
+                     birth: Option<NaiveDate>,
+                     spend: Option<i64>,
+                     truth_id: &str|
+     -> Result<(), Error> {
+        seq.vendor += 1;
+        let vendor_ref = format!("V{:08}", seq.vendor);
+        let forename = if rng.random_bool(0.2) {
+            first.chars().take(1).collect::<String>()
+        } else {
+            first.to_string()
+        };
+        let street = if rng.random_bool(0.5) {
+            abbreviated(&addr.street)
+        } else {
+            addr.street.clone()
+        };
+        let age = birth.map(|b| opts.as_of.years_since(b).unwrap_or(0));
+        let age_band = match age {
+            Some(a) => AGE_BANDS
+                .iter()
+                .find(|(limit, _)| a < *limit)
+                .map_or("65+", |x| x.1),
+            None => AGE_BANDS[rng.random_range(0..AGE_BANDS.len())].1,
+        };
+        // Income follows spend (a customer's average order), give or take a band.
+        let base = match spend {
+            Some(c) if c >= 12_000 => 4,
+            Some(c) if c >= 8_000 => 3,
+            Some(c) if c >= 5_000 => 2,
+            Some(c) if c >= 3_000 => 1,
+            Some(_) => 0,
+            None => rng.random_range(0..5),
+        };
+        let income = (base + rng.random_range(0..3usize)).saturating_sub(1).min(4);
+        let business = rng.random_bool(0.08);
+        let (industry, employees) = if business {
+            (*pick(rng, &INDUSTRIES), *pick(rng, &EMPLOYEE_BANDS))
+        } else {
+            ("", "")
+        };
+        let tenure = match rng.random_range(0..10) {
+            0..=5 => "OWNER",
+            6..=8 => "RENTER",
+            _ => "",
+        };
+        let fields = [
+            vendor_ref.clone(),
+            forename.to_uppercase(),
+            last.to_uppercase(),
+            street.to_uppercase(),
+            addr.postcode.clone(),
+            addr.city.to_uppercase(),
+            age_band.to_string(),
+            INCOME_BANDS[income].to_string(),
+            rng.random_range(1..=5u32).to_string(),
+            tenure.to_string(),
+            pick(rng, &LIFESTYLES).to_string(),
+            if business { "Y" } else { "N" }.to_string(),
+            industry.to_string(),
+            employees.to_string(),
+        ];
+        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        writeln!(w.vendor, "{}", line.join(",")).map_err(io_err(path))?;
+        writeln!(w.truth, "vendor_demographics,{vendor_ref},{truth_id}")
+            .map_err(io_err("truth/person_map.csv"))?;
+        summary.vendor_records += 1;
+        Ok(())
+    };
+    if rng.random_bool(0.65) {
+        write(
+            rng,
+            &p.first,
+            &p.last,
+            &p.address,
+            p.birth,
+            mean_spend,
+            person_id,
+        )?;
+    }
+    if rng.random_bool(0.1) {
+        // Somebody the retailer does not know.
+        let first = pick(rng, FIRST_NAMES).to_string();
+        let last = pick(rng, LAST_NAMES).to_string();
+        let addr = address(rng);
+        let other = format!("N{}", &person_id[1..]);
+        write(rng, &first, &last, &addr, None, None, &other)?;
+    }
+    Ok(())
+}
+
+/// The campaign tool's response file: one row per contact per campaign. Known persons who have not
+/// opted out are contacted now and then; a purchase within two weeks of a send is a response
+/// (most of the time), and a few respond without buying. One contact in a hundred unsubscribes.
+#[allow(clippy::too_many_arguments)]
+fn campaign_rows(
+    w: &mut Writers,
+    rng: &mut ChaCha8Rng,
+    p: &Person,
+    person_id: &str,
+    known_since: NaiveDate,
+    opts: &DemoOptions,
+    seq: &mut Sequences,
+    summary: &mut DemoSummary,
+) -> Result<(), Error> {
+    if p.opted_out {
+        return Ok(());
+    }
+    let path = "sources/campaigns/responses.csv";
+    let mut contact_id = None;
+    let mut unsubscribed = false;
+    for (id, name, channel, days_before) in CAMPAIGNS {
+        let sent = opts.as_of - Duration::days(days_before);
+        if unsubscribed || sent < known_since || !rng.random_bool(0.5) {
+            continue;
+        }
+        let contact = contact_id.get_or_insert_with(|| {
+            seq.contact += 1;
+            format!("S{:07}", seq.contact)
+        });
+        let bought = p
+            .purchases
+            .iter()
+            .find(|x| x.0 >= sent && x.0 <= sent + Duration::days(RESPONSE_WINDOW_DAYS));
+        let response = match bought {
+            Some(x) if rng.random_bool(0.8) => Some(x.0),
+            _ if rng.random_bool(0.02) => {
+                Some(sent + Duration::days(rng.random_range(0..RESPONSE_WINDOW_DAYS)))
+            }
+            _ => None,
+        };
+        unsubscribed = rng.random_bool(0.01);
+        let fields = [
+            contact.clone(),
+            p.email.clone(),
+            p.first.clone(),
+            p.last.clone(),
+            p.address.postcode.clone(),
+            id.to_string(),
+            name.to_string(),
+            channel.to_string(),
+            sent.format("%Y-%m-%d").to_string(),
+            if response.is_some() { "1" } else { "0" }.to_string(),
+            response.map_or_else(String::new, |d| d.format("%Y-%m-%d").to_string()),
+            if unsubscribed { "1" } else { "0" }.to_string(),
+        ];
+        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        writeln!(w.campaigns, "{}", line.join(",")).map_err(io_err(path))?;
+        summary.campaign_contacts += 1;
+    }
+    if let Some(contact) = contact_id {
+        writeln!(w.truth, "campaign_responses,{contact},{person_id}")
+            .map_err(io_err("truth/person_map.csv"))?;
+    }
+    Ok(())
+}
+
+/// The service desk: about one buyer in eight opens one to three tickets after a purchase, under a
+/// full name (sometimes a nickname), with an email, a phone or both. Recent tickets are often still
+/// open.
+fn service_tickets(
+    w: &mut Writers,
+    rng: &mut ChaCha8Rng,
+    p: &Person,
+    person_id: &str,
+    opts: &DemoOptions,
+    seq: &mut Sequences,
+    summary: &mut DemoSummary,
+) -> Result<(), Error> {
+    if p.purchases.is_empty() || !rng.random_bool(0.12) {
+        return Ok(());
+    }
+    let path = "sources/service/tickets.csv";
+    seq.requester += 1;
+    let requester = format!("Z{:07}", seq.requester);
+    let first = match nickname(&p.first) {
+        Some(n) if rng.random_bool(0.2) => n.to_string(),
+        _ => p.first.clone(),
+    };
+    let name = format!("{first} {}", p.last);
+    let email = if rng.random_bool(0.7) {
+        p.email.clone()
+    } else {
+        String::new()
+    };
+    // The desk needs a way to answer: a phone when there is no email, often both.
+    let phone = if email.is_empty() || rng.random_bool(0.5) {
+        phone_text(rng, &p.phone_digits)
+    } else {
+        String::new()
+    };
+    for _ in 0..rng.random_range(1..=3) {
+        let after = p.purchases[rng.random_range(0..p.purchases.len())].0;
+        let opened_day = (after + Duration::days(rng.random_range(1..20))).min(opts.as_of);
+        let opened = opened_day
+            .and_hms_opt(rng.random_range(8..20), rng.random_range(0..60), 0)
+            .unwrap_or_default();
+        let recent = opts.as_of - opened_day < Duration::days(21);
+        let open = if recent {
+            rng.random_bool(0.6)
+        } else {
+            rng.random_bool(0.03)
+        };
+        let closed = if open {
+            String::new()
+        } else {
+            let c = (opened + Duration::days(rng.random_range(0..10)) + Duration::hours(2))
+                .min(opts.as_of.and_hms_opt(23, 0, 0).unwrap_or_default());
+            format!("{}Z", c.format("%Y-%m-%dT%H:%M:%S"))
+        };
+        let (category, subject) = *pick(rng, &TICKET_CATEGORIES);
+        seq.ticket += 1;
+        let fields = [
+            format!("T{:08}", seq.ticket),
+            requester.clone(),
+            name.clone(),
+            email.clone(),
+            phone.clone(),
+            format!("{}Z", opened.format("%Y-%m-%dT%H:%M:%S")),
+            closed,
+            category.to_string(),
+            if open { "open" } else { "resolved" }.to_string(),
+            subject.to_string(),
+        ];
+        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        writeln!(w.tickets, "{}", line.join(",")).map_err(io_err(path))?;
+        summary.service_tickets += 1;
+    }
+    writeln!(w.truth, "service_tickets,{requester},{person_id}")
+        .map_err(io_err("truth/person_map.csv"))?;
+    Ok(())
 }
 
 impl Person {

@@ -1,0 +1,48 @@
+-- The campaign tool's contacts, one row per contact (its own contact_id, no key of ours), from
+-- the response export: the most recent name, email and postcode; opted out once unsubscribed from
+-- any campaign; known since the first send.
+--
+-- test: unique(record_id)
+-- test: not_null(record_id, is_opted_out)
+with source as (
+    select * from raw.campaign_responses
+),
+
+ranked as (
+    select
+        *,
+        row_number() over (partition by contact_id order by sent_date desc, campaign_id desc) as recency_rank
+    from source
+),
+
+contacts as (
+    select
+        contact_id,
+        bool_or(unsubscribed)                       as is_opted_out,
+        min(sent_date)                              as created_date
+    from source
+    group by contact_id
+),
+
+renamed as (
+    select
+        'campaign:' || r.contact_id                 as record_id,
+        'campaign'                                  as source_system,
+        r.contact_id                                as source_customer_id,
+        r.first_name,
+        r.last_name,
+        cast(null as varchar)                       as street,
+        upper(r.postcode)                           as postcode,
+        cast(null as varchar)                       as city,
+        cast(null as varchar)                       as phone,
+        nullif(lower(trim(r.email)), '')            as email_normalised,
+        cast(null as date)                          as birth_date,
+        c.is_opted_out,
+        c.created_date
+    from ranked r
+    join contacts c on c.contact_id = r.contact_id
+    where r.recency_rank = 1
+)
+
+select * from renamed
+order by record_id
