@@ -4,12 +4,12 @@
 # threshold, and the same cores. Reports wall time, candidate pairs / links, peak memory and
 # pairwise and cluster precision, recall and F1 against the generator's truth.
 #
-#     bash tests/bench/identity_vs_splink.sh [PERSONS]     # default 820,000 persons (~1,000,000 records)
+#     bash tests/bench/identity_vs_splink.sh [PERSONS]     # default 345,000 persons (~1,000,000 records)
 #
 # Needs a release build of clientele (built here if missing); installs Splink into its own virtual
 # environment under the target directory.
 set -euo pipefail
-persons="${1:-820000}"
+persons="${1:-345000}"
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
 work="${BENCH_DIR:-$target/bench-identity-$persons}"
@@ -38,7 +38,9 @@ s, a = m["identity"]["summary"], m["identity"]["accuracy"]
 print(f"clientele {step['duration_ms'] / 1000:8.1f} s  records {s['records']:,}  candidate pairs {s['candidate_pairs']:,}  "
       f"links {s['links_above_threshold']:,}  pairwise P {a['pairwise']['precision']:.4f} R {a['pairwise']['recall']:.4f} "
       f"F1 {a['pairwise']['f1']:.4f}  clusters P {a['cluster']['precision']:.4f} R {a['cluster']['recall']:.4f} F1 {a['cluster']['f1']:.4f}")
-print(f"          whole demo run {secs:.1f} s, peak {kb / 1024:.0f} MiB (ingest, SQL and identity together)")
+peak = step.get("peak_memory_mib")
+print(f"          identity step peak {peak if peak is not None else '?'} MiB; "
+      f"whole demo run {secs:.1f} s, peak {kb / 1024:.0f} MiB (ingest, SQL and identity together)")
 PY
 records=$(ls "$work"/warehouse/intermediate/int_customer_records__unioned/as_of=*/part-0.parquet)
 truth=$(ls "$work"/warehouse/staging/stg_demo__truth/as_of=*/part-0.parquet)

@@ -246,12 +246,15 @@ async fn demo(
     )
     .context("generating the demo sources")?;
     println!(
-        "demo data: {} persons -> {} CRM records, {} order-log lines, {} web customers, {} web orders ({} lines malformed on purpose) in {:.1}s",
+        "demo data: {} persons -> {} CRM records, {} order-log lines, {} web customers, {} web orders, {} vendor records, {} campaign contacts, {} service tickets ({} lines malformed on purpose) in {:.1}s",
         thousands(summary.persons),
         thousands(summary.crm_records),
         thousands(summary.order_log_lines),
         thousands(summary.web_customers),
         thousands(summary.web_orders),
+        thousands(summary.vendor_records),
+        thousands(summary.campaign_contacts),
+        thousands(summary.service_tickets),
         thousands(summary.malformed_lines),
         started.elapsed().as_secs_f64()
     );

@@ -1,7 +1,7 @@
 //! The demo data: a mid-sized retailer's customer files, generated deterministically from a seed.
 //!
 //! # Overview
-//! [`generate`] writes four sources shaped like the real thing, plus the truth behind them:
+//! [`generate`] writes seven sources shaped like the real thing, plus the truth behind them:
 //! - `sources/crm/customers.dat`: the legacy CRM extract, fixed-width, latin-1, upper-case names with
 //!   accents, free-format phones, often no email, birth dates `YYYYMMDD` with `00000000` for unknown,
 //!   and a `Y`/`N` opt-out flag ([`CRM_LAYOUT`] gives the positions).
@@ -10,6 +10,15 @@
 //! - `sources/web/customers.jsonl`: web-shop accounts as JSON lines with a nested name and address,
 //!   ISO-8601 timestamps with offsets and a marketing-consent flag.
 //! - `sources/web/orders.csv`: web orders.
+//! - `sources/vendor/demographics.csv`: a data vendor's append for about two persons in three, keyed
+//!   only by name and address (capitals, initials, abbreviated streets), with age band, income band
+//!   (which follows spend), household size, tenure, lifestyle, and industry and employee band for
+//!   businesses; plus records of people who are not customers.
+//! - `sources/campaigns/responses.csv`: the campaign tool's export of eight past campaigns
+//!   ([`CAMPAIGNS`]), one row per contact per send, under the tool's own contact id; a purchase within
+//!   two weeks of a send is usually a response; a few contacts unsubscribe.
+//! - `sources/service/tickets.csv`: service-desk tickets under the requester's full name, email and
+//!   phone; complaints, questions, returns and delivery queries, recent ones often still open.
 //! - `truth/person_map.csv`: which person is behind every source record (to measure identity resolution).
 //!
 //! Persons are legacy-only, web-only or in both systems with noisy fields (case, typos, a moved
@@ -31,4 +40,4 @@
 mod generate;
 mod names;
 
-pub use generate::{CRM_LAYOUT, DemoOptions, DemoSummary, Error, generate};
+pub use generate::{CAMPAIGNS, CRM_LAYOUT, DemoOptions, DemoSummary, Error, generate};

@@ -28,6 +28,7 @@ mod error;
 mod history;
 mod identity;
 mod manifest;
+mod memory;
 mod report;
 mod runner;
 mod spec;

@@ -31,6 +31,10 @@ pub struct StepReport {
     pub started_at: String,
     pub ended_at: String,
     pub duration_ms: u64,
+    /// The largest resident memory of the process while the step ran, in MiB (Linux; absent
+    /// elsewhere and in manifests of older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_mib: Option<u64>,
     /// Rows the step read (source records for ingest, input rows otherwise).
     pub rows_in: u64,
     /// Rows the step wrote.

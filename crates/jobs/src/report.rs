@@ -43,9 +43,12 @@ pub fn render_report(m: &RunManifest) -> String {
             StepStatus::Failed => "FAIL",
             StepStatus::Skipped => "skip",
         };
+        let peak = s
+            .peak_memory_mib
+            .map_or_else(String::new, |m| format!("  peak {} MiB", thousands(m)));
         let _ = writeln!(
             out,
-            "  {mark} {:<12} {:<9} {:>7}  rows in {:>11}  out {:>11}",
+            "  {mark} {:<12} {:<9} {:>7}  rows in {:>11}  out {:>11}{peak}",
             s.name,
             s.kind,
             seconds(s.duration_ms),

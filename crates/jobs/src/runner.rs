@@ -412,6 +412,7 @@ impl Runner {
                     started_at: now.to_rfc3339(),
                     ended_at: now.to_rfc3339(),
                     duration_ms: 0,
+                    peak_memory_mib: None,
                     rows_in: 0,
                     rows_out: 0,
                     outputs: Vec::new(),
@@ -429,6 +430,7 @@ impl Runner {
             }
             tracing::info!(step = %step.name, kind = step.kind.name(), "step started");
             let mut outcome = StepOutcome::default();
+            crate::memory::reset_peak();
             let result = self
                 .run_step(step, &engine, warehouse, run_id, &mut state, &mut outcome)
                 .await;
@@ -452,6 +454,7 @@ impl Runner {
                 started_at: now.to_rfc3339(),
                 ended_at: ended.to_rfc3339(),
                 duration_ms: u64::try_from((ended - now).num_milliseconds()).unwrap_or(0),
+                peak_memory_mib: crate::memory::peak_mib(),
                 rows_in: outcome.rows_in,
                 rows_out: outcome.rows_out,
                 outputs: outcome.outputs,
