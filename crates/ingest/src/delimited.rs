@@ -236,7 +236,6 @@ fn parse_records<R: Read>(
 ) -> Result<()> {
     let plan = state.plan;
     let mut record = csv::ByteRecord::new();
-    let width = layout.width;
     let mut spare: Vec<Option<Cow<'static, str>>> = Vec::new();
     loop {
         match csv.read_byte_record(&mut record) {
@@ -264,68 +263,204 @@ fn parse_records<R: Read>(
             }
         }
         let line = record.position().map_or(0, |p| p.line()) + line_offset;
-        let raw = || {
-            record
-                .iter()
-                .map(|f| raw_text(f, plan.encoding))
-                .collect::<Vec<_>>()
-                .join(&layout.delim)
-        };
-        state.report.rows_read += 1;
-        // A header-less file may carry trailing columns the layout does not use; too few is always wrong.
-        let wrong_width = if layout.header {
-            record.len() != width
-        } else {
-            record.len() < width
-        };
-        if wrong_width {
-            let reason = if layout.header {
-                format!(
-                    "the record has {} fields; the header has {width}",
-                    record.len()
-                )
-            } else {
-                format!(
-                    "the record has {} fields; the layout needs {width}",
-                    record.len()
-                )
-            };
-            let r = raw();
-            state.reject(line, None, reason, r)?;
-            continue;
-        }
-        let mut texts = recycle(std::mem::take(&mut spare));
-        let mut bad = None;
-        // UTF-8 is checked once for the whole record; the fields are cut from the checked text.
-        let whole = match plan.encoding {
-            Encoding::Utf8 => std::str::from_utf8(record.as_slice()).ok(),
-            _ => None,
-        };
-        for (f, &c) in plan.fields.iter().zip(&layout.columns) {
-            let cut = whole.and_then(|w| record.range(c).and_then(|r| w.get(r)));
-            if let Some(text) = cut {
-                texts.push(Some(Cow::Borrowed(text)));
-                continue;
-            }
-            match decode(record.get(c).unwrap_or_default(), plan.encoding) {
-                Ok(t) => texts.push(Some(t)),
-                Err(reason) => {
-                    bad = Some((f.name.clone(), reason));
-                    break;
-                }
-            }
-        }
-        let result = match bad {
-            Some((field, reason)) => {
-                let r = raw();
-                state.reject(line, Some(field), reason, r)
-            }
-            None => state.accept(line, &texts, raw),
-        };
-        spare = recycle(texts);
-        result?;
+        take_record(state, &record, line, layout, &mut spare)?;
     }
     Ok(())
+}
+
+/// The fields of one record as a parser cut them: from the CSV parser, or from a plain line.
+trait Fields {
+    fn count(&self) -> usize;
+    fn field(&self, i: usize) -> Option<&[u8]>;
+    /// The bytes of all fields, in which [`Fields::span`] gives each field's place.
+    fn bytes(&self) -> &[u8];
+    fn span(&self, i: usize) -> Option<std::ops::Range<usize>>;
+}
+
+impl Fields for csv::ByteRecord {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn field(&self, i: usize) -> Option<&[u8]> {
+        self.get(i)
+    }
+    fn bytes(&self) -> &[u8] {
+        self.as_slice()
+    }
+    fn span(&self, i: usize) -> Option<std::ops::Range<usize>> {
+        self.range(i)
+    }
+}
+
+/// A line without quotes cut at the delimiter.
+struct LineFields<'l> {
+    line: &'l [u8],
+    spans: &'l [(usize, usize)],
+}
+
+impl Fields for LineFields<'_> {
+    fn count(&self) -> usize {
+        self.spans.len()
+    }
+    fn field(&self, i: usize) -> Option<&[u8]> {
+        self.spans.get(i).and_then(|&(a, b)| self.line.get(a..b))
+    }
+    fn bytes(&self) -> &[u8] {
+        self.line
+    }
+    fn span(&self, i: usize) -> Option<std::ops::Range<usize>> {
+        self.spans.get(i).map(|&(a, b)| a..b)
+    }
+}
+
+/// Checks, types and hands on one record.
+fn take_record<F: Fields>(
+    state: &mut FileState<'_>,
+    record: &F,
+    line: u64,
+    layout: &Layout,
+    spare: &mut Vec<Option<Cow<'static, str>>>,
+) -> Result<()> {
+    let plan = state.plan;
+    let width = layout.width;
+    let raw = || {
+        (0..record.count())
+            .map(|i| raw_text(record.field(i).unwrap_or_default(), plan.encoding))
+            .collect::<Vec<_>>()
+            .join(&layout.delim)
+    };
+    state.report.rows_read += 1;
+    // A header-less file may carry trailing columns the layout does not use; too few is always wrong.
+    let fields = record.count();
+    let wrong_width = if layout.header {
+        fields != width
+    } else {
+        fields < width
+    };
+    if wrong_width {
+        let reason = if layout.header {
+            format!("the record has {fields} fields; the header has {width}")
+        } else {
+            format!("the record has {fields} fields; the layout needs {width}")
+        };
+        let r = raw();
+        return state.reject(line, None, reason, r);
+    }
+    let mut texts = recycle(std::mem::take(spare));
+    let mut bad = None;
+    // UTF-8 is checked once for the whole record; the fields are cut from the checked text.
+    let whole = match plan.encoding {
+        Encoding::Utf8 => std::str::from_utf8(record.bytes()).ok(),
+        _ => None,
+    };
+    for (f, &c) in plan.fields.iter().zip(&layout.columns) {
+        let cut = whole.and_then(|w| record.span(c).and_then(|r| w.get(r)));
+        if let Some(text) = cut {
+            texts.push(Some(Cow::Borrowed(text)));
+            continue;
+        }
+        match decode(record.field(c).unwrap_or_default(), plan.encoding) {
+            Ok(t) => texts.push(Some(t)),
+            Err(reason) => {
+                bad = Some((f.name.clone(), reason));
+                break;
+            }
+        }
+    }
+    let result = match bad {
+        Some((field, reason)) => {
+            let r = raw();
+            state.reject(line, Some(field), reason, r)
+        }
+        None => state.accept(line, &texts, raw),
+    };
+    *spare = recycle(texts);
+    result
+}
+
+/// Whether a chunk can be cut into records and fields without the CSV parser: no quote character
+/// (or quoting off) and every carriage return part of a CRLF line ending.
+fn is_plain(bytes: &[u8], dialect: &Dialect) -> bool {
+    dialect.splittable()
+        && dialect
+            .quote
+            .is_none_or(|q| memchr::memchr(q, bytes).is_none())
+        && memchr::memchr_iter(b'\r', bytes).all(|i| bytes.get(i + 1) == Some(&b'\n'))
+}
+
+/// Parses a plain chunk (see [`is_plain`]) line by line, as the CSV parser would: empty lines are
+/// not records, a CRLF ending is dropped, fields are the bytes between delimiters.
+fn parse_plain(
+    state: &mut FileState<'_>,
+    path: &Path,
+    bytes: &[u8],
+    dialect: &Dialect,
+    layout: &Layout,
+    line_offset: u64,
+) -> Result<()> {
+    let max = state.plan.max_line_bytes;
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let mut spare = Vec::new();
+    let mut line_no = line_offset;
+    // One pass over the chunk finds both delimiters and line feeds.
+    let (mut line_start, mut field_start) = (0usize, 0usize);
+    let mut finish = |state: &mut FileState<'_>,
+                      spans: &mut Vec<(usize, usize)>,
+                      start: usize,
+                      end: usize,
+                      line_no: u64|
+     -> Result<()> {
+        if end - start > max {
+            return Err(bad_file(state.plan, path, LineTooLong(max).to_string()));
+        }
+        let mut line = &bytes[start..end];
+        if let [rest @ .., b'\r'] = line {
+            line = rest;
+            if let Some(last) = spans.last_mut() {
+                last.1 = last.1.min(line.len());
+            }
+        }
+        if line.is_empty() {
+            return Ok(());
+        }
+        take_record(state, &LineFields { line, spans }, line_no, layout, &mut spare)
+    };
+    for i in memchr::memchr2_iter(dialect.delimiter, b'\n', bytes) {
+        if bytes[i] == b'\n' {
+            spans.push((field_start - line_start, i - line_start));
+            line_no += 1;
+            finish(state, &mut spans, line_start, i, line_no)?;
+            spans.clear();
+            line_start = i + 1;
+            field_start = i + 1;
+        } else {
+            spans.push((field_start - line_start, i - line_start));
+            field_start = i + 1;
+        }
+    }
+    if line_start < bytes.len() {
+        spans.push((field_start - line_start, bytes.len() - line_start));
+        line_no += 1;
+        finish(state, &mut spans, line_start, bytes.len(), line_no)?;
+    }
+    Ok(())
+}
+
+/// Parses one chunk held in memory: plain chunks line by line, others with the CSV parser.
+fn parse_bytes(
+    state: &mut FileState<'_>,
+    path: &Path,
+    bytes: &[u8],
+    dialect: &Dialect,
+    layout: &Layout,
+    line_offset: u64,
+) -> Result<()> {
+    if is_plain(bytes, dialect) {
+        parse_plain(state, path, bytes, dialect, layout, line_offset)
+    } else {
+        let mut csv = dialect.reader(bytes, state.plan.max_line_bytes);
+        parse_records(state, path, &mut csv, layout, line_offset)
+    }
 }
 
 /// Empties a vector of field texts and hands its allocation on with another lifetime.
@@ -431,10 +566,8 @@ fn parse_chunk(
     bytes: &[u8],
     line_offset: u64,
 ) -> Result<Chunk> {
-    let (report, outs) = detached.parse(|state| {
-        let mut csv = dialect.reader(bytes, state.plan.max_line_bytes);
-        parse_records(state, path, &mut csv, layout, line_offset)
-    })?;
+    let (report, outs) =
+        detached.parse(|state| parse_bytes(state, path, bytes, dialect, layout, line_offset))?;
     Ok(Chunk {
         outs,
         rows_read: report.rows_read,
@@ -461,8 +594,7 @@ fn read_parallel<R: BufRead>(
     pending.truncate(n);
     if n < CHUNK_BYTES {
         // A small file: one chunk, parsed here.
-        let mut csv = dialect.reader(pending.as_slice(), state.plan.max_line_bytes);
-        return parse_records(state, path, &mut csv, layout, line_offset);
+        return parse_bytes(state, path, &pending, dialect, layout, line_offset);
     }
     // Rows of earlier files come first.
     state.flush()?;

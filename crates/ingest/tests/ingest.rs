@@ -276,6 +276,70 @@ fields = [ { name = "id", type = "int64" }, { name = "name", type = "string" }, 
     Ok(())
 }
 
+/// The same for a file without quotes, which is cut into records and fields without the CSV
+/// parser: CRLF line endings, blank lines, records with too few fields, bad values, latin-1 text.
+#[tokio::test]
+async fn large_plain_files_parse_like_the_csv_parser() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let mut bytes = b"id;name;amount\r\n".to_vec();
+    let mut line = 2u64;
+    let mut expected_data = Vec::new();
+    let mut expected_bad = Vec::new();
+    let mut i = 0u64;
+    while bytes.len() < 9 << 20 {
+        if i % 5000 == 17 {
+            bytes.extend_from_slice(b"\r\n");
+            line += 1;
+        }
+        let (text, bad): (Vec<u8>, bool) = match i % 1001 {
+            3 => (format!("{i};too few").into_bytes(), true),
+            4 => (format!("{i};Jos\u{e9};12.x5").into_bytes(), true),
+            _ => {
+                let mut t = format!("{i};M").into_bytes();
+                t.push(0xfc); // ü in latin-1
+                t.extend_from_slice(format!("ller {i:07};{}.{:02}", i % 500, i % 100).as_bytes());
+                (t, false)
+            }
+        };
+        bytes.extend_from_slice(&text);
+        bytes.extend_from_slice(b"\r\n");
+        if bad {
+            expected_bad.push(line.to_string());
+        } else {
+            expected_data.push(vec![
+                i.to_string(),
+                format!("M\u{fc}ller {i:07}"),
+                format!("{}.{:02}", i % 500, i % 100),
+                "plain.csv".into(),
+                line.to_string(),
+            ]);
+        }
+        line += 1;
+        i += 1;
+    }
+    write(d, "plain.csv", &bytes)?;
+    let loaded = ingest(
+        d,
+        r#"format = "csv"
+location = "plain.csv"
+delimiter = ";"
+encoding = "latin1"
+max_reject_share = 0.01
+fields = [ { name = "id", type = "int64" }, { name = "name", type = "string" }, { name = "amount", type = "decimal(12,2)" } ]"#,
+        &LoadOptions::default(),
+    )
+    .await?;
+    assert_eq!(loaded.report.rows_read, i);
+    assert_eq!(loaded.data.len(), expected_data.len());
+    for (got, want) in loaded.data.iter().zip(&expected_data) {
+        assert_eq!(got, want);
+    }
+    let bad_lines: Vec<String> = loaded.quarantine.iter().map(|r| r[2].clone()).collect();
+    assert_eq!(bad_lines, expected_bad);
+    Ok(())
+}
+
 #[tokio::test]
 async fn ebcdic_copybook_records_field_by_field() -> TestResult {
     let dir = tempfile::tempdir()?;
