@@ -24,6 +24,7 @@ const EPOCH: NaiveDate = match NaiveDate::from_ymd_opt(1970, 1, 1) {
 
 /// Converts one field's text (already cut out of the record) into a value of its declared type.
 /// `None` text means the field is absent from the record (JSON) and is treated like an empty one.
+#[inline(always)]
 pub(crate) fn convert<'a>(
     field: &FieldPlan,
     text: Option<&'a str>,
