@@ -61,10 +61,11 @@ pub fn render_report(m: &RunManifest) -> String {
     }
     if !m.sources.is_empty() {
         let _ = writeln!(out, "\nsources (read = loaded + quarantined)");
+        let width = m.sources.iter().map(|s| s.source.len()).max().unwrap_or(0).max(16);
         for s in &m.sources {
             let _ = writeln!(
                 out,
-                "  {:<16} {:>11} = {:>11} + {:>7}   {} file(s)",
+                "  {:<width$} {:>11} = {:>11} + {:>7}   {} file(s)",
                 s.source,
                 thousands(s.rows_read),
                 thousands(s.rows_loaded),
