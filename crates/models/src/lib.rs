@@ -1,5 +1,6 @@
-//! Customer models. Today: RFM scoring by the Drilling Down method (recency, frequency and monetary
-//! quintiles and the three-digit cell code such as `545`).
+//! Customer models: RFM scoring by the Drilling Down method (recency, frequency and monetary
+//! quintiles and the three-digit cell code such as `545`), and buy-till-you-die models (BG/NBD for
+//! purchase counts and P(alive), Gamma-Gamma for spend) fitted by maximum likelihood.
 //!
 //! # Overview
 //! - [`quintile_scores`] turns one measure into scores 1..=5 (5 best). Customers are ranked from worst
@@ -7,6 +8,10 @@
 //!   score of the first of them), so the result never depends on input order or ids.
 //! - [`score_rfm`] scores a batch with the columns `customer_id`, `recency_days`, `frequency` and
 //!   `monetary`, and returns the `customer_rfm` table ([`rfm_schema`]).
+//!
+//! - [`summarise`] turns transactions into each customer's calibration summary (repeat purchases
+//!   `x`, recency `t_x`, age `T`, mean repeat spend) the way the published CDNOW results do;
+//!   [`BgNbd::fit`] and [`GammaGamma::fit`] fit the models and predict per customer.
 //!
 //! # Example
 //! ```
@@ -18,6 +23,11 @@
 //! assert_eq!(quintile_scores(&[1.0, 1.0, 300.0, 20.0, 90.0], false), vec![4, 4, 1, 3, 2]);
 //! ```
 
+mod btyd;
 mod rfm;
+mod special;
+mod summary;
 
+pub use btyd::{BgNbd, CustomerSummary, Fit, FitError, GammaGamma};
 pub use rfm::{Error, Result, quintile_scores, rfm_schema, score_rfm};
+pub use summary::{Transaction, summarise};

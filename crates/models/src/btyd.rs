@@ -1,0 +1,493 @@
+//! Buy-till-you-die models for non-contractual customers: BG/NBD (Fader, Hardie and Lee 2005) for
+//! purchase counts and Gamma-Gamma (Fader, Hardie and Lee 2005b) for spend per purchase.
+//!
+//! Fits are maximum likelihood on grouped sufficient statistics (customers with the same
+//! frequency, recency and age count once, weighted), with analytic gradients, in log space
+//! (parameters are optimised as logarithms, so they stay positive; the likelihood is a log-sum-exp),
+//! by BFGS. Standard errors come from the Hessian at the optimum. A fit that does not converge is an
+//! error, never NaN parameters.
+
+use std::collections::BTreeMap;
+
+use crate::special::{digamma, ln_gamma, ln_hyp2f1};
+
+/// Why a model could not be fitted or used.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[non_exhaustive]
+pub enum FitError {
+    /// Nothing to fit on.
+    #[error("no customers to fit the {0} model on")]
+    NoData(&'static str),
+    /// A customer's summary is impossible (negative counts, recency beyond age, ...).
+    #[error("customer {index}: {reason}")]
+    BadCustomer { index: usize, reason: String },
+    /// The optimiser stopped without meeting its tolerance.
+    #[error(
+        "the {model} fit did not converge after {iterations} iterations (gradient norm {gradient:.3e}); check the data's time unit and calibration period"
+    )]
+    NotConverged {
+        model: &'static str,
+        iterations: usize,
+        gradient: f64,
+    },
+    /// A value could not be computed (a hypergeometric series that does not settle).
+    #[error("{0}")]
+    Numeric(String),
+}
+
+/// One customer's calibration summary: `x` repeat purchases, the last at `t_x` after the first,
+/// observed for `t` since the first (all in one time unit); `monetary` is the mean spend per
+/// repeat purchase (0 without repeats).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CustomerSummary {
+    pub x: f64,
+    pub t_x: f64,
+    pub t: f64,
+    pub monetary: f64,
+}
+
+/// A fitted model's parameters with standard errors and the log-likelihood at the optimum.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fit<P> {
+    pub params: P,
+    /// Standard errors, in the order of the parameters.
+    pub std_errors: Vec<f64>,
+    pub log_likelihood: f64,
+    pub iterations: usize,
+}
+
+/// BG/NBD parameters: purchase rates ~ Gamma(r, alpha); dropout after each purchase ~ Beta(a, b).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BgNbd {
+    pub r: f64,
+    pub alpha: f64,
+    pub a: f64,
+    pub b: f64,
+}
+
+/// Gamma-Gamma parameters: spend per purchase ~ Gamma(p, nu), nu ~ Gamma(q, gamma).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GammaGamma {
+    pub p: f64,
+    pub q: f64,
+    pub gamma: f64,
+}
+
+/// Customers with equal (x, t_x, T) (and monetary value, when `with_monetary`), counted.
+fn group(data: &[CustomerSummary], with_monetary: bool) -> Vec<(CustomerSummary, f64)> {
+    let mut groups: BTreeMap<[u64; 4], (CustomerSummary, f64)> = BTreeMap::new();
+    for c in data {
+        let key = [
+            c.x.to_bits(),
+            c.t_x.to_bits(),
+            c.t.to_bits(),
+            if with_monetary { c.monetary.to_bits() } else { 0 },
+        ];
+        groups.entry(key).or_insert((*c, 0.0)).1 += 1.0;
+    }
+    groups.into_values().collect()
+}
+
+fn check(data: &[CustomerSummary]) -> Result<(), FitError> {
+    for (index, c) in data.iter().enumerate() {
+        let bad = |reason: &str| FitError::BadCustomer {
+            index,
+            reason: reason.to_string(),
+        };
+        if !(c.x.is_finite() && c.t_x.is_finite() && c.t.is_finite() && c.monetary.is_finite()) {
+            return Err(bad("a value is not finite"));
+        }
+        if c.x < 0.0 || c.x.fract() != 0.0 {
+            return Err(bad("x must be a whole number of repeat purchases, not negative"));
+        }
+        if c.t_x < 0.0 || c.t_x > c.t {
+            return Err(bad("recency t_x must lie between 0 and the age T"));
+        }
+        if c.x > 0.0 && c.t_x == 0.0 {
+            return Err(bad("a customer with repeat purchases has recency above 0"));
+        }
+    }
+    Ok(())
+}
+
+impl BgNbd {
+    /// The log-likelihood of one customer and its gradient in (r, alpha, a, b).
+    fn ll_and_gradient(&self, c: &CustomerSummary) -> (f64, [f64; 4]) {
+        let Self { r, alpha, a, b } = *self;
+        let (x, t_x, t) = (c.x, c.t_x, c.t);
+        let a1 = ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln();
+        let a2 = ln_gamma(a + b) + ln_gamma(b + x) - ln_gamma(b) - ln_gamma(a + b + x);
+        let a3 = -(r + x) * (alpha + t).ln();
+        let mut g = [
+            digamma(r + x) - digamma(r) + alpha.ln(),
+            r / alpha,
+            digamma(a + b) - digamma(a + b + x),
+            digamma(a + b) + digamma(b + x) - digamma(b) - digamma(a + b + x),
+        ];
+        let g3 = [-(alpha + t).ln(), -(r + x) / (alpha + t), 0.0, 0.0];
+        if x > 0.0 {
+            let a4 = a.ln() - (b + x - 1.0).ln() - (r + x) * (alpha + t_x).ln();
+            let g4 = [
+                -(alpha + t_x).ln(),
+                -(r + x) / (alpha + t_x),
+                1.0 / a,
+                -1.0 / (b + x - 1.0),
+            ];
+            let m = a3.max(a4);
+            let (e3, e4) = ((a3 - m).exp(), (a4 - m).exp());
+            let (w3, w4) = (e3 / (e3 + e4), e4 / (e3 + e4));
+            for i in 0..4 {
+                g[i] += w3 * g3[i] + w4 * g4[i];
+            }
+            (a1 + a2 + m + (e3 + e4).ln(), g)
+        } else {
+            for i in 0..4 {
+                g[i] += g3[i];
+            }
+            (a1 + a2 + a3, g)
+        }
+    }
+
+    /// Fits BG/NBD to calibration summaries by maximum likelihood.
+    pub fn fit(data: &[CustomerSummary]) -> Result<Fit<Self>, FitError> {
+        if data.is_empty() {
+            return Err(FitError::NoData("BG/NBD"));
+        }
+        check(data)?;
+        let groups = group(data, false);
+        let of = |p: &[f64]| Self {
+            r: p[0],
+            alpha: p[1],
+            a: p[2],
+            b: p[3],
+        };
+        let total = |p: &[f64]| {
+            let m = of(p);
+            let mut ll = 0.0;
+            let mut g = [0.0; 4];
+            for (c, w) in &groups {
+                let (l, gi) = m.ll_and_gradient(c);
+                ll += w * l;
+                for i in 0..4 {
+                    g[i] += w * gi[i];
+                }
+            }
+            (ll, g.to_vec())
+        };
+        let fit = maximise("BG/NBD", &total, &[1.0, 1.0, 1.0, 1.0])?;
+        Ok(Fit {
+            params: of(&fit.params),
+            std_errors: fit.std_errors,
+            log_likelihood: fit.log_likelihood,
+            iterations: fit.iterations,
+        })
+    }
+
+    /// Expected purchases of a new customer in a period of length `t`.
+    pub fn expected_purchases_new(&self, t: f64) -> Result<f64, FitError> {
+        let Self { r, alpha, a, b } = *self;
+        let z = t / (alpha + t);
+        let h = ln_hyp2f1(r, b, a + b - 1.0, z).ok_or_else(|| hyp_error(r, b, a + b - 1.0, z))?;
+        Ok((a + b - 1.0) / (a - 1.0) * (1.0 - (r * (alpha / (alpha + t)).ln() + h).exp()))
+    }
+
+    /// Expected purchases in the next `t` of a customer with summary `c`.
+    pub fn conditional_expected_purchases(
+        &self,
+        c: &CustomerSummary,
+        t: f64,
+    ) -> Result<f64, FitError> {
+        let Self { r, alpha, a, b } = *self;
+        let (x, big_t) = (c.x, c.t);
+        let z = t / (alpha + big_t + t);
+        let (ha, hb, hc) = (r + x, b + x, a + b + x - 1.0);
+        let h = ln_hyp2f1(ha, hb, hc, z).ok_or_else(|| hyp_error(ha, hb, hc, z))?;
+        let ln_ratio = (r + x) * ((alpha + big_t) / (alpha + big_t + t)).ln();
+        let numerator = (a + b + x - 1.0) / (a - 1.0) * (1.0 - (ln_ratio + h).exp());
+        Ok(numerator * self.p_alive(c))
+    }
+
+    /// The probability that a customer with summary `c` is still active at the end of the calibration.
+    pub fn p_alive(&self, c: &CustomerSummary) -> f64 {
+        let Self { r, alpha, a, b } = *self;
+        if c.x == 0.0 {
+            return 1.0;
+        }
+        let ln_odds = a.ln() - (b + c.x - 1.0).ln() + (r + c.x) * ((alpha + c.t) / (alpha + c.t_x)).ln();
+        1.0 / (1.0 + ln_odds.exp())
+    }
+
+    /// P(X(t) = n): the probability that a new customer makes `n` purchases in a period of length `t`.
+    pub fn probability_of_purchases(&self, t: f64, n: u32) -> f64 {
+        let Self { r, alpha, a, b } = *self;
+        let n = f64::from(n);
+        let ln_beta = |x: f64, y: f64| ln_gamma(x) + ln_gamma(y) - ln_gamma(x + y);
+        let ln_first = ln_beta(a, b + n) - ln_beta(a, b) + ln_gamma(r + n) - ln_gamma(r)
+            - ln_gamma(n + 1.0)
+            + r * (alpha / (alpha + t)).ln()
+            + n * (t / (alpha + t)).ln();
+        let mut p = ln_first.exp();
+        if n > 0.0 {
+            let mut inner = 0.0;
+            for j in 0..(n as u32) {
+                let j = f64::from(j);
+                inner += (ln_gamma(r + j) - ln_gamma(r) - ln_gamma(j + 1.0)
+                    + j * (t / (alpha + t)).ln())
+                .exp();
+            }
+            let ln_second = ln_beta(a + 1.0, b + n - 1.0) - ln_beta(a, b);
+            p += ln_second.exp() * (1.0 - (r * (alpha / (alpha + t)).ln()).exp() * inner);
+        }
+        p
+    }
+}
+
+impl GammaGamma {
+    /// The log-likelihood of one repeat buyer (x repeat purchases of mean value m) and its gradient.
+    fn ll_and_gradient(&self, x: f64, m: f64) -> (f64, [f64; 3]) {
+        let Self { p, q, gamma } = *self;
+        let px = p * x;
+        let ll = ln_gamma(px + q) - ln_gamma(px) - ln_gamma(q)
+            + q * gamma.ln()
+            + (px - 1.0) * m.ln()
+            + px * x.ln()
+            - (px + q) * (x * m + gamma).ln();
+        let g = [
+            x * (digamma(px + q) - digamma(px) + m.ln() + x.ln() - (x * m + gamma).ln()),
+            digamma(px + q) - digamma(q) + gamma.ln() - (x * m + gamma).ln(),
+            q / gamma - (px + q) / (x * m + gamma),
+        ];
+        (ll, g)
+    }
+
+    /// Fits Gamma-Gamma to the repeat buyers among `data` (customers without repeat purchases or with
+    /// a monetary value of 0 carry no information about spend and are left out).
+    pub fn fit(data: &[CustomerSummary]) -> Result<Fit<Self>, FitError> {
+        check(data)?;
+        let buyers: Vec<CustomerSummary> = data
+            .iter()
+            .filter(|c| c.x > 0.0 && c.monetary > 0.0)
+            .copied()
+            .collect();
+        if buyers.is_empty() {
+            return Err(FitError::NoData("Gamma-Gamma"));
+        }
+        let groups = group(&buyers, true);
+        let of = |v: &[f64]| Self {
+            p: v[0],
+            q: v[1],
+            gamma: v[2],
+        };
+        let total = |v: &[f64]| {
+            let m = of(v);
+            let mut ll = 0.0;
+            let mut g = [0.0; 3];
+            for (c, w) in &groups {
+                let (l, gi) = m.ll_and_gradient(c.x, c.monetary);
+                ll += w * l;
+                for i in 0..3 {
+                    g[i] += w * gi[i];
+                }
+            }
+            (ll, g.to_vec())
+        };
+        let fit = maximise("Gamma-Gamma", &total, &[1.0, 1.0, 1.0])?;
+        Ok(Fit {
+            params: of(&fit.params),
+            std_errors: fit.std_errors,
+            log_likelihood: fit.log_likelihood,
+            iterations: fit.iterations,
+        })
+    }
+
+    /// Expected mean spend per purchase of a customer with `x` repeat purchases of mean value `m`.
+    pub fn expected_spend(&self, x: f64, m: f64) -> f64 {
+        let Self { p, q, gamma } = *self;
+        if x <= 0.0 {
+            return p * gamma / (q - 1.0);
+        }
+        let weight = (q - 1.0) / (p * x + q - 1.0);
+        weight * p * gamma / (q - 1.0) + (1.0 - weight) * m
+    }
+}
+
+fn hyp_error(a: f64, b: f64, c: f64, z: f64) -> FitError {
+    FitError::Numeric(format!(
+        "the hypergeometric series 2F1({a}, {b}; {c}; {z}) does not settle"
+    ))
+}
+
+/// A log-likelihood and its gradient at the given parameters.
+type LogLikelihood<'f> = &'f dyn Fn(&[f64]) -> (f64, Vec<f64>);
+
+struct Maximum {
+    params: Vec<f64>,
+    std_errors: Vec<f64>,
+    log_likelihood: f64,
+    iterations: usize,
+}
+
+/// Maximises a log-likelihood over positive parameters by BFGS on their logarithms, with a
+/// backtracking line search; then standard errors from the Hessian (central differences of the
+/// analytic gradient) in the original parameters.
+fn maximise(
+    model: &'static str,
+    ll: LogLikelihood<'_>,
+    start: &[f64],
+) -> Result<Maximum, FitError> {
+    let n = start.len();
+    // Minimise f(θ) = -LL(exp θ); ∇f = -LL'(p) ∘ p.
+    let eval = |theta: &[f64]| -> (f64, Vec<f64>) {
+        let p: Vec<f64> = theta.iter().map(|t| t.exp()).collect();
+        let (l, g) = ll(&p);
+        (-l, g.iter().zip(&p).map(|(gi, pi)| -gi * pi).collect())
+    };
+    let mut theta: Vec<f64> = start.iter().map(|p| p.ln()).collect();
+    let (mut f, mut g) = eval(&theta);
+    let mut h_inv: Vec<Vec<f64>> = (0..n)
+        .map(|i| (0..n).map(|j| if i == j { 1.0 } else { 0.0 }).collect())
+        .collect();
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let mut iterations = 0;
+    let converged = loop {
+        if norm(&g) < 1e-8 * (1.0 + f.abs()) {
+            break true;
+        }
+        if iterations >= 2000 {
+            break false;
+        }
+        iterations += 1;
+        let mut d: Vec<f64> = (0..n)
+            .map(|i| -(0..n).map(|j| h_inv[i][j] * g[j]).sum::<f64>())
+            .collect();
+        let mut slope: f64 = d.iter().zip(&g).map(|(a, b)| a * b).sum();
+        if slope >= 0.0 {
+            // Not a descent direction: restart from steepest descent.
+            for (i, row) in h_inv.iter_mut().enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = if i == j { 1.0 } else { 0.0 };
+                }
+            }
+            d = g.iter().map(|x| -x).collect();
+            slope = -g.iter().map(|x| x * x).sum::<f64>();
+        }
+        // Keep steps in log space moderate.
+        let longest = d.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        let mut step = if longest > 5.0 { 5.0 / longest } else { 1.0 };
+        let (next_theta, next_f, next_g) = loop {
+            let cand: Vec<f64> = theta.iter().zip(&d).map(|(t, di)| t + step * di).collect();
+            let (fc, gc) = eval(&cand);
+            if fc.is_finite() && gc.iter().all(|x| x.is_finite()) && fc <= f + 1e-4 * step * slope {
+                break (cand, fc, gc);
+            }
+            step *= 0.5;
+            if step < 1e-20 {
+                return Err(FitError::NotConverged {
+                    model,
+                    iterations,
+                    gradient: norm(&g),
+                });
+            }
+        };
+        let s: Vec<f64> = next_theta.iter().zip(&theta).map(|(a, b)| a - b).collect();
+        let y: Vec<f64> = next_g.iter().zip(&g).map(|(a, b)| a - b).collect();
+        let sy: f64 = s.iter().zip(&y).map(|(a, b)| a * b).sum();
+        if sy > 1e-12 {
+            let hy: Vec<f64> = (0..n)
+                .map(|i| (0..n).map(|j| h_inv[i][j] * y[j]).sum())
+                .collect();
+            let yhy: f64 = y.iter().zip(&hy).map(|(a, b)| a * b).sum();
+            for i in 0..n {
+                for j in 0..n {
+                    h_inv[i][j] += (sy + yhy) * s[i] * s[j] / (sy * sy)
+                        - (hy[i] * s[j] + s[i] * hy[j]) / sy;
+                }
+            }
+        }
+        let small_change = (f - next_f).abs() < 1e-14 * (1.0 + f.abs());
+        theta = next_theta;
+        f = next_f;
+        g = next_g;
+        if small_change && norm(&g) < 1e-4 * (1.0 + f.abs()) {
+            break true;
+        }
+    };
+    if !converged {
+        return Err(FitError::NotConverged {
+            model,
+            iterations,
+            gradient: norm(&g),
+        });
+    }
+    let params: Vec<f64> = theta.iter().map(|t| t.exp()).collect();
+    let std_errors = standard_errors(ll, &params);
+    Ok(Maximum {
+        params,
+        std_errors,
+        log_likelihood: -f,
+        iterations,
+    })
+}
+
+/// Square roots of the diagonal of the inverse observed information (the negative Hessian of the
+/// log-likelihood), by central differences of the analytic gradient. NaN where it is not invertible.
+fn standard_errors(ll: LogLikelihood<'_>, params: &[f64]) -> Vec<f64> {
+    let n = params.len();
+    let mut info = vec![vec![0.0; n]; n];
+    for j in 0..n {
+        let h = 1e-5 * params[j].max(1e-8);
+        let mut up = params.to_vec();
+        let mut down = params.to_vec();
+        up[j] += h;
+        down[j] -= h;
+        let (_, gu) = ll(&up);
+        let (_, gd) = ll(&down);
+        for i in 0..n {
+            info[i][j] = -(gu[i] - gd[i]) / (2.0 * h);
+        }
+    }
+    // Symmetrise, then invert by Gauss-Jordan with partial pivoting.
+    #[allow(clippy::needless_range_loop)]
+    for i in 0..n {
+        for j in 0..i {
+            let m = 0.5 * (info[i][j] + info[j][i]);
+            info[i][j] = m;
+            info[j][i] = m;
+        }
+    }
+    let mut aug: Vec<Vec<f64>> = info
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let mut r = row.clone();
+            r.extend((0..n).map(|j| if i == j { 1.0 } else { 0.0 }));
+            r
+        })
+        .collect();
+    for col in 0..n {
+        let Some(pivot) = (col..n).max_by(|&a, &b| aug[a][col].abs().total_cmp(&aug[b][col].abs()))
+        else {
+            return vec![f64::NAN; n];
+        };
+        if aug[pivot][col].abs() < 1e-300 {
+            return vec![f64::NAN; n];
+        }
+        aug.swap(col, pivot);
+        let p = aug[col][col];
+        for v in aug[col].iter_mut() {
+            *v /= p;
+        }
+        for row in 0..n {
+            if row != col {
+                let factor = aug[row][col];
+                if factor != 0.0 {
+                    let pivot_row = aug[col].clone();
+                    for (v, pv) in aug[row].iter_mut().zip(pivot_row) {
+                        *v -= factor * pv;
+                    }
+                }
+            }
+        }
+    }
+    (0..n).map(|i| aug[i][n + i].max(0.0).sqrt()).collect()
+}
