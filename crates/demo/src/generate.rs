@@ -667,11 +667,36 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
         } else {
             None
         };
-        vendor_record(&mut w, &mut rng, &p, &person_id, opts, &mut seq, &mut summary)?;
+        vendor_record(
+            &mut w,
+            &mut rng,
+            &p,
+            &person_id,
+            opts,
+            &mut seq,
+            &mut summary,
+        )?;
         if let Some(since) = known_since {
-            campaign_rows(&mut w, &mut rng, &p, &person_id, since, opts, &mut seq, &mut summary)?;
+            campaign_rows(
+                &mut w,
+                &mut rng,
+                &p,
+                &person_id,
+                since,
+                opts,
+                &mut seq,
+                &mut summary,
+            )?;
         }
-        service_tickets(&mut w, &mut rng, &p, &person_id, opts, &mut seq, &mut summary)?;
+        service_tickets(
+            &mut w,
+            &mut rng,
+            &p,
+            &person_id,
+            opts,
+            &mut seq,
+            &mut summary,
+        )?;
     }
     for (i, writer) in [
         &mut w.crm,
@@ -771,7 +796,9 @@ fn vendor_record(
             Some(_) => 0,
             None => rng.random_range(0..5),
         };
-        let income = (base + rng.random_range(0..3usize)).saturating_sub(1).min(4);
+        let income = (base + rng.random_range(0..3usize))
+            .saturating_sub(1)
+            .min(4);
         let business = rng.random_bool(0.08);
         let (industry, employees) = if business {
             (*pick(rng, &INDUSTRIES), *pick(rng, &EMPLOYEE_BANDS))
@@ -808,13 +835,7 @@ fn vendor_record(
     };
     if rng.random_bool(0.65) {
         write(
-            rng,
-            &p.first,
-            &p.last,
-            &p.address,
-            p.birth,
-            mean_spend,
-            person_id,
+            rng, &p.first, &p.last, &p.address, p.birth, mean_spend, person_id,
         )?;
     }
     if rng.random_bool(0.1) {

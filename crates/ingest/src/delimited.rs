@@ -423,7 +423,13 @@ fn parse_plain(
         if line.is_empty() {
             return Ok(());
         }
-        take_record(state, &LineFields { line, spans }, line_no, layout, &mut spare)
+        take_record(
+            state,
+            &LineFields { line, spans },
+            line_no,
+            layout,
+            &mut spare,
+        )
     };
     for i in memchr::memchr2_iter(dialect.delimiter, b'\n', bytes) {
         if bytes[i] == b'\n' {

@@ -61,7 +61,13 @@ pub fn render_report(m: &RunManifest) -> String {
     }
     if !m.sources.is_empty() {
         let _ = writeln!(out, "\nsources (read = loaded + quarantined)");
-        let width = m.sources.iter().map(|s| s.source.len()).max().unwrap_or(0).max(16);
+        let width = m
+            .sources
+            .iter()
+            .map(|s| s.source.len())
+            .max()
+            .unwrap_or(0)
+            .max(16);
         for s in &m.sources {
             let _ = writeln!(
                 out,

@@ -81,7 +81,11 @@ fn group(data: &[CustomerSummary], with_monetary: bool) -> Vec<(CustomerSummary,
             c.x.to_bits(),
             c.t_x.to_bits(),
             c.t.to_bits(),
-            if with_monetary { c.monetary.to_bits() } else { 0 },
+            if with_monetary {
+                c.monetary.to_bits()
+            } else {
+                0
+            },
         ];
         groups.entry(key).or_insert((*c, 0.0)).1 += 1.0;
     }
@@ -98,7 +102,9 @@ fn check(data: &[CustomerSummary]) -> Result<(), FitError> {
             return Err(bad("a value is not finite"));
         }
         if c.x < 0.0 || c.x.fract() != 0.0 {
-            return Err(bad("x must be a whole number of repeat purchases, not negative"));
+            return Err(bad(
+                "x must be a whole number of repeat purchases, not negative",
+            ));
         }
         if c.t_x < 0.0 || c.t_x > c.t {
             return Err(bad("recency t_x must lie between 0 and the age T"));
@@ -213,7 +219,8 @@ impl BgNbd {
         if c.x == 0.0 {
             return 1.0;
         }
-        let ln_odds = a.ln() - (b + c.x - 1.0).ln() + (r + c.x) * ((alpha + c.t) / (alpha + c.t_x)).ln();
+        let ln_odds =
+            a.ln() - (b + c.x - 1.0).ln() + (r + c.x) * ((alpha + c.t) / (alpha + c.t_x)).ln();
         1.0 / (1.0 + ln_odds.exp())
     }
 
@@ -222,10 +229,10 @@ impl BgNbd {
         let Self { r, alpha, a, b } = *self;
         let n = f64::from(n);
         let ln_beta = |x: f64, y: f64| ln_gamma(x) + ln_gamma(y) - ln_gamma(x + y);
-        let ln_first = ln_beta(a, b + n) - ln_beta(a, b) + ln_gamma(r + n) - ln_gamma(r)
-            - ln_gamma(n + 1.0)
-            + r * (alpha / (alpha + t)).ln()
-            + n * (t / (alpha + t)).ln();
+        let ln_first =
+            ln_beta(a, b + n) - ln_beta(a, b) + ln_gamma(r + n) - ln_gamma(r) - ln_gamma(n + 1.0)
+                + r * (alpha / (alpha + t)).ln()
+                + n * (t / (alpha + t)).ln();
         let mut p = ln_first.exp();
         if n > 0.0 {
             let mut inner = 0.0;
@@ -399,8 +406,8 @@ fn maximise(
             let yhy: f64 = y.iter().zip(&hy).map(|(a, b)| a * b).sum();
             for i in 0..n {
                 for j in 0..n {
-                    h_inv[i][j] += (sy + yhy) * s[i] * s[j] / (sy * sy)
-                        - (hy[i] * s[j] + s[i] * hy[j]) / sy;
+                    h_inv[i][j] +=
+                        (sy + yhy) * s[i] * s[j] / (sy * sy) - (hy[i] * s[j] + s[i] * hy[j]) / sy;
                 }
             }
         }

@@ -16,7 +16,8 @@ pub(crate) fn digamma(mut x: f64) -> f64 {
     }
     let inv = 1.0 / x;
     let inv2 = inv * inv;
-    result + x.ln() - 0.5 * inv
+    result + x.ln()
+        - 0.5 * inv
         - inv2
             * (1.0 / 12.0
                 - inv2 * (1.0 / 120.0 - inv2 * (1.0 / 252.0 - inv2 * (1.0 / 240.0 - inv2 / 132.0))))
@@ -72,7 +73,10 @@ mod tests {
         for z in [0.1f64, 0.5, 0.9, 0.999] {
             let exact = -(1.0 - z).ln() / z;
             let got = ln_hyp2f1(1.0, 1.0, 2.0, z).map(f64::exp);
-            assert!(got.is_some_and(|g| (g / exact - 1.0).abs() < 1e-10), "{z}: {got:?}");
+            assert!(
+                got.is_some_and(|g| (g / exact - 1.0).abs() < 1e-10),
+                "{z}: {got:?}"
+            );
         }
         // Huge terms stay finite in log space: 2F1(300, 300; 10; 0.9).
         assert!(ln_hyp2f1(300.0, 300.0, 10.0, 0.9).is_some_and(f64::is_finite));

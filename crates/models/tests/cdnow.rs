@@ -51,12 +51,20 @@ fn the_calibration_summary_is_the_published_one() -> TestResult {
         let f: Vec<&str> = line.split(',').collect();
         assert_eq!(f[0].parse::<u32>()?, id.parse::<u32>()?);
         assert_eq!(f[1].parse::<f64>()?, c.x, "customer {id}");
-        assert!(close(c.t_x, f[2].parse()?, 0.005), "customer {id} recency {}", c.t_x);
+        assert!(
+            close(c.t_x, f[2].parse()?, 0.005),
+            "customer {id} recency {}",
+            c.t_x
+        );
         assert!(close(c.t, f[3].parse()?, 0.005), "customer {id} T {}", c.t);
     }
     let sum_x: f64 = summary.iter().map(|(_, c)| c.x).sum();
     assert_eq!(sum_x, 2457.0);
-    let repeat: Vec<&CustomerSummary> = summary.iter().map(|(_, c)| c).filter(|c| c.x > 0.0).collect();
+    let repeat: Vec<&CustomerSummary> = summary
+        .iter()
+        .map(|(_, c)| c)
+        .filter(|c| c.x > 0.0)
+        .collect();
     assert_eq!(repeat.len(), 946);
     assert_eq!(summary.len() - repeat.len(), 1411);
     let mean_m = repeat.iter().map(|c| c.monetary).sum::<f64>() / repeat.len() as f64;
@@ -69,10 +77,19 @@ fn bgnbd_reproduces_the_published_fit_and_predictions() -> TestResult {
     let data: Vec<CustomerSummary> = calibration()?.into_iter().map(|(_, c)| c).collect();
     let fit = BgNbd::fit(&data)?;
     let p = fit.params;
-    for (got, want) in [(p.r, 0.2426), (p.alpha, 4.4137), (p.a, 0.7930), (p.b, 2.4262)] {
+    for (got, want) in [
+        (p.r, 0.2426),
+        (p.alpha, 4.4137),
+        (p.a, 0.7930),
+        (p.b, 2.4262),
+    ] {
         assert!(close(got, want, 0.001), "{p:?}");
     }
-    assert!(close(fit.log_likelihood, -9582.43, 0.01), "{}", fit.log_likelihood);
+    assert!(
+        close(fit.log_likelihood, -9582.43, 0.01),
+        "{}",
+        fit.log_likelihood
+    );
     assert!(fit.std_errors.iter().all(|s| s.is_finite() && *s > 0.0));
 
     // Predictions with the fitted parameters (the published ones are these, rounded).

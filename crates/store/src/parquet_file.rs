@@ -9,7 +9,8 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::{
-    ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn, ArrowRowGroupWriterFactory, compute_leaves,
+    ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn, ArrowRowGroupWriterFactory,
+    compute_leaves,
 };
 use parquet::arrow::async_writer::AsyncFileWriter;
 use parquet::basic::Compression;
@@ -112,10 +113,9 @@ impl ParquetFileWriter {
             path: rel.clone(),
             source,
         };
-        let (file, factory) =
-            ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(props))
-                .and_then(ArrowWriter::into_serialized_writer)
-                .map_err(parquet_err)?;
+        let (file, factory) = ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(props))
+            .and_then(ArrowWriter::into_serialized_writer)
+            .map_err(parquet_err)?;
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(schema.fields().len().max(1));
@@ -281,8 +281,10 @@ fn close_columns(
     writers: Vec<ArrowColumnWriter>,
     threads: usize,
 ) -> parquet::errors::Result<Vec<ArrowColumnChunk>> {
-    let slots: Vec<std::sync::Mutex<Option<ArrowColumnChunk>>> =
-        writers.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let slots: Vec<std::sync::Mutex<Option<ArrowColumnChunk>>> = writers
+        .iter()
+        .map(|_| std::sync::Mutex::new(None))
+        .collect();
     let items: Vec<(usize, ArrowColumnWriter)> = writers.into_iter().enumerate().collect();
     in_parallel(items, threads, |(i, writer)| {
         let chunk = writer.close()?;
