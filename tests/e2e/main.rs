@@ -1029,3 +1029,94 @@ fn sources_infer_proposes_a_block_that_loads_the_file() -> TestResult {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no/such/file.csv"));
     Ok(())
 }
+
+/// `clientele fit` on the CDNOW sample as an analyst runs it: the published BG/NBD, MBG/NBD and
+/// Gamma-Gamma parameters, a holdout comparison, JSON out, and a bad date named by file and line.
+#[test]
+fn fit_reproduces_the_cdnow_models_from_the_command_line() -> TestResult {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let sample = root.join("tests/fixtures/cdnow/CDNOW_sample.txt");
+    let out = clientele()?
+        .args(["fit", "btyd", "--transactions"])
+        .arg(&sample)
+        .args([
+            "--customer-col",
+            "2",
+            "--date-col",
+            "3",
+            "--amount-col",
+            "5",
+            "--calibration-end",
+            "1997-09-30",
+            "--holdout-end",
+            "1998-06-30",
+            "--json",
+        ])
+        .output()?;
+    assert_ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(v["customers"], 2357);
+    assert_eq!(v["repeat_buyers"], 946);
+    let models = v["models"].as_array().ok_or("models")?;
+    let param = |m: usize, name: &str| models[m]["parameters"][name].as_f64().unwrap_or(f64::NAN);
+    assert_eq!(models[0]["model"], "bgnbd");
+    for (name, want) in [
+        ("r", 0.2426),
+        ("alpha", 4.4137),
+        ("a", 0.7930),
+        ("b", 2.4262),
+    ] {
+        assert!((param(0, name) - want).abs() < 0.001, "bgnbd {name}");
+    }
+    assert_eq!(models[1]["model"], "mbgnbd");
+    for (name, want) in [("r", 0.525), ("alpha", 6.183), ("a", 0.891), ("b", 1.614)] {
+        assert!((param(1, name) - want).abs() < 0.002, "mbgnbd {name}");
+    }
+    // The holdout: 1,411 customers without repeat purchases, predicted close to what they did.
+    let holdout = models[0]["holdout"].as_array().ok_or("holdout")?;
+    assert_eq!(holdout[0]["customers"], 1411);
+    let (actual, predicted) = (
+        holdout[0]["actual_mean"].as_f64().unwrap_or(0.0),
+        holdout[0]["predicted_mean"].as_f64().unwrap_or(0.0),
+    );
+    assert!((actual - predicted).abs() < 0.05, "{actual} {predicted}");
+
+    let out = clientele()?
+        .args(["fit", "spend", "--transactions"])
+        .arg(&sample)
+        .args([
+            "--customer-col",
+            "2",
+            "--date-col",
+            "3",
+            "--amount-col",
+            "5",
+        ])
+        .args(["--calibration-end", "1997-09-30", "--json"])
+        .output()?;
+    assert_ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    for (name, want) in [("p", 6.25), ("q", 3.74), ("gamma", 15.44)] {
+        let got = v["parameters"][name].as_f64().unwrap_or(f64::NAN);
+        assert!((got - want).abs() < 0.01, "gamma-gamma {name} {got}");
+    }
+
+    let dir = tempfile::tempdir()?;
+    let bad = dir.path().join("orders.csv");
+    std::fs::write(
+        &bad,
+        "customer_id,date,amount\nA,2025-01-01,10\nB,2025-13-01,5\n",
+    )?;
+    let out = clientele()?
+        .args(["fit", "btyd", "--transactions"])
+        .arg(&bad)
+        .args(["--calibration-end", "2025-06-30"])
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("orders.csv row 3: date '2025-13-01' is not a date"),
+        "{err}"
+    );
+    Ok(())
+}

@@ -110,6 +110,11 @@ pub enum Command {
         #[arg(long)]
         as_of: Option<chrono::NaiveDate>,
     },
+    /// Fit customer models to a transaction file, for analysts (see docs/models.md).
+    Fit {
+        #[command(subcommand)]
+        command: FitCommand,
+    },
     /// Show the run history of a warehouse.
     Runs {
         /// The warehouse: a directory or URL.
@@ -123,6 +128,54 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FitCommand {
+    /// Fit buy-till-you-die purchase models (BG/NBD, MBG/NBD) to transactions: parameters,
+    /// standard errors, log-likelihood, and with --holdout-end, predicted against actual purchases.
+    Btyd {
+        #[command(flatten)]
+        data: TransactionArgs,
+        /// Which model: bgnbd, mbgnbd or all.
+        #[arg(long, default_value = "all")]
+        model: String,
+    },
+    /// Fit the Gamma-Gamma spend model to the repeat buyers of the calibration period.
+    Spend {
+        #[command(flatten)]
+        data: TransactionArgs,
+    },
+}
+
+/// Where the transactions are and how the calibration period is cut.
+#[derive(Debug, clap::Args)]
+pub struct TransactionArgs {
+    /// CSV (with a header), Parquet, or whitespace-aligned text such as the CDNOW order log.
+    #[arg(long)]
+    pub transactions: PathBuf,
+    /// The customer column: a name (CSV, Parquet; default customer_id) or a 1-based column number
+    /// (whitespace text; default 1).
+    #[arg(long)]
+    pub customer_col: Option<String>,
+    /// The date column (YYYY-MM-DD, YYYYMMDD, or a timestamp): name or number (default date, or 2).
+    #[arg(long)]
+    pub date_col: Option<String>,
+    /// The amount column: name or number (default amount, or 4 as in CDNOW).
+    #[arg(long)]
+    pub amount_col: Option<String>,
+    /// The last day of the calibration period (YYYY-MM-DD).
+    #[arg(long)]
+    pub calibration_end: chrono::NaiveDate,
+    /// The last day of the holdout period (YYYY-MM-DD): compare predictions with what happened.
+    #[arg(long)]
+    pub holdout_end: Option<chrono::NaiveDate>,
+    /// The model's time unit: day or week.
+    #[arg(long, default_value = "week")]
+    pub time_unit: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

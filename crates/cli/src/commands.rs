@@ -108,6 +108,7 @@ pub async fn dispatch(cli: Cli, interactive: bool) -> Result<ExitCode> {
             format,
         } => query(&sql, &warehouse, format).await,
         Command::Runs { warehouse, json } => runs(&warehouse, json).await,
+        Command::Fit { command } => crate::fit::run(&command),
         Command::ExplainMatch {
             job,
             record_a,

@@ -4,6 +4,7 @@
 
 mod args;
 mod commands;
+mod fit;
 mod progress;
 
 use std::process::ExitCode;

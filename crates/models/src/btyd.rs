@@ -65,6 +65,16 @@ pub struct BgNbd {
     pub b: f64,
 }
 
+/// MBG/NBD parameters (Batislam, Denizel and Filiztekin 2007): as BG/NBD, but a customer may also
+/// drop out at the first purchase, so that one-time buyers can be inactive.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MbgNbd {
+    pub r: f64,
+    pub alpha: f64,
+    pub a: f64,
+    pub b: f64,
+}
+
 /// Gamma-Gamma parameters: spend per purchase ~ Gamma(p, nu), nu ~ Gamma(q, gamma).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GammaGamma {
@@ -246,6 +256,93 @@ impl BgNbd {
             p += ln_second.exp() * (1.0 - (r * (alpha / (alpha + t)).ln()).exp() * inner);
         }
         p
+    }
+}
+
+impl MbgNbd {
+    /// The log-likelihood of one customer and its gradient in (r, alpha, a, b).
+    fn ll_and_gradient(&self, c: &CustomerSummary) -> (f64, [f64; 4]) {
+        let Self { r, alpha, a, b } = *self;
+        let (x, t_x, t) = (c.x, c.t_x, c.t);
+        let a1 = ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln();
+        let a2 = ln_gamma(a + b) + ln_gamma(b + x + 1.0) - ln_gamma(b) - ln_gamma(a + b + x + 1.0);
+        let a3 = -(r + x) * (alpha + t).ln();
+        let a4 = a.ln() - (b + x).ln() + (r + x) * ((alpha + t).ln() - (alpha + t_x).ln());
+        // ln(1 + e^a4), and its derivative e^a4 / (1 + e^a4), computed without overflow.
+        let (softplus, sigma) = if a4 > 0.0 {
+            (a4 + (-a4).exp().ln_1p(), 1.0 / (1.0 + (-a4).exp()))
+        } else {
+            (a4.exp().ln_1p(), a4.exp() / (1.0 + a4.exp()))
+        };
+        let g = [
+            digamma(r + x) - digamma(r) + alpha.ln() - (alpha + t).ln()
+                + sigma * ((alpha + t).ln() - (alpha + t_x).ln()),
+            r / alpha - (r + x) / (alpha + t)
+                + sigma * (r + x) * (1.0 / (alpha + t) - 1.0 / (alpha + t_x)),
+            digamma(a + b) - digamma(a + b + x + 1.0) + sigma / a,
+            digamma(a + b) + digamma(b + x + 1.0)
+                - digamma(b)
+                - digamma(a + b + x + 1.0)
+                - sigma / (b + x),
+        ];
+        (a1 + a2 + a3 + softplus, g)
+    }
+
+    /// Fits MBG/NBD to calibration summaries by maximum likelihood.
+    pub fn fit(data: &[CustomerSummary]) -> Result<Fit<Self>, FitError> {
+        if data.is_empty() {
+            return Err(FitError::NoData("MBG/NBD"));
+        }
+        check(data)?;
+        let groups = group(data, false);
+        let of = |p: &[f64]| Self {
+            r: p[0],
+            alpha: p[1],
+            a: p[2],
+            b: p[3],
+        };
+        let total = |p: &[f64]| {
+            let m = of(p);
+            let mut ll = 0.0;
+            let mut g = [0.0; 4];
+            for (c, w) in &groups {
+                let (l, gi) = m.ll_and_gradient(c);
+                ll += w * l;
+                for i in 0..4 {
+                    g[i] += w * gi[i];
+                }
+            }
+            (ll, g.to_vec())
+        };
+        let fit = maximise("MBG/NBD", &total, &[1.0, 1.0, 1.0, 1.0])?;
+        Ok(Fit {
+            params: of(&fit.params),
+            std_errors: fit.std_errors,
+            log_likelihood: fit.log_likelihood,
+            iterations: fit.iterations,
+        })
+    }
+
+    /// The probability that a customer with summary `c` is still active at the end of the calibration.
+    pub fn p_alive(&self, c: &CustomerSummary) -> f64 {
+        let Self { r, alpha, a, b } = *self;
+        let ln_odds = a.ln() - (b + c.x).ln() + (r + c.x) * ((alpha + c.t) / (alpha + c.t_x)).ln();
+        1.0 / (1.0 + ln_odds.exp())
+    }
+
+    /// Expected purchases in the next `t` of a customer with summary `c`.
+    pub fn conditional_expected_purchases(
+        &self,
+        c: &CustomerSummary,
+        t: f64,
+    ) -> Result<f64, FitError> {
+        let Self { r, alpha, a, b } = *self;
+        let (x, big_t) = (c.x, c.t);
+        let z = t / (alpha + big_t + t);
+        let (ha, hb, hc) = (r + x, b + x + 1.0, a + b + x);
+        let h = ln_hyp2f1(ha, hb, hc, z).ok_or_else(|| hyp_error(ha, hb, hc, z))?;
+        let ln_ratio = (r + x) * ((alpha + big_t) / (alpha + big_t + t)).ln();
+        Ok((a + b + x) / (a - 1.0) * (1.0 - (ln_ratio + h).exp()) * self.p_alive(c))
     }
 }
 

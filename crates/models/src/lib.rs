@@ -1,6 +1,6 @@
 //! Customer models: RFM scoring by the Drilling Down method (recency, frequency and monetary
 //! quintiles and the three-digit cell code such as `545`), and buy-till-you-die models (BG/NBD for
-//! purchase counts and P(alive), Gamma-Gamma for spend) fitted by maximum likelihood.
+//! purchase counts and P(alive), MBG/NBD, Gamma-Gamma for spend) fitted by maximum likelihood.
 //!
 //! # Overview
 //! - [`quintile_scores`] turns one measure into scores 1..=5 (5 best). Customers are ranked from worst
@@ -28,6 +28,6 @@ mod rfm;
 mod special;
 mod summary;
 
-pub use btyd::{BgNbd, CustomerSummary, Fit, FitError, GammaGamma};
+pub use btyd::{BgNbd, CustomerSummary, Fit, FitError, GammaGamma, MbgNbd};
 pub use rfm::{Error, Result, quintile_scores, rfm_schema, score_rfm};
 pub use summary::{Transaction, summarise};

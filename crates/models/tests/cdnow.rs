@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use clientele_models::{BgNbd, CustomerSummary, GammaGamma, Transaction, summarise};
+use clientele_models::{BgNbd, CustomerSummary, GammaGamma, MbgNbd, Transaction, summarise};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -152,6 +152,31 @@ fn bgnbd_reproduces_the_published_fit_and_predictions() -> TestResult {
     let alive = published.p_alive(&heavy);
     assert!(close(alive, 0.968916, 1e-6), "{alive}");
     assert!(close(alive, 0.96885, 1e-4), "{alive}");
+    Ok(())
+}
+
+#[test]
+fn mbgnbd_reproduces_the_published_fit() -> TestResult {
+    let data: Vec<CustomerSummary> = calibration()?.into_iter().map(|(_, c)| c).collect();
+    let fit = MbgNbd::fit(&data)?;
+    let p = fit.params;
+    for (got, want) in [(p.r, 0.525), (p.alpha, 6.183), (p.a, 0.891), (p.b, 1.614)] {
+        assert!(close(got, want, 0.002), "{p:?}");
+    }
+    assert!(
+        close(fit.log_likelihood, -9582.13, 0.01),
+        "{}",
+        fit.log_likelihood
+    );
+    assert!(fit.std_errors.iter().all(|s| s.is_finite() && *s > 0.0));
+    // Unlike BG/NBD, a one-time buyer may be gone.
+    let once = CustomerSummary {
+        x: 0.0,
+        t_x: 0.0,
+        t: 38.0,
+        monetary: 0.0,
+    };
+    assert!(p.p_alive(&once) < 1.0);
     Ok(())
 }
 

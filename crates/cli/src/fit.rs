@@ -1,0 +1,440 @@
+//! `clientele fit btyd|spend`: read a transaction file, summarise the calibration period, fit the
+//! models, print parameters and, given a holdout period, predicted against actual purchases.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use arrow::array::{Array, AsArray};
+use chrono::{Datelike, NaiveDate};
+use clientele_models::{BgNbd, CustomerSummary, GammaGamma, MbgNbd, Transaction, summarise};
+
+use crate::args::{FitCommand, TransactionArgs};
+
+pub(crate) fn run(command: &FitCommand) -> Result<ExitCode> {
+    match command {
+        FitCommand::Btyd { data, model } => btyd(data, model),
+        FitCommand::Spend { data } => spend(data),
+    }
+}
+
+fn day_number(d: NaiveDate) -> i64 {
+    i64::from(d.num_days_from_ce())
+}
+
+/// A date in a transaction file: `YYYY-MM-DD`, `YYYYMMDD`, or a timestamp starting with a date.
+fn parse_date(text: &str) -> Option<NaiveDate> {
+    let t = text.trim();
+    NaiveDate::parse_from_str(t, "%Y%m%d")
+        .ok()
+        .filter(|_| t.len() == 8)
+        .or_else(|| NaiveDate::parse_from_str(t.get(..10)?, "%Y-%m-%d").ok())
+}
+
+/// Reads (customer, date, amount) from the file, naming the file, row and column of any bad value.
+fn read_transactions(args: &TransactionArgs) -> Result<Vec<Transaction>> {
+    let path = &args.transactions;
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let shown = path.display().to_string();
+    let rows: Vec<(u64, [String; 3])> = match ext.as_str() {
+        "csv" => read_csv(path, args)?,
+        "parquet" => read_parquet(path, args)?,
+        _ => read_whitespace(path, args)?,
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for (row, [customer, date, amount]) in rows {
+        let day = parse_date(&date).ok_or_else(|| {
+            anyhow!("{shown} row {row}: date '{date}' is not a date (YYYY-MM-DD or YYYYMMDD)")
+        })?;
+        let amount: f64 = amount
+            .trim()
+            .parse()
+            .ok()
+            .filter(|a: &f64| a.is_finite())
+            .ok_or_else(|| anyhow!("{shown} row {row}: amount '{amount}' is not a number"))?;
+        if customer.trim().is_empty() {
+            bail!("{shown} row {row}: the customer is empty");
+        }
+        out.push(Transaction {
+            customer: customer.trim().to_string(),
+            day: day_number(day),
+            amount,
+        });
+    }
+    if out.is_empty() {
+        bail!("{shown}: no transactions");
+    }
+    Ok(out)
+}
+
+fn names(args: &TransactionArgs) -> [String; 3] {
+    [
+        args.customer_col
+            .clone()
+            .unwrap_or_else(|| "customer_id".into()),
+        args.date_col.clone().unwrap_or_else(|| "date".into()),
+        args.amount_col.clone().unwrap_or_else(|| "amount".into()),
+    ]
+}
+
+fn read_csv(path: &Path, args: &TransactionArgs) -> Result<Vec<(u64, [String; 3])>> {
+    let shown = path.display().to_string();
+    let mut reader = csv::Reader::from_path(path).with_context(|| format!("opening {shown}"))?;
+    let header = reader
+        .headers()
+        .with_context(|| format!("{shown}: reading the header"))?
+        .clone();
+    let wanted = names(args);
+    let mut idx = [0usize; 3];
+    for (slot, name) in idx.iter_mut().zip(&wanted) {
+        *slot = header
+            .iter()
+            .position(|h| h.trim() == name)
+            .ok_or_else(|| anyhow!("{shown}: no column '{name}' in the header"))?;
+    }
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i as u64 + 2;
+        let record = record.with_context(|| format!("{shown} line {line}"))?;
+        let get = |k: usize| record.get(idx[k]).unwrap_or("").to_string();
+        rows.push((line, [get(0), get(1), get(2)]));
+    }
+    Ok(rows)
+}
+
+fn read_parquet(path: &Path, args: &TransactionArgs) -> Result<Vec<(u64, [String; 3])>> {
+    let shown = path.display().to_string();
+    let file = std::fs::File::open(path).with_context(|| format!("opening {shown}"))?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("{shown}: not a Parquet file"))?
+        .build()?;
+    let wanted = names(args);
+    let mut rows = Vec::new();
+    let mut row = 0u64;
+    for batch in reader {
+        let batch = batch.with_context(|| format!("reading {shown}"))?;
+        let mut columns = Vec::new();
+        for name in &wanted {
+            let c = batch
+                .column_by_name(name)
+                .ok_or_else(|| anyhow!("{shown}: no column '{name}'"))?;
+            let text = arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8)
+                .with_context(|| format!("{shown}: column '{name}' cannot be read as text"))?;
+            columns.push(text);
+        }
+        let [c, d, a] = [&columns[0], &columns[1], &columns[2]].map(|c| c.as_string::<i32>());
+        for i in 0..batch.num_rows() {
+            row += 1;
+            let v = |s: &arrow::array::StringArray| {
+                if s.is_null(i) {
+                    String::new()
+                } else {
+                    s.value(i).to_string()
+                }
+            };
+            rows.push((row, [v(c), v(d), v(a)]));
+        }
+    }
+    Ok(rows)
+}
+
+fn read_whitespace(path: &Path, args: &TransactionArgs) -> Result<Vec<(u64, [String; 3])>> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {shown}"))?;
+    let number = |given: &Option<String>, default: usize, what: &str| -> Result<usize> {
+        match given {
+            None => Ok(default),
+            Some(g) => g.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                anyhow!("--{what}-col '{g}': whitespace text takes a column number from 1")
+            }),
+        }
+    };
+    let cols = [
+        number(&args.customer_col, 1, "customer")?,
+        number(&args.date_col, 2, "date")?,
+        number(&args.amount_col, 4, "amount")?,
+    ];
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.is_empty() {
+            continue;
+        }
+        let line_no = i as u64 + 1;
+        let get = |c: usize| -> Result<String> {
+            fields.get(c - 1).map(|s| s.to_string()).ok_or_else(|| {
+                anyhow!(
+                    "{shown} line {line_no}: no column {c} (the line has {})",
+                    fields.len()
+                )
+            })
+        };
+        rows.push((line_no, [get(cols[0])?, get(cols[1])?, get(cols[2])?]));
+    }
+    Ok(rows)
+}
+
+fn unit_days(args: &TransactionArgs) -> Result<f64> {
+    match args.time_unit.as_str() {
+        "day" | "days" => Ok(1.0),
+        "week" | "weeks" => Ok(7.0),
+        other => bail!("--time-unit '{other}': day or week"),
+    }
+}
+
+struct Prepared {
+    transactions: Vec<Transaction>,
+    summary: Vec<(String, CustomerSummary)>,
+    unit: f64,
+}
+
+fn prepare(args: &TransactionArgs) -> Result<Prepared> {
+    let unit = unit_days(args)?;
+    if let Some(h) = args.holdout_end
+        && h <= args.calibration_end
+    {
+        bail!(
+            "--holdout-end {h} must be after --calibration-end {}",
+            args.calibration_end
+        );
+    }
+    let transactions = read_transactions(args)?;
+    let summary = summarise(&transactions, day_number(args.calibration_end), unit);
+    if summary.is_empty() {
+        bail!(
+            "no customer bought on or before the calibration end {}",
+            args.calibration_end
+        );
+    }
+    Ok(Prepared {
+        transactions,
+        summary,
+        unit,
+    })
+}
+
+/// Repeat purchase days of each customer in the holdout period (after the calibration end, up to
+/// and including the holdout end).
+fn holdout_actuals(p: &Prepared, args: &TransactionArgs) -> Option<BTreeMap<String, f64>> {
+    let end = day_number(args.holdout_end?);
+    let start = day_number(args.calibration_end);
+    let mut days: BTreeMap<&str, std::collections::BTreeSet<i64>> = BTreeMap::new();
+    for t in p
+        .transactions
+        .iter()
+        .filter(|t| t.day > start && t.day <= end)
+    {
+        days.entry(t.customer.as_str()).or_default().insert(t.day);
+    }
+    Some(
+        p.summary
+            .iter()
+            .map(|(c, _)| {
+                (
+                    c.clone(),
+                    days.get(c.as_str()).map_or(0.0, |d| d.len() as f64),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// A fitted purchase-count model: parameter names and values, standard errors, log-likelihood,
+/// iterations, and its conditional expectation (summary, horizon).
+type FittedCounts = (
+    [&'static str; 4],
+    [f64; 4],
+    Vec<f64>,
+    f64,
+    usize,
+    Box<dyn Fn(&CustomerSummary, f64) -> Result<f64>>,
+);
+
+fn btyd(args: &TransactionArgs, model: &str) -> Result<ExitCode> {
+    let models: Vec<&str> = match model {
+        "all" => vec!["bgnbd", "mbgnbd"],
+        "bgnbd" | "mbgnbd" => vec![model],
+        "paretonbd" => bail!("--model paretonbd: Pareto/NBD is not built yet (bgnbd, mbgnbd, all)"),
+        other => bail!("--model '{other}': bgnbd, mbgnbd or all"),
+    };
+    let p = prepare(args)?;
+    let data: Vec<CustomerSummary> = p.summary.iter().map(|(_, c)| *c).collect();
+    let actual = holdout_actuals(&p, args);
+    let horizon = args
+        .holdout_end
+        .map(|h| (day_number(h) - day_number(args.calibration_end)) as f64 / p.unit);
+    let mut reports = Vec::new();
+    for m in models {
+        let (names, params, se, ll, iterations, predict): FittedCounts = if m == "bgnbd" {
+            let fit = BgNbd::fit(&data)?;
+            let q = fit.params;
+            (
+                ["r", "alpha", "a", "b"],
+                [q.r, q.alpha, q.a, q.b],
+                fit.std_errors,
+                fit.log_likelihood,
+                fit.iterations,
+                Box::new(move |c, t| Ok(q.conditional_expected_purchases(c, t)?)),
+            )
+        } else {
+            let fit = MbgNbd::fit(&data)?;
+            let q = fit.params;
+            (
+                ["r", "alpha", "a", "b"],
+                [q.r, q.alpha, q.a, q.b],
+                fit.std_errors,
+                fit.log_likelihood,
+                fit.iterations,
+                Box::new(move |c, t| Ok(q.conditional_expected_purchases(c, t)?)),
+            )
+        };
+        // Predicted against actual holdout purchases, by calibration frequency (0..6, 7+).
+        let mut groups: BTreeMap<u32, (u64, f64, f64)> = BTreeMap::new();
+        if let (Some(actual), Some(t)) = (&actual, horizon) {
+            for (customer, c) in &p.summary {
+                let predicted = predict(c, t)?;
+                let g = groups.entry((c.x as u32).min(7)).or_default();
+                g.0 += 1;
+                g.1 += actual.get(customer).copied().unwrap_or(0.0);
+                g.2 += predicted;
+            }
+        }
+        reports.push(serde_json::json!({
+            "model": m,
+            "parameters": names.iter().zip(params).map(|(n, v)| (n.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+            "standard_errors": names.iter().zip(&se).map(|(n, v)| (n.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+            "log_likelihood": ll,
+            "iterations": iterations,
+            "holdout": groups.iter().map(|(x, (n, a, pr))| serde_json::json!({
+                "frequency": if *x == 7 { "7+".to_string() } else { x.to_string() },
+                "customers": n,
+                "actual_mean": a / *n as f64,
+                "predicted_mean": pr / *n as f64,
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    print_report(args, &p, &reports, horizon);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(
+    args: &TransactionArgs,
+    p: &Prepared,
+    reports: &[serde_json::Value],
+    horizon: Option<f64>,
+) {
+    let customers = p.summary.len();
+    let repeat = p.summary.iter().filter(|(_, c)| c.x > 0.0).count();
+    let sum_x: f64 = p.summary.iter().map(|(_, c)| c.x).sum();
+    if args.json {
+        let out = serde_json::json!({
+            "transactions": args.transactions.display().to_string(),
+            "calibration_end": args.calibration_end.to_string(),
+            "holdout_end": args.holdout_end.map(|d| d.to_string()),
+            "time_unit": args.time_unit,
+            "customers": customers,
+            "repeat_buyers": repeat,
+            "repeat_purchases": sum_x,
+            "models": reports,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return;
+    }
+    println!(
+        "{}: {} transactions, {customers} customers ({repeat} repeat buyers, {sum_x} repeat purchases) to {}, in {}s",
+        args.transactions.display(),
+        p.transactions.len(),
+        args.calibration_end,
+        args.time_unit.trim_end_matches('s'),
+    );
+    for r in reports {
+        println!(
+            "\n{}  log-likelihood {:.4}  ({} iterations)",
+            r["model"].as_str().unwrap_or(""),
+            r["log_likelihood"].as_f64().unwrap_or(f64::NAN),
+            r["iterations"]
+        );
+        if let (Some(ps), Some(se)) = (
+            r["parameters"].as_object(),
+            r["standard_errors"].as_object(),
+        ) {
+            for name in ["r", "alpha", "a", "b"] {
+                let Some(v) = ps.get(name) else { continue };
+                println!(
+                    "  {name:<6} {:>10.4}  (s.e. {:.4})",
+                    v.as_f64().unwrap_or(f64::NAN),
+                    se.get(name).and_then(|s| s.as_f64()).unwrap_or(f64::NAN)
+                );
+            }
+        }
+        if let (Some(groups), Some(t)) = (r["holdout"].as_array(), horizon)
+            && !groups.is_empty()
+        {
+            println!(
+                "  holdout ({t:.2} {}s): mean purchases per customer by calibration frequency",
+                args.time_unit.trim_end_matches('s')
+            );
+            println!(
+                "    {:>4} {:>9} {:>9} {:>9}",
+                "x", "customers", "actual", "predicted"
+            );
+            for g in groups {
+                println!(
+                    "    {:>4} {:>9} {:>9.3} {:>9.3}",
+                    g["frequency"].as_str().unwrap_or(""),
+                    g["customers"].as_u64().unwrap_or(0),
+                    g["actual_mean"].as_f64().unwrap_or(f64::NAN),
+                    g["predicted_mean"].as_f64().unwrap_or(f64::NAN)
+                );
+            }
+        }
+    }
+}
+
+fn spend(args: &TransactionArgs) -> Result<ExitCode> {
+    let p = prepare(args)?;
+    let data: Vec<CustomerSummary> = p.summary.iter().map(|(_, c)| *c).collect();
+    let fit = GammaGamma::fit(&data)?;
+    let q = fit.params;
+    let buyers = data
+        .iter()
+        .filter(|c| c.x > 0.0 && c.monetary > 0.0)
+        .count();
+    if args.json {
+        let out = serde_json::json!({
+            "model": "gamma_gamma",
+            "repeat_buyers": buyers,
+            "parameters": { "p": q.p, "q": q.q, "gamma": q.gamma },
+            "standard_errors": { "p": fit.std_errors.first(), "q": fit.std_errors.get(1), "gamma": fit.std_errors.get(2) },
+            "log_likelihood": fit.log_likelihood,
+            "iterations": fit.iterations,
+            "population_mean_spend": q.p * q.gamma / (q.q - 1.0),
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        println!(
+            "gamma-gamma on {buyers} repeat buyers to {}: log-likelihood {:.4} ({} iterations)",
+            args.calibration_end, fit.log_likelihood, fit.iterations
+        );
+        for (name, v, se) in [
+            ("p", q.p, fit.std_errors.first()),
+            ("q", q.q, fit.std_errors.get(1)),
+            ("gamma", q.gamma, fit.std_errors.get(2)),
+        ] {
+            println!(
+                "  {name:<6} {v:>10.4}  (s.e. {:.4})",
+                se.copied().unwrap_or(f64::NAN)
+            );
+        }
+        println!(
+            "  mean spend per purchase in the population: {:.2}",
+            q.p * q.gamma / (q.q - 1.0)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
