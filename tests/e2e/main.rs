@@ -154,6 +154,8 @@ fn demo_builds_every_table_reconciles_and_exports_no_opted_out_customer() -> Tes
         ("marts", "fct_touchpoints"),
         ("marts", "customer_view"),
         ("scores", "customer_rfm"),
+        ("scores", "customer_clv"),
+        ("scores", "model_metrics"),
         ("segments", "segment_membership"),
     ] {
         assert!(
@@ -165,6 +167,66 @@ fn demo_builds_every_table_reconciles_and_exports_no_opted_out_customer() -> Tes
     assert!(
         !wh.join("_staging").exists() || std::fs::read_dir(wh.join("_staging"))?.next().is_none()
     );
+
+    // The spend model finds the generator's Gamma-Gamma spend (p 6.25, q 3.74, gamma 15.44: a mean
+    // spend per purchase of p * gamma / (q - 1) = 35.22) within 10%, and each parameter within 25%
+    // (p and gamma trade off against each other on 3,000 persons); every customer's P(alive) is a
+    // probability and CLV is not negative.
+    let metrics = read_parquet(&partition(&wh, "scores", "model_metrics"))?;
+    let mut fitted = BTreeMap::new();
+    for b in &metrics {
+        let model = b.column_by_name("model").ok_or("model")?.as_string::<i32>();
+        let metric = b
+            .column_by_name("metric")
+            .ok_or("metric")?
+            .as_string::<i32>();
+        let value = b
+            .column_by_name("value")
+            .ok_or("value")?
+            .as_primitive::<arrow::datatypes::Float64Type>();
+        for i in 0..b.num_rows() {
+            fitted.insert(
+                format!("{}.{}", model.value(i), metric.value(i)),
+                value.value(i),
+            );
+        }
+    }
+    for (name, truth) in [("p", 6.25), ("q", 3.74), ("gamma", 15.44)] {
+        let got = fitted
+            .get(&format!("gamma_gamma.{name}"))
+            .copied()
+            .unwrap_or(f64::NAN);
+        assert!((got / truth - 1.0).abs() < 0.25, "gamma_gamma {name} {got}");
+    }
+    let g = |n: &str| {
+        fitted
+            .get(&format!("gamma_gamma.{n}"))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    let mean_spend = g("p") * g("gamma") / (g("q") - 1.0);
+    assert!(
+        (mean_spend / 35.22 - 1.0).abs() < 0.1,
+        "mean spend {mean_spend}"
+    );
+    let clv = read_parquet(&partition(&wh, "scores", "customer_clv"))?;
+    let mut scored = 0;
+    for b in &clv {
+        let alive = b
+            .column_by_name("p_alive")
+            .ok_or("p_alive")?
+            .as_primitive::<arrow::datatypes::Float64Type>();
+        let value = b
+            .column_by_name("clv")
+            .ok_or("clv")?
+            .as_primitive::<arrow::datatypes::Float64Type>();
+        for i in 0..b.num_rows() {
+            assert!((0.0..=1.0).contains(&alive.value(i)));
+            assert!(value.value(i).is_finite() && value.value(i) >= 0.0);
+            scored += 1;
+        }
+    }
+    assert!(scored > 1000);
 
     // Reconciliation: per file and per source, read = loaded + quarantined; the malformed lines are caught.
     let runs = manifests(&wh)?;
@@ -646,9 +708,11 @@ fn dry_run_plans_every_step_and_writes_nothing() -> TestResult {
         "2. transform [sql]",
         "3. resolve [identity]",
         "4. consolidate [sql]",
-        "5. score [rfm]",
-        "6. segment [segments]",
-        "7. export [export]",
+        "5. value [clv]",
+        "6. score [rfm]",
+        "7. segment [segments]",
+        "8. export [export]",
+        "fit BG/NBD and Gamma-Gamma on fct_orders",
         "model customer_view",
         "reads:  customer_view",
     ] {

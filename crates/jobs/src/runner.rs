@@ -15,7 +15,7 @@ use clientele_store::{RunLock, Warehouse, WrittenFile};
 use crate::error::{Error, Result};
 use crate::identity::{self, identity_query, truth_query};
 use crate::manifest::{RunManifest, RunStatus, StepReport, StepStatus, TableSummary};
-use crate::spec::{JobSpec, Problem, Step, StepKind, TableId};
+use crate::spec::{CLV_TABLE, JobSpec, METRICS_TABLE, Problem, Step, StepKind, TableId};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -259,6 +259,25 @@ impl Runner {
                         }),
                     }
                     engine.register_empty("customer_rfm", rfm_schema())?;
+                }
+                StepKind::Clv {
+                    input,
+                    horizon_months,
+                    monthly_discount_rate,
+                } => {
+                    match engine.plan_schema(&clv_query(input)).await {
+                        Ok(_) => details.push(format!(
+                            "fit BG/NBD and Gamma-Gamma on {input}, value {horizon_months} months at {}% a month -> customer_clv, model_metrics",
+                            monthly_discount_rate * 100.0
+                        )),
+                        Err(e) => problems.push(Problem {
+                            file: spec.path.clone(),
+                            line: Some(step.line),
+                            message: format!("step '{}': the CLV input '{input}' needs customer_id, order_date and order_amount: {}", step.name, chain(&e)),
+                        }),
+                    }
+                    engine.register_empty(CLV_TABLE.1, clientele_models::clv_schema())?;
+                    engine.register_empty(METRICS_TABLE.1, clientele_models::metrics_schema())?;
                 }
                 StepKind::Identity { input } => {
                     match engine.plan_schema(&identity_query(input, &spec.identity, None)).await {
@@ -722,6 +741,39 @@ impl Runner {
                 outcome.rows_out += file.rows;
                 record(state, outcome, "customer_rfm".into(), staged, file);
             }
+            StepKind::Clv {
+                input,
+                horizon_months,
+                monthly_discount_rate,
+            } => {
+                let batches = engine
+                    .collect(
+                        &format!("reading the CLV input '{input}'"),
+                        &clv_query(input),
+                    )
+                    .await?;
+                let transactions = clv_transactions(&batches)?;
+                let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+                let as_of_day = (as_of - epoch).num_days();
+                let (scores, metrics) = clientele_models::score_clv(
+                    &transactions,
+                    as_of_day,
+                    &clientele_models::ClvOptions {
+                        horizon_months: *horizon_months,
+                        monthly_discount_rate: *monthly_discount_rate,
+                    },
+                )?;
+                for (table, batch) in [(CLV_TABLE, scores), (METRICS_TABLE, metrics)] {
+                    let rel = layout::partition_file(table.0, table.1, as_of);
+                    let staged = layout::staged(run_id, &rel);
+                    let mut writer = warehouse.parquet_writer(&staged, batch.schema())?;
+                    writer.write(&batch).await?;
+                    let file = writer.finish(&rel).await?;
+                    engine.register_file(table.1, &staged).await?;
+                    outcome.rows_out += file.rows;
+                    record(state, outcome, table.1.into(), staged, file);
+                }
+            }
             StepKind::Identity { input } => {
                 let (tables, report) =
                     identity::run(engine, warehouse, &spec.identity, input).await?;
@@ -804,6 +856,52 @@ async fn previous_load(warehouse: &Warehouse, source: &str) -> Option<SourceRepo
 }
 
 /// The query that feeds RFM scoring: purchasers only, one row per customer, in id order.
+/// Orders up to the as-of date, for the buy-till-you-die models.
+fn clv_query(input: &str) -> String {
+    format!(
+        "select cast(customer_id as varchar) as customer_id, cast(order_date as date) as order_date,
+                cast(order_amount as double) as amount
+         from {input} where customer_id is not null and order_date <= as_of_date()
+         order by customer_id, order_date"
+    )
+}
+
+/// The rows of [`clv_query`] as transactions (day numbers since 1970-01-01).
+fn clv_transactions(
+    batches: &[arrow::array::RecordBatch],
+) -> Result<Vec<clientele_models::Transaction>, BoxError> {
+    use arrow::array::{Array, AsArray};
+    let mut out = Vec::new();
+    for b in batches {
+        let column = |name: &str| {
+            b.column_by_name(name)
+                .ok_or_else(|| format!("the CLV query returned no column '{name}'"))
+        };
+        let c = column("customer_id")?
+            .as_string_opt::<i32>()
+            .ok_or("the CLV query's customer_id is not text")?;
+        let d = column("order_date")?
+            .as_primitive_opt::<arrow::datatypes::Date32Type>()
+            .ok_or("the CLV query's order_date is not a date")?;
+        let a = column("amount")?
+            .as_primitive_opt::<arrow::datatypes::Float64Type>()
+            .ok_or("the CLV query's amount is not a number")?;
+        for i in 0..b.num_rows() {
+            // The query keeps only orders with a customer; a date or amount is always present in
+            // fct_orders, and an order without one carries nothing to model.
+            if c.is_null(i) || d.is_null(i) || a.is_null(i) {
+                continue;
+            }
+            out.push(clientele_models::Transaction {
+                customer: c.value(i).to_string(),
+                day: i64::from(d.value(i)),
+                amount: a.value(i),
+            });
+        }
+    }
+    Ok(out)
+}
+
 fn rfm_query(input: &str) -> String {
     format!(
         "select cast(customer_id as varchar) as customer_id, cast(recency_days as bigint) as recency_days,

@@ -68,7 +68,7 @@ struct RawHeader {
 pub struct StepSpec {
     /// Unique step name.
     pub name: String,
-    /// `ingest`, `sql`, `identity`, `rfm`, `segments` or `export`.
+    /// `ingest`, `sql`, `identity`, `rfm`, `clv`, `segments` or `export`.
     pub kind: String,
     /// Steps that must finish first, besides the ones inferred from the tables the step reads.
     #[serde(default)]
@@ -80,23 +80,44 @@ pub struct StepSpec {
     #[serde(default)]
     pub models: Option<Vec<String>>,
     /// `rfm`: the table to score (default `customer_view`); `identity`: the records to resolve
-    /// (default `int_customer_records__unioned`).
+    /// (default `int_customer_records__unioned`); `clv`: the orders (default `fct_orders`).
     #[serde(default)]
     pub input: Option<String>,
+    /// `clv`: how many months ahead to value customers (default 12).
+    #[serde(default)]
+    pub horizon_months: Option<u32>,
+    /// `clv`: the monthly discount rate (default 0.01, 1% a month).
+    #[serde(default)]
+    pub monthly_discount_rate: Option<f64>,
     /// `export`: the exports (default: all).
     #[serde(default)]
     pub exports: Option<Vec<String>>,
 }
 
 /// What a step does, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum StepKind {
-    Ingest { sources: Vec<String> },
-    Sql { models: Vec<String> },
-    Rfm { input: String },
-    Identity { input: String },
+    Ingest {
+        sources: Vec<String>,
+    },
+    Sql {
+        models: Vec<String>,
+    },
+    Rfm {
+        input: String,
+    },
+    Clv {
+        input: String,
+        horizon_months: u32,
+        monthly_discount_rate: f64,
+    },
+    Identity {
+        input: String,
+    },
     Segments,
-    Export { exports: Vec<String> },
+    Export {
+        exports: Vec<String>,
+    },
 }
 
 impl StepKind {
@@ -106,6 +127,7 @@ impl StepKind {
             Self::Ingest { .. } => "ingest",
             Self::Sql { .. } => "sql",
             Self::Rfm { .. } => "rfm",
+            Self::Clv { .. } => "clv",
             Self::Identity { .. } => "identity",
             Self::Segments => "segments",
             Self::Export { .. } => "export",
@@ -139,6 +161,10 @@ impl TableId {
 
 /// The scores table written by the `rfm` step.
 pub const RFM_TABLE: (&str, &str) = ("scores", "customer_rfm");
+
+/// The tables written by the `clv` step.
+pub const CLV_TABLE: (&str, &str) = ("scores", "customer_clv");
+pub const METRICS_TABLE: (&str, &str) = ("scores", "model_metrics");
 /// The tables written by the `identity` step (layer, table).
 pub const IDENTITY_TABLES: [(&str, &str); 4] = [
     ("intermediate", "int_customer_identity"),
@@ -421,8 +447,14 @@ impl JobSpec {
             for m in [
                 misplaced("sources", spec.sources.is_some(), "ingest"),
                 misplaced("models", spec.models.is_some(), "sql"),
-                (spec.input.is_some() && !matches!(spec.kind.as_str(), "rfm" | "identity"))
-                    .then(|| "'input' applies only to rfm and identity steps".to_string()),
+                (spec.input.is_some() && !matches!(spec.kind.as_str(), "rfm" | "identity" | "clv"))
+                    .then(|| "'input' applies only to rfm, identity and clv steps".to_string()),
+                misplaced("horizon_months", spec.horizon_months.is_some(), "clv"),
+                misplaced(
+                    "monthly_discount_rate",
+                    spec.monthly_discount_rate.is_some(),
+                    "clv",
+                ),
                 misplaced("exports", spec.exports.is_some(), "export"),
             ]
             .into_iter()
@@ -486,6 +518,33 @@ impl JobSpec {
                         vec![TableId::new(RFM_TABLE.0, RFM_TABLE.1)],
                     )
                 }
+                "clv" => {
+                    let input = spec.input.clone().unwrap_or_else(|| "fct_orders".into());
+                    let rate = spec.monthly_discount_rate.unwrap_or(0.01);
+                    if !(rate.is_finite() && rate > -1.0 && rate < 1.0) {
+                        step_problem(format!(
+                            "monthly_discount_rate {rate} must lie between -1 and 1 (0.01 is 1% a month)"
+                        ));
+                    }
+                    let horizon = spec.horizon_months.unwrap_or(12);
+                    if horizon == 0 || horizon > 600 {
+                        step_problem(format!(
+                            "horizon_months {horizon} must be between 1 and 600"
+                        ));
+                    }
+                    (
+                        StepKind::Clv {
+                            input: input.clone(),
+                            horizon_months: horizon,
+                            monthly_discount_rate: rate,
+                        },
+                        vec![table_for(&input, &models)],
+                        vec![
+                            TableId::new(CLV_TABLE.0, CLV_TABLE.1),
+                            TableId::new(METRICS_TABLE.0, METRICS_TABLE.1),
+                        ],
+                    )
+                }
                 "identity" => {
                     let input = spec
                         .input
@@ -541,7 +600,7 @@ impl JobSpec {
                 }
                 other => {
                     step_problem(format!(
-                        "kind '{other}' is unknown (ingest, sql, identity, rfm, segments, export)"
+                        "kind '{other}' is unknown (ingest, sql, identity, rfm, clv, segments, export)"
                     ));
                     continue;
                 }
@@ -694,6 +753,8 @@ fn table_for(name: &str, models: &ModelSet) -> TableId {
     }
     match name {
         n if n == RFM_TABLE.1 => TableId::new(RFM_TABLE.0, RFM_TABLE.1),
+        n if n == CLV_TABLE.1 => TableId::new(CLV_TABLE.0, CLV_TABLE.1),
+        n if n == METRICS_TABLE.1 => TableId::new(METRICS_TABLE.0, METRICS_TABLE.1),
         n if n == MEMBERSHIP_TABLE.1 => TableId::new(MEMBERSHIP_TABLE.0, MEMBERSHIP_TABLE.1),
         n if IDENTITY_TABLES.iter().any(|(_, t)| *t == n) => TableId::new("intermediate", n),
         n => TableId::new("unknown", n),

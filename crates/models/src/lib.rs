@@ -12,6 +12,8 @@
 //! - [`summarise`] turns transactions into each customer's calibration summary (repeat purchases
 //!   `x`, recency `t_x`, age `T`, mean repeat spend) the way the published CDNOW results do;
 //!   [`BgNbd::fit`] and [`GammaGamma::fit`] fit the models and predict per customer.
+//! - [`score_clv`] fits both on every customer's purchases up to an as-of date and writes P(alive),
+//!   expected purchases and spend, discounted CLV and the simple CLV formula per customer.
 //!
 //! # Example
 //! ```
@@ -24,10 +26,12 @@
 //! ```
 
 mod btyd;
+mod clv;
 mod rfm;
 mod special;
 mod summary;
 
 pub use btyd::{BgNbd, CustomerSummary, Fit, FitError, GammaGamma, MbgNbd};
+pub use clv::{ClvOptions, MODEL_VERSION, clv_schema, metrics_schema, score_clv};
 pub use rfm::{Error, Result, quintile_scores, rfm_schema, score_rfm};
 pub use summary::{Transaction, summarise};

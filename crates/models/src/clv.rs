@@ -1,0 +1,293 @@
+//! Customer lifetime value from buy-till-you-die models: BG/NBD for how many purchases, Gamma-Gamma
+//! for how much each is worth, discounted month by month; and the simple formula beside it.
+//!
+//! For each customer, with the models fitted on everybody's purchases up to the as-of date (weeks):
+//! - `p_alive`: the probability that the customer is still active;
+//! - `expected_purchases`: expected purchases over the horizon;
+//! - `expected_spend`: expected spend per purchase (Gamma-Gamma; the population mean for customers
+//!   without repeat purchases);
+//! - `clv`: the sum over months m = 1..H of (E[purchases by month m] - E[purchases by month m-1]) ×
+//!   expected spend / (1 + d)^m, with d the monthly discount rate (a month is 365.25 / 12 days);
+//! - `simple_clv`: the textbook formula, the sum over years t = 1..N of R / (1 + I)^t, with R the
+//!   customer's spend in the last 365 days, I = (1 + d)^12 - 1 and N the horizon in whole years
+//!   (at least one).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+use crate::btyd::{BgNbd, CustomerSummary, FitError, GammaGamma};
+use crate::rfm::Error;
+use crate::summary::{Transaction, summarise};
+
+/// Days per week and per month used by the scores.
+const WEEK_DAYS: f64 = 7.0;
+const MONTH_DAYS: f64 = 365.25 / 12.0;
+
+/// How far ahead to value customers and how to discount.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClvOptions {
+    /// The horizon in months.
+    pub horizon_months: u32,
+    /// The monthly discount rate, such as 0.01 for 1% a month.
+    pub monthly_discount_rate: f64,
+}
+
+/// The schema of the `customer_clv` table.
+pub fn clv_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Utf8, false),
+        Field::new("frequency", DataType::Int64, false),
+        Field::new("recency_weeks", DataType::Float64, false),
+        Field::new("age_weeks", DataType::Float64, false),
+        Field::new("monetary_value", DataType::Float64, false),
+        Field::new("p_alive", DataType::Float64, false),
+        Field::new("expected_purchases", DataType::Float64, false),
+        Field::new("expected_spend", DataType::Float64, false),
+        Field::new("clv", DataType::Float64, false),
+        Field::new("simple_clv", DataType::Float64, false),
+        Field::new("model_version", DataType::Utf8, false),
+    ]))
+}
+
+/// The schema of the `model_metrics` table: one row per model and metric.
+pub fn metrics_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("model", DataType::Utf8, false),
+        Field::new("metric", DataType::Utf8, false),
+        Field::new("value", DataType::Float64, false),
+    ]))
+}
+
+/// The version written beside every score.
+pub const MODEL_VERSION: &str = concat!("bgnbd+gamma_gamma/clientele ", env!("CARGO_PKG_VERSION"));
+
+fn fit_error(e: FitError) -> Error {
+    Error::BadInput(e.to_string())
+}
+
+/// Fits the models on `transactions` up to `as_of` (a day number like [`Transaction::day`]) and
+/// scores every customer who bought by then. Returns the `customer_clv` and `model_metrics`
+/// batches. A fit that fails is an error naming the model and why.
+pub fn score_clv(
+    transactions: &[Transaction],
+    as_of: i64,
+    options: &ClvOptions,
+) -> Result<(RecordBatch, RecordBatch), Error> {
+    if !(options.monthly_discount_rate > -1.0 && options.monthly_discount_rate.is_finite()) {
+        return Err(Error::BadInput(format!(
+            "monthly discount rate {} must be above -1",
+            options.monthly_discount_rate
+        )));
+    }
+    let summary = summarise(transactions, as_of, WEEK_DAYS);
+    let data: Vec<CustomerSummary> = summary.iter().map(|(_, c)| *c).collect();
+    let counts = BgNbd::fit(&data).map_err(fit_error)?;
+    let spend = GammaGamma::fit(&data).map_err(fit_error)?;
+    let (m, g) = (counts.params, spend.params);
+
+    let mut last_year: BTreeMap<&str, f64> = BTreeMap::new();
+    for t in transactions
+        .iter()
+        .filter(|t| t.day <= as_of && t.day > as_of - 365)
+    {
+        *last_year.entry(t.customer.as_str()).or_insert(0.0) += t.amount;
+    }
+    let d = options.monthly_discount_rate;
+    let annual = (1.0 + d).powi(12) - 1.0;
+    let years = options.horizon_months.div_ceil(12).max(1);
+    let horizon_weeks = f64::from(options.horizon_months) * MONTH_DAYS / WEEK_DAYS;
+
+    let n = summary.len();
+    let mut cols = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (customer, c) in &summary {
+        let spend_per_purchase = g.expected_spend(c.x, c.monetary);
+        let mut clv = 0.0;
+        let mut before = 0.0;
+        for month in 1..=options.horizon_months {
+            let weeks = f64::from(month) * MONTH_DAYS / WEEK_DAYS;
+            let by_now = m
+                .conditional_expected_purchases(c, weeks)
+                .map_err(fit_error)?;
+            clv += (by_now - before) * spend_per_purchase / (1.0 + d).powi(month as i32);
+            before = by_now;
+        }
+        let expected = if options.horizon_months == 0 {
+            0.0
+        } else {
+            m.conditional_expected_purchases(c, horizon_weeks)
+                .map_err(fit_error)?
+        };
+        let r = last_year.get(customer.as_str()).copied().unwrap_or(0.0);
+        let simple: f64 = (1..=years).map(|t| r / (1.0 + annual).powi(t as i32)).sum();
+        cols.0.push(customer.clone());
+        cols.1.push(c.x as i64);
+        cols.2.push(c.t_x);
+        cols.3.push(c.t);
+        cols.4.push(c.monetary);
+        cols.5.push(m.p_alive(c));
+        cols.6.push(expected);
+        cols.7.push(spend_per_purchase);
+        cols.8.push(clv);
+        cols.9.push(simple);
+    }
+    let arrays: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(cols.0)),
+        Arc::new(Int64Array::from(cols.1)),
+        Arc::new(Float64Array::from(cols.2)),
+        Arc::new(Float64Array::from(cols.3)),
+        Arc::new(Float64Array::from(cols.4)),
+        Arc::new(Float64Array::from(cols.5)),
+        Arc::new(Float64Array::from(cols.6)),
+        Arc::new(Float64Array::from(cols.7)),
+        Arc::new(Float64Array::from(cols.8)),
+        Arc::new(Float64Array::from(cols.9)),
+        Arc::new(StringArray::from(vec![MODEL_VERSION; n])),
+    ];
+    let scores =
+        RecordBatch::try_new(clv_schema(), arrays).map_err(|e| Error::Internal(e.to_string()))?;
+
+    let mut metrics: Vec<(&str, String, f64)> = Vec::new();
+    for (name, value, se) in [
+        ("r", m.r, counts.std_errors.first()),
+        ("alpha", m.alpha, counts.std_errors.get(1)),
+        ("a", m.a, counts.std_errors.get(2)),
+        ("b", m.b, counts.std_errors.get(3)),
+    ] {
+        metrics.push(("bgnbd", name.into(), value));
+        metrics.push((
+            "bgnbd",
+            format!("{name}_std_error"),
+            se.copied().unwrap_or(f64::NAN),
+        ));
+    }
+    metrics.push(("bgnbd", "log_likelihood".into(), counts.log_likelihood));
+    metrics.push(("bgnbd", "customers".into(), n as f64));
+    for (name, value, se) in [
+        ("p", g.p, spend.std_errors.first()),
+        ("q", g.q, spend.std_errors.get(1)),
+        ("gamma", g.gamma, spend.std_errors.get(2)),
+    ] {
+        metrics.push(("gamma_gamma", name.into(), value));
+        metrics.push((
+            "gamma_gamma",
+            format!("{name}_std_error"),
+            se.copied().unwrap_or(f64::NAN),
+        ));
+    }
+    metrics.push(("gamma_gamma", "log_likelihood".into(), spend.log_likelihood));
+    let repeat = data
+        .iter()
+        .filter(|c| c.x > 0.0 && c.monetary > 0.0)
+        .count();
+    metrics.push(("gamma_gamma", "customers".into(), repeat as f64));
+    let metrics = RecordBatch::try_new(
+        metrics_schema(),
+        vec![
+            Arc::new(StringArray::from(
+                metrics.iter().map(|m| m.0).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                metrics.iter().map(|m| m.1.clone()).collect::<Vec<_>>(),
+            )),
+            Arc::new(Float64Array::from(
+                metrics.iter().map(|m| m.2).collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok((scores, metrics))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tx(customer: &str, day: i64, amount: f64) -> Transaction {
+        Transaction {
+            customer: customer.into(),
+            day,
+            amount,
+        }
+    }
+
+    #[test]
+    fn scores_are_sane_and_discounting_lowers_value() -> Result<(), Error> {
+        // 60 customers: some buy often and recently, some once long ago.
+        let mut t = Vec::new();
+        for c in 0..60i64 {
+            let id = format!("c{c:02}");
+            let first = c * 3;
+            t.push(tx(&id, first, 20.0 + c as f64));
+            for k in 1..=(c % 7) {
+                t.push(tx(
+                    &id,
+                    first + k * (5 + c % 11),
+                    15.0 + (k * c % 13) as f64,
+                ));
+            }
+        }
+        let as_of = 400;
+        let opts = ClvOptions {
+            horizon_months: 12,
+            monthly_discount_rate: 0.0,
+        };
+        let (plain, metrics) = score_clv(&t, as_of, &opts)?;
+        assert_eq!(plain.num_rows(), 60);
+        assert!(metrics.num_rows() > 10);
+        let col = |b: &RecordBatch, name: &str| -> Vec<f64> {
+            b.column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<Float64Array>())
+                .map(|a| a.values().to_vec())
+                .unwrap_or_default()
+        };
+        let p_alive = col(&plain, "p_alive");
+        assert!(p_alive.iter().all(|p| (0.0..=1.0).contains(p)));
+        let clv0 = col(&plain, "clv");
+        assert!(clv0.iter().all(|v| v.is_finite() && *v >= 0.0));
+        // Without discounting, CLV is expected purchases times expected spend.
+        let e = col(&plain, "expected_purchases");
+        let s = col(&plain, "expected_spend");
+        for i in 0..60 {
+            assert!(
+                (clv0[i] - e[i] * s[i]).abs() < 1e-6 * (1.0 + clv0[i]),
+                "{i}"
+            );
+        }
+        let (discounted, _) = score_clv(
+            &t,
+            as_of,
+            &ClvOptions {
+                monthly_discount_rate: 0.02,
+                ..opts
+            },
+        )?;
+        let clv2 = col(&discounted, "clv");
+        assert!(clv2.iter().zip(&clv0).all(|(d, p)| d <= p));
+        assert!(clv2.iter().zip(&clv0).any(|(d, p)| d < p));
+        Ok(())
+    }
+
+    #[test]
+    fn a_rate_below_minus_one_is_refused() {
+        let t = vec![tx("a", 0, 1.0)];
+        let opts = ClvOptions {
+            horizon_months: 12,
+            monthly_discount_rate: -1.5,
+        };
+        assert!(score_clv(&t, 10, &opts).is_err());
+    }
+}
