@@ -1165,6 +1165,19 @@ fn fit_reproduces_the_cdnow_models_from_the_command_line() -> TestResult {
         assert!((got - want).abs() < 0.01, "gamma-gamma {name} {got}");
     }
 
+    // The published summary itself, as lifetimes users keep it.
+    let out = clientele()?
+        .args(["fit", "btyd", "--summary"])
+        .arg(root.join("tests/fixtures/cdnow/cdnow_customers_summary.csv"))
+        .args(["--customer-col", "ID", "--model", "bgnbd", "--json"])
+        .output()?;
+    assert_ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let r = v["models"][0]["parameters"]["r"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    assert!((r - 0.2426).abs() < 0.001, "{r}");
+
     let dir = tempfile::tempdir()?;
     let bad = dir.path().join("orders.csv");
     std::fs::write(

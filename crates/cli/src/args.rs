@@ -152,8 +152,13 @@ pub enum FitCommand {
 #[derive(Debug, clap::Args)]
 pub struct TransactionArgs {
     /// CSV (with a header), Parquet, or whitespace-aligned text such as the CDNOW order log.
+    #[arg(long, required_unless_present = "summary", conflicts_with = "summary")]
+    pub transactions: Option<PathBuf>,
+    /// Instead of transactions: a CSV of per-customer summaries as `lifetimes` writes them
+    /// (`customer_id` or the --customer-col name, `frequency`, `recency`, `T`, and for spend
+    /// `monetary_value`), already in the model's time unit.
     #[arg(long)]
-    pub transactions: PathBuf,
+    pub summary: Option<PathBuf>,
     /// The customer column: a name (CSV, Parquet; default customer_id) or a 1-based column number
     /// (whitespace text; default 1).
     #[arg(long)]
@@ -165,10 +170,10 @@ pub struct TransactionArgs {
     #[arg(long)]
     pub amount_col: Option<String>,
     /// The last day of the calibration period (YYYY-MM-DD).
-    #[arg(long)]
-    pub calibration_end: chrono::NaiveDate,
+    #[arg(long, required_unless_present = "summary")]
+    pub calibration_end: Option<chrono::NaiveDate>,
     /// The last day of the holdout period (YYYY-MM-DD): compare predictions with what happened.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "summary")]
     pub holdout_end: Option<chrono::NaiveDate>,
     /// The model's time unit: day or week.
     #[arg(long, default_value = "week")]

@@ -33,8 +33,7 @@ fn parse_date(text: &str) -> Option<NaiveDate> {
 }
 
 /// Reads (customer, date, amount) from the file, naming the file, row and column of any bad value.
-fn read_transactions(args: &TransactionArgs) -> Result<Vec<Transaction>> {
-    let path = &args.transactions;
+fn read_transactions(args: &TransactionArgs, path: &Path) -> Result<Vec<Transaction>> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -193,23 +192,80 @@ struct Prepared {
     unit: f64,
 }
 
+/// Reads a `lifetimes`-style summary CSV: customer, frequency, recency, T and, when present,
+/// monetary_value.
+fn read_summary(path: &Path, args: &TransactionArgs) -> Result<Vec<(String, CustomerSummary)>> {
+    let shown = path.display().to_string();
+    let mut reader = csv::Reader::from_path(path).with_context(|| format!("opening {shown}"))?;
+    let header = reader
+        .headers()
+        .with_context(|| format!("{shown}: reading the header"))?
+        .clone();
+    let find = |name: &str| header.iter().position(|h| h.trim() == name);
+    let customer = args
+        .customer_col
+        .clone()
+        .unwrap_or_else(|| "customer_id".into());
+    let need =
+        |name: &str| find(name).ok_or_else(|| anyhow!("{shown}: no column '{name}' in the header"));
+    let idx = [
+        need(&customer)?,
+        need("frequency")?,
+        need("recency")?,
+        need("T")?,
+    ];
+    let monetary = find("monetary_value");
+    let mut out = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2;
+        let record = record.with_context(|| format!("{shown} line {line}"))?;
+        let number = |k: usize, name: &str| -> Result<f64> {
+            let text = record.get(k).unwrap_or("").trim();
+            text.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| anyhow!("{shown} line {line}: {name} '{text}' is not a number"))
+        };
+        out.push((
+            record.get(idx[0]).unwrap_or("").trim().to_string(),
+            CustomerSummary {
+                x: number(idx[1], "frequency")?,
+                t_x: number(idx[2], "recency")?,
+                t: number(idx[3], "T")?,
+                monetary: match monetary {
+                    Some(k) => number(k, "monetary_value")?,
+                    None => 0.0,
+                },
+            },
+        ));
+    }
+    if out.is_empty() {
+        bail!("{shown}: no customers");
+    }
+    Ok(out)
+}
+
 fn prepare(args: &TransactionArgs) -> Result<Prepared> {
     let unit = unit_days(args)?;
-    if let Some(h) = args.holdout_end
-        && h <= args.calibration_end
-    {
-        bail!(
-            "--holdout-end {h} must be after --calibration-end {}",
-            args.calibration_end
-        );
+    if let Some(path) = &args.summary {
+        return Ok(Prepared {
+            transactions: Vec::new(),
+            summary: read_summary(path, args)?,
+            unit,
+        });
     }
-    let transactions = read_transactions(args)?;
-    let summary = summarise(&transactions, day_number(args.calibration_end), unit);
+    let (Some(path), Some(end)) = (&args.transactions, args.calibration_end) else {
+        bail!("give --transactions and --calibration-end, or --summary");
+    };
+    if let Some(h) = args.holdout_end
+        && h <= end
+    {
+        bail!("--holdout-end {h} must be after --calibration-end {end}");
+    }
+    let transactions = read_transactions(args, path)?;
+    let summary = summarise(&transactions, day_number(end), unit);
     if summary.is_empty() {
-        bail!(
-            "no customer bought on or before the calibration end {}",
-            args.calibration_end
-        );
+        bail!("no customer bought on or before the calibration end {end}");
     }
     Ok(Prepared {
         transactions,
@@ -222,7 +278,7 @@ fn prepare(args: &TransactionArgs) -> Result<Prepared> {
 /// and including the holdout end).
 fn holdout_actuals(p: &Prepared, args: &TransactionArgs) -> Option<BTreeMap<String, f64>> {
     let end = day_number(args.holdout_end?);
-    let start = day_number(args.calibration_end);
+    let start = day_number(args.calibration_end?);
     let mut days: BTreeMap<&str, std::collections::BTreeSet<i64>> = BTreeMap::new();
     for t in p
         .transactions
@@ -267,7 +323,8 @@ fn btyd(args: &TransactionArgs, model: &str) -> Result<ExitCode> {
     let actual = holdout_actuals(&p, args);
     let horizon = args
         .holdout_end
-        .map(|h| (day_number(h) - day_number(args.calibration_end)) as f64 / p.unit);
+        .zip(args.calibration_end)
+        .map(|(h, c)| (day_number(h) - day_number(c)) as f64 / p.unit);
     let mut reports = Vec::new();
     for m in models {
         let (names, params, se, ll, iterations, predict): FittedCounts = if m == "bgnbd" {
@@ -333,8 +390,9 @@ fn print_report(
     let sum_x: f64 = p.summary.iter().map(|(_, c)| c.x).sum();
     if args.json {
         let out = serde_json::json!({
-            "transactions": args.transactions.display().to_string(),
-            "calibration_end": args.calibration_end.to_string(),
+            "transactions": args.transactions.as_ref().map(|p| p.display().to_string()),
+            "summary": args.summary.as_ref().map(|p| p.display().to_string()),
+            "calibration_end": args.calibration_end.map(|d| d.to_string()),
             "holdout_end": args.holdout_end.map(|d| d.to_string()),
             "time_unit": args.time_unit,
             "customers": customers,
@@ -345,13 +403,20 @@ fn print_report(
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return;
     }
-    println!(
-        "{}: {} transactions, {customers} customers ({repeat} repeat buyers, {sum_x} repeat purchases) to {}, in {}s",
-        args.transactions.display(),
-        p.transactions.len(),
-        args.calibration_end,
-        args.time_unit.trim_end_matches('s'),
-    );
+    let unit = args.time_unit.trim_end_matches('s');
+    match (&args.transactions, args.calibration_end) {
+        (Some(path), Some(end)) => println!(
+            "{}: {} transactions, {customers} customers ({repeat} repeat buyers, {sum_x} repeat purchases) to {end}, in {unit}s",
+            path.display(),
+            p.transactions.len(),
+        ),
+        _ => println!(
+            "{}: {customers} customers ({repeat} repeat buyers, {sum_x} repeat purchases), in {unit}s",
+            args.summary
+                .as_ref()
+                .map_or(String::new(), |p| p.display().to_string()),
+        ),
+    }
     for r in reports {
         println!(
             "\n{}  log-likelihood {:.4}  ({} iterations)",
@@ -418,8 +483,8 @@ fn spend(args: &TransactionArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
         println!(
-            "gamma-gamma on {buyers} repeat buyers to {}: log-likelihood {:.4} ({} iterations)",
-            args.calibration_end, fit.log_likelihood, fit.iterations
+            "gamma-gamma on {buyers} repeat buyers: log-likelihood {:.4} ({} iterations)",
+            fit.log_likelihood, fit.iterations
         );
         for (name, v, se) in [
             ("p", q.p, fit.std_errors.first()),
