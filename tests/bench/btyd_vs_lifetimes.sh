@@ -83,8 +83,8 @@ import json, sys
 w = sys.argv[1]
 b = json.load(open(f"{w}/clientele-bgnbd.out"))["models"][0]
 g = json.load(open(f"{w}/clientele-spend.out"))
-print("clientele bgnbd", {k: round(v, 4) for k, v in b["parameters"].items()}, "ll", round(b["log_likelihood"], 2))
-print("clientele gamma-gamma", {k: round(v, 4) for k, v in g["parameters"].items()})
+print(f"clientele bgnbd fit {b['fit_seconds']:.2f} s", {k: round(v, 4) for k, v in b["parameters"].items()}, "ll", round(b["log_likelihood"], 2))
+print(f"clientele gamma-gamma fit {g['fit_seconds']:.2f} s", {k: round(v, 4) for k, v in g["parameters"].items()})
 PY
 measure lifetimes "$venv/bin/python" - "$summary" <<'PY'
 import sys, time

@@ -327,6 +327,7 @@ fn btyd(args: &TransactionArgs, model: &str) -> Result<ExitCode> {
         .map(|(h, c)| (day_number(h) - day_number(c)) as f64 / p.unit);
     let mut reports = Vec::new();
     for m in models {
+        let started = std::time::Instant::now();
         let (names, params, se, ll, iterations, predict): FittedCounts = if m == "bgnbd" {
             let fit = BgNbd::fit(&data)?;
             let q = fit.params;
@@ -350,6 +351,7 @@ fn btyd(args: &TransactionArgs, model: &str) -> Result<ExitCode> {
                 Box::new(move |c, t| Ok(q.conditional_expected_purchases(c, t)?)),
             )
         };
+        let fit_seconds = started.elapsed().as_secs_f64();
         // Predicted against actual holdout purchases, by calibration frequency (0..6, 7+).
         let mut groups: BTreeMap<u32, (u64, f64, f64)> = BTreeMap::new();
         if let (Some(actual), Some(t)) = (&actual, horizon) {
@@ -363,6 +365,7 @@ fn btyd(args: &TransactionArgs, model: &str) -> Result<ExitCode> {
         }
         reports.push(serde_json::json!({
             "model": m,
+            "fit_seconds": fit_seconds,
             "parameters": names.iter().zip(params).map(|(n, v)| (n.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
             "standard_errors": names.iter().zip(&se).map(|(n, v)| (n.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
             "log_likelihood": ll,
@@ -464,7 +467,9 @@ fn print_report(
 fn spend(args: &TransactionArgs) -> Result<ExitCode> {
     let p = prepare(args)?;
     let data: Vec<CustomerSummary> = p.summary.iter().map(|(_, c)| *c).collect();
+    let started = std::time::Instant::now();
     let fit = GammaGamma::fit(&data)?;
+    let fit_seconds = started.elapsed().as_secs_f64();
     let q = fit.params;
     let buyers = data
         .iter()
@@ -473,6 +478,7 @@ fn spend(args: &TransactionArgs) -> Result<ExitCode> {
     if args.json {
         let out = serde_json::json!({
             "model": "gamma_gamma",
+            "fit_seconds": fit_seconds,
             "repeat_buyers": buyers,
             "parameters": { "p": q.p, "q": q.q, "gamma": q.gamma },
             "standard_errors": { "p": fit.std_errors.first(), "q": fit.std_errors.get(1), "gamma": fit.std_errors.get(2) },

@@ -7,8 +7,6 @@
 //! by BFGS. Standard errors come from the Hessian at the optimum. A fit that does not converge is an
 //! error, never NaN parameters.
 
-use std::collections::BTreeMap;
-
 use crate::special::{digamma, ln_gamma, ln_hyp2f1};
 
 /// Why a model could not be fitted or used.
@@ -83,11 +81,11 @@ pub struct GammaGamma {
     pub gamma: f64,
 }
 
-/// Customers with equal (x, t_x, T) (and monetary value, when `with_monetary`), counted.
+/// Customers with equal (x, t_x, T) (and monetary value, when `with_monetary`), counted, in a
+/// fixed order (by those values).
 fn group(data: &[CustomerSummary], with_monetary: bool) -> Vec<(CustomerSummary, f64)> {
-    let mut groups: BTreeMap<[u64; 4], (CustomerSummary, f64)> = BTreeMap::new();
-    for c in data {
-        let key = [
+    let key = |c: &CustomerSummary| {
+        [
             c.x.to_bits(),
             c.t_x.to_bits(),
             c.t.to_bits(),
@@ -96,10 +94,86 @@ fn group(data: &[CustomerSummary], with_monetary: bool) -> Vec<(CustomerSummary,
             } else {
                 0
             },
-        ];
-        groups.entry(key).or_insert((*c, 0.0)).1 += 1.0;
+        ]
+    };
+    let mut sorted: Vec<([u64; 4], CustomerSummary)> = data.iter().map(|c| (key(c), *c)).collect();
+    sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut groups: Vec<([u64; 4], CustomerSummary, f64)> = Vec::new();
+    for (k, c) in sorted {
+        match groups.last_mut() {
+            Some((last, _, n)) if *last == k => *n += 1.0,
+            _ => groups.push((k, c, 1.0)),
+        }
     }
-    groups.into_values().collect()
+    groups.into_iter().map(|(_, c, n)| (c, n)).collect()
+}
+
+/// Groups of equal summaries, each with the index of its `x` among the distinct values of `x`, so
+/// that the special functions of `x` are computed once per distinct `x` and iteration.
+struct Grouped {
+    groups: Vec<(CustomerSummary, f64, usize)>,
+    xs: Vec<f64>,
+}
+
+fn grouped(data: &[CustomerSummary], with_monetary: bool) -> Grouped {
+    let groups = group(data, with_monetary);
+    let mut xs: Vec<f64> = groups.iter().map(|(c, _)| c.x).collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    let groups = groups
+        .into_iter()
+        .map(|(c, w)| {
+            let i = xs.partition_point(|x| *x < c.x);
+            (c, w, i)
+        })
+        .collect();
+    Grouped { groups, xs }
+}
+
+/// The weighted sum of `f` over the groups, on up to the available cores.
+fn sum_groups<const N: usize>(
+    groups: &[(CustomerSummary, f64, usize)],
+    f: &(impl Fn(&CustomerSummary, usize) -> (f64, [f64; N]) + Sync),
+) -> (f64, [f64; N]) {
+    let part = |slice: &[(CustomerSummary, f64, usize)]| {
+        let mut ll = 0.0;
+        let mut g = [0.0; N];
+        for (c, w, i) in slice {
+            let (l, gi) = f(c, *i);
+            ll += w * l;
+            for (acc, v) in g.iter_mut().zip(gi) {
+                *acc += w * v;
+            }
+        }
+        (ll, g)
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads <= 1 || groups.len() < 20_000 {
+        return part(groups);
+    }
+    let chunk = groups.len().div_ceil(threads);
+    let parts: Vec<(f64, [f64; N])> = std::thread::scope(|scope| {
+        let handles: Vec<_> = groups
+            .chunks(chunk)
+            .skip(1)
+            .map(|c| scope.spawn(move || part(c)))
+            .collect();
+        let mut parts = vec![part(&groups[..chunk.min(groups.len())])];
+        for h in handles {
+            // A panicking worker is a bug; its share counts as NaN, which the optimiser rejects.
+            parts.push(h.join().unwrap_or((f64::NAN, [f64::NAN; N])));
+        }
+        parts
+    });
+    // Added in a fixed order, so the result does not depend on thread timing.
+    let mut total = (0.0, [0.0; N]);
+    for (l, g) in parts {
+        total.0 += l;
+        for (acc, v) in total.1.iter_mut().zip(g) {
+            *acc += v;
+        }
+    }
+    total
 }
 
 fn check(data: &[CustomerSummary]) -> Result<(), FitError> {
@@ -119,30 +193,58 @@ fn check(data: &[CustomerSummary]) -> Result<(), FitError> {
         if c.t_x < 0.0 || c.t_x > c.t {
             return Err(bad("recency t_x must lie between 0 and the age T"));
         }
-        if c.x > 0.0 && c.t_x == 0.0 {
-            return Err(bad("a customer with repeat purchases has recency above 0"));
-        }
     }
     Ok(())
 }
 
 impl BgNbd {
-    /// The log-likelihood of one customer and its gradient in (r, alpha, a, b).
-    fn ll_and_gradient(&self, c: &CustomerSummary) -> (f64, [f64; 4]) {
+    /// The functions of one distinct x: ln Γ and ψ of r+x, b+x and a+b+x, and ln(b+x-1).
+    fn x_terms(&self, x: f64) -> [f64; 7] {
+        let Self { r, a, b, .. } = *self;
+        [
+            ln_gamma(r + x),
+            digamma(r + x),
+            ln_gamma(b + x),
+            digamma(b + x),
+            ln_gamma(a + b + x),
+            digamma(a + b + x),
+            if x > 0.0 { (b + x - 1.0).ln() } else { 0.0 },
+        ]
+    }
+
+    /// The terms of x = 0 (ln Γ(r), ψ(r), ln Γ(b), ψ(b), ln Γ(a+b), ψ(a+b)), then ln alpha, ln a.
+    fn constants(&self) -> [f64; 8] {
+        let z = self.x_terms(0.0);
+        [
+            z[0],
+            z[1],
+            z[2],
+            z[3],
+            z[4],
+            z[5],
+            self.alpha.ln(),
+            self.a.ln(),
+        ]
+    }
+
+    /// The log-likelihood of one customer and its gradient in (r, alpha, a, b), given the terms of
+    /// its x and the [`BgNbd::constants`].
+    fn ll_and_gradient(&self, c: &CustomerSummary, t: &[f64; 7], k: &[f64; 8]) -> (f64, [f64; 4]) {
         let Self { r, alpha, a, b } = *self;
-        let (x, t_x, t) = (c.x, c.t_x, c.t);
-        let a1 = ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln();
-        let a2 = ln_gamma(a + b) + ln_gamma(b + x) - ln_gamma(b) - ln_gamma(a + b + x);
-        let a3 = -(r + x) * (alpha + t).ln();
+        let (x, t_x, big_t) = (c.x, c.t_x, c.t);
+        let ln_alpha = k[6];
+        let a1 = t[0] - k[0] + r * ln_alpha;
+        let a2 = k[4] + t[2] - k[2] - t[4];
+        let a3 = -(r + x) * (alpha + big_t).ln();
         let mut g = [
-            digamma(r + x) - digamma(r) + alpha.ln(),
+            t[1] - k[1] + ln_alpha,
             r / alpha,
-            digamma(a + b) - digamma(a + b + x),
-            digamma(a + b) + digamma(b + x) - digamma(b) - digamma(a + b + x),
+            k[5] - t[5],
+            k[5] + t[3] - k[3] - t[5],
         ];
-        let g3 = [-(alpha + t).ln(), -(r + x) / (alpha + t), 0.0, 0.0];
+        let g3 = [-(alpha + big_t).ln(), -(r + x) / (alpha + big_t), 0.0, 0.0];
         if x > 0.0 {
-            let a4 = a.ln() - (b + x - 1.0).ln() - (r + x) * (alpha + t_x).ln();
+            let a4 = k[7] - t[6] - (r + x) * (alpha + t_x).ln();
             let g4 = [
                 -(alpha + t_x).ln(),
                 -(r + x) / (alpha + t_x),
@@ -170,7 +272,7 @@ impl BgNbd {
             return Err(FitError::NoData("BG/NBD"));
         }
         check(data)?;
-        let groups = group(data, false);
+        let data = grouped(data, false);
         let of = |p: &[f64]| Self {
             r: p[0],
             alpha: p[1],
@@ -179,15 +281,9 @@ impl BgNbd {
         };
         let total = |p: &[f64]| {
             let m = of(p);
-            let mut ll = 0.0;
-            let mut g = [0.0; 4];
-            for (c, w) in &groups {
-                let (l, gi) = m.ll_and_gradient(c);
-                ll += w * l;
-                for i in 0..4 {
-                    g[i] += w * gi[i];
-                }
-            }
+            let terms: Vec<[f64; 7]> = data.xs.iter().map(|&x| m.x_terms(x)).collect();
+            let k = m.constants();
+            let (ll, g) = sum_groups(&data.groups, &|c, i| m.ll_and_gradient(c, &terms[i], &k));
             (ll, g.to_vec())
         };
         let fit = maximise("BG/NBD", &total, &[1.0, 1.0, 1.0, 1.0])?;
@@ -260,14 +356,28 @@ impl BgNbd {
 }
 
 impl MbgNbd {
-    /// The log-likelihood of one customer and its gradient in (r, alpha, a, b).
-    fn ll_and_gradient(&self, c: &CustomerSummary) -> (f64, [f64; 4]) {
+    /// The special functions of one distinct x: ln Γ and ψ of r+x, b+x+1 and a+b+x+1.
+    fn x_terms(&self, x: f64) -> [f64; 6] {
+        let Self { r, a, b, .. } = *self;
+        [
+            ln_gamma(r + x),
+            digamma(r + x),
+            ln_gamma(b + x + 1.0),
+            digamma(b + x + 1.0),
+            ln_gamma(a + b + x + 1.0),
+            digamma(a + b + x + 1.0),
+        ]
+    }
+
+    /// The log-likelihood of one customer and its gradient in (r, alpha, a, b), given the terms of
+    /// its x and the constants ln Γ(r), ψ(r), ln Γ(b), ψ(b), ln Γ(a+b), ψ(a+b).
+    fn ll_and_gradient(&self, c: &CustomerSummary, t: &[f64; 6], k: &[f64; 6]) -> (f64, [f64; 4]) {
         let Self { r, alpha, a, b } = *self;
-        let (x, t_x, t) = (c.x, c.t_x, c.t);
-        let a1 = ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln();
-        let a2 = ln_gamma(a + b) + ln_gamma(b + x + 1.0) - ln_gamma(b) - ln_gamma(a + b + x + 1.0);
-        let a3 = -(r + x) * (alpha + t).ln();
-        let a4 = a.ln() - (b + x).ln() + (r + x) * ((alpha + t).ln() - (alpha + t_x).ln());
+        let (x, t_x, big_t) = (c.x, c.t_x, c.t);
+        let a1 = t[0] - k[0] + r * alpha.ln();
+        let a2 = k[4] + t[2] - k[2] - t[4];
+        let a3 = -(r + x) * (alpha + big_t).ln();
+        let a4 = a.ln() - (b + x).ln() + (r + x) * ((alpha + big_t).ln() - (alpha + t_x).ln());
         // ln(1 + e^a4), and its derivative e^a4 / (1 + e^a4), computed without overflow.
         let (softplus, sigma) = if a4 > 0.0 {
             (a4 + (-a4).exp().ln_1p(), 1.0 / (1.0 + (-a4).exp()))
@@ -275,17 +385,27 @@ impl MbgNbd {
             (a4.exp().ln_1p(), a4.exp() / (1.0 + a4.exp()))
         };
         let g = [
-            digamma(r + x) - digamma(r) + alpha.ln() - (alpha + t).ln()
-                + sigma * ((alpha + t).ln() - (alpha + t_x).ln()),
-            r / alpha - (r + x) / (alpha + t)
-                + sigma * (r + x) * (1.0 / (alpha + t) - 1.0 / (alpha + t_x)),
-            digamma(a + b) - digamma(a + b + x + 1.0) + sigma / a,
-            digamma(a + b) + digamma(b + x + 1.0)
-                - digamma(b)
-                - digamma(a + b + x + 1.0)
-                - sigma / (b + x),
+            t[1] - k[1] + alpha.ln() - (alpha + big_t).ln()
+                + sigma * ((alpha + big_t).ln() - (alpha + t_x).ln()),
+            r / alpha - (r + x) / (alpha + big_t)
+                + sigma * (r + x) * (1.0 / (alpha + big_t) - 1.0 / (alpha + t_x)),
+            k[5] - t[5] + sigma / a,
+            k[5] + t[3] - k[3] - t[5] - sigma / (b + x),
         ];
         (a1 + a2 + a3 + softplus, g)
+    }
+
+    /// ln Γ(r), ψ(r), ln Γ(b), ψ(b), ln Γ(a+b), ψ(a+b).
+    fn constants(&self) -> [f64; 6] {
+        let Self { r, a, b, .. } = *self;
+        [
+            ln_gamma(r),
+            digamma(r),
+            ln_gamma(b),
+            digamma(b),
+            ln_gamma(a + b),
+            digamma(a + b),
+        ]
     }
 
     /// Fits MBG/NBD to calibration summaries by maximum likelihood.
@@ -294,7 +414,7 @@ impl MbgNbd {
             return Err(FitError::NoData("MBG/NBD"));
         }
         check(data)?;
-        let groups = group(data, false);
+        let data = grouped(data, false);
         let of = |p: &[f64]| Self {
             r: p[0],
             alpha: p[1],
@@ -303,15 +423,9 @@ impl MbgNbd {
         };
         let total = |p: &[f64]| {
             let m = of(p);
-            let mut ll = 0.0;
-            let mut g = [0.0; 4];
-            for (c, w) in &groups {
-                let (l, gi) = m.ll_and_gradient(c);
-                ll += w * l;
-                for i in 0..4 {
-                    g[i] += w * gi[i];
-                }
-            }
+            let terms: Vec<[f64; 6]> = data.xs.iter().map(|&x| m.x_terms(x)).collect();
+            let k = m.constants();
+            let (ll, g) = sum_groups(&data.groups, &|c, i| m.ll_and_gradient(c, &terms[i], &k));
             (ll, g.to_vec())
         };
         let fit = maximise("MBG/NBD", &total, &[1.0, 1.0, 1.0, 1.0])?;
@@ -347,18 +461,27 @@ impl MbgNbd {
 }
 
 impl GammaGamma {
-    /// The log-likelihood of one repeat buyer (x repeat purchases of mean value m) and its gradient.
-    fn ll_and_gradient(&self, x: f64, m: f64) -> (f64, [f64; 3]) {
+    /// The special functions of one distinct x: ln Γ and ψ of px+q and px.
+    fn x_terms(&self, x: f64) -> [f64; 4] {
+        let px = self.p * x;
+        [
+            ln_gamma(px + self.q),
+            digamma(px + self.q),
+            ln_gamma(px),
+            digamma(px),
+        ]
+    }
+
+    /// The log-likelihood of one repeat buyer (x repeat purchases of mean value m) and its
+    /// gradient, given the terms of its x and ln Γ(q), ψ(q).
+    fn ll_and_gradient(&self, x: f64, m: f64, t: &[f64; 4], k: &[f64; 2]) -> (f64, [f64; 3]) {
         let Self { p, q, gamma } = *self;
         let px = p * x;
-        let ll = ln_gamma(px + q) - ln_gamma(px) - ln_gamma(q)
-            + q * gamma.ln()
-            + (px - 1.0) * m.ln()
-            + px * x.ln()
+        let ll = t[0] - t[2] - k[0] + q * gamma.ln() + (px - 1.0) * m.ln() + px * x.ln()
             - (px + q) * (x * m + gamma).ln();
         let g = [
-            x * (digamma(px + q) - digamma(px) + m.ln() + x.ln() - (x * m + gamma).ln()),
-            digamma(px + q) - digamma(q) + gamma.ln() - (x * m + gamma).ln(),
+            x * (t[1] - t[3] + m.ln() + x.ln() - (x * m + gamma).ln()),
+            t[1] - k[1] + gamma.ln() - (x * m + gamma).ln(),
             q / gamma - (px + q) / (x * m + gamma),
         ];
         (ll, g)
@@ -376,7 +499,7 @@ impl GammaGamma {
         if buyers.is_empty() {
             return Err(FitError::NoData("Gamma-Gamma"));
         }
-        let groups = group(&buyers, true);
+        let data = grouped(&buyers, true);
         let of = |v: &[f64]| Self {
             p: v[0],
             q: v[1],
@@ -384,15 +507,11 @@ impl GammaGamma {
         };
         let total = |v: &[f64]| {
             let m = of(v);
-            let mut ll = 0.0;
-            let mut g = [0.0; 3];
-            for (c, w) in &groups {
-                let (l, gi) = m.ll_and_gradient(c.x, c.monetary);
-                ll += w * l;
-                for i in 0..3 {
-                    g[i] += w * gi[i];
-                }
-            }
+            let terms: Vec<[f64; 4]> = data.xs.iter().map(|&x| m.x_terms(x)).collect();
+            let k = [ln_gamma(m.q), digamma(m.q)];
+            let (ll, g) = sum_groups(&data.groups, &|c, i| {
+                m.ll_and_gradient(c.x, c.monetary, &terms[i], &k)
+            });
             (ll, g.to_vec())
         };
         let fit = maximise("Gamma-Gamma", &total, &[1.0, 1.0, 1.0])?;
