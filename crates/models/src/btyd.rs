@@ -97,7 +97,7 @@ fn group(data: &[CustomerSummary], with_monetary: bool) -> Vec<(CustomerSummary,
         ]
     };
     let mut sorted: Vec<([u64; 4], CustomerSummary)> = data.iter().map(|c| (key(c), *c)).collect();
-    sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    sorted.sort_unstable_by_key(|e| e.0);
     let mut groups: Vec<([u64; 4], CustomerSummary, f64)> = Vec::new();
     for (k, c) in sorted {
         match groups.last_mut() {
