@@ -197,6 +197,92 @@ fn check(data: &[CustomerSummary]) -> Result<(), FitError> {
     Ok(())
 }
 
+/// A purchase-count model of parameters (r, alpha, a, b) whose likelihood splits into functions
+/// of a customer's frequency alone (computed once per distinct frequency) and the rest.
+trait CountModel: Sized + Sync {
+    const NAME: &'static str;
+    type XTerms: Sync;
+    type Constants: Sync;
+    fn from_params(p: &[f64]) -> Self;
+    fn x_terms(&self, x: f64) -> Self::XTerms;
+    fn constants(&self) -> Self::Constants;
+    fn ll_and_gradient(
+        &self,
+        c: &CustomerSummary,
+        t: &Self::XTerms,
+        k: &Self::Constants,
+    ) -> (f64, [f64; 4]);
+}
+
+/// Fits a purchase-count model to calibration summaries by maximum likelihood.
+fn fit_counts<M: CountModel>(data: &[CustomerSummary]) -> Result<Fit<M>, FitError> {
+    if data.is_empty() {
+        return Err(FitError::NoData(M::NAME));
+    }
+    check(data)?;
+    let data = grouped(data, false);
+    let total = |p: &[f64]| {
+        let m = M::from_params(p);
+        let terms: Vec<M::XTerms> = data.xs.iter().map(|&x| m.x_terms(x)).collect();
+        let k = m.constants();
+        let (ll, g) = sum_groups(&data.groups, &|c, i| m.ll_and_gradient(c, &terms[i], &k));
+        (ll, g.to_vec())
+    };
+    let fit = maximise(M::NAME, &total, &[1.0, 1.0, 1.0, 1.0])?;
+    Ok(Fit {
+        params: M::from_params(&fit.params),
+        std_errors: fit.std_errors,
+        log_likelihood: fit.log_likelihood,
+        iterations: fit.iterations,
+    })
+}
+
+impl CountModel for BgNbd {
+    const NAME: &'static str = "BG/NBD";
+    type XTerms = [f64; 7];
+    type Constants = [f64; 8];
+    fn from_params(p: &[f64]) -> Self {
+        Self {
+            r: p[0],
+            alpha: p[1],
+            a: p[2],
+            b: p[3],
+        }
+    }
+    fn x_terms(&self, x: f64) -> [f64; 7] {
+        self.x_terms(x)
+    }
+    fn constants(&self) -> [f64; 8] {
+        self.constants()
+    }
+    fn ll_and_gradient(&self, c: &CustomerSummary, t: &[f64; 7], k: &[f64; 8]) -> (f64, [f64; 4]) {
+        self.ll_and_gradient(c, t, k)
+    }
+}
+
+impl CountModel for MbgNbd {
+    const NAME: &'static str = "MBG/NBD";
+    type XTerms = [f64; 6];
+    type Constants = [f64; 6];
+    fn from_params(p: &[f64]) -> Self {
+        Self {
+            r: p[0],
+            alpha: p[1],
+            a: p[2],
+            b: p[3],
+        }
+    }
+    fn x_terms(&self, x: f64) -> [f64; 6] {
+        self.x_terms(x)
+    }
+    fn constants(&self) -> [f64; 6] {
+        self.constants()
+    }
+    fn ll_and_gradient(&self, c: &CustomerSummary, t: &[f64; 6], k: &[f64; 6]) -> (f64, [f64; 4]) {
+        self.ll_and_gradient(c, t, k)
+    }
+}
+
 impl BgNbd {
     /// The functions of one distinct x: ln Γ and ψ of r+x, b+x and a+b+x, and ln(b+x-1).
     fn x_terms(&self, x: f64) -> [f64; 7] {
@@ -268,31 +354,7 @@ impl BgNbd {
 
     /// Fits BG/NBD to calibration summaries by maximum likelihood.
     pub fn fit(data: &[CustomerSummary]) -> Result<Fit<Self>, FitError> {
-        if data.is_empty() {
-            return Err(FitError::NoData("BG/NBD"));
-        }
-        check(data)?;
-        let data = grouped(data, false);
-        let of = |p: &[f64]| Self {
-            r: p[0],
-            alpha: p[1],
-            a: p[2],
-            b: p[3],
-        };
-        let total = |p: &[f64]| {
-            let m = of(p);
-            let terms: Vec<[f64; 7]> = data.xs.iter().map(|&x| m.x_terms(x)).collect();
-            let k = m.constants();
-            let (ll, g) = sum_groups(&data.groups, &|c, i| m.ll_and_gradient(c, &terms[i], &k));
-            (ll, g.to_vec())
-        };
-        let fit = maximise("BG/NBD", &total, &[1.0, 1.0, 1.0, 1.0])?;
-        Ok(Fit {
-            params: of(&fit.params),
-            std_errors: fit.std_errors,
-            log_likelihood: fit.log_likelihood,
-            iterations: fit.iterations,
-        })
+        fit_counts(data)
     }
 
     /// Expected purchases of a new customer in a period of length `t`.
@@ -410,31 +472,7 @@ impl MbgNbd {
 
     /// Fits MBG/NBD to calibration summaries by maximum likelihood.
     pub fn fit(data: &[CustomerSummary]) -> Result<Fit<Self>, FitError> {
-        if data.is_empty() {
-            return Err(FitError::NoData("MBG/NBD"));
-        }
-        check(data)?;
-        let data = grouped(data, false);
-        let of = |p: &[f64]| Self {
-            r: p[0],
-            alpha: p[1],
-            a: p[2],
-            b: p[3],
-        };
-        let total = |p: &[f64]| {
-            let m = of(p);
-            let terms: Vec<[f64; 6]> = data.xs.iter().map(|&x| m.x_terms(x)).collect();
-            let k = m.constants();
-            let (ll, g) = sum_groups(&data.groups, &|c, i| m.ll_and_gradient(c, &terms[i], &k));
-            (ll, g.to_vec())
-        };
-        let fit = maximise("MBG/NBD", &total, &[1.0, 1.0, 1.0, 1.0])?;
-        Ok(Fit {
-            params: of(&fit.params),
-            std_errors: fit.std_errors,
-            log_likelihood: fit.log_likelihood,
-            iterations: fit.iterations,
-        })
+        fit_counts(data)
     }
 
     /// The probability that a customer with summary `c` is still active at the end of the calibration.
