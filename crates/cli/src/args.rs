@@ -137,7 +137,7 @@ pub enum FitCommand {
     Btyd {
         #[command(flatten)]
         data: TransactionArgs,
-        /// Which model: bgnbd, mbgnbd or all.
+        /// Which model: bgnbd, mbgnbd, paretonbd, or all (BG/NBD and MBG/NBD).
         #[arg(long, default_value = "all")]
         model: String,
     },

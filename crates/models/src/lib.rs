@@ -31,7 +31,7 @@ mod rfm;
 mod special;
 mod summary;
 
-pub use btyd::{BgNbd, CustomerSummary, Fit, FitError, GammaGamma, MbgNbd};
+pub use btyd::{BgNbd, CustomerSummary, Fit, FitError, GammaGamma, MbgNbd, ParetoNbd};
 pub use clv::{ClvOptions, MODEL_VERSION, clv_schema, metrics_schema, score_clv};
 pub use rfm::{Error, Result, quintile_scores, rfm_schema, score_rfm};
 pub use summary::{Transaction, summarise};

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use clientele_models::{BgNbd, CustomerSummary, GammaGamma, MbgNbd, Transaction, summarise};
+use clientele_models::{
+    BgNbd, CustomerSummary, GammaGamma, MbgNbd, ParetoNbd, Transaction, summarise,
+};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -177,6 +179,28 @@ fn mbgnbd_reproduces_the_published_fit() -> TestResult {
         monetary: 0.0,
     };
     assert!(p.p_alive(&once) < 1.0);
+    Ok(())
+}
+
+#[test]
+fn pareto_nbd_reproduces_the_published_fit() -> TestResult {
+    let data: Vec<CustomerSummary> = calibration()?.into_iter().map(|(_, c)| c).collect();
+    let fit = ParetoNbd::fit(&data)?;
+    let p = fit.params;
+    // The likelihood is flat in beta: the published tolerance is 0.015.
+    for (got, want) in [
+        (p.r, 0.553),
+        (p.alpha, 10.578),
+        (p.s, 0.606),
+        (p.beta, 11.669),
+    ] {
+        assert!(close(got, want, 0.015), "{p:?}");
+    }
+    assert!(
+        close(fit.log_likelihood, -9594.98, 0.01),
+        "{}",
+        fit.log_likelihood
+    );
     Ok(())
 }
 
