@@ -251,6 +251,7 @@ impl CountModel for BgNbd {
     const NAME: &'static str = "BG/NBD";
     type XTerms = [f64; 7];
     type Constants = [f64; 8];
+
     fn from_params(p: &[f64]) -> Self {
         Self {
             r: p[0],
@@ -259,41 +260,7 @@ impl CountModel for BgNbd {
             b: p[3],
         }
     }
-    fn x_terms(&self, x: f64) -> [f64; 7] {
-        self.x_terms(x)
-    }
-    fn constants(&self) -> [f64; 8] {
-        self.constants()
-    }
-    fn ll_and_gradient(&self, c: &CustomerSummary, t: &[f64; 7], k: &[f64; 8]) -> (f64, [f64; 4]) {
-        self.ll_and_gradient(c, t, k)
-    }
-}
 
-impl CountModel for MbgNbd {
-    const NAME: &'static str = "MBG/NBD";
-    type XTerms = [f64; 6];
-    type Constants = [f64; 6];
-    fn from_params(p: &[f64]) -> Self {
-        Self {
-            r: p[0],
-            alpha: p[1],
-            a: p[2],
-            b: p[3],
-        }
-    }
-    fn x_terms(&self, x: f64) -> [f64; 6] {
-        self.x_terms(x)
-    }
-    fn constants(&self) -> [f64; 6] {
-        self.constants()
-    }
-    fn ll_and_gradient(&self, c: &CustomerSummary, t: &[f64; 6], k: &[f64; 6]) -> (f64, [f64; 4]) {
-        self.ll_and_gradient(c, t, k)
-    }
-}
-
-impl BgNbd {
     /// The functions of one distinct x: ln Γ and ψ of r+x, b+x and a+b+x, and ln(b+x-1).
     fn x_terms(&self, x: f64) -> [f64; 7] {
         let Self { r, a, b, .. } = *self;
@@ -361,7 +328,76 @@ impl BgNbd {
             (a1 + a2 + a3, g)
         }
     }
+}
 
+impl CountModel for MbgNbd {
+    const NAME: &'static str = "MBG/NBD";
+    type XTerms = [f64; 6];
+    type Constants = [f64; 6];
+
+    fn from_params(p: &[f64]) -> Self {
+        Self {
+            r: p[0],
+            alpha: p[1],
+            a: p[2],
+            b: p[3],
+        }
+    }
+
+    /// The special functions of one distinct x: ln Γ and ψ of r+x, b+x+1 and a+b+x+1.
+    fn x_terms(&self, x: f64) -> [f64; 6] {
+        let Self { r, a, b, .. } = *self;
+        [
+            ln_gamma(r + x),
+            digamma(r + x),
+            ln_gamma(b + x + 1.0),
+            digamma(b + x + 1.0),
+            ln_gamma(a + b + x + 1.0),
+            digamma(a + b + x + 1.0),
+        ]
+    }
+
+    /// The log-likelihood of one customer and its gradient in (r, alpha, a, b), given the terms of
+    /// its x and the constants ln Γ(r), ψ(r), ln Γ(b), ψ(b), ln Γ(a+b), ψ(a+b).
+    fn ll_and_gradient(&self, c: &CustomerSummary, t: &[f64; 6], k: &[f64; 6]) -> (f64, [f64; 4]) {
+        let Self { r, alpha, a, b } = *self;
+        let (x, t_x, big_t) = (c.x, c.t_x, c.t);
+        let a1 = t[0] - k[0] + r * alpha.ln();
+        let a2 = k[4] + t[2] - k[2] - t[4];
+        let a3 = -(r + x) * (alpha + big_t).ln();
+        let a4 = a.ln() - (b + x).ln() + (r + x) * ((alpha + big_t).ln() - (alpha + t_x).ln());
+        // ln(1 + e^a4), and its derivative e^a4 / (1 + e^a4), computed without overflow.
+        let (softplus, sigma) = if a4 > 0.0 {
+            (a4 + (-a4).exp().ln_1p(), 1.0 / (1.0 + (-a4).exp()))
+        } else {
+            (a4.exp().ln_1p(), a4.exp() / (1.0 + a4.exp()))
+        };
+        let g = [
+            t[1] - k[1] + alpha.ln() - (alpha + big_t).ln()
+                + sigma * ((alpha + big_t).ln() - (alpha + t_x).ln()),
+            r / alpha - (r + x) / (alpha + big_t)
+                + sigma * (r + x) * (1.0 / (alpha + big_t) - 1.0 / (alpha + t_x)),
+            k[5] - t[5] + sigma / a,
+            k[5] + t[3] - k[3] - t[5] - sigma / (b + x),
+        ];
+        (a1 + a2 + a3 + softplus, g)
+    }
+
+    /// ln Γ(r), ψ(r), ln Γ(b), ψ(b), ln Γ(a+b), ψ(a+b).
+    fn constants(&self) -> [f64; 6] {
+        let Self { r, a, b, .. } = *self;
+        [
+            ln_gamma(r),
+            digamma(r),
+            ln_gamma(b),
+            digamma(b),
+            ln_gamma(a + b),
+            digamma(a + b),
+        ]
+    }
+}
+
+impl BgNbd {
     /// Fits BG/NBD to calibration summaries by maximum likelihood.
     pub fn fit(data: &[CustomerSummary]) -> Result<Fit<Self>, FitError> {
         fit_counts(data)
@@ -428,58 +464,6 @@ impl BgNbd {
 }
 
 impl MbgNbd {
-    /// The special functions of one distinct x: ln Γ and ψ of r+x, b+x+1 and a+b+x+1.
-    fn x_terms(&self, x: f64) -> [f64; 6] {
-        let Self { r, a, b, .. } = *self;
-        [
-            ln_gamma(r + x),
-            digamma(r + x),
-            ln_gamma(b + x + 1.0),
-            digamma(b + x + 1.0),
-            ln_gamma(a + b + x + 1.0),
-            digamma(a + b + x + 1.0),
-        ]
-    }
-
-    /// The log-likelihood of one customer and its gradient in (r, alpha, a, b), given the terms of
-    /// its x and the constants ln Γ(r), ψ(r), ln Γ(b), ψ(b), ln Γ(a+b), ψ(a+b).
-    fn ll_and_gradient(&self, c: &CustomerSummary, t: &[f64; 6], k: &[f64; 6]) -> (f64, [f64; 4]) {
-        let Self { r, alpha, a, b } = *self;
-        let (x, t_x, big_t) = (c.x, c.t_x, c.t);
-        let a1 = t[0] - k[0] + r * alpha.ln();
-        let a2 = k[4] + t[2] - k[2] - t[4];
-        let a3 = -(r + x) * (alpha + big_t).ln();
-        let a4 = a.ln() - (b + x).ln() + (r + x) * ((alpha + big_t).ln() - (alpha + t_x).ln());
-        // ln(1 + e^a4), and its derivative e^a4 / (1 + e^a4), computed without overflow.
-        let (softplus, sigma) = if a4 > 0.0 {
-            (a4 + (-a4).exp().ln_1p(), 1.0 / (1.0 + (-a4).exp()))
-        } else {
-            (a4.exp().ln_1p(), a4.exp() / (1.0 + a4.exp()))
-        };
-        let g = [
-            t[1] - k[1] + alpha.ln() - (alpha + big_t).ln()
-                + sigma * ((alpha + big_t).ln() - (alpha + t_x).ln()),
-            r / alpha - (r + x) / (alpha + big_t)
-                + sigma * (r + x) * (1.0 / (alpha + big_t) - 1.0 / (alpha + t_x)),
-            k[5] - t[5] + sigma / a,
-            k[5] + t[3] - k[3] - t[5] - sigma / (b + x),
-        ];
-        (a1 + a2 + a3 + softplus, g)
-    }
-
-    /// ln Γ(r), ψ(r), ln Γ(b), ψ(b), ln Γ(a+b), ψ(a+b).
-    fn constants(&self) -> [f64; 6] {
-        let Self { r, a, b, .. } = *self;
-        [
-            ln_gamma(r),
-            digamma(r),
-            ln_gamma(b),
-            digamma(b),
-            ln_gamma(a + b),
-            digamma(a + b),
-        ]
-    }
-
     /// Fits MBG/NBD to calibration summaries by maximum likelihood.
     pub fn fit(data: &[CustomerSummary]) -> Result<Fit<Self>, FitError> {
         fit_counts(data)

@@ -98,7 +98,6 @@ pub fn score_clv(
     let d = options.monthly_discount_rate;
     let annual = (1.0 + d).powi(12) - 1.0;
     let years = options.horizon_months.div_ceil(12).max(1);
-    let horizon_weeks = f64::from(options.horizon_months) * MONTH_DAYS / WEEK_DAYS;
 
     let n = summary.len();
     let mut cols = (
@@ -125,12 +124,8 @@ pub fn score_clv(
             clv += (by_now - before) * spend_per_purchase / (1.0 + d).powi(month as i32);
             before = by_now;
         }
-        let expected = if options.horizon_months == 0 {
-            0.0
-        } else {
-            m.conditional_expected_purchases(c, horizon_weeks)
-                .map_err(fit_error)?
-        };
+        // The expectation by the last month is the expectation over the horizon.
+        let expected = before;
         let r = last_year.get(customer.as_str()).copied().unwrap_or(0.0);
         let simple: f64 = (1..=years).map(|t| r / (1.0 + annual).powi(t as i32)).sum();
         cols.0.push(customer.clone());
