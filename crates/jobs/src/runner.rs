@@ -755,7 +755,7 @@ impl Runner {
                 let transactions = clv_transactions(&batches)?;
                 let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
                 let as_of_day = (as_of - epoch).num_days();
-                let (scores, metrics) = clientele_models::score_clv(
+                let (scores, metrics, _) = clientele_models::score_clv(
                     &transactions,
                     as_of_day,
                     &clientele_models::ClvOptions {

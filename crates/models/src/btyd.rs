@@ -55,7 +55,7 @@ pub struct Fit<P> {
 }
 
 /// BG/NBD parameters: purchase rates ~ Gamma(r, alpha); dropout after each purchase ~ Beta(a, b).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BgNbd {
     pub r: f64,
     pub alpha: f64,
@@ -84,7 +84,7 @@ pub struct MbgNbd {
 }
 
 /// Gamma-Gamma parameters: spend per purchase ~ Gamma(p, nu), nu ~ Gamma(q, gamma).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GammaGamma {
     pub p: f64,
     pub q: f64,

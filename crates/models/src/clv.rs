@@ -61,6 +61,15 @@ pub fn metrics_schema() -> SchemaRef {
     ]))
 }
 
+/// The fitted parameters of the CLV models, as saved in a model artifact.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClvParams {
+    /// BG/NBD (purchase counts and P(alive)).
+    pub counts: BgNbd,
+    /// Gamma-Gamma (spend per purchase).
+    pub spend: GammaGamma,
+}
+
 /// The version written beside every score.
 pub const MODEL_VERSION: &str = concat!("bgnbd+gamma_gamma/clientele ", env!("CARGO_PKG_VERSION"));
 
@@ -70,12 +79,12 @@ fn fit_error(e: FitError) -> Error {
 
 /// Fits the models on `transactions` up to `as_of` (a day number like [`Transaction::day`]) and
 /// scores every customer who bought by then. Returns the `customer_clv` and `model_metrics`
-/// batches. A fit that fails is an error naming the model and why.
+/// batches and the fitted parameters. A fit that fails is an error naming the model and why.
 pub fn score_clv(
     transactions: &[Transaction],
     as_of: i64,
     options: &ClvOptions,
-) -> Result<(RecordBatch, RecordBatch), Error> {
+) -> Result<(RecordBatch, RecordBatch, ClvParams), Error> {
     if !(options.monthly_discount_rate > -1.0 && options.monthly_discount_rate.is_finite()) {
         return Err(Error::BadInput(format!(
             "monthly discount rate {} must be above -1",
@@ -87,7 +96,78 @@ pub fn score_clv(
     let counts = BgNbd::fit(&data).map_err(fit_error)?;
     let spend = GammaGamma::fit(&data).map_err(fit_error)?;
     let (m, g) = (counts.params, spend.params);
+    let scores = clv_scores(&m, &g, transactions, as_of, options)?;
+    let n = scores.num_rows();
 
+    let mut metrics: Vec<(&str, String, f64)> = Vec::new();
+    for (name, value, se) in [
+        ("r", m.r, counts.std_errors.first()),
+        ("alpha", m.alpha, counts.std_errors.get(1)),
+        ("a", m.a, counts.std_errors.get(2)),
+        ("b", m.b, counts.std_errors.get(3)),
+    ] {
+        metrics.push(("bgnbd", name.into(), value));
+        metrics.push((
+            "bgnbd",
+            format!("{name}_std_error"),
+            se.copied().unwrap_or(f64::NAN),
+        ));
+    }
+    metrics.push(("bgnbd", "log_likelihood".into(), counts.log_likelihood));
+    metrics.push(("bgnbd", "customers".into(), n as f64));
+    for (name, value, se) in [
+        ("p", g.p, spend.std_errors.first()),
+        ("q", g.q, spend.std_errors.get(1)),
+        ("gamma", g.gamma, spend.std_errors.get(2)),
+    ] {
+        metrics.push(("gamma_gamma", name.into(), value));
+        metrics.push((
+            "gamma_gamma",
+            format!("{name}_std_error"),
+            se.copied().unwrap_or(f64::NAN),
+        ));
+    }
+    metrics.push(("gamma_gamma", "log_likelihood".into(), spend.log_likelihood));
+    let repeat = data
+        .iter()
+        .filter(|c| c.x > 0.0 && c.monetary > 0.0)
+        .count();
+    metrics.push(("gamma_gamma", "customers".into(), repeat as f64));
+    let metrics = RecordBatch::try_new(
+        metrics_schema(),
+        vec![
+            Arc::new(StringArray::from(
+                metrics.iter().map(|m| m.0).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                metrics.iter().map(|m| m.1.clone()).collect::<Vec<_>>(),
+            )),
+            Arc::new(Float64Array::from(
+                metrics.iter().map(|m| m.2).collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok((
+        scores,
+        metrics,
+        ClvParams {
+            counts: m,
+            spend: g,
+        },
+    ))
+}
+
+/// Scores every customer who bought by `as_of` with fitted parameters: the `customer_clv` batch.
+/// This is what a saved CLV artifact repeats.
+pub fn clv_scores(
+    m: &BgNbd,
+    g: &GammaGamma,
+    transactions: &[Transaction],
+    as_of: i64,
+    options: &ClvOptions,
+) -> Result<RecordBatch, Error> {
+    let summary = summarise(transactions, as_of, WEEK_DAYS);
     let mut last_year: BTreeMap<&str, f64> = BTreeMap::new();
     for t in transactions
         .iter()
@@ -152,59 +232,7 @@ pub fn score_clv(
         Arc::new(Float64Array::from(cols.9)),
         Arc::new(StringArray::from(vec![MODEL_VERSION; n])),
     ];
-    let scores =
-        RecordBatch::try_new(clv_schema(), arrays).map_err(|e| Error::Internal(e.to_string()))?;
-
-    let mut metrics: Vec<(&str, String, f64)> = Vec::new();
-    for (name, value, se) in [
-        ("r", m.r, counts.std_errors.first()),
-        ("alpha", m.alpha, counts.std_errors.get(1)),
-        ("a", m.a, counts.std_errors.get(2)),
-        ("b", m.b, counts.std_errors.get(3)),
-    ] {
-        metrics.push(("bgnbd", name.into(), value));
-        metrics.push((
-            "bgnbd",
-            format!("{name}_std_error"),
-            se.copied().unwrap_or(f64::NAN),
-        ));
-    }
-    metrics.push(("bgnbd", "log_likelihood".into(), counts.log_likelihood));
-    metrics.push(("bgnbd", "customers".into(), n as f64));
-    for (name, value, se) in [
-        ("p", g.p, spend.std_errors.first()),
-        ("q", g.q, spend.std_errors.get(1)),
-        ("gamma", g.gamma, spend.std_errors.get(2)),
-    ] {
-        metrics.push(("gamma_gamma", name.into(), value));
-        metrics.push((
-            "gamma_gamma",
-            format!("{name}_std_error"),
-            se.copied().unwrap_or(f64::NAN),
-        ));
-    }
-    metrics.push(("gamma_gamma", "log_likelihood".into(), spend.log_likelihood));
-    let repeat = data
-        .iter()
-        .filter(|c| c.x > 0.0 && c.monetary > 0.0)
-        .count();
-    metrics.push(("gamma_gamma", "customers".into(), repeat as f64));
-    let metrics = RecordBatch::try_new(
-        metrics_schema(),
-        vec![
-            Arc::new(StringArray::from(
-                metrics.iter().map(|m| m.0).collect::<Vec<_>>(),
-            )),
-            Arc::new(StringArray::from(
-                metrics.iter().map(|m| m.1.clone()).collect::<Vec<_>>(),
-            )),
-            Arc::new(Float64Array::from(
-                metrics.iter().map(|m| m.2).collect::<Vec<_>>(),
-            )),
-        ],
-    )
-    .map_err(|e| Error::Internal(e.to_string()))?;
-    Ok((scores, metrics))
+    RecordBatch::try_new(clv_schema(), arrays).map_err(|e| Error::Internal(e.to_string()))
 }
 
 #[cfg(test)]
@@ -240,7 +268,7 @@ mod tests {
             horizon_months: 12,
             monthly_discount_rate: 0.0,
         };
-        let (plain, metrics) = score_clv(&t, as_of, &opts)?;
+        let (plain, metrics, _) = score_clv(&t, as_of, &opts)?;
         assert_eq!(plain.num_rows(), 60);
         assert!(metrics.num_rows() > 10);
         let col = |b: &RecordBatch, name: &str| -> Vec<f64> {
@@ -262,7 +290,7 @@ mod tests {
                 "{i}"
             );
         }
-        let (discounted, _) = score_clv(
+        let (discounted, _, _) = score_clv(
             &t,
             as_of,
             &ClvOptions {

@@ -1,6 +1,8 @@
 //! Customer models: RFM scoring by the Drilling Down method (recency, frequency and monetary
-//! quintiles and the three-digit cell code such as `545`), and buy-till-you-die models (BG/NBD for
-//! purchase counts and P(alive), MBG/NBD, Gamma-Gamma for spend) fitted by maximum likelihood.
+//! quintiles, the three-digit cell code such as `545` and its named segment), buy-till-you-die
+//! models (BG/NBD for purchase counts and P(alive), MBG/NBD, Pareto/NBD, Gamma-Gamma for spend)
+//! fitted by maximum likelihood, and churn and campaign-propensity classifiers evaluated on
+//! held-back time, saved as artifacts that score again on their own.
 //!
 //! # Overview
 //! - [`quintile_scores`] turns one measure into scores 1..=5 (5 best). Customers are ranked from worst
@@ -14,6 +16,13 @@
 //!   [`BgNbd::fit`] and [`GammaGamma::fit`] fit the models and predict per customer.
 //! - [`score_clv`] fits both on every customer's purchases up to an as-of date and writes P(alive),
 //!   expected purchases and spend, discounted CLV and the simple CLV formula per customer.
+//! - Churn and campaign propensity: [`feature_sql`] builds snapshot rows (features as of a date,
+//!   labels from the following window) from the marts; [`FeatureTable`] reads them;
+//!   [`train_and_select`] fits a [`Logistic`] regression and gradient-boosted trees on one window,
+//!   evaluates both on a later one ([`evaluate`]: ROC and PR AUC, Brier, lift and gains by
+//!   decile), keeps the better, refits it on the latest window and grows a readable CART
+//!   [`profile`]; [`run_classifier`] adds the floor check, the scores and the [`Artifact`] that
+//!   scores again on its own.
 //!
 //! # Example
 //! ```
@@ -25,13 +34,34 @@
 //! assert_eq!(quintile_scores(&[1.0, 1.0, 300.0, 20.0, 90.0], false), vec![4, 4, 1, 3, 2]);
 //! ```
 
+mod artifact;
 mod btyd;
+mod classifier;
 mod clv;
+mod evaluate;
+pub mod feature_sql;
+mod features;
+mod logistic;
+mod profile;
 mod rfm;
+mod scores;
 mod special;
 mod summary;
 
+pub use artifact::{ARTIFACT_FORMAT, AS_OF_PLACEHOLDER, Artifact, ArtifactModel};
 pub use btyd::{BgNbd, CustomerSummary, Fit, FitError, GammaGamma, MbgNbd, ParetoNbd};
-pub use clv::{ClvOptions, MODEL_VERSION, clv_schema, metrics_schema, score_clv};
-pub use rfm::{Error, Result, quintile_scores, rfm_schema, score_rfm};
+pub use classifier::{Algorithm, Predictor, Selection, train_and_select};
+pub use clv::{
+    ClvOptions, ClvParams, MODEL_VERSION, clv_schema, clv_scores, metrics_schema, score_clv,
+};
+pub use evaluate::{Decile, Evaluation, average_precision, evaluate, roc_auc};
+pub use features::{ColumnMeaning, Encoding, FeatureTable};
+pub use logistic::Logistic;
+pub use profile::{ProfileRule, profile};
+pub use rfm::{Error, Result, quintile_scores, rfm_schema, rfm_segment, score_rfm};
+pub use scores::{
+    ClassifierData, ClassifierRun, customer_scores_batch, customer_scores_schema, deciles_batch,
+    deciles_schema, metrics_with_classifiers, profiles_batch, profiles_schema, run_classifier,
+    split_latest_groups,
+};
 pub use summary::{Transaction, summarise};

@@ -12,6 +12,9 @@ pub enum Error {
     /// The input table lacks a column or has it with the wrong type.
     #[error("model input: {0}")]
     BadInput(String),
+    /// A model fitted but its validation metrics fall below a floor declared in the job.
+    #[error("model below its quality floor: {0}")]
+    BelowFloor(String),
     /// Arrow refused to build the output (a bug).
     #[error("internal error building model output: {0}")]
     Internal(String),
@@ -46,6 +49,31 @@ pub fn quintile_scores(values: &[f64], higher_is_better: bool) -> Vec<u8> {
     scores
 }
 
+/// The named segment of an RFM cell, from its recency and frequency scores (and, for customers who
+/// lapsed after buying often, its monetary score). Every one of the 125 cells has exactly one name;
+/// the grid is in docs/models.md.
+///
+/// | recency \\ frequency | 1 | 2 | 3 | 4 | 5 |
+/// |---|---|---|---|---|---|
+/// | 5, 4 | new | promising | loyal | champions | champions |
+/// | 3 | hibernating | hibernating | loyal | loyal | loyal |
+/// | 2 | hibernating | hibernating | at risk | at risk or cannot lose | at risk or cannot lose |
+/// | 1 | lost | lost | at risk | at risk or cannot lose | at risk or cannot lose |
+///
+/// "Cannot lose" is the lapsed frequent buyer who also spent the most (monetary 4 or 5).
+pub fn rfm_segment(r: u8, f: u8, m: u8) -> &'static str {
+    match (r, f) {
+        (4..=5, 4..=5) => "champions",
+        (4..=5, 3) | (3, 3..=5) => "loyal",
+        (4..=5, 2) => "promising",
+        (4..=5, _) => "new",
+        (2..=3, _) if f <= 2 => "hibernating",
+        (_, 4..=5) if m >= 4 => "cannot_lose",
+        (_, 3..=5) => "at_risk",
+        _ => "lost",
+    }
+}
+
 /// The `customer_rfm` table.
 pub fn rfm_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -57,6 +85,7 @@ pub fn rfm_schema() -> SchemaRef {
         Field::new("f_score", DataType::Int32, false),
         Field::new("m_score", DataType::Int32, false),
         Field::new("rfm_cell", DataType::Utf8, false),
+        Field::new("rfm_segment", DataType::Utf8, false),
     ]))
 }
 
@@ -107,6 +136,9 @@ pub fn score_rfm(input: &[RecordBatch]) -> Result<RecordBatch> {
     let cells: Vec<String> = (0..ids.len())
         .map(|i| format!("{}{}{}", rs[i], fs[i], ms[i]))
         .collect();
+    let segments: Vec<&str> = (0..ids.len())
+        .map(|i| rfm_segment(rs[i], fs[i], ms[i]))
+        .collect();
     let to_i32 = |s: &[u8]| Int32Array::from(s.iter().map(|&v| i32::from(v)).collect::<Vec<_>>());
     RecordBatch::try_new(
         rfm_schema(),
@@ -119,6 +151,7 @@ pub fn score_rfm(input: &[RecordBatch]) -> Result<RecordBatch> {
             Arc::new(to_i32(&fs)),
             Arc::new(to_i32(&ms)),
             Arc::new(StringArray::from(cells)),
+            Arc::new(StringArray::from(segments)),
         ],
     )
     .map_err(|e| Error::Internal(e.to_string()))
@@ -174,6 +207,40 @@ mod tests {
             vec!["555", "111", "444", "322", "233"]
         );
         Ok(())
+    }
+
+    #[test]
+    fn every_cell_has_one_segment_name() {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in 1..=5 {
+            for f in 1..=5 {
+                for m in 1..=5 {
+                    seen.insert(rfm_segment(r, f, m));
+                }
+            }
+        }
+        let names: Vec<&str> = seen.into_iter().collect();
+        assert_eq!(
+            names,
+            vec![
+                "at_risk",
+                "cannot_lose",
+                "champions",
+                "hibernating",
+                "lost",
+                "loyal",
+                "new",
+                "promising"
+            ]
+        );
+        assert_eq!(rfm_segment(5, 5, 5), "champions");
+        assert_eq!(rfm_segment(5, 1, 1), "new");
+        assert_eq!(rfm_segment(1, 5, 5), "cannot_lose");
+        assert_eq!(rfm_segment(1, 5, 2), "at_risk");
+        assert_eq!(rfm_segment(2, 3, 5), "at_risk");
+        assert_eq!(rfm_segment(3, 1, 5), "hibernating");
+        assert_eq!(rfm_segment(1, 2, 5), "lost");
+        assert_eq!(rfm_segment(3, 4, 1), "loyal");
     }
 
     #[test]

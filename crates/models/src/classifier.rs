@@ -1,0 +1,303 @@
+//! Binary classifiers for churn and campaign response: logistic regression and gradient-boosted
+//! trees (the `forust-ml` crate), trained on one window, compared on a later one, the better kept.
+//!
+//! [`train_and_select`] fits both algorithms on the training rows, evaluates each on the
+//! validation rows (which come from a later time, never from the training rows), keeps the one
+//! with the higher validation ROC AUC, refits it on the refit rows (the latest labelled window)
+//! and grows a profile tree on them. The returned [`Predictor`] is plain data: saved as JSON in a
+//! model artifact, it scores again without anything else.
+
+use forust_ml::{GradientBooster, Matrix};
+use serde::{Deserialize, Serialize};
+
+use crate::evaluate::{Evaluation, evaluate};
+use crate::features::{Encoding, FeatureTable};
+use crate::logistic::Logistic;
+use crate::profile::{ProfileRule, profile};
+use crate::rfm::{Error, Result};
+
+/// The L2 penalty of the logistic regression (scikit-learn's C = 1).
+const LOGISTIC_L2: f64 = 1.0;
+
+/// Fewest training rows, and fewest of each outcome, a classifier is fitted on.
+const MIN_ROWS: usize = 50;
+const MIN_EACH_OUTCOME: usize = 10;
+
+/// A trained classifier with the encoding of its features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "algorithm", rename_all = "snake_case")]
+pub enum Predictor {
+    /// Standardised numeric features and one-hot levels, L2-regularised.
+    LogisticRegression {
+        /// Feature encoding.
+        encoding: Encoding,
+        /// Coefficients.
+        model: Logistic,
+    },
+    /// Gradient-boosted trees on raw numeric features (missing values routed by the trees) and
+    /// one-hot levels; `booster` is forust's own JSON form.
+    BoostedTrees {
+        /// Feature encoding (levels only; numeric values are used as they are).
+        encoding: Encoding,
+        /// The booster, as forust writes it.
+        booster: serde_json::Value,
+    },
+}
+
+/// Which algorithm a [`Predictor`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// [`Predictor::LogisticRegression`].
+    LogisticRegression,
+    /// [`Predictor::BoostedTrees`].
+    BoostedTrees,
+}
+
+impl Algorithm {
+    /// The name used in tables and artifacts.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::LogisticRegression => "logistic_regression",
+            Self::BoostedTrees => "boosted_trees",
+        }
+    }
+}
+
+fn column_major(columns: &[Vec<f64>], rows: usize) -> Vec<f64> {
+    let mut data = Vec::with_capacity(columns.len() * rows);
+    for c in columns {
+        data.extend_from_slice(c);
+    }
+    data
+}
+
+fn booster_error(e: impl std::fmt::Display) -> Error {
+    Error::BadInput(format!("boosted trees: {e}"))
+}
+
+fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+impl Predictor {
+    /// Fits `algorithm` on the labelled `table`.
+    pub fn fit(algorithm: Algorithm, table: &FeatureTable, what: &str) -> Result<Self> {
+        let labels = table.labels(what)?;
+        let positives = labels.iter().filter(|&&y| y == 1.0).count();
+        let negatives = labels.len() - positives;
+        if labels.len() < MIN_ROWS || positives < MIN_EACH_OUTCOME || negatives < MIN_EACH_OUTCOME {
+            return Err(Error::BadInput(format!(
+                "{what}: too little to learn from: {} rows, {positives} positive and {negatives} negative (at least {MIN_ROWS} rows and {MIN_EACH_OUTCOME} of each outcome)",
+                labels.len()
+            )));
+        }
+        let encoding = Encoding::learn(table);
+        match algorithm {
+            Algorithm::LogisticRegression => {
+                let x = encoding.matrix(table, true)?;
+                let model = Logistic::fit(&x, labels, LOGISTIC_L2)
+                    .map_err(|e| Error::BadInput(format!("{what}: {e}")))?;
+                Ok(Self::LogisticRegression { encoding, model })
+            }
+            Algorithm::BoostedTrees => {
+                let x = encoding.matrix(table, false)?;
+                if x.is_empty() {
+                    return Err(Error::BadInput(format!("{what}: no features")));
+                }
+                let data = column_major(&x, labels.len());
+                let matrix = Matrix::new(&data, labels.len(), x.len());
+                let mut booster = GradientBooster::default()
+                    .set_iterations(150)
+                    .set_learning_rate(0.05)
+                    .set_max_depth(4)
+                    .set_min_leaf_weight(5.0)
+                    .set_l2(1.0)
+                    .set_nbins(128)
+                    .set_seed(42)
+                    .set_parallel(true);
+                booster
+                    .fit_unweighted(&matrix, labels, None)
+                    .map_err(booster_error)?;
+                let json = booster.json_dump().map_err(booster_error)?;
+                let booster = serde_json::from_str(&json).map_err(booster_error)?;
+                Ok(Self::BoostedTrees { encoding, booster })
+            }
+        }
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            Self::LogisticRegression { .. } => Algorithm::LogisticRegression,
+            Self::BoostedTrees { .. } => Algorithm::BoostedTrees,
+        }
+    }
+
+    /// The feature encoding.
+    pub fn encoding(&self) -> &Encoding {
+        match self {
+            Self::LogisticRegression { encoding, .. } | Self::BoostedTrees { encoding, .. } => {
+                encoding
+            }
+        }
+    }
+
+    /// The probability of the positive outcome for every row of `table`.
+    pub fn predict(&self, table: &FeatureTable) -> Result<Vec<f64>> {
+        match self {
+            Self::LogisticRegression { encoding, model } => {
+                model.predict(&encoding.matrix(table, true)?)
+            }
+            Self::BoostedTrees { encoding, booster } => {
+                if table.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let x = encoding.matrix(table, false)?;
+                let booster =
+                    GradientBooster::from_json(&booster.to_string()).map_err(booster_error)?;
+                let data = column_major(&x, table.len());
+                let matrix = Matrix::new(&data, table.len(), x.len());
+                Ok(booster
+                    .predict(&matrix, true)
+                    .into_iter()
+                    .map(sigmoid)
+                    .collect())
+            }
+        }
+    }
+}
+
+/// What [`train_and_select`] found.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// The kept algorithm, refitted on the refit rows.
+    pub predictor: Predictor,
+    /// Each algorithm's evaluation on the validation rows, in the order tried.
+    pub candidates: Vec<(Algorithm, Evaluation)>,
+    /// The kept algorithm's validation evaluation.
+    pub validation: Evaluation,
+    /// The profile tree's leaves on the refit rows.
+    pub profile: Vec<ProfileRule>,
+}
+
+/// Fits both algorithms on `train`, evaluates them on `valid`, keeps the better by ROC AUC (the
+/// logistic regression on a tie: it is simpler), refits it on `refit` and profiles `refit`.
+pub fn train_and_select(
+    what: &str,
+    train: &FeatureTable,
+    valid: &FeatureTable,
+    refit: &FeatureTable,
+) -> Result<Selection> {
+    let valid_labels = valid.labels(what)?;
+    let positives = valid_labels.iter().filter(|&&y| y == 1.0).count();
+    if positives == 0 || positives == valid_labels.len() {
+        return Err(Error::BadInput(format!(
+            "{what}: the validation rows ({}) have only one outcome, so nothing can be validated",
+            valid_labels.len()
+        )));
+    }
+    let mut candidates = Vec::new();
+    for algorithm in [Algorithm::LogisticRegression, Algorithm::BoostedTrees] {
+        let model = Predictor::fit(algorithm, train, &format!("{what} ({})", algorithm.name()))?;
+        let p = model.predict(valid)?;
+        candidates.push((algorithm, evaluate(&p, valid_labels)));
+    }
+    let (best, validation) = candidates
+        .iter()
+        .fold(None::<&(Algorithm, Evaluation)>, |best, c| match best {
+            Some(b) if !(c.1.roc_auc > b.1.roc_auc) => Some(b),
+            _ => Some(c),
+        })
+        .cloned()
+        .ok_or_else(|| Error::Internal("no classifier was tried".into()))?;
+    let predictor = Predictor::fit(best, refit, &format!("{what} ({}, refit)", best.name()))?;
+    let labels = refit.labels(what)?;
+    let encoding = predictor.encoding();
+    let raw = encoding.matrix(refit, false)?;
+    let min_leaf = (refit.len() / 40).max(20);
+    let rules = profile(&encoding.columns(), &raw, labels, 3, min_leaf);
+    Ok(Selection {
+        predictor,
+        candidates,
+        validation,
+        profile: rules,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows where the outcome depends on `x` through a threshold and on a level: trees and the
+    /// logistic regression both learn it; both score far above chance on later rows.
+    fn table(n: usize, offset: usize) -> FeatureTable {
+        let mut x = Vec::new();
+        let mut z = Vec::new();
+        let mut band = Vec::new();
+        let mut y = Vec::new();
+        for i in offset..offset + n {
+            let xi = ((i * 37) % 100) as f64;
+            let zi = ((i * 11) % 7) as f64;
+            let b = if i % 4 == 0 { "high" } else { "low" };
+            let signal = xi > 60.0 || b == "high";
+            let noise = (i * 7919) % 10 == 0;
+            x.push(if i % 13 == 0 { f64::NAN } else { xi });
+            z.push(zi);
+            band.push(Some(b.to_string()));
+            y.push(if signal != noise { 1.0 } else { 0.0 });
+        }
+        FeatureTable {
+            ids: (offset..offset + n).map(|i| format!("c{i}")).collect(),
+            labels: Some(y),
+            numeric: vec![("x".into(), x), ("z".into(), z)],
+            categorical: vec![("band".into(), band)],
+            ..FeatureTable::default()
+        }
+    }
+
+    #[test]
+    fn both_algorithms_learn_and_the_better_is_kept() -> Result<()> {
+        let train = table(2000, 0);
+        let valid = table(1000, 2000);
+        let s = train_and_select("test", &train, &valid, &valid)?;
+        assert_eq!(s.candidates.len(), 2);
+        for (a, e) in &s.candidates {
+            assert!(e.roc_auc > 0.75, "{} {}", a.name(), e.roc_auc);
+        }
+        let best = s
+            .candidates
+            .iter()
+            .map(|c| c.1.roc_auc)
+            .fold(f64::MIN, f64::max);
+        assert_eq!(s.validation.roc_auc, best);
+        assert!(!s.profile.is_empty());
+        // Saved and loaded, the predictor scores the same.
+        let json =
+            serde_json::to_string(&s.predictor).map_err(|e| Error::Internal(e.to_string()))?;
+        let back: Predictor =
+            serde_json::from_str(&json).map_err(|e| Error::Internal(e.to_string()))?;
+        assert_eq!(back.predict(&valid)?, s.predictor.predict(&valid)?);
+        Ok(())
+    }
+
+    #[test]
+    fn boosted_trees_are_deterministic_and_round_trip() -> Result<()> {
+        let train = table(800, 0);
+        let a = Predictor::fit(Algorithm::BoostedTrees, &train, "t")?;
+        let b = Predictor::fit(Algorithm::BoostedTrees, &train, "t")?;
+        assert_eq!(a, b);
+        let p = a.predict(&table(100, 5000))?;
+        assert!(p.iter().all(|v| (0.0..=1.0).contains(v)));
+        Ok(())
+    }
+
+    #[test]
+    fn too_few_rows_are_refused_with_the_counts() {
+        let t = table(30, 0);
+        let e = Predictor::fit(Algorithm::LogisticRegression, &t, "churn training");
+        assert!(e.is_err_and(|e| {
+            e.to_string()
+                .contains("churn training: too little to learn from: 30 rows")
+        }));
+    }
+}

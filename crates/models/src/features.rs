@@ -1,0 +1,498 @@
+//! Feature tables for the classifiers: rows read from a query's Arrow batches, and the encoding
+//! (standardisation, one-hot levels) learnt on training rows and saved with the model.
+//!
+//! A feature query returns `customer_id`, optionally `label` (0 or 1), optionally metadata columns
+//! whose names start with `_` (`_snapshot_date`, `_group`), and features: text columns are
+//! categorical, booleans are 0/1, every number is numeric. An empty numeric value is missing (NaN):
+//! the boosted trees route it at each split, logistic regression imputes the training mean.
+
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Date32Type, Float64Type, Schema};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::rfm::{Error, Result};
+
+/// The level that stands for an empty categorical value.
+pub const MISSING_LEVEL: &str = "(missing)";
+
+/// At most this many levels of one categorical feature get their own column (the most frequent);
+/// the rest share none (all zeros), like unseen levels at scoring time.
+const MAX_LEVELS: usize = 30;
+
+/// Rows of features, with ids, optional labels and metadata.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FeatureTable {
+    /// `customer_id` of each row.
+    pub ids: Vec<String>,
+    /// 0 or 1 per row, when the query returned `label`.
+    pub labels: Option<Vec<f64>>,
+    /// `_snapshot_date` (days since 1970-01-01) per row, when returned.
+    pub snapshot_days: Option<Vec<i32>>,
+    /// `_group` per row (such as a campaign id), when returned.
+    pub groups: Option<Vec<String>>,
+    /// Numeric features, NaN for missing.
+    pub numeric: Vec<(String, Vec<f64>)>,
+    /// Categorical features.
+    pub categorical: Vec<(String, Vec<Option<String>>)>,
+}
+
+fn bad(what: &str, reason: impl std::fmt::Display) -> Error {
+    Error::BadInput(format!("{what}: {reason}"))
+}
+
+impl FeatureTable {
+    /// Reads the rows of a feature query. `what` names the query in errors.
+    pub fn from_batches(what: &str, schema: &Schema, batches: &[RecordBatch]) -> Result<Self> {
+        let mut table = FeatureTable::default();
+        if schema.field_with_name("customer_id").is_err() {
+            return Err(bad(
+                what,
+                "the feature query returned no column 'customer_id'",
+            ));
+        }
+        let has = |name: &str| schema.field_with_name(name).is_ok();
+        if has("label") {
+            table.labels = Some(Vec::new());
+        }
+        if has("_snapshot_date") {
+            table.snapshot_days = Some(Vec::new());
+        }
+        if has("_group") {
+            table.groups = Some(Vec::new());
+        }
+        for field in schema.fields() {
+            let name = field.name();
+            if name == "customer_id" || name == "label" || name.starts_with('_') {
+                continue;
+            }
+            match field.data_type() {
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                    table.categorical.push((name.clone(), Vec::new()));
+                }
+                DataType::Boolean
+                | DataType::Int8
+                | DataType::Int16
+                | DataType::Int32
+                | DataType::Int64
+                | DataType::UInt8
+                | DataType::UInt16
+                | DataType::UInt32
+                | DataType::UInt64
+                | DataType::Float32
+                | DataType::Float64
+                | DataType::Decimal128(_, _)
+                | DataType::Decimal256(_, _) => table.numeric.push((name.clone(), Vec::new())),
+                other => {
+                    return Err(bad(
+                        what,
+                        format!(
+                            "feature column '{name}' is {other}; features are numbers, booleans or text (give dates as days)"
+                        ),
+                    ));
+                }
+            }
+        }
+        let mut row_offset = 0usize;
+        for batch in batches {
+            let col = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .ok_or_else(|| bad(what, format!("a batch lacks column '{name}'")))
+            };
+            let ids = cast(col("customer_id")?, &DataType::Utf8).map_err(|e| bad(what, e))?;
+            let ids = ids.as_string::<i32>();
+            for i in 0..batch.num_rows() {
+                if ids.is_null(i) {
+                    return Err(bad(
+                        what,
+                        format!("row {} has an empty customer_id", row_offset + i + 1),
+                    ));
+                }
+                table.ids.push(ids.value(i).to_string());
+            }
+            if let Some(labels) = table.labels.as_mut() {
+                let l = cast(col("label")?, &DataType::Float64).map_err(|e| bad(what, e))?;
+                let l = l.as_primitive::<Float64Type>();
+                for i in 0..batch.num_rows() {
+                    let v = if l.is_null(i) { f64::NAN } else { l.value(i) };
+                    if v != 0.0 && v != 1.0 {
+                        return Err(bad(
+                            what,
+                            format!(
+                                "row {} (customer {}) has label {v}; labels are 0 or 1",
+                                row_offset + i + 1,
+                                ids.value(i)
+                            ),
+                        ));
+                    }
+                    labels.push(v);
+                }
+            }
+            if let Some(days) = table.snapshot_days.as_mut() {
+                let d =
+                    cast(col("_snapshot_date")?, &DataType::Date32).map_err(|e| bad(what, e))?;
+                let d = d.as_primitive::<Date32Type>();
+                for i in 0..batch.num_rows() {
+                    if d.is_null(i) {
+                        return Err(bad(
+                            what,
+                            format!("row {} has an empty _snapshot_date", row_offset + i + 1),
+                        ));
+                    }
+                    days.push(d.value(i));
+                }
+            }
+            if let Some(groups) = table.groups.as_mut() {
+                let g = cast(col("_group")?, &DataType::Utf8).map_err(|e| bad(what, e))?;
+                let g = g.as_string::<i32>();
+                groups.extend((0..batch.num_rows()).map(|i| g.value(i).to_string()));
+            }
+            for (name, values) in &mut table.numeric {
+                let c = cast(col(name)?, &DataType::Float64).map_err(|e| bad(what, e))?;
+                let c = c.as_primitive::<Float64Type>();
+                values.extend((0..batch.num_rows()).map(|i| {
+                    if c.is_null(i) || !c.value(i).is_finite() {
+                        f64::NAN
+                    } else {
+                        c.value(i)
+                    }
+                }));
+            }
+            for (name, values) in &mut table.categorical {
+                let c = cast(col(name)?, &DataType::Utf8).map_err(|e| bad(what, e))?;
+                let c = c.as_string::<i32>();
+                values.extend(
+                    (0..batch.num_rows()).map(|i| (!c.is_null(i)).then(|| c.value(i).to_string())),
+                );
+            }
+            row_offset += batch.num_rows();
+        }
+        Ok(table)
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The rows at `rows`, in that order.
+    pub fn select(&self, rows: &[usize]) -> FeatureTable {
+        let pick = |v: &Vec<f64>| rows.iter().map(|&i| v[i]).collect::<Vec<_>>();
+        FeatureTable {
+            ids: rows.iter().map(|&i| self.ids[i].clone()).collect(),
+            labels: self.labels.as_ref().map(pick),
+            snapshot_days: self
+                .snapshot_days
+                .as_ref()
+                .map(|d| rows.iter().map(|&i| d[i]).collect()),
+            groups: self
+                .groups
+                .as_ref()
+                .map(|g| rows.iter().map(|&i| g[i].clone()).collect()),
+            numeric: self
+                .numeric
+                .iter()
+                .map(|(n, v)| (n.clone(), pick(v)))
+                .collect(),
+            categorical: self
+                .categorical
+                .iter()
+                .map(|(n, v)| (n.clone(), rows.iter().map(|&i| v[i].clone()).collect()))
+                .collect(),
+        }
+    }
+
+    /// The labels, or an error naming `what` when the table has none.
+    pub fn labels(&self, what: &str) -> Result<&[f64]> {
+        self.labels
+            .as_deref()
+            .ok_or_else(|| bad(what, "the training rows have no 'label' column"))
+    }
+
+    /// SHA-256 of the rows in a fixed text form (ids, labels, every feature): the data checksum
+    /// saved with a model, equal for equal data whatever the batch boundaries.
+    pub fn checksum(&self) -> String {
+        let mut h = Sha256::new();
+        for (i, id) in self.ids.iter().enumerate() {
+            h.update(id.as_bytes());
+            if let Some(l) = &self.labels {
+                h.update(l[i].to_le_bytes());
+            }
+            for (_, v) in &self.numeric {
+                h.update(v[i].to_le_bytes());
+            }
+            for (_, v) in &self.categorical {
+                h.update(v[i].as_deref().unwrap_or("\u{0}").as_bytes());
+                h.update([0xff]);
+            }
+        }
+        hex::encode(h.finalize())
+    }
+}
+
+/// A numeric feature's training mean and standard deviation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NumericFeature {
+    /// Column name.
+    pub name: String,
+    /// Mean of the present training values (0 when none are present).
+    pub mean: f64,
+    /// Standard deviation of the present training values (1 when it would be 0).
+    pub sd: f64,
+}
+
+/// A categorical feature's levels, each a 0/1 column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CategoricalFeature {
+    /// Column name.
+    pub name: String,
+    /// Levels with a column, sorted; an empty value is [`MISSING_LEVEL`].
+    pub levels: Vec<String>,
+}
+
+/// How a feature table becomes a matrix: learnt on training rows, applied to any rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Encoding {
+    /// Numeric features in column order.
+    pub numeric: Vec<NumericFeature>,
+    /// Categorical features, after the numeric ones.
+    pub categorical: Vec<CategoricalFeature>,
+}
+
+/// What a matrix column is, for readable rules.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnMeaning {
+    /// A numeric feature.
+    Numeric(String),
+    /// Whether a categorical feature has a level.
+    Level(String, String),
+}
+
+impl Encoding {
+    /// Learns the encoding of `table`.
+    pub fn learn(table: &FeatureTable) -> Self {
+        let numeric = table
+            .numeric
+            .iter()
+            .map(|(name, v)| {
+                let present: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+                let n = present.len() as f64;
+                let mean = if present.is_empty() {
+                    0.0
+                } else {
+                    present.iter().sum::<f64>() / n
+                };
+                let var = if present.len() > 1 {
+                    present.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0)
+                } else {
+                    0.0
+                };
+                let sd = if var > 0.0 { var.sqrt() } else { 1.0 };
+                NumericFeature {
+                    name: name.clone(),
+                    mean,
+                    sd,
+                }
+            })
+            .collect();
+        let categorical = table
+            .categorical
+            .iter()
+            .map(|(name, v)| {
+                let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+                for x in v {
+                    *counts
+                        .entry(x.as_deref().unwrap_or(MISSING_LEVEL))
+                        .or_default() += 1;
+                }
+                let mut by_count: Vec<(&str, usize)> = counts.into_iter().collect();
+                by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+                let mut levels: Vec<String> = by_count
+                    .into_iter()
+                    .take(MAX_LEVELS)
+                    .map(|(l, _)| l.to_string())
+                    .collect();
+                levels.sort();
+                CategoricalFeature {
+                    name: name.clone(),
+                    levels,
+                }
+            })
+            .collect();
+        Encoding {
+            numeric,
+            categorical,
+        }
+    }
+
+    /// The names of the features the encoding reads.
+    pub fn feature_names(&self) -> Vec<String> {
+        self.numeric
+            .iter()
+            .map(|f| f.name.clone())
+            .chain(self.categorical.iter().map(|f| f.name.clone()))
+            .collect()
+    }
+
+    /// What each matrix column means.
+    pub fn columns(&self) -> Vec<ColumnMeaning> {
+        let mut out: Vec<ColumnMeaning> = self
+            .numeric
+            .iter()
+            .map(|f| ColumnMeaning::Numeric(f.name.clone()))
+            .collect();
+        for f in &self.categorical {
+            out.extend(
+                f.levels
+                    .iter()
+                    .map(|l| ColumnMeaning::Level(f.name.clone(), l.clone())),
+            );
+        }
+        out
+    }
+
+    /// The matrix of `table`, column by column. With `standardise`, numeric values are centred
+    /// and scaled by the training mean and deviation and a missing value becomes 0 (the mean);
+    /// without it they stay as they are, NaN included. Categorical levels are 0/1 columns.
+    pub fn matrix(&self, table: &FeatureTable, standardise: bool) -> Result<Vec<Vec<f64>>> {
+        let mut out = Vec::new();
+        for f in &self.numeric {
+            let values = table
+                .numeric
+                .iter()
+                .find(|(n, _)| *n == f.name)
+                .map(|(_, v)| v)
+                .ok_or_else(|| missing_feature(&f.name, table))?;
+            out.push(if standardise {
+                values
+                    .iter()
+                    .map(|&x| if x.is_nan() { 0.0 } else { (x - f.mean) / f.sd })
+                    .collect()
+            } else {
+                values.clone()
+            });
+        }
+        for f in &self.categorical {
+            let values = table
+                .categorical
+                .iter()
+                .find(|(n, _)| *n == f.name)
+                .map(|(_, v)| v)
+                .ok_or_else(|| missing_feature(&f.name, table))?;
+            for level in &f.levels {
+                out.push(
+                    values
+                        .iter()
+                        .map(|x| {
+                            let x = x.as_deref().unwrap_or(MISSING_LEVEL);
+                            if x == level { 1.0 } else { 0.0 }
+                        })
+                        .collect(),
+                );
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn missing_feature(name: &str, table: &FeatureTable) -> Error {
+    let is_categorical = table.categorical.iter().any(|(n, _)| n == name);
+    Error::BadInput(if is_categorical {
+        format!("feature '{name}' is text here but was a number when the model was trained")
+    } else if table.numeric.iter().any(|(n, _)| n == name) {
+        format!("feature '{name}' is a number here but was text when the model was trained")
+    } else {
+        format!("the rows to score have no feature '{name}', which the model was trained on")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{BooleanArray, Float64Array, Int64Array, StringArray};
+    use arrow::datatypes::Field;
+    use std::sync::Arc;
+
+    fn batch() -> (Arc<Schema>, RecordBatch) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("customer_id", DataType::Utf8, false),
+            Field::new("label", DataType::Int64, false),
+            Field::new("orders", DataType::Int64, true),
+            Field::new("spend", DataType::Float64, true),
+            Field::new("is_business", DataType::Boolean, true),
+            Field::new("income_band", DataType::Utf8, true),
+        ]));
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b", "c"])),
+                Arc::new(Int64Array::from(vec![1, 0, 1])),
+                Arc::new(Int64Array::from(vec![Some(1), None, Some(3)])),
+                Arc::new(Float64Array::from(vec![10.0, 20.0, 30.0])),
+                Arc::new(BooleanArray::from(vec![Some(true), Some(false), None])),
+                Arc::new(StringArray::from(vec![Some("high"), None, Some("low")])),
+            ],
+        );
+        match b {
+            Ok(b) => (schema, b),
+            Err(e) => unreachable!("{e}"),
+        }
+    }
+
+    #[test]
+    fn tables_read_numbers_booleans_and_text() -> Result<()> {
+        let (schema, b) = batch();
+        let t = FeatureTable::from_batches("test", &schema, &[b])?;
+        assert_eq!(t.ids, vec!["a", "b", "c"]);
+        assert_eq!(t.labels, Some(vec![1.0, 0.0, 1.0]));
+        assert_eq!(t.numeric.len(), 3);
+        assert!(t.numeric[0].1[1].is_nan());
+        assert!(t.numeric[2].1[2].is_nan());
+        assert_eq!(t.numeric[2].1[..2], [1.0, 0.0]);
+        let enc = Encoding::learn(&t);
+        assert_eq!(enc.numeric[0].mean, 2.0);
+        assert_eq!(enc.categorical[0].levels, vec!["(missing)", "high", "low"]);
+        let m = enc.matrix(&t, true)?;
+        assert_eq!(m.len(), 6);
+        assert_eq!(m[0][1], 0.0, "a missing value is the mean");
+        assert_eq!(m[3], vec![0.0, 1.0, 0.0], "missing level");
+        assert_eq!(m[4], vec![1.0, 0.0, 0.0]);
+        Ok(())
+    }
+
+    #[test]
+    fn labels_other_than_zero_or_one_are_refused_with_the_row() {
+        let (schema, b) = batch();
+        let mut cols = b.columns().to_vec();
+        cols[1] = Arc::new(Int64Array::from(vec![1, 2, 0]));
+        let b = RecordBatch::try_new(schema.clone(), cols);
+        let Ok(b) = b else { unreachable!() };
+        let e = FeatureTable::from_batches("churn training", &schema, &[b]);
+        assert!(e.is_err_and(|e| e.to_string().contains("row 2 (customer b) has label 2")));
+    }
+
+    #[test]
+    fn scoring_rows_must_carry_every_trained_feature() -> Result<()> {
+        let (schema, b) = batch();
+        let t = FeatureTable::from_batches("test", &schema, &[b])?;
+        let enc = Encoding::learn(&t);
+        let mut fewer = t.clone();
+        fewer.numeric.remove(1);
+        assert!(
+            enc.matrix(&fewer, false)
+                .is_err_and(|e| e.to_string().contains("no feature 'spend'"))
+        );
+        assert_eq!(t.checksum(), t.select(&[0, 1, 2]).checksum());
+        assert_ne!(t.checksum(), t.select(&[0, 2, 1]).checksum());
+        Ok(())
+    }
+}

@@ -1,0 +1,461 @@
+//! The nightly `score` step's models and tables: churn and campaign-propensity classifiers
+//! trained, validated on later time, checked against floors and applied; and the tables
+//! `customer_scores`, `model_deciles` and `model_profiles` that publish them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, Int32Array, RecordBatch, StringArray, UInt64Array,
+};
+use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
+use chrono::NaiveDate;
+
+use crate::artifact::{ARTIFACT_FORMAT, Artifact, ArtifactModel};
+use crate::classifier::{Selection, train_and_select};
+use crate::features::FeatureTable;
+use crate::rfm::{Error, Result};
+
+/// A classifier as trained, validated and applied in one run.
+#[derive(Debug, Clone)]
+pub struct ClassifierRun {
+    /// `churn` or `propensity`.
+    pub model: String,
+    /// The version written beside its scores.
+    pub version: String,
+    /// What was tried and kept.
+    pub selection: Selection,
+    /// Training rows of the compared fits.
+    pub training_rows: usize,
+    /// `(customer_id, probability)` for every scored row.
+    pub scores: Vec<(String, f64)>,
+    /// The artifact to save.
+    pub artifact: Artifact,
+}
+
+/// What a classifier is trained and applied on.
+#[derive(Debug, Clone)]
+pub struct ClassifierData<'a> {
+    /// `churn` or `propensity`.
+    pub model: &'a str,
+    /// The run's as-of date.
+    pub as_of: NaiveDate,
+    /// Rows the compared fits learn from.
+    pub train: &'a FeatureTable,
+    /// Later rows they are judged on.
+    pub valid: &'a FeatureTable,
+    /// Rows the kept algorithm is refitted on (the latest labelled ones).
+    pub refit: &'a FeatureTable,
+    /// Rows to score as of the as-of date.
+    pub score: &'a FeatureTable,
+    /// The training and validation windows, for the artifact.
+    pub window: BTreeMap<String, String>,
+    /// The scoring query with the date as a placeholder, for the artifact.
+    pub scoring_query: String,
+    /// Lowest acceptable validation ROC AUC.
+    pub min_roc_auc: Option<f64>,
+}
+
+/// Trains, validates, checks the floor and scores. A validation ROC AUC below the floor is an
+/// error saying so.
+pub fn run_classifier(data: &ClassifierData<'_>) -> Result<ClassifierRun> {
+    let what = format!("{} model", data.model);
+    let selection = train_and_select(&what, data.train, data.valid, data.refit)?;
+    let auc = selection.validation.roc_auc;
+    if let Some(floor) = data.min_roc_auc
+        && !(auc >= floor)
+    {
+        return Err(Error::BelowFloor(format!(
+            "the {what}'s validation ROC AUC is {auc:.4}, below the floor of {floor} declared in the job (validated on {} rows)",
+            selection.validation.rows
+        )));
+    }
+    let algorithm = selection.predictor.algorithm().name();
+    let version = format!(
+        "{}:{algorithm}@{} (clientele {})",
+        data.model,
+        data.as_of.format("%Y-%m-%d"),
+        env!("CARGO_PKG_VERSION")
+    );
+    let p = selection.predictor.predict(data.score)?;
+    let scores: Vec<(String, f64)> = data.score.ids.iter().cloned().zip(p).collect();
+    let mut metrics = BTreeMap::new();
+    let v = &selection.validation;
+    for (name, value) in [
+        ("validation_roc_auc", v.roc_auc),
+        ("validation_pr_auc", v.pr_auc),
+        ("validation_brier", v.brier),
+        ("validation_log_loss", v.log_loss),
+        ("validation_top_decile_lift", v.top_decile_lift),
+        ("validation_rows", v.rows as f64),
+        ("validation_positives", v.positives as f64),
+        ("training_rows", data.train.len() as f64),
+        ("refit_rows", data.refit.len() as f64),
+        ("scored_rows", data.score.len() as f64),
+    ] {
+        metrics.insert(name.to_string(), value);
+    }
+    for (alg, e) in &selection.candidates {
+        metrics.insert(format!("{}_validation_roc_auc", alg.name()), e.roc_auc);
+    }
+    let mut checksums = BTreeMap::new();
+    checksums.insert("training_rows".to_string(), data.train.checksum());
+    checksums.insert("validation_rows".to_string(), data.valid.checksum());
+    checksums.insert("refit_rows".to_string(), data.refit.checksum());
+    let artifact = Artifact {
+        artifact_format: ARTIFACT_FORMAT,
+        model: data.model.to_string(),
+        version: version.clone(),
+        trained_as_of: data.as_of.format("%Y-%m-%d").to_string(),
+        training_window: data.window.clone(),
+        features: selection.predictor.encoding().feature_names(),
+        scoring_query: data.scoring_query.clone(),
+        model_params: ArtifactModel::Classifier {
+            predictor: selection.predictor.clone(),
+        },
+        metrics,
+        data_checksums: checksums,
+    };
+    Ok(ClassifierRun {
+        model: data.model.to_string(),
+        version,
+        selection,
+        training_rows: data.train.len(),
+        scores,
+        artifact,
+    })
+}
+
+/// Splits campaign-send rows by campaign (`_group`): the latest `holdout_share` of the campaigns
+/// by first send date (at least one, never all) are validation rows. Returns (train, valid) row
+/// indices.
+pub fn split_latest_groups(
+    table: &FeatureTable,
+    holdout_share: f64,
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    let (Some(groups), Some(days)) = (&table.groups, &table.snapshot_days) else {
+        return Err(Error::BadInput(
+            "campaign rows need _group and _snapshot_date".into(),
+        ));
+    };
+    let mut first: BTreeMap<&str, i32> = BTreeMap::new();
+    for (g, &d) in groups.iter().zip(days) {
+        let e = first.entry(g.as_str()).or_insert(d);
+        *e = (*e).min(d);
+    }
+    if first.len() < 2 {
+        return Err(Error::BadInput(format!(
+            "campaign propensity needs at least two past campaigns to validate on a later one; found {}",
+            first.len()
+        )));
+    }
+    let mut order: Vec<(i32, &str)> = first.iter().map(|(g, d)| (*d, *g)).collect();
+    order.sort();
+    let k = ((order.len() as f64 * holdout_share).round() as usize).clamp(1, order.len() - 1);
+    let held: BTreeSet<&str> = order[order.len() - k..].iter().map(|(_, g)| *g).collect();
+    let (mut train, mut valid) = (Vec::new(), Vec::new());
+    for (i, g) in groups.iter().enumerate() {
+        if held.contains(g.as_str()) {
+            valid.push(i);
+        } else {
+            train.push(i);
+        }
+    }
+    Ok((train, valid))
+}
+
+/// The `model_deciles` table: lift, gains and calibration by decile on the validation rows.
+pub fn deciles_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("model", DataType::Utf8, false),
+        Field::new("algorithm", DataType::Utf8, false),
+        Field::new("decile", DataType::Int32, false),
+        Field::new("rows", DataType::UInt64, false),
+        Field::new("positives", DataType::UInt64, false),
+        Field::new("mean_predicted", DataType::Float64, true),
+        Field::new("actual_rate", DataType::Float64, true),
+        Field::new("lift", DataType::Float64, true),
+        Field::new("cumulative_gain", DataType::Float64, true),
+    ]))
+}
+
+/// The `model_profiles` table: the profile tree's rules, highest rate first.
+pub fn profiles_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("model", DataType::Utf8, false),
+        Field::new("rank", DataType::Int32, false),
+        Field::new("rule", DataType::Utf8, false),
+        Field::new("rows", DataType::UInt64, false),
+        Field::new("rate", DataType::Float64, false),
+    ]))
+}
+
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::Internal(e.to_string())
+}
+
+fn nan_to_null(v: f64) -> Option<f64> {
+    (!v.is_nan()).then_some(v)
+}
+
+/// The decile rows of every run.
+pub fn deciles_batch(runs: &[&ClassifierRun]) -> Result<RecordBatch> {
+    let mut cols: (Vec<String>, Vec<&str>, Vec<i32>, Vec<u64>, Vec<u64>) = Default::default();
+    let mut floats: [Vec<Option<f64>>; 4] = Default::default();
+    for run in runs {
+        for d in &run.selection.validation.deciles {
+            cols.0.push(run.model.clone());
+            cols.1.push(run.selection.predictor.algorithm().name());
+            cols.2.push(i32::from(d.decile));
+            cols.3.push(d.rows);
+            cols.4.push(d.positives);
+            floats[0].push(nan_to_null(d.mean_predicted));
+            floats[1].push(nan_to_null(d.actual_rate));
+            floats[2].push(nan_to_null(d.lift));
+            floats[3].push(nan_to_null(d.cumulative_gain));
+        }
+    }
+    let [a, b, c, d] = floats;
+    RecordBatch::try_new(
+        deciles_schema(),
+        vec![
+            Arc::new(StringArray::from(cols.0)),
+            Arc::new(StringArray::from(cols.1)),
+            Arc::new(Int32Array::from(cols.2)),
+            Arc::new(UInt64Array::from(cols.3)),
+            Arc::new(UInt64Array::from(cols.4)),
+            Arc::new(Float64Array::from(a)),
+            Arc::new(Float64Array::from(b)),
+            Arc::new(Float64Array::from(c)),
+            Arc::new(Float64Array::from(d)),
+        ],
+    )
+    .map_err(internal)
+}
+
+/// The profile rows of every run.
+pub fn profiles_batch(runs: &[&ClassifierRun]) -> Result<RecordBatch> {
+    let (mut m, mut k, mut r, mut n, mut p) = (vec![], vec![], vec![], vec![], vec![]);
+    for run in runs {
+        for (i, rule) in run.selection.profile.iter().enumerate() {
+            m.push(run.model.clone());
+            k.push(i as i32 + 1);
+            r.push(rule.rule.clone());
+            n.push(rule.rows);
+            p.push(rule.rate);
+        }
+    }
+    RecordBatch::try_new(
+        profiles_schema(),
+        vec![
+            Arc::new(StringArray::from(m)),
+            Arc::new(Int32Array::from(k)),
+            Arc::new(StringArray::from(r)),
+            Arc::new(UInt64Array::from(n)),
+            Arc::new(Float64Array::from(p)),
+        ],
+    )
+    .map_err(internal)
+}
+
+/// The `model_metrics` rows of the classifier runs, appended to `base` (the CLV metrics).
+pub fn metrics_with_classifiers(
+    base: &RecordBatch,
+    runs: &[&ClassifierRun],
+) -> Result<RecordBatch> {
+    let (mut m, mut k, mut v) = (Vec::new(), Vec::new(), Vec::new());
+    let strings = |i: usize| {
+        base.column(i).as_string_opt::<i32>().map(|a| {
+            a.iter()
+                .map(|s| s.unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+        })
+    };
+    let (Some(bm), Some(bk)) = (strings(0), strings(1)) else {
+        return Err(Error::Internal("model_metrics columns are not text".into()));
+    };
+    let Some(bv) = base.column(2).as_primitive_opt::<Float64Type>() else {
+        return Err(Error::Internal(
+            "model_metrics values are not numbers".into(),
+        ));
+    };
+    m.extend(bm);
+    k.extend(bk);
+    v.extend(bv.values().iter().copied());
+    for run in runs {
+        for (name, value) in &run.artifact.metrics {
+            m.push(run.model.clone());
+            k.push(name.clone());
+            v.push(*value);
+        }
+    }
+    RecordBatch::try_new(
+        base.schema(),
+        vec![
+            Arc::new(StringArray::from(m)),
+            Arc::new(StringArray::from(k)),
+            Arc::new(Float64Array::from(v)),
+        ],
+    )
+    .map_err(internal)
+}
+
+/// The `customer_scores` table.
+pub fn customer_scores_schema() -> SchemaRef {
+    let f = |n: &str, t: DataType| Field::new(n, t, true);
+    Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Utf8, false),
+        f("recency_days", DataType::Int64),
+        f("frequency", DataType::Int64),
+        f("monetary", DataType::Float64),
+        f("r_score", DataType::Int32),
+        f("f_score", DataType::Int32),
+        f("m_score", DataType::Int32),
+        f("rfm_cell", DataType::Utf8),
+        f("rfm_segment", DataType::Utf8),
+        f("p_alive", DataType::Float64),
+        f("expected_purchases", DataType::Float64),
+        f("expected_spend", DataType::Float64),
+        f("clv", DataType::Float64),
+        f("simple_clv", DataType::Float64),
+        f("churn_probability", DataType::Float64),
+        f("propensity", DataType::Float64),
+        f("clv_model_version", DataType::Utf8),
+        f("churn_model_version", DataType::Utf8),
+        f("propensity_model_version", DataType::Utf8),
+    ]))
+}
+
+/// Index of each customer's row in a batch with a `customer_id` column.
+fn rows_by_id(batch: &RecordBatch) -> Result<BTreeMap<String, usize>> {
+    let ids = batch
+        .column_by_name("customer_id")
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or_else(|| Error::Internal("a score table has no text customer_id".into()))?;
+    Ok((0..ids.len())
+        .filter(|&i| !ids.is_null(i))
+        .map(|i| (ids.value(i).to_string(), i))
+        .collect())
+}
+
+/// One row per customer of `customers` (in that order): RFM from `rfm`, value from `clv`,
+/// probabilities from the two classifier runs (empty where a customer was not scored).
+pub fn customer_scores_batch(
+    customers: &[String],
+    rfm: &RecordBatch,
+    clv: &RecordBatch,
+    clv_version: &str,
+    churn: &ClassifierRun,
+    propensity: &ClassifierRun,
+) -> Result<RecordBatch> {
+    let rfm_rows = rows_by_id(rfm)?;
+    let clv_rows = rows_by_id(clv)?;
+    let churn_p: BTreeMap<&str, f64> = churn.scores.iter().map(|(i, p)| (i.as_str(), *p)).collect();
+    let prop_p: BTreeMap<&str, f64> = propensity
+        .scores
+        .iter()
+        .map(|(i, p)| (i.as_str(), *p))
+        .collect();
+    let col = |b: &RecordBatch, name: &str| {
+        b.column_by_name(name)
+            .cloned()
+            .ok_or_else(|| Error::Internal(format!("a score table has no column '{name}'")))
+    };
+    let take = |b: &RecordBatch, rows: &BTreeMap<String, usize>, name: &str| -> Result<ArrayRef> {
+        let c = col(b, name)?;
+        let idx: arrow::array::UInt32Array = customers
+            .iter()
+            .map(|id| rows.get(id).map(|&i| i as u32))
+            .collect();
+        arrow::compute::take(c.as_ref(), &idx, None).map_err(internal)
+    };
+    let mut arrays: Vec<ArrayRef> = vec![Arc::new(StringArray::from(customers.to_vec()))];
+    for name in [
+        "recency_days",
+        "frequency",
+        "monetary",
+        "r_score",
+        "f_score",
+        "m_score",
+        "rfm_cell",
+        "rfm_segment",
+    ] {
+        arrays.push(take(rfm, &rfm_rows, name)?);
+    }
+    for name in [
+        "p_alive",
+        "expected_purchases",
+        "expected_spend",
+        "clv",
+        "simple_clv",
+    ] {
+        arrays.push(take(clv, &clv_rows, name)?);
+    }
+    let probs = |m: &BTreeMap<&str, f64>| -> ArrayRef {
+        Arc::new(Float64Array::from(
+            customers
+                .iter()
+                .map(|id| m.get(id.as_str()).copied())
+                .collect::<Vec<_>>(),
+        ))
+    };
+    arrays.push(probs(&churn_p));
+    arrays.push(probs(&prop_p));
+    let version = |present: &dyn Fn(&str) -> bool, v: &str| -> ArrayRef {
+        Arc::new(StringArray::from(
+            customers
+                .iter()
+                .map(|id| present(id).then(|| v.to_string()))
+                .collect::<Vec<_>>(),
+        ))
+    };
+    arrays.push(version(&|id| clv_rows.contains_key(id), clv_version));
+    arrays.push(version(&|id| churn_p.contains_key(id), &churn.version));
+    arrays.push(version(&|id| prop_p.contains_key(id), &propensity.version));
+    // The RFM and CLV tables carry their own types; check they are the published ones.
+    let schema = customer_scores_schema();
+    for (field, array) in schema.fields().iter().zip(&arrays) {
+        if field.data_type() != array.data_type() {
+            return Err(Error::Internal(format!(
+                "customer_scores column {} is {} not {}",
+                field.name(),
+                array.data_type(),
+                field.data_type()
+            )));
+        }
+    }
+    RecordBatch::try_new(schema, arrays).map_err(internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latest_campaigns_are_held_out() -> Result<()> {
+        let t = FeatureTable {
+            ids: (0..6).map(|i| format!("c{i}")).collect(),
+            groups: Some(vec![
+                "b".into(),
+                "a".into(),
+                "c".into(),
+                "c".into(),
+                "a".into(),
+                "d".into(),
+            ]),
+            snapshot_days: Some(vec![20, 10, 30, 31, 11, 40]),
+            ..FeatureTable::default()
+        };
+        let (train, valid) = split_latest_groups(&t, 0.25)?;
+        assert_eq!(valid, vec![5]);
+        assert_eq!(train, vec![0, 1, 2, 3, 4]);
+        let (_, valid) = split_latest_groups(&t, 0.5)?;
+        assert_eq!(valid, vec![2, 3, 5]);
+        let one = t.select(&[1, 4]);
+        assert!(
+            split_latest_groups(&one, 0.25)
+                .is_err_and(|e| e.to_string().contains("at least two past campaigns"))
+        );
+        Ok(())
+    }
+}
