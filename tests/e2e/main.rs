@@ -156,6 +156,9 @@ fn demo_builds_every_table_reconciles_and_exports_no_opted_out_customer() -> Tes
         ("scores", "customer_rfm"),
         ("scores", "customer_clv"),
         ("scores", "model_metrics"),
+        ("scores", "customer_scores"),
+        ("scores", "model_deciles"),
+        ("scores", "model_profiles"),
         ("segments", "segment_membership"),
     ] {
         assert!(
@@ -227,6 +230,93 @@ fn demo_builds_every_table_reconciles_and_exports_no_opted_out_customer() -> Tes
         }
     }
     assert!(scored > 1000);
+
+    // customer_scores: one row per customer; buyers have RFM, value and a churn probability;
+    // propensity is for contactable customers only, never for one who opted out.
+    let view = query_csv(
+        &wh,
+        "select count(*) as n, sum(case when frequency > 0 then 1 else 0 end) as buyers from customer_view",
+    )?;
+    let scores = query_csv(
+        &wh,
+        "select count(*) as n,
+                sum(case when churn_probability is not null then 1 else 0 end) as churn,
+                sum(case when rfm_segment is not null then 1 else 0 end) as rfm,
+                sum(case when churn_probability < 0 or churn_probability > 1 then 1 else 0 end) as bad_churn,
+                sum(case when propensity < 0 or propensity > 1 then 1 else 0 end) as bad_propensity,
+                count(distinct churn_model_version) as versions
+         from customer_scores",
+    )?;
+    let view: Vec<&str> = view[1].split(',').collect();
+    let scores: Vec<&str> = scores[1].split(',').collect();
+    assert_eq!(scores[0], view[0], "one score row per customer");
+    assert_eq!(scores[1], view[1], "every buyer has a churn probability");
+    assert_eq!(scores[2], view[1], "every buyer has an RFM segment");
+    assert_eq!((scores[3], scores[4], scores[5]), ("0", "0", "1"));
+    let opted_out_scored = query_csv(
+        &wh,
+        "select count(*) from customer_scores s join customer_view v on v.customer_id = s.customer_id
+         where v.is_opted_out and s.propensity is not null",
+    )?;
+    assert_eq!(opted_out_scored[1], "0");
+    let deciles = query_csv(
+        &wh,
+        "select model, count(*), sum(rows) from model_deciles group by model order by model",
+    )?;
+    assert_eq!(deciles.len(), 3, "{deciles:?}");
+    assert!(deciles[1].starts_with("churn,10,"), "{deciles:?}");
+    let profiles = query_csv(
+        &wh,
+        "select model, rule, rate from model_profiles where rank = 1 order by model",
+    )?;
+    assert_eq!(profiles.len(), 3, "{profiles:?}");
+
+    // The models validate on later time well above chance, and the run reports it.
+    let run = manifests(&wh)?.pop().ok_or("manifest")?;
+    let models = run["models"].as_array().ok_or("models")?;
+    let names: Vec<&str> = models.iter().filter_map(|m| m["model"].as_str()).collect();
+    assert_eq!(names, ["clv", "churn", "propensity"]);
+    for m in &models[1..] {
+        let auc = m["metrics"]["validation_roc_auc"].as_f64().unwrap_or(0.0);
+        assert!(auc > 0.65, "{m}");
+    }
+
+    // Each model's artifact scores again on its own and gives the run's scores.
+    let artifact = wh.join(format!("models/churn/as_of={AS_OF}/artifact.json"));
+    let again = dir.path().join("churn_again.csv");
+    let out = clientele()?
+        .args(["score", "--artifact"])
+        .arg(&artifact)
+        .arg("--warehouse")
+        .arg(&wh)
+        .arg("--out")
+        .arg(&again)
+        .output()?;
+    assert_ok(&out);
+    let again: BTreeMap<String, f64> = std::fs::read_to_string(&again)?
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut f = l.split(',');
+            Some((f.next()?.to_string(), f.next()?.parse().ok()?))
+        })
+        .collect();
+    let published: BTreeMap<String, f64> = query_csv(
+        &wh,
+        "select customer_id, churn_probability from customer_scores where churn_probability is not null",
+    )?
+    .iter()
+    .skip(1)
+    .filter_map(|l| {
+        let mut f = l.split(',');
+        Some((f.next()?.to_string(), f.next()?.parse().ok()?))
+    })
+    .collect();
+    assert_eq!(again.len(), published.len());
+    for (id, p) in &published {
+        let q = again.get(id).copied().unwrap_or(f64::NAN);
+        assert!((p - q).abs() < 1e-12, "{id}: {p} vs {q}");
+    }
 
     // Reconciliation: per file and per source, read = loaded + quarantined; the malformed lines are caught.
     let runs = manifests(&wh)?;
@@ -708,13 +798,12 @@ fn dry_run_plans_every_step_and_writes_nothing() -> TestResult {
         "2. transform [sql]",
         "3. resolve [identity]",
         "4. consolidate [sql]",
-        "5. value [clv]",
-        "6. score [rfm]",
-        "7. segment [segments]",
-        "8. export [export]",
-        "fit BG/NBD and Gamma-Gamma on fct_orders",
+        "5. score [score]",
+        "6. segment [segments]",
+        "7. export [export]",
+        "RFM, BG/NBD + Gamma-Gamma CLV over 12 months, churn within 90 days",
         "model customer_view",
-        "reads:  customer_view",
+        "reads:  fct_orders, fct_touchpoints, stg_service__tickets, customer_view",
     ] {
         assert!(plan.contains(expected), "missing '{expected}' in:\n{plan}");
     }
@@ -754,8 +843,8 @@ fn bad_specs_exit_2_naming_file_and_line() -> TestResult {
     // A step that depends on a step that does not exist, and a bad field type.
     let bad = good
         .replacen(
-            "kind = \"rfm\"",
-            "kind = \"rfm\"\ndepends_on = [\"nope\"]",
+            "kind = \"score\"",
+            "kind = \"score\"\ndepends_on = [\"nope\"]",
             1,
         )
         .replacen("type = \"decimal(12,2)\"", "type = \"money\"", 1);
@@ -924,6 +1013,25 @@ fn only_runs_selected_steps_on_published_inputs_and_logs_json_for_schedulers() -
         "{stdout}"
     );
     assert!(!wh.join("scores/customer_rfm/as_of=2025-11-30").exists());
+
+    // A model that validates below the floor the job declares fails the run before publishing.
+    let spec = std::fs::read_to_string(&job)?;
+    let strict = spec.replace("min_churn_auc = 0.65", "min_churn_auc = 0.99");
+    assert_ne!(spec, strict);
+    std::fs::write(&job, strict)?;
+    let out = clientele()?
+        .args(["run", "--as-of", AS_OF, "--only", "score"])
+        .arg(&job)
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("the churn model's validation ROC AUC is")
+            && stdout.contains("below the floor of 0.99 declared in the job"),
+        "{stdout}"
+    );
+    assert_eq!(published_checksums(&wh), before, "nothing is published");
+    std::fs::write(&job, spec)?;
 
     // An unknown step is a usage error.
     let out = clientele()?

@@ -110,6 +110,26 @@ pub enum Command {
         #[arg(long)]
         as_of: Option<chrono::NaiveDate>,
     },
+    /// Score customers again with a model artifact a run saved (models/<model>/as_of=D/artifact.json):
+    /// its query on the warehouse's tables of one as-of date, its model applied.
+    Score {
+        /// The artifact (JSON).
+        #[arg(long)]
+        artifact: PathBuf,
+        /// The warehouse whose published tables are scored: a directory or URL.
+        #[arg(
+            long,
+            env = "CLIENTELE_WAREHOUSE",
+            default_value = "clientele-demo/warehouse"
+        )]
+        warehouse: String,
+        /// Score as of this date, on that date's published tables (default: the artifact's own).
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Write the scores here (.csv or .parquet) instead of CSV on standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Fit customer models to a transaction file, for analysts (see docs/models.md).
     Fit {
         #[command(subcommand)]

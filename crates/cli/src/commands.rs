@@ -45,7 +45,7 @@ pub fn error_chain(err: &anyhow::Error) -> String {
     text
 }
 
-fn parse_date(text: &str, flag: &str) -> Result<NaiveDate> {
+pub(crate) fn parse_date(text: &str, flag: &str) -> Result<NaiveDate> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
         UsageError(format!(
             "{flag} '{text}' is not a date in the form YYYY-MM-DD"
@@ -109,6 +109,15 @@ pub async fn dispatch(cli: Cli, interactive: bool) -> Result<ExitCode> {
         } => query(&sql, &warehouse, format).await,
         Command::Runs { warehouse, json } => runs(&warehouse, json).await,
         Command::Fit { command } => crate::fit::run(&command),
+        Command::Score {
+            artifact,
+            warehouse,
+            as_of,
+            out,
+        } => {
+            let as_of = as_of.map(|d| parse_date(&d, "--as-of")).transpose()?;
+            crate::score::run(&artifact, &warehouse, as_of, out.as_deref()).await
+        }
         Command::ExplainMatch {
             job,
             record_a,

@@ -6,6 +6,7 @@ mod args;
 mod commands;
 mod fit;
 mod progress;
+mod score;
 
 use std::process::ExitCode;
 

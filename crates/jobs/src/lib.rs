@@ -31,6 +31,7 @@ mod manifest;
 mod memory;
 mod report;
 mod runner;
+mod scoring;
 mod spec;
 
 pub use error::{Error, Result};
@@ -39,4 +40,8 @@ pub use identity::explain_match;
 pub use manifest::{RunManifest, RunStatus, StepReport, StepStatus, TableSummary};
 pub use report::{render_report, thousands};
 pub use runner::{PlannedStep, RunObserver, RunOptions, Runner};
-pub use spec::{JobSpec, Problem, StepKind, StepSpec};
+pub use scoring::{
+    ModelReport, SCORE_INPUT_TABLES, churn_scoring_template, clv_scoring_template,
+    propensity_scoring_template, score_with_artifact,
+};
+pub use spec::{JobSpec, Problem, ScoreOptions, StepKind, StepSpec};

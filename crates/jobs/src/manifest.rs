@@ -90,6 +90,9 @@ pub struct RunManifest {
     /// Identity resolution, when the job has an identity step.
     #[serde(default)]
     pub identity: Option<IdentityReport>,
+    /// The models of the score step: version, customers scored, headline metrics.
+    #[serde(default)]
+    pub models: Vec<crate::scoring::ModelReport>,
     /// Where a failed run's staged outputs remain for inspection (until the next run).
     pub staging_dir: Option<String>,
     /// The first error, when the run failed.

@@ -146,6 +146,44 @@ pub fn render_report(m: &RunManifest) -> String {
             let _ = writeln!(out, "  warning: {w}");
         }
     }
+    if !m.models.is_empty() {
+        let _ = writeln!(out, "\nmodels");
+        for model in &m.models {
+            let get = |k: &str| model.metrics.get(k).copied().unwrap_or(f64::NAN);
+            let line = match model.model.as_str() {
+                "clv" => format!(
+                    "BG/NBD r {:.3} alpha {:.2} a {:.3} b {:.3}; Gamma-Gamma p {:.2} q {:.2} gamma {:.2}",
+                    get("bgnbd_r"),
+                    get("bgnbd_alpha"),
+                    get("bgnbd_a"),
+                    get("bgnbd_b"),
+                    get("gamma_gamma_p"),
+                    get("gamma_gamma_q"),
+                    get("gamma_gamma_gamma")
+                ),
+                _ => format!(
+                    "validation AUC {:.3} (logistic {:.3}, boosted trees {:.3}), PR AUC {:.3}, Brier {:.3}, top-decile lift {:.2} on {} rows",
+                    get("validation_roc_auc"),
+                    get("logistic_regression_validation_roc_auc"),
+                    get("boosted_trees_validation_roc_auc"),
+                    get("validation_pr_auc"),
+                    get("validation_brier"),
+                    get("validation_top_decile_lift"),
+                    thousands(get("validation_rows") as u64)
+                ),
+            };
+            let _ = writeln!(
+                out,
+                "  {:<11} {:>11} scored   {line}",
+                model.model,
+                thousands(model.scored)
+            );
+            let _ = writeln!(out, "              {}", model.version);
+            if let Some(rule) = &model.top_rule {
+                let _ = writeln!(out, "              highest: {rule}");
+            }
+        }
+    }
     if !m.segments.is_empty() {
         let _ = writeln!(out, "\nsegments");
         for s in &m.segments {

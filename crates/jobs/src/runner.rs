@@ -97,6 +97,7 @@ struct RunState {
     segments: Vec<clientele_segments::SegmentSize>,
     exports: Vec<clientele_segments::ExportReport>,
     identity: Option<crate::manifest::IdentityReport>,
+    models: Vec<crate::scoring::ModelReport>,
 }
 
 #[derive(Default)]
@@ -278,6 +279,77 @@ impl Runner {
                     }
                     engine.register_empty(CLV_TABLE.1, clientele_models::clv_schema())?;
                     engine.register_empty(METRICS_TABLE.1, clientele_models::metrics_schema())?;
+                }
+                StepKind::Score(options) => {
+                    let queries = [
+                        ("the RFM input", rfm_query("customer_view")),
+                        (
+                            "the CLV transactions",
+                            crate::scoring::clv_scoring_template().replace(
+                                clientele_models::AS_OF_PLACEHOLDER,
+                                &self.opts.as_of.to_string(),
+                            ),
+                        ),
+                        (
+                            "the churn rows",
+                            crate::scoring::churn_scoring_template().replace(
+                                clientele_models::AS_OF_PLACEHOLDER,
+                                &self.opts.as_of.to_string(),
+                            ),
+                        ),
+                        (
+                            "the campaign propensity rows",
+                            crate::scoring::propensity_scoring_template().replace(
+                                clientele_models::AS_OF_PLACEHOLDER,
+                                &self.opts.as_of.to_string(),
+                            ),
+                        ),
+                    ];
+                    let mut ok = true;
+                    for (what, sql) in queries {
+                        if let Err(e) = engine.plan_schema(&sql).await {
+                            ok = false;
+                            problems.push(Problem {
+                                file: spec.path.clone(),
+                                line: Some(step.line),
+                                message: format!(
+                                    "step '{}': {what} cannot be built from fct_orders, fct_touchpoints, stg_service__tickets and customer_view: {}",
+                                    step.name,
+                                    chain(&e)
+                                ),
+                            });
+                        }
+                    }
+                    if ok {
+                        details.push(format!(
+                            "RFM, BG/NBD + Gamma-Gamma CLV over {} months, churn within {} days and campaign propensity (logistic regression against boosted trees){} -> customer_scores, model_metrics, model_deciles, model_profiles, artifacts",
+                            options.horizon_months,
+                            options.churn_horizon_days,
+                            match (options.min_churn_auc, options.min_propensity_auc) {
+                                (None, None) => String::new(),
+                                (c, p) => format!(
+                                    ", floors: churn AUC {}, propensity AUC {}",
+                                    c.map_or("none".into(), |v| v.to_string()),
+                                    p.map_or("none".into(), |v| v.to_string())
+                                ),
+                            }
+                        ));
+                    }
+                    engine.register_empty("customer_rfm", rfm_schema())?;
+                    engine.register_empty(CLV_TABLE.1, clientele_models::clv_schema())?;
+                    engine.register_empty(METRICS_TABLE.1, clientele_models::metrics_schema())?;
+                    engine.register_empty(
+                        crate::spec::SCORES_TABLE.1,
+                        clientele_models::customer_scores_schema(),
+                    )?;
+                    engine.register_empty(
+                        crate::spec::DECILES_TABLE.1,
+                        clientele_models::deciles_schema(),
+                    )?;
+                    engine.register_empty(
+                        crate::spec::PROFILES_TABLE.1,
+                        clientele_models::profiles_schema(),
+                    )?;
                 }
                 StepKind::Identity { input } => {
                     match engine.plan_schema(&identity_query(input, &spec.identity, None)).await {
@@ -528,6 +600,7 @@ impl Runner {
             segments: state.segments,
             exports: state.exports,
             identity: state.identity,
+            models: state.models,
             staging_dir: (!succeeded && !files.is_empty())
                 .then(|| warehouse.url_of(&format!("{}/{run_id}", layout::STAGING_DIR), true)),
             error: first_error,
@@ -774,6 +847,28 @@ impl Runner {
                     record(state, outcome, table.1.into(), staged, file);
                 }
             }
+            StepKind::Score(options) => {
+                let output = crate::scoring::run(engine, as_of, options).await?;
+                for (name, batch) in output.tables {
+                    let rel = layout::partition_file("scores", name, as_of);
+                    let staged = layout::staged(run_id, &rel);
+                    let mut writer = warehouse.parquet_writer(&staged, batch.schema())?;
+                    writer.write(&batch).await?;
+                    let file = writer.finish(&rel).await?;
+                    engine.register_file(name, &staged).await?;
+                    outcome.rows_out += file.rows;
+                    record(state, outcome, name.to_string(), staged, file);
+                }
+                for (model, json) in output.artifacts {
+                    let rel = format!("models/{model}/as_of={as_of}/artifact.json");
+                    let file = WrittenFile::of_bytes(rel.as_str(), 0, json.as_bytes());
+                    warehouse
+                        .put(&layout::staged(run_id, &rel), bytes::Bytes::from(json))
+                        .await?;
+                    outcome.outputs.push(file);
+                }
+                state.models = output.reports;
+            }
             StepKind::Identity { input } => {
                 let (tables, report) =
                     identity::run(engine, warehouse, &spec.identity, input).await?;
@@ -857,7 +952,7 @@ async fn previous_load(warehouse: &Warehouse, source: &str) -> Option<SourceRepo
 
 /// The query that feeds RFM scoring: purchasers only, one row per customer, in id order.
 /// Orders up to the as-of date, for the buy-till-you-die models.
-fn clv_query(input: &str) -> String {
+pub(crate) fn clv_query(input: &str) -> String {
     format!(
         "select cast(customer_id as varchar) as customer_id, cast(order_date as date) as order_date,
                 cast(order_amount as double) as amount
@@ -867,7 +962,7 @@ fn clv_query(input: &str) -> String {
 }
 
 /// The rows of [`clv_query`] as transactions (day numbers since 1970-01-01).
-fn clv_transactions(
+pub(crate) fn clv_transactions(
     batches: &[arrow::array::RecordBatch],
 ) -> Result<Vec<clientele_models::Transaction>, BoxError> {
     use arrow::array::{Array, AsArray};
@@ -902,7 +997,7 @@ fn clv_transactions(
     Ok(out)
 }
 
-fn rfm_query(input: &str) -> String {
+pub(crate) fn rfm_query(input: &str) -> String {
     format!(
         "select cast(customer_id as varchar) as customer_id, cast(recency_days as bigint) as recency_days,
                 cast(frequency as bigint) as frequency, cast(monetary_value as double) as monetary

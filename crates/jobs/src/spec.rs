@@ -68,7 +68,7 @@ struct RawHeader {
 pub struct StepSpec {
     /// Unique step name.
     pub name: String,
-    /// `ingest`, `sql`, `identity`, `rfm`, `clv`, `segments` or `export`.
+    /// `ingest`, `sql`, `identity`, `rfm`, `clv`, `score`, `segments` or `export`.
     pub kind: String,
     /// Steps that must finish first, besides the ones inferred from the tables the step reads.
     #[serde(default)]
@@ -83,15 +83,51 @@ pub struct StepSpec {
     /// (default `int_customer_records__unioned`); `clv`: the orders (default `fct_orders`).
     #[serde(default)]
     pub input: Option<String>,
-    /// `clv`: how many months ahead to value customers (default 12).
+    /// `clv`, `score`: how many months ahead to value customers (default 12).
     #[serde(default)]
     pub horizon_months: Option<u32>,
-    /// `clv`: the monthly discount rate (default 0.01, 1% a month).
+    /// `clv`, `score`: the monthly discount rate (default 0.01, 1% a month).
     #[serde(default)]
     pub monthly_discount_rate: Option<f64>,
     /// `export`: the exports (default: all).
     #[serde(default)]
     pub exports: Option<Vec<String>>,
+    /// `score`: the churn window in days: churn is no purchase in this many days (default 90).
+    #[serde(default)]
+    pub churn_horizon_days: Option<u32>,
+    /// `score`: days after a campaign send within which responses count; later sends are not
+    /// trained on yet (default 30).
+    #[serde(default)]
+    pub response_window_days: Option<u32>,
+    /// `score`: the share of the latest past campaigns held back to validate propensity
+    /// (default 0.25).
+    #[serde(default)]
+    pub campaign_holdout_share: Option<f64>,
+    /// `score`: the lowest validation ROC AUC the churn model may have (default: no floor).
+    #[serde(default)]
+    pub min_churn_auc: Option<f64>,
+    /// `score`: the lowest validation ROC AUC the propensity model may have (default: no floor).
+    #[serde(default)]
+    pub min_propensity_auc: Option<f64>,
+}
+
+/// The options of a `score` step, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreOptions {
+    /// CLV horizon in months.
+    pub horizon_months: u32,
+    /// Monthly discount rate.
+    pub monthly_discount_rate: f64,
+    /// Churn window in days.
+    pub churn_horizon_days: u32,
+    /// Response window in days.
+    pub response_window_days: u32,
+    /// Share of the latest campaigns held back.
+    pub campaign_holdout_share: f64,
+    /// Floor on the churn model's validation ROC AUC.
+    pub min_churn_auc: Option<f64>,
+    /// Floor on the propensity model's validation ROC AUC.
+    pub min_propensity_auc: Option<f64>,
 }
 
 /// What a step does, validated.
@@ -114,6 +150,7 @@ pub enum StepKind {
     Identity {
         input: String,
     },
+    Score(ScoreOptions),
     Segments,
     Export {
         exports: Vec<String>,
@@ -129,6 +166,7 @@ impl StepKind {
             Self::Rfm { .. } => "rfm",
             Self::Clv { .. } => "clv",
             Self::Identity { .. } => "identity",
+            Self::Score(_) => "score",
             Self::Segments => "segments",
             Self::Export { .. } => "export",
         }
@@ -165,6 +203,17 @@ pub const RFM_TABLE: (&str, &str) = ("scores", "customer_rfm");
 /// The tables written by the `clv` step.
 pub const CLV_TABLE: (&str, &str) = ("scores", "customer_clv");
 pub const METRICS_TABLE: (&str, &str) = ("scores", "model_metrics");
+/// The tables written by the `score` step besides the RFM, CLV and metrics tables.
+pub const SCORES_TABLE: (&str, &str) = ("scores", "customer_scores");
+pub const DECILES_TABLE: (&str, &str) = ("scores", "model_deciles");
+pub const PROFILES_TABLE: (&str, &str) = ("scores", "model_profiles");
+/// The tables the `score` step reads.
+pub const SCORE_INPUTS: [&str; 4] = [
+    "fct_orders",
+    "fct_touchpoints",
+    "stg_service__tickets",
+    "customer_view",
+];
 /// The tables written by the `identity` step (layer, table).
 pub const IDENTITY_TABLES: [(&str, &str); 4] = [
     ("intermediate", "int_customer_identity"),
@@ -449,13 +498,33 @@ impl JobSpec {
                 misplaced("models", spec.models.is_some(), "sql"),
                 (spec.input.is_some() && !matches!(spec.kind.as_str(), "rfm" | "identity" | "clv"))
                     .then(|| "'input' applies only to rfm, identity and clv steps".to_string()),
-                misplaced("horizon_months", spec.horizon_months.is_some(), "clv"),
-                misplaced(
-                    "monthly_discount_rate",
-                    spec.monthly_discount_rate.is_some(),
-                    "clv",
-                ),
+                (spec.horizon_months.is_some() && !matches!(spec.kind.as_str(), "clv" | "score"))
+                    .then(|| "'horizon_months' applies only to clv and score steps".to_string()),
+                (spec.monthly_discount_rate.is_some()
+                    && !matches!(spec.kind.as_str(), "clv" | "score"))
+                .then(|| "'monthly_discount_rate' applies only to clv and score steps".to_string()),
                 misplaced("exports", spec.exports.is_some(), "export"),
+                misplaced(
+                    "churn_horizon_days",
+                    spec.churn_horizon_days.is_some(),
+                    "score",
+                ),
+                misplaced(
+                    "response_window_days",
+                    spec.response_window_days.is_some(),
+                    "score",
+                ),
+                misplaced(
+                    "campaign_holdout_share",
+                    spec.campaign_holdout_share.is_some(),
+                    "score",
+                ),
+                misplaced("min_churn_auc", spec.min_churn_auc.is_some(), "score"),
+                misplaced(
+                    "min_propensity_auc",
+                    spec.min_propensity_auc.is_some(),
+                    "score",
+                ),
             ]
             .into_iter()
             .flatten()
@@ -518,20 +587,65 @@ impl JobSpec {
                         vec![TableId::new(RFM_TABLE.0, RFM_TABLE.1)],
                     )
                 }
+                "score" => {
+                    let (horizon, rate) = valuation(spec, &mut step_problem);
+                    let churn_horizon_days = spec.churn_horizon_days.unwrap_or(90);
+                    if !(7..=730).contains(&churn_horizon_days) {
+                        step_problem(format!(
+                            "churn_horizon_days {churn_horizon_days} must be between 7 and 730"
+                        ));
+                    }
+                    let response_window_days = spec.response_window_days.unwrap_or(30);
+                    if !(1..=365).contains(&response_window_days) {
+                        step_problem(format!(
+                            "response_window_days {response_window_days} must be between 1 and 365"
+                        ));
+                    }
+                    let share = spec.campaign_holdout_share.unwrap_or(0.25);
+                    if !(share > 0.0 && share < 1.0) {
+                        step_problem(format!(
+                            "campaign_holdout_share {share} must lie between 0 and 1 (0.25 holds back the latest quarter of the campaigns)"
+                        ));
+                    }
+                    for (name, floor) in [
+                        ("min_churn_auc", spec.min_churn_auc),
+                        ("min_propensity_auc", spec.min_propensity_auc),
+                    ] {
+                        if let Some(f) = floor
+                            && !(0.0..=1.0).contains(&f)
+                        {
+                            step_problem(format!(
+                                "{name} {f} must lie between 0 and 1 (0.5 is chance)"
+                            ));
+                        }
+                    }
+                    (
+                        StepKind::Score(ScoreOptions {
+                            horizon_months: horizon,
+                            monthly_discount_rate: rate,
+                            churn_horizon_days,
+                            response_window_days,
+                            campaign_holdout_share: share,
+                            min_churn_auc: spec.min_churn_auc,
+                            min_propensity_auc: spec.min_propensity_auc,
+                        }),
+                        SCORE_INPUTS.iter().map(|t| table_for(t, &models)).collect(),
+                        [
+                            RFM_TABLE,
+                            CLV_TABLE,
+                            METRICS_TABLE,
+                            SCORES_TABLE,
+                            DECILES_TABLE,
+                            PROFILES_TABLE,
+                        ]
+                        .iter()
+                        .map(|(l, t)| TableId::new(l, t))
+                        .collect(),
+                    )
+                }
                 "clv" => {
                     let input = spec.input.clone().unwrap_or_else(|| "fct_orders".into());
-                    let rate = spec.monthly_discount_rate.unwrap_or(0.01);
-                    if !(rate.is_finite() && rate > -1.0 && rate < 1.0) {
-                        step_problem(format!(
-                            "monthly_discount_rate {rate} must lie between -1 and 1 (0.01 is 1% a month)"
-                        ));
-                    }
-                    let horizon = spec.horizon_months.unwrap_or(12);
-                    if horizon == 0 || horizon > 600 {
-                        step_problem(format!(
-                            "horizon_months {horizon} must be between 1 and 600"
-                        ));
-                    }
+                    let (horizon, rate) = valuation(spec, &mut step_problem);
                     (
                         StepKind::Clv {
                             input: input.clone(),
@@ -600,7 +714,7 @@ impl JobSpec {
                 }
                 other => {
                     step_problem(format!(
-                        "kind '{other}' is unknown (ingest, sql, identity, rfm, clv, segments, export)"
+                        "kind '{other}' is unknown (ingest, sql, identity, rfm, clv, score, segments, export)"
                     ));
                     continue;
                 }
@@ -759,6 +873,23 @@ fn table_for(name: &str, models: &ModelSet) -> TableId {
         n if IDENTITY_TABLES.iter().any(|(_, t)| *t == n) => TableId::new("intermediate", n),
         n => TableId::new("unknown", n),
     }
+}
+
+/// The CLV horizon and discount rate of a `clv` or `score` step, defaults filled in and checked.
+fn valuation(spec: &StepSpec, step_problem: &mut impl FnMut(String)) -> (u32, f64) {
+    let rate = spec.monthly_discount_rate.unwrap_or(0.01);
+    if !(rate.is_finite() && rate > -1.0 && rate < 1.0) {
+        step_problem(format!(
+            "monthly_discount_rate {rate} must lie between -1 and 1 (0.01 is 1% a month)"
+        ));
+    }
+    let horizon = spec.horizon_months.unwrap_or(12);
+    if horizon == 0 || horizon > 600 {
+        step_problem(format!(
+            "horizon_months {horizon} must be between 1 and 600"
+        ));
+    }
+    (horizon, rate)
 }
 
 #[cfg(test)]

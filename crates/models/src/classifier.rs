@@ -205,7 +205,11 @@ pub fn train_and_select(
     let (best, validation) = candidates
         .iter()
         .fold(None::<&(Algorithm, Evaluation)>, |best, c| match best {
-            Some(b) if !(c.1.roc_auc > b.1.roc_auc) => Some(b),
+            Some(b)
+                if c.1.roc_auc.partial_cmp(&b.1.roc_auc) != Some(std::cmp::Ordering::Greater) =>
+            {
+                Some(b)
+            }
             _ => Some(c),
         })
         .cloned()

@@ -17,36 +17,45 @@ use chrono::NaiveDate;
 
 /// A date literal.
 fn date(d: NaiveDate) -> String {
-    format!("cast('{}' as date)", d.format("%Y-%m-%d"))
+    lit(&d.format("%Y-%m-%d").to_string())
 }
 
-/// Churn snapshots: buyers as of `cutoff`; with `horizon_days`, labelled by whether they bought
-/// again within that many days after it.
-pub fn churn_snapshots(cutoff: NaiveDate, horizon_days: Option<u32>) -> String {
-    let buyers = format!(
+/// A date literal from its text (`2025-12-31`, or a placeholder filled in later).
+fn lit(text: &str) -> String {
+    format!("cast('{text}' as date)")
+}
+
+fn buyers(cutoff: &str) -> String {
+    format!(
         "select distinct customer_id from fct_orders
-         where customer_id is not null and order_date <= {}",
-        date(cutoff)
-    );
-    match horizon_days {
-        None => format!(
-            "select b.customer_id, {} as _snapshot_date, 'all' as _group from ({buyers}) b",
-            date(cutoff)
-        ),
-        Some(h) => {
-            let end = cutoff + chrono::Days::new(u64::from(h));
-            format!(
-                "select b.customer_id, {c} as _snapshot_date, 'all' as _group,
-                        case when l.customer_id is null then 1 else 0 end as label
-                 from ({buyers}) b
-                 left join (select distinct customer_id from fct_orders
-                            where order_date > {c} and order_date <= {e}) l
-                   on l.customer_id = b.customer_id",
-                c = date(cutoff),
-                e = date(end)
-            )
-        }
-    }
+         where customer_id is not null and order_date <= {cutoff}"
+    )
+}
+
+/// Churn training snapshots: buyers as of `cutoff`, labelled 1 when they do not buy again in the
+/// `horizon_days` after it.
+pub fn churn_snapshots(cutoff: NaiveDate, horizon_days: u32) -> String {
+    let end = cutoff + chrono::Days::new(u64::from(horizon_days));
+    format!(
+        "select b.customer_id, {c} as _snapshot_date, 'all' as _group,
+                case when l.customer_id is null then 1 else 0 end as label
+         from ({buyers}) b
+         left join (select distinct customer_id from fct_orders
+                    where order_date > {c} and order_date <= {e}) l
+           on l.customer_id = b.customer_id",
+        buyers = buyers(&date(cutoff)),
+        c = date(cutoff),
+        e = date(end)
+    )
+}
+
+/// Churn scoring snapshots: buyers as of the date `as_of` (text such as `2025-12-31`).
+pub fn churn_scoring_snapshots(as_of: &str) -> String {
+    format!(
+        "select b.customer_id, {d} as _snapshot_date, 'all' as _group from ({buyers}) b",
+        d = lit(as_of),
+        buyers = buyers(&lit(as_of))
+    )
 }
 
 /// Campaign-send snapshots for training: every send on or before `last_send`, as of the day
@@ -66,14 +75,14 @@ pub fn propensity_training_snapshots(last_send: NaiveDate) -> String {
 }
 
 /// Scoring snapshots for the next campaign: every customer who has not opted out and can be
-/// reached (a valid email or phone, or a postal address), as of `as_of`.
-pub fn propensity_scoring_snapshots(as_of: NaiveDate) -> String {
+/// reached (a valid email or phone, or a postal address), as of the date `as_of` (text).
+pub fn propensity_scoring_snapshots(as_of: &str) -> String {
     format!(
         "select customer_id, {} as _snapshot_date, 'next' as _group from customer_view
          where not coalesce(is_opted_out, false)
            and (coalesce(has_valid_email, false) or coalesce(has_valid_phone, false)
                 or coalesce(has_postal_address, false))",
-        date(as_of)
+        lit(as_of)
     )
 }
 
@@ -195,10 +204,10 @@ mod tests {
         let Some(d) = NaiveDate::from_ymd_opt(2025, 7, 4) else {
             unreachable!()
         };
-        let sql = churn_snapshots(d, Some(90));
+        let sql = churn_snapshots(d, 90);
         assert!(sql.contains("order_date > cast('2025-07-04' as date)"));
         assert!(sql.contains("order_date <= cast('2025-10-02' as date)"));
-        assert!(!churn_snapshots(d, None).contains("label"));
+        assert!(!churn_scoring_snapshots("2025-07-04").contains("label"));
         assert!(features(&sql).starts_with("with snapshots as (\nselect b.customer_id"));
     }
 }

@@ -228,7 +228,7 @@ mod tests {
     {
         let x: Vec<f64> = (0..200).map(|i| f64::from(i) / 100.0 - 1.0).collect();
         let y: Vec<f64> = x.iter().map(|&v| if v > 0.0 { 1.0 } else { 0.0 }).collect();
-        let m = Logistic::fit(&[x.clone()], &y, 1.0)?;
+        let m = Logistic::fit(std::slice::from_ref(&x), &y, 1.0)?;
         assert!(m.coefficients[0] > 5.0 && m.coefficients[0].is_finite());
         let p = m.predict(&[x])?;
         assert!(p[0] < 0.1 && p[199] > 0.9);

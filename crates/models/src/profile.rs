@@ -22,6 +22,71 @@ pub struct ProfileRule {
     pub rate: f64,
 }
 
+/// One branch taken on the way to a leaf.
+#[derive(Debug, Clone)]
+struct Condition {
+    column: usize,
+    /// The "less than" side (for a level: "is not").
+    below: bool,
+    threshold: f64,
+    /// Rows without a value took this branch.
+    with_unknown: bool,
+}
+
+/// The conditions of a path as text: the bounds on one numeric feature are merged into one range
+/// (`286 ≤ days < 535`), and "or unknown" is said when rows without a value stay on the path.
+fn render(meanings: &[ColumnMeaning], path: &[Condition]) -> String {
+    if path.is_empty() {
+        return "everyone".into();
+    }
+    let mut columns: Vec<usize> = Vec::new();
+    for c in path {
+        if !columns.contains(&c.column) {
+            columns.push(c.column);
+        }
+    }
+    let mut parts = Vec::new();
+    for column in columns {
+        let on: Vec<&Condition> = path.iter().filter(|c| c.column == column).collect();
+        match &meanings[column] {
+            ColumnMeaning::Level(name, level) => {
+                let is = on.iter().any(|c| !c.below);
+                parts.push(if is {
+                    format!("{name} is {level}")
+                } else {
+                    format!("{name} is not {level}")
+                });
+            }
+            ColumnMeaning::Numeric(name) => {
+                let lower = on
+                    .iter()
+                    .filter(|c| !c.below)
+                    .map(|c| c.threshold)
+                    .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
+                let upper = on
+                    .iter()
+                    .filter(|c| c.below)
+                    .map(|c| c.threshold)
+                    .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.min(t))));
+                let range = match (lower, upper) {
+                    (Some(l), Some(u)) => {
+                        format!("{} ≤ {name} < {}", format_value(l), format_value(u))
+                    }
+                    (Some(l), None) => format!("{name} ≥ {}", format_value(l)),
+                    (None, Some(u)) => format!("{name} < {}", format_value(u)),
+                    (None, None) => name.clone(),
+                };
+                parts.push(if on.iter().all(|c| c.with_unknown) {
+                    format!("({range} or unknown)")
+                } else {
+                    range
+                });
+            }
+        }
+    }
+    parts.join(" and ")
+}
+
 struct Split {
     column: usize,
     threshold: f64,
@@ -62,7 +127,7 @@ pub fn profile(
         columns,
         labels,
         rows,
-        Vec::new(),
+        &[],
         max_depth,
         min_leaf.max(1),
         &mut leaves,
@@ -77,26 +142,22 @@ fn grow(
     columns: &[Vec<f64>],
     labels: &[f64],
     rows: Vec<usize>,
-    conditions: Vec<String>,
+    path: &[Condition],
     depth_left: usize,
     min_leaf: usize,
     leaves: &mut Vec<ProfileRule>,
 ) {
     let n = rows.len() as f64;
     let pos = rows.iter().filter(|&&i| labels[i] == 1.0).count() as f64;
-    let leaf = |leaves: &mut Vec<ProfileRule>, conditions: Vec<String>| {
+    let leaf = |leaves: &mut Vec<ProfileRule>| {
         leaves.push(ProfileRule {
-            rule: if conditions.is_empty() {
-                "everyone".into()
-            } else {
-                conditions.join(" and ")
-            },
+            rule: render(meanings, path),
             rows: rows.len() as u64,
             rate: if n > 0.0 { pos / n } else { f64::NAN },
         });
     };
     if depth_left == 0 || rows.len() < 2 * min_leaf || pos == 0.0 || pos == n {
-        leaf(leaves, conditions);
+        leaf(leaves);
         return;
     }
     let parent = gini(pos, n);
@@ -164,7 +225,7 @@ fn grow(
         }
     }
     let Some(split) = best.filter(|s| s.gain > 1e-9 * n) else {
-        leaf(leaves, conditions);
+        leaf(leaves);
         return;
     };
     let values = &columns[split.column];
@@ -176,35 +237,20 @@ fn grow(
         }
     });
     let has_missing = rows.iter().any(|&i| values[i].is_nan());
-    let unknown = |side_has: bool| {
-        if has_missing && side_has {
-            " or unknown"
-        } else {
-            ""
-        }
-    };
-    let (left_text, right_text) = match &meanings[split.column] {
-        ColumnMeaning::Level(name, level) => (
-            format!("{name} is not {level}"),
-            format!("{name} is {level}"),
-        ),
-        ColumnMeaning::Numeric(name) => {
-            let t = format_value(split.threshold);
-            (
-                format!("{name} < {t}{}", unknown(split.missing_left)),
-                format!("{name} ≥ {t}{}", unknown(!split.missing_left)),
-            )
-        }
-    };
-    for (side, text) in [(left, left_text), (right, right_text)] {
-        let mut c = conditions.clone();
-        c.push(text);
+    for (side, below) in [(left, true), (right, false)] {
+        let mut next = path.to_vec();
+        next.push(Condition {
+            column: split.column,
+            below,
+            threshold: split.threshold,
+            with_unknown: has_missing && split.missing_left == below,
+        });
         grow(
             meanings,
             columns,
             labels,
             side,
-            c,
+            &next,
             depth_left - 1,
             min_leaf,
             leaves,
@@ -245,12 +291,39 @@ mod tests {
     }
 
     #[test]
+    fn bounds_on_one_feature_merge_into_a_range() {
+        let meanings = vec![ColumnMeaning::Numeric("days".into())];
+        let path = [
+            Condition {
+                column: 0,
+                below: false,
+                threshold: 132.0,
+                with_unknown: false,
+            },
+            Condition {
+                column: 0,
+                below: false,
+                threshold: 286.0,
+                with_unknown: false,
+            },
+            Condition {
+                column: 0,
+                below: true,
+                threshold: 535.0,
+                with_unknown: false,
+            },
+        ];
+        assert_eq!(render(&meanings, &path), "286 ≤ days < 535");
+        assert_eq!(render(&meanings, &path[..2]), "days ≥ 286");
+    }
+
+    #[test]
     fn unknown_values_are_named_on_their_side() {
         let x = vec![f64::NAN, f64::NAN, 1.0, 2.0, 30.0, 40.0];
         let y = vec![1.0, 1.0, 0.0, 0.0, 1.0, 1.0];
         let rules = profile(&[ColumnMeaning::Numeric("gap".into())], &[x], &y, 1, 2);
         assert_eq!(rules.len(), 2);
-        assert_eq!(rules[0].rule, "gap ≥ 30 or unknown");
+        assert_eq!(rules[0].rule, "(gap ≥ 30 or unknown)");
         assert_eq!(rules[1].rule, "gap < 30");
     }
 }

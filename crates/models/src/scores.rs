@@ -63,7 +63,9 @@ pub fn run_classifier(data: &ClassifierData<'_>) -> Result<ClassifierRun> {
     let selection = train_and_select(&what, data.train, data.valid, data.refit)?;
     let auc = selection.validation.roc_auc;
     if let Some(floor) = data.min_roc_auc
-        && !(auc >= floor)
+        && auc
+            .partial_cmp(&floor)
+            .is_none_or(|o| o == std::cmp::Ordering::Less)
     {
         return Err(Error::BelowFloor(format!(
             "the {what}'s validation ROC AUC is {auc:.4}, below the floor of {floor} declared in the job (validated on {} rows)",
@@ -200,15 +202,17 @@ fn nan_to_null(v: f64) -> Option<f64> {
 
 /// The decile rows of every run.
 pub fn deciles_batch(runs: &[&ClassifierRun]) -> Result<RecordBatch> {
-    let mut cols: (Vec<String>, Vec<&str>, Vec<i32>, Vec<u64>, Vec<u64>) = Default::default();
+    let (mut models, mut algorithms) = (Vec::<String>::new(), Vec::<&str>::new());
+    let (mut decile, mut rows, mut positives) =
+        (Vec::<i32>::new(), Vec::<u64>::new(), Vec::<u64>::new());
     let mut floats: [Vec<Option<f64>>; 4] = Default::default();
     for run in runs {
         for d in &run.selection.validation.deciles {
-            cols.0.push(run.model.clone());
-            cols.1.push(run.selection.predictor.algorithm().name());
-            cols.2.push(i32::from(d.decile));
-            cols.3.push(d.rows);
-            cols.4.push(d.positives);
+            models.push(run.model.clone());
+            algorithms.push(run.selection.predictor.algorithm().name());
+            decile.push(i32::from(d.decile));
+            rows.push(d.rows);
+            positives.push(d.positives);
             floats[0].push(nan_to_null(d.mean_predicted));
             floats[1].push(nan_to_null(d.actual_rate));
             floats[2].push(nan_to_null(d.lift));
@@ -219,11 +223,11 @@ pub fn deciles_batch(runs: &[&ClassifierRun]) -> Result<RecordBatch> {
     RecordBatch::try_new(
         deciles_schema(),
         vec![
-            Arc::new(StringArray::from(cols.0)),
-            Arc::new(StringArray::from(cols.1)),
-            Arc::new(Int32Array::from(cols.2)),
-            Arc::new(UInt64Array::from(cols.3)),
-            Arc::new(UInt64Array::from(cols.4)),
+            Arc::new(StringArray::from(models)),
+            Arc::new(StringArray::from(algorithms)),
+            Arc::new(Int32Array::from(decile)),
+            Arc::new(UInt64Array::from(rows)),
+            Arc::new(UInt64Array::from(positives)),
             Arc::new(Float64Array::from(a)),
             Arc::new(Float64Array::from(b)),
             Arc::new(Float64Array::from(c)),

@@ -1,0 +1,98 @@
+//! `clientele score --artifact FILE`: score customers again with a model a run saved, on one
+//! as-of date's published tables, without running the job.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use clientele_models::Artifact;
+use clientele_sql::{Engine, EngineOptions};
+use clientele_store::{Warehouse, layout};
+
+use crate::commands::UsageError;
+
+pub(crate) async fn run(
+    artifact_path: &Path,
+    warehouse: &str,
+    as_of: Option<NaiveDate>,
+    out: Option<&Path>,
+) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(artifact_path)
+        .with_context(|| format!("reading the artifact {}", artifact_path.display()))?;
+    let artifact = Artifact::from_json(&artifact_path.display().to_string(), &text)
+        .map_err(|e| UsageError(e.to_string()))?;
+    let as_of = match as_of {
+        Some(d) => d,
+        None => NaiveDate::parse_from_str(&artifact.trained_as_of, "%Y-%m-%d").map_err(|_| {
+            UsageError(format!(
+                "{}: trained_as_of '{}' is not a date; give --as-of",
+                artifact_path.display(),
+                artifact.trained_as_of
+            ))
+        })?,
+    };
+    let wh = Warehouse::open(warehouse, Path::new("."))
+        .with_context(|| format!("opening the warehouse {warehouse}"))?;
+    let engine = Engine::new(&wh, as_of, &EngineOptions::default())?;
+    for (layer, table) in clientele_jobs::SCORE_INPUT_TABLES {
+        let rel = layout::partition_file(layer, table, as_of);
+        if !wh.exists(&rel).await? {
+            let dates: std::collections::BTreeSet<String> = wh
+                .list(&format!("{layer}/{table}/"))
+                .await?
+                .into_iter()
+                .filter_map(|(p, _)| {
+                    p.split('/')
+                        .find_map(|s| s.strip_prefix("as_of=").map(str::to_string))
+                })
+                .collect();
+            return Err(UsageError(format!(
+                "the warehouse {warehouse} has no {table} published as of {as_of} (published: {})",
+                if dates.is_empty() {
+                    "none".to_string()
+                } else {
+                    dates.into_iter().collect::<Vec<_>>().join(", ")
+                }
+            ))
+            .into());
+        }
+        engine.register_file(table, &rel).await?;
+    }
+    let batch = clientele_jobs::score_with_artifact(&engine, &artifact, as_of)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
+        .with_context(|| format!("scoring with {}", artifact_path.display()))?;
+    match out {
+        None => {
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(std::io::stdout().lock());
+            w.write(&batch)?;
+        }
+        Some(path) => {
+            let tmp = path.with_extension("partial");
+            let file = std::fs::File::create(&tmp)
+                .with_context(|| format!("creating {}", tmp.display()))?;
+            if path.extension().is_some_and(|e| e == "parquet") {
+                let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)?;
+                w.write(&batch)?;
+                w.close()?;
+            } else {
+                let mut w = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(file);
+                w.write(&batch)?;
+            }
+            std::fs::rename(&tmp, path)
+                .with_context(|| format!("moving the scores into {}", path.display()))?;
+            eprintln!(
+                "{} customers scored by {} as of {as_of} -> {}",
+                clientele_jobs::thousands(batch.num_rows() as u64),
+                artifact.version,
+                path.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
