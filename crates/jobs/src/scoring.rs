@@ -405,3 +405,109 @@ pub async fn score_with_artifact(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clientele_sql::EngineOptions;
+    use clientele_store::Warehouse;
+
+    fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default()
+    }
+
+    /// Marts small enough to reason about by hand.
+    async fn engine(dir: &std::path::Path) -> Result<Engine, BoxError> {
+        let wh = Warehouse::open(&dir.display().to_string(), dir)?;
+        let engine = Engine::new(&wh, date(2025, 12, 31), &EngineOptions::default())?;
+        for sql in [
+            "create table fct_orders (customer_id varchar, order_date date, order_amount decimal(12, 2), channel varchar) as values
+                ('A', date '2025-01-10', 10.00, 'web'), ('A', date '2025-06-01', 30.00, 'store'),
+                ('A', date '2025-08-01', 20.00, 'web'), ('B', date '2025-03-01', 50.00, 'store'),
+                ('B', date '2025-12-01', 50.00, 'store'), ('C', date '2025-07-15', 5.00, 'web')",
+            "create table fct_touchpoints (customer_id varchar, touchpoint_type varchar, channel varchar, touch_date date, reference varchar, amount decimal(12, 2)) as values
+                ('A', 'service_ticket', 'service', date '2025-05-01', 'T1', null),
+                ('A', 'service_ticket', 'service', date '2025-07-05', 'T2', null),
+                ('B', 'campaign_contact', 'email', date '2025-04-01', 'K1', null),
+                ('B', 'campaign_response', 'email', date '2025-04-05', 'K1', null),
+                ('A', 'campaign_contact', 'email', date '2025-04-01', 'K1', null)",
+            "create table stg_service__tickets (ticket_id varchar, category varchar, closed_date date) as values
+                ('T1', 'complaint', date '2025-07-10'), ('T2', 'complaint', null)",
+            "create table customer_view (customer_id varchar, age_band varchar, income_band varchar, lifestyle_segment varchar, home_ownership varchar, is_business boolean, household_size bigint, is_opted_out boolean, has_valid_email boolean, has_valid_phone boolean, has_postal_address boolean) as values
+                ('A', '35-44', 'high', null, 'owner', false, 2, false, true, false, true),
+                ('B', null, null, null, null, null, null, true, true, true, true),
+                ('C', '18-24', 'low', null, 'renter', false, 1, false, false, false, false)",
+        ] {
+            engine.context().sql(sql).await?.collect().await?;
+        }
+        Ok(engine)
+    }
+
+    fn value(t: &FeatureTable, row: usize, feature: &str) -> f64 {
+        t.numeric
+            .iter()
+            .find(|(n, _)| n == feature)
+            .map_or(f64::NAN, |(_, v)| v[row])
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn features_see_only_what_was_known_on_the_snapshot_date() -> Result<(), BoxError> {
+        let dir = tempfile::tempdir()?;
+        let engine = engine(dir.path()).await?;
+        let sql = feature_sql::features(&feature_sql::churn_snapshots(date(2025, 6, 30), 90));
+        let t = table(&engine, "churn rows", &sql).await?;
+        // C had not bought by the cutoff; A bought again within 90 days, B did not.
+        assert_eq!(t.ids, ["A", "B"]);
+        assert_eq!(t.labels.as_deref(), Some(&[0.0, 1.0][..]));
+        assert_eq!(
+            value(&t, 0, "orders"),
+            2.0,
+            "the August order is in the future"
+        );
+        assert_eq!(value(&t, 0, "days_since_last_order"), 29.0);
+        assert_eq!(value(&t, 0, "mean_days_between_purchases"), 142.0);
+        assert_eq!(value(&t, 0, "web_order_share"), 0.5);
+        assert_eq!(
+            value(&t, 0, "open_complaints"),
+            1.0,
+            "T1 was still open on the cutoff; T2 had not been opened"
+        );
+        assert_eq!(value(&t, 0, "complaints"), 1.0);
+        assert_eq!(value(&t, 1, "campaign_responses"), 1.0);
+        assert_eq!(value(&t, 1, "days_since_last_response"), 86.0);
+        assert!(value(&t, 1, "mean_days_between_purchases").is_nan());
+        let income = &t
+            .categorical
+            .iter()
+            .find(|(n, _)| n == "income_band")
+            .ok_or("income")?
+            .1;
+        assert_eq!(income, &[Some("high".to_string()), None]);
+
+        // A campaign send is seen from the day before it: the send itself is not a feature.
+        let sql = feature_sql::features(&feature_sql::propensity_training_snapshots(date(
+            2025, 12, 1,
+        )));
+        let t = table(&engine, "campaign rows", &sql).await?;
+        assert_eq!(t.ids, ["A", "B"]);
+        assert_eq!(t.labels.as_deref(), Some(&[0.0, 1.0][..]));
+        assert_eq!(
+            t.snapshot_days.as_ref().map(|d| d[1]),
+            Some(20_178),
+            "2025-03-31"
+        );
+        assert_eq!(value(&t, 1, "campaign_contacts"), 0.0);
+        assert_eq!(value(&t, 1, "campaign_responses"), 0.0);
+        assert_eq!(value(&t, 1, "days_since_last_order"), 30.0);
+
+        // Scoring for the next campaign leaves out B (opted out) and C (no way to reach them).
+        let t = table(
+            &engine,
+            "next campaign",
+            &fill(&propensity_scoring_template(), date(2025, 12, 31)),
+        )
+        .await?;
+        assert_eq!(t.ids, ["A"]);
+        Ok(())
+    }
+}

@@ -53,13 +53,6 @@ pub fn quintile_scores(values: &[f64], higher_is_better: bool) -> Vec<u8> {
 /// lapsed after buying often, its monetary score). Every one of the 125 cells has exactly one name;
 /// the grid is in docs/models.md.
 ///
-/// | recency \\ frequency | 1 | 2 | 3 | 4 | 5 |
-/// |---|---|---|---|---|---|
-/// | 5, 4 | new | promising | loyal | champions | champions |
-/// | 3 | hibernating | hibernating | loyal | loyal | loyal |
-/// | 2 | hibernating | hibernating | at risk | at risk or cannot lose | at risk or cannot lose |
-/// | 1 | lost | lost | at risk | at risk or cannot lose | at risk or cannot lose |
-///
 /// "Cannot lose" is the lapsed frequent buyer who also spent the most (monetary 4 or 5).
 pub fn rfm_segment(r: u8, f: u8, m: u8) -> &'static str {
     match (r, f) {
