@@ -157,7 +157,7 @@ pub enum FitCommand {
     Btyd {
         #[command(flatten)]
         data: TransactionArgs,
-        /// Which model: bgnbd, mbgnbd, paretonbd, or all (BG/NBD and MBG/NBD).
+        /// Which model: bgnbd, mbgnbd, paretonbd, or all three.
         #[arg(long, default_value = "all")]
         model: String,
     },

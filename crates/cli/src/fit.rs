@@ -315,12 +315,8 @@ type FittedCounts = (
 
 fn btyd(args: &TransactionArgs, model: &str) -> Result<ExitCode> {
     let models: Vec<&str> = match model {
-        "all" => vec!["bgnbd", "mbgnbd"],
-        "bgnbd" | "mbgnbd" => vec![model],
-        "paretonbd" if args.holdout_end.is_some() => bail!(
-            "--model paretonbd: the Pareto/NBD holdout comparison is not built yet; fit it without --holdout-end"
-        ),
-        "paretonbd" => vec!["paretonbd"],
+        "all" => vec!["bgnbd", "mbgnbd", "paretonbd"],
+        "bgnbd" | "mbgnbd" | "paretonbd" => vec![model],
         other => bail!("--model '{other}': bgnbd, mbgnbd, paretonbd or all"),
     };
     let p = prepare(args)?;
@@ -364,7 +360,7 @@ fn btyd(args: &TransactionArgs, model: &str) -> Result<ExitCode> {
                 fit.std_errors,
                 fit.log_likelihood,
                 fit.iterations,
-                Box::new(|_, _| bail!("the Pareto/NBD holdout comparison is not built yet")),
+                Box::new(move |c, t| Ok(q.conditional_expected_purchases(c, t)?)),
             )
         };
         let fit_seconds = started.elapsed().as_secs_f64();

@@ -201,6 +201,48 @@ fn pareto_nbd_reproduces_the_published_fit() -> TestResult {
         "{}",
         fit.log_likelihood
     );
+    // The listed check: the customer with x = 26, t_x = 30.86, T = 31 expects 25.46 purchases in
+    // the next 52 weeks and is alive with probability 0.9979 (published parameters).
+    let published = ParetoNbd {
+        r: 0.553,
+        alpha: 10.578,
+        s: 0.606,
+        beta: 11.669,
+    };
+    let heavy = CustomerSummary {
+        x: 26.0,
+        t_x: 30.86,
+        t: 31.0,
+        monetary: 0.0,
+    };
+    let alive = published.p_alive(&heavy)?;
+    let expected = published.conditional_expected_purchases(&heavy, 52.0)?;
+    assert!(close(alive, 0.9979, 0.0001), "{alive}");
+    assert!(close(expected, 25.46, 0.01), "{expected}");
+    // The fitted parameters agree, and a customer whose last purchase was long ago is less alive.
+    assert!(close(p.p_alive(&heavy)?, 0.9979, 0.001));
+    let lapsed = CustomerSummary {
+        x: 3.0,
+        t_x: 2.0,
+        t: 38.0,
+        monetary: 0.0,
+    };
+    assert!(p.p_alive(&lapsed)? < 0.5);
+    // A customer who bought once at the very end is certainly alive.
+    let fresh = CustomerSummary {
+        x: 0.0,
+        t_x: 0.0,
+        t: 0.0,
+        monetary: 0.0,
+    };
+    assert!(close(p.p_alive(&fresh)?, 1.0, 1e-12));
+    // New customers: E[X(t)] grows with t and stays below the BG/NBD figure of 1.8576 at 78 weeks
+    // by less than 10%.
+    let e78 = p.expected_purchases(78.0);
+    assert!(
+        e78 > p.expected_purchases(39.0) && (e78 / 1.8576 - 1.0).abs() < 0.1,
+        "{e78}"
+    );
     Ok(())
 }
 
