@@ -494,10 +494,12 @@ impl MbgNbd {
 
 impl ParetoNbd {
     /// The log-likelihood of one customer (Fader and Hardie 2005, "A note on deriving the
-    /// Pareto/NBD model"), with the hypergeometric terms in log space.
+    /// Pareto/NBD model"), with the hypergeometric terms in log space: the plain form the tests
+    /// check [`ParetoNbd::ll_and_gradient`] against.
+    #[cfg(test)]
     fn ll(&self, c: &CustomerSummary) -> Result<f64, FitError> {
         let Self { r, alpha, s, beta } = *self;
-        let (x, t_x, t) = (c.x, c.t_x, c.t);
+        let (x, t) = (c.x, c.t);
         let rsx = r + s + x;
         let ln_a0 = self.ln_a0(c)?;
         let first = -(r + x) * (alpha + t).ln() - s * (beta + t).ln();
