@@ -91,24 +91,12 @@ pub struct GammaGamma {
     pub gamma: f64,
 }
 
-/// Customers with equal (x, t_x, T) (and monetary value, when `with_monetary`), counted, in a
-/// fixed order (by those values).
-fn group(data: &[CustomerSummary], with_monetary: bool) -> Vec<(CustomerSummary, f64)> {
-    let key = |c: &CustomerSummary| {
-        [
-            c.x.to_bits(),
-            c.t_x.to_bits(),
-            c.t.to_bits(),
-            if with_monetary {
-                c.monetary.to_bits()
-            } else {
-                0
-            },
-        ]
-    };
-    let mut sorted: Vec<([u64; 4], CustomerSummary)> = data.iter().map(|c| (key(c), *c)).collect();
+/// Customers with equal (x, t_x, T), counted, in a fixed order (by those values).
+fn group(data: &[CustomerSummary]) -> Vec<(CustomerSummary, f64)> {
+    let key = |c: &CustomerSummary| [c.x.to_bits(), c.t_x.to_bits(), c.t.to_bits()];
+    let mut sorted: Vec<([u64; 3], CustomerSummary)> = data.iter().map(|c| (key(c), *c)).collect();
     sorted.sort_unstable_by_key(|e| e.0);
-    let mut groups: Vec<([u64; 4], CustomerSummary, f64)> = Vec::new();
+    let mut groups: Vec<([u64; 3], CustomerSummary, f64)> = Vec::new();
     for (k, c) in sorted {
         match groups.last_mut() {
             Some((last, _, n)) if *last == k => *n += 1.0,
@@ -118,64 +106,104 @@ fn group(data: &[CustomerSummary], with_monetary: bool) -> Vec<(CustomerSummary,
     groups.into_iter().map(|(_, c, n)| (c, n)).collect()
 }
 
-/// Groups of equal summaries, each with the index of its `x` among the distinct values of `x`, so
-/// that the special functions of `x` are computed once per distinct `x` and iteration.
+/// Groups of equal summaries, each with the index of its `x` among the distinct values of `x` and
+/// of its `T` and `t_x` among the distinct ages, so that the special functions of `x` and the
+/// logarithms of the ages are computed once per distinct value and iteration.
 struct Grouped {
-    groups: Vec<(CustomerSummary, f64, usize)>,
+    groups: Vec<Group>,
     xs: Vec<f64>,
+    ages: Vec<f64>,
 }
 
-fn grouped(data: &[CustomerSummary], with_monetary: bool) -> Grouped {
-    let groups = group(data, with_monetary);
-    let mut xs: Vec<f64> = groups.iter().map(|(c, _)| c.x).collect();
-    xs.sort_by(f64::total_cmp);
-    xs.dedup();
+/// One group: the summary, how many customers share it, and its indices.
+struct Group {
+    c: CustomerSummary,
+    weight: f64,
+    x: u32,
+    big_t: u32,
+    t_x: u32,
+}
+
+fn distinct(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v.dedup();
+    v
+}
+
+fn grouped(data: &[CustomerSummary]) -> Grouped {
+    let groups = group(data);
+    let xs = distinct(groups.iter().map(|(c, _)| c.x).collect());
+    let ages = distinct(groups.iter().flat_map(|(c, _)| [c.t, c.t_x]).collect());
+    let index = |v: &[f64], x: f64| v.partition_point(|y| *y < x) as u32;
     let groups = groups
         .into_iter()
-        .map(|(c, w)| {
-            let i = xs.partition_point(|x| *x < c.x);
-            (c, w, i)
+        .map(|(c, weight)| Group {
+            c,
+            weight,
+            x: index(&xs, c.x),
+            big_t: index(&ages, c.t),
+            t_x: index(&ages, c.t_x),
         })
         .collect();
-    Grouped { groups, xs }
+    Grouped { groups, xs, ages }
+}
+
+/// ln(alpha + age) and 1 / (alpha + age) of a customer's age T and recency t_x.
+struct Ages {
+    ln_t: f64,
+    inv_t: f64,
+    ln_tx: f64,
+    inv_tx: f64,
 }
 
 /// The weighted sum of `f` over the groups, on up to the available cores.
 fn sum_groups<const N: usize>(
-    groups: &[(CustomerSummary, f64, usize)],
-    f: &(impl Fn(&CustomerSummary, usize) -> (f64, [f64; N]) + Sync),
+    groups: &[Group],
+    f: &(impl Fn(&Group) -> (f64, [f64; N]) + Sync),
 ) -> (f64, [f64; N]) {
-    let part = |slice: &[(CustomerSummary, f64, usize)]| {
+    sum_slices(groups, &|group| {
+        let (l, g) = f(group);
+        let w = group.weight;
+        (w * l, g.map(|v| w * v))
+    })
+}
+
+/// The sum of `f` over `items`, on up to the available cores, added in a fixed order so that the
+/// result does not depend on thread timing.
+fn sum_slices<T: Sync, const N: usize>(
+    items: &[T],
+    f: &(impl Fn(&T) -> (f64, [f64; N]) + Sync),
+) -> (f64, [f64; N]) {
+    let part = |slice: &[T]| {
         let mut ll = 0.0;
         let mut g = [0.0; N];
-        for (c, w, i) in slice {
-            let (l, gi) = f(c, *i);
-            ll += w * l;
+        for item in slice {
+            let (l, gi) = f(item);
+            ll += l;
             for (acc, v) in g.iter_mut().zip(gi) {
-                *acc += w * v;
+                *acc += v;
             }
         }
         (ll, g)
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads <= 1 || groups.len() < 20_000 {
-        return part(groups);
+    if threads <= 1 || items.len() < 20_000 {
+        return part(items);
     }
-    let chunk = groups.len().div_ceil(threads);
+    let chunk = items.len().div_ceil(threads);
     let parts: Vec<(f64, [f64; N])> = std::thread::scope(|scope| {
-        let handles: Vec<_> = groups
+        let handles: Vec<_> = items
             .chunks(chunk)
             .skip(1)
             .map(|c| scope.spawn(move || part(c)))
             .collect();
-        let mut parts = vec![part(&groups[..chunk.min(groups.len())])];
+        let mut parts = vec![part(&items[..chunk.min(items.len())])];
         for h in handles {
             // A panicking worker is a bug; its share counts as NaN, which the optimiser rejects.
             parts.push(h.join().unwrap_or((f64::NAN, [f64::NAN; N])));
         }
         parts
     });
-    // Added in a fixed order, so the result does not depend on thread timing.
     let mut total = (0.0, [0.0; N]);
     for (l, g) in parts {
         total.0 += l;
@@ -216,11 +244,13 @@ trait CountModel: Sized + Sync {
     fn from_params(p: &[f64]) -> Self;
     fn x_terms(&self, x: f64) -> Self::XTerms;
     fn constants(&self) -> Self::Constants;
+    fn alpha(&self) -> f64;
     fn ll_and_gradient(
         &self,
         c: &CustomerSummary,
         t: &Self::XTerms,
         k: &Self::Constants,
+        ages: &Ages,
     ) -> (f64, [f64; 4]);
 }
 
@@ -230,12 +260,28 @@ fn fit_counts<M: CountModel>(data: &[CustomerSummary]) -> Result<Fit<M>, FitErro
         return Err(FitError::NoData(M::NAME));
     }
     check(data)?;
-    let data = grouped(data, false);
+    let data = grouped(data);
     let total = |p: &[f64]| {
         let m = M::from_params(p);
         let terms: Vec<M::XTerms> = data.xs.iter().map(|&x| m.x_terms(x)).collect();
         let k = m.constants();
-        let (ll, g) = sum_groups(&data.groups, &|c, i| m.ll_and_gradient(c, &terms[i], &k));
+        let alpha = m.alpha();
+        let ages: Vec<(f64, f64)> = data
+            .ages
+            .iter()
+            .map(|&age| ((alpha + age).ln(), 1.0 / (alpha + age)))
+            .collect();
+        let (ll, g) = sum_groups(&data.groups, &|group| {
+            let (ln_t, inv_t) = ages[group.big_t as usize];
+            let (ln_tx, inv_tx) = ages[group.t_x as usize];
+            let a = Ages {
+                ln_t,
+                inv_t,
+                ln_tx,
+                inv_tx,
+            };
+            m.ll_and_gradient(&group.c, &terms[group.x as usize], &k, &a)
+        });
         (ll, g.to_vec())
     };
     let fit = maximise(M::NAME, &total, &[1.0, 1.0, 1.0, 1.0])?;
@@ -259,6 +305,10 @@ impl CountModel for BgNbd {
             a: p[2],
             b: p[3],
         }
+    }
+
+    fn alpha(&self) -> f64 {
+        self.alpha
     }
 
     /// The functions of one distinct x: ln Γ and ψ of r+x, b+x and a+b+x, and ln(b+x-1).
@@ -292,35 +342,50 @@ impl CountModel for BgNbd {
 
     /// The log-likelihood of one customer and its gradient in (r, alpha, a, b), given the terms of
     /// its x and the [`BgNbd::constants`].
-    fn ll_and_gradient(&self, c: &CustomerSummary, t: &[f64; 7], k: &[f64; 8]) -> (f64, [f64; 4]) {
+    fn ll_and_gradient(
+        &self,
+        c: &CustomerSummary,
+        t: &[f64; 7],
+        k: &[f64; 8],
+        ages: &Ages,
+    ) -> (f64, [f64; 4]) {
         let Self { r, alpha, a, b } = *self;
-        let (x, t_x, big_t) = (c.x, c.t_x, c.t);
+        let x = c.x;
         let ln_alpha = k[6];
         let a1 = t[0] - k[0] + r * ln_alpha;
         let a2 = k[4] + t[2] - k[2] - t[4];
-        let a3 = -(r + x) * (alpha + big_t).ln();
+        let a3 = -(r + x) * ages.ln_t;
         let mut g = [
             t[1] - k[1] + ln_alpha,
             r / alpha,
             k[5] - t[5],
             k[5] + t[3] - k[3] - t[5],
         ];
-        let g3 = [-(alpha + big_t).ln(), -(r + x) / (alpha + big_t), 0.0, 0.0];
+        let g3 = [-ages.ln_t, -(r + x) * ages.inv_t, 0.0, 0.0];
         if x > 0.0 {
-            let a4 = k[7] - t[6] - (r + x) * (alpha + t_x).ln();
+            let a4 = k[7] - t[6] - (r + x) * ages.ln_tx;
             let g4 = [
-                -(alpha + t_x).ln(),
-                -(r + x) / (alpha + t_x),
+                -ages.ln_tx,
+                -(r + x) * ages.inv_tx,
                 1.0 / a,
                 -1.0 / (b + x - 1.0),
             ];
-            let m = a3.max(a4);
-            let (e3, e4) = ((a3 - m).exp(), (a4 - m).exp());
-            let (w3, w4) = (e3 / (e3 + e4), e4 / (e3 + e4));
+            // ln(e^a3 + e^a4) and the weights of the two terms, with one exponential.
+            let (m, e) = if a3 >= a4 {
+                (a3, (a4 - a3).exp())
+            } else {
+                (a4, (a3 - a4).exp())
+            };
+            let (w_big, w_small) = (1.0 / (1.0 + e), e / (1.0 + e));
+            let (w3, w4) = if a3 >= a4 {
+                (w_big, w_small)
+            } else {
+                (w_small, w_big)
+            };
             for i in 0..4 {
                 g[i] += w3 * g3[i] + w4 * g4[i];
             }
-            (a1 + a2 + m + (e3 + e4).ln(), g)
+            (a1 + a2 + m + e.ln_1p(), g)
         } else {
             for i in 0..4 {
                 g[i] += g3[i];
@@ -344,6 +409,10 @@ impl CountModel for MbgNbd {
         }
     }
 
+    fn alpha(&self) -> f64 {
+        self.alpha
+    }
+
     /// The special functions of one distinct x: ln Γ and ψ of r+x, b+x+1 and a+b+x+1.
     fn x_terms(&self, x: f64) -> [f64; 6] {
         let Self { r, a, b, .. } = *self;
@@ -359,13 +428,20 @@ impl CountModel for MbgNbd {
 
     /// The log-likelihood of one customer and its gradient in (r, alpha, a, b), given the terms of
     /// its x and the constants ln Γ(r), ψ(r), ln Γ(b), ψ(b), ln Γ(a+b), ψ(a+b).
-    fn ll_and_gradient(&self, c: &CustomerSummary, t: &[f64; 6], k: &[f64; 6]) -> (f64, [f64; 4]) {
+    fn ll_and_gradient(
+        &self,
+        c: &CustomerSummary,
+        t: &[f64; 6],
+        k: &[f64; 6],
+        ages: &Ages,
+    ) -> (f64, [f64; 4]) {
         let Self { r, alpha, a, b } = *self;
-        let (x, t_x, big_t) = (c.x, c.t_x, c.t);
+        let x = c.x;
+        let (ln_big_t, ln_tx) = (ages.ln_t, ages.ln_tx);
         let a1 = t[0] - k[0] + r * alpha.ln();
         let a2 = k[4] + t[2] - k[2] - t[4];
-        let a3 = -(r + x) * (alpha + big_t).ln();
-        let a4 = a.ln() - (b + x).ln() + (r + x) * ((alpha + big_t).ln() - (alpha + t_x).ln());
+        let a3 = -(r + x) * ln_big_t;
+        let a4 = a.ln() - (b + x).ln() + (r + x) * (ln_big_t - ln_tx);
         // ln(1 + e^a4), and its derivative e^a4 / (1 + e^a4), computed without overflow.
         let (softplus, sigma) = if a4 > 0.0 {
             (a4 + (-a4).exp().ln_1p(), 1.0 / (1.0 + (-a4).exp()))
@@ -373,10 +449,8 @@ impl CountModel for MbgNbd {
             (a4.exp().ln_1p(), a4.exp() / (1.0 + a4.exp()))
         };
         let g = [
-            t[1] - k[1] + alpha.ln() - (alpha + big_t).ln()
-                + sigma * ((alpha + big_t).ln() - (alpha + t_x).ln()),
-            r / alpha - (r + x) / (alpha + big_t)
-                + sigma * (r + x) * (1.0 / (alpha + big_t) - 1.0 / (alpha + t_x)),
+            t[1] - k[1] + alpha.ln() - ln_big_t + sigma * (ln_big_t - ln_tx),
+            r / alpha - (r + x) * ages.inv_t + sigma * (r + x) * (ages.inv_t - ages.inv_tx),
             k[5] - t[5] + sigma / a,
             k[5] + t[3] - k[3] - t[5] - sigma / (b + x),
         ];
@@ -658,7 +732,7 @@ impl ParetoNbd {
             return Err(FitError::NoData("Pareto/NBD"));
         }
         check(data)?;
-        let groups = group(data, false);
+        let groups = group(data);
         let of = |p: &[f64]| Self {
             r: p[0],
             alpha: p[1],
@@ -693,57 +767,67 @@ impl ParetoNbd {
 }
 
 impl GammaGamma {
-    /// The special functions of one distinct x: ln Γ and ψ of px+q and px.
-    fn x_terms(&self, x: f64) -> [f64; 4] {
-        let px = self.p * x;
-        [
-            ln_gamma(px + self.q),
-            digamma(px + self.q),
-            ln_gamma(px),
-            digamma(px),
-        ]
-    }
-
-    /// The log-likelihood of one repeat buyer (x repeat purchases of mean value m) and its
-    /// gradient, given the terms of its x and ln Γ(q), ψ(q).
-    fn ll_and_gradient(&self, x: f64, m: f64, t: &[f64; 4], k: &[f64; 2]) -> (f64, [f64; 3]) {
-        let Self { p, q, gamma } = *self;
-        let px = p * x;
-        let ll = t[0] - t[2] - k[0] + q * gamma.ln() + (px - 1.0) * m.ln() + px * x.ln()
-            - (px + q) * (x * m + gamma).ln();
-        let g = [
-            x * (t[1] - t[3] + m.ln() + x.ln() - (x * m + gamma).ln()),
-            t[1] - k[1] + gamma.ln() - (x * m + gamma).ln(),
-            q / gamma - (px + q) / (x * m + gamma),
-        ];
-        (ll, g)
-    }
-
     /// Fits Gamma-Gamma to the repeat buyers among `data` (customers without repeat purchases or with
     /// a monetary value of 0 carry no information about spend and are left out).
+    ///
+    /// The log-likelihood of a repeat buyer with x repeat purchases of mean value m is
+    /// ln Γ(px+q) − ln Γ(px) − ln Γ(q) + q ln γ + (px−1) ln m + px ln x − (px+q) ln(xm+γ).
+    /// Everything but the last term is a function of x (once per distinct x), or a constant of
+    /// the customer summed once before the fit; so each evaluation costs one logarithm and one
+    /// division per buyer.
     pub fn fit(data: &[CustomerSummary]) -> Result<Fit<Self>, FitError> {
         check(data)?;
-        let buyers: Vec<CustomerSummary> = data
+        let mut xs: Vec<f64> = data
             .iter()
             .filter(|c| c.x > 0.0 && c.monetary > 0.0)
-            .copied()
+            .map(|c| c.x)
             .collect();
-        if buyers.is_empty() {
+        if xs.is_empty() {
             return Err(FitError::NoData("Gamma-Gamma"));
         }
-        let data = grouped(&buyers, true);
+        xs.sort_by(f64::total_cmp);
+        xs.dedup();
+        // Per buyer: x and x·m; per distinct x: buyers; summed once: Σ x(ln m + ln x), Σ ln m.
+        let mut buyers: Vec<(f64, f64)> = Vec::new();
+        let mut per_x = vec![0.0f64; xs.len()];
+        let (mut sum_a, mut sum_ln_m) = (0.0f64, 0.0f64);
+        for c in data.iter().filter(|c| c.x > 0.0 && c.monetary > 0.0) {
+            let i = xs.partition_point(|x| *x < c.x);
+            per_x[i] += 1.0;
+            let ln_m = c.monetary.ln();
+            sum_a += c.x * (ln_m + c.x.ln());
+            sum_ln_m += ln_m;
+            buyers.push((c.x, c.x * c.monetary));
+        }
+        let n = buyers.len() as f64;
         let of = |v: &[f64]| Self {
             p: v[0],
             q: v[1],
             gamma: v[2],
         };
         let total = |v: &[f64]| {
-            let m = of(v);
-            let terms: Vec<[f64; 4]> = data.xs.iter().map(|&x| m.x_terms(x)).collect();
-            let k = [ln_gamma(m.q), digamma(m.q)];
-            let (ll, g) = sum_groups(&data.groups, &|c, i| {
-                m.ll_and_gradient(c.x, c.monetary, &terms[i], &k)
+            let Self { p, q, gamma } = of(v);
+            // Σ over buyers of L = ln(xm+γ) weighted by (px+q), by x, by 1, and of (px+q)/(xm+γ).
+            let (_, [s_wl, s_xl, s_l, s_ratio]) = sum_slices(&buyers, &|&(x, xm)| {
+                let den = xm + gamma;
+                let l = den.ln();
+                let w = p * x + q;
+                (0.0, [w * l, x * l, l, w / den])
             });
+            let (ln_gq, psi_q) = (ln_gamma(q), digamma(q));
+            let ln_g = gamma.ln();
+            let (mut ll, mut g) = (0.0, [0.0f64; 3]);
+            for (&x, &count) in xs.iter().zip(&per_x) {
+                let px = p * x;
+                let (psi_a, psi_b) = (digamma(px + q), digamma(px));
+                ll += count * (ln_gamma(px + q) - ln_gamma(px));
+                g[0] += count * x * (psi_a - psi_b);
+                g[1] += count * psi_a;
+            }
+            ll += n * (q * ln_g - ln_gq) + p * sum_a - sum_ln_m - s_wl;
+            g[0] += sum_a - s_xl;
+            g[1] += n * (ln_g - psi_q) - s_l;
+            g[2] = n * q / gamma - s_ratio;
             (ll, g.to_vec())
         };
         let fit = maximise("Gamma-Gamma", &total, &[1.0, 1.0, 1.0])?;
