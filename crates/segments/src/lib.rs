@@ -21,6 +21,7 @@
 
 mod error;
 mod export;
+pub mod formats;
 mod segment;
 
 pub use error::{Error, Result};
