@@ -25,6 +25,7 @@
 //! ```
 
 mod error;
+mod exporting;
 mod history;
 mod identity;
 mod manifest;

@@ -7,7 +7,7 @@ use clientele_ingest::{
     LoadOptions, OutputPaths, SourceReport, ingest_source, quarantine_schema, resolve_inputs,
 };
 use clientele_models::{rfm_schema, score_rfm};
-use clientele_segments::{evaluate_segments, export_segment, membership_schema};
+use clientele_segments::{evaluate_segments, membership_schema};
 use clientele_sql::Engine;
 use clientele_store::layout::{self, RunId};
 use clientele_store::{RunLock, Warehouse, WrittenFile};
@@ -409,10 +409,23 @@ impl Runner {
                         let Some(export) = spec.exports.iter().find(|e| &e.name == name) else {
                             continue;
                         };
-                        match engine.plan_schema(&export.query()).await {
+                        match engine.plan_schema(&export.query(false)).await {
                             Ok(_) => details.push(format!(
-                                "export {name}: segment {} as {} -> exports/{name}/as_of={}/{name}.csv",
-                                export.segment, export.format, self.opts.as_of
+                                "export {name}: segment {} as {}, mode {}{}{} -> exports/{name}/as_of={}/",
+                                export.segment,
+                                export.format,
+                                export.mode(),
+                                export
+                                    .holdout_share
+                                    .filter(|s| *s > 0.0)
+                                    .map(|s| format!(", {:.0}% held out for campaign {}", s * 100.0, export.campaign()))
+                                    .unwrap_or_default(),
+                                export
+                                    .location
+                                    .as_ref()
+                                    .map(|l| format!(", delivered to {l}"))
+                                    .unwrap_or_default(),
+                                self.opts.as_of
                             )),
                             Err(e) => problems.push(Problem {
                                 file: spec.path.clone(),
@@ -900,26 +913,31 @@ impl Runner {
                 state.segments = sizes;
             }
             StepKind::Export { exports } => {
-                for name in exports {
-                    let export = spec
-                        .exports
-                        .iter()
-                        .find(|e| &e.name == name)
-                        .ok_or_else(|| format!("export '{name}' is not declared"))?;
-                    let dir = format!("exports/{name}/as_of={as_of}");
-                    let (report, files) = export_segment(
-                        engine,
-                        warehouse,
-                        export,
-                        &layout::staged(run_id, &dir),
-                        &dir,
-                    )
-                    .await?;
-                    outcome.rows_in += report.eligible;
-                    outcome.rows_out += report.exported;
-                    outcome.outputs.extend(files);
-                    state.exports.push(report);
+                let chosen: Vec<&clientele_segments::ExportSpec> = exports
+                    .iter()
+                    .map(|name| {
+                        spec.exports
+                            .iter()
+                            .find(|e| &e.name == name)
+                            .ok_or_else(|| format!("export '{name}' is not declared"))
+                    })
+                    .collect::<Result<_, _>>()?;
+                let done =
+                    crate::exporting::run(engine, warehouse, spec, &chosen, as_of, run_id).await?;
+                for r in &done.reports {
+                    outcome.rows_in += r.eligible;
+                    outcome.rows_out += r.exported;
                 }
+                outcome.outputs.extend(done.files);
+                state.exports.extend(done.reports);
+                let table = crate::spec::AUDIENCE_TABLE;
+                let rel = layout::partition_file(table.0, table.1, as_of);
+                let staged = layout::staged(run_id, &rel);
+                let mut writer = warehouse.parquet_writer(&staged, done.audience.schema())?;
+                writer.write(&done.audience).await?;
+                let file = writer.finish(&rel).await?;
+                engine.register_file(table.1, &staged).await?;
+                record(state, outcome, table.1.to_string(), staged, file);
             }
         }
         Ok(())

@@ -59,6 +59,12 @@ struct RawHeader {
     #[serde(default)]
     memory_limit_mb: Option<u64>,
     #[serde(default)]
+    suppression_lists: Vec<String>,
+    #[serde(default)]
+    segment_alarm_share: Option<f64>,
+    #[serde(default)]
+    segment_alarm_min_customers: Option<u64>,
+    #[serde(default)]
     target_partitions: Option<usize>,
 }
 
@@ -223,6 +229,8 @@ pub const IDENTITY_TABLES: [(&str, &str); 4] = [
 ];
 /// The membership table written by the `segments` step.
 pub const MEMBERSHIP_TABLE: (&str, &str) = ("segments", "segment_membership");
+/// Who each export sent and held out, written by the `export` step.
+pub const AUDIENCE_TABLE: (&str, &str) = ("segments", "export_audience");
 
 /// A validated step with the tables it reads and writes.
 #[derive(Debug, Clone)]
@@ -259,6 +267,14 @@ pub struct JobSpec {
     pub segments: Vec<Segment>,
     /// The `[identity]` settings (defaults when the table is absent).
     pub identity: IdentitySettings,
+    /// Global suppression list files (globs, resolved against `base_dir`): CSV with an `email`
+    /// and/or `phone` column; nobody on them is exported.
+    pub suppression_lists: Vec<String>,
+    /// A segment whose size changes by more than this share since the last run raises an alarm
+    /// (default 0.5).
+    pub segment_alarm_share: f64,
+    /// Segments smaller than this (now and before) raise no alarm (default 20).
+    pub segment_alarm_min_customers: u64,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -710,7 +726,11 @@ impl JobSpec {
                         TableId::new(MEMBERSHIP_TABLE.0, MEMBERSHIP_TABLE.1),
                         table_for("customer_view", &models),
                     ];
-                    (StepKind::Export { exports: names }, reads, Vec::new())
+                    (
+                        StepKind::Export { exports: names },
+                        reads,
+                        vec![TableId::new(AUDIENCE_TABLE.0, AUDIENCE_TABLE.1)],
+                    )
                 }
                 other => {
                     step_problem(format!(
@@ -793,7 +813,19 @@ impl JobSpec {
             models,
             segments,
             identity,
+            suppression_lists: header.suppression_lists,
+            segment_alarm_share: header.segment_alarm_share.unwrap_or(0.5),
+            segment_alarm_min_customers: header.segment_alarm_min_customers.unwrap_or(20),
         };
+        if !(spec.segment_alarm_share > 0.0 && spec.segment_alarm_share.is_finite()) {
+            problems.push(problem(
+                None,
+                format!(
+                    "segment_alarm_share {} must be above 0 (0.5 raises an alarm when a segment grows or shrinks by half)",
+                    spec.segment_alarm_share
+                ),
+            ));
+        }
         if problems.is_empty()
             && let Err(message) = spec.step_order()
         {

@@ -1,13 +1,30 @@
-use std::collections::BTreeMap;
+//! Exports: one segment written for one destination, with suppression that cannot be turned off,
+//! a deterministic control group, and full, adds-only or diff files against the last export.
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::DataType;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, Date32Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use bytes::Bytes;
+use chrono::NaiveDate;
 use clientele_sql::Engine;
 use clientele_store::{Warehouse, WrittenFile};
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::formats::{Contact, Format, Locale};
+
+/// The contact fields a destination format reads, and their default `customer_view` columns.
+pub const CONTACT_FIELDS: [&str; 6] = [
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "postcode",
+    "city",
+];
 
 /// One export as the job spec declares it.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -17,70 +34,280 @@ pub struct ExportSpec {
     pub name: String,
     /// The segment id (file stem in `sql/segments/`).
     pub segment: String,
-    /// Destination format; `csv` is the generic CSV.
+    /// Destination format (see [`crate::formats`]).
     pub format: String,
-    /// Columns of `customer_view` to write, in order; `customer_id` is always first.
+    /// Generic formats: columns of `customer_view` to write after `customer_id`.
+    #[serde(default)]
     pub columns: Vec<String>,
+    /// Where a contact field comes from when it is not the `customer_view` column of its name:
+    /// `{ email = "work_email" }`.
+    #[serde(default)]
+    pub mapping: BTreeMap<String, String>,
+    /// `full` (every member), `adds` (members new since the last export) or `diff` (added,
+    /// removed and changed files).
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// A directory or object-store URL the files are also delivered to.
+    #[serde(default)]
+    pub location: Option<String>,
+    /// The campaign the export feeds (default: the export name); control groups are drawn per
+    /// campaign.
+    #[serde(default)]
+    pub campaign: Option<String>,
+    /// Share of the eligible members held out as a control group (0 to 0.5; default 0).
+    #[serde(default)]
+    pub holdout_share: Option<f64>,
+    /// ISO 3166 country of the customers for the ad platforms (default `GB`).
+    #[serde(default)]
+    pub country: Option<String>,
 }
 
-/// What one export did.
+/// What one export did. Counts and checksums only: no personal data.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ExportReport {
     pub export: String,
     pub segment: String,
     pub format: String,
+    #[serde(default)]
+    pub mode: String,
+    /// The campaign id of this send: `<campaign>-<as-of>`.
+    #[serde(default)]
+    pub campaign_id: String,
     /// Members of the segment.
     pub eligible: u64,
-    /// Members left out, by reason (`opted_out`, `consent_unknown`, `not_in_customer_view`).
+    /// Members left out, by reason.
     pub suppressed: BTreeMap<String, u64>,
-    /// Rows in the file.
+    /// Members held out as the control group.
+    #[serde(default)]
+    pub held_out: u64,
+    /// Members sent (the treatment group).
     pub exported: u64,
-    /// The file.
+    /// The as-of date of the export the diff is against, when there was one.
+    #[serde(default)]
+    pub previous_as_of: Option<String>,
+    /// Rows added, removed and changed since then (diff and adds modes).
+    #[serde(default)]
+    pub changes: BTreeMap<String, u64>,
+    /// The main file (for `diff`, the added rows).
     pub file: WrittenFile,
+    /// Every file written.
+    #[serde(default)]
+    pub files: Vec<WrittenFile>,
+    /// Where copies were delivered.
+    #[serde(default)]
+    pub delivered_to: Option<String>,
+}
+
+/// The `export_audience` table: who each export sent and held out, with a fingerprint of the row
+/// sent and the row itself, so that the next export can tell added, removed and changed rows and
+/// campaign results can compare the two groups.
+pub fn audience_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("as_of_date", DataType::Date32, false),
+        Field::new("export", DataType::Utf8, false),
+        Field::new("segment", DataType::Utf8, false),
+        Field::new("campaign_id", DataType::Utf8, false),
+        Field::new("customer_id", DataType::Utf8, false),
+        Field::new("group", DataType::Utf8, false),
+        Field::new("fingerprint", DataType::Utf8, true),
+        Field::new("row", DataType::Utf8, true),
+    ]))
+}
+
+/// A global suppression list: standardised emails and E.164 phones that are never exported.
+#[derive(Debug, Clone, Default)]
+pub struct SuppressionList {
+    pub emails: BTreeSet<String>,
+    pub phones: BTreeSet<String>,
+}
+
+impl SuppressionList {
+    /// Reads CSV files with a header and an `email` and/or `phone` column; `what` names the file
+    /// in errors; `calling_code` completes national phone numbers.
+    pub fn read(&mut self, what: &str, text: &str, calling_code: &str) -> Result<()> {
+        let mut r = csv::ReaderBuilder::new()
+            .flexible(true)
+            .from_reader(text.as_bytes());
+        let bad = |reason: String| Error::BadExport {
+            export: "suppression list".into(),
+            reason: format!("{what}: {reason}"),
+        };
+        let headers = r.headers().map_err(|e| bad(e.to_string()))?.clone();
+        let col = |n: &str| {
+            headers
+                .iter()
+                .position(|h| h.trim().eq_ignore_ascii_case(n))
+        };
+        let (email, phone) = (col("email"), col("phone"));
+        if email.is_none() && phone.is_none() {
+            return Err(bad("needs an 'email' or a 'phone' column".into()));
+        }
+        for (i, rec) in r.records().enumerate() {
+            let rec = rec.map_err(|e| bad(format!("line {}: {e}", i + 2)))?;
+            if let Some(e) = email
+                .and_then(|c| rec.get(c))
+                .and_then(clientele_identity::standardise::email)
+            {
+                self.emails.insert(e);
+            }
+            if let Some(p) = phone
+                .and_then(|c| rec.get(c))
+                .filter(|p| !p.trim().is_empty())
+                .and_then(|p| clientele_identity::standardise::phone(p, calling_code))
+            {
+                self.phones.insert(p);
+            }
+        }
+        Ok(())
+    }
+
+    fn contains(&self, c: &Contact, calling_code: &str) -> bool {
+        let email = c
+            .email
+            .as_deref()
+            .and_then(clientele_identity::standardise::email);
+        let phone = c
+            .phone
+            .as_deref()
+            .and_then(|p| clientele_identity::standardise::phone(p, calling_code));
+        email.is_some_and(|e| self.emails.contains(&e))
+            || phone.is_some_and(|p| self.phones.contains(&p))
+    }
+
+    /// Entries in the list.
+    pub fn len(&self) -> usize {
+        self.emails.len() + self.phones.len()
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn ident(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 impl ExportSpec {
-    /// Checks names and format; returns every problem.
+    /// The format, when known.
+    pub fn destination(&self) -> Option<Format> {
+        Format::parse(&self.format)
+    }
+
+    /// The mode, `full` by default.
+    pub fn mode(&self) -> &str {
+        self.mode.as_deref().unwrap_or("full")
+    }
+
+    /// The campaign name control groups are drawn for.
+    pub fn campaign(&self) -> &str {
+        self.campaign.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Checks names, format, mode and shares; returns every problem.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        let ident = |s: &str| {
-            !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        };
         if !ident(&self.name) {
             p.push(format!(
                 "export name '{}' must be lower_snake_case",
                 self.name
             ));
         }
-        if self.format != "csv" {
-            p.push(format!("format '{}' is unknown (csv)", self.format));
+        match self.destination() {
+            None => p.push(format!(
+                "format '{}' is unknown ({})",
+                self.format,
+                crate::formats::FORMATS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Some(f) if !f.is_generic() && !self.columns.is_empty() => p.push(format!(
+                "'columns' applies to the csv and parquet formats; {} has its own columns ({})",
+                self.format,
+                f.columns().join(", ")
+            )),
+            Some(_) => {}
         }
-        for c in &self.columns {
+        if !matches!(self.mode(), "full" | "adds" | "diff") {
+            p.push(format!(
+                "mode '{}' is unknown (full, adds, diff)",
+                self.mode()
+            ));
+        }
+        if let Some(s) = self.holdout_share
+            && !(0.0..=0.5).contains(&s)
+        {
+            p.push(format!(
+                "holdout_share {s} must lie between 0 and 0.5 (0.1 holds out a tenth)"
+            ));
+        }
+        if let Some(c) = &self.country
+            && !(c.len() == 2 && c.chars().all(|c| c.is_ascii_uppercase()))
+        {
+            p.push(format!(
+                "country '{c}' must be an ISO 3166 two-letter code such as GB"
+            ));
+        }
+        for c in self.columns.iter().chain(self.mapping.values()) {
             if !ident(c) {
                 p.push(format!(
                     "column '{c}' must be a lower_snake_case column of customer_view"
                 ));
             }
         }
+        for k in self.mapping.keys() {
+            if !CONTACT_FIELDS.contains(&k.as_str()) {
+                p.push(format!(
+                    "mapping key '{k}' is not a contact field ({})",
+                    CONTACT_FIELDS.join(", ")
+                ));
+            }
+        }
+        if let Some(c) = &self.campaign
+            && (c.is_empty() || c.contains(char::is_whitespace))
+        {
+            p.push(format!("campaign '{c}' must be a word without spaces"));
+        }
         p
     }
 
-    /// The query behind the export: members joined to the customer view, with the suppression reason.
-    pub fn query(&self) -> String {
-        let cols: String = self
-            .columns
-            .iter()
-            .filter(|c| *c != "customer_id")
-            .map(|c| format!(", v.\"{c}\""))
-            .collect();
+    fn column_of(&self, field: &str) -> String {
+        self.mapping
+            .get(field)
+            .cloned()
+            .unwrap_or_else(|| field.to_string())
+    }
+
+    /// The query behind the export: members joined to the customer view, with the contact fields,
+    /// the generic columns, and the suppression reason (empty when none).
+    pub fn query(&self, has_closed_accounts: bool) -> String {
+        let mut cols = String::new();
+        for f in CONTACT_FIELDS {
+            cols.push_str(&format!(
+                ", cast(v.\"{}\" as varchar) as \"__{f}\"",
+                self.column_of(f)
+            ));
+        }
+        for (i, c) in self.columns.iter().enumerate() {
+            cols.push_str(&format!(", v.\"{c}\" as \"__col{i}\""));
+        }
+        let closed = if has_closed_accounts {
+            "when coalesce(v.is_account_closed, false) then 'account_closed'\n"
+        } else {
+            ""
+        };
         let segment = self.segment.replace('\'', "''");
         format!(
             "select m.customer_id{cols},
                     case when v.customer_id is null then 'not_in_customer_view'
                          when v.is_opted_out is null then 'consent_unknown'
                          when v.is_opted_out then 'opted_out'
+                         {closed}
                     end as __suppressed_because
              from segment_membership m
              left join customer_view v on v.customer_id = m.customer_id
@@ -101,24 +328,176 @@ pub fn neutralise_formula(cell: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn csv_bytes(
+/// Whether the deterministic draw puts `customer` in the control group of `campaign`: the first
+/// eight bytes of SHA-256(`campaign:customer`) as a fraction of 2^64, below `share`.
+pub fn in_control_group(campaign: &str, customer: &str, share: f64) -> bool {
+    if share <= 0.0 {
+        return false;
+    }
+    let digest = Sha256::digest(format!("{campaign}:{customer}").as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(first) as f64 / 18_446_744_073_709_551_616.0) < share
+}
+
+/// Everything an export needs besides its spec.
+pub struct ExportContext<'a> {
+    pub engine: &'a Engine,
+    pub warehouse: &'a Warehouse,
+    pub as_of: NaiveDate,
+    /// Warehouse-relative directories: where files are staged and where they will be published.
+    pub staged_dir: String,
+    pub published_dir: String,
+    pub locale: Locale,
+    pub suppression: &'a SuppressionList,
+    /// Whether `customer_view` has `is_account_closed`.
+    pub has_closed_accounts: bool,
+    /// The last export's rows (customer id → (fingerprint, row JSON)) and its date.
+    pub previous: Option<(NaiveDate, BTreeMap<String, (String, String)>)>,
+}
+
+/// One sent row.
+struct Sent {
+    customer_id: String,
+    cells: Vec<String>,
+    fingerprint: String,
+}
+
+fn fingerprint(cells: &[String]) -> String {
+    let mut h = Sha256::new();
+    for c in cells {
+        h.update(c.as_bytes());
+        h.update([0x1f]);
+    }
+    hex::encode(h.finalize())
+}
+
+fn csv_file(
     header: &[String],
-    batches: &[RecordBatch],
-    report: &mut ExportReport,
+    rows: &[&[String]],
+    validated: &dyn Fn(usize) -> bool,
 ) -> Result<Vec<u8>> {
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(Vec::new());
     w.write_record(header)
         .map_err(|e| Error::Internal(e.to_string()))?;
+    for row in rows {
+        let record: Vec<std::borrow::Cow<'_, str>> = row
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| {
+                if validated(i) {
+                    std::borrow::Cow::Borrowed(cell.as_str())
+                } else {
+                    neutralise_formula(cell)
+                }
+            })
+            .collect();
+        w.write_record(record.iter().map(|c| c.as_bytes()))
+            .map_err(|e| Error::Internal(e.to_string()))?;
+    }
+    w.into_inner().map_err(|e| Error::Internal(e.to_string()))
+}
+
+fn parquet_file(header: &[String], rows: &[&[String]]) -> Result<Vec<u8>> {
+    let schema = Arc::new(Schema::new(
+        header
+            .iter()
+            .map(|h| Field::new(h, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let columns: Vec<arrow::array::ArrayRef> = (0..header.len())
+        .map(|i| {
+            Arc::new(StringArray::from(
+                rows.iter()
+                    .map(|r| {
+                        let v = r.get(i).map(String::as_str).unwrap_or_default();
+                        (!v.is_empty()).then_some(v)
+                    })
+                    .collect::<Vec<_>>(),
+            )) as arrow::array::ArrayRef
+        })
+        .collect();
+    let batch = RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let mut buf = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, None)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    w.write(&batch)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    w.close().map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(buf)
+}
+
+/// What [`export_segment`] returns: the report, the files to publish, and the audience rows.
+pub struct ExportOutput {
+    pub report: ExportReport,
+    pub files: Vec<(WrittenFile, Bytes)>,
+    pub audience: RecordBatch,
+}
+
+/// Writes one export: the file(s) for its mode under `staged_dir` and a manifest beside them.
+pub async fn export_segment(spec: &ExportSpec, ctx: &ExportContext<'_>) -> Result<ExportOutput> {
+    let problems = spec.problems();
+    let bad = |reason: String| Error::BadExport {
+        export: spec.name.clone(),
+        reason,
+    };
+    if !problems.is_empty() {
+        return Err(bad(problems.join("; ")));
+    }
+    let format = spec
+        .destination()
+        .ok_or_else(|| bad(format!("format '{}' is unknown", spec.format)))?;
+    let batches = ctx
+        .engine
+        .collect(
+            &format!("export '{}'", spec.name),
+            &spec.query(ctx.has_closed_accounts),
+        )
+        .await?;
+    let campaign_id = format!("{}-{}", spec.campaign(), ctx.as_of.format("%Y-%m-%d"));
+    let share = spec.holdout_share.unwrap_or(0.0);
+    let header: Vec<String> = if format.is_generic() {
+        std::iter::once("customer_id".to_string())
+            .chain(spec.columns.iter().cloned())
+            .collect()
+    } else {
+        format.columns().iter().map(|c| c.to_string()).collect()
+    };
+    let mut report = ExportReport {
+        export: spec.name.clone(),
+        segment: spec.segment.clone(),
+        format: spec.format.clone(),
+        mode: spec.mode().to_string(),
+        campaign_id: campaign_id.clone(),
+        eligible: 0,
+        suppressed: BTreeMap::new(),
+        held_out: 0,
+        exported: 0,
+        previous_as_of: None,
+        changes: BTreeMap::new(),
+        file: WrittenFile::of_bytes("", 0, &[]),
+        files: Vec::new(),
+        delivered_to: None,
+    };
+    let mut sent: Vec<Sent> = Vec::new();
+    let mut control: Vec<String> = Vec::new();
     let opts = FormatOptions::default().with_null("");
-    for batch in batches {
-        let ncols = batch.num_columns();
-        let reason = batch.column(ncols - 1).as_string::<i32>();
-        let formatters: Vec<ArrayFormatter<'_>> = batch.columns()[..ncols - 1]
+    for batch in &batches {
+        let n = batch.num_columns();
+        let text = |i: usize| batch.column(i).as_string_opt::<i32>();
+        let ids = text(0).ok_or_else(|| Error::Internal("customer_id is not text".into()))?;
+        let reason = text(n - 1)
+            .ok_or_else(|| Error::Internal("the suppression reason is not text".into()))?;
+        let fields: Vec<&StringArray> = (1..=CONTACT_FIELDS.len())
+            .map(|i| text(i).ok_or_else(|| Error::Internal("a contact field is not text".into())))
+            .collect::<Result<_>>()?;
+        let generic: Vec<ArrayFormatter<'_>> = batch.columns()[1 + CONTACT_FIELDS.len()..n - 1]
             .iter()
             .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
-            .collect::<Result<_, _>>()
+            .collect::<std::result::Result<_, _>>()
             .map_err(|e| Error::Internal(e.to_string()))?;
         for row in 0..batch.num_rows() {
             report.eligible += 1;
@@ -129,83 +508,179 @@ fn csv_bytes(
                     .or_default() += 1;
                 continue;
             }
-            let mut record = Vec::with_capacity(formatters.len());
-            for (i, f) in formatters.iter().enumerate() {
-                let text = f.value(row).to_string();
-                let is_text = matches!(
-                    batch.column(i).data_type(),
-                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-                );
-                record.push(if is_text {
-                    neutralise_formula(&text).into_owned()
-                } else {
-                    text
-                });
+            let get = |k: usize| {
+                let a = fields[k];
+                (a.is_valid(row)).then(|| a.value(row).to_string())
+            };
+            let contact = Contact {
+                customer_id: ids.value(row).to_string(),
+                email: get(0),
+                phone: get(1),
+                first_name: get(2),
+                last_name: get(3),
+                postcode: get(4),
+                city: get(5),
+            };
+            if ctx.suppression.contains(&contact, &ctx.locale.calling_code) {
+                *report
+                    .suppressed
+                    .entry("suppression_list".into())
+                    .or_default() += 1;
+                continue;
             }
-            w.write_record(&record)
-                .map_err(|e| Error::Internal(e.to_string()))?;
-            report.exported += 1;
+            let cells = if format.is_generic() {
+                std::iter::once(contact.customer_id.clone())
+                    .chain(generic.iter().map(|f| f.value(row).to_string()))
+                    .collect()
+            } else {
+                match format.row(&contact, &ctx.locale) {
+                    Ok(cells) => cells,
+                    Err(why) => {
+                        *report.suppressed.entry(why.into()).or_default() += 1;
+                        continue;
+                    }
+                }
+            };
+            if in_control_group(spec.campaign(), &contact.customer_id, share) {
+                report.held_out += 1;
+                control.push(contact.customer_id);
+                continue;
+            }
+            let fp = fingerprint(&cells);
+            sent.push(Sent {
+                customer_id: contact.customer_id,
+                cells,
+                fingerprint: fp,
+            });
         }
     }
-    w.into_inner().map_err(|e| Error::Internal(e.to_string()))
-}
+    report.exported = sent.len() as u64;
 
-/// Writes one export: the CSV at `staged_dir/<name>.csv` and its manifest beside it. Returns the report
-/// and the written files (published under `published_dir`).
-pub async fn export_segment(
-    engine: &Engine,
-    warehouse: &Warehouse,
-    spec: &ExportSpec,
-    staged_dir: &str,
-    published_dir: &str,
-) -> Result<(ExportReport, Vec<WrittenFile>)> {
-    let problems = spec.problems();
-    if !problems.is_empty() {
-        return Err(Error::BadExport {
-            export: spec.name.clone(),
-            reason: problems.join("; "),
-        });
+    // Which rows go in which file.
+    let all: Vec<&[String]> = sent.iter().map(|s| s.cells.as_slice()).collect();
+    let mut outputs: Vec<(String, Vec<Vec<String>>, Vec<String>)> = Vec::new();
+    let stem = &spec.name;
+    let ext = format.extension();
+    match spec.mode() {
+        "full" => outputs.push((
+            format!("{stem}.{ext}"),
+            all.iter().map(|r| r.to_vec()).collect(),
+            header.clone(),
+        )),
+        mode => {
+            let previous = ctx.previous.as_ref();
+            report.previous_as_of = previous.map(|(d, _)| d.to_string());
+            let empty = BTreeMap::new();
+            let before = previous.map_or(&empty, |(_, rows)| rows);
+            let (mut added, mut changed) = (Vec::new(), Vec::new());
+            for s in &sent {
+                match before.get(&s.customer_id) {
+                    None => added.push(s.cells.clone()),
+                    Some((fp, _)) if *fp != s.fingerprint => changed.push(s.cells.clone()),
+                    Some(_) => {}
+                }
+            }
+            let now: BTreeSet<&str> = sent.iter().map(|s| s.customer_id.as_str()).collect();
+            let removed: Vec<Vec<String>> = before
+                .iter()
+                .filter(|(id, _)| !now.contains(id.as_str()))
+                .map(|(_, (_, row))| serde_json::from_str::<Vec<String>>(row).unwrap_or_default())
+                .collect();
+            report.changes.insert("added".into(), added.len() as u64);
+            report
+                .changes
+                .insert("removed".into(), removed.len() as u64);
+            report
+                .changes
+                .insert("changed".into(), changed.len() as u64);
+            if mode == "adds" {
+                outputs.push((format!("{stem}.{ext}"), added, header.clone()));
+            } else {
+                outputs.push((format!("{stem}_added.{ext}"), added, header.clone()));
+                outputs.push((format!("{stem}_removed.{ext}"), removed, header.clone()));
+                outputs.push((format!("{stem}_changed.{ext}"), changed, header.clone()));
+            }
+        }
     }
-    let batches = engine
-        .collect(&format!("export '{}'", spec.name), &spec.query())
-        .await?;
-    let mut header = vec!["customer_id".to_string()];
-    header.extend(spec.columns.iter().filter(|c| *c != "customer_id").cloned());
-    let file_name = format!("{}.csv", spec.name);
-    let mut report = ExportReport {
-        export: spec.name.clone(),
-        segment: spec.segment.clone(),
-        format: spec.format.clone(),
-        eligible: 0,
-        suppressed: BTreeMap::new(),
-        exported: 0,
-        file: WrittenFile::of_bytes("", 0, &[]),
-    };
-    let data = csv_bytes(&header, &batches, &mut report)?;
-    report.file = WrittenFile::of_bytes(
-        format!("{published_dir}/{file_name}"),
-        report.exported,
-        &data,
-    );
-    warehouse
-        .put(&format!("{staged_dir}/{file_name}"), Bytes::from(data))
-        .await?;
+    let mut files = Vec::new();
+    for (name, rows, header) in &outputs {
+        let refs: Vec<&[String]> = rows.iter().map(Vec::as_slice).collect();
+        let data = if format == Format::Parquet {
+            parquet_file(header, &refs)?
+        } else {
+            csv_file(header, &refs, &|i| format.is_validated_column(i))?
+        };
+        let file = WrittenFile::of_bytes(
+            format!("{}/{name}", ctx.published_dir),
+            rows.len() as u64,
+            &data,
+        );
+        ctx.warehouse
+            .put(
+                &format!("{}/{name}", ctx.staged_dir),
+                Bytes::from(data.clone()),
+            )
+            .await?;
+        files.push((file, Bytes::from(data)));
+    }
+    report.files = files.iter().map(|(f, _)| f.clone()).collect();
+    report.file = report
+        .files
+        .first()
+        .cloned()
+        .unwrap_or_else(|| WrittenFile::of_bytes("", 0, &[]));
     let manifest =
         serde_json::to_vec_pretty(&report).map_err(|e| Error::Internal(e.to_string()))?;
     let manifest_file = WrittenFile::of_bytes(
-        format!("{published_dir}/export_manifest.json"),
+        format!("{}/export_manifest.json", ctx.published_dir),
         0,
         &manifest,
     );
-    warehouse
+    ctx.warehouse
         .put(
-            &format!("{staged_dir}/export_manifest.json"),
-            Bytes::from(manifest),
+            &format!("{}/export_manifest.json", ctx.staged_dir),
+            Bytes::from(manifest.clone()),
         )
         .await?;
-    tracing::info!(export = %spec.name, eligible = report.eligible, exported = report.exported, "export written");
-    let file = report.file.clone();
-    Ok((report, vec![file, manifest_file]))
+    files.push((manifest_file, Bytes::from(manifest)));
+
+    // The audience: who was sent (with the row) and who was held out.
+    let days = i32::try_from(
+        (ctx.as_of - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days(),
+    )
+    .unwrap_or(0);
+    let n = sent.len() + control.len();
+    let mut ids: Vec<&str> = sent.iter().map(|s| s.customer_id.as_str()).collect();
+    ids.extend(control.iter().map(String::as_str));
+    let mut groups = vec!["treatment"; sent.len()];
+    groups.extend(vec!["control"; control.len()]);
+    let mut fps: Vec<Option<&str>> = sent.iter().map(|s| Some(s.fingerprint.as_str())).collect();
+    fps.extend(vec![None; control.len()]);
+    let mut rows: Vec<Option<String>> = sent
+        .iter()
+        .map(|s| serde_json::to_string(&s.cells).ok())
+        .collect();
+    rows.extend(vec![None; control.len()]);
+    let audience = RecordBatch::try_new(
+        audience_schema(),
+        vec![
+            Arc::new(Date32Array::from(vec![days; n])),
+            Arc::new(StringArray::from(vec![spec.name.as_str(); n])),
+            Arc::new(StringArray::from(vec![spec.segment.as_str(); n])),
+            Arc::new(StringArray::from(vec![campaign_id.as_str(); n])),
+            Arc::new(StringArray::from(ids)),
+            Arc::new(StringArray::from(groups)),
+            Arc::new(StringArray::from(fps)),
+            Arc::new(StringArray::from(rows)),
+        ],
+    )
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    tracing::info!(export = %spec.name, eligible = report.eligible, exported = report.exported, held_out = report.held_out, "export written");
+    Ok(ExportOutput {
+        report,
+        files,
+        audience,
+    })
 }
 
 #[cfg(test)]
@@ -223,14 +698,83 @@ mod tests {
         assert_eq!(neutralise_formula("Zoë"), "Zoë");
     }
 
+    fn spec() -> ExportSpec {
+        ExportSpec {
+            name: "e".into(),
+            segment: "s".into(),
+            format: "csv".into(),
+            columns: Vec::new(),
+            mapping: BTreeMap::new(),
+            mode: None,
+            location: None,
+            campaign: None,
+            holdout_share: None,
+            country: None,
+        }
+    }
+
     #[test]
     fn bad_specs_list_every_problem() {
-        let spec = ExportSpec {
-            name: "Bad".into(),
-            segment: "s".into(),
-            format: "xlsx".into(),
-            columns: vec!["e-mail".into()],
+        let mut s = spec();
+        s.name = "Bad".into();
+        s.format = "xlsx".into();
+        s.columns = vec!["e-mail".into()];
+        s.mode = Some("sometimes".into());
+        s.holdout_share = Some(0.9);
+        s.mapping.insert("fax".into(), "fax".into());
+        assert_eq!(s.problems().len(), 6, "{:?}", s.problems());
+        let mut s = spec();
+        s.format = "mailchimp".into();
+        s.columns = vec!["email".into()];
+        assert!(s.problems()[0].contains("has its own columns"));
+    }
+
+    #[test]
+    fn control_groups_are_deterministic_and_near_their_share() {
+        let held = (0..10_000)
+            .filter(|i| in_control_group("winback", &format!("C{i}"), 0.1))
+            .count();
+        assert!((900..1100).contains(&held), "{held}");
+        for i in 0..100 {
+            let id = format!("C{i}");
+            assert_eq!(
+                in_control_group("winback", &id, 0.1),
+                in_control_group("winback", &id, 0.1)
+            );
+        }
+        assert!(!in_control_group("winback", "C1", 0.0));
+        // Another campaign draws another group.
+        let other = (0..10_000)
+            .filter(|i| {
+                in_control_group("winback", &format!("C{i}"), 0.1)
+                    && in_control_group("upsell", &format!("C{i}"), 0.1)
+            })
+            .count();
+        assert!(other < 200, "{other}");
+    }
+
+    #[test]
+    fn suppression_lists_match_standardised_emails_and_phones() -> Result<()> {
+        let mut list = SuppressionList::default();
+        list.read(
+            "list.csv",
+            "email,phone\n JANE@example.com ,\n,07700 900123\n",
+            "44",
+        )?;
+        assert_eq!(list.len(), 2);
+        let c = Contact {
+            customer_id: "C1".into(),
+            email: Some("jane@EXAMPLE.com".into()),
+            ..Contact::default()
         };
-        assert_eq!(spec.problems().len(), 3);
+        assert!(list.contains(&c, "44"));
+        let c = Contact {
+            customer_id: "C2".into(),
+            phone: Some("+44 7700 900123".into()),
+            ..Contact::default()
+        };
+        assert!(list.contains(&c, "44"));
+        assert!(list.read("bad.csv", "name\nx\n", "44").is_err());
+        Ok(())
     }
 }

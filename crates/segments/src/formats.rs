@@ -183,7 +183,14 @@ impl Format {
                 "home_city",
                 "country",
             ],
-            Self::GoogleAds => &["Email", "Phone", "First Name", "Last Name", "Country", "Zip"],
+            Self::GoogleAds => &[
+                "Email",
+                "Phone",
+                "First Name",
+                "Last Name",
+                "Country",
+                "Zip",
+            ],
             Self::Meta => &["EMAIL", "PHONE", "FN", "LN", "ZIP", "CT", "ST", "COUNTRY"],
         }
     }
@@ -396,7 +403,9 @@ mod tests {
             ])
         );
         assert_eq!(
-            Format::SalesforceMc.row(&jane(), &locale()).map(|r| r[0].clone()),
+            Format::SalesforceMc
+                .row(&jane(), &locale())
+                .map(|r| r[0].clone()),
             Ok("C1".to_string())
         );
         for (name, f) in FORMATS {
