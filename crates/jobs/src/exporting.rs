@@ -8,8 +8,8 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use chrono::NaiveDate;
 use clientele_segments::formats::Locale;
 use clientele_segments::{
-    ExportContext, ExportOutput, ExportReport, ExportSpec, SuppressionList, audience_schema,
-    export_segment,
+    ExportContext, ExportOutput, ExportReport, ExportSpec, PreviousRows, SuppressionList,
+    audience_schema, export_segment,
 };
 use clientele_sql::Engine;
 use clientele_store::{Warehouse, WrittenFile, layout};
@@ -51,7 +51,7 @@ async fn previous_rows(
     engine: &Engine,
     export: &str,
     as_of: NaiveDate,
-) -> Result<Option<(NaiveDate, BTreeMap<String, (String, String)>)>, BoxError> {
+) -> Result<Option<(NaiveDate, PreviousRows)>, BoxError> {
     let name = export.replace('\'', "''");
     let sql = format!(
         "select cast(as_of as varchar) as as_of, customer_id, fingerprint, \"row\"

@@ -340,6 +340,9 @@ pub fn in_control_group(campaign: &str, customer: &str, share: f64) -> bool {
     (u64::from_be_bytes(first) as f64 / 18_446_744_073_709_551_616.0) < share
 }
 
+/// The rows an export sent: customer id → (fingerprint, the row as a JSON array of cells).
+pub type PreviousRows = BTreeMap<String, (String, String)>;
+
 /// Everything an export needs besides its spec.
 pub struct ExportContext<'a> {
     pub engine: &'a Engine,
@@ -352,8 +355,8 @@ pub struct ExportContext<'a> {
     pub suppression: &'a SuppressionList,
     /// Whether `customer_view` has `is_account_closed`.
     pub has_closed_accounts: bool,
-    /// The last export's rows (customer id → (fingerprint, row JSON)) and its date.
-    pub previous: Option<(NaiveDate, BTreeMap<String, (String, String)>)>,
+    /// The last export's rows and its date.
+    pub previous: Option<(NaiveDate, PreviousRows)>,
 }
 
 /// One sent row.

@@ -26,8 +26,8 @@ mod segment;
 
 pub use error::{Error, Result};
 pub use export::{
-    CONTACT_FIELDS, ExportContext, ExportOutput, ExportReport, ExportSpec, SuppressionList,
-    audience_schema, export_segment, in_control_group, neutralise_formula,
+    CONTACT_FIELDS, ExportContext, ExportOutput, ExportReport, ExportSpec, PreviousRows,
+    SuppressionList, audience_schema, export_segment, in_control_group, neutralise_formula,
 };
 pub use segment::{
     Segment, SegmentSize, evaluate_segments, load_segments, membership_schema, parse_segment_header,
