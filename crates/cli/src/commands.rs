@@ -134,6 +134,7 @@ pub async fn dispatch(cli: Cli, interactive: bool) -> Result<ExitCode> {
 
 fn exit_for(manifest: &RunManifest) -> ExitCode {
     match manifest.status {
+        RunStatus::Succeeded if !manifest.alarms.is_empty() => ExitCode::from(crate::EXIT_ALARMS),
         RunStatus::Succeeded => ExitCode::SUCCESS,
         RunStatus::Failed => ExitCode::from(crate::EXIT_FAILED),
     }

@@ -20,6 +20,8 @@ mod embedded {
 const EXIT_FAILED: u8 = 1;
 /// Exit code for bad usage or a bad spec.
 const EXIT_USAGE: u8 = 2;
+/// Exit code for a run that succeeded and published, with segment alarms a scheduler should raise.
+const EXIT_ALARMS: u8 = 3;
 
 fn init_logging(args: &args::Cli, interactive: bool) {
     use tracing_subscriber::EnvFilter;

@@ -54,6 +54,8 @@ pub struct DemoSummary {
     pub service_tickets: u64,
     /// Lines written malformed on purpose (they should end in quarantine).
     pub malformed_lines: u64,
+    /// Entries of the global suppression list.
+    pub suppression_entries: u64,
 }
 
 /// The legacy CRM layout: (field, first character 1-based, width).
@@ -351,6 +353,7 @@ struct Writers {
     vendor: BufWriter<File>,
     campaigns: BufWriter<File>,
     tickets: BufWriter<File>,
+    suppression: BufWriter<File>,
 }
 
 fn create(path: &Path) -> Result<BufWriter<File>, Error> {
@@ -385,6 +388,7 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
         dir.join("sources/vendor/demographics.csv"),
         dir.join("sources/campaigns/responses.csv"),
         dir.join("sources/service/tickets.csv"),
+        dir.join("sources/suppression/do_not_contact.csv"),
     ];
     let mut w = Writers {
         crm: create(&paths[0])?,
@@ -395,6 +399,7 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
         vendor: create(&paths[5])?,
         campaigns: create(&paths[6])?,
         tickets: create(&paths[7])?,
+        suppression: create(&paths[8])?,
     };
     let paths = &paths;
     let io = |i: usize| {
@@ -424,6 +429,7 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
         "ticket_id,requester_id,requester_name,requester_email,requester_phone,opened_at,closed_at,category,status,subject"
     )
     .map_err(io(7))?;
+    writeln!(w.suppression, "email,phone,reason").map_err(io(8))?;
 
     let mut summary = DemoSummary {
         persons: opts.persons,
@@ -436,6 +442,23 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
         rng.set_stream(index);
         let p = person(&mut rng, opts.as_of, index)?;
+        // About one person in ninety asked never to be contacted again (a complaint to the
+        // regulator, a legal request): the global suppression list has their email, in capitals,
+        // or their phone, in another format than any source. Chosen by index so that the rest of
+        // the data does not change.
+        if index % 89 == 7 {
+            if index % 2 == 0 {
+                writeln!(
+                    w.suppression,
+                    "{},,regulator complaint",
+                    p.email.to_uppercase()
+                )
+            } else {
+                writeln!(w.suppression, ",+44 (0){},legal request", p.phone_digits)
+            }
+            .map_err(io(8))?;
+            summary.suppression_entries += 1;
+        }
         let person_id = format!("P{index:08}");
         let first_day = p.purchases.first().map_or(
             opts.as_of - Duration::days(rng.random_range(30..HISTORY_DAYS)),
@@ -707,6 +730,7 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
         &mut w.vendor,
         &mut w.campaigns,
         &mut w.tickets,
+        &mut w.suppression,
     ]
     .into_iter()
     .enumerate()

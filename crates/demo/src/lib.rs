@@ -19,6 +19,8 @@
 //!   two weeks of a send is usually a response; a few contacts unsubscribe.
 //! - `sources/service/tickets.csv`: service-desk tickets under the requester's full name, email and
 //!   phone; complaints, questions, returns and delivery queries, recent ones often still open.
+//! - `sources/suppression/do_not_contact.csv`: the global suppression list, about one person in
+//!   ninety, by email (in capitals) or phone (in a format no source uses).
 //! - `truth/person_map.csv`: which person is behind every source record (to measure identity resolution).
 //!
 //! Persons are legacy-only, web-only or in both systems with noisy fields (case, typos, a moved

@@ -86,6 +86,10 @@ pub struct RunManifest {
     pub sources: Vec<SourceReport>,
     pub tables: Vec<TableSummary>,
     pub segments: Vec<SegmentSize>,
+    /// Segments whose size changed beyond the job's alarm threshold since the last published
+    /// run: the run still succeeds and publishes, with its own exit status (3) for schedulers.
+    #[serde(default)]
+    pub alarms: Vec<String>,
     pub exports: Vec<ExportReport>,
     /// Identity resolution, when the job has an identity step.
     #[serde(default)]

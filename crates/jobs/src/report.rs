@@ -196,6 +196,12 @@ pub fn render_report(m: &RunManifest) -> String {
             );
         }
     }
+    if !m.alarms.is_empty() {
+        let _ = writeln!(out, "\nalarms");
+        for a in &m.alarms {
+            let _ = writeln!(out, "  ! {a}");
+        }
+    }
     if !m.exports.is_empty() {
         let _ = writeln!(out, "\nexports");
         for e in &m.exports {
@@ -209,14 +215,44 @@ pub fn render_report(m: &RunManifest) -> String {
             } else {
                 suppressed.join(", ")
             };
+            let held = if e.held_out > 0 {
+                format!(", {} held out", thousands(e.held_out))
+            } else {
+                String::new()
+            };
+            let changes = if e.changes.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} since {})",
+                    e.changes
+                        .iter()
+                        .map(|(k, v)| format!("{} {k}", thousands(*v)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    e.previous_as_of.as_deref().unwrap_or("nothing")
+                )
+            };
             let _ = writeln!(
                 out,
-                "  {:<32} {} eligible, suppressed: {suppressed}, {} exported -> {}",
+                "  {:<26} {:<13} {} eligible, suppressed: {suppressed}{held}, {} sent{changes}",
                 e.export,
+                e.format,
                 thousands(e.eligible),
                 thousands(e.exported),
-                e.file.path
             );
+            for f in &e.files {
+                let _ = writeln!(
+                    out,
+                    "  {:<40} {:>9} rows  {}",
+                    "",
+                    thousands(f.rows),
+                    f.path
+                );
+            }
+            if let Some(to) = &e.delivered_to {
+                let _ = writeln!(out, "  {:<40} delivered to {to}", "");
+            }
         }
     }
     let _ = writeln!(out, "\nwarehouse {}", m.warehouse);

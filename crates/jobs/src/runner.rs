@@ -98,6 +98,7 @@ struct RunState {
     exports: Vec<clientele_segments::ExportReport>,
     identity: Option<crate::manifest::IdentityReport>,
     models: Vec<crate::scoring::ModelReport>,
+    alarms: Vec<String>,
 }
 
 #[derive(Default)]
@@ -611,6 +612,7 @@ impl Runner {
             sources: state.manifest_sources,
             tables,
             segments: state.segments,
+            alarms: state.alarms,
             exports: state.exports,
             identity: state.identity,
             models: state.models,
@@ -910,6 +912,16 @@ impl Runner {
                 engine.register_file("segment_membership", &staged).await?;
                 outcome.rows_out += file.rows;
                 record(state, outcome, "segment_membership".into(), staged, file);
+                state.alarms = segment_alarms(
+                    warehouse,
+                    &sizes,
+                    spec.segment_alarm_share,
+                    spec.segment_alarm_min_customers,
+                )
+                .await;
+                for a in &state.alarms {
+                    tracing::warn!(alarm = %a, "segment alarm");
+                }
                 state.segments = sizes;
             }
             StepKind::Export { exports } => {
@@ -942,6 +954,58 @@ impl Runner {
         }
         Ok(())
     }
+}
+
+/// Segments whose size changed by more than `share` since the last published run that evaluated
+/// segments (or that appeared or vanished), ignoring segments below `min_customers` both times.
+async fn segment_alarms(
+    warehouse: &Warehouse,
+    sizes: &[clientele_segments::SegmentSize],
+    share: f64,
+    min_customers: u64,
+) -> Vec<String> {
+    let runs = match crate::history::list_runs(warehouse).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "run history unreadable; no segment alarms");
+            return Vec::new();
+        }
+    };
+    let Some(previous) = runs
+        .iter()
+        .rev()
+        .find(|r| r.published && !r.segments.is_empty())
+    else {
+        return Vec::new();
+    };
+    let before: BTreeMap<&str, u64> = previous
+        .segments
+        .iter()
+        .map(|s| (s.segment.as_str(), s.customers))
+        .collect();
+    let mut alarms = Vec::new();
+    for s in sizes {
+        let Some(&old) = before.get(s.segment.as_str()) else {
+            continue;
+        };
+        let new = s.customers;
+        if old.max(new) < min_customers {
+            continue;
+        }
+        let change = (new as f64 - old as f64) / (old.max(1) as f64);
+        if change.abs() > share {
+            alarms.push(format!(
+                "segment {} changed from {} to {} customers ({:+.0}%) since run {} as of {}",
+                s.segment,
+                crate::report::thousands(old),
+                crate::report::thousands(new),
+                change * 100.0,
+                previous.run_id,
+                previous.as_of
+            ));
+        }
+    }
+    alarms
 }
 
 /// The source's last published load whose two tables are still in the warehouse: the rows of files
