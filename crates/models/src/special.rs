@@ -23,6 +23,22 @@ pub(crate) fn digamma(mut x: f64) -> f64 {
                 - inv2 * (1.0 / 120.0 - inv2 * (1.0 / 252.0 - inv2 * (1.0 / 240.0 - inv2 / 132.0))))
 }
 
+/// The trigamma function ψ'(x) for x > 0: the recurrence ψ'(x) = ψ'(x+1) + 1/x² up to 20, then
+/// the asymptotic series (its first omitted term is below 4e-16 there).
+pub(crate) fn trigamma(mut x: f64) -> f64 {
+    let mut result = 0.0;
+    while x < 20.0 {
+        result += 1.0 / (x * x);
+        x += 1.0;
+    }
+    let inv = 1.0 / x;
+    let inv2 = inv * inv;
+    result
+        + inv
+        + 0.5 * inv2
+        + inv * inv2 * (1.0 / 6.0 - inv2 * (1.0 / 30.0 - inv2 * (1.0 / 42.0 - inv2 / 30.0)))
+}
+
 /// ln 2F1(a, b; c; z) for a, b, c > 0 and 0 ≤ z < 1, by its power series (all terms positive),
 /// accumulated relative to the largest term. `None` if the series does not settle.
 pub(crate) fn ln_hyp2f1(a: f64, b: f64, c: f64, z: f64) -> Option<f64> {
@@ -103,6 +119,15 @@ pub(crate) fn ln_hyp2f1_with_gradient(a: f64, b: f64, c: f64, z: f64) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trigamma_known_values() {
+        // ψ'(1) = π²/6, ψ'(0.5) = π²/2, ψ'(10) = 0.10516633568168576 (scipy.special.polygamma).
+        let pi2 = std::f64::consts::PI * std::f64::consts::PI;
+        assert!((trigamma(1.0) - pi2 / 6.0).abs() < 1e-12);
+        assert!((trigamma(0.5) - pi2 / 2.0).abs() < 1e-12);
+        assert!((trigamma(10.0) - 0.105_166_335_681_685_76).abs() < 1e-15);
+    }
 
     #[test]
     fn digamma_known_values() {
