@@ -109,6 +109,32 @@ pub async fn dispatch(cli: Cli, interactive: bool) -> Result<ExitCode> {
         } => query(&sql, &warehouse, format).await,
         Command::Runs { warehouse, json } => runs(&warehouse, json).await,
         Command::Fit { command } => crate::fit::run(&command),
+        Command::Segments { warehouse } => crate::export::segments(&warehouse).await,
+        Command::Export {
+            segment,
+            format,
+            out,
+            mode,
+            columns,
+            country,
+            calling_code,
+            as_of,
+            warehouse,
+        } => {
+            let as_of = as_of.map(|d| parse_date(&d, "--as-of")).transpose()?;
+            crate::export::export(&crate::export::Pull {
+                segment,
+                format,
+                out,
+                mode,
+                columns,
+                country,
+                calling_code,
+                as_of,
+                warehouse,
+            })
+            .await
+        }
         Command::Score {
             artifact,
             warehouse,
@@ -155,13 +181,13 @@ async fn run_job(spec: JobSpec, opts: RunOptions, interactive: bool) -> Result<E
 }
 
 fn print_plan(spec: &JobSpec, as_of: NaiveDate, steps: &[PlannedStep]) {
-    println!(
+    outln!(
         "job {} ({}), as-of {as_of}, warehouse {}",
         spec.name,
         spec.path.display(),
         spec.warehouse
     );
-    println!(
+    outln!(
         "{} source(s), {} SQL model(s), {} segment(s), {} export(s); every query planned\n",
         spec.sources.len(),
         spec.models.len(),
@@ -174,18 +200,18 @@ fn print_plan(spec: &JobSpec, as_of: NaiveDate, steps: &[PlannedStep]) {
         } else {
             "   (not selected by --only)"
         };
-        println!("{}. {} [{}]{only}", i + 1, s.name, s.kind);
+        outln!("{}. {} [{}]{only}", i + 1, s.name, s.kind);
         if !s.depends_on.is_empty() {
-            println!("   after:  {}", s.depends_on.join(", "));
+            outln!("   after:  {}", s.depends_on.join(", "));
         }
         if !s.reads.is_empty() {
-            println!("   reads:  {}", s.reads.join(", "));
+            outln!("   reads:  {}", s.reads.join(", "));
         }
         if !s.writes.is_empty() {
-            println!("   writes: {}", s.writes.join(", "));
+            outln!("   writes: {}", s.writes.join(", "));
         }
         for d in &s.details {
-            println!("     - {d}");
+            outln!("     - {d}");
         }
     }
 }
@@ -195,7 +221,7 @@ async fn dry_run_job(spec: JobSpec, opts: RunOptions) -> Result<ExitCode> {
     let runner = Runner::new(spec, opts);
     let steps = runner.plan(false).await?;
     print_plan(runner.spec(), as_of, &steps);
-    println!("\ndry run: nothing was read or written");
+    outln!("\ndry run: nothing was read or written");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -204,7 +230,7 @@ async fn validate(job: &Path) -> Result<ExitCode> {
     let runner = Runner::new(spec, RunOptions::new(chrono::Utc::now().date_naive()));
     let steps = runner.plan(true).await?;
     let spec = runner.spec();
-    println!(
+    outln!(
         "{}: ok ({} sources, {} SQL models, {} segments, {} exports, {} steps)",
         job.display(),
         spec.sources.len(),
@@ -256,7 +282,7 @@ async fn demo(
         },
     )
     .context("generating the demo sources")?;
-    println!(
+    outln!(
         "demo data: {} persons -> {} CRM records, {} order-log lines, {} web customers, {} web orders, {} vendor records, {} campaign contacts, {} service tickets ({} lines malformed on purpose) in {:.1}s",
         thousands(summary.persons),
         thousands(summary.crm_records),
@@ -269,17 +295,17 @@ async fn demo(
         thousands(summary.malformed_lines),
         started.elapsed().as_secs_f64()
     );
-    println!("job: {}\n", job.display());
+    outln!("job: {}\n", job.display());
     let spec = JobSpec::load(&job)?;
     let code = run_job(spec, RunOptions::new(as_of), interactive).await?;
     let warehouse = dir.join("warehouse");
-    println!("\nnext:");
-    println!(
+    outln!("\nnext:");
+    outln!(
         "  clientele query --warehouse {} \"select rfm_cell, count(*) as customers from customer_rfm group by rfm_cell order by customers desc limit 5\"",
         warehouse.display()
     );
-    println!("  clientele runs --warehouse {}", warehouse.display());
-    println!(
+    outln!("  clientele runs --warehouse {}", warehouse.display());
+    outln!(
         "  clientele run {} --as-of {as_of} --dry-run",
         job.display()
     );
@@ -336,23 +362,29 @@ async fn runs(warehouse: &str, json: bool) -> Result<ExitCode> {
         .with_context(|| format!("opening the warehouse {warehouse}"))?;
     let runs = list_runs(&wh).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
+        outln!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(ExitCode::SUCCESS);
     }
     if runs.is_empty() {
-        println!("no runs recorded in {}", wh.display());
+        outln!("no runs recorded in {}", wh.display());
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "{:<24} {:<10} {:<10} {:<10} {:>9} {:>12} {:>12}  job",
-        "run", "as-of", "status", "published", "duration", "rows in", "rows out"
+        "run",
+        "as-of",
+        "status",
+        "published",
+        "duration",
+        "rows in",
+        "rows out"
     );
     for r in &runs {
         let status = match r.status {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
         };
-        println!(
+        outln!(
             "{:<24} {:<10} {:<10} {:<10} {:>8.1}s {:>12} {:>12}  {}",
             r.run_id,
             r.as_of,

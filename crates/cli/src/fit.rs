@@ -415,17 +415,17 @@ fn print_report(
             "repeat_purchases": sum_x,
             "models": reports,
         });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return;
     }
     let unit = args.time_unit.trim_end_matches('s');
     match (&args.transactions, args.calibration_end) {
-        (Some(path), Some(end)) => println!(
+        (Some(path), Some(end)) => outln!(
             "{}: {} transactions, {customers} customers ({repeat} repeat buyers, {sum_x} repeat purchases) to {end}, in {unit}s",
             path.display(),
             p.transactions.len(),
         ),
-        _ => println!(
+        _ => outln!(
             "{}: {customers} customers ({repeat} repeat buyers, {sum_x} repeat purchases), in {unit}s",
             args.summary
                 .as_ref()
@@ -433,7 +433,7 @@ fn print_report(
         ),
     }
     for r in reports {
-        println!(
+        outln!(
             "\n{}  log-likelihood {:.4}  ({} iterations)",
             r["model"].as_str().unwrap_or(""),
             r["log_likelihood"].as_f64().unwrap_or(f64::NAN),
@@ -445,7 +445,7 @@ fn print_report(
         ) {
             for name in ["r", "alpha", "a", "b", "s", "beta"] {
                 let Some(v) = ps.get(name) else { continue };
-                println!(
+                outln!(
                     "  {name:<6} {:>10.4}  (s.e. {:.4})",
                     v.as_f64().unwrap_or(f64::NAN),
                     se.get(name).and_then(|s| s.as_f64()).unwrap_or(f64::NAN)
@@ -455,16 +455,19 @@ fn print_report(
         if let (Some(groups), Some(t)) = (r["holdout"].as_array(), horizon)
             && !groups.is_empty()
         {
-            println!(
+            outln!(
                 "  holdout ({t:.2} {}s): mean purchases per customer by calibration frequency",
                 args.time_unit.trim_end_matches('s')
             );
-            println!(
+            outln!(
                 "    {:>4} {:>9} {:>9} {:>9}",
-                "x", "customers", "actual", "predicted"
+                "x",
+                "customers",
+                "actual",
+                "predicted"
             );
             for g in groups {
-                println!(
+                outln!(
                     "    {:>4} {:>9} {:>9.3} {:>9.3}",
                     g["frequency"].as_str().unwrap_or(""),
                     g["customers"].as_u64().unwrap_or(0),
@@ -498,23 +501,24 @@ fn spend(args: &TransactionArgs) -> Result<ExitCode> {
             "iterations": fit.iterations,
             "population_mean_spend": q.p * q.gamma / (q.q - 1.0),
         });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
-        println!(
+        outln!(
             "gamma-gamma on {buyers} repeat buyers: log-likelihood {:.4} ({} iterations)",
-            fit.log_likelihood, fit.iterations
+            fit.log_likelihood,
+            fit.iterations
         );
         for (name, v, se) in [
             ("p", q.p, fit.std_errors.first()),
             ("q", q.q, fit.std_errors.get(1)),
             ("gamma", q.gamma, fit.std_errors.get(2)),
         ] {
-            println!(
+            outln!(
                 "  {name:<6} {v:>10.4}  (s.e. {:.4})",
                 se.copied().unwrap_or(f64::NAN)
             );
         }
-        println!(
+        outln!(
             "  mean spend per purchase in the population: {:.2}",
             q.p * q.gamma / (q.q - 1.0)
         );

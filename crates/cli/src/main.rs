@@ -2,8 +2,22 @@
 //! run history. This file parses arguments, sets up logging and maps errors to exit codes:
 //! 0 success, 1 the run failed, 2 bad usage or spec.
 
+/// `println!` for command output: a reader that stops early (`clientele runs | head`) ends the
+/// program quietly with success instead of a panic on the closed pipe.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 mod args;
 mod commands;
+mod export;
 mod fit;
 mod progress;
 mod score;

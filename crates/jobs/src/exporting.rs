@@ -105,6 +105,59 @@ pub(crate) struct ExportsDone {
     pub reports: Vec<ExportReport>,
     pub files: Vec<WrittenFile>,
     pub audience: RecordBatch,
+    /// The suppression list as applied, for `clientele export` to apply it too.
+    pub suppression: RecordBatch,
+}
+
+/// The `suppression_list` table: what the job's global lists held when the run exported
+/// (standardised emails and E.164 phones).
+pub fn suppression_schema() -> arrow::datatypes::SchemaRef {
+    std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new("kind", arrow::datatypes::DataType::Utf8, false),
+        arrow::datatypes::Field::new("value", arrow::datatypes::DataType::Utf8, false),
+    ]))
+}
+
+fn suppression_batch(list: &SuppressionList) -> Result<RecordBatch, BoxError> {
+    let mut kinds = Vec::new();
+    let mut values = Vec::new();
+    for e in &list.emails {
+        kinds.push("email");
+        values.push(e.as_str());
+    }
+    for p in &list.phones {
+        kinds.push("phone");
+        values.push(p.as_str());
+    }
+    Ok(RecordBatch::try_new(
+        suppression_schema(),
+        vec![
+            std::sync::Arc::new(arrow::array::StringArray::from(kinds)),
+            std::sync::Arc::new(arrow::array::StringArray::from(values)),
+        ],
+    )?)
+}
+
+/// A suppression list from a published `suppression_list` table's rows.
+pub fn suppression_from_batches(batches: &[RecordBatch]) -> Result<SuppressionList, BoxError> {
+    let mut list = SuppressionList::default();
+    for b in batches {
+        let kind = b
+            .column(0)
+            .as_string_opt::<i32>()
+            .ok_or("suppression_list.kind is not text")?;
+        let value = b
+            .column(1)
+            .as_string_opt::<i32>()
+            .ok_or("suppression_list.value is not text")?;
+        for i in 0..b.num_rows() {
+            match kind.value(i) {
+                "email" => list.emails.insert(value.value(i).to_string()),
+                _ => list.phones.insert(value.value(i).to_string()),
+            };
+        }
+    }
+    Ok(list)
 }
 
 /// Writes every export of the step, then delivers the copies.
@@ -183,5 +236,6 @@ pub(crate) async fn run(
         reports,
         files,
         audience,
+        suppression: suppression_batch(&suppression)?,
     })
 }

@@ -25,7 +25,7 @@
 //! ```
 
 mod error;
-mod exporting;
+pub mod exporting;
 mod history;
 mod identity;
 mod manifest;

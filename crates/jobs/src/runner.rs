@@ -942,14 +942,18 @@ impl Runner {
                 }
                 outcome.outputs.extend(done.files);
                 state.exports.extend(done.reports);
-                let table = crate::spec::AUDIENCE_TABLE;
-                let rel = layout::partition_file(table.0, table.1, as_of);
-                let staged = layout::staged(run_id, &rel);
-                let mut writer = warehouse.parquet_writer(&staged, done.audience.schema())?;
-                writer.write(&done.audience).await?;
-                let file = writer.finish(&rel).await?;
-                engine.register_file(table.1, &staged).await?;
-                record(state, outcome, table.1.to_string(), staged, file);
+                for (table, batch) in [
+                    (crate::spec::AUDIENCE_TABLE, &done.audience),
+                    (crate::spec::SUPPRESSION_TABLE, &done.suppression),
+                ] {
+                    let rel = layout::partition_file(table.0, table.1, as_of);
+                    let staged = layout::staged(run_id, &rel);
+                    let mut writer = warehouse.parquet_writer(&staged, batch.schema())?;
+                    writer.write(batch).await?;
+                    let file = writer.finish(&rel).await?;
+                    engine.register_file(table.1, &staged).await?;
+                    record(state, outcome, table.1.to_string(), staged, file);
+                }
             }
         }
         Ok(())

@@ -231,6 +231,8 @@ pub const IDENTITY_TABLES: [(&str, &str); 4] = [
 pub const MEMBERSHIP_TABLE: (&str, &str) = ("segments", "segment_membership");
 /// Who each export sent and held out, written by the `export` step.
 pub const AUDIENCE_TABLE: (&str, &str) = ("segments", "export_audience");
+/// The global suppression list as the `export` step applied it.
+pub const SUPPRESSION_TABLE: (&str, &str) = ("segments", "suppression_list");
 
 /// A validated step with the tables it reads and writes.
 #[derive(Debug, Clone)]
@@ -729,7 +731,10 @@ impl JobSpec {
                     (
                         StepKind::Export { exports: names },
                         reads,
-                        vec![TableId::new(AUDIENCE_TABLE.0, AUDIENCE_TABLE.1)],
+                        vec![
+                            TableId::new(AUDIENCE_TABLE.0, AUDIENCE_TABLE.1),
+                            TableId::new(SUPPRESSION_TABLE.0, SUPPRESSION_TABLE.1),
+                        ],
                     )
                 }
                 other => {
