@@ -83,8 +83,8 @@ import json, sys
 w = sys.argv[1]
 b = json.load(open(f"{w}/clientele-bgnbd.out"))["models"][0]
 g = json.load(open(f"{w}/clientele-spend.out"))
-print(f"clientele bgnbd fit {b['fit_seconds']:.2f} s", {k: round(v, 4) for k, v in b["parameters"].items()}, "ll", round(b["log_likelihood"], 2))
-print(f"clientele gamma-gamma fit {g['fit_seconds']:.2f} s", {k: round(v, 4) for k, v in g["parameters"].items()})
+print(f"clientele bgnbd fit {b['fit_seconds']:.3f} s", {k: round(v, 4) for k, v in b["parameters"].items()}, "ll", round(b["log_likelihood"], 2))
+print(f"clientele gamma-gamma fit {g['fit_seconds']:.3f} s", {k: round(v, 4) for k, v in g["parameters"].items()})
 PY
 measure lifetimes "$venv/bin/python" - "$summary" <<'PY'
 import sys, time
@@ -97,7 +97,17 @@ t1 = time.time()
 rep = d[d["frequency"] > 0]
 gg = GammaGammaFitter(penalizer_coef=0.0).fit(rep["frequency"], rep["monetary_value"])
 t2 = time.time()
-print(f"lifetimes bgnbd fit {t1 - t0:.2f} s", {k: round(v, 4) for k, v in bg.params_.items()}, "ll", round(-bg._negative_log_likelihood_ * len(d), 2) if hasattr(bg, "_negative_log_likelihood_") else "")
-print(f"lifetimes gamma-gamma fit {t2 - t1:.2f} s", {k: round(v, 4) for k, v in gg.params_.items()})
+print(f"lifetimes bgnbd fit {t1 - t0:.3f} s", {k: round(v, 4) for k, v in bg.params_.items()}, "ll", round(-bg._negative_log_likelihood_ * len(d), 2) if hasattr(bg, "_negative_log_likelihood_") else "")
+print(f"lifetimes gamma-gamma fit {t2 - t1:.3f} s", {k: round(v, 4) for k, v in gg.params_.items()})
 PY
 cat "$work/lifetimes.out"
+python3 - "$work" <<'PY'
+import json, re, sys
+w = sys.argv[1]
+b = json.load(open(f"{w}/clientele-bgnbd.out"))["models"][0]["fit_seconds"]
+g = json.load(open(f"{w}/clientele-spend.out"))["fit_seconds"]
+text = open(f"{w}/lifetimes.out").read()
+lb = float(re.search(r"lifetimes bgnbd fit ([0-9.]+) s", text).group(1))
+lg = float(re.search(r"lifetimes gamma-gamma fit ([0-9.]+) s", text).group(1))
+print(f"speed-up: BG/NBD {lb / b:.0f}x, Gamma-Gamma {lg / g:.0f}x (target 50x)")
+PY

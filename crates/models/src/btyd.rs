@@ -875,23 +875,30 @@ impl GammaGamma {
     /// division per buyer.
     pub fn fit(data: &[CustomerSummary]) -> Result<Fit<Self>, FitError> {
         check(data)?;
-        let repeat = || data.iter().filter(|c| c.x > 0.0 && c.monetary > 0.0);
-        let (xs, x_rank) = ranks(repeat().map(|c| c.x));
+        // One pass: per buyer x, x·m and the index of x among the distinct frequencies (in
+        // order of appearance); per distinct x: buyers; summed once: Σ x ln m, Σ ln m.
+        let mut x_index = BitsMap::default();
+        let (mut xs, mut per_x): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+        let mut buyers: Vec<(f64, f64, u32)> = Vec::new();
+        let (mut sum_x_ln_m, mut sum_ln_m) = (0.0f64, 0.0f64);
+        for c in data.iter().filter(|c| c.x > 0.0 && c.monetary > 0.0) {
+            let i = *x_index.entry(c.x.to_bits()).or_insert_with(|| {
+                xs.push(c.x);
+                per_x.push(0.0);
+                (xs.len() - 1) as u32
+            });
+            per_x[i as usize] += 1.0;
+            let ln_m = c.monetary.ln();
+            sum_x_ln_m += c.x * ln_m;
+            sum_ln_m += ln_m;
+            buyers.push((c.x, c.x * c.monetary, i));
+        }
         if xs.is_empty() {
             return Err(FitError::NoData("Gamma-Gamma"));
         }
-        // Per buyer: x and x·m; per distinct x: buyers; summed once: Σ x(ln m + ln x), Σ ln m.
-        let mut buyers: Vec<(f64, f64)> = Vec::new();
-        let mut per_x = vec![0.0f64; xs.len()];
-        let (mut sum_a, mut sum_ln_m) = (0.0f64, 0.0f64);
-        for c in repeat() {
-            let i = x_rank.get(&c.x.to_bits()).copied().unwrap_or(0) as usize;
-            per_x[i] += 1.0;
-            let ln_m = c.monetary.ln();
-            sum_a += c.x * (ln_m + c.x.ln());
-            sum_ln_m += ln_m;
-            buyers.push((c.x, c.x * c.monetary));
-        }
+        let x_ln_x =
+            |counts: &[f64]| -> f64 { xs.iter().zip(counts).map(|(x, n)| n * x * x.ln()).sum() };
+        let sum_a = sum_x_ln_m + x_ln_x(&per_x);
         let of = |v: &[f64]| Self {
             p: v[0],
             q: v[1],
@@ -900,15 +907,16 @@ impl GammaGamma {
         // The log-likelihood, its gradient and its Hessian in (p, q, gamma). With L = ln(xm+γ)
         // and D = 1/(xm+γ) per buyer, the sums over buyers are of (px+q)L, xL, L, (px+q)D, xD, D
         // and (px+q)D²; the rest is per distinct x.
-        let log_likelihood = |buyers: &[(f64, f64)], per_x: &[f64], v: &[f64]| {
+        let log_likelihood = |buyers: &[(f64, f64, u32)], per_x: &[f64], v: &[f64]| {
             let n = buyers.len() as f64;
             let Self { p, q, gamma } = of(v);
-            let (_, [s_wl, s_xl, s_l, s_wd, s_xd, s_d, s_wdd]) = sum_slices(buyers, &|&(x, xm)| {
-                let d = 1.0 / (xm + gamma);
-                let l = (xm + gamma).ln();
-                let w = p * x + q;
-                (0.0, [w * l, x * l, l, w * d, x * d, d, w * d * d])
-            });
+            let (_, [s_wl, s_xl, s_l, s_wd, s_xd, s_d, s_wdd]) =
+                sum_slices(buyers, &|&(x, xm, _)| {
+                    let d = 1.0 / (xm + gamma);
+                    let l = (xm + gamma).ln();
+                    let w = p * x + q;
+                    (0.0, [w * l, x * l, l, w * d, x * d, d, w * d * d])
+                });
             let (ln_gq, psi_q, tri_q) = (ln_gamma(q), digamma(q), trigamma(q));
             let ln_g = gamma.ln();
             let (mut ll, mut g) = (0.0, [0.0f64; 3]);
@@ -941,13 +949,13 @@ impl GammaGamma {
         let (start, _) = warm_start(&buyers, [1.0; 3], &|sample, p| {
             let mut counts = vec![0.0f64; xs.len()];
             let (mut a, mut lm) = (0.0, 0.0);
-            for &(x, xm) in sample {
-                let i = x_rank.get(&x.to_bits()).copied().unwrap_or(0) as usize;
-                counts[i] += 1.0;
+            for &(x, xm, i) in sample {
+                counts[i as usize] += 1.0;
                 let ln_m = (xm / x).ln();
-                a += x * (ln_m + x.ln());
+                a += x * ln_m;
                 lm += ln_m;
             }
+            let a = a + x_ln_x(&counts);
             let ll = |v: &[f64]| {
                 let (l, g, h) = log_likelihood(sample, &counts, v);
                 // log_likelihood adds the full data's constants; swap in the sample's.
