@@ -53,6 +53,14 @@ pub enum Command {
         /// The demo's as-of date (the last day of its history).
         #[arg(long, default_value = "2025-12-31")]
         as_of: String,
+        /// The second act, on a demo directory that has run: customers respond to the campaigns
+        /// of the latest run (the treated ones more often than the held-out control groups), and
+        /// the job runs again `--response-days` later and measures the lift.
+        #[arg(long)]
+        respond: bool,
+        /// Days between the campaigns and the second run.
+        #[arg(long, default_value_t = 30)]
+        response_days: u32,
     },
     /// Run a job.
     Run {

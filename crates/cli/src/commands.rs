@@ -58,9 +58,17 @@ pub async fn dispatch(cli: Cli, interactive: bool) -> Result<ExitCode> {
     match cli.command {
         Command::Demo {
             dir,
+            seed,
+            respond: true,
+            response_days,
+            ..
+        } => demo_responses(&dir, seed, response_days, interactive).await,
+        Command::Demo {
+            dir,
             persons,
             seed,
             as_of,
+            ..
         } => {
             demo(
                 &dir,
@@ -310,6 +318,95 @@ async fn demo(
         job.display()
     );
     Ok(code)
+}
+
+/// `clientele demo --respond`: simulate the responses to the latest run's campaigns and run the
+/// job again `days` later.
+async fn demo_responses(dir: &Path, seed: u64, days: u32, interactive: bool) -> Result<ExitCode> {
+    let job = dir.join("jobs/demo.toml");
+    if !job.is_file() {
+        return Err(UsageError(format!(
+            "{} has no demo job: run `clientele demo --dir {}` first",
+            dir.display(),
+            dir.display()
+        ))
+        .into());
+    }
+    let wh = Warehouse::open(&dir.join("warehouse").display().to_string(), Path::new("."))?;
+    let mut dates: Vec<NaiveDate> = wh
+        .list("segments/export_audience/")
+        .await?
+        .into_iter()
+        .filter_map(|(p, _)| {
+            p.split('/')
+                .find_map(|s| s.strip_prefix("as_of="))
+                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        })
+        .collect();
+    dates.sort();
+    let Some(sent) = dates.last().copied() else {
+        return Err(UsageError(format!(
+            "{} has no published campaigns yet: run `clientele demo --dir {}` first",
+            dir.display(),
+            dir.display()
+        ))
+        .into());
+    };
+    let engine = Engine::new(&wh, sent, &EngineOptions::default())?;
+    for (layer, table) in [
+        ("segments", "export_audience"),
+        ("intermediate", "int_customer_identity"),
+    ] {
+        engine
+            .register_file(
+                table,
+                &clientele_store::layout::partition_file(layer, table, sent),
+            )
+            .await?;
+    }
+    let batches = engine
+        .collect(
+            "reading the campaigns' audiences",
+            "select a.campaign_id, a.customer_id, a.\"group\",
+                    min(case when i.source_system = 'web' then substr(i.record_id, 5) end) as web_customer,
+                    min(case when i.source_system = 'crm' then substr(i.record_id, 5) end) as crm_customer
+             from export_audience a
+             left join int_customer_identity i on i.customer_id = a.customer_id
+             where a.campaign_id in (select campaign_id from export_audience where \"group\" = 'control')
+             group by a.campaign_id, a.customer_id, a.\"group\"
+             order by a.campaign_id, a.customer_id",
+        )
+        .await?;
+    let mut recipients = Vec::new();
+    for b in &batches {
+        use arrow::array::{Array, AsArray};
+        let col = |i: usize| b.column(i).as_string::<i32>();
+        let opt = |i: usize, r: usize| (!col(i).is_null(r)).then(|| col(i).value(r).to_string());
+        for r in 0..b.num_rows() {
+            recipients.push(clientele_demo::Recipient {
+                campaign_id: col(0).value(r).to_string(),
+                customer_id: col(1).value(r).to_string(),
+                group: col(2).value(r).to_string(),
+                web_customer: opt(3, r),
+                crm_customer: opt(4, r),
+            });
+        }
+    }
+    let summary = clientele_demo::simulate_responses(dir, &recipients, sent, days, seed)
+        .context("writing the simulated responses")?;
+    outln!(
+        "responses to the campaigns sent {sent}: {} of {} treated and {} of {} held-out customers bought within {days} days ({} web orders, {} order-log lines)",
+        thousands(summary.treated_buyers),
+        thousands(summary.treated),
+        thousands(summary.control_buyers),
+        thousands(summary.control),
+        thousands(summary.web_orders),
+        thousands(summary.legacy_orders),
+    );
+    let as_of = sent + chrono::Days::new(u64::from(days));
+    outln!("job: {} as of {as_of}\n", job.display());
+    let spec = JobSpec::load(&job)?;
+    run_job(spec, RunOptions::new(as_of), interactive).await
 }
 
 async fn open_published(warehouse: &str) -> Result<(Engine, Vec<(String, String)>)> {

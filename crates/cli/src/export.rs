@@ -194,6 +194,7 @@ pub(crate) async fn export(pull: &Pull) -> Result<ExitCode> {
         campaign: None,
         holdout_share: None,
         country: Some(pull.country.clone()),
+        response_window_days: None,
     };
     let problems = spec.problems();
     if !problems.is_empty() {

@@ -41,5 +41,7 @@
 
 mod generate;
 mod names;
+mod responses;
 
 pub use generate::{CAMPAIGNS, CRM_LAYOUT, DemoOptions, DemoSummary, Error, generate};
+pub use responses::{Recipient, ResponseSummary, simulate_responses};

@@ -107,6 +107,8 @@ pub(crate) struct ExportsDone {
     pub audience: RecordBatch,
     /// The suppression list as applied, for `clientele export` to apply it too.
     pub suppression: RecordBatch,
+    /// Earlier campaigns measured against their control groups.
+    pub campaigns: Vec<CampaignResult>,
 }
 
 /// The `suppression_list` table: what the job's global lists held when the run exported
@@ -179,6 +181,7 @@ pub(crate) async fn run(
     engine
         .register_history(AUDIENCE_TABLE.0, AUDIENCE_TABLE.1, AUDIENCE_TABLE.1)
         .await?;
+    let campaigns = campaign_results(engine, spec, as_of).await?;
     let mut outputs: Vec<(&ExportSpec, ExportOutput)> = Vec::new();
     for export in exports {
         let dir = format!("exports/{}/as_of={as_of}", export.name);
@@ -237,5 +240,266 @@ pub(crate) async fn run(
         files,
         audience,
         suppression: suppression_batch(&suppression)?,
+        campaigns,
     })
+}
+
+/// One campaign's measured effect: the customers sent and held out by an earlier run, and who of
+/// them bought within the response window after the send.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CampaignResult {
+    pub campaign_id: String,
+    pub export: String,
+    pub segment: String,
+    pub sent_date: String,
+    pub window_days: u32,
+    /// Whether the whole response window lies before this run's as-of date.
+    pub window_closed: bool,
+    pub treated: u64,
+    pub control: u64,
+    pub treated_responders: u64,
+    pub control_responders: u64,
+    pub treated_response_rate: f64,
+    pub control_response_rate: f64,
+    /// Treated minus control response rate, with its 95% confidence interval (normal
+    /// approximation to the difference of two proportions).
+    pub lift: f64,
+    pub lift_ci_low: f64,
+    pub lift_ci_high: f64,
+    pub treated_revenue_per_customer: f64,
+    pub control_revenue_per_customer: f64,
+    /// Treated minus control revenue per customer, with its 95% confidence interval (Welch).
+    pub incremental_revenue_per_customer: f64,
+    pub incremental_revenue_ci_low: f64,
+    pub incremental_revenue_ci_high: f64,
+    /// Incremental revenue per customer times the customers treated.
+    pub incremental_revenue: f64,
+}
+
+/// The `campaign_results` table.
+pub fn campaign_results_schema() -> arrow::datatypes::SchemaRef {
+    use arrow::datatypes::{DataType, Field};
+    let f = |n: &str, t: DataType| Field::new(n, t, false);
+    let fl = |n: &str| Field::new(n, DataType::Float64, true);
+    std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
+        f("campaign_id", DataType::Utf8),
+        f("export", DataType::Utf8),
+        f("segment", DataType::Utf8),
+        f("sent_date", DataType::Utf8),
+        f("window_days", DataType::UInt32),
+        f("window_closed", DataType::Boolean),
+        f("treated", DataType::UInt64),
+        f("control", DataType::UInt64),
+        f("treated_responders", DataType::UInt64),
+        f("control_responders", DataType::UInt64),
+        fl("treated_response_rate"),
+        fl("control_response_rate"),
+        fl("lift"),
+        fl("lift_ci_low"),
+        fl("lift_ci_high"),
+        fl("treated_revenue_per_customer"),
+        fl("control_revenue_per_customer"),
+        fl("incremental_revenue_per_customer"),
+        fl("incremental_revenue_ci_low"),
+        fl("incremental_revenue_ci_high"),
+        fl("incremental_revenue"),
+    ]))
+}
+
+/// Per group of one campaign: customers, responders, revenue and its sum of squares.
+#[derive(Default, Clone, Copy)]
+struct GroupOutcome {
+    customers: f64,
+    responders: f64,
+    revenue: f64,
+    revenue_sq: f64,
+}
+
+/// The effect of every campaign an earlier run sent with a control group: purchases (any order)
+/// within each export's response window after the send, treated against control.
+pub(crate) async fn campaign_results(
+    engine: &Engine,
+    spec: &JobSpec,
+    as_of: NaiveDate,
+) -> Result<Vec<CampaignResult>, BoxError> {
+    let windows: BTreeMap<&str, u32> = spec
+        .exports
+        .iter()
+        .map(|e| (e.name.as_str(), e.response_window_days.unwrap_or(30)))
+        .collect();
+    // The window per export, as SQL (exports no longer declared keep the default).
+    let mut window_sql = String::from("case a.export");
+    for (name, w) in &windows {
+        window_sql.push_str(&format!(" when '{}' then {w}", name.replace('\'', "''")));
+    }
+    window_sql.push_str(" else 30 end");
+    let sql = format!(
+        "with audience as (
+             select cast(as_of as date) as sent_date, export, segment, campaign_id, customer_id, \"group\"
+             from history.export_audience
+             where as_of < cast('{as_of}' as date)
+               and campaign_id in (select campaign_id from history.export_audience
+                                   where \"group\" = 'control' and as_of < cast('{as_of}' as date))
+         ),
+         outcome as (
+             select a.campaign_id, a.export, a.segment, a.sent_date, a.customer_id, a.\"group\",
+                    {window_sql} as window_days,
+                    count(o.order_id) as orders,
+                    coalesce(sum(cast(o.order_amount as double)), 0) as revenue
+             from audience a
+             left join fct_orders o
+               on o.customer_id = a.customer_id
+              and o.order_date > a.sent_date
+              and cast(o.order_date - a.sent_date as bigint) <= {window_sql}
+              and o.order_date <= cast('{as_of}' as date)
+             group by a.campaign_id, a.export, a.segment, a.sent_date, a.customer_id, a.\"group\"
+         )
+         select campaign_id, export, segment, cast(sent_date as varchar) as sent_date,
+                max(window_days) as window_days, \"group\",
+                count(*) as customers,
+                sum(case when orders > 0 then 1 else 0 end) as responders,
+                sum(revenue) as revenue,
+                sum(revenue * revenue) as revenue_sq
+         from outcome
+         group by campaign_id, export, segment, sent_date, \"group\"
+         order by campaign_id, \"group\""
+    );
+    let batches = engine
+        .collect("measuring the campaigns against their control groups", &sql)
+        .await?;
+    let mut by_campaign: BTreeMap<(String, String, String, String, u32), [GroupOutcome; 2]> =
+        BTreeMap::new();
+    for b in &batches {
+        let text = |i: usize| {
+            arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8)
+                .map_err(|e| -> BoxError { e.to_string().into() })
+        };
+        let num = |i: usize| {
+            arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Float64)
+                .map_err(|e| -> BoxError { e.to_string().into() })
+        };
+        let (c, e, s, d, grp) = (text(0)?, text(1)?, text(2)?, text(3)?, text(5)?);
+        let (w, n, r, rev, sq) = (num(4)?, num(6)?, num(7)?, num(8)?, num(9)?);
+        let (c, e, s, d, grp) = (
+            c.as_string::<i32>(),
+            e.as_string::<i32>(),
+            s.as_string::<i32>(),
+            d.as_string::<i32>(),
+            grp.as_string::<i32>(),
+        );
+        let f = |a: &arrow::array::ArrayRef, i: usize| {
+            a.as_primitive::<arrow::datatypes::Float64Type>().value(i)
+        };
+        for i in 0..b.num_rows() {
+            let key = (
+                c.value(i).to_string(),
+                e.value(i).to_string(),
+                s.value(i).to_string(),
+                d.value(i).to_string(),
+                f(&w, i) as u32,
+            );
+            let slot = usize::from(grp.value(i) == "control");
+            by_campaign.entry(key).or_default()[slot] = GroupOutcome {
+                customers: f(&n, i),
+                responders: f(&r, i),
+                revenue: f(&rev, i),
+                revenue_sq: f(&sq, i),
+            };
+        }
+    }
+    let mut out = Vec::new();
+    for ((campaign_id, export, segment, sent_date, window_days), [t, c]) in by_campaign {
+        let rate = |g: &GroupOutcome| g.responders / g.customers.max(1.0);
+        let (pt, pc) = (rate(&t), rate(&c));
+        let se = (pt * (1.0 - pt) / t.customers.max(1.0) + pc * (1.0 - pc) / c.customers.max(1.0))
+            .sqrt();
+        let mean = |g: &GroupOutcome| g.revenue / g.customers.max(1.0);
+        let var = |g: &GroupOutcome| {
+            if g.customers > 1.0 {
+                ((g.revenue_sq - g.customers * mean(g) * mean(g)) / (g.customers - 1.0)).max(0.0)
+            } else {
+                0.0
+            }
+        };
+        let (mt, mc) = (mean(&t), mean(&c));
+        let se_rev = (var(&t) / t.customers.max(1.0) + var(&c) / c.customers.max(1.0)).sqrt();
+        let sent = NaiveDate::parse_from_str(&sent_date, "%Y-%m-%d").ok();
+        out.push(CampaignResult {
+            window_closed: sent
+                .is_some_and(|d| d + chrono::Days::new(u64::from(window_days)) <= as_of),
+            campaign_id,
+            export,
+            segment,
+            sent_date,
+            window_days,
+            treated: t.customers as u64,
+            control: c.customers as u64,
+            treated_responders: t.responders as u64,
+            control_responders: c.responders as u64,
+            treated_response_rate: pt,
+            control_response_rate: pc,
+            lift: pt - pc,
+            lift_ci_low: pt - pc - 1.96 * se,
+            lift_ci_high: pt - pc + 1.96 * se,
+            treated_revenue_per_customer: mt,
+            control_revenue_per_customer: mc,
+            incremental_revenue_per_customer: mt - mc,
+            incremental_revenue_ci_low: mt - mc - 1.96 * se_rev,
+            incremental_revenue_ci_high: mt - mc + 1.96 * se_rev,
+            incremental_revenue: (mt - mc) * t.customers,
+        });
+    }
+    Ok(out)
+}
+
+/// The `campaign_results` rows.
+pub(crate) fn campaign_results_batch(results: &[CampaignResult]) -> Result<RecordBatch, BoxError> {
+    use arrow::array::{
+        ArrayRef, BooleanArray, Float64Array, StringArray, UInt32Array, UInt64Array,
+    };
+    use std::sync::Arc;
+    let s = |f: &dyn Fn(&CampaignResult) -> &str| -> ArrayRef {
+        Arc::new(StringArray::from(results.iter().map(f).collect::<Vec<_>>()))
+    };
+    let u = |f: &dyn Fn(&CampaignResult) -> u64| -> ArrayRef {
+        Arc::new(UInt64Array::from(results.iter().map(f).collect::<Vec<_>>()))
+    };
+    let fl = |f: &dyn Fn(&CampaignResult) -> f64| -> ArrayRef {
+        Arc::new(Float64Array::from(
+            results
+                .iter()
+                .map(|r| Some(f(r)).filter(|v| v.is_finite()))
+                .collect::<Vec<_>>(),
+        ))
+    };
+    Ok(RecordBatch::try_new(
+        campaign_results_schema(),
+        vec![
+            s(&|r| &r.campaign_id),
+            s(&|r| &r.export),
+            s(&|r| &r.segment),
+            s(&|r| &r.sent_date),
+            Arc::new(UInt32Array::from(
+                results.iter().map(|r| r.window_days).collect::<Vec<_>>(),
+            )),
+            Arc::new(BooleanArray::from(
+                results.iter().map(|r| r.window_closed).collect::<Vec<_>>(),
+            )),
+            u(&|r| r.treated),
+            u(&|r| r.control),
+            u(&|r| r.treated_responders),
+            u(&|r| r.control_responders),
+            fl(&|r| r.treated_response_rate),
+            fl(&|r| r.control_response_rate),
+            fl(&|r| r.lift),
+            fl(&|r| r.lift_ci_low),
+            fl(&|r| r.lift_ci_high),
+            fl(&|r| r.treated_revenue_per_customer),
+            fl(&|r| r.control_revenue_per_customer),
+            fl(&|r| r.incremental_revenue_per_customer),
+            fl(&|r| r.incremental_revenue_ci_low),
+            fl(&|r| r.incremental_revenue_ci_high),
+            fl(&|r| r.incremental_revenue),
+        ],
+    )?)
 }

@@ -90,6 +90,9 @@ pub struct RunManifest {
     /// run: the run still succeeds and publishes, with its own exit status (3) for schedulers.
     #[serde(default)]
     pub alarms: Vec<String>,
+    /// Earlier campaigns measured against their control groups by this run.
+    #[serde(default)]
+    pub campaigns: Vec<crate::exporting::CampaignResult>,
     pub exports: Vec<ExportReport>,
     /// Identity resolution, when the job has an identity step.
     #[serde(default)]

@@ -196,6 +196,37 @@ pub fn render_report(m: &RunManifest) -> String {
             );
         }
     }
+    if !m.campaigns.is_empty() {
+        let _ = writeln!(
+            out,
+            "\ncampaigns (purchases in the response window, treated against control)"
+        );
+        for c in &m.campaigns {
+            let _ = writeln!(
+                out,
+                "  {:<24} sent {}  {} days{}: treated {} of {} ({:.1}%), control {} of {} ({:.1}%), lift {:+.1} points (95% CI {:+.1} to {:+.1}), incremental revenue {:.2} per customer, {:.0} in all",
+                c.campaign_id,
+                c.sent_date,
+                c.window_days,
+                if c.window_closed {
+                    ""
+                } else {
+                    " (window still open)"
+                },
+                thousands(c.treated_responders),
+                thousands(c.treated),
+                100.0 * c.treated_response_rate,
+                thousands(c.control_responders),
+                thousands(c.control),
+                100.0 * c.control_response_rate,
+                100.0 * c.lift,
+                100.0 * c.lift_ci_low,
+                100.0 * c.lift_ci_high,
+                c.incremental_revenue_per_customer,
+                c.incremental_revenue
+            );
+        }
+    }
     if !m.alarms.is_empty() {
         let _ = writeln!(out, "\nalarms");
         for a in &m.alarms {

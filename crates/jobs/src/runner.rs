@@ -99,6 +99,7 @@ struct RunState {
     identity: Option<crate::manifest::IdentityReport>,
     models: Vec<crate::scoring::ModelReport>,
     alarms: Vec<String>,
+    campaigns: Vec<crate::exporting::CampaignResult>,
 }
 
 #[derive(Default)]
@@ -613,6 +614,7 @@ impl Runner {
             tables,
             segments: state.segments,
             alarms: state.alarms,
+            campaigns: state.campaigns,
             exports: state.exports,
             identity: state.identity,
             models: state.models,
@@ -942,9 +944,12 @@ impl Runner {
                 }
                 outcome.outputs.extend(done.files);
                 state.exports.extend(done.reports);
+                state.campaigns.extend(done.campaigns.iter().cloned());
+                let results = crate::exporting::campaign_results_batch(&done.campaigns)?;
                 for (table, batch) in [
                     (crate::spec::AUDIENCE_TABLE, &done.audience),
                     (crate::spec::SUPPRESSION_TABLE, &done.suppression),
+                    (crate::spec::CAMPAIGN_RESULTS_TABLE, &results),
                 ] {
                     let rel = layout::partition_file(table.0, table.1, as_of);
                     let staged = layout::staged(run_id, &rel);

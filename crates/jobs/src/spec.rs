@@ -233,6 +233,8 @@ pub const MEMBERSHIP_TABLE: (&str, &str) = ("segments", "segment_membership");
 pub const AUDIENCE_TABLE: (&str, &str) = ("segments", "export_audience");
 /// The global suppression list as the `export` step applied it.
 pub const SUPPRESSION_TABLE: (&str, &str) = ("segments", "suppression_list");
+/// Earlier campaigns measured against their control groups, written by the `export` step.
+pub const CAMPAIGN_RESULTS_TABLE: (&str, &str) = ("segments", "campaign_results");
 
 /// A validated step with the tables it reads and writes.
 #[derive(Debug, Clone)]
@@ -727,6 +729,7 @@ impl JobSpec {
                     let reads = vec![
                         TableId::new(MEMBERSHIP_TABLE.0, MEMBERSHIP_TABLE.1),
                         table_for("customer_view", &models),
+                        table_for("fct_orders", &models),
                     ];
                     (
                         StepKind::Export { exports: names },
@@ -734,6 +737,7 @@ impl JobSpec {
                         vec![
                             TableId::new(AUDIENCE_TABLE.0, AUDIENCE_TABLE.1),
                             TableId::new(SUPPRESSION_TABLE.0, SUPPRESSION_TABLE.1),
+                            TableId::new(CAMPAIGN_RESULTS_TABLE.0, CAMPAIGN_RESULTS_TABLE.1),
                         ],
                     )
                 }

@@ -60,6 +60,10 @@ pub struct ExportSpec {
     /// ISO 3166 country of the customers for the ad platforms (default `GB`).
     #[serde(default)]
     pub country: Option<String>,
+    /// Days after a send in which a purchase counts as a response, for campaign results
+    /// (default 30).
+    #[serde(default)]
+    pub response_window_days: Option<u32>,
 }
 
 /// What one export did. Counts and checksums only: no personal data.
@@ -267,6 +271,13 @@ impl ExportSpec {
                     CONTACT_FIELDS.join(", ")
                 ));
             }
+        }
+        if let Some(w) = self.response_window_days
+            && !(1..=365).contains(&w)
+        {
+            p.push(format!(
+                "response_window_days {w} must be between 1 and 365"
+            ));
         }
         if let Some(c) = &self.campaign
             && (c.is_empty() || c.contains(char::is_whitespace))
@@ -713,6 +724,7 @@ mod tests {
             campaign: None,
             holdout_share: None,
             country: None,
+            response_window_days: None,
         }
     }
 
