@@ -1314,3 +1314,371 @@ fn fit_reproduces_the_cdnow_models_from_the_command_line() -> TestResult {
     );
     Ok(())
 }
+
+/// Every CSV file under `dir`, recursively.
+fn csv_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(csv_files(&p));
+        } else if p.extension().is_some_and(|x| x == "csv") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The forms an email or phone can take in an export: as written (normalised the simple way),
+/// and SHA-256 of each normalised form. Computed here, independently of the exporter.
+fn contact_forms(email: Option<&str>, phone: Option<&str>) -> Vec<String> {
+    let mut forms = Vec::new();
+    let hash = |s: &str| hex::encode(Sha256::digest(s.as_bytes()));
+    if let Some(e) = email
+        .map(|e| e.trim().to_lowercase())
+        .filter(|e| e.contains('@'))
+    {
+        forms.push(hash(&e));
+        let (local, domain) = e.split_once('@').unwrap_or_default();
+        forms.push(hash(&format!("{}@{domain}", local.replace('.', ""))));
+        forms.push(e);
+    }
+    if let Some(p) = phone {
+        let digits: String = p.chars().filter(char::is_ascii_digit).collect();
+        let national = digits
+            .strip_prefix("44")
+            .filter(|_| p.trim_start().starts_with('+'))
+            .map(str::to_string)
+            .or_else(|| digits.strip_prefix('0').map(str::to_string))
+            .unwrap_or(digits);
+        if national.len() >= 9 {
+            forms.push(format!("+44{national}"));
+            forms.push(hash(&format!("+44{national}")));
+            forms.push(hash(&format!("44{national}")));
+        }
+    }
+    forms
+}
+
+#[test]
+fn exports_never_hold_a_suppressed_customer_diffs_follow_the_data_and_campaigns_show_lift()
+-> TestResult {
+    let dir = demo(1500)?;
+    let wh = dir.path().join("warehouse");
+    let job = dir.path().join("jobs/demo.toml");
+    let read = |layer: &str, table: &str, as_of: &str| {
+        read_parquet(&wh.join(format!("{layer}/{table}/as_of={as_of}/part-0.parquet")))
+    };
+
+    // A customer the win-back email reached, known to the CRM: they opt out there before the
+    // next run, a week later. Their row must leave the list as a removal.
+    let audience = read("segments", "export_audience", AS_OF)?;
+    let sent: Vec<String> = strings(&audience, "customer_id")
+        .into_iter()
+        .zip(strings(&audience, "export"))
+        .zip(strings(&audience, "group"))
+        .filter(|((_, e), g)| {
+            e.as_deref() == Some("winback_mailchimp") && g.as_deref() == Some("treatment")
+        })
+        .filter_map(|((c, _), _)| c)
+        .collect();
+    assert!(!sent.is_empty());
+    let matched = read("intermediate", "int_customer_records__matched", AS_OF)?;
+    let crm_of: BTreeMap<String, String> = strings(&matched, "customer_id")
+        .into_iter()
+        .zip(strings(&matched, "record_id"))
+        .filter_map(|(c, r)| Some((c?, r?.strip_prefix("crm:")?.to_string())))
+        .collect();
+    let (leaver, crm_no) = sent
+        .iter()
+        .find_map(|c| crm_of.get(c).map(|n| (c.clone(), n.clone())))
+        .ok_or("no win-back recipient with a CRM record")?;
+    let crm_path = dir.path().join("sources/crm/customers.dat");
+    let mut crm = std::fs::read(&crm_path)?;
+    let mut flipped = false;
+    for line in crm.split_mut(|b| *b == b'\n') {
+        if line.starts_with(crm_no.as_bytes()) && line.len() > 209 {
+            line[209] = b'Y';
+            flipped = true;
+        }
+    }
+    assert!(flipped, "CRM record {crm_no} not found");
+    std::fs::write(&crm_path, crm)?;
+    let week_later = "2026-01-07";
+    let out = clientele()?
+        .args(["run", "--as-of", week_later])
+        .arg(&job)
+        .output()?;
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let export_dir = |name: &str, as_of: &str| wh.join(format!("exports/{name}/as_of={as_of}"));
+    let csv_rows = |path: &Path| -> Result<Vec<Vec<String>>, Box<dyn std::error::Error>> {
+        let mut r = csv::Reader::from_path(path)?;
+        Ok(r.records()
+            .map(|rec| rec.map(|rec| rec.iter().map(str::to_string).collect()))
+            .collect::<Result<_, _>>()?)
+    };
+    // The diff against the first run: sets computed from the two audiences.
+    let rows_of = |as_of: &str| -> Result<BTreeMap<String, String>, Box<dyn std::error::Error>> {
+        let a = read("segments", "export_audience", as_of)?;
+        Ok(strings(&a, "customer_id")
+            .into_iter()
+            .zip(strings(&a, "export"))
+            .zip(strings(&a, "row"))
+            .filter(|((_, e), _)| e.as_deref() == Some("winback_mailchimp"))
+            .filter_map(|((c, _), r)| Some((c?, r?)))
+            .collect())
+    };
+    let (before, after) = (rows_of(AS_OF)?, rows_of(week_later)?);
+    let removed: Vec<&String> = before.keys().filter(|c| !after.contains_key(*c)).collect();
+    let added: Vec<&String> = after.keys().filter(|c| !before.contains_key(*c)).collect();
+    let changed: Vec<&String> = after
+        .iter()
+        .filter(|(c, r)| before.get(*c).is_some_and(|b| b != *r))
+        .map(|(c, _)| c)
+        .collect();
+    assert!(
+        removed.contains(&&leaver),
+        "the customer who opted out is removed"
+    );
+    let d = export_dir("winback_mailchimp", week_later);
+    let removed_rows = csv_rows(&d.join("winback_mailchimp_removed.csv"))?;
+    assert_eq!(removed_rows.len(), removed.len());
+    let leaver_row: Vec<String> = serde_json::from_str(&before[&leaver])?;
+    assert!(
+        removed_rows.contains(&leaver_row),
+        "the removal carries the row as it was sent"
+    );
+    assert_eq!(
+        csv_rows(&d.join("winback_mailchimp_added.csv"))?.len(),
+        added.len()
+    );
+    assert_eq!(
+        csv_rows(&d.join("winback_mailchimp_changed.csv"))?.len(),
+        changed.len()
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("export_manifest.json"))?)?;
+    assert_eq!(manifest["previous_as_of"], AS_OF);
+    assert_eq!(
+        manifest["changes"]["removed"].as_u64(),
+        Some(removed.len() as u64)
+    );
+    // The same customer stays in the same group of a campaign.
+    let groups = |as_of: &str| -> Result<BTreeMap<String, String>, Box<dyn std::error::Error>> {
+        let a = read("segments", "export_audience", as_of)?;
+        Ok(strings(&a, "customer_id")
+            .into_iter()
+            .zip(strings(&a, "export"))
+            .zip(strings(&a, "group"))
+            .filter(|((_, e), _)| e.as_deref() == Some("winback_mailchimp"))
+            .filter_map(|((c, _), g)| Some((c?, g?)))
+            .collect())
+    };
+    let (g1, g2) = (groups(AS_OF)?, groups(week_later)?);
+    for (c, g) in &g2 {
+        if let Some(old) = g1.get(c) {
+            assert_eq!(old, g, "{c} changed group");
+        }
+    }
+
+    // The second act: responses arrive, the job runs a month later and measures the lift.
+    let out = clientele()?
+        .args(["demo", "--respond", "--dir"])
+        .arg(dir.path())
+        .output()?;
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("campaigns (purchases in the response window"),
+        "{report}"
+    );
+    let results = read("segments", "campaign_results", "2026-02-06")?;
+    let campaigns = strings(&results, "campaign_id");
+    assert!(
+        campaigns.contains(&Some(format!("winback-{week_later}"))),
+        "{campaigns:?}"
+    );
+    let col = |name: &str| -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+        let mut v = Vec::new();
+        for b in &results {
+            let a = arrow::compute::cast(
+                b.column_by_name(name).ok_or(name.to_string())?,
+                &arrow::datatypes::DataType::Float64,
+            )?;
+            v.extend(
+                a.as_primitive::<arrow::datatypes::Float64Type>()
+                    .iter()
+                    .map(|x| x.unwrap_or(f64::NAN)),
+            );
+        }
+        Ok(v)
+    };
+    let (tr, cr, tn, cn) = (
+        col("treated_responders")?,
+        col("control_responders")?,
+        col("treated")?,
+        col("control")?,
+    );
+    let (lift, low, high) = (col("lift")?, col("lift_ci_low")?, col("lift_ci_high")?);
+    for i in 0..lift.len() {
+        assert!((lift[i] - (tr[i] / tn[i] - cr[i] / cn[i])).abs() < 1e-12);
+        assert!(low[i] <= lift[i] && lift[i] <= high[i]);
+    }
+    let pooled = |r: &[f64], n: &[f64]| r.iter().sum::<f64>() / n.iter().sum::<f64>();
+    assert!(
+        pooled(&tr, &tn) > pooled(&cr, &cn),
+        "treated customers bought more often than the control groups"
+    );
+
+    // No export file of any run, in any format, holds an opted-out customer or anyone on the
+    // suppression list: opt-outs computed here from the raw records of every source. The one
+    // exception is by design: a `_removed` file lists rows sent earlier that the tool must now
+    // delete, which is how an opt-out reaches the campaign tool (checked above against the
+    // earlier audience).
+    let mut opted_out_records = BTreeSet::new();
+    let mut contacts: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let as_of_last = "2026-02-06";
+    let raw = |t: &str| read("raw", t, as_of_last);
+    for b in &raw("crm_customers")? {
+        let no = b
+            .column_by_name("customer_no")
+            .ok_or("no")?
+            .as_string::<i32>();
+        let flag = b.column_by_name("opt_out").ok_or("opt_out")?.as_boolean();
+        let email = b.column_by_name("email").ok_or("email")?.as_string::<i32>();
+        let phone = b.column_by_name("phone").ok_or("phone")?.as_string::<i32>();
+        for i in 0..b.num_rows() {
+            let id = format!("crm:{}", no.value(i));
+            if flag.value(i) {
+                opted_out_records.insert(id.clone());
+            }
+            let e = email.is_valid(i).then(|| email.value(i));
+            let p = phone.is_valid(i).then(|| phone.value(i));
+            contacts.insert(id, contact_forms(e, p));
+        }
+    }
+    for b in &raw("web_customers")? {
+        let id = b
+            .column_by_name("web_customer_id")
+            .ok_or("id")?
+            .as_string::<i32>();
+        let consent = b
+            .column_by_name("marketing_consent")
+            .ok_or("consent")?
+            .as_boolean();
+        let email = b.column_by_name("email").ok_or("email")?.as_string::<i32>();
+        let phone = b.column_by_name("phone").ok_or("phone")?.as_string::<i32>();
+        for i in 0..b.num_rows() {
+            let rid = format!("web:{}", id.value(i));
+            if !consent.is_valid(i) || !consent.value(i) {
+                opted_out_records.insert(rid.clone());
+            }
+            let e = email.is_valid(i).then(|| email.value(i));
+            let p = phone.is_valid(i).then(|| phone.value(i));
+            contacts.insert(rid, contact_forms(e, p));
+        }
+    }
+    for b in &raw("campaign_responses")? {
+        let id = b
+            .column_by_name("contact_id")
+            .ok_or("id")?
+            .as_string::<i32>();
+        let unsub = b
+            .column_by_name("unsubscribed")
+            .ok_or("unsub")?
+            .as_boolean();
+        for i in 0..b.num_rows() {
+            if unsub.value(i) {
+                opted_out_records.insert(format!("campaign:{}", id.value(i)));
+            }
+        }
+    }
+    let matched = read("intermediate", "int_customer_records__matched", as_of_last)?;
+    let pairs: Vec<(String, String)> = strings(&matched, "record_id")
+        .into_iter()
+        .zip(strings(&matched, "customer_id"))
+        .filter_map(|(r, c)| Some((r?, c?)))
+        .collect();
+    let opted_out: BTreeSet<&String> = pairs
+        .iter()
+        .filter(|(r, _)| opted_out_records.contains(r))
+        .map(|(_, c)| c)
+        .collect();
+    // Contact forms that only opted-out customers' records carry.
+    let mut owners: BTreeMap<&String, BTreeSet<bool>> = BTreeMap::new();
+    for (r, c) in &pairs {
+        for f in contacts.get(r).into_iter().flatten() {
+            owners.entry(f).or_default().insert(opted_out.contains(c));
+        }
+    }
+    let mut forbidden: BTreeSet<String> = owners
+        .into_iter()
+        .filter(|(_, o)| o.len() == 1 && o.contains(&true))
+        .map(|(f, _)| f.clone())
+        .collect();
+    forbidden.extend(opted_out.iter().map(|c| (*c).clone()));
+    let list = std::fs::read_to_string(dir.path().join("sources/suppression/do_not_contact.csv"))?;
+    let mut listed = 0;
+    for line in list.lines().skip(1) {
+        let mut f = line.split(',');
+        let (e, p) = (
+            f.next().filter(|s| !s.is_empty()),
+            f.next().filter(|s| !s.is_empty()),
+        );
+        let forms = contact_forms(e, p);
+        listed += usize::from(!forms.is_empty());
+        forbidden.extend(forms);
+    }
+    assert!(
+        listed > 5 && opted_out.len() > 50,
+        "{listed} {}",
+        opted_out.len()
+    );
+    // The customer who opted out after the first run was rightly in that run's files.
+    let mut leaver_forms: BTreeSet<String> = pairs
+        .iter()
+        .filter(|(_, c)| *c == leaver)
+        .flat_map(|(r, _)| contacts.get(r).cloned().unwrap_or_default())
+        .collect();
+    leaver_forms.insert(leaver.clone());
+    let files: Vec<PathBuf> = csv_files(&wh.join("exports"))
+        .into_iter()
+        .chain(csv_files(&dir.path().join("outbox")))
+        .filter(|f| !f.to_string_lossy().ends_with("_removed.csv"))
+        .collect();
+    assert!(files.len() >= 15, "{files:?}");
+    let mut cells = 0;
+    for f in &files {
+        let mut r = csv::Reader::from_path(f)?;
+        for rec in r.records() {
+            for cell in rec?.iter() {
+                cells += 1;
+                let cell = cell.trim_start_matches('\'');
+                let first_run = f.to_string_lossy().contains(&format!("as_of={AS_OF}"));
+                if first_run && leaver_forms.contains(cell) {
+                    continue;
+                }
+                assert!(
+                    !forbidden.contains(cell),
+                    "{} holds a suppressed customer's {cell}",
+                    f.display()
+                );
+            }
+        }
+    }
+    assert!(cells > 1000, "{cells}");
+    Ok(())
+}
