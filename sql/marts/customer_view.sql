@@ -2,7 +2,8 @@
 -- size, home ownership), psychographic (lifestyle segment) and firmographic (business, industry,
 -- employee band) attributes from the data vendor's append where identity resolution matched it;
 -- purchase history up to the as-of date; channel mix; campaign and service touch points; complaints;
--- and the lifecycle stage. frequency counts distinct purchase days (as the buy-till-you-die models
+-- and the lifecycle stage. is_account_closed: a linked CRM account is closed (such a customer is
+-- never exported). frequency counts distinct purchase days (as the buy-till-you-die models
 -- do); monetary_value is the total spend; recency_days is the number of days from the last purchase
 -- to the as-of date. Column meanings: docs/identity.md#the-customer-view.
 --
@@ -84,9 +85,18 @@ tickets as (
     group by r.customer_id
 ),
 
+closed_accounts as (
+    select m.customer_id, bool_or(a.is_account_closed) as is_account_closed
+    from int_customer_records__matched m
+    join stg_crm__customers a on a.record_id = m.record_id
+    where m.customer_id is not null
+    group by m.customer_id
+),
+
 staged as (
     select
         c.*,
+        coalesce(x.is_account_closed, false)                            as is_account_closed,
         s.first_purchase_date,
         s.last_purchase_date,
         coalesce(s.frequency, 0)                                        as frequency,
@@ -119,6 +129,7 @@ staged as (
     left join vendor v on v.customer_id = c.customer_id and v.vendor_rank = 1
     left join touches t on t.customer_id = c.customer_id
     left join tickets k on k.customer_id = c.customer_id
+    left join closed_accounts x on x.customer_id = c.customer_id
 )
 
 select
@@ -132,6 +143,7 @@ select
     city,
     birth_date,
     is_opted_out,
+    is_account_closed,
     email is not null                                               as has_email,
     has_valid_email,
     has_valid_phone,

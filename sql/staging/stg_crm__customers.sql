@@ -1,5 +1,6 @@
 -- Legacy CRM customers, one row per CRM customer number: names and addresses in title case,
--- email trimmed and lower-cased (empty means none), the Y/N opt-out flag as a boolean.
+-- email trimmed and lower-cased (empty means none), the Y/N opt-out flag as a boolean, and the
+-- account status (C for closed) as is_account_closed.
 --
 -- test: unique(record_id)
 -- test: not_null(record_id, source_customer_id, is_opted_out)
@@ -21,7 +22,8 @@ renamed as (
         nullif(lower(trim(email)), '')        as email_normalised,
         birth_date,
         opt_out                               as is_opted_out,
-        created_date
+        created_date,
+        coalesce(upper(trim(account_status)) = 'C', false) as is_account_closed
     from source
 )
 

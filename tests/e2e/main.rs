@@ -464,7 +464,6 @@ fn demo_builds_every_table_reconciles_and_exports_no_opted_out_customer() -> Tes
         suppressed > 0,
         "some segment members opted out, so suppression was exercised"
     );
-    // The rest of the members left out were on the global suppression list.
     let export_manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(
         export.with_file_name("export_manifest.json"),
     )?)?;
@@ -476,11 +475,13 @@ fn demo_builds_every_table_reconciles_and_exports_no_opted_out_customer() -> Tes
         export_manifest["suppressed"]["opted_out"].as_u64(),
         Some(suppressed as u64)
     );
-    let listed = export_manifest["suppressed"]["suppression_list"]
-        .as_u64()
-        .unwrap_or(0);
+    // The other members left out: on the suppression list, or with a closed CRM account.
+    let other = |reason: &str| export_manifest["suppressed"][reason].as_u64().unwrap_or(0);
     assert_eq!(
-        exported.len() as u64 + suppressed as u64 + listed,
+        exported.len() as u64
+            + suppressed as u64
+            + other("suppression_list")
+            + other("account_closed"),
         member_ids.len() as u64
     );
     Ok(())
@@ -1560,9 +1561,14 @@ fn exports_never_hold_a_suppressed_customer_diffs_follow_the_data_and_campaigns_
         let flag = b.column_by_name("opt_out").ok_or("opt_out")?.as_boolean();
         let email = b.column_by_name("email").ok_or("email")?.as_string::<i32>();
         let phone = b.column_by_name("phone").ok_or("phone")?.as_string::<i32>();
+        let status = b
+            .column_by_name("account_status")
+            .ok_or("account_status")?
+            .as_string::<i32>();
         for i in 0..b.num_rows() {
             let id = format!("crm:{}", no.value(i));
-            if flag.value(i) {
+            // Opted out, or a closed account: either way never exported.
+            if flag.value(i) || (status.is_valid(i) && status.value(i) == "C") {
                 opted_out_records.insert(id.clone());
             }
             let e = email.is_valid(i).then(|| email.value(i));

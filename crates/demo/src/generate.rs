@@ -59,7 +59,7 @@ pub struct DemoSummary {
 }
 
 /// The legacy CRM layout: (field, first character 1-based, width).
-pub const CRM_LAYOUT: [(&str, usize, usize); 11] = [
+pub const CRM_LAYOUT: [(&str, usize, usize); 12] = [
     ("customer_no", 1, 8),
     ("last_name", 9, 30),
     ("first_name", 39, 20),
@@ -71,8 +71,9 @@ pub const CRM_LAYOUT: [(&str, usize, usize); 11] = [
     ("birth_date", 202, 8),
     ("opt_out", 210, 1),
     ("created_date", 211, 8),
+    ("account_status", 219, 1),
 ];
-const CRM_RECORD_LEN: usize = 218;
+const CRM_RECORD_LEN: usize = 219;
 
 /// Share of lines written malformed.
 const MALFORMED_ONE_IN: u32 = 300;
@@ -505,6 +506,9 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
                 &birth,
                 opt_out,
                 &created,
+                // About one CRM account in 150 is closed (chosen by index: the rest of the data
+                // stays as it was).
+                if index % 151 == 3 { "C" } else { "A" },
             ]
             .into_iter()
             .zip(CRM_LAYOUT)

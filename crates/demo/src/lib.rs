@@ -4,7 +4,8 @@
 //! [`generate`] writes seven sources shaped like the real thing, plus the truth behind them:
 //! - `sources/crm/customers.dat`: the legacy CRM extract, fixed-width, latin-1, upper-case names with
 //!   accents, free-format phones, often no email, birth dates `YYYYMMDD` with `00000000` for unknown,
-//!   and a `Y`/`N` opt-out flag ([`CRM_LAYOUT`] gives the positions).
+//!   a `Y`/`N` opt-out flag and an `A`/`C` (active or closed) account status ([`CRM_LAYOUT`] gives
+//!   the positions).
 //! - `sources/orders/order_log.txt`: the legacy order log in the CDNOW layout (whitespace-aligned
 //!   customer number, `YYYYMMDD`, quantity, amount).
 //! - `sources/web/customers.jsonl`: web-shop accounts as JSON lines with a nested name and address,
