@@ -1686,5 +1686,46 @@ fn exports_never_hold_a_suppressed_customer_diffs_follow_the_data_and_campaigns_
         }
     }
     assert!(cells > 1000, "{cells}");
+
+    // Marketing pulls a list without running the job: the same suppression applies, and the
+    // generic Parquet format carries the asked columns.
+    let pulls = dir.path().join("pulls");
+    let out = clientele()?
+        .args([
+            "export",
+            "rfm_champions",
+            "--to",
+            "parquet",
+            "--columns",
+            "email,city",
+            "--out",
+        ])
+        .arg(&pulls)
+        .arg("--warehouse")
+        .arg(&wh)
+        .output()?;
+    assert_ok(&out);
+    let pulled = read_parquet(&pulls.join(format!(
+        "rfm_champions_parquet_{as_of_last}/rfm_champions_parquet.parquet"
+    )))?;
+    let ids = strings(&pulled, "customer_id");
+    assert!(!ids.is_empty());
+    assert_eq!(strings(&pulled, "city").len(), ids.len());
+    for (id, email) in ids.iter().zip(strings(&pulled, "email")) {
+        let id = id.as_ref().ok_or("id")?;
+        assert!(!opted_out.contains(id), "{id} was pulled");
+        if let Some(e) = email {
+            assert!(
+                !forbidden.contains(&e.trim().to_lowercase()),
+                "{e} was pulled"
+            );
+        }
+    }
+    let listing = clientele()?
+        .args(["segments", "--warehouse"])
+        .arg(&wh)
+        .output()?;
+    assert_ok(&listing);
+    assert!(String::from_utf8_lossy(&listing.stdout).contains("rfm_champions"));
     Ok(())
 }
