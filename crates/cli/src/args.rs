@@ -131,39 +131,7 @@ pub enum Command {
     },
     /// Pull one segment from the latest published run as a file for a campaign tool, with every
     /// suppression the job applies (opt-outs, the run's suppression lists, contact keys).
-    Export {
-        /// The segment id (as in `clientele segments`).
-        segment: String,
-        /// The destination format: csv, parquet, mailchimp, hubspot, salesforce_mc, braze,
-        /// google_ads or meta.
-        #[arg(long = "to")]
-        format: String,
-        /// A directory or object-store URL to write into (default: the current directory).
-        #[arg(long, default_value = ".")]
-        out: String,
-        /// full, adds or diff (against the run before).
-        #[arg(long, default_value = "full")]
-        mode: String,
-        /// csv and parquet: the customer_view columns to write after customer_id.
-        #[arg(long, value_delimiter = ',')]
-        columns: Vec<String>,
-        /// ISO 3166 country of the customers, for the ad platforms.
-        #[arg(long, default_value = "GB")]
-        country: String,
-        /// The calling code of national phone numbers.
-        #[arg(long, default_value = "44")]
-        calling_code: String,
-        /// The run to pull from, by as-of date (default: the latest published).
-        #[arg(long)]
-        as_of: Option<String>,
-        /// The warehouse: a directory or URL.
-        #[arg(
-            long,
-            env = "CLIENTELE_WAREHOUSE",
-            default_value = "clientele-demo/warehouse"
-        )]
-        warehouse: String,
-    },
+    Export(ExportArgs),
     /// Score customers again with a model artifact a run saved (models/<model>/as_of=D/artifact.json):
     /// its query on the warehouse's tables of one as-of date, its model applied.
     Score {
@@ -268,4 +236,40 @@ pub enum SourcesCommand {
         #[arg(long)]
         location: Option<String>,
     },
+}
+
+/// What `clientele export` pulls and where it writes.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The segment id (as in `clientele segments`).
+    pub segment: String,
+    /// The destination format: csv, parquet, mailchimp, hubspot, salesforce_mc, braze,
+    /// google_ads or meta.
+    #[arg(long = "to")]
+    pub format: String,
+    /// A directory or object-store URL to write into (default: the current directory).
+    #[arg(long, default_value = ".")]
+    pub out: String,
+    /// full, adds or diff (against the run before).
+    #[arg(long, default_value = "full")]
+    pub mode: String,
+    /// csv and parquet: the customer_view columns to write after customer_id.
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Vec<String>,
+    /// ISO 3166 country of the customers, for the ad platforms.
+    #[arg(long, default_value = "GB")]
+    pub country: String,
+    /// The calling code of national phone numbers.
+    #[arg(long, default_value = "44")]
+    pub calling_code: String,
+    /// The run to pull from, by as-of date (default: the latest published).
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// The warehouse: a directory or URL.
+    #[arg(
+        long,
+        env = "CLIENTELE_WAREHOUSE",
+        default_value = "clientele-demo/warehouse"
+    )]
+    pub warehouse: String,
 }

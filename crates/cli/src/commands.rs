@@ -118,31 +118,7 @@ pub async fn dispatch(cli: Cli, interactive: bool) -> Result<ExitCode> {
         Command::Runs { warehouse, json } => runs(&warehouse, json).await,
         Command::Fit { command } => crate::fit::run(&command),
         Command::Segments { warehouse } => crate::export::segments(&warehouse).await,
-        Command::Export {
-            segment,
-            format,
-            out,
-            mode,
-            columns,
-            country,
-            calling_code,
-            as_of,
-            warehouse,
-        } => {
-            let as_of = as_of.map(|d| parse_date(&d, "--as-of")).transpose()?;
-            crate::export::export(&crate::export::Pull {
-                segment,
-                format,
-                out,
-                mode,
-                columns,
-                country,
-                calling_code,
-                as_of,
-                warehouse,
-            })
-            .await
-        }
+        Command::Export(pull) => crate::export::export(&pull).await,
         Command::Score {
             artifact,
             warehouse,
@@ -333,17 +309,7 @@ async fn demo_responses(dir: &Path, seed: u64, days: u32, interactive: bool) -> 
         .into());
     }
     let wh = Warehouse::open(&dir.join("warehouse").display().to_string(), Path::new("."))?;
-    let mut dates: Vec<NaiveDate> = wh
-        .list("segments/export_audience/")
-        .await?
-        .into_iter()
-        .filter_map(|(p, _)| {
-            p.split('/')
-                .find_map(|s| s.strip_prefix("as_of="))
-                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-        })
-        .collect();
-    dates.sort();
+    let dates = crate::export::published_dates(&wh, "segments", "export_audience").await?;
     let Some(sent) = dates.last().copied() else {
         return Err(UsageError(format!(
             "{} has no published campaigns yet: run `clientele demo --dir {}` first",

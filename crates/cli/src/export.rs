@@ -15,6 +15,7 @@ use clientele_segments::{
 use clientele_sql::{Engine, EngineOptions};
 use clientele_store::{Warehouse, layout};
 
+use crate::args::ExportArgs;
 use crate::commands::UsageError;
 
 /// `clientele segments`.
@@ -82,21 +83,12 @@ pub(crate) async fn segments(warehouse: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What `clientele export` was asked for.
-pub(crate) struct Pull {
-    pub segment: String,
-    pub format: String,
-    pub out: String,
-    pub mode: String,
-    pub columns: Vec<String>,
-    pub country: String,
-    pub calling_code: String,
-    pub as_of: Option<NaiveDate>,
-    pub warehouse: String,
-}
-
 /// The as-of dates with a published `layer/table` partition, ascending.
-async fn published_dates(wh: &Warehouse, layer: &str, table: &str) -> Result<Vec<NaiveDate>> {
+pub(crate) async fn published_dates(
+    wh: &Warehouse,
+    layer: &str,
+    table: &str,
+) -> Result<Vec<NaiveDate>> {
     let mut dates: Vec<NaiveDate> = wh
         .list(&format!("{layer}/{table}/"))
         .await?
@@ -158,11 +150,16 @@ async fn has_closed_accounts(engine: &Engine) -> Result<bool> {
 }
 
 /// `clientele export`.
-pub(crate) async fn export(pull: &Pull) -> Result<ExitCode> {
+pub(crate) async fn export(pull: &ExportArgs) -> Result<ExitCode> {
+    let as_of = pull
+        .as_of
+        .as_deref()
+        .map(|d| crate::commands::parse_date(d, "--as-of"))
+        .transpose()?;
     let wh = Warehouse::open(&pull.warehouse, Path::new("."))
         .with_context(|| format!("opening the warehouse {}", pull.warehouse))?;
     let dates = published_dates(&wh, "segments", "segment_membership").await?;
-    let as_of = match pull.as_of {
+    let as_of = match as_of {
         Some(d) if dates.contains(&d) => d,
         Some(d) => {
             return Err(UsageError(format!(

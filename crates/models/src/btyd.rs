@@ -1190,7 +1190,7 @@ fn maximise_newton(
             })
             .collect();
         let minus_g: Vec<f64> = g.iter().map(|v| -v).collect();
-        let Some(step) = solve_symmetric(&flat, &minus_g, n) else {
+        let Some(step) = crate::linalg::solve_spd(&flat, &minus_g, n) else {
             lambda *= 10.0;
             continue;
         };
@@ -1226,39 +1226,6 @@ fn maximise_newton(
         log_likelihood: -f,
         iterations,
     })
-}
-
-/// Solves `a x = b` for a symmetric positive definite `a` (row-major), by Cholesky; `None` when
-/// `a` is not positive definite.
-fn solve_symmetric(a: &[f64], b: &[f64], n: usize) -> Option<Vec<f64>> {
-    let mut l = vec![0.0; n * n];
-    for i in 0..n {
-        for j in 0..=i {
-            let mut s = a[i * n + j];
-            for k in 0..j {
-                s -= l[i * n + k] * l[j * n + k];
-            }
-            if i == j {
-                if s <= 0.0 || !s.is_finite() {
-                    return None;
-                }
-                l[i * n + i] = s.sqrt();
-            } else {
-                l[i * n + j] = s / l[j * n + j];
-            }
-        }
-    }
-    let mut y = vec![0.0; n];
-    for i in 0..n {
-        let s: f64 = (0..i).map(|k| l[i * n + k] * y[k]).sum();
-        y[i] = (b[i] - s) / l[i * n + i];
-    }
-    let mut x = vec![0.0; n];
-    for i in (0..n).rev() {
-        let s: f64 = (i + 1..n).map(|k| l[k * n + i] * x[k]).sum();
-        x[i] = (y[i] - s) / l[i * n + i];
-    }
-    Some(x)
 }
 
 fn standard_errors(ll: LogLikelihood<'_>, params: &[f64]) -> Vec<f64> {

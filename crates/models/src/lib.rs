@@ -41,6 +41,7 @@ mod clv;
 mod evaluate;
 pub mod feature_sql;
 mod features;
+mod linalg;
 mod logistic;
 mod profile;
 mod rfm;

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::linalg::solve_spd;
 use crate::rfm::{Error, Result};
 
 /// A fitted logistic regression.
@@ -38,44 +39,6 @@ fn softplus(z: f64) -> f64 {
     } else {
         z.exp().ln_1p()
     }
-}
-
-/// Solves `a x = b` for a symmetric positive definite `a` (row-major, n × n); None if it is not.
-fn solve_spd(a: &[f64], b: &[f64], n: usize) -> Option<Vec<f64>> {
-    let mut l = vec![0.0; n * n];
-    for i in 0..n {
-        for j in 0..=i {
-            let mut s = a[i * n + j];
-            for k in 0..j {
-                s -= l[i * n + k] * l[j * n + k];
-            }
-            if i == j {
-                if s <= 0.0 || !s.is_finite() {
-                    return None;
-                }
-                l[i * n + i] = s.sqrt();
-            } else {
-                l[i * n + j] = s / l[j * n + j];
-            }
-        }
-    }
-    let mut y = vec![0.0; n];
-    for i in 0..n {
-        let mut s = b[i];
-        for k in 0..i {
-            s -= l[i * n + k] * y[k];
-        }
-        y[i] = s / l[i * n + i];
-    }
-    let mut x = vec![0.0; n];
-    for i in (0..n).rev() {
-        let mut s = y[i];
-        for k in i + 1..n {
-            s -= l[k * n + i] * x[k];
-        }
-        x[i] = s / l[i * n + i];
-    }
-    Some(x)
 }
 
 impl Logistic {
