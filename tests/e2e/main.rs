@@ -1721,6 +1721,14 @@ fn exports_never_hold_a_suppressed_customer_diffs_follow_the_data_and_campaigns_
             );
         }
     }
+    let unknown = clientele()?
+        .args(["export", "no_such_segment", "--to", "csv", "--out"])
+        .arg(&pulls)
+        .arg("--warehouse")
+        .arg(&wh)
+        .output()?;
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("has no segment 'no_such_segment'"));
     let listing = clientele()?
         .args(["segments", "--warehouse"])
         .arg(&wh)

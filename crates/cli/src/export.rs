@@ -202,6 +202,32 @@ pub(crate) async fn export(pull: &ExportArgs) -> Result<ExitCode> {
         calling_code: pull.calling_code.clone(),
     };
     let (engine, suppression, found) = engine_for(&wh, as_of).await?;
+    let known = engine
+        .collect(
+            "listing the segments",
+            "select distinct segment from segment_membership order by segment",
+        )
+        .await?;
+    let segments: Vec<String> = known
+        .iter()
+        .flat_map(|b| {
+            use arrow::array::AsArray;
+            b.column(0)
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if !segments.contains(&pull.segment) {
+        return Err(UsageError(format!(
+            "the run as of {as_of} has no segment '{}' (it has: {})",
+            pull.segment,
+            segments.join(", ")
+        ))
+        .into());
+    }
     if !found {
         eprintln!(
             "note: the run as of {as_of} published no suppression list (its job has no export step); opt-outs and contact keys still apply"

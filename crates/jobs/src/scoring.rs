@@ -59,19 +59,19 @@ fn days_before(d: NaiveDate, days: u32) -> Result<NaiveDate, BoxError> {
         .ok_or_else(|| format!("{days} days before {d} is out of range").into())
 }
 
-/// The query of the churn model's scoring rows, with the date as a placeholder.
+/// The query of the churn model's scoring rows, with the date written `{as_of}`.
 pub fn churn_scoring_template() -> String {
     feature_sql::features(&feature_sql::churn_scoring_snapshots(AS_OF_PLACEHOLDER))
 }
 
-/// The query of the propensity model's scoring rows, with the date as a placeholder.
+/// The query of the propensity model's scoring rows, with the date written `{as_of}`.
 pub fn propensity_scoring_template() -> String {
     feature_sql::features(&feature_sql::propensity_scoring_snapshots(
         AS_OF_PLACEHOLDER,
     ))
 }
 
-/// The query of the CLV model's transactions, with the date as a placeholder.
+/// The query of the CLV model's transactions, with the date written `{as_of}`.
 pub fn clv_scoring_template() -> String {
     crate::runner::clv_query("fct_orders").replace(
         "as_of_date()",

@@ -17,7 +17,7 @@ use crate::rfm::{Error, Result};
 /// The artifact layout version; readers refuse other versions.
 pub const ARTIFACT_FORMAT: u32 = 1;
 
-/// The placeholder for the scoring date in [`Artifact::scoring_query`].
+/// How the scoring date is written in [`Artifact::scoring_query`], to be filled in.
 pub const AS_OF_PLACEHOLDER: &str = "{as_of}";
 
 /// What an artifact holds.

@@ -20,7 +20,7 @@ fn date(d: NaiveDate) -> String {
     lit(&d.format("%Y-%m-%d").to_string())
 }
 
-/// A date literal from its text (`2025-12-31`, or a placeholder filled in later).
+/// A date literal from its text (`2025-12-31`, or `{as_of}` to be filled in later).
 fn lit(text: &str) -> String {
     format!("cast('{text}' as date)")
 }

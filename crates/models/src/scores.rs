@@ -50,7 +50,7 @@ pub struct ClassifierData<'a> {
     pub score: &'a FeatureTable,
     /// The training and validation windows, for the artifact.
     pub window: BTreeMap<String, String>,
-    /// The scoring query with the date as a placeholder, for the artifact.
+    /// The scoring query with the date written `{as_of}`, for the artifact.
     pub scoring_query: String,
     /// Lowest acceptable validation ROC AUC.
     pub min_roc_auc: Option<f64>,
