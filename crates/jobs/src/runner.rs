@@ -818,18 +818,11 @@ impl Runner {
                     )
                     .await?;
                 let scored = score_rfm(&batches)?;
-                let rel = layout::partition_file(
-                    crate::spec::RFM_TABLE.0,
-                    crate::spec::RFM_TABLE.1,
-                    as_of,
-                );
-                let staged = layout::staged(run_id, &rel);
-                let mut writer = warehouse.parquet_writer(&staged, scored.schema())?;
-                writer.write(&scored).await?;
-                let file = writer.finish(&rel).await?;
-                engine.register_file("customer_rfm", &staged).await?;
+                let table = crate::spec::RFM_TABLE;
+                let (staged, file) =
+                    stage_table(warehouse, engine, run_id, as_of, table, &scored).await?;
                 outcome.rows_out += file.rows;
-                record(state, outcome, "customer_rfm".into(), staged, file);
+                record(state, outcome, table.1.into(), staged, file);
             }
             StepKind::Clv {
                 input,
@@ -854,12 +847,8 @@ impl Runner {
                     },
                 )?;
                 for (table, batch) in [(CLV_TABLE, scores), (METRICS_TABLE, metrics)] {
-                    let rel = layout::partition_file(table.0, table.1, as_of);
-                    let staged = layout::staged(run_id, &rel);
-                    let mut writer = warehouse.parquet_writer(&staged, batch.schema())?;
-                    writer.write(&batch).await?;
-                    let file = writer.finish(&rel).await?;
-                    engine.register_file(table.1, &staged).await?;
+                    let (staged, file) =
+                        stage_table(warehouse, engine, run_id, as_of, table, &batch).await?;
                     outcome.rows_out += file.rows;
                     record(state, outcome, table.1.into(), staged, file);
                 }
@@ -867,12 +856,9 @@ impl Runner {
             StepKind::Score(options) => {
                 let output = crate::scoring::run(engine, as_of, options).await?;
                 for (name, batch) in output.tables {
-                    let rel = layout::partition_file("scores", name, as_of);
-                    let staged = layout::staged(run_id, &rel);
-                    let mut writer = warehouse.parquet_writer(&staged, batch.schema())?;
-                    writer.write(&batch).await?;
-                    let file = writer.finish(&rel).await?;
-                    engine.register_file(name, &staged).await?;
+                    let (staged, file) =
+                        stage_table(warehouse, engine, run_id, as_of, ("scores", name), &batch)
+                            .await?;
                     outcome.rows_out += file.rows;
                     record(state, outcome, name.to_string(), staged, file);
                 }
@@ -890,12 +876,9 @@ impl Runner {
                 let (tables, report) =
                     identity::run(engine, warehouse, &spec.identity, input).await?;
                 for (name, batch) in tables {
-                    let rel = layout::partition_file("intermediate", name, as_of);
-                    let staged = layout::staged(run_id, &rel);
-                    let mut writer = warehouse.parquet_writer(&staged, batch.schema())?;
-                    writer.write(&batch).await?;
-                    let file = writer.finish(&rel).await?;
-                    engine.register_file(name, &staged).await?;
+                    let table = ("intermediate", name);
+                    let (staged, file) =
+                        stage_table(warehouse, engine, run_id, as_of, table, &batch).await?;
                     outcome.rows_out += file.rows;
                     record(state, outcome, name.to_string(), staged, file);
                 }
@@ -951,18 +934,33 @@ impl Runner {
                     (crate::spec::SUPPRESSION_TABLE, &done.suppression),
                     (crate::spec::CAMPAIGN_RESULTS_TABLE, &results),
                 ] {
-                    let rel = layout::partition_file(table.0, table.1, as_of);
-                    let staged = layout::staged(run_id, &rel);
-                    let mut writer = warehouse.parquet_writer(&staged, batch.schema())?;
-                    writer.write(batch).await?;
-                    let file = writer.finish(&rel).await?;
-                    engine.register_file(table.1, &staged).await?;
+                    let (staged, file) =
+                        stage_table(warehouse, engine, run_id, as_of, table, batch).await?;
                     record(state, outcome, table.1.to_string(), staged, file);
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Writes `batch` as the as-of partition of `(layer, table)` in the run's staging area and
+/// registers it for the steps that follow; returns the staged path and the file to publish.
+async fn stage_table(
+    warehouse: &Warehouse,
+    engine: &Engine,
+    run_id: &RunId,
+    as_of: chrono::NaiveDate,
+    (layer, table): (&str, &str),
+    batch: &arrow::array::RecordBatch,
+) -> Result<(String, WrittenFile), BoxError> {
+    let rel = layout::partition_file(layer, table, as_of);
+    let staged = layout::staged(run_id, &rel);
+    let mut writer = warehouse.parquet_writer(&staged, batch.schema())?;
+    writer.write(batch).await?;
+    let file = writer.finish(&rel).await?;
+    engine.register_file(table, &staged).await?;
+    Ok((staged, file))
 }
 
 /// Segments whose size changed by more than `share` since the last published run that evaluated
