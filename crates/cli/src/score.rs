@@ -65,10 +65,18 @@ pub(crate) async fn run(
         .with_context(|| format!("scoring with {}", artifact_path.display()))?;
     match out {
         None => {
-            let mut w = arrow::csv::WriterBuilder::new()
+            let mut buf = Vec::new();
+            arrow::csv::WriterBuilder::new()
                 .with_header(true)
-                .build(std::io::stdout().lock());
-            w.write(&batch)?;
+                .build(&mut buf)
+                .write(&batch)?;
+            // A reader that stops early (`| head`) is not an error.
+            use std::io::Write;
+            if let Err(e) = std::io::stdout().lock().write_all(&buf)
+                && e.kind() != std::io::ErrorKind::BrokenPipe
+            {
+                return Err(e.into());
+            }
         }
         Some(path) => {
             let tmp = path.with_extension("partial");

@@ -268,7 +268,7 @@ impl Runner {
                     horizon_months,
                     monthly_discount_rate,
                 } => {
-                    match engine.plan_schema(&clv_query(input)).await {
+                    match engine.plan_schema(&clv_query(input, "as_of_date()")).await {
                         Ok(_) => details.push(format!(
                             "fit BG/NBD and Gamma-Gamma on {input}, value {horizon_months} months at {}% a month -> customer_clv, model_metrics",
                             monthly_discount_rate * 100.0
@@ -287,23 +287,23 @@ impl Runner {
                         ("the RFM input", rfm_query("customer_view")),
                         (
                             "the CLV transactions",
-                            crate::scoring::clv_scoring_template().replace(
-                                clientele_models::AS_OF_PLACEHOLDER,
-                                &self.opts.as_of.to_string(),
+                            crate::scoring::fill(
+                                &crate::scoring::clv_scoring_template(),
+                                self.opts.as_of,
                             ),
                         ),
                         (
                             "the churn rows",
-                            crate::scoring::churn_scoring_template().replace(
-                                clientele_models::AS_OF_PLACEHOLDER,
-                                &self.opts.as_of.to_string(),
+                            crate::scoring::fill(
+                                &crate::scoring::churn_scoring_template(),
+                                self.opts.as_of,
                             ),
                         ),
                         (
                             "the campaign propensity rows",
-                            crate::scoring::propensity_scoring_template().replace(
-                                clientele_models::AS_OF_PLACEHOLDER,
-                                &self.opts.as_of.to_string(),
+                            crate::scoring::fill(
+                                &crate::scoring::propensity_scoring_template(),
+                                self.opts.as_of,
                             ),
                         ),
                     ];
@@ -832,7 +832,7 @@ impl Runner {
                 let batches = engine
                     .collect(
                         &format!("reading the CLV input '{input}'"),
-                        &clv_query(input),
+                        &clv_query(input, "as_of_date()"),
                     )
                     .await?;
                 let transactions = clv_transactions(&batches)?;
@@ -1041,11 +1041,13 @@ async fn previous_load(warehouse: &Warehouse, source: &str) -> Option<SourceRepo
 
 /// The query that feeds RFM scoring: purchasers only, one row per customer, in id order.
 /// Orders up to the as-of date, for the buy-till-you-die models.
-pub(crate) fn clv_query(input: &str) -> String {
+/// `until` is a SQL date expression: `as_of_date()` in a run, the artifact's date marker in a saved
+/// model's scoring query.
+pub(crate) fn clv_query(input: &str, until: &str) -> String {
     format!(
         "select cast(customer_id as varchar) as customer_id, cast(order_date as date) as order_date,
                 cast(order_amount as double) as amount
-         from {input} where customer_id is not null and order_date <= as_of_date()
+         from {input} where customer_id is not null and order_date <= {until}
          order by customer_id, order_date"
     )
 }

@@ -44,8 +44,12 @@ pub(crate) struct ScoreOutput {
 }
 
 async fn table(engine: &Engine, what: &str, sql: &str) -> Result<FeatureTable, BoxError> {
-    let schema = engine.plan_schema(sql).await?;
     let batches = engine.collect(what, sql).await?;
+    // The columns come with the batches; only a query without rows is planned for them.
+    let schema = match batches.first() {
+        Some(b) => b.schema(),
+        None => engine.plan_schema(sql).await?,
+    };
     Ok(FeatureTable::from_batches(what, &schema, &batches)?)
 }
 
@@ -73,13 +77,14 @@ pub fn propensity_scoring_template() -> String {
 
 /// The query of the CLV model's transactions, with the date written `{as_of}`.
 pub fn clv_scoring_template() -> String {
-    crate::runner::clv_query("fct_orders").replace(
-        "as_of_date()",
+    crate::runner::clv_query(
+        "fct_orders",
         &format!("cast('{AS_OF_PLACEHOLDER}' as date)"),
     )
 }
 
-fn fill(template: &str, d: NaiveDate) -> String {
+/// A scoring query template with its date filled in.
+pub(crate) fn fill(template: &str, d: NaiveDate) -> String {
     template.replace(AS_OF_PLACEHOLDER, &d.format("%Y-%m-%d").to_string())
 }
 
