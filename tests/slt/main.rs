@@ -5,7 +5,12 @@
 //! (4 partitions, as-of date 2025-12-31). The files create small `raw.*` tables (usually with
 //! `include fixtures/raw.slt.part`) and then say `LOAD MODELS`, which registers every model of the
 //! real `sql/` directory, and every segment of `sql/segments/`, as a view over what exists at that
-//! point. Every model must have a file named after it.
+//! point. A model whose inputs all exist must plan (its error fails the file); one with an input
+//! the file did not create is left out, and a query naming it reports why. `LOAD MODELS` then runs
+//! the data tests (`-- test:` lines) of the file's own model on the file's fixtures. Every
+//! model must have a file named after it. The parameterised queries of `sql/queries/` are tested
+//! the same way: `LOAD QUERY <name> [AS <view>]` with one `param = value` line per parameter
+//! registers the filled query as a view; each has its own file too.
 //!
 //! `cargo test -p clientele-sql --test slt -- --complete` rewrites the expected results in place.
 
@@ -21,6 +26,13 @@ use sqllogictest::{DBOutput, DefaultColumnType};
 struct SltDb {
     engine: Engine,
     sql_dir: PathBuf,
+    /// Models and segments left out by the last `LOAD MODELS` because they did not plan, with the
+    /// planner's error: a query that then fails on one of them reports it.
+    unplanned: Vec<(String, String)>,
+    /// The file's model (its stem): `LOAD MODELS` runs this model's data tests.
+    model: String,
+    /// Views from `LOAD QUERY`, registered before the next statement runs.
+    pending_views: Vec<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -81,7 +93,12 @@ fn rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, SltError> {
 }
 
 impl SltDb {
-    async fn load_models(&self) -> Result<(), SltError> {
+    /// Registers every model and segment as a view over the tables this file has created. One
+    /// whose inputs all exist must plan: its error fails the file. One with a missing input is left
+    /// out (files create only the inputs they test), and its plan error is kept for the query
+    /// that then names it. The data tests (`-- test:` lines) of the file's own model then run on
+    /// the file's fixtures.
+    async fn load_models(&mut self) -> Result<(), SltError> {
         let models = ModelSet::load(&self.sql_dir).map_err(|es| {
             SltError(
                 es.iter()
@@ -90,24 +107,122 @@ impl SltDb {
                     .join("; "),
             )
         })?;
-        let ctx = self.engine.context();
-        for m in models.ordered(&[]).map_err(|e| SltError(e.to_string()))? {
-            // A model whose inputs this file did not create is left out; querying it then fails loudly.
-            if let Ok(df) = ctx.sql(&m.sql).await {
-                let _ = ctx.deregister_table(m.name.as_str());
-                ctx.register_table(m.name.as_str(), df.into_view())
-                    .map_err(|e| SltError(e.to_string()))?;
+        self.unplanned.clear();
+        let ctx = self.engine.context().clone();
+        let mut loaded = Vec::new();
+        let mut units: Vec<(String, String, Vec<String>, Option<&clientele_sql::Model>)> = models
+            .ordered(&[])
+            .map_err(|e| SltError(e.to_string()))?
+            .into_iter()
+            .map(|m| (m.name.clone(), m.sql.clone(), m.reads.clone(), Some(m)))
+            .collect();
+        for (id, sql) in segment_files(&self.sql_dir.join("segments")) {
+            let reads = clientele_sql::parse_reads(&sql).map_err(SltError)?;
+            units.push((id, sql, reads, None));
+        }
+        for (name, sql, reads, model) in units {
+            match ctx.sql(&sql).await {
+                Ok(df) => {
+                    let _ = ctx.deregister_table(name.as_str());
+                    ctx.register_table(name.as_str(), df.into_view())
+                        .map_err(|e| SltError(e.to_string()))?;
+                    loaded.extend(model);
+                }
+                Err(e) => {
+                    let missing: Vec<&String> = reads
+                        .iter()
+                        .filter(|r| !matches!(ctx.table_exist(r.as_str()), Ok(true)))
+                        .collect();
+                    if missing.is_empty() {
+                        return Err(SltError(format!(
+                            "model '{name}' does not plan although all its inputs exist: {e}"
+                        )));
+                    }
+                    self.unplanned.push((
+                        name.clone(),
+                        format!(
+                            "{e} (inputs this file did not create: {})",
+                            missing
+                                .iter()
+                                .map(|m| m.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
             }
         }
-        for seg in segment_files(&self.sql_dir.join("segments")) {
-            let (id, sql) = seg;
-            if let Ok(df) = ctx.sql(&sql).await {
-                let _ = ctx.deregister_table(id.as_str());
-                ctx.register_table(id.as_str(), df.into_view())
-                    .map_err(|e| SltError(e.to_string()))?;
-            }
+        for model in loaded.into_iter().filter(|m| m.name == self.model) {
+            self.engine
+                .run_data_tests(model)
+                .await
+                .map_err(|e| SltError(e.to_string()))?;
         }
         Ok(())
+    }
+
+    /// `LOAD QUERY <name> [AS <view>]`, then one `param = value` line per parameter: registers
+    /// `sql/queries/<name>.sql` with its parameters filled in as a view (named `<name>` unless
+    /// given). A parameter the query does not take, or one left unfilled, fails the statement.
+    fn load_query(&mut self, statement: &str) -> Result<(), SltError> {
+        let mut lines = statement.lines();
+        let head: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        let (name, view) = match head.as_slice() {
+            [_, _, name] => (*name, *name),
+            [_, _, name, as_, view] if as_.eq_ignore_ascii_case("as") => (*name, *view),
+            _ => {
+                return Err(SltError(format!(
+                    "expected LOAD QUERY <name> [AS <view>], got '{statement}'"
+                )));
+            }
+        };
+        let query = clientele_sql::queries::ALL
+            .iter()
+            .find(|q| q.name == name)
+            .ok_or_else(|| SltError(format!("no query sql/queries/{name}.sql")))?;
+        let params: Vec<(String, String)> = lines
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                l.split_once('=')
+                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                    .ok_or_else(|| SltError(format!("expected 'param = value', got '{l}'")))
+            })
+            .collect::<Result<_, _>>()?;
+        let refs: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let sql = query.fill(&refs).map_err(|e| SltError(e.to_string()))?;
+        if let Some(left) = query
+            .params()
+            .iter()
+            .find(|p| sql.contains(&format!("{{{p}}}")))
+        {
+            return Err(SltError(format!(
+                "parameter '{left}' of query '{name}' is not given"
+            )));
+        }
+        self.pending_views.push((view.to_string(), sql));
+        Ok(())
+    }
+
+    /// An error of a query, with the plan error of any unplanned model it names.
+    fn explain(&self, sql: &str, error: String) -> SltError {
+        let named: Vec<String> = self
+            .unplanned
+            .iter()
+            .filter(|(name, _)| sql.contains(name.as_str()))
+            .map(|(name, e)| format!("model '{name}' was not loaded: {e}"))
+            .collect();
+        if named.is_empty() {
+            SltError(error)
+        } else {
+            SltError(format!("{error}\n{}", named.join("\n")))
+        }
     }
 }
 
@@ -144,6 +259,24 @@ impl sqllogictest::AsyncDB for SltDb {
             self.load_models().await?;
             return Ok(DBOutput::StatementComplete(0));
         }
+        if sql
+            .trim_start()
+            .get(..10)
+            .is_some_and(|p| p.eq_ignore_ascii_case("load query"))
+        {
+            self.load_query(sql.trim())?;
+            let ctx = self.engine.context().clone();
+            for (view, query) in std::mem::take(&mut self.pending_views) {
+                let df = ctx
+                    .sql(&query)
+                    .await
+                    .map_err(|e| SltError(format!("query '{view}' does not plan: {e}")))?;
+                let _ = ctx.deregister_table(view.as_str());
+                ctx.register_table(view.as_str(), df.into_view())
+                    .map_err(|e| SltError(e.to_string()))?;
+            }
+            return Ok(DBOutput::StatementComplete(0));
+        }
         let first_word = sql
             .split_whitespace()
             .next()
@@ -153,14 +286,15 @@ impl sqllogictest::AsyncDB for SltDb {
             first_word.as_str(),
             "select" | "with" | "values" | "show" | "describe" | "explain" | "("
         );
-        let df = self
-            .engine
-            .context()
-            .sql(sql)
-            .await
-            .map_err(|e| SltError(e.to_string()))?;
+        let df = match self.engine.context().sql(sql).await {
+            Ok(df) => df,
+            Err(e) => return Err(self.explain(sql, e.to_string())),
+        };
         let schema = df.schema().as_arrow().clone();
-        let batches = df.collect().await.map_err(|e| SltError(e.to_string()))?;
+        let batches = df
+            .collect()
+            .await
+            .map_err(|e| self.explain(sql, e.to_string()))?;
         if !is_query {
             return Ok(DBOutput::StatementComplete(0));
         }
@@ -185,7 +319,7 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-async fn new_db(sql_dir: PathBuf) -> Result<SltDb, SltError> {
+async fn new_db(sql_dir: PathBuf, model: String) -> Result<SltDb, SltError> {
     let wh =
         Warehouse::open("memory://slt", Path::new("/")).map_err(|e| SltError(e.to_string()))?;
     let as_of =
@@ -199,12 +333,21 @@ async fn new_db(sql_dir: PathBuf) -> Result<SltDb, SltError> {
         },
     )
     .map_err(|e| SltError(e.to_string()))?;
-    Ok(SltDb { engine, sql_dir })
+    Ok(SltDb {
+        engine,
+        sql_dir,
+        unplanned: Vec::new(),
+        model,
+        pending_views: Vec::new(),
+    })
 }
 
 fn model_names(sql_dir: &Path) -> Vec<String> {
     let mut names = Vec::new();
-    for layer in clientele_sql::LAYERS.iter().chain(["segments"].iter()) {
+    for layer in clientele_sql::LAYERS
+        .iter()
+        .chain(["segments", "queries"].iter())
+    {
         let Ok(entries) = std::fs::read_dir(sql_dir.join(layer)) else {
             continue;
         };
@@ -265,9 +408,10 @@ async fn main() -> std::process::ExitCode {
             continue;
         }
         let dir = sql_dir.clone();
+        let model = name.trim_end_matches(".slt").to_string();
         let mut runner = sqllogictest::Runner::new(move || {
-            let dir = dir.clone();
-            async move { new_db(dir).await }
+            let (dir, model) = (dir.clone(), model.clone());
+            async move { new_db(dir, model).await }
         });
         let result = if complete {
             runner

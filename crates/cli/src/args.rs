@@ -52,7 +52,7 @@ pub enum Command {
         seed: u64,
         /// The demo's as-of date (the last day of its history).
         #[arg(long, default_value = "2025-12-31")]
-        as_of: String,
+        as_of: chrono::NaiveDate,
         /// The second act, on a demo directory that has run: customers respond to the campaigns
         /// of the latest run (the treated ones more often than the held-out control groups), and
         /// the job runs again `--response-days` later and measures the lift.
@@ -68,7 +68,7 @@ pub enum Command {
         job: PathBuf,
         /// The date every step uses instead of today (YYYY-MM-DD); default: today (UTC).
         #[arg(long)]
-        as_of: Option<String>,
+        as_of: Option<chrono::NaiveDate>,
         /// Run only these steps (comma-separated); they read other steps' outputs as published.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
@@ -147,7 +147,7 @@ pub enum Command {
         warehouse: String,
         /// Score as of this date, on that date's published tables (default: the artifact's own).
         #[arg(long)]
-        as_of: Option<String>,
+        as_of: Option<chrono::NaiveDate>,
         /// Write the scores here (.csv or .parquet) instead of CSV on standard output.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -238,6 +238,28 @@ pub enum SourcesCommand {
     },
 }
 
+/// How a pull compares with the run before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportMode {
+    /// Everyone in the segment.
+    Full,
+    /// Only customers who were not in the last pull.
+    Adds,
+    /// Additions, changes and removals against the last pull.
+    Diff,
+}
+
+impl ExportMode {
+    /// The mode as export specs write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Adds => "adds",
+            Self::Diff => "diff",
+        }
+    }
+}
+
 /// What `clientele export` pulls and where it writes.
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
@@ -251,8 +273,8 @@ pub struct ExportArgs {
     #[arg(long, default_value = ".")]
     pub out: String,
     /// full, adds or diff (against the run before).
-    #[arg(long, default_value = "full")]
-    pub mode: String,
+    #[arg(long, value_enum, default_value = "full")]
+    pub mode: ExportMode,
     /// csv and parquet: the customer_view columns to write after customer_id.
     #[arg(long, value_delimiter = ',')]
     pub columns: Vec<String>,
@@ -264,7 +286,7 @@ pub struct ExportArgs {
     pub calling_code: String,
     /// The run to pull from, by as-of date (default: the latest published).
     #[arg(long)]
-    pub as_of: Option<String>,
+    pub as_of: Option<chrono::NaiveDate>,
     /// The warehouse: a directory or URL.
     #[arg(
         long,

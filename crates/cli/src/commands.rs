@@ -7,11 +7,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use clientele_jobs::{
-    JobSpec, PlannedStep, RunManifest, RunOptions, RunStatus, Runner, list_runs, render_report,
+    JobSpec, PlannedStep, Published, RunManifest, RunOptions, RunStatus, Runner, render_report,
     thousands,
 };
-use clientele_sql::{Engine, EngineOptions};
-use clientele_store::Warehouse;
+use clientele_sql::Engine;
 
 use crate::args::{Cli, Command, OutputFormat};
 use crate::embedded::{DEMO_JOB, SQL_FILES};
@@ -45,15 +44,6 @@ pub fn error_chain(err: &anyhow::Error) -> String {
     text
 }
 
-pub(crate) fn parse_date(text: &str, flag: &str) -> Result<NaiveDate> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
-        UsageError(format!(
-            "{flag} '{text}' is not a date in the form YYYY-MM-DD"
-        ))
-        .into()
-    })
-}
-
 pub async fn dispatch(cli: Cli, interactive: bool) -> Result<ExitCode> {
     match cli.command {
         Command::Demo {
@@ -69,16 +59,7 @@ pub async fn dispatch(cli: Cli, interactive: bool) -> Result<ExitCode> {
             seed,
             as_of,
             ..
-        } => {
-            demo(
-                &dir,
-                persons,
-                seed,
-                parse_date(&as_of, "--as-of")?,
-                interactive,
-            )
-            .await
-        }
+        } => demo(&dir, persons, seed, as_of, interactive).await,
         Command::Run {
             job,
             as_of,
@@ -86,10 +67,8 @@ pub async fn dispatch(cli: Cli, interactive: bool) -> Result<ExitCode> {
             dry_run,
             full_refresh,
         } => {
-            let as_of = match as_of {
-                Some(t) => parse_date(&t, "--as-of")?,
-                None => chrono::Utc::now().date_naive(),
-            };
+            // The clock is read here, once, and passed in.
+            let as_of = as_of.unwrap_or_else(|| chrono::Utc::now().date_naive());
             let spec = JobSpec::load(&job)?;
             let mut opts = RunOptions::new(as_of);
             opts.only = only;
@@ -124,10 +103,7 @@ pub async fn dispatch(cli: Cli, interactive: bool) -> Result<ExitCode> {
             warehouse,
             as_of,
             out,
-        } => {
-            let as_of = as_of.map(|d| parse_date(&d, "--as-of")).transpose()?;
-            crate::score::run(&artifact, &warehouse, as_of, out.as_deref()).await
-        }
+        } => crate::score::run(&artifact, &warehouse, as_of, out.as_deref()).await,
         Command::ExplainMatch {
             job,
             record_a,
@@ -308,8 +284,8 @@ async fn demo_responses(dir: &Path, seed: u64, days: u32, interactive: bool) -> 
         ))
         .into());
     }
-    let wh = Warehouse::open(&dir.join("warehouse").display().to_string(), Path::new("."))?;
-    let dates = crate::export::published_dates(&wh, "segments", "export_audience").await?;
+    let published = Published::open(&dir.join("warehouse").display().to_string(), Path::new("."))?;
+    let dates = published.dates("segments", "export_audience").await?;
     let Some(sent) = dates.last().copied() else {
         return Err(UsageError(format!(
             "{} has no published campaigns yet: run `clientele demo --dir {}` first",
@@ -318,24 +294,21 @@ async fn demo_responses(dir: &Path, seed: u64, days: u32, interactive: bool) -> 
         ))
         .into());
     };
-    let engine = Engine::new(&wh, sent, &EngineOptions::default())?;
-    for (layer, table) in [
-        ("segments", "export_audience"),
-        ("intermediate", "int_customer_identity"),
-    ] {
-        engine
-            .register_file(
-                table,
-                &clientele_store::layout::partition_file(layer, table, sent),
-            )
-            .await?;
-    }
+    let engine = published
+        .engine_at(
+            sent,
+            &[
+                ("segments", "export_audience"),
+                ("intermediate", "int_customer_identity"),
+            ],
+        )
+        .await?;
     let batches = engine
         .collect(
             "reading the campaigns' audiences",
             "select a.campaign_id, a.customer_id, a.\"group\",
-                    min(case when i.source_system = 'web' then substr(i.record_id, 5) end) as web_customer,
-                    min(case when i.source_system = 'crm' then substr(i.record_id, 5) end) as crm_customer
+                    min(case when i.source_system = 'web' then substr(i.record_id, length(i.source_system) + 2) end) as web_customer,
+                    min(case when i.source_system = 'crm' then substr(i.record_id, length(i.source_system) + 2) end) as crm_customer
              from export_audience a
              left join int_customer_identity i on i.customer_id = a.customer_id
              where a.campaign_id in (select campaign_id from export_audience where \"group\" = 'control')
@@ -376,15 +349,12 @@ async fn demo_responses(dir: &Path, seed: u64, days: u32, interactive: bool) -> 
 }
 
 async fn open_published(warehouse: &str) -> Result<(Engine, Vec<(String, String)>)> {
-    let wh = Warehouse::open(warehouse, Path::new("."))
+    let published = Published::open(warehouse, Path::new("."))
         .with_context(|| format!("opening the warehouse {warehouse}"))?;
-    let engine = Engine::new(
-        &wh,
-        chrono::Utc::now().date_naive(),
-        &EngineOptions::default(),
-    )?;
-    let tables = engine.register_published().await?;
-    Ok((engine, tables))
+    // Ad-hoc queries name their dates; as_of_date() is today's.
+    Ok(published
+        .engine_over_all(chrono::Utc::now().date_naive())
+        .await?)
 }
 
 async fn query(sql: &str, warehouse: &str, format: OutputFormat) -> Result<ExitCode> {
@@ -421,9 +391,10 @@ async fn query(sql: &str, warehouse: &str, format: OutputFormat) -> Result<ExitC
 }
 
 async fn runs(warehouse: &str, json: bool) -> Result<ExitCode> {
-    let wh = Warehouse::open(warehouse, Path::new("."))
+    let published = Published::open(warehouse, Path::new("."))
         .with_context(|| format!("opening the warehouse {warehouse}"))?;
-    let runs = list_runs(&wh).await?;
+    let wh = published.warehouse();
+    let runs = published.runs().await?;
     if json {
         outln!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(ExitCode::SUCCESS);

@@ -6,68 +6,36 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use chrono::NaiveDate;
-use clientele_jobs::{list_runs, thousands};
+use clientele_jobs::{PULL_TABLES, Published, has_closed_accounts, thousands};
 use clientele_segments::formats::Locale;
-use clientele_segments::{
-    ExportContext, ExportSpec, PreviousRows, SuppressionList, export_segment,
-};
-use clientele_sql::{Engine, EngineOptions};
-use clientele_store::{Warehouse, layout};
+use clientele_segments::{ExportContext, ExportSpec, export_segment};
+use clientele_store::Warehouse;
 
 use crate::args::ExportArgs;
 use crate::commands::UsageError;
 
 /// `clientele segments`.
 pub(crate) async fn segments(warehouse: &str) -> Result<ExitCode> {
-    let wh = Warehouse::open(warehouse, Path::new("."))
+    let published = Published::open(warehouse, Path::new("."))
         .with_context(|| format!("opening the warehouse {warehouse}"))?;
-    let runs = list_runs(&wh).await?;
-    let mut published = runs
-        .iter()
-        .rev()
-        .filter(|r| r.published && !r.segments.is_empty());
-    let Some(latest) = published.next() else {
+    let Some(changes) = published.segment_changes().await? else {
         return Err(UsageError(format!(
             "the warehouse {warehouse} has no published run with segments; run a job first"
         ))
         .into());
     };
-    let before: BTreeMap<&str, u64> = published
-        .next()
-        .map(|r| {
-            r.segments
-                .iter()
-                .map(|s| (s.segment.as_str(), s.customers))
-                .collect()
-        })
-        .unwrap_or_default();
     outln!(
         "segments of run {} as of {} ({})",
-        latest.run_id,
-        latest.as_of,
-        if before.is_empty() {
-            "no earlier run to compare with".to_string()
+        changes.run_id,
+        changes.as_of,
+        if changes.before.is_empty() {
+            "no earlier run to compare with"
         } else {
-            "change since the run before".to_string()
+            "change since the run before"
         }
     );
-    for s in &latest.segments {
-        let change = match before.get(s.segment.as_str()) {
-            Some(&old) => {
-                let diff = s.customers as i64 - old as i64;
-                format!(
-                    "{diff:+} ({:+.0}%)",
-                    100.0 * diff as f64 / (old.max(1) as f64)
-                )
-            }
-            None => "new".to_string(),
-        };
-        let alarm = if latest
-            .alarms
-            .iter()
-            .any(|a| a.starts_with(&format!("segment {} ", s.segment)))
-        {
+    for s in &changes.segments {
+        let alarm = if changes.has_alarm(&s.segment) {
             "  ALARM"
         } else {
             ""
@@ -76,89 +44,20 @@ pub(crate) async fn segments(warehouse: &str) -> Result<ExitCode> {
             "  {:<30} {:>9}  {:<14} {}{alarm}",
             s.segment,
             thousands(s.customers),
-            change,
+            changes.change(s),
             s.name
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The as-of dates with a published `layer/table` partition, ascending.
-pub(crate) async fn published_dates(
-    wh: &Warehouse,
-    layer: &str,
-    table: &str,
-) -> Result<Vec<NaiveDate>> {
-    let mut dates: Vec<NaiveDate> = wh
-        .list(&format!("{layer}/{table}/"))
-        .await?
-        .into_iter()
-        .filter_map(|(p, _)| {
-            p.split('/')
-                .find_map(|s| s.strip_prefix("as_of="))
-                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-        })
-        .collect();
-    dates.sort();
-    dates.dedup();
-    Ok(dates)
-}
-
-/// An engine over the warehouse's tables of one as-of date, with the suppression list as that
-/// run applied it.
-async fn engine_for(wh: &Warehouse, as_of: NaiveDate) -> Result<(Engine, SuppressionList, bool)> {
-    let engine = Engine::new(wh, as_of, &EngineOptions::default())?;
-    for (layer, table) in [
-        ("segments", "segment_membership"),
-        ("marts", "customer_view"),
-    ] {
-        let rel = layout::partition_file(layer, table, as_of);
-        if !wh.exists(&rel).await? {
-            return Err(UsageError(format!(
-                "the warehouse has no {table} published as of {as_of}"
-            ))
-            .into());
-        }
-        engine.register_file(table, &rel).await?;
-    }
-    let rel = layout::partition_file("segments", "suppression_list", as_of);
-    let (list, found) = if wh.exists(&rel).await? {
-        engine.register_file("suppression_list", &rel).await?;
-        let batches = engine
-            .collect(
-                "reading the suppression list",
-                "select kind, value from suppression_list",
-            )
-            .await?;
-        (
-            clientele_jobs::exporting::suppression_from_batches(&batches)
-                .map_err(|e| anyhow::anyhow!(e))?,
-            true,
-        )
-    } else {
-        (SuppressionList::default(), false)
-    };
-    Ok((engine, list, found))
-}
-
-async fn has_closed_accounts(engine: &Engine) -> Result<bool> {
-    Ok(engine
-        .plan_schema("select * from customer_view")
-        .await?
-        .field_with_name("is_account_closed")
-        .is_ok())
-}
-
 /// `clientele export`.
 pub(crate) async fn export(pull: &ExportArgs) -> Result<ExitCode> {
-    let as_of = pull
-        .as_of
-        .as_deref()
-        .map(|d| crate::commands::parse_date(d, "--as-of"))
-        .transpose()?;
-    let wh = Warehouse::open(&pull.warehouse, Path::new("."))
+    let as_of = pull.as_of;
+    let published = Published::open(&pull.warehouse, Path::new("."))
         .with_context(|| format!("opening the warehouse {}", pull.warehouse))?;
-    let dates = published_dates(&wh, "segments", "segment_membership").await?;
+    let (layer, table) = PULL_TABLES[0];
+    let dates = published.dates(layer, table).await?;
     let as_of = match as_of {
         Some(d) if dates.contains(&d) => d,
         Some(d) => {
@@ -186,7 +85,7 @@ pub(crate) async fn export(pull: &ExportArgs) -> Result<ExitCode> {
         format: pull.format.clone(),
         columns: pull.columns.clone(),
         mapping: BTreeMap::new(),
-        mode: Some(pull.mode.clone()),
+        mode: Some(pull.mode.as_str().to_string()),
         location: None,
         campaign: None,
         holdout_share: None,
@@ -201,7 +100,7 @@ pub(crate) async fn export(pull: &ExportArgs) -> Result<ExitCode> {
         country: pull.country.clone(),
         calling_code: pull.calling_code.clone(),
     };
-    let (engine, suppression, found) = engine_for(&wh, as_of).await?;
+    let (engine, suppression) = published.pull_engine(as_of).await?;
     let known = engine
         .collect(
             "listing the segments",
@@ -228,48 +127,16 @@ pub(crate) async fn export(pull: &ExportArgs) -> Result<ExitCode> {
         ))
         .into());
     }
-    if !found {
+    if suppression.is_none() {
         eprintln!(
             "note: the run as of {as_of} published no suppression list (its job has no export step); opt-outs and contact keys still apply"
         );
     }
     // For adds and diff: the same pull from the run before, as the previous rows.
-    let previous = if pull.mode == "full" {
+    let previous = if pull.mode == crate::args::ExportMode::Full {
         None
-    } else if let Some(before) = dates.iter().rev().find(|d| **d < as_of).copied() {
-        let (old_engine, old_list, _) = engine_for(&wh, before).await?;
-        let scratch = Warehouse::open("memory://previous-pull", Path::new("/"))?;
-        let mut full = spec.clone();
-        full.mode = Some("full".into());
-        let ctx = ExportContext {
-            engine: &old_engine,
-            warehouse: &scratch,
-            as_of: before,
-            staged_dir: "previous".into(),
-            published_dir: "previous".into(),
-            locale: locale.clone(),
-            suppression: &old_list,
-            has_closed_accounts: has_closed_accounts(&old_engine).await?,
-            previous: None,
-        };
-        let out = export_segment(&full, &ctx).await?;
-        let mut rows = PreviousRows::new();
-        let b = &out.audience;
-        use arrow::array::AsArray;
-        let (ids, fps, cells) = (
-            b.column(4).as_string::<i32>(),
-            b.column(6).as_string::<i32>(),
-            b.column(7).as_string::<i32>(),
-        );
-        for i in 0..b.num_rows() {
-            rows.insert(
-                ids.value(i).to_string(),
-                (fps.value(i).to_string(), cells.value(i).to_string()),
-            );
-        }
-        Some((before, rows))
     } else {
-        None
+        published.previous_pull(&spec, &locale, as_of).await?
     };
     let target = Warehouse::open(&pull.out, Path::new("."))
         .with_context(|| format!("opening {}", pull.out))?;
@@ -281,7 +148,7 @@ pub(crate) async fn export(pull: &ExportArgs) -> Result<ExitCode> {
         staged_dir: dir.clone(),
         published_dir: dir.clone(),
         locale,
-        suppression: &suppression,
+        suppression: &suppression.unwrap_or_default(),
         has_closed_accounts: has_closed_accounts(&engine).await?,
         previous,
     };

@@ -96,7 +96,7 @@ fn is_usage_error(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
         matches!(
             e.downcast_ref::<clientele_jobs::Error>(),
-            Some(clientele_jobs::Error::Spec { .. })
+            Some(clientele_jobs::Error::Spec { .. } | clientele_jobs::Error::NotPublished(_))
         ) || e.downcast_ref::<commands::UsageError>().is_some()
     })
 }

@@ -6,9 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
+use clientele_jobs::Published;
 use clientele_models::Artifact;
-use clientele_sql::{Engine, EngineOptions};
-use clientele_store::{Warehouse, layout};
 
 use crate::commands::UsageError;
 
@@ -32,33 +31,11 @@ pub(crate) async fn run(
             ))
         })?,
     };
-    let wh = Warehouse::open(warehouse, Path::new("."))
+    let published = Published::open(warehouse, Path::new("."))
         .with_context(|| format!("opening the warehouse {warehouse}"))?;
-    let engine = Engine::new(&wh, as_of, &EngineOptions::default())?;
-    for (layer, table) in clientele_jobs::SCORE_INPUT_TABLES {
-        let rel = layout::partition_file(layer, table, as_of);
-        if !wh.exists(&rel).await? {
-            let dates: std::collections::BTreeSet<String> = wh
-                .list(&format!("{layer}/{table}/"))
-                .await?
-                .into_iter()
-                .filter_map(|(p, _)| {
-                    p.split('/')
-                        .find_map(|s| s.strip_prefix("as_of=").map(str::to_string))
-                })
-                .collect();
-            return Err(UsageError(format!(
-                "the warehouse {warehouse} has no {table} published as of {as_of} (published: {})",
-                if dates.is_empty() {
-                    "none".to_string()
-                } else {
-                    dates.into_iter().collect::<Vec<_>>().join(", ")
-                }
-            ))
-            .into());
-        }
-        engine.register_file(table, &rel).await?;
-    }
+    let engine = published
+        .engine_at(as_of, &clientele_jobs::SCORE_INPUT_TABLES)
+        .await?;
     let batch = clientele_jobs::score_with_artifact(&engine, &artifact, as_of)
         .await
         .map_err(|e| anyhow::anyhow!(e))

@@ -88,18 +88,92 @@ fn batch(table: &'static str, schema: SchemaRef, columns: Vec<ArrayRef>) -> Resu
     RecordBatch::try_new(schema, columns).map_err(|source| Error::Arrow { table, source })
 }
 
+/// The tables identity resolution writes, in the order [`output_tables`] returns them.
+pub const OUTPUT_TABLES: [&str; 4] = [
+    "int_customer_identity",
+    "int_identity_links",
+    "int_identity_changes",
+    "int_identity_parameters",
+];
+
+/// The four output tables' schemas, for planning without data.
+pub fn output_schemas(settings: &Settings) -> [(&'static str, SchemaRef); 4] {
+    let [identity, links, changes, parameters] = OUTPUT_TABLES;
+    [
+        (identity, identity_schema()),
+        (links, links_schema(settings)),
+        (changes, changes_schema()),
+        (parameters, parameters_schema()),
+    ]
+}
+
+/// The four output tables of a resolution.
+pub fn output_tables(
+    records: &Records,
+    settings: &Settings,
+    r: &Resolution,
+) -> Result<[(&'static str, RecordBatch); 4]> {
+    let [identity, links, changes, parameters] = OUTPUT_TABLES;
+    Ok([
+        (identity, identity_table(records, r)?),
+        (links, links_table(records, settings, r)?),
+        (changes, changes_table(&r.changes)?),
+        (parameters, parameters_table(&r.parameters)?),
+    ])
+}
+
+/// The schema of `int_customer_identity`.
+pub fn identity_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("record_id", DataType::Utf8, false),
+        Field::new("source_system", DataType::Utf8, false),
+        Field::new("customer_id", DataType::Utf8, false),
+        Field::new("cluster_size", DataType::Int64, false),
+    ]))
+}
+
+/// The schema of `int_identity_links`: fixed columns, then a level and a weight per comparison.
+pub fn links_schema(settings: &Settings) -> SchemaRef {
+    let mut fields = vec![
+        Field::new("record_id_a", DataType::Utf8, false),
+        Field::new("record_id_b", DataType::Utf8, false),
+        Field::new("blocking_rule", DataType::Utf8, false),
+        Field::new("match_weight", DataType::Float64, false),
+        Field::new("match_probability", DataType::Float64, false),
+        Field::new("is_accepted", DataType::Boolean, false),
+    ];
+    for c in &settings.comparisons {
+        fields.push(Field::new(
+            format!("{}_level", c.column),
+            DataType::Utf8,
+            false,
+        ));
+        fields.push(Field::new(
+            format!("{}_weight", c.column),
+            DataType::Float64,
+            false,
+        ));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// The schema of `int_identity_changes`.
+pub fn changes_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Utf8, true),
+        Field::new("change", DataType::Utf8, false),
+        Field::new("previous_customer_id", DataType::Utf8, true),
+        Field::new("records", DataType::Int64, false),
+    ]))
+}
+
 /// `int_customer_identity`: one row per record with its customer id and the size of its cluster.
 pub fn identity_table(records: &Records, r: &Resolution) -> Result<RecordBatch> {
     let mut sizes: HashMap<u32, i64> = HashMap::new();
     for c in &r.clusters {
         *sizes.entry(*c).or_insert(0) += 1;
     }
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("record_id", DataType::Utf8, false),
-        Field::new("source_system", DataType::Utf8, false),
-        Field::new("customer_id", DataType::Utf8, false),
-        Field::new("cluster_size", DataType::Int64, false),
-    ]));
+    let schema = identity_schema();
     let source: StringArray = records
         .sources
         .iter()
@@ -123,26 +197,6 @@ pub fn identity_table(records: &Records, r: &Resolution) -> Result<RecordBatch> 
 
 /// `int_identity_links`: scored candidate pairs with each comparison's level and weight.
 pub fn links_table(records: &Records, settings: &Settings, r: &Resolution) -> Result<RecordBatch> {
-    let mut fields = vec![
-        Field::new("record_id_a", DataType::Utf8, false),
-        Field::new("record_id_b", DataType::Utf8, false),
-        Field::new("blocking_rule", DataType::Utf8, false),
-        Field::new("match_weight", DataType::Float64, false),
-        Field::new("match_probability", DataType::Float64, false),
-        Field::new("is_accepted", DataType::Boolean, false),
-    ];
-    for c in &settings.comparisons {
-        fields.push(Field::new(
-            format!("{}_level", c.column),
-            DataType::Utf8,
-            false,
-        ));
-        fields.push(Field::new(
-            format!("{}_weight", c.column),
-            DataType::Float64,
-            false,
-        ));
-    }
     let n = r.links.len();
     let mut a = StringBuilder::with_capacity(n, n * 12);
     let mut b = StringBuilder::with_capacity(n, n * 12);
@@ -183,17 +237,12 @@ pub fn links_table(records: &Records, settings: &Settings, r: &Resolution) -> Re
         columns.push(Arc::new(l.finish()));
         columns.push(Arc::new(w.finish()));
     }
-    batch("int_identity_links", Arc::new(Schema::new(fields)), columns)
+    batch("int_identity_links", links_schema(settings), columns)
 }
 
 /// `int_identity_changes`: merges, splits, new and retired customer ids since the last run.
 pub fn changes_table(changes: &[stable::Change]) -> Result<RecordBatch> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("customer_id", DataType::Utf8, true),
-        Field::new("change", DataType::Utf8, false),
-        Field::new("previous_customer_id", DataType::Utf8, true),
-        Field::new("records", DataType::Int64, false),
-    ]));
+    let schema = changes_schema();
     batch(
         "int_identity_changes",
         schema,
@@ -348,4 +397,25 @@ pub fn parameters_from_batches(batches: &[RecordBatch], settings: &Settings) -> 
         u_pairs: 0,
         em_iterations: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::IdentitySpec;
+
+    #[test]
+    fn the_declared_schemas_are_those_of_the_tables_written() -> Result<()> {
+        let settings = IdentitySpec::default().validate()?;
+        let records = Records::new(&settings);
+        let r = crate::resolve(&records, &settings, &HashMap::new(), None)?;
+        let written = output_tables(&records, &settings, &r)?;
+        for ((name, schema), (written_name, batch)) in
+            output_schemas(&settings).iter().zip(&written)
+        {
+            assert_eq!(name, written_name);
+            assert_eq!(schema, &batch.schema(), "{name}");
+        }
+        Ok(())
+    }
 }

@@ -4,12 +4,16 @@
 //! - [`JobSpec::load`] reads a job spec (TOML, see docs/jobs.md) in two stages: the raw TOML with unknown
 //!   keys refused, then a validated [`JobSpec`] whose every problem carries the file and line
 //!   ([`Problem`]). `${VAR}` and `${VAR:-default}` are replaced from the environment first.
-//! - Steps (`ingest`, `sql`, `identity`, `rfm`, `segments`, `export`) form a graph: a step depends on the steps that
+//! - Steps (`ingest`, `sql`, `identity`, `score`, `segments`, `export`) form a graph: a step depends on the steps that
 //!   produce the tables it reads, and on any it names in `depends_on` ([`JobSpec::step_order`]).
+//!   Each kind is one module of [`steps`]: a spec (`kind = "..."`, unknown keys refused) and an
+//!   [`Operation`] that plans and runs it and returns its tables, metrics and report section.
 //! - [`Runner`] runs a job for an as-of date: it takes the warehouse lock, builds the one query engine,
-//!   runs the steps in order (skipping everything downstream of a failure), stages every output under
+//!   runs the steps' operations in order (skipping everything downstream of a failure), stages every output under
 //!   `_staging/RUN_ID/`, and publishes them only when every step succeeded. Each run leaves a
 //!   [`RunManifest`] under `_runs/`, which [`list_runs`] reads back.
+//! - [`Published`] is the read side: dates, an engine over one date's tables, the suppression list
+//!   a run applied, segment changes; the commands that read a warehouse go through it.
 //! - [`Runner::plan`] is the dry run: it plans every SQL query against the declared and derived
 //!   schemas, without data and without writing anything.
 //!
@@ -25,24 +29,28 @@
 //! ```
 
 mod error;
-pub mod exporting;
 mod history;
-mod identity;
 mod manifest;
 mod memory;
+mod published;
 mod report;
 mod runner;
-mod scoring;
 mod spec;
+pub mod steps;
 
+pub use clientele_segments::thousands;
 pub use error::{Error, Result};
 pub use history::list_runs;
-pub use identity::explain_match;
 pub use manifest::{RunManifest, RunStatus, StepReport, StepStatus, TableSummary};
-pub use report::{render_report, thousands};
+pub use published::{
+    PULL_TABLES, Published, SUPPRESSION_TABLE, SegmentChanges, has_closed_accounts,
+};
+pub use report::render_report;
 pub use runner::{PlannedStep, RunObserver, RunOptions, Runner};
-pub use scoring::{
-    ModelReport, SCORE_INPUT_TABLES, churn_scoring_template, clv_scoring_template,
+pub use spec::{JobSpec, Problem, Step, TableId};
+pub use steps::identity::explain_match;
+pub use steps::score::{
+    ModelReport, SCORE_INPUT_TABLES, ScoreOptions, churn_scoring_template, clv_scoring_template,
     propensity_scoring_template, score_with_artifact,
 };
-pub use spec::{JobSpec, Problem, ScoreOptions, StepKind, StepSpec};
+pub use steps::{Operation, StepSpec};

@@ -92,14 +92,14 @@ pub struct RunManifest {
     pub alarms: Vec<String>,
     /// Earlier campaigns measured against their control groups by this run.
     #[serde(default)]
-    pub campaigns: Vec<crate::exporting::CampaignResult>,
+    pub campaigns: Vec<clientele_segments::CampaignResult>,
     pub exports: Vec<ExportReport>,
     /// Identity resolution, when the job has an identity step.
     #[serde(default)]
     pub identity: Option<IdentityReport>,
     /// The models of the score step: version, customers scored, headline metrics.
     #[serde(default)]
-    pub models: Vec<crate::scoring::ModelReport>,
+    pub models: Vec<crate::ModelReport>,
     /// Where a failed run's staged outputs remain for inspection (until the next run).
     pub staging_dir: Option<String>,
     /// The first error, when the run failed.

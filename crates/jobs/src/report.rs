@@ -1,21 +1,9 @@
 //! The run report: what a person reads to know how last night went.
 
+use clientele_segments::thousands;
 use std::fmt::Write;
 
 use crate::manifest::{RunManifest, RunStatus, StepStatus};
-
-/// Groups digits by thousands: 1234567 → 1,234,567.
-pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
 
 fn seconds(ms: u64) -> String {
     format!("{:.1}s", ms as f64 / 1000.0)

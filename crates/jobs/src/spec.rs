@@ -8,9 +8,11 @@ use clientele_segments::{ExportSpec, Segment, load_segments};
 use clientele_sql::{EngineOptions, ModelSet};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use toml::Spanned;
 
 use crate::error::{Error, Result};
+use crate::steps::{CheckProblem, Operation, SpecContext, StepHeader, StepSpec};
 
 /// One problem in a spec or a file it names, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +37,9 @@ struct RawJob {
     job: Spanned<RawHeader>,
     #[serde(default)]
     sources: Vec<Spanned<SourceSpec>>,
+    /// Read as tables first, then each as its kind, so a problem is reported at its own step.
     #[serde(default)]
-    steps: Vec<Spanned<StepSpec>>,
+    steps: Vec<Spanned<toml::Table>>,
     #[serde(default)]
     exports: Vec<Spanned<ExportSpec>>,
     #[serde(default)]
@@ -68,117 +71,6 @@ struct RawHeader {
     target_partitions: Option<usize>,
 }
 
-/// A step as written in the spec.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct StepSpec {
-    /// Unique step name.
-    pub name: String,
-    /// `ingest`, `sql`, `identity`, `rfm`, `clv`, `score`, `segments` or `export`.
-    pub kind: String,
-    /// Steps that must finish first, besides the ones inferred from the tables the step reads.
-    #[serde(default)]
-    pub depends_on: Vec<String>,
-    /// `ingest`: the sources (default: all).
-    #[serde(default)]
-    pub sources: Option<Vec<String>>,
-    /// `sql`: models or layers (default: all models).
-    #[serde(default)]
-    pub models: Option<Vec<String>>,
-    /// `rfm`: the table to score (default `customer_view`); `identity`: the records to resolve
-    /// (default `int_customer_records__unioned`); `clv`: the orders (default `fct_orders`).
-    #[serde(default)]
-    pub input: Option<String>,
-    /// `clv`, `score`: how many months ahead to value customers (default 12).
-    #[serde(default)]
-    pub horizon_months: Option<u32>,
-    /// `clv`, `score`: the monthly discount rate (default 0.01, 1% a month).
-    #[serde(default)]
-    pub monthly_discount_rate: Option<f64>,
-    /// `export`: the exports (default: all).
-    #[serde(default)]
-    pub exports: Option<Vec<String>>,
-    /// `score`: the churn window in days: churn is no purchase in this many days (default 90).
-    #[serde(default)]
-    pub churn_horizon_days: Option<u32>,
-    /// `score`: days after a campaign send within which responses count; later sends are not
-    /// trained on yet (default 30).
-    #[serde(default)]
-    pub response_window_days: Option<u32>,
-    /// `score`: the share of the latest past campaigns held back to validate propensity
-    /// (default 0.25).
-    #[serde(default)]
-    pub campaign_holdout_share: Option<f64>,
-    /// `score`: the lowest validation ROC AUC the churn model may have (default: no floor).
-    #[serde(default)]
-    pub min_churn_auc: Option<f64>,
-    /// `score`: the lowest validation ROC AUC the propensity model may have (default: no floor).
-    #[serde(default)]
-    pub min_propensity_auc: Option<f64>,
-}
-
-/// The options of a `score` step, validated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScoreOptions {
-    /// CLV horizon in months.
-    pub horizon_months: u32,
-    /// Monthly discount rate.
-    pub monthly_discount_rate: f64,
-    /// Churn window in days.
-    pub churn_horizon_days: u32,
-    /// Response window in days.
-    pub response_window_days: u32,
-    /// Share of the latest campaigns held back.
-    pub campaign_holdout_share: f64,
-    /// Floor on the churn model's validation ROC AUC.
-    pub min_churn_auc: Option<f64>,
-    /// Floor on the propensity model's validation ROC AUC.
-    pub min_propensity_auc: Option<f64>,
-}
-
-/// What a step does, validated.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StepKind {
-    Ingest {
-        sources: Vec<String>,
-    },
-    Sql {
-        models: Vec<String>,
-    },
-    Rfm {
-        input: String,
-    },
-    Clv {
-        input: String,
-        horizon_months: u32,
-        monthly_discount_rate: f64,
-    },
-    Identity {
-        input: String,
-    },
-    Score(ScoreOptions),
-    Segments,
-    Export {
-        exports: Vec<String>,
-    },
-}
-
-impl StepKind {
-    /// The kind's name as written in specs.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Ingest { .. } => "ingest",
-            Self::Sql { .. } => "sql",
-            Self::Rfm { .. } => "rfm",
-            Self::Clv { .. } => "clv",
-            Self::Identity { .. } => "identity",
-            Self::Score(_) => "score",
-            Self::Segments => "segments",
-            Self::Export { .. } => "export",
-        }
-    }
-}
-
 /// A table as the warehouse lays it out: `layer/table`, queried as `name`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TableId {
@@ -203,48 +95,23 @@ impl TableId {
     }
 }
 
-/// The scores table written by the `rfm` step.
-pub const RFM_TABLE: (&str, &str) = ("scores", "customer_rfm");
-
-/// The tables written by the `clv` step.
-pub const CLV_TABLE: (&str, &str) = ("scores", "customer_clv");
-pub const METRICS_TABLE: (&str, &str) = ("scores", "model_metrics");
-/// The tables written by the `score` step besides the RFM, CLV and metrics tables.
-pub const SCORES_TABLE: (&str, &str) = ("scores", "customer_scores");
-pub const DECILES_TABLE: (&str, &str) = ("scores", "model_deciles");
-pub const PROFILES_TABLE: (&str, &str) = ("scores", "model_profiles");
-/// The tables the `score` step reads.
-pub const SCORE_INPUTS: [&str; 4] = [
-    "fct_orders",
-    "fct_touchpoints",
-    "stg_service__tickets",
-    "customer_view",
-];
-/// The tables written by the `identity` step (layer, table).
-pub const IDENTITY_TABLES: [(&str, &str); 4] = [
-    ("intermediate", "int_customer_identity"),
-    ("intermediate", "int_identity_links"),
-    ("intermediate", "int_identity_changes"),
-    ("intermediate", "int_identity_parameters"),
-];
-/// The membership table written by the `segments` step.
-pub const MEMBERSHIP_TABLE: (&str, &str) = ("segments", "segment_membership");
-/// Who each export sent and held out, written by the `export` step.
-pub const AUDIENCE_TABLE: (&str, &str) = ("segments", "export_audience");
-/// The global suppression list as the `export` step applied it.
-pub const SUPPRESSION_TABLE: (&str, &str) = ("segments", "suppression_list");
-/// Earlier campaigns measured against their control groups, written by the `export` step.
-pub const CAMPAIGN_RESULTS_TABLE: (&str, &str) = ("segments", "campaign_results");
-
 /// A validated step with the tables it reads and writes.
 #[derive(Debug, Clone)]
 pub struct Step {
     pub name: String,
-    pub kind: StepKind,
     pub depends_on: Vec<String>,
     pub line: usize,
     pub reads: Vec<TableId>,
     pub writes: Vec<TableId>,
+    /// What the step does.
+    pub operation: Arc<dyn Operation>,
+}
+
+impl Step {
+    /// The kind's name as written in specs.
+    pub fn kind(&self) -> &'static str {
+        self.operation.kind()
+    }
 }
 
 /// A validated job.
@@ -288,6 +155,29 @@ fn line_of(text: &str, offset: usize) -> usize {
         .filter(|b| **b == b'\n')
         .count()
         + 1
+}
+
+/// The line of the key a serde message names (`unknown field `x``, `unknown variant `y``), looked
+/// for in the table that starts at `start` of `text` (up to the next table header).
+fn key_line(text: &str, start: usize, message: &str) -> Option<usize> {
+    let quoted = message.split('`').nth(1)?;
+    let region = text.get(start..)?;
+    let mut offset = start;
+    for (i, l) in region.split_inclusive('\n').enumerate() {
+        let t = l.trim_start();
+        if i > 0 && t.starts_with('[') && !t.starts_with("[\"") {
+            break;
+        }
+        let key_matches = t
+            .strip_prefix(quoted)
+            .is_some_and(|rest| rest.trim_start().starts_with('='));
+        let value_matches = t.starts_with("kind") && t.contains(&format!("\"{quoted}\""));
+        if key_matches || value_matches {
+            return Some(line_of(text, offset));
+        }
+        offset += l.len();
+    }
+    None
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -419,7 +309,32 @@ impl JobSpec {
 
         // Models and segments.
         // A job without SQL steps (an ingest-only job, say) needs no SQL directory.
-        let has_sql_step = raw.steps.iter().any(|s| s.get_ref().kind == "sql");
+        let mut step_specs = Vec::new();
+        for s in &raw.steps {
+            let start = s.span().start;
+            let mut keys = s.get_ref().clone();
+            let mut header = toml::Table::new();
+            for key in ["name", "depends_on"] {
+                if let Some(v) = keys.remove(key) {
+                    header.insert(key.to_string(), v);
+                }
+            }
+            let parsed = toml::Value::Table(header)
+                .try_into::<StepHeader>()
+                .and_then(|h| Ok((h, toml::Value::Table(keys).try_into::<StepSpec>()?)));
+            match parsed {
+                Ok((header, spec)) => step_specs.push((line_of(&text, start), header, spec)),
+                Err(e) => {
+                    let message = e.message().trim().to_string();
+                    let line =
+                        key_line(&text, start, &message).unwrap_or_else(|| line_of(&text, start));
+                    problems.push(problem(Some(line), message));
+                }
+            }
+        }
+        let has_sql_step = step_specs
+            .iter()
+            .any(|(_, _, s)| matches!(s, StepSpec::Sql(_)));
         let models = match ModelSet::load(&sql_dir) {
             Err(_) if !has_sql_step && !sql_dir.exists() => ModelSet::default(),
             Ok(m) => m,
@@ -496,266 +411,42 @@ impl JobSpec {
         };
 
         // Steps.
+        let cx = SpecContext {
+            sources: &sources,
+            models: &models,
+            exports: &exports,
+            segments: &segments,
+            identity: &identity,
+        };
         let mut steps: Vec<Step> = Vec::new();
-        for s in &raw.steps {
-            let line = line_of(&text, s.span().start);
-            let spec = s.get_ref();
-            let mut step_problem = |m: String| {
-                problems.push(problem(Some(line), format!("step '{}': {m}", spec.name)))
-            };
-            if !is_identifier(&spec.name) {
-                step_problem("the name must be lower_snake_case".into());
+        for (line, header, s) in &step_specs {
+            let line = *line;
+            let declared = s.declaration();
+            let name = header.name.as_str();
+            let mut found = Vec::new();
+            if !is_identifier(name) {
+                found.push(CheckProblem::Step(
+                    "the name must be lower_snake_case".into(),
+                ));
             }
-            if steps.iter().any(|o| o.name == spec.name) {
-                step_problem("the name is used twice".into());
+            if steps.iter().any(|o| o.name == name) {
+                found.push(CheckProblem::Step("the name is used twice".into()));
             }
-            let misplaced = |field: &str, present: bool, allowed: &str| {
-                (present && spec.kind != allowed)
-                    .then(|| format!("'{field}' applies only to {allowed} steps"))
-            };
-            for m in [
-                misplaced("sources", spec.sources.is_some(), "ingest"),
-                misplaced("models", spec.models.is_some(), "sql"),
-                (spec.input.is_some() && !matches!(spec.kind.as_str(), "rfm" | "identity" | "clv"))
-                    .then(|| "'input' applies only to rfm, identity and clv steps".to_string()),
-                (spec.horizon_months.is_some() && !matches!(spec.kind.as_str(), "clv" | "score"))
-                    .then(|| "'horizon_months' applies only to clv and score steps".to_string()),
-                (spec.monthly_discount_rate.is_some()
-                    && !matches!(spec.kind.as_str(), "clv" | "score"))
-                .then(|| "'monthly_discount_rate' applies only to clv and score steps".to_string()),
-                misplaced("exports", spec.exports.is_some(), "export"),
-                misplaced(
-                    "churn_horizon_days",
-                    spec.churn_horizon_days.is_some(),
-                    "score",
-                ),
-                misplaced(
-                    "response_window_days",
-                    spec.response_window_days.is_some(),
-                    "score",
-                ),
-                misplaced(
-                    "campaign_holdout_share",
-                    spec.campaign_holdout_share.is_some(),
-                    "score",
-                ),
-                misplaced("min_churn_auc", spec.min_churn_auc.is_some(), "score"),
-                misplaced(
-                    "min_propensity_auc",
-                    spec.min_propensity_auc.is_some(),
-                    "score",
-                ),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                step_problem(m);
+            let checked = declared.check(&cx, &mut found);
+            problems.extend(found.into_iter().map(|p| match p {
+                CheckProblem::Step(m) => problem(Some(line), format!("step '{name}': {m}")),
+                CheckProblem::Elsewhere(p) => p,
+            }));
+            if let Some(c) = checked {
+                steps.push(Step {
+                    name: name.to_string(),
+                    depends_on: header.depends_on.clone(),
+                    line,
+                    reads: c.reads,
+                    writes: c.writes,
+                    operation: c.operation,
+                });
             }
-            let (kind, reads, writes) = match spec.kind.as_str() {
-                "ingest" => {
-                    let names = spec
-                        .sources
-                        .clone()
-                        .unwrap_or_else(|| sources.iter().map(|s| s.name.clone()).collect());
-                    for n in &names {
-                        if !sources.iter().any(|s| &s.name == n) {
-                            step_problem(format!("source '{n}' is not declared"));
-                        }
-                    }
-                    let writes = names
-                        .iter()
-                        .flat_map(|n| [TableId::new("raw", n), TableId::new("quarantine", n)])
-                        .collect();
-                    (StepKind::Ingest { sources: names }, Vec::new(), writes)
-                }
-                "sql" => {
-                    let selection = spec.models.clone().unwrap_or_default();
-                    let chosen: Vec<_> = match models.ordered(&selection) {
-                        Ok(m) => m,
-                        Err(e) => {
-                            step_problem(e.to_string());
-                            Vec::new()
-                        }
-                    };
-                    let writes: Vec<TableId> = chosen
-                        .iter()
-                        .map(|m| TableId::new(&m.layer, &m.name))
-                        .collect();
-                    let mut reads = BTreeSet::new();
-                    for m in &chosen {
-                        for r in &m.reads {
-                            if writes.iter().any(|w| &w.name == r) {
-                                continue;
-                            }
-                            reads.insert(r.clone());
-                        }
-                    }
-                    let names = chosen.iter().map(|m| m.name.clone()).collect();
-                    (
-                        StepKind::Sql { models: names },
-                        reads.into_iter().map(|r| table_for(&r, &models)).collect(),
-                        writes,
-                    )
-                }
-                "rfm" => {
-                    let input = spec.input.clone().unwrap_or_else(|| "customer_view".into());
-                    (
-                        StepKind::Rfm {
-                            input: input.clone(),
-                        },
-                        vec![table_for(&input, &models)],
-                        vec![TableId::new(RFM_TABLE.0, RFM_TABLE.1)],
-                    )
-                }
-                "score" => {
-                    let (horizon, rate) = valuation(spec, &mut step_problem);
-                    let churn_horizon_days = spec.churn_horizon_days.unwrap_or(90);
-                    if !(7..=730).contains(&churn_horizon_days) {
-                        step_problem(format!(
-                            "churn_horizon_days {churn_horizon_days} must be between 7 and 730"
-                        ));
-                    }
-                    let response_window_days = spec.response_window_days.unwrap_or(30);
-                    if !(1..=365).contains(&response_window_days) {
-                        step_problem(format!(
-                            "response_window_days {response_window_days} must be between 1 and 365"
-                        ));
-                    }
-                    let share = spec.campaign_holdout_share.unwrap_or(0.25);
-                    if !(share > 0.0 && share < 1.0) {
-                        step_problem(format!(
-                            "campaign_holdout_share {share} must lie between 0 and 1 (0.25 holds back the latest quarter of the campaigns)"
-                        ));
-                    }
-                    for (name, floor) in [
-                        ("min_churn_auc", spec.min_churn_auc),
-                        ("min_propensity_auc", spec.min_propensity_auc),
-                    ] {
-                        if let Some(f) = floor
-                            && !(0.0..=1.0).contains(&f)
-                        {
-                            step_problem(format!(
-                                "{name} {f} must lie between 0 and 1 (0.5 is chance)"
-                            ));
-                        }
-                    }
-                    (
-                        StepKind::Score(ScoreOptions {
-                            horizon_months: horizon,
-                            monthly_discount_rate: rate,
-                            churn_horizon_days,
-                            response_window_days,
-                            campaign_holdout_share: share,
-                            min_churn_auc: spec.min_churn_auc,
-                            min_propensity_auc: spec.min_propensity_auc,
-                        }),
-                        SCORE_INPUTS.iter().map(|t| table_for(t, &models)).collect(),
-                        [
-                            RFM_TABLE,
-                            CLV_TABLE,
-                            METRICS_TABLE,
-                            SCORES_TABLE,
-                            DECILES_TABLE,
-                            PROFILES_TABLE,
-                        ]
-                        .iter()
-                        .map(|(l, t)| TableId::new(l, t))
-                        .collect(),
-                    )
-                }
-                "clv" => {
-                    let input = spec.input.clone().unwrap_or_else(|| "fct_orders".into());
-                    let (horizon, rate) = valuation(spec, &mut step_problem);
-                    (
-                        StepKind::Clv {
-                            input: input.clone(),
-                            horizon_months: horizon,
-                            monthly_discount_rate: rate,
-                        },
-                        vec![table_for(&input, &models)],
-                        vec![
-                            TableId::new(CLV_TABLE.0, CLV_TABLE.1),
-                            TableId::new(METRICS_TABLE.0, METRICS_TABLE.1),
-                        ],
-                    )
-                }
-                "identity" => {
-                    let input = spec
-                        .input
-                        .clone()
-                        .unwrap_or_else(|| "int_customer_records__unioned".into());
-                    let mut reads = vec![table_for(&input, &models)];
-                    if let Some(truth) = &identity.truth {
-                        reads.push(table_for(truth, &models));
-                    }
-                    (
-                        StepKind::Identity { input },
-                        reads,
-                        IDENTITY_TABLES
-                            .iter()
-                            .map(|(l, t)| TableId::new(l, t))
-                            .collect(),
-                    )
-                }
-                "segments" => {
-                    let mut reads = BTreeSet::new();
-                    for seg in &segments {
-                        match clientele_sql::parse_reads(&seg.sql) {
-                            Ok(r) => reads.extend(r),
-                            Err(e) => problems.push(Problem {
-                                file: seg.path.clone(),
-                                line: None,
-                                message: e,
-                            }),
-                        }
-                    }
-                    let reads = reads.iter().map(|r| table_for(r, &models)).collect();
-                    (
-                        StepKind::Segments,
-                        reads,
-                        vec![TableId::new(MEMBERSHIP_TABLE.0, MEMBERSHIP_TABLE.1)],
-                    )
-                }
-                "export" => {
-                    let names = spec
-                        .exports
-                        .clone()
-                        .unwrap_or_else(|| exports.iter().map(|e| e.name.clone()).collect());
-                    for n in &names {
-                        if !exports.iter().any(|e| &e.name == n) {
-                            step_problem(format!("export '{n}' is not declared"));
-                        }
-                    }
-                    let reads = vec![
-                        TableId::new(MEMBERSHIP_TABLE.0, MEMBERSHIP_TABLE.1),
-                        table_for("customer_view", &models),
-                        table_for("fct_orders", &models),
-                    ];
-                    (
-                        StepKind::Export { exports: names },
-                        reads,
-                        vec![
-                            TableId::new(AUDIENCE_TABLE.0, AUDIENCE_TABLE.1),
-                            TableId::new(SUPPRESSION_TABLE.0, SUPPRESSION_TABLE.1),
-                            TableId::new(CAMPAIGN_RESULTS_TABLE.0, CAMPAIGN_RESULTS_TABLE.1),
-                        ],
-                    )
-                }
-                other => {
-                    step_problem(format!(
-                        "kind '{other}' is unknown (ingest, sql, identity, rfm, clv, score, segments, export)"
-                    ));
-                    continue;
-                }
-            };
-            steps.push(Step {
-                name: spec.name.clone(),
-                kind,
-                depends_on: spec.depends_on.clone(),
-                line,
-                reads,
-                writes,
-            });
         }
         if steps.is_empty() {
             problems.push(problem(None, "the job has no [[steps]]".into()));
@@ -898,41 +589,6 @@ impl JobSpec {
     }
 }
 
-/// Where a table read by name lives.
-fn table_for(name: &str, models: &ModelSet) -> TableId {
-    if let Some((schema, table)) = name.split_once('.') {
-        return TableId::new(schema, table);
-    }
-    if let Some(m) = models.get(name) {
-        return TableId::new(&m.layer, &m.name);
-    }
-    match name {
-        n if n == RFM_TABLE.1 => TableId::new(RFM_TABLE.0, RFM_TABLE.1),
-        n if n == CLV_TABLE.1 => TableId::new(CLV_TABLE.0, CLV_TABLE.1),
-        n if n == METRICS_TABLE.1 => TableId::new(METRICS_TABLE.0, METRICS_TABLE.1),
-        n if n == MEMBERSHIP_TABLE.1 => TableId::new(MEMBERSHIP_TABLE.0, MEMBERSHIP_TABLE.1),
-        n if IDENTITY_TABLES.iter().any(|(_, t)| *t == n) => TableId::new("intermediate", n),
-        n => TableId::new("unknown", n),
-    }
-}
-
-/// The CLV horizon and discount rate of a `clv` or `score` step, defaults filled in and checked.
-fn valuation(spec: &StepSpec, step_problem: &mut impl FnMut(String)) -> (u32, f64) {
-    let rate = spec.monthly_discount_rate.unwrap_or(0.01);
-    if !(rate.is_finite() && rate > -1.0 && rate < 1.0) {
-        step_problem(format!(
-            "monthly_discount_rate {rate} must lie between -1 and 1 (0.01 is 1% a month)"
-        ));
-    }
-    let horizon = spec.horizon_months.unwrap_or(12);
-    if horizon == 0 || horizon > 600 {
-        step_problem(format!(
-            "horizon_months {horizon} must be between 1 and 600"
-        ));
-    }
-    (horizon, rate)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -975,5 +631,59 @@ mod tests {
             problems[0].message.contains("unknown field `warehose`"),
             "{problems:?}"
         );
+    }
+
+    fn problems_of(spec: &str) -> Vec<Problem> {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        let path = dir.path().join("job.toml");
+        std::fs::write(&path, spec).unwrap_or_default();
+        match JobSpec::load_with(&path, &|_| None) {
+            Err(Error::Spec { problems }) => problems,
+            other => unreachable!("expected a spec error, got {other:?}"),
+        }
+    }
+
+    const HEADER: &str = "[job]\nname = \"x\"\nwarehouse = \"w\"\n\n[[steps]]\nname = \"load\"\nkind = \"ingest\"\n\n";
+
+    #[test]
+    fn a_key_of_another_step_kind_is_refused_at_its_step() {
+        let problems = problems_of(&format!(
+            "{HEADER}[[steps]]\nname = \"value\"\nkind = \"score\"\nsources = [\"a\"]\n"
+        ));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(
+            problems[0].line,
+            Some(12),
+            "the line of the key: {problems:?}"
+        );
+        assert!(
+            problems[0].message.contains("unknown field `sources`"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_step_kind_lists_the_kinds() {
+        let problems = problems_of(&format!(
+            "{HEADER}[[steps]]\nname = \"value\"\nkind = \"rfm\"\n"
+        ));
+        let message = &problems[0].message;
+        assert!(message.contains("unknown variant `rfm`"), "{problems:?}");
+        assert_eq!(problems[0].line, Some(11), "{problems:?}");
+        for kind in crate::steps::STEP_KINDS {
+            assert!(message.contains(kind), "{kind} missing: {message}");
+        }
+    }
+
+    #[test]
+    fn a_checked_step_keeps_its_operation_and_tables() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        let path = dir.path().join("job.toml");
+        std::fs::write(&path, HEADER).unwrap_or_default();
+        let spec = JobSpec::load_with(&path, &|_| None).unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(spec.steps.len(), 1);
+        assert_eq!(spec.steps[0].kind(), "ingest");
+        assert_eq!(spec.steps[0].line, 5);
+        assert!(spec.steps[0].reads.is_empty() && spec.steps[0].writes.is_empty());
     }
 }

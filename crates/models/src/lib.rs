@@ -16,8 +16,9 @@
 //!   [`BgNbd::fit`] and [`GammaGamma::fit`] fit the models and predict per customer.
 //! - [`score_clv`] fits both on every customer's purchases up to an as-of date and writes P(alive),
 //!   expected purchases and spend, discounted CLV and the simple CLV formula per customer.
-//! - Churn and campaign propensity: [`feature_sql`] builds snapshot rows (features as of a date,
-//!   labels from the following window) from the marts; [`FeatureTable`] reads them;
+//! - Churn and campaign propensity: `sql/queries/` builds snapshot rows (features as of a date,
+//!   labels from the following window, [`ChurnWindows`], [`PropensityWindow`]) from the marts;
+//!   [`FeatureTable`] reads them;
 //!   [`train_and_select`] fits a [`Logistic`] regression and gradient-boosted trees on one window,
 //!   evaluates both on a later one ([`evaluate`]: ROC and PR AUC, Brier, lift and gains by
 //!   decile), keeps the better, refits it on the latest window and grows a readable CART
@@ -39,7 +40,6 @@ mod btyd;
 mod classifier;
 mod clv;
 mod evaluate;
-pub mod feature_sql;
 mod features;
 mod linalg;
 mod logistic;
@@ -48,6 +48,7 @@ mod rfm;
 mod scores;
 mod special;
 mod summary;
+mod windows;
 
 pub use artifact::{ARTIFACT_FORMAT, AS_OF_PLACEHOLDER, Artifact, ArtifactModel};
 pub use btyd::{BgNbd, CustomerSummary, Fit, FitError, GammaGamma, MbgNbd, ParetoNbd};
@@ -66,3 +67,4 @@ pub use scores::{
     split_latest_groups,
 };
 pub use summary::{Transaction, summarise};
+pub use windows::{ChurnWindows, PropensityWindow, day_number};

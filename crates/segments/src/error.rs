@@ -12,6 +12,10 @@ pub enum Error {
     #[error("export '{export}': {reason}")]
     BadExport { export: String, reason: String },
 
+    /// A global suppression list is missing or unreadable.
+    #[error("{0}")]
+    Suppression(String),
+
     /// A query failed.
     #[error(transparent)]
     Sql(#[from] clientele_sql::Error),

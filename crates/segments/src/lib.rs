@@ -11,6 +11,12 @@
 //!   and cannot be turned off: a customer who opted out in any linked record, or whose consent is unknown,
 //!   never reaches the file. An export manifest records eligible, suppressed by reason, exported, and the
 //!   file's checksum, and no personal data.
+//! - [`load_suppression_lists`] reads the global suppression lists; [`previous_audience`] finds
+//!   what an export sent last time (adds and diffs); both serve the export step and
+//!   `clientele export` alike.
+//! - [`measure_campaigns`] measures every earlier campaign sent with a control group
+//!   ([`CampaignResult`]: lift with a 95% interval, incremental revenue); [`size_alarms`] flags
+//!   segments whose size changed sharply since the last run.
 //!
 //! # Example
 //! ```
@@ -19,11 +25,22 @@
 //! assert_eq!(h.get("name").map(String::as_str), Some("Lapsed best customers"));
 //! ```
 
+mod alarms;
+mod audience;
+mod campaigns;
 mod error;
 mod export;
 pub mod formats;
 mod segment;
 
+pub use alarms::{AlarmRule, EarlierSizes, size_alarms, thousands};
+pub use audience::{
+    load_suppression_lists, previous_audience, sent_rows, suppression_batch,
+    suppression_from_batches, suppression_schema,
+};
+pub use campaigns::{
+    CampaignResult, campaign_results_batch, campaign_results_schema, measure_campaigns,
+};
 pub use error::{Error, Result};
 pub use export::{
     CONTACT_FIELDS, ExportContext, ExportOutput, ExportReport, ExportSpec, PreviousRows,

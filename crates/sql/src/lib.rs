@@ -12,6 +12,8 @@
 //! - [`Engine::materialise`] runs a query and streams its result into a staged Parquet file with plain
 //!   types (UTF-8 strings, UTC timestamps), then registers it for the models downstream;
 //!   [`Engine::plan_schema`] plans a query without running it (dry runs and `validate`).
+//! - [`queries`] holds the parameterised queries of `sql/queries/` that the steps run besides the
+//!   models (classifier features, RFM and CLV inputs, campaign measurement, previous audiences).
 //!
 //! # Example
 //! ```
@@ -30,6 +32,7 @@ pub mod data_tests;
 mod engine;
 mod error;
 mod models;
+pub mod queries;
 
 pub use engine::{Engine, EngineOptions, HISTORY_SCHEMA, normalise_batch};
 pub use error::{Error, Result};

@@ -1,25 +1,303 @@
 //! The `score` step: RFM, buy-till-you-die CLV, churn and campaign propensity on the marts, into
-//! `customer_scores` and the model tables, with an artifact per model.
-//!
-//! Windows, for an as-of date T and a churn window H days:
-//! - churn is trained on customers as of T − 2H labelled by (T − 2H, T − H], validated on
-//!   customers as of T − H labelled by (T − H, T], refitted on the latter and applied as of T;
-//! - propensity is trained on the campaign sends up to T − response window, each as of the day
-//!   before it, validated on the latest campaigns (`campaign_holdout_share` of them), refitted on
-//!   all the sends and applied to every contactable customer as of T.
+//! `customer_scores` and the model tables, with an artifact per model. The windows the classifiers
+//! learn on are [`ChurnWindows`] and [`PropensityWindow`] (clientele-models).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
 use chrono::NaiveDate;
 use clientele_models::{
-    ARTIFACT_FORMAT, AS_OF_PLACEHOLDER, Artifact, ArtifactModel, ClassifierData, ClassifierRun,
-    ClvOptions, FeatureTable, feature_sql,
+    ARTIFACT_FORMAT, AS_OF_PLACEHOLDER, Artifact, ArtifactModel, ChurnWindows, ClassifierData,
+    ClassifierRun, ClvOptions, FeatureTable, PropensityWindow, day_number,
 };
 use clientele_sql::Engine;
+use clientele_sql::queries::{self, date_param};
 
-use crate::runner::BoxError;
-use crate::spec::ScoreOptions;
+use super::{
+    CheckProblem, Checked, Declaration, Operation, PlanContext, SpecContext, StepContext,
+    StepOutput, chain, table_for,
+};
+use crate::error::{Error, Result};
+use crate::spec::{Problem, TableId};
+
+/// The tables the step writes (layer, table).
+pub const WRITES: [(&str, &str); 6] = [
+    ("scores", "customer_rfm"),
+    ("scores", "customer_clv"),
+    ("scores", "model_metrics"),
+    ("scores", "customer_scores"),
+    ("scores", "model_deciles"),
+    ("scores", "model_profiles"),
+];
+
+/// The tables the score step reads, with their layers, for scoring outside a run.
+pub const SCORE_INPUT_TABLES: [(&str, &str); 4] = [
+    ("marts", "fct_orders"),
+    ("marts", "fct_touchpoints"),
+    ("staging", "stg_service__tickets"),
+    ("marts", "customer_view"),
+];
+
+/// `kind = "score"` as written.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreSpec {
+    /// How many months ahead to value customers (default 12).
+    #[serde(default)]
+    horizon_months: Option<u32>,
+    /// The monthly discount rate (default 0.01, 1% a month).
+    #[serde(default)]
+    monthly_discount_rate: Option<f64>,
+    /// Churn is no purchase in this many days (default 90).
+    #[serde(default)]
+    churn_horizon_days: Option<u32>,
+    /// Days after a campaign send within which responses count; later sends are not trained on
+    /// yet (default 30).
+    #[serde(default)]
+    response_window_days: Option<u32>,
+    /// The share of the latest past campaigns held back to validate propensity (default 0.25).
+    #[serde(default)]
+    campaign_holdout_share: Option<f64>,
+    /// The lowest validation ROC AUC the churn model may have (default: no floor).
+    #[serde(default)]
+    min_churn_auc: Option<f64>,
+    /// The lowest validation ROC AUC the propensity model may have (default: no floor).
+    #[serde(default)]
+    min_propensity_auc: Option<f64>,
+}
+
+/// The options of a `score` step, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreOptions {
+    /// CLV horizon in months.
+    pub horizon_months: u32,
+    /// Monthly discount rate.
+    pub monthly_discount_rate: f64,
+    /// Churn window in days.
+    pub churn_horizon_days: u32,
+    /// Response window in days.
+    pub response_window_days: u32,
+    /// Share of the latest campaigns held back.
+    pub campaign_holdout_share: f64,
+    /// Floor on the churn model's validation ROC AUC.
+    pub min_churn_auc: Option<f64>,
+    /// Floor on the propensity model's validation ROC AUC.
+    pub min_propensity_auc: Option<f64>,
+}
+
+impl Declaration for ScoreSpec {
+    fn check(&self, cx: &SpecContext<'_>, problems: &mut Vec<CheckProblem>) -> Option<Checked> {
+        let mut problem = |m: String| problems.push(CheckProblem::Step(m));
+        let rate = self.monthly_discount_rate.unwrap_or(0.01);
+        if !(rate.is_finite() && rate > -1.0 && rate < 1.0) {
+            problem(format!(
+                "monthly_discount_rate {rate} must lie between -1 and 1 (0.01 is 1% a month)"
+            ));
+        }
+        let horizon = self.horizon_months.unwrap_or(12);
+        if horizon == 0 || horizon > 600 {
+            problem(format!(
+                "horizon_months {horizon} must be between 1 and 600"
+            ));
+        }
+        let churn_horizon_days = self.churn_horizon_days.unwrap_or(90);
+        if !(7..=730).contains(&churn_horizon_days) {
+            problem(format!(
+                "churn_horizon_days {churn_horizon_days} must be between 7 and 730"
+            ));
+        }
+        let response_window_days = self.response_window_days.unwrap_or(30);
+        if !(1..=365).contains(&response_window_days) {
+            problem(format!(
+                "response_window_days {response_window_days} must be between 1 and 365"
+            ));
+        }
+        let share = self.campaign_holdout_share.unwrap_or(0.25);
+        if !(share > 0.0 && share < 1.0) {
+            problem(format!(
+                "campaign_holdout_share {share} must lie between 0 and 1 (0.25 holds back the latest quarter of the campaigns)"
+            ));
+        }
+        for (name, floor) in [
+            ("min_churn_auc", self.min_churn_auc),
+            ("min_propensity_auc", self.min_propensity_auc),
+        ] {
+            if let Some(f) = floor
+                && !(0.0..=1.0).contains(&f)
+            {
+                problem(format!(
+                    "{name} {f} must lie between 0 and 1 (0.5 is chance)"
+                ));
+            }
+        }
+        Some(Checked {
+            operation: Arc::new(Score(ScoreOptions {
+                horizon_months: horizon,
+                monthly_discount_rate: rate,
+                churn_horizon_days,
+                response_window_days,
+                campaign_holdout_share: share,
+                min_churn_auc: self.min_churn_auc,
+                min_propensity_auc: self.min_propensity_auc,
+            })),
+            reads: SCORE_INPUT_TABLES
+                .iter()
+                .map(|(_, t)| table_for(t, cx.models))
+                .collect(),
+            writes: WRITES.iter().map(|(l, t)| TableId::new(l, t)).collect(),
+        })
+    }
+}
+
+/// Scores customers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Score(pub ScoreOptions);
+
+#[async_trait::async_trait]
+impl Operation for Score {
+    fn kind(&self) -> &'static str {
+        "score"
+    }
+
+    async fn plan(&self, cx: &PlanContext<'_>, problems: &mut Vec<Problem>) -> Result<Vec<String>> {
+        let options = &self.0;
+        let queries = [
+            ("the RFM input", queries::RFM_INPUT.text().to_string()),
+            (
+                "the CLV transactions",
+                fill(&clv_scoring_template(), cx.as_of),
+            ),
+            ("the churn rows", fill(&churn_scoring_template()?, cx.as_of)),
+            (
+                "the campaign propensity rows",
+                fill(&propensity_scoring_template()?, cx.as_of),
+            ),
+        ];
+        let mut details = Vec::new();
+        let mut ok = true;
+        for (what, sql) in queries {
+            if let Err(e) = cx.engine.plan_schema(&sql).await {
+                ok = false;
+                problems.push(cx.problem(format!(
+                    "step '{}': {what} cannot be built from fct_orders, fct_touchpoints, stg_service__tickets and customer_view: {}",
+                    cx.step,
+                    chain(&e)
+                )));
+            }
+        }
+        if ok {
+            details.push(format!(
+                "RFM, BG/NBD + Gamma-Gamma CLV over {} months, churn within {} days and campaign propensity (logistic regression against boosted trees){} -> customer_scores, model_metrics, model_deciles, model_profiles, artifacts",
+                options.horizon_months,
+                options.churn_horizon_days,
+                match (options.min_churn_auc, options.min_propensity_auc) {
+                    (None, None) => String::new(),
+                    (c, p) => format!(
+                        ", floors: churn AUC {}, propensity AUC {}",
+                        c.map_or("none".into(), |v| v.to_string()),
+                        p.map_or("none".into(), |v| v.to_string())
+                    ),
+                }
+            ));
+        }
+        let schemas = [
+            clientele_models::rfm_schema(),
+            clientele_models::clv_schema(),
+            clientele_models::metrics_schema(),
+            clientele_models::customer_scores_schema(),
+            clientele_models::deciles_schema(),
+            clientele_models::profiles_schema(),
+        ];
+        for ((_, table), schema) in WRITES.iter().zip(schemas) {
+            cx.engine.register_empty(table, schema)?;
+        }
+        Ok(details)
+    }
+
+    async fn run(&self, cx: &StepContext<'_>) -> Result<StepOutput> {
+        let output = score(cx.engine, cx.as_of, &self.0).await?;
+        let mut out = StepOutput::default();
+        for (name, batch) in output.tables {
+            out.add_table(cx.stage("scores", name, &batch).await?);
+        }
+        for (model, json) in output.artifacts {
+            let rel = format!("models/{model}/as_of={}/artifact.json", cx.as_of);
+            let file = clientele_store::WrittenFile::of_bytes(rel.as_str(), 0, json.as_bytes());
+            cx.warehouse
+                .put(
+                    &clientele_store::layout::staged(cx.run_id, &rel),
+                    bytes::Bytes::from(json),
+                )
+                .await?;
+            out.add_file(file);
+        }
+        out.report.models = output.reports;
+        Ok(out)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// Feature rows around a filled snapshot query (`sql/queries/features.sql`).
+fn features(snapshots: &str) -> Result<String> {
+    Ok(queries::FEATURES.fill(&[("snapshots", snapshots)])?)
+}
+
+/// Churn rows as of `cutoff`, labelled by the `horizon_days` after it.
+fn churn_rows(cutoff: NaiveDate, horizon_days: u32) -> Result<String> {
+    let end = cutoff + chrono::Days::new(u64::from(horizon_days));
+    features(&queries::CHURN_SNAPSHOTS.fill(&[
+        ("cutoff", &date_param(cutoff)),
+        ("horizon_end", &date_param(end)),
+    ])?)
+}
+
+/// Campaign sends up to `last_send`, each as of the day before it, labelled by a response.
+fn propensity_rows(last_send: NaiveDate) -> Result<String> {
+    features(
+        &queries::PROPENSITY_TRAINING_SNAPSHOTS.fill(&[("last_send", &date_param(last_send))])?,
+    )
+}
+
+/// The rows of `sql/queries/clv_transactions.sql` as transactions (day numbers since 1970-01-01).
+pub(crate) fn clv_transactions(
+    batches: &[RecordBatch],
+) -> Result<Vec<clientele_models::Transaction>> {
+    use arrow::array::Array;
+    let bad = |m: &str| Error::Input(format!("the CLV query {m}"));
+    let mut out = Vec::new();
+    for b in batches {
+        let column = |name: &str| {
+            b.column_by_name(name)
+                .ok_or_else(|| bad(&format!("returned no column '{name}'")))
+        };
+        let c = column("customer_id")?
+            .as_string_opt::<i32>()
+            .ok_or_else(|| bad("returned customer_id not as text"))?;
+        let d = column("order_date")?
+            .as_primitive_opt::<arrow::datatypes::Date32Type>()
+            .ok_or_else(|| bad("returned order_date not as a date"))?;
+        let a = column("amount")?
+            .as_primitive_opt::<arrow::datatypes::Float64Type>()
+            .ok_or_else(|| bad("returned amount not as a number"))?;
+        for i in 0..b.num_rows() {
+            // The query keeps only orders with a customer; a date or amount is always present in
+            // fct_orders, and an order without one carries nothing to model.
+            if c.is_null(i) || d.is_null(i) || a.is_null(i) {
+                continue;
+            }
+            out.push(clientele_models::Transaction {
+                customer: c.value(i).to_string(),
+                day: i64::from(d.value(i)),
+                amount: a.value(i),
+            });
+        }
+    }
+    Ok(out)
+}
 
 /// A model's line in the run manifest and report.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -43,7 +321,7 @@ pub(crate) struct ScoreOutput {
     pub reports: Vec<ModelReport>,
 }
 
-async fn table(engine: &Engine, what: &str, sql: &str) -> Result<FeatureTable, BoxError> {
+async fn table(engine: &Engine, what: &str, sql: &str) -> Result<FeatureTable> {
     let batches = engine.collect(what, sql).await?;
     // The columns come with the batches; only a query without rows is planned for them.
     let schema = match batches.first() {
@@ -53,34 +331,19 @@ async fn table(engine: &Engine, what: &str, sql: &str) -> Result<FeatureTable, B
     Ok(FeatureTable::from_batches(what, &schema, &batches)?)
 }
 
-fn day_number(d: NaiveDate) -> i64 {
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
-    (d - epoch).num_days()
-}
-
-fn days_before(d: NaiveDate, days: u32) -> Result<NaiveDate, BoxError> {
-    d.checked_sub_days(chrono::Days::new(u64::from(days)))
-        .ok_or_else(|| format!("{days} days before {d} is out of range").into())
-}
-
 /// The query of the churn model's scoring rows, with the date written `{as_of}`.
-pub fn churn_scoring_template() -> String {
-    feature_sql::features(&feature_sql::churn_scoring_snapshots(AS_OF_PLACEHOLDER))
+pub fn churn_scoring_template() -> Result<String> {
+    features(queries::CHURN_SCORING_SNAPSHOTS.text())
 }
 
 /// The query of the propensity model's scoring rows, with the date written `{as_of}`.
-pub fn propensity_scoring_template() -> String {
-    feature_sql::features(&feature_sql::propensity_scoring_snapshots(
-        AS_OF_PLACEHOLDER,
-    ))
+pub fn propensity_scoring_template() -> Result<String> {
+    features(queries::PROPENSITY_SCORING_SNAPSHOTS.text())
 }
 
 /// The query of the CLV model's transactions, with the date written `{as_of}`.
 pub fn clv_scoring_template() -> String {
-    crate::runner::clv_query(
-        "fct_orders",
-        &format!("cast('{AS_OF_PLACEHOLDER}' as date)"),
-    )
+    queries::CLV_TRANSACTIONS.text().to_string()
 }
 
 /// A scoring query template with its date filled in.
@@ -113,30 +376,19 @@ fn report(run: &ClassifierRun) -> ModelReport {
                 "{}: {:.0}% ({} customers)",
                 r.rule,
                 r.rate * 100.0,
-                crate::report::thousands(r.rows)
+                crate::thousands(r.rows)
             )
         }),
     }
 }
 
-fn window(entries: &[(&str, String)]) -> BTreeMap<String, String> {
-    entries
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
-}
-
 /// Runs the step's models on the tables registered in `engine`.
-pub(crate) async fn run(
-    engine: &Engine,
-    as_of: NaiveDate,
-    opts: &ScoreOptions,
-) -> Result<ScoreOutput, BoxError> {
+async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result<ScoreOutput> {
     // RFM.
     let rfm_input = engine
         .collect(
             "reading the RFM input 'customer_view'",
-            &crate::runner::rfm_query("customer_view"),
+            queries::RFM_INPUT.text(),
         )
         .await?;
     let rfm = clientele_models::score_rfm(&rfm_input)?;
@@ -146,7 +398,7 @@ pub(crate) async fn run(
     let orders = engine
         .collect("reading the orders for CLV", &fill(&clv_template, as_of))
         .await?;
-    let transactions = crate::runner::clv_transactions(&orders)?;
+    let transactions = clv_transactions(&orders)?;
     let clv_options = ClvOptions {
         horizon_months: opts.horizon_months,
         monthly_discount_rate: opts.monthly_discount_rate,
@@ -162,15 +414,15 @@ pub(crate) async fn run(
     let names = clv_metrics
         .column(0)
         .as_string_opt::<i32>()
-        .ok_or("model_metrics.model is not text")?;
+        .ok_or_else(|| Error::Input("model_metrics.model is not text".into()))?;
     let metric = clv_metrics
         .column(1)
         .as_string_opt::<i32>()
-        .ok_or("model_metrics.metric is not text")?;
+        .ok_or_else(|| Error::Input("model_metrics.metric is not text".into()))?;
     let values = clv_metrics
         .column(2)
         .as_primitive_opt::<arrow::datatypes::Float64Type>()
-        .ok_or("model_metrics.value is not a number")?;
+        .ok_or_else(|| Error::Input("model_metrics.value is not a number".into()))?;
     for i in 0..clv_metrics.num_rows() {
         clv_fit.insert(
             format!("{}_{}", names.value(i), metric.value(i)),
@@ -193,7 +445,7 @@ pub(crate) async fn run(
         model: "clv".into(),
         version: clv_version.clone(),
         trained_as_of: as_of.format("%Y-%m-%d").to_string(),
-        training_window: window(&[("calibration_end", as_of.to_string())]),
+        training_window: BTreeMap::from([("calibration_end".to_string(), as_of.to_string())]),
         features: Vec::new(),
         scoring_query: clv_template,
         model_params: ArtifactModel::Clv {
@@ -206,22 +458,21 @@ pub(crate) async fn run(
     };
 
     // Churn.
-    let h = opts.churn_horizon_days;
-    let valid_cutoff = days_before(as_of, h)?;
-    let train_cutoff = days_before(valid_cutoff, h)?;
+    let windows = ChurnWindows::new(as_of, opts.churn_horizon_days)?;
+    let h = windows.horizon_days;
     let churn_train = table(
         engine,
         "churn training rows",
-        &feature_sql::features(&feature_sql::churn_snapshots(train_cutoff, h)),
+        &churn_rows(windows.train_cutoff, h)?,
     )
     .await?;
     let churn_valid = table(
         engine,
         "churn validation rows",
-        &feature_sql::features(&feature_sql::churn_snapshots(valid_cutoff, h)),
+        &churn_rows(windows.validation_cutoff, h)?,
     )
     .await?;
-    let churn_template = churn_scoring_template();
+    let churn_template = churn_scoring_template()?;
     let churn_score = table(engine, "churn scoring rows", &fill(&churn_template, as_of)).await?;
     let churn = clientele_models::run_classifier(&ClassifierData {
         model: "churn",
@@ -230,29 +481,24 @@ pub(crate) async fn run(
         valid: &churn_valid,
         refit: &churn_valid,
         score: &churn_score,
-        window: window(&[
-            ("train_cutoff", train_cutoff.to_string()),
-            ("validation_cutoff", valid_cutoff.to_string()),
-            ("refit_cutoff", valid_cutoff.to_string()),
-            ("horizon_days", h.to_string()),
-        ]),
+        window: windows.describe(),
         scoring_query: churn_template,
         min_roc_auc: opts.min_churn_auc,
     })?;
 
     // Campaign propensity.
-    let last_send = days_before(as_of, opts.response_window_days)?;
+    let window = PropensityWindow::new(as_of, opts.response_window_days)?;
     let sends = table(
         engine,
         "campaign propensity training rows",
-        &feature_sql::features(&feature_sql::propensity_training_snapshots(last_send)),
+        &propensity_rows(window.last_send)?,
     )
     .await?;
     let (train_rows, valid_rows) =
         clientele_models::split_latest_groups(&sends, opts.campaign_holdout_share)?;
     let prop_train = sends.select(&train_rows);
     let prop_valid = sends.select(&valid_rows);
-    let prop_template = propensity_scoring_template();
+    let prop_template = propensity_scoring_template()?;
     let prop_score = table(
         engine,
         "campaign propensity scoring rows",
@@ -272,17 +518,7 @@ pub(crate) async fn run(
         valid: &prop_valid,
         refit: &sends,
         score: &prop_score,
-        window: window(&[
-            ("last_send", last_send.to_string()),
-            (
-                "validation_campaigns",
-                held.into_iter().collect::<Vec<_>>().join(","),
-            ),
-            (
-                "response_window_days",
-                opts.response_window_days.to_string(),
-            ),
-        ]),
+        window: window.describe(&held.into_iter().collect::<Vec<_>>()),
         scoring_query: prop_template,
         min_roc_auc: opts.min_propensity_auc,
     })?;
@@ -299,7 +535,7 @@ pub(crate) async fn run(
         let ids = b
             .column(0)
             .as_string_opt::<i32>()
-            .ok_or("customer_view.customer_id is not text")?;
+            .ok_or_else(|| Error::Input("customer_view.customer_id is not text".into()))?;
         customers.extend(ids.iter().flatten().map(str::to_string));
     }
     let runs = [&churn, &propensity];
@@ -324,12 +560,12 @@ pub(crate) async fn run(
     reports.extend(runs.iter().map(|r| report(r)));
     Ok(ScoreOutput {
         tables: vec![
-            (crate::spec::RFM_TABLE.1, rfm),
-            (crate::spec::CLV_TABLE.1, clv),
-            (crate::spec::METRICS_TABLE.1, metrics),
-            (crate::spec::SCORES_TABLE.1, scores),
-            (crate::spec::DECILES_TABLE.1, deciles),
-            (crate::spec::PROFILES_TABLE.1, profiles),
+            (WRITES[0].1, rfm),
+            (WRITES[1].1, clv),
+            (WRITES[2].1, metrics),
+            (WRITES[3].1, scores),
+            (WRITES[4].1, deciles),
+            (WRITES[5].1, profiles),
         ],
         artifacts: vec![
             ("clv".into(), clv_artifact.to_json()?),
@@ -340,14 +576,6 @@ pub(crate) async fn run(
     })
 }
 
-/// The tables the score step reads, with their layers, for scoring outside a run.
-pub const SCORE_INPUT_TABLES: [(&str, &str); 4] = [
-    ("marts", "fct_orders"),
-    ("marts", "fct_touchpoints"),
-    ("staging", "stg_service__tickets"),
-    ("marts", "customer_view"),
-];
-
 /// Scores again with a saved artifact: runs its query as of `as_of` on the tables registered in
 /// `engine` and applies its model. Classifiers give `customer_id`, the probability (named
 /// `churn_probability` or `propensity`) and `model_version`; CLV gives the `customer_clv` table.
@@ -355,15 +583,15 @@ pub async fn score_with_artifact(
     engine: &Engine,
     artifact: &Artifact,
     as_of: NaiveDate,
-) -> Result<RecordBatch, BoxError> {
+) -> Result<RecordBatch> {
     let sql = artifact.scoring_query(as_of);
     match &artifact.model_params {
         ArtifactModel::Clv { .. } => {
             let Some((params, options)) = artifact.clv_options() else {
-                return Err("the CLV artifact has no parameters".into());
+                return Err(Error::Input("the CLV artifact has no parameters".into()));
             };
             let orders = engine.collect("reading the orders", &sql).await?;
-            let transactions = crate::runner::clv_transactions(&orders)?;
+            let transactions = clv_transactions(&orders)?;
             Ok(clientele_models::clv_scores(
                 &params.counts,
                 &params.spend,
@@ -415,6 +643,8 @@ pub async fn score_with_artifact(
 mod tests {
     use super::*;
     use clientele_sql::EngineOptions;
+
+    type BoxError = Box<dyn std::error::Error + Send + Sync>;
     use clientele_store::Warehouse;
 
     fn date(y: i32, m: u32, d: u32) -> NaiveDate {
@@ -459,7 +689,7 @@ mod tests {
     async fn features_see_only_what_was_known_on_the_snapshot_date() -> Result<(), BoxError> {
         let dir = tempfile::tempdir()?;
         let engine = engine(dir.path()).await?;
-        let sql = feature_sql::features(&feature_sql::churn_snapshots(date(2025, 6, 30), 90));
+        let sql = churn_rows(date(2025, 6, 30), 90)?;
         let t = table(&engine, "churn rows", &sql).await?;
         // C had not bought by the cutoff; A bought again within 90 days, B did not.
         assert_eq!(t.ids, ["A", "B"]);
@@ -490,9 +720,7 @@ mod tests {
         assert_eq!(income, &[Some("high".to_string()), None]);
 
         // A campaign send is seen from the day before it: the send itself is not a feature.
-        let sql = feature_sql::features(&feature_sql::propensity_training_snapshots(date(
-            2025, 12, 1,
-        )));
+        let sql = propensity_rows(date(2025, 12, 1))?;
         let t = table(&engine, "campaign rows", &sql).await?;
         assert_eq!(t.ids, ["A", "B"]);
         assert_eq!(t.labels.as_deref(), Some(&[0.0, 1.0][..]));
@@ -509,7 +737,7 @@ mod tests {
         let t = table(
             &engine,
             "next campaign",
-            &fill(&propensity_scoring_template(), date(2025, 12, 31)),
+            &fill(&propensity_scoring_template()?, date(2025, 12, 31)),
         )
         .await?;
         assert_eq!(t.ids, ["A"]);

@@ -1,0 +1,246 @@
+//! The read side: what runs have published, for every command that reads a warehouse without
+//! running a job (`query`, `segments`, `export`, `score`, `demo --respond`) and for the steps that
+//! read earlier runs. Each rule (which dates exist, which tables a date has, which suppression list
+//! a run applied, how segments changed) has its one definition here.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::NaiveDate;
+use clientele_segments::formats::Locale;
+use clientele_segments::{
+    ExportContext, ExportSpec, PreviousRows, SegmentSize, SuppressionList, export_segment,
+    suppression_from_batches,
+};
+use clientele_sql::{Engine, EngineOptions};
+use clientele_store::{Warehouse, layout};
+
+use crate::error::{Error, Result};
+use crate::manifest::RunManifest;
+
+/// The global suppression list as a run applied it (written by the export step).
+pub const SUPPRESSION_TABLE: (&str, &str) = ("segments", "suppression_list");
+
+/// A warehouse's published runs and tables.
+pub struct Published {
+    warehouse: Warehouse,
+}
+
+impl Published {
+    /// Opens the warehouse at `url` (a directory, relative to `base_dir`, or an object-store URL).
+    pub fn open(url: &str, base_dir: &Path) -> Result<Self> {
+        Ok(Self {
+            warehouse: Warehouse::open(url, base_dir)?,
+        })
+    }
+
+    /// The warehouse.
+    pub fn warehouse(&self) -> &Warehouse {
+        &self.warehouse
+    }
+
+    /// Every run's manifest, oldest first.
+    pub async fn runs(&self) -> Result<Vec<RunManifest>> {
+        crate::history::list_runs(&self.warehouse).await
+    }
+
+    /// The as-of dates with a published `layer/table` partition, ascending.
+    pub async fn dates(&self, layer: &str, table: &str) -> Result<Vec<NaiveDate>> {
+        let mut dates: Vec<NaiveDate> = self
+            .warehouse
+            .list(&format!("{layer}/{table}/"))
+            .await?
+            .into_iter()
+            .filter_map(|(p, _)| {
+                p.split('/')
+                    .find_map(|s| s.strip_prefix("as_of="))
+                    .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            })
+            .collect();
+        dates.sort();
+        dates.dedup();
+        Ok(dates)
+    }
+
+    /// An engine whose `as_of_date()` is `as_of`, with the given tables (layer, table) of that
+    /// date registered by name. A table not published for that date is [`Error::NotPublished`],
+    /// listing the dates it has.
+    pub async fn engine_at(&self, as_of: NaiveDate, tables: &[(&str, &str)]) -> Result<Engine> {
+        let engine = Engine::new(&self.warehouse, as_of, &EngineOptions::default())?;
+        for (layer, table) in tables {
+            let rel = layout::partition_file(layer, table, as_of);
+            if !self.warehouse.exists(&rel).await? {
+                let dates = self.dates(layer, table).await?;
+                return Err(Error::NotPublished(format!(
+                    "the warehouse {} has no {table} published as of {as_of} (published: {})",
+                    self.warehouse.display(),
+                    if dates.is_empty() {
+                        "none".to_string()
+                    } else {
+                        dates
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                )));
+            }
+            engine.register_file(table, &rel).await?;
+        }
+        Ok(engine)
+    }
+
+    /// An engine with every published table, each with its `as_of` column, for ad-hoc queries.
+    /// `as_of_date()` is `today`. Returns the tables registered (name, layer).
+    pub async fn engine_over_all(
+        &self,
+        today: NaiveDate,
+    ) -> Result<(Engine, Vec<(String, String)>)> {
+        let engine = Engine::new(&self.warehouse, today, &EngineOptions::default())?;
+        let tables = engine.register_published().await?;
+        Ok((engine, tables))
+    }
+
+    /// The suppression list the run as of `as_of` applied, or `None` when it published none (its
+    /// job has no export step).
+    pub async fn suppression_list(&self, as_of: NaiveDate) -> Result<Option<SuppressionList>> {
+        let (layer, table) = SUPPRESSION_TABLE;
+        let rel = layout::partition_file(layer, table, as_of);
+        if !self.warehouse.exists(&rel).await? {
+            return Ok(None);
+        }
+        let engine = Engine::new(&self.warehouse, as_of, &EngineOptions::default())?;
+        engine.register_file(table, &rel).await?;
+        let batches = engine
+            .collect(
+                "reading the suppression list",
+                &format!("select kind, value from {table}"),
+            )
+            .await?;
+        Ok(Some(suppression_from_batches(&batches)?))
+    }
+
+    /// The segments of the latest published run that evaluated segments, against the run before
+    /// it that did; `None` when no run has.
+    pub async fn segment_changes(&self) -> Result<Option<SegmentChanges>> {
+        let runs = self.runs().await?;
+        let mut published = runs
+            .into_iter()
+            .rev()
+            .filter(|r| r.published && !r.segments.is_empty());
+        let Some(latest) = published.next() else {
+            return Ok(None);
+        };
+        let before = published
+            .next()
+            .map(|r| {
+                r.segments
+                    .iter()
+                    .map(|s| (s.segment.clone(), s.customers))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Some(SegmentChanges {
+            run_id: latest.run_id,
+            as_of: latest.as_of,
+            alarms: latest.alarms,
+            segments: latest.segments,
+            before,
+        }))
+    }
+}
+
+/// The tables a pull of a segment reads.
+pub const PULL_TABLES: [(&str, &str); 2] = [
+    ("segments", "segment_membership"),
+    ("marts", "customer_view"),
+];
+
+impl Published {
+    /// What a pull of a segment needs as of `as_of`: an engine with the segments and the
+    /// customer view of that date, and the suppression list that run applied (`None` when it
+    /// published none).
+    pub async fn pull_engine(&self, as_of: NaiveDate) -> Result<(Engine, Option<SuppressionList>)> {
+        let engine = self.engine_at(as_of, &PULL_TABLES).await?;
+        Ok((engine, self.suppression_list(as_of).await?))
+    }
+
+    /// The rows a command-line pull (`clientele export`, which has no audience history of its
+    /// own) sent last time: the same pull in full mode on the latest date before `as_of` with
+    /// published segments, under that run's suppression list. `None` when there is no such date.
+    pub async fn previous_pull(
+        &self,
+        spec: &ExportSpec,
+        locale: &Locale,
+        as_of: NaiveDate,
+    ) -> Result<Option<(NaiveDate, PreviousRows)>> {
+        let (layer, table) = PULL_TABLES[0];
+        let dates = self.dates(layer, table).await?;
+        let Some(before) = dates.iter().rev().find(|d| **d < as_of).copied() else {
+            return Ok(None);
+        };
+        let (engine, list) = self.pull_engine(before).await?;
+        let scratch = Warehouse::open("memory://previous-pull", Path::new("/"))?;
+        let mut full = spec.clone();
+        full.mode = Some("full".into());
+        let ctx = ExportContext {
+            engine: &engine,
+            warehouse: &scratch,
+            as_of: before,
+            staged_dir: "previous".into(),
+            published_dir: "previous".into(),
+            locale: locale.clone(),
+            suppression: &list.unwrap_or_default(),
+            has_closed_accounts: has_closed_accounts(&engine).await?,
+            previous: None,
+        };
+        let out = export_segment(&full, &ctx).await?;
+        Ok(Some((
+            before,
+            clientele_segments::sent_rows(&out.audience)?,
+        )))
+    }
+}
+
+/// Whether the customer view registered in `engine` marks closed accounts (older warehouses do
+/// not).
+pub async fn has_closed_accounts(engine: &Engine) -> Result<bool> {
+    Ok(engine
+        .plan_schema("select * from customer_view")
+        .await?
+        .field_with_name("is_account_closed")
+        .is_ok())
+}
+
+/// The latest run's segments and how they changed.
+#[derive(Debug, Clone)]
+pub struct SegmentChanges {
+    pub run_id: String,
+    pub as_of: String,
+    pub segments: Vec<SegmentSize>,
+    pub alarms: Vec<String>,
+    /// Sizes in the run before (empty when there is none).
+    pub before: BTreeMap<String, u64>,
+}
+
+impl SegmentChanges {
+    /// The change of one segment since the run before: `+12 (+3%)`, or `new`.
+    pub fn change(&self, segment: &SegmentSize) -> String {
+        match self.before.get(&segment.segment) {
+            Some(&old) => {
+                let diff = segment.customers as i64 - old as i64;
+                format!(
+                    "{diff:+} ({:+.0}%)",
+                    100.0 * diff as f64 / (old.max(1) as f64)
+                )
+            }
+            None => "new".to_string(),
+        }
+    }
+
+    /// Whether the run raised an alarm for the segment.
+    pub fn has_alarm(&self, segment: &str) -> bool {
+        let prefix = format!("segment {segment} ");
+        self.alarms.iter().any(|a| a.starts_with(&prefix))
+    }
+}

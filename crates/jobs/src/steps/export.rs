@@ -1,0 +1,217 @@
+//! The `export` step: every declared export of the step written with suppression, control
+//! groups and diffs against the last export, the audiences recorded in `export_audience`, earlier
+//! campaigns measured against their control groups, and copies delivered to each export's
+//! location once every file is written.
+
+use std::sync::Arc;
+
+use clientele_segments::formats::Locale;
+use clientele_segments::{
+    ExportContext, ExportOutput, ExportSpec, audience_schema, campaign_results_batch,
+    export_segment, load_suppression_lists, measure_campaigns, previous_audience,
+    suppression_batch,
+};
+use clientele_store::{Warehouse, layout};
+
+use super::{
+    CheckProblem, Checked, Declaration, Operation, PlanContext, SpecContext, StepContext,
+    StepOutput, chain, table_for,
+};
+use crate::error::{Error, Result};
+use crate::spec::{Problem, TableId};
+
+/// The tables the step writes (layer, table): who each export sent and held out, the global
+/// suppression list as applied, and the earlier campaigns measured.
+pub const WRITES: [(&str, &str); 3] = [
+    ("segments", "export_audience"),
+    ("segments", "suppression_list"),
+    ("segments", "campaign_results"),
+];
+
+/// `kind = "export"` as written.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportStepSpec {
+    /// The exports (default: all).
+    #[serde(default)]
+    exports: Option<Vec<String>>,
+}
+
+/// Writes exports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Export {
+    /// The exports, by name.
+    pub exports: Vec<String>,
+}
+
+impl Declaration for ExportStepSpec {
+    fn check(&self, cx: &SpecContext<'_>, problems: &mut Vec<CheckProblem>) -> Option<Checked> {
+        let names = self
+            .exports
+            .clone()
+            .unwrap_or_else(|| cx.exports.iter().map(|e| e.name.clone()).collect());
+        for n in &names {
+            if !cx.exports.iter().any(|e| &e.name == n) {
+                problems.push(CheckProblem::Step(format!("export '{n}' is not declared")));
+            }
+        }
+        let reads = vec![
+            TableId::new(super::segments::WRITES[0].0, super::segments::WRITES[0].1),
+            table_for("customer_view", cx.models),
+            table_for("fct_orders", cx.models),
+        ];
+        Some(Checked {
+            operation: Arc::new(Export { exports: names }),
+            reads,
+            writes: WRITES.iter().map(|(l, t)| TableId::new(l, t)).collect(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Operation for Export {
+    fn kind(&self) -> &'static str {
+        "export"
+    }
+
+    fn describe_writes(&self, _writes: &[TableId]) -> Vec<String> {
+        self.exports
+            .iter()
+            .map(|e| format!("exports/{e}"))
+            .collect()
+    }
+
+    async fn plan(&self, cx: &PlanContext<'_>, problems: &mut Vec<Problem>) -> Result<Vec<String>> {
+        let mut details = Vec::new();
+        for name in &self.exports {
+            let Some(export) = cx.spec.exports.iter().find(|e| &e.name == name) else {
+                continue;
+            };
+            match cx.engine.plan_schema(&export.query(false)).await {
+                Ok(_) => details.push(format!(
+                    "export {name}: segment {} as {}, mode {}{}{} -> exports/{name}/as_of={}/",
+                    export.segment,
+                    export.format,
+                    export.mode(),
+                    export
+                        .holdout_share
+                        .filter(|s| *s > 0.0)
+                        .map(|s| format!(
+                            ", {:.0}% held out for campaign {}",
+                            s * 100.0,
+                            export.campaign()
+                        ))
+                        .unwrap_or_default(),
+                    export
+                        .location
+                        .as_ref()
+                        .map(|l| format!(", delivered to {l}"))
+                        .unwrap_or_default(),
+                    cx.as_of
+                )),
+                Err(e) => problems.push(cx.problem(format!("export '{name}': {}", chain(&e)))),
+            }
+        }
+        Ok(details)
+    }
+
+    async fn run(&self, cx: &StepContext<'_>) -> Result<StepOutput> {
+        let spec = cx.spec;
+        let (engine, as_of) = (cx.engine, cx.as_of);
+        let chosen: Vec<&ExportSpec> = self
+            .exports
+            .iter()
+            .map(|name| {
+                spec.exports
+                    .iter()
+                    .find(|e| &e.name == name)
+                    .ok_or_else(|| Error::Internal(format!("export '{name}' is not declared")))
+            })
+            .collect::<Result<_>>()?;
+        let suppression = load_suppression_lists(
+            &spec.suppression_lists,
+            &spec.base_dir,
+            &spec.identity.default_country_code,
+        )?;
+        let has_closed_accounts = crate::published::has_closed_accounts(engine).await?;
+        let (audience_layer, audience_table) = WRITES[0];
+        engine.register_empty(audience_table, audience_schema())?;
+        engine
+            .register_history(audience_layer, audience_table, audience_table)
+            .await?;
+        let campaigns = measure_campaigns(engine, &spec.exports, as_of).await?;
+        let mut outputs: Vec<(&ExportSpec, ExportOutput)> = Vec::new();
+        for export in chosen {
+            let dir = format!("exports/{}/as_of={as_of}", export.name);
+            let previous = if export.mode() == "full" {
+                None
+            } else {
+                previous_audience(engine, &export.name, as_of).await?
+            };
+            let ecx = ExportContext {
+                engine,
+                warehouse: cx.warehouse,
+                as_of,
+                staged_dir: layout::staged(cx.run_id, &dir),
+                published_dir: dir,
+                locale: Locale {
+                    country: export.country.clone().unwrap_or_else(|| "GB".into()),
+                    calling_code: spec.identity.default_country_code.clone(),
+                },
+                suppression: &suppression,
+                has_closed_accounts,
+                previous,
+            };
+            outputs.push((export, export_segment(export, &ecx).await?));
+        }
+        // Every file is written: deliver the copies.
+        for (export, out) in &mut outputs {
+            let Some(location) = &export.location else {
+                continue;
+            };
+            let failed = |e: String| Error::Delivery {
+                export: export.name.clone(),
+                reason: e,
+            };
+            let target = Warehouse::open(location, &spec.base_dir)
+                .map_err(|e| failed(format!("location {location}: {e}")))?;
+            for (file, data) in &out.files {
+                let name = file.path.rsplit('/').next().unwrap_or(&file.path);
+                let rel = format!("{}/as_of={as_of}/{name}", export.name);
+                target
+                    .put(&rel, data.clone())
+                    .await
+                    .map_err(|e| failed(format!("delivering {name} to {location}: {e}")))?;
+            }
+            out.report.delivered_to = Some(target.url_of(&export.name, true));
+            tracing::info!(export = %export.name, location = %target.display(), "export delivered");
+        }
+        let mut step = StepOutput::default();
+        let mut audiences = Vec::new();
+        for (_, out) in outputs {
+            step.rows_in += out.report.eligible;
+            step.rows_out += out.report.exported;
+            for (file, _) in out.files {
+                step.add_file(file);
+            }
+            audiences.push(out.audience);
+            step.report.exports.push(out.report);
+        }
+        let audience = arrow::compute::concat_batches(&audience_schema(), &audiences)?;
+        let batches = [
+            audience,
+            suppression_batch(&suppression)?,
+            campaign_results_batch(&campaigns)?,
+        ];
+        for ((layer, table), batch) in WRITES.iter().zip(&batches) {
+            // The audiences are counted as exported rows above, not as table rows.
+            step.push_table(cx.stage(layer, table, batch).await?);
+        }
+        step.report.campaigns = campaigns;
+        Ok(step)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}

@@ -1,0 +1,299 @@
+//! The `identity` step: resolves the unioned customer records into customer ids with
+//! clientele-identity, keeping the ids of the last published run.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, RecordBatch, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
+use clientele_identity::{Settings, resolve, tables};
+use clientele_sql::Engine;
+use clientele_store::Warehouse;
+
+use super::{
+    CheckProblem, Checked, Declaration, Operation, PlanContext, SpecContext, StepContext,
+    StepOutput, chain, table_for,
+};
+use crate::error::{Error, Result};
+use crate::manifest::IdentityReport;
+use crate::spec::{Problem, TableId};
+
+/// The tables the step writes (layer, table).
+pub const WRITES: [(&str, &str); 4] = {
+    let [a, b, c, d] = tables::OUTPUT_TABLES;
+    [
+        ("intermediate", a),
+        ("intermediate", b),
+        ("intermediate", c),
+        ("intermediate", d),
+    ]
+};
+
+/// `kind = "identity"` as written.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySpec {
+    /// The records to resolve (default `int_customer_records__unioned`).
+    #[serde(default)]
+    input: Option<String>,
+}
+
+/// Resolves identities.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    /// The table of records to resolve.
+    pub input: String,
+}
+
+impl Declaration for IdentitySpec {
+    fn check(&self, cx: &SpecContext<'_>, _problems: &mut Vec<CheckProblem>) -> Option<Checked> {
+        let input = self
+            .input
+            .clone()
+            .unwrap_or_else(|| "int_customer_records__unioned".into());
+        let mut reads = vec![table_for(&input, cx.models)];
+        if let Some(truth) = &cx.identity.truth {
+            reads.push(table_for(truth, cx.models));
+        }
+        Some(Checked {
+            operation: Arc::new(Identity { input }),
+            reads,
+            writes: WRITES.iter().map(|(l, t)| TableId::new(l, t)).collect(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Operation for Identity {
+    fn kind(&self) -> &'static str {
+        "identity"
+    }
+
+    async fn plan(&self, cx: &PlanContext<'_>, problems: &mut Vec<Problem>) -> Result<Vec<String>> {
+        let settings = &cx.spec.identity;
+        let input = &self.input;
+        let mut details = Vec::new();
+        match cx
+            .engine
+            .plan_schema(&identity_query(input, settings, None))
+            .await
+        {
+            Ok(_) => details.push(format!(
+                "resolve {input}: {} comparison(s), {} blocking rule(s) -> int_customer_identity",
+                settings.comparisons.len(),
+                settings.blocking_rules.len()
+            )),
+            Err(e) => problems.push(cx.problem(format!(
+                "step '{}': the identity input '{input}' needs record_id, source_system and the compared columns: {}",
+                cx.step,
+                chain(&e)
+            ))),
+        }
+        if let Some(truth) = &settings.truth
+            && let Err(e) = cx.engine.plan_schema(&truth_query(truth)).await
+        {
+            problems.push(cx.problem(format!(
+                "identity truth '{truth}' needs record_id and person_id: {}",
+                chain(&e)
+            )));
+        }
+        for (name, schema) in tables::output_schemas(settings) {
+            cx.engine.register_empty(name, schema)?;
+        }
+        Ok(details)
+    }
+
+    async fn run(&self, cx: &StepContext<'_>) -> Result<StepOutput> {
+        let settings = &cx.spec.identity;
+        let input = &self.input;
+        let batches = cx
+            .engine
+            .collect(
+                &format!("reading the identity input '{input}'"),
+                &identity_query(input, settings, None),
+            )
+            .await?;
+        let records = tables::records_from_batches(&batches, settings)
+            .map_err(|e| Error::Input(format!("identity input '{input}': {e}")))?;
+        drop(batches);
+        let truth = match &settings.truth {
+            Some(t) => Some(string_pairs(
+                &cx.engine
+                    .collect(&format!("reading the truth table '{t}'"), &truth_query(t))
+                    .await?,
+            )?),
+            None => None,
+        };
+        let previous = previous_ids(cx.engine, cx.warehouse).await?;
+        let owned = settings.clone();
+        let (records, resolution) = tokio::task::spawn_blocking(move || {
+            resolve(&records, &owned, &previous, truth.as_ref()).map(|r| (records, r))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("identity resolution stopped: {e}")))??;
+        let s = &resolution.summary;
+        tracing::info!(
+            records = s.records,
+            candidate_pairs = s.candidate_pairs,
+            links = s.links_above_threshold,
+            customers = s.customers,
+            merges = s.merges,
+            splits = s.splits,
+            "identities resolved"
+        );
+        for w in &s.warnings {
+            tracing::warn!("identity: {w}");
+        }
+        let mut out = StepOutput::default();
+        for (name, batch) in tables::output_tables(&records, settings, &resolution)? {
+            out.add_table(cx.stage("intermediate", name, &batch).await?);
+        }
+        out.report.identity = Some(IdentityReport {
+            summary: resolution.summary.clone(),
+            accuracy: resolution.accuracy.clone(),
+        });
+        Ok(out)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The columns the step reads from its input, optionally filtered (`as_of = ...` when reading a
+/// published partition back).
+pub(crate) fn identity_query(input: &str, settings: &Settings, filter: Option<&str>) -> String {
+    let mut columns = vec!["record_id".to_string(), "source_system".to_string()];
+    columns.extend(settings.comparisons.iter().map(|c| c.column.clone()));
+    let filter = filter.map(|f| format!(" where {f}")).unwrap_or_default();
+    format!(
+        "select {} from {input}{filter} order by record_id",
+        columns.join(", ")
+    )
+}
+
+/// The truth table's two columns.
+pub(crate) fn truth_query(truth: &str) -> String {
+    format!(
+        "select cast(record_id as varchar) as record_id, cast(person_id as varchar) as person_id from {truth}"
+    )
+}
+
+/// The first two columns of `batches` as text pairs, nulls left out.
+fn string_pairs(batches: &[RecordBatch]) -> Result<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    for b in batches {
+        if b.num_columns() < 2 {
+            return Err(Error::Input("expected two columns".into()));
+        }
+        let (k, v) = (
+            cast(b.column(0), &DataType::Utf8)?,
+            cast(b.column(1), &DataType::Utf8)?,
+        );
+        let (Some(k), Some(v)) = (
+            k.as_any().downcast_ref::<StringArray>(),
+            v.as_any().downcast_ref::<StringArray>(),
+        ) else {
+            return Err(Error::Input("expected text columns".into()));
+        };
+        for i in 0..b.num_rows() {
+            if !k.is_null(i) && !v.is_null(i) {
+                out.insert(k.value(i).to_string(), v.value(i).to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Record ids and customer ids of the last published run, or none on the first run.
+async fn previous_ids(engine: &Engine, warehouse: &Warehouse) -> Result<HashMap<String, String>> {
+    let runs = crate::history::list_runs(warehouse).await?;
+    let table = WRITES[0].1;
+    let Some(path) = runs
+        .iter()
+        .rev()
+        .filter(|r| r.published)
+        .find_map(|r| r.tables.iter().find(|t| t.table == table))
+        .map(|t| t.path.clone())
+    else {
+        return Ok(HashMap::new());
+    };
+    if !warehouse.exists(&path).await? {
+        tracing::warn!(%path, "the last published identity table is gone; customer ids are minted afresh");
+        return Ok(HashMap::new());
+    }
+    engine.register_file("_previous_identity", &path).await?;
+    let batches = engine
+        .collect(
+            "reading the last published customer ids",
+            "select record_id, customer_id from _previous_identity",
+        )
+        .await?;
+    engine
+        .context()
+        .deregister_table("_previous_identity")
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    string_pairs(&batches)
+}
+
+/// The waterfall of records `a` and `b` as the job's last published identity run scored them:
+/// its input records (for the term frequencies) and its fitted parameters, at the latest as-of
+/// date (or `as_of`).
+pub async fn explain_match(
+    spec: &crate::spec::JobSpec,
+    a: &str,
+    b: &str,
+    as_of: Option<chrono::NaiveDate>,
+) -> crate::Result<String> {
+    let input = spec
+        .steps
+        .iter()
+        .find_map(|s| s.operation.as_any().downcast_ref::<Identity>())
+        .map(|i| i.input.clone())
+        .ok_or_else(|| Error::Spec {
+            problems: vec![Problem {
+                file: spec.path.clone(),
+                line: None,
+                message: "the job has no identity step".into(),
+            }],
+        })?;
+    let warehouse = Warehouse::open(&spec.warehouse, &spec.base_dir)?;
+    let engine = Engine::new(
+        &warehouse,
+        as_of.unwrap_or_else(|| chrono::Utc::now().date_naive()),
+        &spec.engine,
+    )?;
+    let params_table = WRITES[3].1;
+    let published = engine.register_published().await?;
+    if !published.iter().any(|(name, _)| name == params_table) {
+        return Err(Error::Spec {
+            problems: vec![Problem {
+                file: spec.path.clone(),
+                line: None,
+                message: format!(
+                    "the warehouse {} holds no published identity run yet: run the job first",
+                    warehouse.display()
+                ),
+            }],
+        });
+    }
+    let date = match as_of {
+        Some(d) => format!("date '{d}'"),
+        None => format!("(select max(as_of) from {params_table})"),
+    };
+    let parameters = engine
+        .collect(
+            "reading the identity parameters",
+            &format!(
+                "select comparison, level, label, m_probability, u_probability from {params_table} where as_of = {date}"
+            ),
+        )
+        .await?;
+    let query = identity_query(&input, &spec.identity, Some(&format!("as_of = {date}")));
+    let batches = engine.collect("reading the identity input", &query).await?;
+    let records = tables::records_from_batches(&batches, &spec.identity)?;
+    let params = tables::parameters_from_batches(&parameters, &spec.identity)?;
+    let e = clientele_identity::explain::explain(&records, &spec.identity, &params, a, b)?;
+    Ok(clientele_identity::explain::waterfall(&e))
+}

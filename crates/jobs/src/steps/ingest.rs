@@ -1,0 +1,184 @@
+//! The `ingest` step: each source's files into `raw.<source>` and `quarantine.<source>`.
+
+use clientele_ingest::{
+    LoadOptions, OutputPaths, SourceReport, ingest_source, quarantine_schema, resolve_inputs,
+};
+use clientele_store::Warehouse;
+use clientele_store::layout;
+
+use super::{
+    CheckProblem, Checked, Declaration, Operation, PlanContext, SpecContext, StagedTable,
+    StepContext, StepOutput,
+};
+use crate::error::{Error, Result};
+use crate::spec::{Problem, TableId};
+
+/// `kind = "ingest"` as written.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSpec {
+    /// The sources (default: all).
+    #[serde(default)]
+    sources: Option<Vec<String>>,
+}
+
+/// Loads sources.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ingest {
+    /// The sources, by name.
+    pub sources: Vec<String>,
+}
+
+impl Declaration for IngestSpec {
+    fn check(&self, cx: &SpecContext<'_>, problems: &mut Vec<CheckProblem>) -> Option<Checked> {
+        let names = self
+            .sources
+            .clone()
+            .unwrap_or_else(|| cx.sources.iter().map(|s| s.name.clone()).collect());
+        for n in &names {
+            if !cx.sources.iter().any(|s| &s.name == n) {
+                problems.push(CheckProblem::Step(format!("source '{n}' is not declared")));
+            }
+        }
+        let writes = names
+            .iter()
+            .flat_map(|n| [TableId::new("raw", n), TableId::new("quarantine", n)])
+            .collect();
+        Some(Checked {
+            operation: std::sync::Arc::new(Ingest { sources: names }),
+            reads: Vec::new(),
+            writes,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Operation for Ingest {
+    fn kind(&self) -> &'static str {
+        "ingest"
+    }
+
+    async fn plan(&self, cx: &PlanContext<'_>, problems: &mut Vec<Problem>) -> Result<Vec<String>> {
+        let spec = cx.spec;
+        let mut details = Vec::new();
+        for name in &self.sources {
+            let Some(source) = spec.source(name) else {
+                continue;
+            };
+            cx.engine
+                .register_empty(&format!("raw.{name}"), source.arrow_schema())?;
+            cx.engine
+                .register_empty(&format!("quarantine.{name}"), quarantine_schema())?;
+            let is_db = matches!(source.format, clientele_ingest::Format::Postgres { .. });
+            let files = if is_db {
+                1
+            } else {
+                resolve_inputs(source, &spec.base_dir)
+                    .await
+                    .map(|f| f.len())
+                    .unwrap_or(0)
+            };
+            details.push(if is_db {
+                format!("source {name}: postgres '{}'", source.display_location())
+            } else {
+                format!(
+                    "source {name}: {} '{}' ({files} file(s) now)",
+                    source.format.name(),
+                    source.location
+                )
+            });
+            if cx.strict && files == 0 && source.required {
+                problems.push(Problem {
+                    file: spec.path.clone(),
+                    line: spec.source_lines.get(name).copied(),
+                    message: format!(
+                        "source '{name}': no file matches '{}' (the source is required)",
+                        source.location
+                    ),
+                });
+            }
+        }
+        Ok(details)
+    }
+
+    async fn run(&self, cx: &StepContext<'_>) -> Result<StepOutput> {
+        let mut out = StepOutput::default();
+        for name in &self.sources {
+            let source = cx
+                .spec
+                .source(name)
+                .ok_or_else(|| Error::Internal(format!("source '{name}' is not declared")))?;
+            let data = layout::partition_file("raw", name, cx.as_of);
+            let quarantine = layout::partition_file("quarantine", name, cx.as_of);
+            let paths = OutputPaths {
+                data_staged: layout::staged(cx.run_id, &data),
+                data_published: data,
+                quarantine_staged: layout::staged(cx.run_id, &quarantine),
+                quarantine_published: quarantine,
+            };
+            let options = LoadOptions {
+                full_refresh: cx.full_refresh,
+                previous: previous_load(cx.warehouse, name).await,
+                now: Some(cx.now),
+            };
+            let report =
+                ingest_source(source, &cx.spec.base_dir, cx.warehouse, &paths, &options).await?;
+            tracing::info!(
+                source = %name, read = report.rows_read, loaded = report.rows_loaded,
+                quarantined = report.rows_quarantined, files = report.files.len(), "source ingested"
+            );
+            out.rows_in += report.rows_read;
+            out.rows_out += report.rows_loaded;
+            for (table, staged, file) in [
+                (format!("raw.{name}"), &paths.data_staged, &report.data),
+                (
+                    format!("quarantine.{name}"),
+                    &paths.quarantine_staged,
+                    &report.quarantine,
+                ),
+            ] {
+                cx.engine.register_file(&table, staged).await?;
+                out.push_table(StagedTable {
+                    name: table,
+                    staged: staged.clone(),
+                    file: file.clone(),
+                });
+            }
+            if let Err(e) = report.check_limits(source)
+                && out.failure.is_none()
+            {
+                out.failure = Some(e.into());
+            }
+            out.report.sources.push(report);
+        }
+        Ok(out)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The source's last published load whose two tables are still in the warehouse: the rows of files
+/// that have not changed since are kept from it. A manifest that cannot be read means a full load.
+async fn previous_load(warehouse: &Warehouse, source: &str) -> Option<SourceReport> {
+    let runs = match crate::history::list_runs(warehouse).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "run history unreadable; loading every file");
+            return None;
+        }
+    };
+    for run in runs.iter().rev().filter(|r| r.published) {
+        let Some(report) = run.sources.iter().find(|s| s.source == source) else {
+            continue;
+        };
+        let present = warehouse.exists(&report.data.path).await.unwrap_or(false)
+            && warehouse
+                .exists(&report.quarantine.path)
+                .await
+                .unwrap_or(false);
+        return present.then(|| report.clone());
+    }
+    None
+}
