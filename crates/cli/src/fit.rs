@@ -7,10 +7,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use arrow::array::{Array, AsArray};
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use clientele_models::{
     BgNbd, CustomerSummary, GammaGamma, MbgNbd, ParetoNbd, Transaction, summarise,
 };
+use clientele_sql::date32;
 
 use crate::args::{FitCommand, TransactionArgs};
 
@@ -19,10 +20,6 @@ pub(crate) fn run(command: &FitCommand) -> Result<ExitCode> {
         FitCommand::Btyd { data, model } => btyd(data, model),
         FitCommand::Spend { data } => spend(data),
     }
-}
-
-fn day_number(d: NaiveDate) -> i64 {
-    i64::from(d.num_days_from_ce())
 }
 
 /// A date in a transaction file: `YYYY-MM-DD`, `YYYYMMDD`, or a timestamp starting with a date.
@@ -63,7 +60,7 @@ fn read_transactions(args: &TransactionArgs, path: &Path) -> Result<Vec<Transact
         }
         out.push(Transaction {
             customer: customer.trim().to_string(),
-            day: day_number(day),
+            day: i64::from(date32(day)),
             amount,
         });
     }
@@ -265,7 +262,7 @@ fn prepare(args: &TransactionArgs) -> Result<Prepared> {
         bail!("--holdout-end {h} must be after --calibration-end {end}");
     }
     let transactions = read_transactions(args, path)?;
-    let summary = summarise(&transactions, day_number(end), unit);
+    let summary = summarise(&transactions, i64::from(date32(end)), unit);
     if summary.is_empty() {
         bail!("no customer bought on or before the calibration end {end}");
     }
@@ -279,8 +276,8 @@ fn prepare(args: &TransactionArgs) -> Result<Prepared> {
 /// Repeat purchase days of each customer in the holdout period (after the calibration end, up to
 /// and including the holdout end).
 fn holdout_actuals(p: &Prepared, args: &TransactionArgs) -> Option<BTreeMap<String, f64>> {
-    let end = day_number(args.holdout_end?);
-    let start = day_number(args.calibration_end?);
+    let end = i64::from(date32(args.holdout_end?));
+    let start = i64::from(date32(args.calibration_end?));
     let mut days: BTreeMap<&str, std::collections::BTreeSet<i64>> = BTreeMap::new();
     for t in p
         .transactions
@@ -325,7 +322,7 @@ fn btyd(args: &TransactionArgs, model: &str) -> Result<ExitCode> {
     let horizon = args
         .holdout_end
         .zip(args.calibration_end)
-        .map(|(h, c)| (day_number(h) - day_number(c)) as f64 / p.unit);
+        .map(|(h, c)| (i64::from(date32(h)) - i64::from(date32(c))) as f64 / p.unit);
     let mut reports = Vec::new();
     for m in models {
         let started = std::time::Instant::now();

@@ -67,4 +67,4 @@ pub use scores::{
     split_latest_groups,
 };
 pub use summary::{Transaction, summarise};
-pub use windows::{ChurnWindows, PropensityWindow, day_number};
+pub use windows::{ChurnWindows, PropensityWindow};

@@ -1,5 +1,5 @@
-//! The time windows the classifiers are trained, validated and refitted on, and the day numbers
-//! the count models use. Everything is a function of the as-of date: nothing reads the clock.
+//! The time windows the classifiers are trained, validated and refitted on. Everything is a
+//! function of the as-of date: nothing reads the clock.
 //!
 //! For an as-of date T and a churn window H days:
 //! - churn is trained on customers as of T − 2H labelled by (T − 2H, T − H], validated on
@@ -13,11 +13,6 @@ use std::collections::BTreeMap;
 use chrono::{Days, NaiveDate};
 
 use crate::{Error, Result};
-
-/// Days since 1970-01-01: the day numbers of [`crate::Transaction`] and the BTYD fits.
-pub fn day_number(d: NaiveDate) -> i64 {
-    (d - NaiveDate::default()).num_days()
-}
 
 fn days_before(d: NaiveDate, days: u32) -> Result<NaiveDate> {
     d.checked_sub_days(Days::new(u64::from(days)))
@@ -100,12 +95,6 @@ mod tests {
 
     fn date(y: i32, m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default()
-    }
-
-    #[test]
-    fn day_numbers_count_from_1970() {
-        assert_eq!(day_number(date(1970, 1, 1)), 0);
-        assert_eq!(day_number(date(2025, 3, 31)), 20_178);
     }
 
     #[test]

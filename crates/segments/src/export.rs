@@ -296,7 +296,7 @@ impl ExportSpec {
 
     /// The query behind the export: members joined to the customer view, with the contact fields,
     /// the generic columns, and the suppression reason (empty when none).
-    pub fn query(&self, has_closed_accounts: bool) -> String {
+    pub fn query(&self, has_closed_accounts: bool) -> Result<String> {
         let mut cols = String::new();
         for f in CONTACT_FIELDS {
             cols.push_str(&format!(
@@ -308,23 +308,15 @@ impl ExportSpec {
             cols.push_str(&format!(", v.\"{c}\" as \"__col{i}\""));
         }
         let closed = if has_closed_accounts {
-            "when coalesce(v.is_account_closed, false) then 'account_closed'\n"
+            "when coalesce(v.is_account_closed, false) then 'account_closed'"
         } else {
             ""
         };
-        let segment = self.segment.replace('\'', "''");
-        format!(
-            "select m.customer_id{cols},
-                    case when v.customer_id is null then 'not_in_customer_view'
-                         when v.is_opted_out is null then 'consent_unknown'
-                         when v.is_opted_out then 'opted_out'
-                         {closed}
-                    end as __suppressed_because
-             from segment_membership m
-             left join customer_view v on v.customer_id = m.customer_id
-             where m.segment = '{segment}'
-             order by m.customer_id"
-        )
+        Ok(clientele_sql::queries::EXPORT_AUDIENCE.fill(&[
+            ("segment", &self.segment.replace('\'', "''")),
+            ("columns", &cols),
+            ("closed", closed),
+        ])?)
     }
 }
 
@@ -468,7 +460,7 @@ pub async fn export_segment(spec: &ExportSpec, ctx: &ExportContext<'_>) -> Resul
         .engine
         .collect(
             &format!("export '{}'", spec.name),
-            &spec.query(ctx.has_closed_accounts),
+            &spec.query(ctx.has_closed_accounts)?,
         )
         .await?;
     let campaign_id = format!("{}-{}", spec.campaign(), ctx.as_of.format("%Y-%m-%d"));
@@ -659,10 +651,7 @@ pub async fn export_segment(spec: &ExportSpec, ctx: &ExportContext<'_>) -> Resul
     files.push((manifest_file, Bytes::from(manifest)));
 
     // The audience: who was sent (with the row) and who was held out.
-    let days = i32::try_from(
-        (ctx.as_of - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days(),
-    )
-    .unwrap_or(0);
+    let days = clientele_sql::date32(ctx.as_of);
     let n = sent.len() + control.len();
     let mut ids: Vec<&str> = sent.iter().map(|s| s.customer_id.as_str()).collect();
     ids.extend(control.iter().map(String::as_str));

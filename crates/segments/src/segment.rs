@@ -165,12 +165,7 @@ pub async fn evaluate_segments(
     staged: &str,
     published: &str,
 ) -> Result<(WrittenFile, Vec<SegmentSize>)> {
-    let days = i32::try_from(
-        as_of
-            .signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default())
-            .num_days(),
-    )
-    .unwrap_or(0);
+    let days = clientele_sql::date32(as_of);
     let mut seg_col = Vec::new();
     let mut ids = Vec::new();
     let mut attrs = Vec::new();

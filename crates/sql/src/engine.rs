@@ -46,9 +46,10 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-fn days_since_epoch(d: NaiveDate) -> i32 {
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
-    i32::try_from(d.signed_duration_since(epoch).num_days()).unwrap_or(0)
+/// A date as Arrow's `Date32` holds it (days since 1970-01-01): the workspace's one day number,
+/// used for date columns and as the day numbers of the buy-till-you-die models.
+pub fn date32(d: NaiveDate) -> i32 {
+    datafusion::arrow::datatypes::Date32Type::from_naive_date(d)
 }
 
 impl Engine {
@@ -80,7 +81,7 @@ impl Engine {
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.register_object_store(warehouse.store_url(), warehouse.store());
 
-        let days = days_since_epoch(as_of);
+        let days = date32(as_of);
         ctx.register_udf(create_udf(
             "as_of_date",
             vec![],

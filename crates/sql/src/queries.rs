@@ -38,6 +38,7 @@ queries! {
     CLV_TRANSACTIONS = "clv_transactions",
     CAMPAIGN_RESULTS = "campaign_results",
     PREVIOUS_AUDIENCE = "previous_audience",
+    EXPORT_AUDIENCE = "export_audience",
 }
 
 impl Query {
@@ -71,7 +72,7 @@ impl Query {
     }
 
     /// The query with `params` filled in. A name the query does not take is an error (a typo
-    /// would otherwise leave the placeholder in the SQL).
+    /// would otherwise leave its `{name}` in the SQL).
     pub fn fill(&self, params: &[(&str, &str)]) -> Result<String> {
         let known = self.params();
         let mut sql = self.text().to_string();

@@ -87,7 +87,7 @@ impl Operation for Export {
             let Some(export) = cx.spec.exports.iter().find(|e| &e.name == name) else {
                 continue;
             };
-            match cx.engine.plan_schema(&export.query(false)).await {
+            match cx.engine.plan_schema(&export.query(false)?).await {
                 Ok(_) => details.push(format!(
                     "export {name}: segment {} as {}, mode {}{}{} -> exports/{name}/as_of={}/",
                     export.segment,

@@ -9,10 +9,10 @@ use arrow::array::{AsArray, RecordBatch};
 use chrono::NaiveDate;
 use clientele_models::{
     ARTIFACT_FORMAT, AS_OF_PLACEHOLDER, Artifact, ArtifactModel, ChurnWindows, ClassifierData,
-    ClassifierRun, ClvOptions, FeatureTable, PropensityWindow, day_number,
+    ClassifierRun, ClvOptions, FeatureTable, PropensityWindow,
 };
-use clientele_sql::Engine;
 use clientele_sql::queries::{self, date_param};
+use clientele_sql::{Engine, date32};
 
 use super::{
     CheckProblem, Checked, Declaration, Operation, PlanContext, SpecContext, StepContext,
@@ -404,7 +404,7 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
         monthly_discount_rate: opts.monthly_discount_rate,
     };
     let (clv, clv_metrics, params) =
-        clientele_models::score_clv(&transactions, day_number(as_of), &clv_options)?;
+        clientele_models::score_clv(&transactions, i64::from(date32(as_of)), &clv_options)?;
     let clv_version = format!(
         "clv:bgnbd+gamma_gamma@{} (clientele {})",
         as_of.format("%Y-%m-%d"),
@@ -596,7 +596,7 @@ pub async fn score_with_artifact(
                 &params.counts,
                 &params.spend,
                 &transactions,
-                day_number(as_of),
+                i64::from(date32(as_of)),
                 &options,
             )?)
         }
