@@ -31,38 +31,58 @@ fn parse_date(text: &str) -> Option<NaiveDate> {
         .or_else(|| NaiveDate::parse_from_str(t.get(..10)?, "%Y-%m-%d").ok())
 }
 
-/// Reads (customer, date, amount) from the file, naming the file, row and column of any bad value.
+/// Reads (customer, date, amount) from the file through clientele's own readers (the CSV,
+/// Parquet and whitespace formats of ingest), naming the file, row and column of any bad value.
 fn read_transactions(args: &TransactionArgs, path: &Path) -> Result<Vec<Transaction>> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
     let shown = path.display().to_string();
-    let rows: Vec<(u64, [String; 3])> = match ext.as_str() {
-        "csv" => read_csv(path, args)?,
-        "parquet" => read_parquet(path, args)?,
-        _ => read_whitespace(path, args)?,
-    };
-    let mut out = Vec::with_capacity(rows.len());
-    for (row, [customer, date, amount]) in rows {
-        let day = parse_date(&date).ok_or_else(|| {
-            anyhow!("{shown} row {row}: date '{date}' is not a date (YYYY-MM-DD or YYYYMMDD)")
-        })?;
-        let amount: f64 = amount
-            .trim()
-            .parse()
-            .ok()
-            .filter(|a: &f64| a.is_finite())
-            .ok_or_else(|| anyhow!("{shown} row {row}: amount '{amount}' is not a number"))?;
-        if customer.trim().is_empty() {
-            bail!("{shown} row {row}: the customer is empty");
+    let plan = transaction_source(args, path)?;
+    let read =
+        clientele_ingest::read_local_file(&plan, path).map_err(|e| anyhow!("{shown}: {e}"))?;
+    if let Some(reason) = first_rejected(&read.quarantine) {
+        bail!("{shown} {reason}");
+    }
+    let mut out = Vec::with_capacity(usize::try_from(read.report.rows_loaded).unwrap_or(0));
+    for batch in &read.data {
+        let text = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_string_opt::<i32>())
+                .ok_or_else(|| anyhow!("{shown}: the reader returned no column '{name}'"))
+        };
+        let (customers, dates, amounts) = (text("customer")?, text("date")?, text("amount")?);
+        let lines = batch
+            .column_by_name("_line")
+            .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>())
+            .ok_or_else(|| anyhow!("{shown}: the reader returned no line numbers"))?;
+        for i in 0..batch.num_rows() {
+            let row = lines.value(i);
+            let value = |a: &'_ arrow::array::StringArray| -> String {
+                if a.is_null(i) {
+                    String::new()
+                } else {
+                    a.value(i).to_string()
+                }
+            };
+            let (customer, date, amount) = (value(customers), value(dates), value(amounts));
+            let (customer, date, amount) = (customer.as_str(), date.as_str(), amount.as_str());
+            let day = parse_date(date).ok_or_else(|| {
+                anyhow!("{shown} row {row}: date '{date}' is not a date (YYYY-MM-DD or YYYYMMDD)")
+            })?;
+            let amount: f64 = amount
+                .trim()
+                .parse()
+                .ok()
+                .filter(|a: &f64| a.is_finite())
+                .ok_or_else(|| anyhow!("{shown} row {row}: amount '{amount}' is not a number"))?;
+            if customer.trim().is_empty() {
+                bail!("{shown} row {row}: the customer is empty");
+            }
+            out.push(Transaction {
+                customer: customer.trim().to_string(),
+                day: i64::from(date32(day)),
+                amount,
+            });
         }
-        out.push(Transaction {
-            customer: customer.trim().to_string(),
-            day: i64::from(date32(day)),
-            amount,
-        });
     }
     if out.is_empty() {
         bail!("{shown}: no transactions");
@@ -70,111 +90,84 @@ fn read_transactions(args: &TransactionArgs, path: &Path) -> Result<Vec<Transact
     Ok(out)
 }
 
-fn names(args: &TransactionArgs) -> [String; 3] {
-    [
-        args.customer_col
-            .clone()
-            .unwrap_or_else(|| "customer_id".into()),
-        args.date_col.clone().unwrap_or_else(|| "date".into()),
-        args.amount_col.clone().unwrap_or_else(|| "amount".into()),
-    ]
-}
-
-fn read_csv(path: &Path, args: &TransactionArgs) -> Result<Vec<(u64, [String; 3])>> {
-    let shown = path.display().to_string();
-    let mut reader = csv::Reader::from_path(path).with_context(|| format!("opening {shown}"))?;
-    let header = reader
-        .headers()
-        .with_context(|| format!("{shown}: reading the header"))?
-        .clone();
-    let wanted = names(args);
-    let mut idx = [0usize; 3];
-    for (slot, name) in idx.iter_mut().zip(&wanted) {
-        *slot = header
-            .iter()
-            .position(|h| h.trim() == name)
-            .ok_or_else(|| anyhow!("{shown}: no column '{name}' in the header"))?;
-    }
-    let mut rows = Vec::new();
-    for (i, record) in reader.records().enumerate() {
-        let line = i as u64 + 2;
-        let record = record.with_context(|| format!("{shown} line {line}"))?;
-        let get = |k: usize| record.get(idx[k]).unwrap_or("").to_string();
-        rows.push((line, [get(0), get(1), get(2)]));
-    }
-    Ok(rows)
-}
-
-fn read_parquet(path: &Path, args: &TransactionArgs) -> Result<Vec<(u64, [String; 3])>> {
-    let shown = path.display().to_string();
-    let file = std::fs::File::open(path).with_context(|| format!("opening {shown}"))?;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("{shown}: not a Parquet file"))?
-        .build()?;
-    let wanted = names(args);
-    let mut rows = Vec::new();
-    let mut row = 0u64;
-    for batch in reader {
-        let batch = batch.with_context(|| format!("reading {shown}"))?;
-        let mut columns = Vec::new();
-        for name in &wanted {
-            let c = batch
-                .column_by_name(name)
-                .ok_or_else(|| anyhow!("{shown}: no column '{name}'"))?;
-            let text = arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8)
-                .with_context(|| format!("{shown}: column '{name}' cannot be read as text"))?;
-            columns.push(text);
+/// The file as a source of three text fields (customer, date, amount): CSV and Parquet by column
+/// name, anything else as whitespace-aligned columns by number (the CDNOW order log).
+fn transaction_source(args: &TransactionArgs, path: &Path) -> Result<clientele_ingest::SourcePlan> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let quoted = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let given = [&args.customer_col, &args.date_col, &args.amount_col];
+    let (format, positions) = match ext.as_str() {
+        "csv" | "parquet" => {
+            let defaults = ["customer_id", "date", "amount"];
+            let headers = given
+                .iter()
+                .zip(defaults)
+                .map(|(g, d)| format!("header = {}", quoted(g.as_deref().unwrap_or(d))));
+            (
+                if ext == "csv" { "delimited" } else { "parquet" },
+                headers.collect::<Vec<_>>(),
+            )
         }
-        let [c, d, a] = [&columns[0], &columns[1], &columns[2]].map(|c| c.as_string::<i32>());
-        for i in 0..batch.num_rows() {
-            row += 1;
-            let v = |s: &arrow::array::StringArray| {
-                if s.is_null(i) {
-                    String::new()
-                } else {
-                    s.value(i).to_string()
-                }
-            };
-            rows.push((row, [v(c), v(d), v(a)]));
-        }
-    }
-    Ok(rows)
-}
-
-fn read_whitespace(path: &Path, args: &TransactionArgs) -> Result<Vec<(u64, [String; 3])>> {
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {shown}"))?;
-    let number = |given: &Option<String>, default: usize, what: &str| -> Result<usize> {
-        match given {
-            None => Ok(default),
-            Some(g) => g.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                anyhow!("--{what}-col '{g}': whitespace text takes a column number from 1")
-            }),
+        _ => {
+            let mut columns = Vec::new();
+            for ((g, default), what) in given
+                .iter()
+                .zip([1, 2, 4])
+                .zip(["customer", "date", "amount"])
+            {
+                let n = match g {
+                    None => default,
+                    Some(text) => text.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                        anyhow!("--{what}-col '{text}': whitespace text takes a column number from 1")
+                    })?,
+                };
+                columns.push(format!("column = {n}"));
+            }
+            ("whitespace", columns)
         }
     };
-    let cols = [
-        number(&args.customer_col, 1, "customer")?,
-        number(&args.date_col, 2, "date")?,
-        number(&args.amount_col, 4, "amount")?,
-    ];
-    let mut rows = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.is_empty() {
-            continue;
+    let fields: Vec<String> = ["customer", "date", "amount"]
+        .iter()
+        .zip(&positions)
+        .map(|(name, at)| format!("{{ name = \"{name}\", type = \"string\", {at} }}"))
+        .collect();
+    let spec = format!(
+        "name = \"transactions\"\nformat = \"{format}\"\nlocation = {}\nfields = [{}]\n",
+        quoted(&path.display().to_string()),
+        fields.join(", ")
+    );
+    let spec: clientele_ingest::SourceSpec =
+        toml::from_str(&spec).map_err(|e| anyhow!("describing {}: {e}", path.display()))?;
+    spec.plan(Path::new("."))
+        .map_err(|problems| anyhow!("{}: {}", path.display(), problems.join("; ")))
+}
+
+/// The first rejected row of a read, as `line N: field: reason`.
+fn first_rejected(quarantine: &[arrow::array::RecordBatch]) -> Option<String> {
+    let batch = quarantine.iter().find(|b| b.num_rows() > 0)?;
+    let text = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).ok())
+    };
+    let (line, field, reason) = (text("line")?, text("field"), text("reason")?);
+    let value = |a: &arrow::array::ArrayRef| {
+        let s = a.as_string::<i32>();
+        if s.is_null(0) {
+            String::new()
+        } else {
+            s.value(0).to_string()
         }
-        let line_no = i as u64 + 1;
-        let get = |c: usize| -> Result<String> {
-            fields.get(c - 1).map(|s| s.to_string()).ok_or_else(|| {
-                anyhow!(
-                    "{shown} line {line_no}: no column {c} (the line has {})",
-                    fields.len()
-                )
-            })
-        };
-        rows.push((line_no, [get(cols[0])?, get(cols[1])?, get(cols[2])?]));
-    }
-    Ok(rows)
+    };
+    let field = field.as_ref().map(value).filter(|f| !f.is_empty());
+    Some(match field {
+        Some(f) => format!("line {}: {f}: {}", value(&line), value(&reason)),
+        None => format!("line {}: {}", value(&line), value(&reason)),
+    })
 }
 
 fn unit_days(args: &TransactionArgs) -> Result<f64> {

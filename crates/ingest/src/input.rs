@@ -74,19 +74,7 @@ impl InputFile {
 
     /// Whether the stored bytes are compressed, and how.
     pub(crate) fn compression(&self, declared: Compression) -> Compression {
-        match declared {
-            Compression::Auto => {
-                let lower = self.display.to_ascii_lowercase();
-                if lower.ends_with(".gz") || lower.ends_with(".gzip") {
-                    Compression::Gzip
-                } else if lower.ends_with(".zst") || lower.ends_with(".zstd") {
-                    Compression::Zstd
-                } else {
-                    Compression::None
-                }
-            }
-            other => other,
-        }
+        compression_of(&self.display, declared)
     }
 }
 
@@ -164,6 +152,24 @@ impl<R: Read> Read for HashingReader<R> {
         d.hasher.update(&buf[..n]);
         d.bytes += n as u64;
         Ok(n)
+    }
+}
+
+/// The compression of a file named `name`: the declared one, or with `auto` the one its extension
+/// names (`.gz`, `.gzip`, `.zst`, `.zstd`).
+pub(crate) fn compression_of(name: &str, declared: Compression) -> Compression {
+    match declared {
+        Compression::Auto => {
+            let lower = name.to_ascii_lowercase();
+            if lower.ends_with(".gz") || lower.ends_with(".gzip") {
+                Compression::Gzip
+            } else if lower.ends_with(".zst") || lower.ends_with(".zstd") {
+                Compression::Zstd
+            } else {
+                Compression::None
+            }
+        }
+        other => other,
     }
 }
 

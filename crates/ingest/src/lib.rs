@@ -50,7 +50,7 @@ pub use error::{Error, Result};
 pub use infer::infer_source;
 pub use input::{InputFile, resolve_inputs};
 pub use postgres::Relation;
-pub use readers::read_bytes;
+pub use readers::{LocalFile, read_bytes, read_local_file};
 pub use run::{
     FileReport, FileStatus, LoadOptions, OutputPaths, SourceReport, ingest_source,
     quarantine_schema,

@@ -904,6 +904,59 @@ fn read_xlsx(
     Ok(())
 }
 
+/// What [`read_local_file`] read.
+#[derive(Debug)]
+pub struct LocalFile {
+    /// The file's counts.
+    pub report: FileReport,
+    /// The rows loaded, typed by the plan, with `_file` and `_line`.
+    pub data: Vec<RecordBatch>,
+    /// The rows quarantined ([`crate::quarantine_schema`]): file, line, field and reason.
+    pub quarantine: Vec<RecordBatch>,
+}
+
+/// Reads one local file with a source's plan into memory, without a warehouse or a runtime: for
+/// commands that read an analyst's file (`clientele fit`), so that every file clientele reads goes
+/// through the same readers. Text is decompressed as the plan or the file's extension says.
+pub fn read_local_file(plan: &SourcePlan, path: &Path) -> Result<LocalFile> {
+    let detached = Detached {
+        plan,
+        display: path.display().to_string(),
+    };
+    let io_err = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let (report, outs) = detached.parse(|state| match &plan.format {
+        Format::Parquet => read_parquet(state, path, path),
+        Format::Delimited { .. } | Format::FixedWidth | Format::Whitespace | Format::JsonLines => {
+            let file = std::fs::File::open(path).map_err(io_err)?;
+            let compression =
+                crate::input::compression_of(&path.display().to_string(), plan.compression);
+            let mut reader = BufReader::new(decompress(file, compression).map_err(io_err)?);
+            match &plan.format {
+                options @ Format::Delimited { .. } => {
+                    read_delimited(state, path, &mut reader, options)
+                }
+                _ => read_lines(state, path, &mut reader),
+            }
+        }
+        other => Err(state.internal(format!("{} is not read from a local file", other.name()))),
+    })?;
+    let mut file = LocalFile {
+        report,
+        data: Vec::new(),
+        quarantine: Vec::new(),
+    };
+    for out in outs {
+        match out {
+            Out::Data(b) => file.data.push(b),
+            Out::Quarantine(b) => file.quarantine.push(b),
+        }
+    }
+    Ok(file)
+}
+
 /// Reads bytes held in memory as one file of a source, without a warehouse: the entry point of the
 /// fuzz targets (crates/ingest/fuzz). Returns the rows loaded and quarantined; never panics.
 pub fn read_bytes(plan: &SourcePlan, bytes: &[u8]) -> Result<(u64, u64)> {
