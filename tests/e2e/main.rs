@@ -1,12 +1,11 @@
 //! End-to-end tests: the real `clientele` binary on real files in a temporary directory.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, AsArray};
 use assert_cmd::Command;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use clientele_testkit::{manifests, published_checksums, read_parquet, strings};
 use sha2::{Digest, Sha256};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -62,74 +61,8 @@ fn demo(persons: u64) -> Result<tempfile::TempDir, Box<dyn std::error::Error>> {
     Ok(dir)
 }
 
-fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, Box<dyn std::error::Error>> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)?.build()?;
-    Ok(reader.collect::<Result<Vec<_>, _>>()?)
-}
-
-fn strings(batches: &[RecordBatch], column: &str) -> Vec<Option<String>> {
-    let mut out = Vec::new();
-    for b in batches {
-        let Some(col) = b.column_by_name(column) else {
-            continue;
-        };
-        let col = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8)
-            .unwrap_or_else(|e| unreachable!("{e}"));
-        let s = col.as_string::<i32>();
-        out.extend((0..s.len()).map(|i| s.is_valid(i).then(|| s.value(i).to_string())));
-    }
-    out
-}
-
 fn partition(wh: &Path, layer: &str, table: &str) -> PathBuf {
-    wh.join(layer)
-        .join(table)
-        .join(format!("as_of={AS_OF}"))
-        .join("part-0.parquet")
-}
-
-/// Every published file (not run records) with its SHA-256.
-fn published_checksums(wh: &Path) -> BTreeMap<String, String> {
-    fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<String, String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            let rel = p
-                .strip_prefix(root)
-                .unwrap_or(&p)
-                .to_string_lossy()
-                .into_owned();
-            if rel.starts_with('_') {
-                continue;
-            }
-            if p.is_dir() {
-                walk(&p, root, out);
-            } else {
-                out.insert(
-                    rel,
-                    hex::encode(Sha256::digest(std::fs::read(&p).unwrap_or_default())),
-                );
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(wh, wh, &mut out);
-    out
-}
-
-fn manifests(wh: &Path) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(wh.join("_runs"))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .map(|f| Ok(serde_json::from_slice(&std::fs::read(f)?)?))
-        .collect()
+    clientele_testkit::partition(wh, layer, table, AS_OF)
 }
 
 #[test]
@@ -1735,5 +1668,31 @@ fn exports_never_hold_a_suppressed_customer_diffs_follow_the_data_and_campaigns_
         .output()?;
     assert_ok(&listing);
     assert!(String::from_utf8_lossy(&listing.stdout).contains("rfm_champions"));
+    Ok(())
+}
+
+/// The run report as a person reads it after `clientele demo`: sections, steps, counts, tables,
+/// identity, models and segments, compared with the snapshot in tests/e2e/snapshots/ (timings,
+/// memory, run ids and the temporary directory masked). A change to what the report says shows
+/// here as a diff to review (`cargo insta review`, or INSTA_UPDATE=always to accept).
+#[test]
+fn the_demo_report_reads_as_in_its_snapshot() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = clientele()?
+        .args([
+            "--quiet",
+            "demo",
+            "--persons",
+            "300",
+            "--seed",
+            "7",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .output()?;
+    assert_ok(&out);
+    let report =
+        clientele_testkit::masked_report(&String::from_utf8(out.stdout)?, Some(dir.path()));
+    insta::assert_snapshot!("demo_report", report);
     Ok(())
 }
