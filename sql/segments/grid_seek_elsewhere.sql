@@ -1,17 +1,6 @@
 -- name: Qualifying grid: seek better opportunities elsewhere
 -- description: Low potential profitability and few opportunities to add value: spend the budget elsewhere.
 -- owner: crm-marketing
-with scored as (
-    select
-        customer_id,
-        clv,
-        propensity,
-        ntile(2) over (order by clv, customer_id)        as clv_half,
-        ntile(2) over (order by propensity, customer_id) as propensity_half
-    from customer_scores
-    where clv is not null and propensity is not null
-)
-
 select customer_id, clv, propensity
-from scored
+from int_customer_scores__qualified
 where clv_half = 1 and propensity_half = 1

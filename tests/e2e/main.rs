@@ -742,8 +742,9 @@ fn dry_run_plans_every_step_and_writes_nothing() -> TestResult {
         "3. resolve [identity]",
         "4. consolidate [sql]",
         "5. score [score]",
-        "6. segment [segments]",
-        "7. export [export]",
+        "6. qualify [sql]",
+        "7. segment [segments]",
+        "8. export [export]",
         "RFM, BG/NBD + Gamma-Gamma CLV over 12 months, churn within 90 days",
         "model customer_view",
         "reads:  fct_orders, fct_touchpoints, stg_service__tickets, customer_view",
@@ -871,7 +872,7 @@ fn the_repository_jobs_plan_without_data_and_the_template_validates_against_real
         .env("CLIENTELE_WAREHOUSE", &warehouse)
         .output()?;
     assert_ok(&out);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (7 sources, 17 SQL models"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (7 sources, 18 SQL models"));
 
     // Without the files, each missing source is named at the line that declares it.
     let out = clientele()?
