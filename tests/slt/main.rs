@@ -10,7 +10,9 @@
 //! the data tests (`-- test:` lines) of the file's own model on the file's fixtures. Every
 //! model must have a file named after it. The parameterised queries of `sql/queries/` are tested
 //! the same way: `LOAD QUERY <name> [AS <view>]` with one `param = value` line per parameter
-//! registers the filled query as a view; each has its own file too.
+//! registers the filled query as a view; each has its own file too. `CREATE RUST TABLE <name>`
+//! creates an empty table with the real schema of a table another stage writes in Rust
+//! (`int_customer_identity`, `customer_scores`, `segment_membership`), for the fixtures to fill.
 //!
 //! `cargo test -p clientele-sql --test slt -- --complete` rewrites the expected results in place.
 
@@ -255,6 +257,16 @@ impl sqllogictest::AsyncDB for SltDb {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<Self::ColumnType>, Self::Error> {
+        if let Some(table) = rust_table_name(sql) {
+            let schema = rust_schema(table)?;
+            let empty = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])
+                .map_err(|e| SltError(e.to_string()))?;
+            let ctx = self.engine.context();
+            let _ = ctx.deregister_table(table);
+            ctx.register_table(table, std::sync::Arc::new(empty))
+                .map_err(|e| SltError(e.to_string()))?;
+            return Ok(DBOutput::StatementComplete(0));
+        }
         if sql.trim().eq_ignore_ascii_case("load models") {
             self.load_models().await?;
             return Ok(DBOutput::StatementComplete(0));
@@ -313,6 +325,35 @@ impl sqllogictest::AsyncDB for SltDb {
     fn engine_name(&self) -> &str {
         "datafusion"
     }
+}
+
+/// `CREATE RUST TABLE <name>`: the table's name, for a table another stage writes in Rust.
+fn rust_table_name(sql: &str) -> Option<&str> {
+    let words: Vec<&str> = sql.split_whitespace().collect();
+    match words.as_slice() {
+        [c, r, t, name]
+            if c.eq_ignore_ascii_case("create")
+                && r.eq_ignore_ascii_case("rust")
+                && t.eq_ignore_ascii_case("table") =>
+        {
+            Some(name)
+        }
+        _ => None,
+    }
+}
+
+/// The real schema of a table another stage writes, so that fixtures cannot drift from it.
+fn rust_schema(table: &str) -> Result<arrow::datatypes::SchemaRef, SltError> {
+    Ok(match table {
+        "int_customer_identity" => clientele_identity::tables::identity_schema(),
+        "customer_scores" => clientele_models::customer_scores_schema(),
+        "segment_membership" => clientele_segments::membership_schema(),
+        other => {
+            return Err(SltError(format!(
+                "no Rust schema for '{other}' (int_customer_identity, customer_scores, segment_membership)"
+            )));
+        }
+    })
 }
 
 fn repo_root() -> PathBuf {
