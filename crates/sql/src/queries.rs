@@ -39,6 +39,7 @@ queries! {
     CAMPAIGN_RESULTS = "campaign_results",
     PREVIOUS_AUDIENCE = "previous_audience",
     EXPORT_AUDIENCE = "export_audience",
+    IDENTITY_INPUT = "identity_input",
 }
 
 impl Query {

@@ -76,7 +76,7 @@ impl Operation for Identity {
         let mut details = Vec::new();
         match cx
             .engine
-            .plan_schema(&identity_query(input, settings, None))
+            .plan_schema(&identity_query(input, settings, None)?)
             .await
         {
             Ok(_) => details.push(format!(
@@ -111,7 +111,7 @@ impl Operation for Identity {
             .engine
             .collect(
                 &format!("reading the identity input '{input}'"),
-                &identity_query(input, settings, None),
+                &identity_query(input, settings, None)?,
             )
             .await?;
         let records = tables::records_from_batches(&batches, settings)
@@ -161,16 +161,24 @@ impl Operation for Identity {
     }
 }
 
-/// The columns the step reads from its input, optionally filtered (`as_of = ...` when reading a
-/// published partition back).
-pub(crate) fn identity_query(input: &str, settings: &Settings, filter: Option<&str>) -> String {
-    let mut columns = vec!["record_id".to_string(), "source_system".to_string()];
-    columns.extend(settings.comparisons.iter().map(|c| c.column.clone()));
-    let filter = filter.map(|f| format!(" where {f}")).unwrap_or_default();
-    format!(
-        "select {} from {input}{filter} order by record_id",
-        columns.join(", ")
-    )
+/// The columns the step reads from its input (`sql/queries/identity_input.sql`), optionally
+/// filtered (`as_of = ...` when reading a published partition back).
+pub(crate) fn identity_query(
+    input: &str,
+    settings: &Settings,
+    filter: Option<&str>,
+) -> Result<String> {
+    let columns: String = settings
+        .comparisons
+        .iter()
+        .map(|c| format!(", {}", c.column))
+        .collect();
+    let filter = filter.map(|f| format!("where {f}")).unwrap_or_default();
+    Ok(clientele_sql::queries::IDENTITY_INPUT.fill(&[
+        ("columns", &columns),
+        ("input", input),
+        ("filter", &filter),
+    ])?)
 }
 
 /// The truth table's two columns.
@@ -290,7 +298,7 @@ pub async fn explain_match(
             ),
         )
         .await?;
-    let query = identity_query(&input, &spec.identity, Some(&format!("as_of = {date}")));
+    let query = identity_query(&input, &spec.identity, Some(&format!("as_of = {date}")))?;
     let batches = engine.collect("reading the identity input", &query).await?;
     let records = tables::records_from_batches(&batches, &spec.identity)?;
     let params = tables::parameters_from_batches(&parameters, &spec.identity)?;
