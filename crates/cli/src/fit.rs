@@ -36,8 +36,7 @@ fn parse_date(text: &str) -> Option<NaiveDate> {
 fn read_transactions(args: &TransactionArgs, path: &Path) -> Result<Vec<Transaction>> {
     let shown = path.display().to_string();
     let plan = transaction_source(args, path)?;
-    let read =
-        clientele_ingest::read_local_file(&plan, path).map_err(|e| anyhow!("{shown}: {e}"))?;
+    let read = clientele_ingest::read_local_file(&plan, path)?;
     if let Some(reason) = first_rejected(&read.quarantine) {
         bail!("{shown} {reason}");
     }

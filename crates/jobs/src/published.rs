@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::manifest::RunManifest;
 
 /// The global suppression list as a run applied it (written by the export step).
-pub const SUPPRESSION_TABLE: (&str, &str) = ("segments", "suppression_list");
+pub const SUPPRESSION_TABLE: (&str, &str) = crate::steps::export::WRITES[1];
 
 /// A warehouse's published runs and tables.
 pub struct Published {
