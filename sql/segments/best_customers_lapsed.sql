@@ -13,7 +13,7 @@ select
     s.rfm_cell,
     s.recency_days,
     s.frequency,
-    s.monetary,
+    s.monetary_value,
     s.p_alive,
     round(u.usual_interval_days, 1) as usual_interval_days,
     s.clv

@@ -223,7 +223,7 @@ fn read_summary(path: &Path, args: &TransactionArgs) -> Result<Vec<(String, Cust
                 x: number(idx[1], "frequency")?,
                 t_x: number(idx[2], "recency")?,
                 t: number(idx[3], "T")?,
-                monetary: match monetary {
+                monetary_value: match monetary {
                     Some(k) => number(k, "monetary_value")?,
                     None => 0.0,
                 },
@@ -477,7 +477,7 @@ fn spend(args: &TransactionArgs) -> Result<ExitCode> {
     let q = fit.params;
     let buyers = data
         .iter()
-        .filter(|c| c.x > 0.0 && c.monetary > 0.0)
+        .filter(|c| c.x > 0.0 && c.monetary_value > 0.0)
         .count();
     if args.json {
         let out = serde_json::json!({

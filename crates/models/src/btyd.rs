@@ -34,14 +34,14 @@ pub enum FitError {
 }
 
 /// One customer's calibration summary: `x` repeat purchases, the last at `t_x` after the first,
-/// observed for `t` since the first (all in one time unit); `monetary` is the mean spend per
+/// observed for `t` since the first (all in one time unit); `monetary_value` is the mean spend per
 /// repeat purchase (0 without repeats).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CustomerSummary {
     pub x: f64,
     pub t_x: f64,
     pub t: f64,
-    pub monetary: f64,
+    pub monetary_value: f64,
 }
 
 /// A fitted model's parameters with standard errors and the log-likelihood at the optimum.
@@ -327,7 +327,11 @@ fn check(data: &[CustomerSummary]) -> Result<(), FitError> {
             index,
             reason: reason.to_string(),
         };
-        if !(c.x.is_finite() && c.t_x.is_finite() && c.t.is_finite() && c.monetary.is_finite()) {
+        if !(c.x.is_finite()
+            && c.t_x.is_finite()
+            && c.t.is_finite()
+            && c.monetary_value.is_finite())
+        {
             return Err(bad("a value is not finite"));
         }
         if c.x < 0.0 || c.x.fract() != 0.0 {
@@ -881,17 +885,17 @@ impl GammaGamma {
         let (mut xs, mut per_x): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
         let mut buyers: Vec<(f64, f64, u32)> = Vec::new();
         let (mut sum_x_ln_m, mut sum_ln_m) = (0.0f64, 0.0f64);
-        for c in data.iter().filter(|c| c.x > 0.0 && c.monetary > 0.0) {
+        for c in data.iter().filter(|c| c.x > 0.0 && c.monetary_value > 0.0) {
             let i = *x_index.entry(c.x.to_bits()).or_insert_with(|| {
                 xs.push(c.x);
                 per_x.push(0.0);
                 (xs.len() - 1) as u32
             });
             per_x[i as usize] += 1.0;
-            let ln_m = c.monetary.ln();
+            let ln_m = c.monetary_value.ln();
             sum_x_ln_m += c.x * ln_m;
             sum_ln_m += ln_m;
-            buyers.push((c.x, c.x * c.monetary, i));
+            buyers.push((c.x, c.x * c.monetary_value, i));
         }
         if xs.is_empty() {
             return Err(FitError::NoData("Gamma-Gamma"));
@@ -1311,7 +1315,7 @@ mod tests {
                     x,
                     t_x: 1.0,
                     t: 2.0,
-                    monetary: m,
+                    monetary_value: m,
                 }
             })
             .collect();
@@ -1327,14 +1331,14 @@ mod tests {
             let mut g = vec![0.0; 3];
             for c in &data {
                 let (px, q, gamma) = (gg.p * c.x, gg.q, gg.gamma);
-                let den = c.x * c.monetary + gamma;
+                let den = c.x * c.monetary_value + gamma;
                 l += ln_gamma(px + q) - ln_gamma(px) - ln_gamma(q)
                     + q * gamma.ln()
-                    + (px - 1.0) * c.monetary.ln()
+                    + (px - 1.0) * c.monetary_value.ln()
                     + px * c.x.ln()
                     - (px + q) * den.ln();
-                g[0] +=
-                    c.x * (digamma(px + q) - digamma(px) + c.monetary.ln() + c.x.ln() - den.ln());
+                g[0] += c.x
+                    * (digamma(px + q) - digamma(px) + c.monetary_value.ln() + c.x.ln() - den.ln());
                 g[1] += digamma(px + q) - digamma(q) + gamma.ln() - den.ln();
                 g[2] += q / gamma - (px + q) / den;
             }
@@ -1366,19 +1370,19 @@ mod tests {
                 x: 0.0,
                 t_x: 0.0,
                 t: 38.0,
-                monetary: 0.0,
+                monetary_value: 0.0,
             },
             CustomerSummary {
                 x: 26.0,
                 t_x: 30.86,
                 t: 31.0,
-                monetary: 0.0,
+                monetary_value: 0.0,
             },
             CustomerSummary {
                 x: 3.0,
                 t_x: 2.0,
                 t: 38.0,
-                monetary: 0.0,
+                monetary_value: 0.0,
             },
         ];
         for params in [[0.553, 10.578, 0.606, 11.669], [0.8, 12.0, 1.3, 4.0]] {

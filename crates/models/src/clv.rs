@@ -130,7 +130,7 @@ pub fn score_clv(
     metrics.push(("gamma_gamma", "log_likelihood".into(), spend.log_likelihood));
     let repeat = data
         .iter()
-        .filter(|c| c.x > 0.0 && c.monetary > 0.0)
+        .filter(|c| c.x > 0.0 && c.monetary_value > 0.0)
         .count();
     metrics.push(("gamma_gamma", "customers".into(), repeat as f64));
     let metrics = RecordBatch::try_new(
@@ -193,7 +193,7 @@ pub fn clv_scores(
         Vec::with_capacity(n),
     );
     for (customer, c) in &summary {
-        let spend_per_purchase = g.expected_spend(c.x, c.monetary);
+        let spend_per_purchase = g.expected_spend(c.x, c.monetary_value);
         let mut clv = 0.0;
         let mut before = 0.0;
         for month in 1..=options.horizon_months {
@@ -212,7 +212,7 @@ pub fn clv_scores(
         cols.1.push(c.x as i64);
         cols.2.push(c.t_x);
         cols.3.push(c.t);
-        cols.4.push(c.monetary);
+        cols.4.push(c.monetary_value);
         cols.5.push(m.p_alive(c));
         cols.6.push(expected);
         cols.7.push(spend_per_purchase);

@@ -9,7 +9,7 @@
 //!   to best and cut into fifths by rank; customers with equal values always get the same score (the
 //!   score of the first of them), so the result never depends on input order or ids.
 //! - [`score_rfm`] scores a batch with the columns `customer_id`, `recency_days`, `frequency` and
-//!   `monetary`, and returns the `customer_rfm` table ([`rfm_schema`]).
+//!   `monetary_value`, and returns the `customer_rfm` table ([`rfm_schema`]).
 //!
 //! - [`summarise`] turns transactions into each customer's calibration summary (repeat purchases
 //!   `x`, recency `t_x`, age `T`, mean repeat spend) the way the published CDNOW results do;
@@ -60,7 +60,7 @@ pub use evaluate::{Decile, Evaluation, average_precision, evaluate, roc_auc};
 pub use features::{ColumnMeaning, Encoding, FeatureTable};
 pub use logistic::Logistic;
 pub use profile::{ProfileRule, profile};
-pub use rfm::{Error, Result, quintile_scores, rfm_schema, rfm_segment, score_rfm};
+pub use rfm::{Error, Result, RfmSegmentNames, quintile_scores, rfm_schema, score_rfm};
 pub use scores::{
     ClassifierData, ClassifierRun, customer_scores_batch, customer_scores_schema, deciles_batch,
     deciles_schema, metrics_with_classifiers, profiles_batch, profiles_schema, run_classifier,

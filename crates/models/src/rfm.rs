@@ -49,21 +49,92 @@ pub fn quintile_scores(values: &[f64], higher_is_better: bool) -> Vec<u8> {
     scores
 }
 
-/// The named segment of an RFM cell, from its recency and frequency scores (and, for customers who
-/// lapsed after buying often, its monetary score). Every one of the 125 cells has exactly one name;
-/// the grid is in docs/models.md.
-///
-/// "Cannot lose" is the lapsed frequent buyer who also spent the most (monetary 4 or 5).
-pub fn rfm_segment(r: u8, f: u8, m: u8) -> &'static str {
-    match (r, f) {
-        (4..=5, 4..=5) => "champions",
-        (4..=5, 3) | (3, 3..=5) => "loyal",
-        (4..=5, 2) => "promising",
-        (4..=5, _) => "new",
-        (2..=3, _) if f <= 2 => "hibernating",
-        (_, 4..=5) if m >= 4 => "cannot_lose",
-        (_, 3..=5) => "at_risk",
-        _ => "lost",
+/// The names of the 125 RFM cells, read from the table of `sql/queries/rfm_segment_names.sql`
+/// (columns `r_score`, `f_score`, `m_score`, `rfm_segment`), so that the grid lives in SQL where
+/// analysts read and change it.
+#[derive(Debug, Clone)]
+pub struct RfmSegmentNames {
+    names: Vec<String>,
+}
+
+impl RfmSegmentNames {
+    /// Reads the grid, refusing a score outside 1..=5, an empty name, a cell named twice or a cell
+    /// left unnamed.
+    pub fn from_batches(batches: &[RecordBatch]) -> Result<Self> {
+        let mut names: Vec<Option<String>> = vec![None; 125];
+        for batch in batches {
+            let score = |name: &str| -> Result<Vec<i32>> {
+                let col = batch.column_by_name(name).ok_or_else(|| {
+                    Error::BadInput(format!("the RFM segment names have no column '{name}'"))
+                })?;
+                let col = arrow::compute::cast(col, &DataType::Int32)
+                    .map_err(|e| Error::BadInput(format!("RFM segment names, '{name}': {e}")))?;
+                let col = col.as_primitive::<arrow::datatypes::Int32Type>();
+                (0..col.len())
+                    .map(|i| {
+                        if col.is_null(i) {
+                            return Err(Error::BadInput(format!(
+                                "the RFM segment names have an empty '{name}'"
+                            )));
+                        }
+                        Ok(col.value(i))
+                    })
+                    .collect()
+            };
+            let (r, f, m) = (score("r_score")?, score("f_score")?, score("m_score")?);
+            let label = batch.column_by_name("rfm_segment").ok_or_else(|| {
+                Error::BadInput("the RFM segment names have no column 'rfm_segment'".into())
+            })?;
+            let label = arrow::compute::cast(label, &DataType::Utf8)
+                .map_err(|e| Error::BadInput(format!("RFM segment names, 'rfm_segment': {e}")))?;
+            let label = label.as_string::<i32>();
+            for i in 0..batch.num_rows() {
+                let cell = format!("{}{}{}", r[i], f[i], m[i]);
+                let index = Self::index(r[i], f[i], m[i]).ok_or_else(|| {
+                    Error::BadInput(format!("RFM cell {cell}: scores run from 1 to 5"))
+                })?;
+                let name = if label.is_null(i) {
+                    ""
+                } else {
+                    label.value(i).trim()
+                };
+                if name.is_empty() {
+                    return Err(Error::BadInput(format!(
+                        "RFM cell {cell} has an empty name"
+                    )));
+                }
+                if let Some(first) = &names[index] {
+                    return Err(Error::BadInput(format!(
+                        "RFM cell {cell} is named twice ('{first}' and '{name}')"
+                    )));
+                }
+                names[index] = Some(name.to_string());
+            }
+        }
+        let missing: Vec<String> = (0..125)
+            .filter(|&i| names[i].is_none())
+            .map(|i| format!("{}{}{}", i / 25 + 1, i / 5 % 5 + 1, i % 5 + 1))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::BadInput(format!(
+                "{} RFM cells have no name (first {})",
+                missing.len(),
+                missing[0]
+            )));
+        }
+        Ok(Self {
+            names: names.into_iter().flatten().collect(),
+        })
+    }
+
+    fn index(r: i32, f: i32, m: i32) -> Option<usize> {
+        let ok = |s: i32| (1..=5).contains(&s);
+        (ok(r) && ok(f) && ok(m)).then(|| ((r - 1) * 25 + (f - 1) * 5 + (m - 1)) as usize)
+    }
+
+    /// The name of a cell; scores outside 1..=5 have none.
+    pub fn name(&self, r: u8, f: u8, m: u8) -> Option<&str> {
+        Self::index(i32::from(r), i32::from(f), i32::from(m)).map(|i| self.names[i].as_str())
     }
 }
 
@@ -73,7 +144,7 @@ pub fn rfm_schema() -> SchemaRef {
         Field::new("customer_id", DataType::Utf8, false),
         Field::new("recency_days", DataType::Int64, false),
         Field::new("frequency", DataType::Int64, false),
-        Field::new("monetary", DataType::Float64, false),
+        Field::new("monetary_value", DataType::Float64, false),
         Field::new("r_score", DataType::Int32, false),
         Field::new("f_score", DataType::Int32, false),
         Field::new("m_score", DataType::Int32, false),
@@ -101,8 +172,9 @@ fn column<'a>(batch: &'a RecordBatch, name: &str, ty: &DataType) -> Result<&'a d
     Ok(col.as_ref())
 }
 
-/// Scores every customer of `input` (one row per customer; see the crate docs for the columns).
-pub fn score_rfm(input: &[RecordBatch]) -> Result<RecordBatch> {
+/// Scores every customer of `input` (one row per customer; see the crate docs for the columns) and
+/// names each cell from `names`.
+pub fn score_rfm(input: &[RecordBatch], names: &RfmSegmentNames) -> Result<RecordBatch> {
     let mut ids: Vec<String> = Vec::new();
     let mut recency: Vec<i64> = Vec::new();
     let mut frequency: Vec<i64> = Vec::new();
@@ -111,7 +183,7 @@ pub fn score_rfm(input: &[RecordBatch]) -> Result<RecordBatch> {
         let id = column(batch, "customer_id", &DataType::Utf8)?.as_string::<i32>();
         let r = column(batch, "recency_days", &DataType::Int64)?.as_primitive::<Int64Type>();
         let f = column(batch, "frequency", &DataType::Int64)?.as_primitive::<Int64Type>();
-        let m = column(batch, "monetary", &DataType::Float64)?.as_primitive::<Float64Type>();
+        let m = column(batch, "monetary_value", &DataType::Float64)?.as_primitive::<Float64Type>();
         ids.extend(id.iter().map(|s| s.unwrap_or_default().to_string()));
         recency.extend(r.values().iter());
         frequency.extend(f.values().iter());
@@ -130,7 +202,7 @@ pub fn score_rfm(input: &[RecordBatch]) -> Result<RecordBatch> {
         .map(|i| format!("{}{}{}", rs[i], fs[i], ms[i]))
         .collect();
     let segments: Vec<&str> = (0..ids.len())
-        .map(|i| rfm_segment(rs[i], fs[i], ms[i]))
+        .map(|i| names.name(rs[i], fs[i], ms[i]).unwrap_or_default())
         .collect();
     let to_i32 = |s: &[u8]| Int32Array::from(s.iter().map(|&v| i32::from(v)).collect::<Vec<_>>());
     RecordBatch::try_new(
@@ -183,7 +255,7 @@ mod tests {
                 Field::new("customer_id", DataType::Utf8, false),
                 Field::new("recency_days", DataType::Int64, false),
                 Field::new("frequency", DataType::Int64, false),
-                Field::new("monetary", DataType::Float64, false),
+                Field::new("monetary_value", DataType::Float64, false),
             ])),
             vec![
                 Arc::new(StringArray::from(vec!["a", "b", "c", "d", "e"])),
@@ -193,7 +265,16 @@ mod tests {
             ],
         )
         .map_err(|e| Error::Internal(e.to_string()))?;
-        let out = score_rfm(&[input])?;
+        let names = RfmSegmentNames::from_batches(&[grid(by_recency, &[], &[])])?;
+        let out = score_rfm(&[input], &names)?;
+        assert_eq!(
+            out.column(8)
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .collect::<Vec<_>>(),
+            vec!["r5", "r1", "r4", "r3", "r2"]
+        );
         let cells = out.column(7).as_string::<i32>();
         assert_eq!(
             cells.iter().flatten().collect::<Vec<_>>(),
@@ -202,49 +283,87 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn every_cell_has_one_segment_name() {
-        let mut seen = std::collections::BTreeSet::new();
+    /// A grid table as the query returns it, naming every cell by `name`, without the cells in `skip`
+    /// and with the cells in `extra` once more.
+    fn grid(name: impl Fn(i32, i32, i32) -> String, skip: &[i32], extra: &[i32]) -> RecordBatch {
+        let mut cells: Vec<(i32, i32, i32)> = Vec::new();
         for r in 1..=5 {
             for f in 1..=5 {
                 for m in 1..=5 {
-                    seen.insert(rfm_segment(r, f, m));
+                    if !skip.contains(&(r * 100 + f * 10 + m)) {
+                        cells.push((r, f, m));
+                    }
                 }
             }
         }
-        let names: Vec<&str> = seen.into_iter().collect();
-        assert_eq!(
-            names,
-            vec![
-                "at_risk",
-                "cannot_lose",
-                "champions",
-                "hibernating",
-                "lost",
-                "loyal",
-                "new",
-                "promising"
-            ]
-        );
-        assert_eq!(rfm_segment(5, 5, 5), "champions");
-        assert_eq!(rfm_segment(5, 1, 1), "new");
-        assert_eq!(rfm_segment(1, 5, 5), "cannot_lose");
-        assert_eq!(rfm_segment(1, 5, 2), "at_risk");
-        assert_eq!(rfm_segment(2, 3, 5), "at_risk");
-        assert_eq!(rfm_segment(3, 1, 5), "hibernating");
-        assert_eq!(rfm_segment(1, 2, 5), "lost");
-        assert_eq!(rfm_segment(3, 4, 1), "loyal");
+        cells.extend(extra.iter().map(|c| (c / 100, c / 10 % 10, c % 10)));
+        let col = |k: fn(&(i32, i32, i32)) -> i32| {
+            Arc::new(Int32Array::from(cells.iter().map(k).collect::<Vec<_>>())) as _
+        };
+        let labels: Vec<String> = cells.iter().map(|&(r, f, m)| name(r, f, m)).collect();
+        RecordBatch::try_from_iter(vec![
+            ("r_score", col(|c| c.0)),
+            ("f_score", col(|c| c.1)),
+            ("m_score", col(|c| c.2)),
+            ("rfm_segment", Arc::new(StringArray::from(labels)) as _),
+        ])
+        .unwrap_or_else(|e| panic!("test grid: {e}"))
+    }
+
+    fn by_recency(r: i32, _f: i32, _m: i32) -> String {
+        format!("r{r}")
     }
 
     #[test]
-    fn missing_columns_are_named() {
+    fn cells_are_named_from_the_grid() -> Result<()> {
+        let names =
+            RfmSegmentNames::from_batches(&[grid(|r, f, m| format!("{r}{f}{m}"), &[], &[])])?;
+        assert_eq!(names.name(5, 1, 3), Some("513"));
+        assert_eq!(names.name(1, 5, 5), Some("155"));
+        assert_eq!(names.name(0, 1, 1), None);
+        assert_eq!(names.name(6, 1, 1), None);
+        Ok(())
+    }
+
+    #[test]
+    fn a_grid_with_a_gap_or_a_double_is_refused() {
+        let gap = RfmSegmentNames::from_batches(&[grid(by_recency, &[324], &[])]);
+        assert!(gap.is_err_and(|e| {
+            e.to_string()
+                .contains("1 RFM cells have no name (first 324)")
+        }));
+        let double = RfmSegmentNames::from_batches(&[grid(by_recency, &[], &[215])]);
+        assert!(double.is_err_and(|e| e.to_string().contains("215 is named twice")));
+        let out_of_range = RfmSegmentNames::from_batches(&[grid(by_recency, &[], &[615])]);
+        assert!(out_of_range.is_err_and(|e| e.to_string().contains("615")));
+        let empty = RfmSegmentNames::from_batches(&[grid(
+            |r, f, m| {
+                if (r, f, m) == (1, 1, 1) {
+                    " ".into()
+                } else {
+                    "x".into()
+                }
+            },
+            &[],
+            &[],
+        )]);
+        assert!(empty.is_err_and(|e| e.to_string().contains("111 has an empty name")));
+    }
+
+    #[test]
+    fn missing_columns_are_named() -> Result<()> {
         let empty = RecordBatch::new_empty(Arc::new(Schema::new(vec![Field::new(
             "customer_id",
             DataType::Utf8,
             false,
         )])));
         assert!(
-            score_rfm(&[empty]).is_err_and(|e| e.to_string().contains("no column 'recency_days'"))
+            score_rfm(
+                &[empty],
+                &RfmSegmentNames::from_batches(&[grid(by_recency, &[], &[])])?
+            )
+            .is_err_and(|e| e.to_string().contains("no column 'recency_days'"))
         );
+        Ok(())
     }
 }

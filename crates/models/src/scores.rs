@@ -311,7 +311,7 @@ pub fn customer_scores_schema() -> SchemaRef {
         Field::new("customer_id", DataType::Utf8, false),
         f("recency_days", DataType::Int64),
         f("frequency", DataType::Int64),
-        f("monetary", DataType::Float64),
+        f("monetary_value", DataType::Float64),
         f("r_score", DataType::Int32),
         f("f_score", DataType::Int32),
         f("m_score", DataType::Int32),
@@ -377,7 +377,7 @@ pub fn customer_scores_batch(
     for name in [
         "recency_days",
         "frequency",
-        "monetary",
+        "monetary_value",
         "r_score",
         "f_score",
         "m_score",

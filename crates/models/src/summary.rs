@@ -16,7 +16,7 @@ pub struct Transaction {
 /// like [`Transaction::day`]), in units of `unit_days` days (1 for days, 7 for weeks), ordered by
 /// customer. Purchases after the end are left out; purchases of one customer on one day count as one
 /// purchase of their summed spend; `x` is the number of purchase days after the first; `t_x` and `T`
-/// run from the first purchase day to the last and to the end; `monetary` is the mean spend of the
+/// run from the first purchase day to the last and to the end; `monetary_value` is the mean spend of the
 /// repeat purchase days (the first day is left out; 0 without repeats). Customers whose first
 /// purchase is after the end do not appear.
 pub fn summarise(
@@ -44,7 +44,7 @@ pub fn summarise(
                     x: x as f64,
                     t_x: (last - first) as f64 / unit_days,
                     t: (calibration_end - first) as f64 / unit_days,
-                    monetary: if x == 0 { 0.0 } else { repeat_spend / x as f64 },
+                    monetary_value: if x == 0 { 0.0 } else { repeat_spend / x as f64 },
                 },
             ))
         })

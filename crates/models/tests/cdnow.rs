@@ -69,7 +69,7 @@ fn the_calibration_summary_is_the_published_one() -> TestResult {
         .collect();
     assert_eq!(repeat.len(), 946);
     assert_eq!(summary.len() - repeat.len(), 1411);
-    let mean_m = repeat.iter().map(|c| c.monetary).sum::<f64>() / repeat.len() as f64;
+    let mean_m = repeat.iter().map(|c| c.monetary_value).sum::<f64>() / repeat.len() as f64;
     assert!(close(mean_m, 35.08, 0.005), "mean monetary value {mean_m}");
     Ok(())
 }
@@ -116,7 +116,7 @@ fn bgnbd_reproduces_the_published_fit_and_predictions() -> TestResult {
         x: 2.0,
         t_x: 30.43,
         t: 38.86,
-        monetary: 0.0,
+        monetary_value: 0.0,
     };
     let got = m.conditional_expected_purchases(&c, 39.0)?;
     assert!(close(got, 1.226, 0.001), "{got}");
@@ -136,7 +136,7 @@ fn bgnbd_reproduces_the_published_fit_and_predictions() -> TestResult {
         x: 26.0,
         t_x: 30.86,
         t: 31.0,
-        monetary: 0.0,
+        monetary_value: 0.0,
     };
     // Listed: 25.757 and 0.96885. The formula (FHL 2005 eq. 10 and the P(alive) of their note)
     // evaluated in arbitrary precision with the published four-digit parameters gives 25.75812 and
@@ -176,7 +176,7 @@ fn mbgnbd_reproduces_the_published_fit() -> TestResult {
         x: 0.0,
         t_x: 0.0,
         t: 38.0,
-        monetary: 0.0,
+        monetary_value: 0.0,
     };
     assert!(p.p_alive(&once) < 1.0);
     Ok(())
@@ -213,7 +213,7 @@ fn pareto_nbd_reproduces_the_published_fit() -> TestResult {
         x: 26.0,
         t_x: 30.86,
         t: 31.0,
-        monetary: 0.0,
+        monetary_value: 0.0,
     };
     let alive = published.p_alive(&heavy)?;
     let expected = published.conditional_expected_purchases(&heavy, 52.0)?;
@@ -225,7 +225,7 @@ fn pareto_nbd_reproduces_the_published_fit() -> TestResult {
         x: 3.0,
         t_x: 2.0,
         t: 38.0,
-        monetary: 0.0,
+        monetary_value: 0.0,
     };
     assert!(p.p_alive(&lapsed)? < 0.5);
     // A customer who bought once at the very end is certainly alive.
@@ -233,7 +233,7 @@ fn pareto_nbd_reproduces_the_published_fit() -> TestResult {
         x: 0.0,
         t_x: 0.0,
         t: 0.0,
-        monetary: 0.0,
+        monetary_value: 0.0,
     };
     assert!(close(p.p_alive(&fresh)?, 1.0, 1e-12));
     // New customers: E[X(t)] grows with t and stays below the BG/NBD figure of 1.8576 at 78 weeks
@@ -265,14 +265,14 @@ fn bad_summaries_and_empty_data_are_errors_not_nan() {
         x: 3.0,
         t_x: 40.0,
         t: 30.0,
-        monetary: 10.0,
+        monetary_value: 10.0,
     };
     assert!(BgNbd::fit(&[bad]).is_err_and(|e| e.to_string().contains("recency")));
     let none_repeat = CustomerSummary {
         x: 0.0,
         t_x: 0.0,
         t: 30.0,
-        monetary: 0.0,
+        monetary_value: 0.0,
     };
     assert!(GammaGamma::fit(&[none_repeat]).is_err());
 }

@@ -35,6 +35,7 @@ queries! {
     PROPENSITY_TRAINING_SNAPSHOTS = "propensity_training_snapshots",
     PROPENSITY_SCORING_SNAPSHOTS = "propensity_scoring_snapshots",
     RFM_INPUT = "rfm_input",
+    RFM_SEGMENT_NAMES = "rfm_segment_names",
     CLV_TRANSACTIONS = "clv_transactions",
     CAMPAIGN_RESULTS = "campaign_results",
     PREVIOUS_AUDIENCE = "previous_audience",

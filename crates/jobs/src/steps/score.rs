@@ -391,7 +391,14 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
             queries::RFM_INPUT.text(),
         )
         .await?;
-    let rfm = clientele_models::score_rfm(&rfm_input)?;
+    let grid = engine
+        .collect(
+            "naming the RFM cells (sql/queries/rfm_segment_names.sql)",
+            queries::RFM_SEGMENT_NAMES.text(),
+        )
+        .await?;
+    let names = clientele_models::RfmSegmentNames::from_batches(&grid)?;
+    let rfm = clientele_models::score_rfm(&rfm_input, &names)?;
 
     // Buy-till-you-die CLV.
     let clv_template = clv_scoring_template();
