@@ -1,8 +1,8 @@
--- The demo generator's truth: the person behind each customer record, with record ids in the form
--- of int_customer_records__unioned. Only the demo job has it; the identity step scores itself on it.
+-- The demo generator's truth: the person and household behind each customer record, with record
+-- ids in the form of int_customer_records__unioned. Only the demo job has it; the identity step scores itself on it.
 --
 -- test: unique(record_id)
--- test: not_null(record_id, person_id)
+-- test: not_null(record_id, person_id, household_id)
 with source as (
     select * from raw.demo_truth
 ),
@@ -17,7 +17,8 @@ renamed as (
             when 'service_tickets' then 'service:' || record_id
             else source || ':' || record_id
         end                                   as record_id,
-        person_id
+        person_id,
+        household_id
     from source
 )
 

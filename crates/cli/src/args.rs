@@ -37,6 +37,27 @@ pub enum OutputFormat {
     Json,
 }
 
+/// The demo retailer's country.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoCountry {
+    /// Great Britain.
+    Gb,
+    /// Australia.
+    Au,
+    /// The United States.
+    Us,
+}
+
+impl From<DemoCountry> for clientele_demo::Country {
+    fn from(c: DemoCountry) -> Self {
+        match c {
+            DemoCountry::Gb => clientele_demo::Country::Gb,
+            DemoCountry::Au => clientele_demo::Country::Au,
+            DemoCountry::Us => clientele_demo::Country::Us,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Generate the demo retailer's sources and run the demo job on them.
@@ -53,6 +74,15 @@ pub enum Command {
         /// The demo's as-of date (the last day of its history).
         #[arg(long, default_value = "2025-12-31")]
         as_of: chrono::NaiveDate,
+        /// The retailer's country: its postal system (British postcodes hold a few households,
+        /// Australian postcodes and American ZIP codes thousands of people) and phone numbers.
+        #[arg(long, value_enum, default_value_t = DemoCountry::Gb)]
+        country: DemoCountry,
+        /// The simple demo of earlier versions, for comparison: no households, no second accounts
+        /// within one system, no placeholder values. Accuracy measured on it says little about a
+        /// real customer base.
+        #[arg(long)]
+        simple: bool,
         /// The second act, on a demo directory that has run: customers respond to the campaigns
         /// of the latest run (the treated ones more often than the held-out control groups), and
         /// the job runs again `--response-days` later and measures the lift.

@@ -58,8 +58,15 @@ pub async fn dispatch(cli: Cli, interactive: bool) -> Result<ExitCode> {
             persons,
             seed,
             as_of,
+            country,
+            simple,
             ..
-        } => demo(&dir, persons, seed, as_of, interactive).await,
+        } => {
+            let mut opts = clientele_demo::DemoOptions::new(persons, seed, as_of);
+            opts.country = country.into();
+            opts.realistic = !simple;
+            demo(&dir, &opts, interactive).await
+        }
         Command::Run {
             job,
             as_of,
@@ -203,7 +210,31 @@ async fn validate(job: &Path) -> Result<ExitCode> {
 }
 
 /// Writes the embedded demo job and SQL into `dir`, laid out like the repository.
-fn write_demo_project(dir: &Path) -> Result<PathBuf> {
+/// The demo job for the generated data: the country's calling code for phones, and the CRM declared
+/// duplicate-free only in the simple demo (the realistic CRM has second accounts of one person).
+fn demo_job(opts: &clientele_demo::DemoOptions) -> Result<String> {
+    let mut job = DEMO_JOB.to_string();
+    for (from, to) in [
+        (
+            "default_country_code = \"44\"",
+            format!("default_country_code = \"{}\"", opts.country.calling_code()),
+        ),
+        (
+            "duplicate_free_sources = [\"crm\", \"vendor\"]",
+            if opts.realistic {
+                "duplicate_free_sources = [\"vendor\"]".to_string()
+            } else {
+                "duplicate_free_sources = [\"crm\", \"vendor\"]".to_string()
+            },
+        ),
+    ] {
+        anyhow::ensure!(job.contains(from), "the built-in demo job has no `{from}` line");
+        job = job.replacen(from, &to, 1);
+    }
+    Ok(job)
+}
+
+fn write_demo_project(dir: &Path, opts: &clientele_demo::DemoOptions) -> Result<PathBuf> {
     let job = dir.join("jobs/demo.toml");
     for (rel, content) in SQL_FILES {
         let path = dir.join("sql").join(rel);
@@ -215,33 +246,25 @@ fn write_demo_project(dir: &Path) -> Result<PathBuf> {
     }
     std::fs::create_dir_all(dir.join("jobs"))
         .with_context(|| format!("creating {}", dir.join("jobs").display()))?;
-    std::fs::write(&job, DEMO_JOB).with_context(|| format!("writing {}", job.display()))?;
+    std::fs::write(&job, demo_job(opts)?).with_context(|| format!("writing {}", job.display()))?;
     Ok(job)
 }
 
 async fn demo(
     dir: &Path,
-    persons: u64,
-    seed: u64,
-    as_of: NaiveDate,
+    opts: &clientele_demo::DemoOptions,
     interactive: bool,
 ) -> Result<ExitCode> {
-    if persons == 0 {
+    let as_of = opts.as_of;
+    if opts.persons == 0 {
         return Err(UsageError("--persons must be at least 1".into()).into());
     }
     std::fs::create_dir_all(dir)
         .with_context(|| format!("creating the demo directory {}", dir.display()))?;
-    let job = write_demo_project(dir)?;
+    let job = write_demo_project(dir, opts)?;
     let started = std::time::Instant::now();
-    let summary = clientele_demo::generate(
-        dir,
-        &clientele_demo::DemoOptions {
-            persons,
-            seed,
-            as_of,
-        },
-    )
-    .context("generating the demo sources")?;
+    let summary =
+        clientele_demo::generate(dir, opts).context("generating the demo sources")?;
     outln!(
         "demo data: {} persons -> {} CRM records, {} order-log lines, {} web customers, {} web orders, {} vendor records, {} campaign contacts, {} service tickets ({} lines malformed on purpose) in {:.1}s",
         thousands(summary.persons),
@@ -255,6 +278,19 @@ async fn demo(
         thousands(summary.malformed_lines),
         started.elapsed().as_secs_f64()
     );
+    if opts.realistic {
+        outln!(
+            "real-world cases ({}): {} households, {} persons sharing theirs; {} second CRM accounts, {} second web accounts; {} placeholder values",
+            opts.country.iso(),
+            thousands(summary.households),
+            thousands(summary.persons_in_shared_households),
+            thousands(summary.crm_duplicates),
+            thousands(summary.web_duplicates),
+            thousands(summary.placeholders),
+        );
+    } else {
+        outln!("simple demo: no households, no second accounts within one system, no placeholders");
+    }
     outln!("job: {}\n", job.display());
     let spec = JobSpec::load(&job)?;
     let code = run_job(spec, RunOptions::new(as_of), interactive).await?;

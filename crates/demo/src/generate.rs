@@ -8,7 +8,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Beta, Distribution, Exp, Gamma};
 
 use crate::names::{
-    CITIES, EMAIL_DOMAINS, FIRST_NAMES, LAST_NAMES, NICKNAMES, STREET_TYPES, STREETS,
+    AU_SUBURBS, CITIES, EMAIL_DOMAINS, FIRST_NAMES, LAST_NAMES, NICKNAMES, STREET_TYPES, STREETS,
+    US_CITIES,
 };
 
 /// Errors of the generator.
@@ -36,6 +37,66 @@ pub struct DemoOptions {
     pub seed: u64,
     /// The last day of history.
     pub as_of: NaiveDate,
+    /// The postal and phone system.
+    pub country: Country,
+    /// Whether the customer base has what real ones have (households, duplicates within one
+    /// system, placeholder values); `false` gives the simple demo of earlier versions, for
+    /// comparison.
+    pub realistic: bool,
+}
+
+impl DemoOptions {
+    /// The realistic demo of `persons` in Great Britain.
+    pub fn new(persons: u64, seed: u64, as_of: NaiveDate) -> Self {
+        Self {
+            persons,
+            seed,
+            as_of,
+            country: Country::Gb,
+            realistic: true,
+        }
+    }
+}
+
+/// The country of the demo retailer: its postal areas, phone numbers and currency of address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Country {
+    /// Great Britain: postcodes of about fifteen households, +44.
+    #[default]
+    Gb,
+    /// Australia: four-digit postcodes of thousands of people, +61.
+    Au,
+    /// The United States: five-digit ZIP codes of thousands of people, +1.
+    Us,
+}
+
+impl Country {
+    /// The calling code, as the identity step's `default_country_code` wants it.
+    pub fn calling_code(self) -> &'static str {
+        match self {
+            Country::Gb => "44",
+            Country::Au => "61",
+            Country::Us => "1",
+        }
+    }
+
+    /// The ISO 3166 code.
+    pub fn iso(self) -> &'static str {
+        match self {
+            Country::Gb => "GB",
+            Country::Au => "AU",
+            Country::Us => "US",
+        }
+    }
+
+    /// The retailer's own customer-service number, typed into accounts when the customer gave none.
+    fn shop_phone(self) -> &'static str {
+        match self {
+            Country::Gb => "020 7946 0000",
+            Country::Au => "1300 000 000",
+            Country::Us => "(800) 555-0199",
+        }
+    }
 }
 
 /// Counts of what was written.
@@ -56,6 +117,17 @@ pub struct DemoSummary {
     pub malformed_lines: u64,
     /// Entries of the global suppression list.
     pub suppression_entries: u64,
+    /// Households (one per person in the simple demo).
+    pub households: u64,
+    /// Persons sharing their household with at least one other person.
+    pub persons_in_shared_households: u64,
+    /// Second accounts of one person within the CRM.
+    pub crm_duplicates: u64,
+    /// Second accounts of one person within the web shop.
+    pub web_duplicates: u64,
+    /// Values written as placeholders (`0000000000`, the shop's number, `noemail@example.com`,
+    /// `19000101`).
+    pub placeholders: u64,
 }
 
 /// The legacy CRM layout: (field, first character 1-based, width).
@@ -142,7 +214,10 @@ struct Person {
     last: String,
     birth: Option<NaiveDate>,
     address: Address,
+    /// The person's own (mobile) number, national digits without the trunk 0.
     phone_digits: String,
+    /// The household's landline, shared by its members (realistic demo only).
+    landline: Option<String>,
     email: String,
     opted_out: bool,
     in_crm: bool,
@@ -230,7 +305,31 @@ fn with_typo(rng: &mut ChaCha8Rng, s: &str) -> String {
     chars.into_iter().collect()
 }
 
-fn phone_text(rng: &mut ChaCha8Rng, digits: &str) -> String {
+/// A phone number as people type it: `digits` are the national digits (without a trunk 0).
+fn phone_text_in(rng: &mut ChaCha8Rng, country: Country, digits: &str) -> String {
+    match country {
+        Country::Gb => {}
+        Country::Au => {
+            let (a, rest) = digits.split_at(3.min(digits.len()));
+            let (b, c) = rest.split_at(3.min(rest.len()));
+            return match rng.random_range(0..4) {
+                0 => format!("+61 {a} {b} {c}"),
+                1 => format!("0{a} {b} {c}"),
+                2 => format!("(0{}) {}", &digits[..1], &digits[1..]),
+                _ => format!("0{digits}"),
+            };
+        }
+        Country::Us => {
+            let (a, rest) = digits.split_at(3.min(digits.len()));
+            let (b, c) = rest.split_at(3.min(rest.len()));
+            return match rng.random_range(0..4) {
+                0 => format!("+1 ({a}) {b}-{c}"),
+                1 => format!("({a}) {b}-{c}"),
+                2 => format!("{a}-{b}-{c}"),
+                _ => digits.to_string(),
+            };
+        }
+    }
     // digits: 10 national digits after the leading 0, e.g. 7700900123
     let (a, b) = digits.split_at(4);
     match rng.random_range(0..4) {
@@ -304,12 +403,221 @@ fn person(rng: &mut ChaCha8Rng, as_of: NaiveDate, index: u64) -> Result<Person, 
         birth,
         address: address(rng),
         phone_digits,
+        landline: None,
         email,
         opted_out,
         in_crm,
         in_web,
         purchases,
     })
+}
+
+/// The placeholders legacy systems hold where a value was required and unknown.
+const PLACEHOLDER_PHONE: &str = "0000000000";
+const PLACEHOLDER_EMAIL: &str = "noemail@example.com";
+const PLACEHOLDER_BIRTH: &str = "19000101";
+
+/// Where people live: British postcodes of a few households, or large Australian postcodes and
+/// American ZIP codes (about 2,500 of the demo's persons each, at any size).
+#[derive(Debug, Clone, Copy)]
+struct Postal {
+    country: Country,
+    areas: u64,
+}
+
+impl Postal {
+    fn of(opts: &DemoOptions) -> Self {
+        Self {
+            country: opts.country,
+            areas: (opts.persons / 2_500).clamp(20, 6_000),
+        }
+    }
+
+    fn address(&self, rng: &mut ChaCha8Rng) -> Address {
+        if self.country == Country::Gb {
+            return address(rng);
+        }
+        let area = rng.random_range(0..self.areas);
+        let (full, _abbr) = *pick(rng, STREET_TYPES);
+        let street = format!("{} {} {}", rng.random_range(1..300), pick(rng, STREETS), full);
+        let (postcode, city) = if self.country == Country::Au {
+            // 37 and 6,000 share no factor: every area has its own postcode.
+            let suburb = (area as usize * 3 + rng.random_range(0..2usize)) % AU_SUBURBS.len();
+            (format!("{}", 2_000 + area * 37 % 6_000), AU_SUBURBS[suburb])
+        } else {
+            (
+                format!("{:05}", 10_000 + area * 131 % 89_000),
+                US_CITIES[area as usize % US_CITIES.len()],
+            )
+        };
+        Address {
+            street,
+            postcode,
+            city: city.to_string(),
+        }
+    }
+
+    /// A mobile number's national digits.
+    fn mobile(&self, rng: &mut ChaCha8Rng) -> String {
+        match self.country {
+            Country::Gb => format!("7{:09}", rng.random_range(0..1_000_000_000u64)),
+            Country::Au => format!("4{:08}", rng.random_range(0..100_000_000u64)),
+            Country::Us => us_number(rng),
+        }
+    }
+
+    /// A landline's national digits.
+    fn landline(&self, rng: &mut ChaCha8Rng) -> String {
+        match self.country {
+            Country::Gb => format!("1{:09}", rng.random_range(0..1_000_000_000u64)),
+            Country::Au => format!(
+                "{}{:08}",
+                [2, 3, 7, 8][rng.random_range(0..4usize)],
+                rng.random_range(0..100_000_000u64)
+            ),
+            Country::Us => us_number(rng),
+        }
+    }
+
+    /// The share of households with a landline.
+    fn landline_share(&self) -> f64 {
+        match self.country {
+            Country::Gb => 0.55,
+            Country::Au => 0.45,
+            Country::Us => 0.4,
+        }
+    }
+}
+
+/// Ten digits: an area code (200 to 989), an exchange (200 to 999) and a line.
+fn us_number(rng: &mut ChaCha8Rng) -> String {
+    format!(
+        "{}{}{:04}",
+        rng.random_range(200..990u32),
+        rng.random_range(200..1000u32),
+        rng.random_range(0..10_000u32)
+    )
+}
+
+/// The household being filled: its first member's details, which the others share.
+struct Household {
+    id: u64,
+    left: u32,
+    members: u32,
+    first: String,
+    last: String,
+    birth: Option<NaiveDate>,
+    address: Address,
+    landline: Option<String>,
+    family_email: Option<String>,
+    last_child_birth: Option<NaiveDate>,
+}
+
+/// Places person `index` in a household and makes them look like one: consecutive persons form
+/// households of one to six (28%, 35%, 15%, 14%, 6%, 2%). Members share the address and the
+/// landline; a partner usually and a child nearly always takes the surname; a partner is born
+/// within five years of the first member and a child 22 to 38 years after; one child in ten after the
+/// first is a twin (the same birth date), one in twenty-five has a parent's first name (Jr/Sr);
+/// one multi-person household in seven has a family email the adults often use. Returns the
+/// household id.
+fn join_household(
+    world: &mut ChaCha8Rng,
+    home: &mut Option<Household>,
+    p: &mut Person,
+    postal: Postal,
+    index: u64,
+    summary: &mut DemoSummary,
+) -> u64 {
+    use chrono::Datelike;
+    let h = match home {
+        Some(h) if h.left > 0 => h,
+        _ => {
+            let size: u32 = match world.random_range(0..100) {
+                0..28 => 1,
+                28..63 => 2,
+                63..78 => 3,
+                78..92 => 4,
+                92..98 => 5,
+                _ => 6,
+            };
+            let landline = world
+                .random_bool(postal.landline_share())
+                .then(|| postal.landline(world));
+            let family_email = (size > 1 && world.random_bool(0.15)).then(|| {
+                format!(
+                    "the{}family{index}@{}",
+                    ascii_fold(&p.last),
+                    pick(world, EMAIL_DOMAINS)
+                )
+            });
+            p.landline.clone_from(&landline);
+            if let Some(e) = family_email.as_ref().filter(|_| world.random_bool(0.6)) {
+                p.email.clone_from(e);
+            }
+            summary.households += 1;
+            if size > 1 {
+                summary.persons_in_shared_households += 1;
+            }
+            *home = Some(Household {
+                id: index,
+                left: size - 1,
+                members: 1,
+                first: p.first.clone(),
+                last: p.last.clone(),
+                birth: p.birth,
+                address: p.address_clone(),
+                landline,
+                family_email,
+                last_child_birth: None,
+            });
+            return index;
+        }
+    };
+    h.left -= 1;
+    h.members += 1;
+    summary.persons_in_shared_households += 1;
+    p.address = Address {
+        street: h.address.street.clone(),
+        postcode: h.address.postcode.clone(),
+        city: h.address.city.clone(),
+    };
+    p.landline.clone_from(&h.landline);
+    let born = |year: i32, rng: &mut ChaCha8Rng| {
+        NaiveDate::from_ymd_opt(
+            year.min(2007),
+            rng.random_range(1..=12),
+            rng.random_range(1..=28),
+        )
+    };
+    if h.members == 2 {
+        // A partner.
+        if world.random_bool(0.75) {
+            p.last.clone_from(&h.last);
+        }
+        if let (Some(_), Some(hb)) = (p.birth, h.birth) {
+            p.birth = born(hb.year() + world.random_range(-5..=5), world);
+        }
+        if let Some(e) = h.family_email.as_ref().filter(|_| world.random_bool(0.6)) {
+            p.email.clone_from(e);
+        }
+    } else {
+        // A child.
+        if world.random_bool(0.95) {
+            p.last.clone_from(&h.last);
+        }
+        if h.last_child_birth.is_some() && world.random_bool(0.1) {
+            p.birth = h.last_child_birth;
+        } else {
+            if let (Some(_), Some(hb)) = (p.birth, h.birth) {
+                p.birth = born(hb.year() + world.random_range(22..=38), world);
+            }
+            if world.random_bool(0.04) {
+                p.first.clone_from(&h.first);
+            }
+        }
+        h.last_child_birth = p.birth;
+    }
+    h.id
 }
 
 /// A time-zone offset of a web shop visitor: UTC, +01:00, -05:00 or +02:00.
@@ -414,7 +722,7 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
         "order_id,customer_id,ordered_at,items,total_amount,currency"
     )
     .map_err(io(3))?;
-    writeln!(w.truth, "source,record_id,person_id").map_err(io(4))?;
+    writeln!(w.truth, "source,record_id,person_id,household_id").map_err(io(4))?;
     writeln!(
         w.vendor,
         "VENDOR_REF,FORENAME,SURNAME,ADDRESS1,POSTCODE,TOWN,AGE_BAND,INCOME_BAND,HOUSEHOLD_SIZE,TENURE,LIFESTYLE,BUSINESS,INDUSTRY,EMPLOYEES"
@@ -439,10 +747,19 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
     let (mut crm_seq, mut web_seq, mut order_seq) = (0u64, 0u64, 0u64);
     let mut seq = Sequences::default();
     let mut line = String::with_capacity(CRM_RECORD_LEN + 8);
+    let postal = Postal::of(opts);
+    // The realistic demo's own randomness (households, duplicates, placeholders), apart from each
+    // person's stream, so that the simple demo stays as it was.
+    let mut world = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5245_414c_4953_5449);
+    let mut home: Option<Household> = None;
     for index in 0..opts.persons {
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
         rng.set_stream(index);
-        let p = person(&mut rng, opts.as_of, index)?;
+        let mut p = person(&mut rng, opts.as_of, index)?;
+        if opts.country != Country::Gb {
+            p.address = postal.address(&mut rng);
+            p.phone_digits = postal.mobile(&mut rng);
+        }
         // About one person in ninety asked never to be contacted again (a complaint to the
         // regulator, a legal request): the global suppression list has their email, in capitals,
         // or their phone, in another format than any source. Chosen by index so that the rest of
@@ -455,40 +772,69 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
                     p.email.to_uppercase()
                 )
             } else {
-                writeln!(w.suppression, ",+44 (0){},legal request", p.phone_digits)
+                match opts.country {
+                    Country::Gb => writeln!(w.suppression, ",+44 (0){},legal request", p.phone_digits),
+                    c => writeln!(w.suppression, ",+{} {},legal request", c.calling_code(), p.phone_digits),
+                }
             }
             .map_err(io(8))?;
             summary.suppression_entries += 1;
         }
-        let person_id = format!("P{index:08}");
+        let household = if opts.realistic {
+            join_household(&mut world, &mut home, &mut p, postal, index, &mut summary)
+        } else {
+            summary.households += 1;
+            index
+        };
+        // The truth key: the person, then the household (the truth file's last two columns).
+        let person_id = format!("P{index:08},H{household:08}");
         let first_day = p.purchases.first().map_or(
             opts.as_of - Duration::days(rng.random_range(30..HISTORY_DAYS)),
             |x| x.0,
         );
         let web_first = p.in_crm && p.in_web;
 
+        let mut crm_no = 0u64;
         if p.in_crm {
             crm_seq += 1;
+            crm_no = crm_seq;
             let no = format!("{crm_seq:08}");
             line.clear();
-            let crm_email = if rng.random_bool(0.4) {
+            let mut crm_email = if rng.random_bool(0.4) {
                 String::new()
             } else {
                 p.email.clone()
             };
+            if opts.realistic && crm_email.is_empty() && world.random_bool(0.1) {
+                crm_email = PLACEHOLDER_EMAIL.to_string();
+                summary.placeholders += 1;
+            }
             let opt_out = if p.opted_out && rng.random_bool(0.9) {
                 "Y"
             } else {
                 "N"
             };
-            let birth = p.birth.map_or_else(
+            let mut birth = p.birth.map_or_else(
                 || "00000000".to_string(),
                 |d| d.format("%Y%m%d").to_string(),
             );
+            if opts.realistic && p.birth.is_none() && world.random_bool(0.15) {
+                birth = PLACEHOLDER_BIRTH.to_string();
+                summary.placeholders += 1;
+            }
             let created = (first_day - Duration::days(rng.random_range(0..30)))
                 .format("%Y%m%d")
                 .to_string();
-            let phone = phone_text(&mut rng, &p.phone_digits);
+            // The CRM often holds the household's landline rather than the person's mobile.
+            let digits = match &p.landline {
+                Some(l) if world.random_bool(0.6) => l.as_str(),
+                _ => p.phone_digits.as_str(),
+            };
+            let mut phone = phone_text_in(&mut rng, opts.country, digits);
+            if opts.realistic && world.random_bool(0.03) {
+                phone = PLACEHOLDER_PHONE.to_string();
+                summary.placeholders += 1;
+            }
             let street = if rng.random_bool(0.5) {
                 abbreviated(&p.address.street)
             } else {
@@ -528,6 +874,73 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
             w.crm.write_all(&bytes).map_err(io(0))?;
             writeln!(w.truth, "crm_customers,{no},{person_id}").map_err(io(4))?;
             summary.crm_records += 1;
+            // About one CRM customer in seventy has a second account: a branch did not find the
+            // first, so the name is keyed again (sometimes with a typo), often at an older address,
+            // with another phone or none, usually no email, and an opt-out that did not carry over.
+            if opts.realistic && world.random_bool(0.015) {
+                crm_seq += 1;
+                let no = format!("{crm_seq:08}");
+                let first = if world.random_bool(0.15) {
+                    with_typo(&mut world, &p.first)
+                } else {
+                    p.first.clone()
+                };
+                let addr = if world.random_bool(0.7) {
+                    p.address_clone()
+                } else {
+                    postal.address(&mut world)
+                };
+                let street = if world.random_bool(0.5) {
+                    abbreviated(&addr.street)
+                } else {
+                    addr.street.clone()
+                };
+                let phone = match world.random_range(0..3) {
+                    0 => String::new(),
+                    1 => phone_text_in(&mut world, opts.country, &p.phone_digits),
+                    _ => phone_text_in(
+                        &mut world,
+                        opts.country,
+                        p.landline.as_deref().unwrap_or(&p.phone_digits),
+                    ),
+                };
+                let email = if world.random_bool(0.25) { p.email.clone() } else { String::new() };
+                let birth = match p.birth {
+                    Some(d) if world.random_bool(0.6) => d.format("%Y%m%d").to_string(),
+                    _ => "00000000".to_string(),
+                };
+                let opt_out = if p.opted_out && world.random_bool(0.5) { "Y" } else { "N" };
+                let created = (first_day + Duration::days(world.random_range(30..400)))
+                    .min(opts.as_of)
+                    .format("%Y%m%d")
+                    .to_string();
+                line.clear();
+                for (value, (_, _, width)) in [
+                    no.as_str(),
+                    &p.last.to_uppercase(),
+                    &first.to_uppercase(),
+                    &street.to_uppercase(),
+                    &addr.postcode,
+                    &addr.city.to_uppercase(),
+                    &phone,
+                    &email,
+                    &birth,
+                    opt_out,
+                    &created,
+                    "A",
+                ]
+                .into_iter()
+                .zip(CRM_LAYOUT)
+                {
+                    fixed(&mut line, value, width);
+                }
+                let mut bytes = latin1(&line);
+                bytes.push(b'\n');
+                w.crm.write_all(&bytes).map_err(io(0))?;
+                writeln!(w.truth, "crm_customers,{no},{person_id}").map_err(io(4))?;
+                summary.crm_records += 1;
+                summary.crm_duplicates += 1;
+            }
         }
 
         let mut web_id = String::new();
@@ -543,7 +956,7 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
                 (p.first.clone(), p.last.clone())
             };
             let addr = if web_first && rng.random_bool(0.25) {
-                address(&mut rng)
+                postal.address(&mut rng)
             } else {
                 Address {
                     ..p.address_clone()
@@ -573,7 +986,17 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
             let created_text = local_timestamp(offset, created);
             let consent = !(p.opted_out && rng.random_bool(0.9));
             let phone = if rng.random_bool(0.7) {
-                serde_json::Value::String(phone_text(&mut rng, &p.phone_digits))
+                let digits = match &p.landline {
+                    Some(l) if world.random_bool(0.15) => l.as_str(),
+                    _ => p.phone_digits.as_str(),
+                };
+                let text = phone_text_in(&mut rng, opts.country, digits);
+                if opts.realistic && world.random_bool(0.02) {
+                    summary.placeholders += 1;
+                    serde_json::Value::String(opts.country.shop_phone().to_string())
+                } else {
+                    serde_json::Value::String(text)
+                }
             } else {
                 serde_json::Value::Null
             };
@@ -588,7 +1011,7 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
                 "id": web_id,
                 "email": email,
                 "name": { "first": first, "last": last },
-                "address": { "street": addr.street, "postcode": addr.postcode, "city": addr.city, "country": "GB" },
+                "address": { "street": addr.street, "postcode": addr.postcode, "city": addr.city, "country": opts.country.iso() },
                 "phone": phone,
                 "birth_date": birth,
                 "created_at": created_text,
@@ -633,6 +1056,7 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
                 writeln!(w.web_customers, "{second}").map_err(io(2))?;
                 writeln!(w.truth, "web_customers,{second_id},{person_id}").map_err(io(4))?;
                 summary.web_customers += 1;
+                summary.web_duplicates += 1;
             }
         }
 
@@ -667,7 +1091,7 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
                 summary.web_orders += 1;
             } else {
                 let mut text = format!(
-                    "{crm_seq:08} {} {qty:>3} {:>9}",
+                    "{crm_no:08} {} {qty:>3} {:>9}",
                     day.format("%Y%m%d"),
                     amount
                 );
@@ -675,9 +1099,9 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
                     summary.malformed_lines += 1;
                     text = match rng.random_range(0..3) {
                         0 => text.replace(&amount, "12.x5"),
-                        1 => format!("{crm_seq:08} {}", day.format("%Y%m%d")),
+                        1 => format!("{crm_no:08} {}", day.format("%Y%m%d")),
                         _ => format!(
-                            "{crm_seq:08} {} {qty:>3} {:>9}",
+                            "{crm_no:08} {} {qty:>3} {:>9}",
                             day.format("%Y0231"),
                             amount
                         ),
@@ -870,8 +1294,9 @@ fn vendor_record(
         // Somebody the retailer does not know.
         let first = pick(rng, FIRST_NAMES).to_string();
         let last = pick(rng, LAST_NAMES).to_string();
-        let addr = address(rng);
-        let other = format!("N{}", &person_id[1..]);
+        let addr = Postal::of(opts).address(rng);
+        let id = person_id.get(1..9).unwrap_or_default();
+        let other = format!("N{id},HN{id}");
         write(rng, &first, &last, &addr, None, None, &other)?;
     }
     Ok(())
@@ -973,7 +1398,7 @@ fn service_tickets(
     };
     // The desk needs a way to answer: a phone when there is no email, often both.
     let phone = if email.is_empty() || rng.random_bool(0.5) {
-        phone_text(rng, &p.phone_digits)
+        phone_text_in(rng, opts.country, &p.phone_digits)
     } else {
         String::new()
     };
@@ -1034,11 +1459,11 @@ mod tests {
     use super::*;
 
     fn opts(persons: u64, seed: u64) -> DemoOptions {
-        DemoOptions {
+        DemoOptions::new(
             persons,
             seed,
-            as_of: NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default(),
-        }
+            NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default(),
+        )
     }
 
     fn read_all(dir: &Path) -> Vec<Vec<u8>> {

@@ -22,10 +22,16 @@
 //!   phone; complaints, questions, returns and delivery queries, recent ones often still open.
 //! - `sources/suppression/do_not_contact.csv`: the global suppression list, about one person in
 //!   ninety, by email (in capitals) or phone (in a format no source uses).
-//! - `truth/person_map.csv`: which person is behind every source record (to measure identity resolution).
+//! - `truth/person_map.csv`: which person and household are behind every source record (to measure
+//!   identity resolution).
 //!
 //! Persons are legacy-only, web-only or in both systems with noisy fields (case, typos, a moved
-//! address, a different email). Purchases follow a buy-till-you-die process: each buyer has a
+//! address, a different email). The realistic demo (the default, [`DemoOptions::new`]) has what
+//! real customer bases have and the simple one lacks: households of up to six people sharing a
+//! surname, an address, a landline and sometimes an email, with twins and parents and children of
+//! one first name; second accounts of one person within the CRM and within the web shop;
+//! placeholders (`0000000000`, the shop's own number, `noemail@example.com`, `19000101`); and, with
+//! [`Country::Au`] or [`Country::Us`], postal areas of thousands of people. Purchases follow a buy-till-you-die process: each buyer has a
 //! purchase rate (gamma distributed) and a dropout probability after each purchase (beta distributed),
 //! and spend follows the gamma-gamma model, so models fitted on the data find real signal. About one line
 //! in three hundred is malformed, as in real extracts.
@@ -34,7 +40,7 @@
 //! ```
 //! let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
 //! let as_of = chrono::NaiveDate::from_ymd_opt(2025, 12, 31).ok_or("date")?;
-//! let summary = clientele_demo::generate(dir.path(), &clientele_demo::DemoOptions { persons: 200, seed: 7, as_of })
+//! let summary = clientele_demo::generate(dir.path(), &clientele_demo::DemoOptions::new(200, 7, as_of))
 //!     .map_err(|e| e.to_string())?;
 //! assert!(summary.crm_records > 0 && summary.web_orders > 0);
 //! # Ok::<(), String>(())
@@ -44,5 +50,5 @@ mod generate;
 mod names;
 mod responses;
 
-pub use generate::{CAMPAIGNS, CRM_LAYOUT, DemoOptions, DemoSummary, Error, generate};
+pub use generate::{CAMPAIGNS, CRM_LAYOUT, Country, DemoOptions, DemoSummary, Error, generate};
 pub use responses::{Recipient, ResponseSummary, simulate_responses};

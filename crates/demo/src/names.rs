@@ -416,3 +416,22 @@ pub(crate) const NICKNAMES: &[(&str, &str)] = &[
     ("Thomas", "Tom"),
     ("William", "Bill"),
 ];
+
+/// Suburbs of the Australian demo; each postcode has two or three of them.
+pub(crate) const AU_SUBURBS: &[&str] = &[
+    "Parramatta", "Chatswood", "Bondi", "Randwick", "Manly", "Penrith", "Liverpool", "Blacktown",
+    "Hornsby", "Cronulla", "Richmond", "Carlton", "Fitzroy", "St Kilda", "Brunswick", "Footscray",
+    "Dandenong", "Frankston", "Box Hill", "Geelong", "Toowong", "Indooroopilly", "Chermside",
+    "Carindale", "Southport", "Fremantle", "Subiaco", "Joondalup", "Glenelg", "Norwood",
+    "Unley", "Sandy Bay", "Belconnen", "Tuggeranong", "Newtown", "Marrickville", "Ryde",
+    "Kogarah", "Hurstville", "Bankstown", "Campbelltown", "Wollongong", "Maitland", "Ballarat",
+    "Bendigo", "Toowoomba", "Cairns", "Townsville", "Darwin", "Launceston",
+];
+
+/// Cities of the American demo; a ZIP code belongs to one of them.
+pub(crate) const US_CITIES: &[&str] = &[
+    "Springfield", "Riverside", "Franklin", "Greenville", "Bristol", "Clinton", "Fairview",
+    "Salem", "Madison", "Georgetown", "Arlington", "Ashland", "Dover", "Oxford", "Jackson",
+    "Burlington", "Manchester", "Milton", "Newport", "Auburn", "Dayton", "Lexington", "Milford",
+    "Winchester", "Columbus", "Houston", "Phoenix", "Denver", "Austin", "Portland",
+];
