@@ -38,18 +38,22 @@ fn assert_ok(out: &std::process::Output) {
     );
 }
 
-/// Runs the demo into a fresh directory and returns it.
+/// Runs the simple demo (no households, second accounts or placeholders: the figures these tests
+/// pin were measured on it) into a fresh directory and returns it.
 fn demo(persons: u64) -> Result<tempfile::TempDir, Box<dyn std::error::Error>> {
+    demo_with(persons, &["--simple"])
+}
+
+/// Runs the demo with `extra` arguments into a fresh directory and returns it.
+fn demo_with(
+    persons: u64,
+    extra: &[&str],
+) -> Result<tempfile::TempDir, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let out = clientele()?
-        .args([
-            "demo",
-            "--persons",
-            &persons.to_string(),
-            "--seed",
-            "7",
-            "--dir",
-        ])
+        .args(["demo", "--persons", &persons.to_string(), "--seed", "7"])
+        .args(extra)
+        .arg("--dir")
         .arg(dir.path())
         .output()?;
     assert!(
@@ -508,6 +512,61 @@ fn query_csv(wh: &Path, sql: &str) -> Result<Vec<String>, Box<dyn std::error::Er
         .lines()
         .map(str::to_string)
         .collect())
+}
+
+/// The default demo has what real customer bases have: households sharing a surname, an address,
+/// a landline and sometimes an email (with twins and parents and children of one first name),
+/// second accounts within the CRM and the web shop, and placeholder values. Identity resolution
+/// must keep households apart there, and say what it set aside and refused.
+#[test]
+fn the_realistic_demo_keeps_households_apart() -> TestResult {
+    let dir = demo_with(20_000, &[])?;
+    let wh = dir.path().join("warehouse");
+    let runs = manifests(&wh)?;
+    let run = runs.last().ok_or("no manifest")?;
+    let accuracy = &run["identity"]["accuracy"];
+    let get = |kind: &str, what: &str| accuracy[kind][what].as_f64().unwrap_or(0.0);
+    // Measured 0.98 and 0.87 (seed 7: see docs/identity.md); the floors catch a regression.
+    assert!(
+        get("pairwise", "precision") >= 0.95,
+        "pairwise precision below the floor: {accuracy}"
+    );
+    assert!(
+        get("pairwise", "recall") >= 0.83,
+        "pairwise recall below the floor: {accuracy}"
+    );
+    let summary = &run["identity"]["summary"];
+    let placeholders = summary["placeholders"].as_array().ok_or("placeholders")?;
+    let columns: Vec<&str> = placeholders
+        .iter()
+        .filter_map(|p| p["column"].as_str())
+        .collect();
+    for column in ["phone", "email_normalised", "birth_date"] {
+        assert!(
+            columns.contains(&column),
+            "no {column} placeholder found: {placeholders:?}"
+        );
+    }
+    let report = std::fs::read_to_string(
+        wh.join("_runs")
+            .join(format!("{}.txt", run["run_id"].as_str().ok_or("run id")?)),
+    )?;
+    assert!(
+        report.contains("placeholder set aside: phone value +"),
+        "{report}"
+    );
+    assert!(
+        !report.contains("noemail@example.com"),
+        "a placeholder shown in plain"
+    );
+    assert!(
+        summary["clusters"]["links_refused_by_conflict"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "no conflicting link refused: {summary}"
+    );
+    Ok(())
 }
 
 #[test]

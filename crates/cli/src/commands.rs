@@ -228,7 +228,10 @@ fn demo_job(opts: &clientele_demo::DemoOptions) -> Result<String> {
             },
         ),
     ] {
-        anyhow::ensure!(job.contains(from), "the built-in demo job has no `{from}` line");
+        anyhow::ensure!(
+            job.contains(from),
+            "the built-in demo job has no `{from}` line"
+        );
         job = job.replacen(from, &to, 1);
     }
     Ok(job)
@@ -263,8 +266,7 @@ async fn demo(
         .with_context(|| format!("creating the demo directory {}", dir.display()))?;
     let job = write_demo_project(dir, opts)?;
     let started = std::time::Instant::now();
-    let summary =
-        clientele_demo::generate(dir, opts).context("generating the demo sources")?;
+    let summary = clientele_demo::generate(dir, opts).context("generating the demo sources")?;
     outln!(
         "demo data: {} persons -> {} CRM records, {} order-log lines, {} web customers, {} web orders, {} vendor records, {} campaign contacts, {} service tickets ({} lines malformed on purpose) in {:.1}s",
         thousands(summary.persons),

@@ -439,7 +439,12 @@ impl Postal {
         }
         let area = rng.random_range(0..self.areas);
         let (full, _abbr) = *pick(rng, STREET_TYPES);
-        let street = format!("{} {} {}", rng.random_range(1..300), pick(rng, STREETS), full);
+        let street = format!(
+            "{} {} {}",
+            rng.random_range(1..300),
+            pick(rng, STREETS),
+            full
+        );
         let (postcode, city) = if self.country == Country::Au {
             // 37 and 6,000 share no factor: every area has its own postcode.
             let suburb = (area as usize * 3 + rng.random_range(0..2usize)) % AU_SUBURBS.len();
@@ -773,8 +778,15 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
                 )
             } else {
                 match opts.country {
-                    Country::Gb => writeln!(w.suppression, ",+44 (0){},legal request", p.phone_digits),
-                    c => writeln!(w.suppression, ",+{} {},legal request", c.calling_code(), p.phone_digits),
+                    Country::Gb => {
+                        writeln!(w.suppression, ",+44 (0){},legal request", p.phone_digits)
+                    }
+                    c => writeln!(
+                        w.suppression,
+                        ",+{} {},legal request",
+                        c.calling_code(),
+                        p.phone_digits
+                    ),
                 }
             }
             .map_err(io(8))?;
@@ -904,12 +916,20 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
                         p.landline.as_deref().unwrap_or(&p.phone_digits),
                     ),
                 };
-                let email = if world.random_bool(0.25) { p.email.clone() } else { String::new() };
+                let email = if world.random_bool(0.25) {
+                    p.email.clone()
+                } else {
+                    String::new()
+                };
                 let birth = match p.birth {
                     Some(d) if world.random_bool(0.6) => d.format("%Y%m%d").to_string(),
                     _ => "00000000".to_string(),
                 };
-                let opt_out = if p.opted_out && world.random_bool(0.5) { "Y" } else { "N" };
+                let opt_out = if p.opted_out && world.random_bool(0.5) {
+                    "Y"
+                } else {
+                    "N"
+                };
                 let created = (first_day + Duration::days(world.random_range(30..400)))
                     .min(opts.as_of)
                     .format("%Y%m%d")

@@ -1,7 +1,11 @@
 //! Blocking: the candidate pairs, from a union of rules. Records agreeing on every key of a rule
 //! (none of them null) fall in one block and each pair in it is a candidate, once, credited to the
-//! first rule that produces it. A block larger than the cap is skipped and reported, so that one
-//! common value (a shop's own phone number typed into every account) cannot explode the pair count.
+//! first rule that produces it. A block larger than the cap (`max_block_size`, about half as many
+//! pairs per record) is split by the next key of `blocking_refinements` (the first letter of the
+//! first name, the birth year, ...) until its parts fit, so that a postcode of thousands of people
+//! refines `postcode + last_name:1` instead of losing the rule; only a block that no refinement
+//! brings under the cap is skipped and reported. Records without the refinement's value form a
+//! part of their own.
 
 use std::collections::HashMap;
 
@@ -26,8 +30,11 @@ pub struct RuleReport {
     /// Blocks over the cap, skipped, and the records in them.
     pub skipped_blocks: u64,
     pub skipped_records: u64,
-    /// The largest skipped block: its key and size.
+    /// The largest skipped block: its key (masked) and size.
     pub largest_skipped: Option<(String, u64)>,
+    /// Blocks over the cap split by a refinement key (each split counted once).
+    #[serde(default)]
+    pub refined_blocks: u64,
 }
 
 /// The candidate pairs (`a < b`) with, for each, the rules whose blocks hold both records.
@@ -37,44 +44,49 @@ pub struct Candidates {
     /// Bit `r` set: rule `r` puts both records in one (kept) block.
     pub rules: Vec<u32>,
     pub reports: Vec<RuleReport>,
+    /// Records in no kept block of any rule: every rule's key null or its block skipped.
+    pub records_without_rule: u64,
+}
+
+/// The code of each record's value of one key (its prefix when the key has one), `NULL` when the
+/// value is missing or the column is not compared.
+fn key_codes(key: &crate::spec::BlockingKey, settings: &Settings, records: &Records) -> Vec<u32> {
+    let Some(col) = settings
+        .comparisons
+        .iter()
+        .position(|c| c.column == key.column)
+        .and_then(|i| records.columns.get(i))
+    else {
+        return vec![NULL; records.len()];
+    };
+    match key.prefix {
+        None => col.codes.clone(),
+        Some(n) => {
+            let mut ids: HashMap<String, u32> = HashMap::new();
+            let prefix_of: Vec<u32> = col
+                .values
+                .iter()
+                .map(|v| {
+                    let p: String = v.chars().take(n).collect();
+                    let next = u32::try_from(ids.len()).unwrap_or(NULL - 1);
+                    *ids.entry(p).or_insert(next)
+                })
+                .collect();
+            col.codes
+                .iter()
+                .map(|c| prefix_of.get(*c as usize).copied().unwrap_or(NULL))
+                .collect()
+        }
+    }
 }
 
 /// Blocking keys of every record for one rule (`None` when a key column is null).
 fn rule_keys(rule: &BlockingRule, settings: &Settings, records: &Records) -> Vec<Option<Key>> {
-    let mut parts: Vec<Vec<u32>> = Vec::new();
-    for key in &rule.keys {
-        let Some(col) = settings
-            .comparisons
-            .iter()
-            .position(|c| c.column == key.column)
-            .and_then(|i| records.columns.get(i))
-        else {
-            parts.push(vec![NULL; records.len()]);
-            continue;
-        };
-        match key.prefix {
-            None => parts.push(col.codes.clone()),
-            Some(n) => {
-                // Code of the prefix of each distinct value, then of each record.
-                let mut ids: HashMap<String, u32> = HashMap::new();
-                let prefix_of: Vec<u32> = col
-                    .values
-                    .iter()
-                    .map(|v| {
-                        let p: String = v.chars().take(n).collect();
-                        let next = u32::try_from(ids.len()).unwrap_or(NULL - 1);
-                        *ids.entry(p).or_insert(next)
-                    })
-                    .collect();
-                parts.push(
-                    col.codes
-                        .iter()
-                        .map(|c| prefix_of.get(*c as usize).copied().unwrap_or(NULL))
-                        .collect(),
-                );
-            }
-        }
-    }
+    let parts: Vec<Vec<u32>> = rule
+        .keys
+        .iter()
+        .map(|k| key_codes(k, settings, records))
+        .collect();
     (0..records.len())
         .map(|i| {
             let mut key = [0u32; MAX_KEYS];
@@ -102,13 +114,72 @@ fn key_text(rule: &BlockingRule, settings: &Settings, records: &Records, record:
                 .and_then(|i| records.columns.get(i))
                 .and_then(|c| c.value(record))
                 .unwrap_or("");
-            match k.prefix {
+            let value: String = match k.prefix {
                 Some(n) => value.chars().take(n).collect(),
                 None => value.to_string(),
-            }
+            };
+            crate::records::mask(&value)
         })
         .collect::<Vec<_>>()
         .join(" | ")
+}
+
+/// Where the blocks of one rule go: kept blocks get numbers, skipped records are counted.
+struct Placing<'a> {
+    cap: usize,
+    refinements: &'a [Vec<u32>],
+    /// Refinement keys this rule may use (not already one of its keys).
+    usable: Vec<bool>,
+    block_of: Vec<u32>,
+    /// Records of skipped blocks.
+    skipped: Vec<bool>,
+    blocks: Vec<Vec<u32>>,
+    report: RuleReport,
+}
+
+impl Placing<'_> {
+    /// Keeps `members` as one block, or splits it by the next usable refinement, or skips it.
+    fn place(&mut self, members: Vec<u32>, depth: usize) -> Option<usize> {
+        if members.len() < 2 {
+            return None;
+        }
+        if members.len() <= self.cap {
+            let id = u32::try_from(self.blocks.len()).unwrap_or(NULL - 1);
+            for &m in &members {
+                self.block_of[m as usize] = id;
+            }
+            self.report.blocks += 1;
+            self.blocks.push(members);
+            return None;
+        }
+        let Some(next) = (depth..self.refinements.len()).find(|&d| self.usable[d]) else {
+            // Nothing left to refine by: skipped; the caller reports it.
+            self.report.skipped_blocks += 1;
+            self.report.skipped_records += members.len() as u64;
+            for &m in &members {
+                self.skipped[m as usize] = true;
+            }
+            return Some(members.len());
+        };
+        self.report.refined_blocks += 1;
+        let codes = &self.refinements[next];
+        let mut parts: Vec<(u32, u32)> = members
+            .iter()
+            .map(|&m| (codes.get(m as usize).copied().unwrap_or(NULL), m))
+            .collect();
+        parts.sort_unstable();
+        let groups: Vec<Vec<u32>> = parts
+            .chunk_by(|x, y| x.0 == y.0)
+            .map(|g| g.iter().map(|x| x.1).collect())
+            .collect();
+        let mut largest_skipped: Option<usize> = None;
+        for g in groups {
+            if let Some(n) = self.place(g, next + 1) {
+                largest_skipped = Some(largest_skipped.map_or(n, |x| x.max(n)));
+            }
+        }
+        largest_skipped
+    }
 }
 
 /// The candidate pairs of `records` under the rules of `settings`.
@@ -118,9 +189,15 @@ pub fn candidates(settings: &Settings, records: &Records) -> Candidates {
         .iter()
         .map(|r| rule_keys(r, settings, records))
         .collect();
-    // Pass 1: blocks per rule; records in skipped blocks are marked so that no rule counts a pair
-    // as produced by a block it skipped.
-    let mut skipped: Vec<u32> = vec![0; records.len()];
+    let refinements: Vec<Vec<u32>> = settings
+        .blocking_refinements
+        .iter()
+        .map(|k| key_codes(k, settings, records))
+        .collect();
+    // Pass 1: the kept blocks of each rule, and each record's block number under each rule (NULL:
+    // in none, its key missing, alone, or its block skipped).
+    let mut block_of: Vec<Vec<u32>> = Vec::with_capacity(rules.len());
+    let mut skipped_of: Vec<Vec<bool>> = Vec::with_capacity(rules.len());
     let mut blocks_of: Vec<Vec<Vec<u32>>> = Vec::with_capacity(rules.len());
     let mut reports = Vec::with_capacity(rules.len());
     for (r, rule) in rules.iter().enumerate() {
@@ -130,44 +207,59 @@ pub fn candidates(settings: &Settings, records: &Records) -> Candidates {
             .filter_map(|(i, k)| k.map(|k| (k, u32::try_from(i).unwrap_or(u32::MAX))))
             .collect();
         order.sort_unstable();
-        let mut report = RuleReport {
-            rule: rule.label.clone(),
-            ..RuleReport::default()
+        let mut placing = Placing {
+            cap: settings.max_block_size,
+            refinements: &refinements,
+            usable: settings
+                .blocking_refinements
+                .iter()
+                .map(|k| {
+                    !rule.keys.iter().any(|own| {
+                        own.column == k.column
+                            && own.prefix.is_none_or(|p| k.prefix.is_some_and(|q| q <= p))
+                    })
+                })
+                .collect(),
+            block_of: vec![NULL; records.len()],
+            skipped: vec![false; records.len()],
+            blocks: Vec::new(),
+            report: RuleReport {
+                rule: rule.label.clone(),
+                ..RuleReport::default()
+            },
         };
-        let mut blocks = Vec::new();
         for run in order.chunk_by(|x, y| x.0 == y.0) {
-            if run.len() < 2 {
-                continue;
-            }
-            if run.len() > settings.max_block_size {
-                report.skipped_blocks += 1;
-                report.skipped_records += run.len() as u64;
-                for (_, i) in run {
-                    skipped[*i as usize] |= 1 << r;
-                }
-                let size = run.len() as u64;
-                if report
+            let members: Vec<u32> = run.iter().map(|(_, i)| *i).collect();
+            if let Some(size) = placing.place(members, 0) {
+                let size = size as u64;
+                if placing
+                    .report
                     .largest_skipped
                     .as_ref()
                     .is_none_or(|(_, s)| *s < size)
                 {
                     let text = key_text(rule, settings, records, run[0].1 as usize);
-                    report.largest_skipped = Some((text, size));
+                    placing.report.largest_skipped = Some((text, size));
                 }
-                continue;
             }
-            report.blocks += 1;
-            blocks.push(run.iter().map(|(_, i)| *i).collect());
         }
-        blocks_of.push(blocks);
-        reports.push(report);
+        block_of.push(placing.block_of);
+        skipped_of.push(placing.skipped);
+        blocks_of.push(placing.blocks);
+        reports.push(placing.report);
     }
+    // A record alone under its key still has the rule; one without any key, or in skipped blocks
+    // only, has none.
+    let records_without_rule = (0..records.len())
+        .filter(|&i| (0..rules.len()).all(|r| keys[r][i].is_none() || skipped_of[r][i]))
+        .count() as u64;
     // Pass 2: pairs, each once, with the mask of rules that hold it.
     let shares = |r: usize, a: usize, b: usize| -> bool {
-        skipped[a] & (1 << r) == 0 && keys[r][a].is_some() && keys[r][a] == keys[r][b]
+        block_of[r][a] != NULL && block_of[r][a] == block_of[r][b]
     };
     let mut out = Candidates {
         reports,
+        records_without_rule,
         ..Candidates::default()
     };
     for (r, blocks) in blocks_of.iter().enumerate() {
@@ -204,12 +296,14 @@ mod tests {
                     kind: Kind::Name,
                     thresholds: None,
                     term_frequency: false,
+                    group: None,
                 },
                 ComparisonSpec {
                     column: "phone".into(),
                     kind: Kind::Phone,
                     thresholds: None,
                     term_frequency: false,
+                    group: None,
                 },
             ]),
             blocking_rules: Some(
@@ -253,9 +347,47 @@ mod tests {
         assert_eq!(c.rules, vec![0b111, 0b110, 0b110]);
         assert_eq!(c.reports[0].pairs, 1);
         assert_eq!(c.reports[0].skipped_blocks, 1);
-        assert_eq!(c.reports[0].largest_skipped, Some(("bob".into(), 4)));
+        // The key is masked in reports.
+        assert_eq!(c.reports[0].largest_skipped, Some(("b*b".into(), 4)));
         assert_eq!(c.reports[1].pairs, 2);
         assert_eq!(c.reports[2].pairs, 0);
         assert_eq!(c.reports[2].skipped_records, 4);
+        // The four bobs have no phone and only skipped blocks: no rule can pair them.
+        assert_eq!(c.records_without_rule, 4);
+    }
+
+    #[test]
+    fn a_block_over_the_cap_is_refined_by_a_further_key_not_dropped() {
+        let mut s = settings(&[&["phone"]], 3);
+        s.blocking_refinements = vec![crate::spec::BlockingKey {
+            column: "name".into(),
+            prefix: Some(1),
+        }];
+        let mut r = Records::new(&s);
+        // Five records share a phone (over the cap of 3): split by the name's first letter into
+        // the a-block (3 records, kept) and the b-block (2, kept); the one without a name is alone.
+        for (i, name) in [
+            Some("ann"),
+            Some("amy"),
+            Some("abe"),
+            Some("bob"),
+            Some("bea"),
+            None,
+        ]
+        .iter()
+        .enumerate()
+        {
+            r.push(&i.to_string(), "s", &[*name, Some("07700 900123")]);
+        }
+        let c = candidates(&s, &r);
+        assert_eq!(c.pairs, vec![(0, 1), (0, 2), (1, 2), (3, 4)]);
+        assert_eq!(c.reports[0].refined_blocks, 1);
+        assert_eq!(c.reports[0].skipped_blocks, 0);
+        assert_eq!(c.records_without_rule, 0);
+        // Without the refinement the whole block is skipped.
+        s.blocking_refinements.clear();
+        let c = candidates(&s, &r);
+        assert!(c.pairs.is_empty());
+        assert_eq!(c.reports[0].skipped_records, 6);
     }
 }

@@ -1,13 +1,18 @@
 //! Clustering: connected components over the accepted links, strongest link first, with a guard
 //! against chains. A cluster may hold at most one record of each source declared duplicate-free, so
 //! a weak link that would join two CRM customers through a shared web account is refused, and the
-//! stronger links decide which cluster the web account joins.
+//! stronger links decide which cluster the web account joins. Nor may a cluster hold two records
+//! whose identities conflict (both first names and both birth dates known and different): a link
+//! that would join them through a shared address or landline is refused, so a household does not
+//! become one customer through a chain of its members' records.
 
 /// Union-find over records, each root with the mask of duplicate-free sources it holds.
 struct Forest {
     parent: Vec<u32>,
     size: Vec<u32>,
     guarded: Vec<u64>,
+    /// The records of each root (kept only when conflicts are checked).
+    members: Vec<Vec<u32>>,
 }
 
 impl Forest {
@@ -27,22 +32,36 @@ pub struct ClusterReport {
     pub links_accepted: u64,
     /// Links above the threshold refused by the duplicate-free guard.
     pub links_refused_by_guard: u64,
+    /// Links above the threshold refused because they would put two records of conflicting
+    /// identity (different first names and different birth dates) into one customer.
+    #[serde(default)]
+    pub links_refused_by_conflict: u64,
     pub clusters: u64,
     pub largest_cluster: u64,
 }
 
+/// Two records may not share a cluster when this says they conflict; `None` checks nothing.
+pub type Conflict<'a> = Option<&'a (dyn Fn(u32, u32) -> bool + Sync)>;
+
 /// Cluster number of every record (clusters numbered by their first record), given the links
 /// `(a, b, weight)` above the threshold; `guard_bit[i]` is the duplicate-free bit of record i's
-/// source, or 0.
+/// source, or 0; `conflict` says which records may never be one customer.
 pub fn cluster(
     records: usize,
     links: &[(u32, u32, f64)],
     guard_bit: &[u64],
+    conflict: Conflict<'_>,
 ) -> (Vec<u32>, ClusterReport) {
+    let n = u32::try_from(records).unwrap_or(u32::MAX);
     let mut forest = Forest {
-        parent: (0..u32::try_from(records).unwrap_or(u32::MAX)).collect(),
+        parent: (0..n).collect(),
         size: vec![1; records],
         guarded: guard_bit.to_vec(),
+        members: if conflict.is_some() {
+            (0..n).map(|r| vec![r]).collect()
+        } else {
+            Vec::new()
+        },
     };
     let mut order: Vec<usize> = (0..links.len()).collect();
     // Strongest first; ties by record numbers, so the result never depends on input order.
@@ -64,11 +83,22 @@ pub fn cluster(
             report.links_refused_by_guard += 1;
             continue;
         }
+        if let Some(conflicts) = conflict {
+            let (ma, mb) = (&forest.members[ra as usize], &forest.members[rb as usize]);
+            if ma.iter().any(|&x| mb.iter().any(|&y| conflicts(x, y))) {
+                report.links_refused_by_conflict += 1;
+                continue;
+            }
+        }
         let (big, small) = if forest.size[ra as usize] >= forest.size[rb as usize] {
             (ra, rb)
         } else {
             (rb, ra)
         };
+        if conflict.is_some() {
+            let moved = std::mem::take(&mut forest.members[small as usize]);
+            forest.members[big as usize].extend(moved);
+        }
         forest.parent[small as usize] = big;
         forest.size[big as usize] += forest.size[small as usize];
         forest.guarded[big as usize] |= forest.guarded[small as usize];
@@ -97,7 +127,7 @@ mod tests {
 
     #[test]
     fn components_join_through_links() {
-        let (c, r) = cluster(5, &[(0, 1, 5.0), (1, 2, 3.0), (3, 4, 1.0)], &[0; 5]);
+        let (c, r) = cluster(5, &[(0, 1, 5.0), (1, 2, 3.0), (3, 4, 1.0)], &[0; 5], None);
         assert_eq!(c, vec![0, 0, 0, 1, 1]);
         assert_eq!(r.clusters, 2);
         assert_eq!(r.largest_cluster, 3);
@@ -107,8 +137,23 @@ mod tests {
     fn the_guard_stops_a_chain_through_a_shared_record_and_keeps_the_best_link() {
         // Records 0 and 2 are from a duplicate-free CRM (bit 1); 1 is a web account that links to
         // both, more strongly to 2. The chain 0-1-2 would put two CRM customers in one cluster.
-        let (c, r) = cluster(3, &[(0, 1, 4.0), (1, 2, 9.0)], &[1, 0, 1]);
+        let (c, r) = cluster(3, &[(0, 1, 4.0), (1, 2, 9.0)], &[1, 0, 1], None);
         assert_eq!(c, vec![0, 1, 1]);
         assert_eq!(r.links_refused_by_guard, 1);
+    }
+
+    #[test]
+    fn conflicting_records_never_share_a_cluster_through_a_chain() {
+        // A household: 0 and 2 are two people (their names and birth dates conflict); 1 is a
+        // record with the shared address and landline only, linked to both. The stronger link
+        // places it; the chain that would join the two people is refused.
+        let conflict = |a: u32, b: u32| (a.min(b), a.max(b)) == (0, 2);
+        let links = [(0, 1, 6.0), (1, 2, 8.0), (0, 2, 1.0)];
+        let (c, r) = cluster(3, &links, &[0; 3], Some(&conflict));
+        assert_eq!(c, vec![0, 1, 1]);
+        assert_eq!(r.links_refused_by_conflict, 2);
+        // Without the check, one customer.
+        let (c, _) = cluster(3, &links, &[0; 3], None);
+        assert_eq!(c, vec![0, 0, 0]);
     }
 }

@@ -21,7 +21,15 @@ pub fn level(comparison: &Comparison, column: &Column, a: usize, b: usize) -> u8
         return 0;
     };
     let partial = match comparison.kind {
-        Kind::Forename | Kind::Name => {
+        Kind::Forename => {
+            let s = strsim::jaro_winkler(va, vb);
+            comparison
+                .thresholds
+                .iter()
+                .position(|t| s >= *t)
+                .or_else(|| initial(va, vb).then_some(comparison.thresholds.len()))
+        }
+        Kind::Name => {
             let s = strsim::jaro_winkler(va, vb);
             comparison.thresholds.iter().position(|t| s >= *t)
         }
@@ -71,6 +79,12 @@ pub fn level(comparison: &Comparison, column: &Column, a: usize, b: usize) -> u8
         Some(i) => u8::try_from(2 + i.min(labels)).unwrap_or(u8::MAX),
         None => u8::try_from(comparison.level_count() - 1).unwrap_or(u8::MAX),
     }
+}
+
+/// One name is a single letter, the other's first (`j` and `john`).
+fn initial(a: &str, b: &str) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    short.chars().count() == 1 && long.starts_with(short)
 }
 
 /// The local part of an email address.
@@ -176,5 +190,18 @@ mod tests {
         // wilma/william JW 0.87 -> level 3, jones else, same year-month, street else, same district,
         // city else (london/leeds 0.62), phone same last 7 digits, email levenshtein 2.
         assert_eq!(v(0, 2), vec![3, 4, 3, 3, 3, 4, 2, 3]);
+        // An initial against the full name: forename level 4 ("initial"), after the two
+        // Jaro-Winkler levels; a different initial is "else" (5).
+        let (c, r) = records(&[
+            [Some("W"), None, None, None, None, None, None, None],
+            [Some("William"), None, None, None, None, None, None, None],
+            [Some("J"), None, None, None, None, None, None, None],
+        ]);
+        let v = |a, b| {
+            let mut out = Vec::new();
+            vector(&c, &r, a, b, &mut out);
+            out[0]
+        };
+        assert_eq!((v(0, 1), v(1, 2)), (4, 5));
     }
 }

@@ -25,7 +25,9 @@
 //! use std::collections::HashMap;
 //! use clientele_identity::{IdentitySpec, Records, resolve};
 //!
-//! let settings = IdentitySpec::default().validate()?;
+//! // Three records give the model little to estimate from: a lower threshold for the example.
+//! let spec = IdentitySpec { match_probability: Some(0.75), ..IdentitySpec::default() };
+//! let settings = spec.validate()?;
 //! let mut records = Records::new(&settings);
 //! // first_name, last_name, birth_date, street, postcode, city, phone, email
 //! let ann = [Some("Ann"), Some("Lee"), Some("1980-03-04"), Some("1 High Street"), Some("LS1 4AB"),
@@ -96,6 +98,12 @@ pub struct Summary {
     pub prior: f64,
     /// Problems worth a look (a comparison whose m could not be estimated, skipped blocks).
     pub warnings: Vec<String>,
+    /// Values treated as missing because implausibly many records hold them.
+    #[serde(default)]
+    pub placeholders: Vec<records::Placeholder>,
+    /// Records that no blocking rule can pair (every key missing or every block skipped).
+    #[serde(default)]
+    pub records_without_rule: u64,
 }
 
 /// The result of [`resolve`].
@@ -148,6 +156,45 @@ fn compare_all(settings: &Settings, records: &Records, pairs: &[(u32, u32)]) -> 
             .collect::<Result<Vec<_>>>()
     })?;
     Ok(parts.concat())
+}
+
+/// A conflicting pair may still be one customer when its own match weight reaches this (a
+/// probability of 1 - 1e-6): the evidence between them is overwhelming.
+pub const CONFLICT_OVERRIDE_WEIGHT: f64 = 20.0;
+
+/// Whether two records are different people: their first names (kind forename) differ at every
+/// level, or their birth dates (kind date) do, both known on both (twins share a birth date and a
+/// parent and child a first name, never both), unless the pair's own match weight reaches
+/// [`CONFLICT_OVERRIDE_WEIGHT`]. `None` when the comparisons have no forename and no date.
+fn identity_conflict<'a>(
+    settings: &'a Settings,
+    records: &'a Records,
+    params: &'a Parameters,
+) -> Option<impl Fn(u32, u32) -> bool + Sync + 'a> {
+    let find = |kind: Kind| settings.comparisons.iter().position(|c| c.kind == kind);
+    let checked: Vec<usize> = [find(Kind::Forename), find(Kind::Date)]
+        .into_iter()
+        .flatten()
+        .collect();
+    if checked.is_empty() {
+        return None;
+    }
+    let prior = params.prior_weight();
+    Some(move |a: u32, b: u32| {
+        let (a, b) = (a as usize, b as usize);
+        let differs = checked.iter().any(|&c| {
+            let spec = &settings.comparisons[c];
+            records.columns.get(c).is_some_and(|col| {
+                usize::from(compare::level(spec, col, a, b)) == spec.level_count() - 1
+            })
+        });
+        if !differs {
+            return false;
+        }
+        let mut levels = Vec::with_capacity(settings.comparisons.len());
+        compare::vector(&settings.comparisons, records, a, b, &mut levels);
+        prior + params.evidence_weight(records, a, &levels) < CONFLICT_OVERRIDE_WEIGHT
+    })
 }
 
 /// Resolves `records`: candidate pairs, model, links, clusters and customer ids. `previous` maps
@@ -211,7 +258,17 @@ pub fn resolve(
             .map(|s| bits.get(*s as usize).copied().unwrap_or(0))
             .collect()
     };
-    let (clusters, cluster_report) = cluster::cluster(records.len(), &above, &guard_bit);
+    let (clusters, cluster_report) = {
+        let conflict = identity_conflict(settings, records, &parameters);
+        cluster::cluster(
+            records.len(),
+            &above,
+            &guard_bit,
+            conflict
+                .as_ref()
+                .map(|f| f as &(dyn Fn(u32, u32) -> bool + Sync)),
+        )
+    };
     for link in &mut links {
         link.accepted = link.probability >= settings.match_probability
             && clusters[link.a as usize] == clusters[link.b as usize];
@@ -267,6 +324,8 @@ pub fn resolve(
         clusters: cluster_report,
         prior: parameters.prior,
         warnings,
+        placeholders: records.placeholders.clone(),
+        records_without_rule: candidates.records_without_rule,
     };
     Ok(Resolution {
         customer_ids,

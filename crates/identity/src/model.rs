@@ -3,10 +3,17 @@
 //! odds plus, per comparison, log2(m/u) of its level.
 //!
 //! - u comes from random pairs: nearly all of them are non-matches.
-//! - m comes from expectation maximisation without labels, one session per blocking rule over the
-//!   pairs that rule produces, u held fixed; the columns a rule blocks on are not estimated in its
-//!   session (they agree by construction there). Each m is the mean over the sessions that
-//!   estimated it, as Splink does.
+//! - m comes from anchor pairs where there are enough of them: for each comparison, the candidate
+//!   pairs that agree exactly on at least two person identifiers other than itself (first name,
+//!   birth date, email, phone: not surname or address, which a household shares) are nearly all
+//!   the same person, so the levels of the comparison among them are its m. Household members,
+//!   who share an address, a surname and a landline, are not anchors, and cannot pose as matches
+//!   as they do in unsupervised training. A comparison with fewer than [`MIN_ANCHORS`] anchor pairs
+//!   falls back to expectation maximisation without labels, one session per blocking rule over the
+//!   pairs that rule produces, u held fixed (the columns a rule blocks on are not estimated in its
+//!   session), each m the mean over the sessions, as Splink does.
+//! - Groups: the comparisons of one group (a household's surname, address, landline and email)
+//!   describe one thing and count once, by their strongest agreement and strongest disagreement.
 //! - The prior, the probability that two random records match, is the fixed point of
 //!   lambda = (expected matches among candidates) / (all pairs), non-candidates counting as
 //!   non-matches.
@@ -21,12 +28,14 @@ use rand_chacha::ChaCha8Rng;
 use crate::blocking::Candidates;
 use crate::compare;
 use crate::records::Records;
-use crate::spec::Settings;
+use crate::spec::{Kind, Settings};
 
 /// Probabilities are kept inside [FLOOR, 1 - FLOOR] so that no level has an infinite weight.
 const FLOOR: f64 = 1e-6;
 const EM_MAX_ITERATIONS: usize = 100;
 const EM_TOLERANCE: f64 = 1e-5;
+/// Anchor pairs a comparison needs for its m to come from them rather than from EM.
+pub const MIN_ANCHORS: usize = 200;
 
 /// Parameters of one comparison; index 0 (null) is unused and weighs nothing.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -37,7 +46,11 @@ pub struct ComparisonParameters {
     pub u: Vec<f64>,
     /// Sessions that estimated m (0: m is the starting guess, reported as a warning).
     pub m_sessions: usize,
+    /// Anchor pairs m was counted on (0: m came from EM).
+    pub m_anchors: usize,
     pub term_frequency: bool,
+    /// The comparison's group: comparisons of one group count once.
+    pub group: Option<usize>,
 }
 
 impl ComparisonParameters {
@@ -86,24 +99,90 @@ impl Parameters {
         (p.weight(level) + adjust, adjust)
     }
 
-    /// Each comparison's weight for a pair with levels `levels` (term frequency included), and the
-    /// term-frequency part alone.
+    /// Each comparison's weight for a pair with levels `levels` (term frequency included, groups
+    /// applied: a group's agreements are scaled down to its cap, and of its disagreements only the
+    /// strongest counts), and the term-frequency part alone.
     pub fn weights(&self, records: &Records, a: usize, levels: &[u8]) -> (Vec<f64>, Vec<f64>) {
-        levels
+        let (mut w, mut tf): (Vec<f64>, Vec<f64>) = levels
             .iter()
             .enumerate()
             .map(|(c, &level)| self.comparison_weight(records, c, a, level))
-            .unzip()
+            .unzip();
+        for g in 0..self.group_count() {
+            let members: Vec<usize> = (0..w.len())
+                .filter(|&c| self.comparisons.get(c).and_then(|p| p.group) == Some(g))
+                .collect();
+            let agree: f64 = members.iter().map(|&c| w[c].max(0.0)).sum();
+            let cap = self.group_cap(g);
+            let scale = if agree > cap && agree > 0.0 {
+                cap / agree
+            } else {
+                1.0
+            };
+            let worst = members.iter().copied().filter(|&c| w[c] < 0.0).fold(
+                None::<usize>,
+                |b, c| match b {
+                    Some(x) if w[x] <= w[c] => Some(x),
+                    _ => Some(c),
+                },
+            );
+            for c in members {
+                if w[c] > 0.0 {
+                    w[c] *= scale;
+                    tf[c] *= scale;
+                } else if w[c] < 0.0 && Some(c) != worst {
+                    w[c] = 0.0;
+                    tf[c] = 0.0;
+                }
+            }
+        }
+        (w, tf)
     }
 
-    /// The sum of the comparisons' weights of a pair, prior aside (no allocation: this runs for
-    /// every candidate pair).
-    pub fn evidence_weight(&self, records: &Records, a: usize, levels: &[u8]) -> f64 {
-        levels
+    fn group_count(&self) -> usize {
+        self.comparisons
             .iter()
-            .enumerate()
-            .map(|(c, &level)| self.comparison_weight(records, c, a, level).0)
-            .sum()
+            .filter_map(|p| p.group)
+            .max()
+            .map_or(0, |g| g + 1)
+    }
+
+    /// The most a group's agreements may add: the largest exact-agreement weight of one member
+    /// (agreeing on everything a household shares says no more about the person than its best
+    /// single identifier does).
+    pub fn group_cap(&self, group: usize) -> f64 {
+        self.comparisons
+            .iter()
+            .filter(|p| p.group == Some(group))
+            .map(|p| p.weight(1))
+            .fold(0.0, f64::max)
+    }
+
+    /// The match weight of a pair, prior aside: the comparisons' weights with groups applied (no
+    /// allocation for up to 32 groups: this runs for every candidate pair).
+    pub fn evidence_weight(&self, records: &Records, a: usize, levels: &[u8]) -> f64 {
+        let mut agree = [0.0f64; 32];
+        let mut worst = [0.0f64; 32];
+        let mut grouped = 0usize;
+        let mut total = 0.0;
+        for (c, &level) in levels.iter().enumerate() {
+            let w = self.comparison_weight(records, c, a, level).0;
+            match self.comparisons.get(c).and_then(|p| p.group) {
+                Some(g) if g < 32 => {
+                    grouped = grouped.max(g + 1);
+                    if w > 0.0 {
+                        agree[g] += w;
+                    } else {
+                        worst[g] = worst[g].min(w);
+                    }
+                }
+                _ => total += w,
+            }
+        }
+        for g in 0..grouped {
+            total += agree[g].min(self.group_cap(g)) + worst[g];
+        }
+        total
     }
 }
 
@@ -120,8 +199,10 @@ fn normalise(v: &mut [f64]) {
     }
 }
 
-/// u from `n` random pairs, seeded.
-fn estimate_u(settings: &Settings, records: &Records) -> (Vec<Vec<f64>>, u64) {
+/// u from `n` random pairs, seeded; and per comparison, the share of random pairs (both known)
+/// whose values begin with the same letter (for the forename's initial level).
+fn estimate_u(settings: &Settings, records: &Records) -> (Vec<Vec<f64>>, u64, Vec<f64>) {
+    let mut first_letter = vec![(0.0f64, 0.0f64); settings.comparisons.len()];
     let n = records.len();
     let mut counts: Vec<Vec<f64>> = settings
         .comparisons
@@ -144,6 +225,14 @@ fn estimate_u(settings: &Settings, records: &Records) -> (Vec<Vec<f64>>, u64) {
             compare::vector(&settings.comparisons, records, a, b, &mut levels);
             for (c, &l) in levels.iter().enumerate() {
                 counts[c][l as usize] += 1.0;
+                if l != 0 && settings.comparisons[c].kind == Kind::Forename {
+                    let col = &records.columns[c];
+                    let letter = |r: usize| col.value(r).and_then(|v| v.chars().next());
+                    first_letter[c].1 += 1.0;
+                    if letter(a) == letter(b) {
+                        first_letter[c].0 += 1.0;
+                    }
+                }
             }
             drawn += 1;
         }
@@ -155,7 +244,17 @@ fn estimate_u(settings: &Settings, records: &Records) -> (Vec<Vec<f64>>, u64) {
         }
         normalise(c);
     }
-    (counts, drawn)
+    let shares = first_letter
+        .into_iter()
+        .map(|(same, all)| {
+            if all > 0.0 {
+                (same + 1.0) / (all + 1.0)
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    (counts, drawn, shares)
 }
 
 /// The starting m: exact 0.8, the partial levels share 0.15, else 0.05.
@@ -256,7 +355,7 @@ pub fn fit(
     levels: &[u8],
 ) -> Parameters {
     let width = settings.comparisons.len();
-    let (u, u_pairs) = estimate_u(settings, records);
+    let (u, u_pairs, same_letter) = estimate_u(settings, records);
     let start: Vec<Vec<f64>> = settings
         .comparisons
         .iter()
@@ -294,16 +393,22 @@ pub fn fit(
             }
         }
     }
+    let anchored = anchored_m(settings, candidates, levels);
+    let groups = group_indices(settings);
     let comparisons: Vec<ComparisonParameters> = settings
         .comparisons
         .iter()
         .enumerate()
         .map(|(c, spec)| {
-            let m = if sessions[c] == 0 {
-                start[c].clone()
-            } else {
-                sums[c].iter().map(|s| s / sessions[c] as f64).collect()
+            let (mut m, anchors) = match &anchored[c] {
+                Some((m, n)) => (m.clone(), *n),
+                None if sessions[c] == 0 => (start[c].clone(), 0),
+                None => (sums[c].iter().map(|s| s / sessions[c] as f64).collect(), 0),
             };
+            if spec.kind == Kind::Forename && anchors > 0 {
+                initial_m(&mut m, &u[c], same_letter[c], spec.thresholds.len());
+            }
+            let group = groups[c];
             ComparisonParameters {
                 column: spec.column.clone(),
                 labels: std::iter::once("null".to_string())
@@ -312,7 +417,9 @@ pub fn fit(
                 m,
                 u: u[c].clone(),
                 m_sessions: sessions[c],
+                m_anchors: anchors,
                 term_frequency: spec.term_frequency,
+                group,
             }
         })
         .collect();
@@ -324,6 +431,134 @@ pub fn fit(
     };
     params.prior = estimate_prior(&params, records, candidates, levels);
     params
+}
+
+/// The m of the forename's "initial" level (`j` against `john`). Anchor pairs cannot see it: the
+/// sources that keep only initials (a data vendor) carry no birth date, email or phone to anchor
+/// on. A pair is at the level when one of its records has only an initial and the letters agree:
+/// among random pairs that is u = q * s (q the chance that one is an initial, s that first letters
+/// agree), among matches m = q, so m = u / s. The other levels keep their proportions.
+fn initial_m(m: &mut [f64], u: &[f64], same_letter: f64, thresholds: usize) {
+    let level = 2 + thresholds;
+    let (Some(&u_initial), true) = (u.get(level), level < m.len()) else {
+        return;
+    };
+    let target = (u_initial / same_letter.max(FLOOR)).clamp(FLOOR, 0.5);
+    let rest: f64 = m
+        .iter()
+        .skip(1)
+        .enumerate()
+        .filter(|(i, _)| i + 1 != level)
+        .map(|(_, x)| x)
+        .sum();
+    if rest <= 0.0 {
+        return;
+    }
+    for (i, x) in m.iter_mut().enumerate().skip(1) {
+        *x = if i == level {
+            target
+        } else {
+            *x / rest * (1.0 - target)
+        };
+    }
+}
+
+/// The group number of each comparison (groups numbered in order of first appearance).
+pub fn group_indices(settings: &Settings) -> Vec<Option<usize>> {
+    let mut names: Vec<&str> = Vec::new();
+    settings
+        .comparisons
+        .iter()
+        .map(|c| {
+            c.group.as_deref().map(|g| {
+                names.iter().position(|x| *x == g).unwrap_or_else(|| {
+                    names.push(g);
+                    names.len() - 1
+                })
+            })
+        })
+        .collect()
+}
+
+/// Whether a comparison identifies a person for anchoring (surnames and addresses are shared by a
+/// household; first names and birth dates are not, and emails and phones mostly not).
+fn identifies(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Forename | Kind::Date | Kind::Email | Kind::Phone
+    )
+}
+
+/// m of each comparison counted on its anchor pairs: candidate pairs agreeing exactly on at least
+/// two person identifiers other than the comparison, one of them a first name or birth date, and
+/// found by a blocking rule that does not block on the comparison's column (a pair found only by
+/// blocking on a column agrees on it by construction). `None` where a comparison has fewer than
+/// [`MIN_ANCHORS`].
+fn anchored_m(
+    settings: &Settings,
+    candidates: &Candidates,
+    levels: &[u8],
+) -> Vec<Option<(Vec<f64>, usize)>> {
+    let comparisons = &settings.comparisons;
+    // Per comparison, the rules that do not block on its column.
+    let fair_rules: Vec<u32> = comparisons
+        .iter()
+        .map(|c| {
+            settings
+                .blocking_rules
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.keys.iter().all(|k| k.column != c.column))
+                .fold(0u32, |mask, (i, _)| mask | (1u32 << (i % 32)))
+        })
+        .collect();
+    let width = comparisons.len().max(1);
+    let strong: Vec<bool> = comparisons.iter().map(|c| identifies(c.kind)).collect();
+    let personal: Vec<bool> = comparisons
+        .iter()
+        .map(|c| matches!(c.kind, Kind::Forename | Kind::Date))
+        .collect();
+    let mut counts: Vec<Vec<f64>> = comparisons
+        .iter()
+        .map(|c| vec![0.0; c.level_count()])
+        .collect();
+    let mut anchors = vec![0usize; comparisons.len()];
+    for (v, found_by) in levels.chunks_exact(width).zip(&candidates.rules) {
+        let exact = |c: usize| v[c] == 1;
+        let strong_exact = (0..v.len()).filter(|&c| strong[c] && exact(c)).count();
+        let personal_exact = (0..v.len()).filter(|&c| personal[c] && exact(c)).count();
+        if strong_exact < 2 || personal_exact == 0 {
+            continue;
+        }
+        for (c, &l) in v.iter().enumerate() {
+            let own_strong = usize::from(strong[c] && exact(c));
+            let own_personal = usize::from(personal[c] && exact(c));
+            if l == 0
+                || strong_exact - own_strong < 2
+                || personal_exact - own_personal == 0
+                || found_by & fair_rules[c] == 0
+            {
+                continue;
+            }
+            counts[c][l as usize] += 1.0;
+            anchors[c] += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .zip(anchors)
+        .map(|(mut m, n)| {
+            if n < MIN_ANCHORS {
+                return None;
+            }
+            // Half a pair per level: a level never seen among anchors is rare, not impossible.
+            for x in m.iter_mut().skip(1) {
+                *x += 0.5;
+            }
+            normalise(&mut m);
+            Some((m, n))
+        })
+        .collect()
 }
 
 /// The fixed point of lambda = sum of match probabilities of the candidates / all pairs.
@@ -386,6 +621,121 @@ mod tests {
         for c in &m {
             assert!((c[1] - 0.9).abs() < 0.01, "{m:?}");
         }
+    }
+
+    fn params(weights: &[(Option<usize>, f64)]) -> Parameters {
+        // Levels: null, exact (weight w), else (weight -w / 2), with u fixed at 1/2^10.
+        let u = 2f64.powi(-10);
+        Parameters {
+            comparisons: weights
+                .iter()
+                .enumerate()
+                .map(|(i, (group, w))| ComparisonParameters {
+                    column: format!("c{i}"),
+                    labels: vec!["null".into(), "exact".into(), "else".into()],
+                    m: vec![0.0, u * w.exp2(), (1.0 - u) * (-w / 2.0).exp2()],
+                    u: vec![0.0, u, 1.0 - u],
+                    m_sessions: 1,
+                    m_anchors: 0,
+                    term_frequency: false,
+                    group: *group,
+                })
+                .collect(),
+            prior: 0.5,
+            u_pairs: 0,
+            em_iterations: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_group_adds_its_agreements_up_to_its_cap_and_only_its_strongest_disagreement() {
+        // c0 and c1 (exact 10 and 8) are one group; c2 (exact 4) stands alone.
+        let p = params(&[(Some(0), 10.0), (Some(0), 8.0), (None, 4.0)]);
+        let r = Records::default();
+        let w = |levels: &[u8]| p.evidence_weight(&r, 0, levels);
+        assert!((p.group_cap(0) - 10.0).abs() < 1e-9);
+        // Both agree: the cap, 10, not 18; the lone comparison adds its own 4.
+        assert!((w(&[1, 1, 1]) - 14.0).abs() < 1e-9, "{}", w(&[1, 1, 1]));
+        // One agrees: its own weight.
+        assert!((w(&[0, 1, 0]) - 8.0).abs() < 1e-9);
+        // Both disagree: only the stronger disagreement (-5), not -9.
+        let both = w(&[2, 2, 0]);
+        assert!((both - p.comparisons[0].weight(2)).abs() < 1e-9, "{both}");
+        // The per-comparison weights shown sum to the same total.
+        for levels in [[1u8, 1, 1], [2, 2, 2], [1, 2, 1]] {
+            let shown: f64 = p.weights(&r, 0, &levels).0.iter().sum();
+            assert!((shown - w(&levels)).abs() < 1e-9, "{levels:?}");
+        }
+    }
+
+    #[test]
+    fn anchors_keep_household_members_from_posing_as_matches() -> Result<(), String> {
+        let settings = crate::spec::IdentitySpec::default()
+            .validate()
+            .map_err(|e| e.to_string())?;
+        // Default comparisons: first, last, birth, street, postcode, city, phone, email; first
+        // and birth have 6 levels (else 5), email 5 (else 4).
+        let household = [5u8, 1, 5, 1, 1, 1, 1, 4]; // another person, same home and landline
+        let same = [1u8, 1, 1, 1, 1, 1, 1, 1];
+        let moved = [1u8, 1, 1, 3, 4, 4, 3, 1]; // the same person after a move
+        let mut levels = Vec::new();
+        for _ in 0..2_000 {
+            levels.extend_from_slice(&household);
+        }
+        for _ in 0..300 {
+            levels.extend_from_slice(&same);
+        }
+        for _ in 0..100 {
+            levels.extend_from_slice(&moved);
+        }
+        let pairs = levels.len() / household.len();
+        let candidates = Candidates {
+            pairs: vec![(0, 1); pairs],
+            rules: vec![0b11111; pairs],
+            ..Candidates::default()
+        };
+        let m = anchored_m(&settings, &candidates, &levels);
+        // First names differ among the household pairs only: the anchors (which need two exact
+        // person identifiers besides the first name) never include them.
+        let first = m[0].as_ref().ok_or("first name not anchored")?;
+        assert!(first.0[5] < 0.01, "m(first name differs) {:?}", first.0);
+        // The street differs for the movers: a quarter of 400 anchors.
+        let street = m[3].as_ref().ok_or("street not anchored")?;
+        assert!((street.0[3] - 0.25).abs() < 0.01, "{:?}", street.0);
+        // EM on the same pairs takes the households for matches.
+        let ignore = vec![false; 8];
+        let pats = patterns(levels.chunks_exact(8), &ignore);
+        let mut em: Vec<Vec<f64>> = settings
+            .comparisons
+            .iter()
+            .map(|c| starting_m(c.level_count()))
+            .collect();
+        let u: Vec<Vec<f64>> = settings
+            .comparisons
+            .iter()
+            .map(|c| {
+                let mut u = vec![0.01; c.level_count()];
+                u[c.level_count() - 1] = 0.9;
+                u
+            })
+            .collect();
+        em_session(&pats, &mut em, &u, &ignore);
+        assert!(em[0][5] > 0.5, "EM m(first name differs) {:?}", em[0]);
+        Ok(())
+    }
+
+    #[test]
+    fn the_initial_level_gets_m_from_u_and_the_first_letter_share() {
+        // null, exact, jw 0.92, jw 0.80, initial, else.
+        let mut m = vec![0.0, 0.8, 0.1, 0.05, 0.0, 0.05];
+        let u = vec![0.0, 0.006, 0.001, 0.005, 0.007, 0.981];
+        initial_m(&mut m, &u, 0.07, 2);
+        assert!((m[4] - 0.1).abs() < 1e-9, "{m:?}");
+        assert!((m.iter().skip(1).sum::<f64>() - 1.0).abs() < 1e-9);
+        assert!(
+            (m[1] / m[2] - 8.0).abs() < 1e-9,
+            "the other levels keep their proportions"
+        );
     }
 
     #[test]

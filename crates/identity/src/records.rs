@@ -2,7 +2,9 @@
 //! equal codes, so exact agreement, blocking keys and term frequencies are integer work, and a
 //! million records with eight compared columns take a few tens of megabytes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+
+use sha2::{Digest, Sha256};
 
 use crate::spec::{Kind, Settings};
 use crate::standardise;
@@ -58,11 +60,40 @@ impl Column {
         self.values.get(code as usize).map(|v| &**v)
     }
 
+    /// Makes the values of `codes` missing on every record that holds them.
+    fn set_aside(&mut self, codes: &HashSet<u32>) {
+        for code in &mut self.codes {
+            if codes.contains(code) {
+                *code = NULL;
+            }
+        }
+        for &c in codes {
+            if let Some(n) = self.counts.get_mut(c as usize) {
+                self.non_null -= *n;
+                *n = 0;
+            }
+        }
+    }
+
     /// The share of records holding this value among records with one.
     pub fn frequency(&self, code: u32) -> f64 {
         let n = self.counts.get(code as usize).copied().unwrap_or(0);
         f64::from(n.max(1)) / f64::from(self.non_null.max(1))
     }
+}
+
+/// A value held by an implausible number of records (`0000000000`, `noemail@example.com`, the
+/// shop's own phone number, `1900-01-01`), treated as missing for matching. The report never shows
+/// the value itself: a fingerprint and a masked form.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Placeholder {
+    pub column: String,
+    /// Records that held it.
+    pub records: u64,
+    /// The first 8 hex digits of the SHA-256 of the standardised value.
+    pub fingerprint: String,
+    /// The first and last character, the rest starred: `+4*********0`.
+    pub masked: String,
 }
 
 /// Records with their ids, sources and compared columns (in the order of the comparisons).
@@ -73,6 +104,8 @@ pub struct Records {
     pub sources: Vec<u16>,
     pub source_names: Vec<String>,
     pub columns: Vec<Column>,
+    /// Values set aside as placeholders ([`Records::set_aside_placeholders`]), most held first.
+    pub placeholders: Vec<Placeholder>,
     kinds: Vec<Kind>,
     country: String,
 }
@@ -110,11 +143,151 @@ impl Records {
         }
     }
 
+    /// Treats as missing, in the identifier columns (kinds phone, email, date and exact), every
+    /// value held by more than `min_records` records and by more than twenty times as many records
+    /// as the column's values on average: such a value is a placeholder or a shared system value,
+    /// not evidence about a person. Names, addresses and postcodes are left alone (many people share
+    /// them; term frequencies weigh them). `min_records` 0 turns this off. Call it once, after the
+    /// last [`Records::push`].
+    pub fn set_aside_placeholders(&mut self, settings: &Settings) {
+        let min = settings.placeholder_min_records;
+        if min == 0 {
+            return;
+        }
+        for (c, comparison) in settings.comparisons.iter().enumerate() {
+            if !matches!(
+                comparison.kind,
+                Kind::Phone | Kind::Email | Kind::Date | Kind::Exact
+            ) {
+                continue;
+            }
+            let Some(column) = self.columns.get_mut(c) else {
+                continue;
+            };
+            let distinct = column.counts.iter().filter(|n| **n > 0).count().max(1);
+            let average = f64::from(column.non_null) / distinct as f64;
+            let limit = f64::from(min).max(20.0 * average);
+            let mut found: Vec<(u32, u32)> = column
+                .counts
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| f64::from(**n) > limit)
+                .map(|(code, n)| (u32::try_from(code).unwrap_or(NULL), *n))
+                .collect();
+            if found.is_empty() {
+                continue;
+            }
+            found.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            for &(code, n) in &found {
+                let value = column.values.get(code as usize).map_or("", |v| &**v);
+                self.placeholders.push(Placeholder {
+                    column: comparison.column.clone(),
+                    records: u64::from(n),
+                    fingerprint: hex::encode(&Sha256::digest(value.as_bytes())[..4]),
+                    masked: mask(value),
+                });
+            }
+            column.set_aside(&found.iter().map(|x| x.0).collect());
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.ids.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
+    }
+}
+
+/// The first and last character of a value with the rest starred.
+pub(crate) fn mask(value: &str) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    match chars.len() {
+        0 => String::new(),
+        1 | 2 => "*".repeat(chars.len()),
+        n => format!("{}{}{}", chars[0], "*".repeat(n - 2), chars[n - 1]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::IdentitySpec;
+
+    #[test]
+    fn a_value_held_by_too_many_records_is_set_aside_and_reported_masked() {
+        let Ok(settings) = IdentitySpec::default().validate() else {
+            panic!("default settings")
+        };
+        let mut r = Records::new(&settings);
+        for i in 0..120 {
+            // first, last, birth, street, postcode, city, phone, email
+            let phone = if i < 60 {
+                "0000000000".to_string()
+            } else {
+                format!("07700 9{i:05}")
+            };
+            let email = format!("p{i}@example.com");
+            let birth = if i < 70 {
+                "1900-01-01".to_string()
+            } else {
+                format!("1980-01-{:02}", i - 69)
+            };
+            r.push(
+                &format!("r{i}"),
+                "s",
+                &[
+                    Some("Ann"),
+                    Some("Lee"),
+                    Some(&birth),
+                    None,
+                    None,
+                    None,
+                    Some(&phone),
+                    Some(&email),
+                ],
+            );
+        }
+        r.set_aside_placeholders(&settings);
+        let phone = &r.columns[6];
+        assert!(phone.codes[..60].iter().all(|c| *c == NULL));
+        assert!(phone.codes[60..].iter().all(|c| *c != NULL));
+        assert_eq!(phone.non_null, 60);
+        // The placeholder birth date and phone; the first name all share is a name, kept.
+        let columns: Vec<(&str, u64)> = r
+            .placeholders
+            .iter()
+            .map(|p| (p.column.as_str(), p.records))
+            .collect();
+        assert_eq!(columns, vec![("birth_date", 70), ("phone", 60)]);
+        assert!(r.columns[0].codes.iter().all(|c| *c != NULL));
+        let shown = format!("{:?}", r.placeholders);
+        assert!(
+            !shown.contains("000000") && !shown.contains("1900") && shown.contains("+*******"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_shared_family_landline_is_not_a_placeholder() {
+        let Ok(settings) = IdentitySpec::default().validate() else {
+            panic!("default settings")
+        };
+        let mut r = Records::new(&settings);
+        for i in 0..200 {
+            let phone = if i < 18 {
+                "01632 960000".to_string()
+            } else {
+                format!("07700 9{i:05}")
+            };
+            r.push(
+                &format!("r{i}"),
+                "s",
+                &[None, None, None, None, None, None, Some(&phone), None],
+            );
+        }
+        r.set_aside_placeholders(&settings);
+        assert!(r.placeholders.is_empty());
     }
 }

@@ -62,6 +62,11 @@ pub struct ComparisonSpec {
     /// Term-frequency adjustment of the exact level: agreeing on a rare value counts more.
     #[serde(default)]
     pub term_frequency: bool,
+    /// Comparisons of one group describe one thing (an address: street, postcode and city; a
+    /// household: its surname, address, landline and family email) and count once: the group adds
+    /// its strongest agreement and its strongest disagreement, not the sum of its members.
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 /// The `[identity]` table as written.
@@ -75,9 +80,14 @@ pub struct IdentitySpec {
     /// `column:N` (the first N characters of the standardised value).
     #[serde(default)]
     pub blocking_rules: Option<Vec<Vec<String>>>,
-    /// Blocks larger than this are skipped and reported (default 500).
+    /// Blocks larger than this are refined by the next key of `blocking_refinements`, and skipped
+    /// (and reported) when no refinement is left (default 100: about 50 pairs per record).
     #[serde(default)]
     pub max_block_size: Option<usize>,
+    /// Keys that split a block over `max_block_size`, tried in order (default `first_name:1`,
+    /// `birth_date:4`, `street:4`, `first_name:3`, those of them that are compared).
+    #[serde(default)]
+    pub blocking_refinements: Option<Vec<String>>,
     /// The comparisons (default: the demo's customer columns).
     #[serde(default)]
     pub comparisons: Option<Vec<ComparisonSpec>>,
@@ -99,6 +109,11 @@ pub struct IdentitySpec {
     /// A table with `record_id` and `person_id`, the truth for the accuracy figures (demo data).
     #[serde(default)]
     pub truth: Option<String>,
+    /// An identifier value (phone, email, date, exact) held by more records than this, and by
+    /// twenty times the column's average, is a placeholder: missing for matching (default 50; 0
+    /// turns it off).
+    #[serde(default)]
+    pub placeholder_min_records: Option<u32>,
 }
 
 /// One blocking key: a column, optionally cut to its first characters.
@@ -123,6 +138,7 @@ pub struct Comparison {
     pub kind: Kind,
     pub thresholds: Vec<f64>,
     pub term_frequency: bool,
+    pub group: Option<String>,
     /// Levels including null, computed once (comparisons ask for it per pair).
     levels: usize,
 }
@@ -132,7 +148,15 @@ impl Comparison {
     pub fn level_labels(&self) -> Vec<String> {
         let mut out = vec!["exact".to_string()];
         match self.kind {
-            Kind::Forename | Kind::Name => out.extend(
+            Kind::Forename => {
+                out.extend(
+                    self.thresholds
+                        .iter()
+                        .map(|t| format!("jaro_winkler>={t:.2}")),
+                );
+                out.push("initial".into());
+            }
+            Kind::Name => out.extend(
                 self.thresholds
                     .iter()
                     .map(|t| format!("jaro_winkler>={t:.2}")),
@@ -175,6 +199,7 @@ pub struct Settings {
     pub default_country_code: String,
     pub blocking_rules: Vec<BlockingRule>,
     pub max_block_size: usize,
+    pub blocking_refinements: Vec<BlockingKey>,
     pub comparisons: Vec<Comparison>,
     pub match_probability: f64,
     pub duplicate_free_sources: Vec<String>,
@@ -182,25 +207,28 @@ pub struct Settings {
     pub seed: u64,
     pub links_min_probability: f64,
     pub truth: Option<String>,
+    pub placeholder_min_records: u32,
 }
 
 /// Comparisons used when the spec names none: the customer columns of the demo's unioned records.
 pub fn default_comparisons() -> Vec<ComparisonSpec> {
-    let c = |column: &str, kind, term_frequency| ComparisonSpec {
+    let c = |column: &str, kind, term_frequency, group: Option<&str>| ComparisonSpec {
         column: column.into(),
         kind,
         thresholds: None,
         term_frequency,
+        group: group.map(str::to_string),
     };
+    let household = Some("household");
     vec![
-        c("first_name", Kind::Forename, true),
-        c("last_name", Kind::Name, true),
-        c("birth_date", Kind::Date, false),
-        c("street", Kind::Address, false),
-        c("postcode", Kind::Postcode, false),
-        c("city", Kind::Name, true),
-        c("phone", Kind::Phone, false),
-        c("email", Kind::Email, false),
+        c("first_name", Kind::Forename, true, None),
+        c("last_name", Kind::Name, true, household),
+        c("birth_date", Kind::Date, false, None),
+        c("street", Kind::Address, true, household),
+        c("postcode", Kind::Postcode, false, household),
+        c("city", Kind::Name, true, household),
+        c("phone", Kind::Phone, true, household),
+        c("email", Kind::Email, true, household),
     ]
 }
 
@@ -284,6 +312,7 @@ impl IdentitySpec {
                 kind: c.kind,
                 thresholds,
                 term_frequency: c.term_frequency,
+                group: c.group.filter(|g| !g.trim().is_empty()),
                 levels: 0,
             };
             comparison.levels = comparison.level_labels().len() + 1;
@@ -292,35 +321,63 @@ impl IdentitySpec {
         if comparisons.is_empty() {
             problems.push("identity resolution needs at least one comparison".into());
         }
+        let mut groups: Vec<&str> = comparisons
+            .iter()
+            .filter_map(|c| c.group.as_deref())
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        if groups.len() > 32 {
+            problems.push(format!(
+                "at most 32 comparison groups, not {}",
+                groups.len()
+            ));
+        }
         let rules = self
             .blocking_rules
             .clone()
             .unwrap_or_else(default_blocking_rules);
+        let parse_key = |key: &str, problems: &mut Vec<String>| -> Option<BlockingKey> {
+            let (column, prefix) = match key.split_once(':') {
+                Some((c, n)) => match n.parse::<usize>() {
+                    Ok(n) if n > 0 => (c.trim(), Some(n)),
+                    _ => {
+                        problems.push(format!(
+                            "blocking key '{key}': after ':' comes a number of characters (1 or more)"
+                        ));
+                        return None;
+                    }
+                },
+                None => (key.trim(), None),
+            };
+            if !comparisons.iter().any(|c| c.column == column) {
+                problems.push(format!(
+                    "blocking key '{key}': column '{column}' is not one of the comparisons"
+                ));
+            }
+            Some(BlockingKey {
+                column: column.to_string(),
+                prefix,
+            })
+        };
+        let blocking_refinements: Vec<BlockingKey> = match &self.blocking_refinements {
+            Some(keys) => keys
+                .iter()
+                .filter_map(|k| parse_key(k, &mut problems))
+                .collect(),
+            None => ["first_name:1", "birth_date:4", "street:4", "first_name:3"]
+                .iter()
+                .filter_map(|k| parse_key(k, &mut Vec::new()))
+                .filter(|k| comparisons.iter().any(|c| c.column == k.column))
+                .collect(),
+        };
         let mut blocking_rules = Vec::new();
         for rule in rules {
             let mut keys = Vec::new();
             for key in &rule {
-                let (column, prefix) = match key.split_once(':') {
-                    Some((c, n)) => match n.parse::<usize>() {
-                        Ok(n) if n > 0 => (c.trim(), Some(n)),
-                        _ => {
-                            problems.push(format!(
-                                "blocking key '{key}': after ':' comes a number of characters (1 or more)"
-                            ));
-                            continue;
-                        }
-                    },
-                    None => (key.trim(), None),
-                };
-                if !comparisons.iter().any(|c| c.column == column) {
-                    problems.push(format!(
-                        "blocking key '{key}': column '{column}' is not one of the comparisons"
-                    ));
+                if let Some(k) = parse_key(key, &mut problems) {
+                    keys.push(k);
                 }
-                keys.push(BlockingKey {
-                    column: column.to_string(),
-                    prefix,
-                });
             }
             if rule.is_empty() {
                 problems.push("a blocking rule has no keys".into());
@@ -358,7 +415,7 @@ impl IdentitySpec {
                 "links_min_probability {links_min_probability} is not between 0 and 1"
             ));
         }
-        let max_block_size = self.max_block_size.unwrap_or(500);
+        let max_block_size = self.max_block_size.unwrap_or(100);
         if max_block_size < 2 {
             problems.push("max_block_size must be 2 or more".into());
         }
@@ -373,6 +430,7 @@ impl IdentitySpec {
             default_country_code: code,
             blocking_rules,
             max_block_size,
+            blocking_refinements,
             comparisons,
             match_probability,
             duplicate_free_sources: self.duplicate_free_sources.clone(),
@@ -380,6 +438,7 @@ impl IdentitySpec {
             seed: self.seed.unwrap_or(42),
             links_min_probability,
             truth: self.truth.clone(),
+            placeholder_min_records: self.placeholder_min_records.unwrap_or(50),
         })
     }
 }

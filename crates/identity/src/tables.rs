@@ -42,6 +42,7 @@ fn strings(batch: &RecordBatch, column: &str) -> Result<StringArray> {
 
 /// Records from batches holding `record_id`, `source_system` and every compared column (any type
 /// that casts to text; dates as `YYYY-MM-DD`). A null or duplicate `record_id` is an error.
+/// Placeholders are set aside ([`Records::set_aside_placeholders`]).
 pub fn records_from_batches(batches: &[RecordBatch], settings: &Settings) -> Result<Records> {
     let mut records = Records::new(settings);
     let mut seen: HashMap<String, ()> = HashMap::new();
@@ -81,6 +82,7 @@ pub fn records_from_batches(batches: &[RecordBatch], settings: &Settings) -> Res
             records.push(id, source, &raw);
         }
     }
+    records.set_aside_placeholders(settings);
     Ok(records)
 }
 
@@ -118,7 +120,7 @@ pub fn output_tables(
         (identity, identity_table(records, r)?),
         (links, links_table(records, settings, r)?),
         (changes, changes_table(&r.changes)?),
-        (parameters, parameters_table(&r.parameters)?),
+        (parameters, parameters_table(&r.parameters, settings)?),
     ])
 }
 
@@ -281,12 +283,14 @@ pub fn parameters_schema() -> SchemaRef {
         Field::new("u_probability", DataType::Float64, true),
         Field::new("match_weight", DataType::Float64, false),
         Field::new("m_sessions", DataType::Int64, false),
+        Field::new("m_anchors", DataType::Int64, false),
         Field::new("term_frequency", DataType::Boolean, false),
+        Field::new("comparison_group", DataType::Utf8, true),
     ]))
 }
 
 /// `int_identity_parameters`: m, u and weight of every level, and the prior as the first row.
-pub fn parameters_table(p: &Parameters) -> Result<RecordBatch> {
+pub fn parameters_table(p: &Parameters, settings: &Settings) -> Result<RecordBatch> {
     let mut comparison = vec![PRIOR_ROW.to_string()];
     let mut level = vec![0i32];
     let mut label = vec!["probability two random records match".to_string()];
@@ -294,8 +298,10 @@ pub fn parameters_table(p: &Parameters) -> Result<RecordBatch> {
     let mut u: Vec<Option<f64>> = vec![None];
     let mut weight = vec![p.prior_weight()];
     let mut sessions = vec![0i64];
+    let mut anchors = vec![0i64];
     let mut tf = vec![false];
-    for c in &p.comparisons {
+    let mut groups: Vec<Option<String>> = vec![None];
+    for (c, spec) in p.comparisons.iter().zip(&settings.comparisons) {
         for l in 1..c.m.len() {
             comparison.push(c.column.clone());
             level.push(i32::try_from(l).unwrap_or(i32::MAX));
@@ -304,7 +310,9 @@ pub fn parameters_table(p: &Parameters) -> Result<RecordBatch> {
             u.push(c.u.get(l).copied());
             weight.push(c.weight(u8::try_from(l).unwrap_or(0)));
             sessions.push(i64::try_from(c.m_sessions).unwrap_or(0));
+            anchors.push(i64::try_from(c.m_anchors).unwrap_or(0));
             tf.push(c.term_frequency);
+            groups.push(spec.group.clone());
         }
     }
     batch(
@@ -318,7 +326,9 @@ pub fn parameters_table(p: &Parameters) -> Result<RecordBatch> {
             Arc::new(Float64Array::from(u)),
             Arc::new(Float64Array::from(weight)),
             Arc::new(Int64Array::from(sessions)),
+            Arc::new(Int64Array::from(anchors)),
             Arc::new(BooleanArray::from(tf)),
+            Arc::new(StringArray::from(groups)),
         ],
     )
 }
@@ -359,7 +369,8 @@ pub fn parameters_from_batches(batches: &[RecordBatch], settings: &Settings) -> 
     }
     let prior = prior.ok_or_else(|| Error::Input("the parameters hold no prior".into()))?;
     let mut comparisons = Vec::new();
-    for c in &settings.comparisons {
+    let groups = crate::model::group_indices(settings);
+    for (c, group) in settings.comparisons.iter().zip(groups) {
         let rows = by_column.remove(&c.column).ok_or_else(|| {
             Error::Input(format!(
                 "the parameters hold no comparison '{}': the spec changed since the run that fitted them",
@@ -388,7 +399,9 @@ pub fn parameters_from_batches(batches: &[RecordBatch], settings: &Settings) -> 
             m,
             u,
             m_sessions: 1,
+            m_anchors: 0,
             term_frequency: c.term_frequency,
+            group,
         });
     }
     Ok(Parameters {

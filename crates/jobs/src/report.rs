@@ -93,20 +93,49 @@ pub fn render_report(m: &RunManifest) -> String {
             thousands(s.splits)
         );
         for r in &s.rules {
-            let skipped = if r.skipped_blocks > 0 {
-                format!(
+            let mut skipped = String::new();
+            if r.refined_blocks > 0 {
+                skipped.push_str(&format!(
+                    "   {} block(s) over the cap refined",
+                    thousands(r.refined_blocks)
+                ));
+            }
+            if r.skipped_blocks > 0 {
+                skipped.push_str(&format!(
                     "   {} block(s) over the cap skipped ({} records)",
                     thousands(r.skipped_blocks),
                     thousands(r.skipped_records)
-                )
-            } else {
-                String::new()
-            };
+                ));
+            }
             let _ = writeln!(
                 out,
                 "  {:<40} {:>11} pairs{skipped}",
                 r.rule,
                 thousands(r.pairs)
+            );
+        }
+        if s.records_without_rule > 0 {
+            let _ = writeln!(
+                out,
+                "  {} record(s) left with no blocking rule (every key missing or every block skipped): they cannot be linked",
+                thousands(s.records_without_rule)
+            );
+        }
+        for p in &s.placeholders {
+            let _ = writeln!(
+                out,
+                "  placeholder set aside: {} value {} ({}) on {} records, treated as missing",
+                p.column,
+                p.masked,
+                p.fingerprint,
+                thousands(p.records)
+            );
+        }
+        if s.clusters.links_refused_by_conflict > 0 {
+            let _ = writeln!(
+                out,
+                "  {} link(s) refused: they would make one customer of two records with different first names or birth dates",
+                thousands(s.clusters.links_refused_by_conflict)
             );
         }
         if s.clusters.links_refused_by_guard > 0 {
