@@ -29,7 +29,8 @@ matched as (
         r.birth_date,
         r.is_opted_out,
         r.created_date,
-        i.cluster_size
+        i.cluster_size,
+        i.household_id
     from records r
     join identities i on i.record_id = r.record_id
 )

@@ -134,6 +134,7 @@ staged as (
 
 select
     customer_id,
+    household_id,
     first_name,
     last_name,
     email,

@@ -13,10 +13,11 @@
 -- the same every run. Only people with a record of the business's own (anything but the data
 -- vendor) are customers: a vendor record that matched nobody is not. Contactability: a valid email (local@domain.tld), a phone of 8 to 15 digits,
 -- a postal address (street and postcode). Consent: a customer is opted out if any linked record
--- opted out.
+-- opted out. household_id: the customers who share a home (an address, a landline or an email),
+-- grouped by the identity step (docs/identity.md#households).
 --
 -- test: unique(customer_id)
--- test: not_null(customer_id, is_opted_out, source_record_count)
+-- test: not_null(customer_id, household_id, is_opted_out, source_record_count)
 -- test: expression(source_record_count >= 1)
 with records as (
     select
@@ -96,7 +97,9 @@ linked as (
         bool_or(source_system = 'campaign')                             as has_campaign_record,
         bool_or(source_system = 'service')                              as has_service_record,
         bool_or(source_system <> 'vendor')                              as has_own_record,
-        min(created_date)                                               as first_seen_date
+        min(created_date)                                               as first_seen_date,
+        -- Every record of a customer is in the customer's household.
+        min(household_id)                                               as household_id
     from records
     group by customer_id
 ),
@@ -104,6 +107,7 @@ linked as (
 survived as (
     select
         l.customer_id,
+        l.household_id,
         n.first_name,
         n.last_name,
         e.email,

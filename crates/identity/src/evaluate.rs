@@ -83,6 +83,20 @@ pub fn accuracy(cluster: &[u32], person: &[Option<&str>]) -> Accuracy {
     }
 }
 
+/// Scores `cluster` against a truth that maps record ids to who (or which household) is behind
+/// them; records the truth does not know are left out.
+pub fn accuracy_against(
+    ids: &[String],
+    cluster: &[u32],
+    truth: &HashMap<String, String>,
+) -> Accuracy {
+    let known: Vec<Option<&str>> = ids
+        .iter()
+        .map(|id| truth.get(id).map(String::as_str))
+        .collect();
+    accuracy(cluster, &known)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

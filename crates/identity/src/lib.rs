@@ -14,6 +14,7 @@
 //! 6. [`cluster::cluster`]: connected components over links above the threshold, strongest first,
 //!    at most one record per duplicate-free source in a cluster.
 //! 7. [`stable::assign`]: customer ids kept from the previous run; merges and splits recorded.
+//!    [`household::households`] then groups the customers who share a home.
 //! 8. [`explain::waterfall`]: how each field moved the weight of one pair.
 //!
 //! [`resolve`] runs stages 3 to 7; [`tables`] turns Arrow batches into records and the result into
@@ -51,6 +52,7 @@ pub mod compare;
 mod error;
 pub mod evaluate;
 pub mod explain;
+pub mod household;
 pub mod model;
 pub mod records;
 mod spec;
@@ -104,6 +106,9 @@ pub struct Summary {
     /// Records that no blocking rule can pair (every key missing or every block skipped).
     #[serde(default)]
     pub records_without_rule: u64,
+    /// The customers grouped into households.
+    #[serde(default)]
+    pub households: household::HouseholdReport,
 }
 
 /// The result of [`resolve`].
@@ -113,6 +118,10 @@ pub struct Resolution {
     pub customer_ids: Vec<String>,
     /// Cluster number of each record.
     pub clusters: Vec<u32>,
+    /// Household id of each record, in record order (one per customer's household).
+    pub household_ids: Vec<String>,
+    /// Household number of each record.
+    pub households: Vec<u32>,
     /// Candidate pairs at or above `links_min_probability`.
     pub links: Vec<Link>,
     pub changes: Vec<stable::Change>,
@@ -275,6 +284,32 @@ pub fn resolve(
     }
     let (ids, changes) = stable::assign(&records.ids, &clusters, previous);
     let customer_ids: Vec<String> = clusters.iter().map(|c| ids[*c as usize].clone()).collect();
+    let (households, household_report) =
+        household::households(settings, records, &candidates, &levels, &clusters);
+    let mut first_of: Vec<Option<usize>> = vec![None; household_report.households as usize];
+    for (r, h) in households.iter().enumerate() {
+        if let Some(slot) = first_of.get_mut(*h as usize) {
+            slot.get_or_insert(r);
+        }
+    }
+    let household_names: Vec<String> = first_of
+        .iter()
+        .map(|r| {
+            household::household_id(
+                r.and_then(|r| records.ids.get(r))
+                    .map_or("", String::as_str),
+            )
+        })
+        .collect();
+    let household_ids: Vec<String> = households
+        .iter()
+        .map(|h| {
+            household_names
+                .get(*h as usize)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect();
 
     let mut warnings = Vec::new();
     for p in &parameters.comparisons {
@@ -299,14 +334,7 @@ pub fn resolve(
             *n += 1;
         }
     }
-    let accuracy = truth.map(|t| {
-        let person: Vec<Option<&str>> = records
-            .ids
-            .iter()
-            .map(|id| t.get(id).map(String::as_str))
-            .collect();
-        evaluate::accuracy(&clusters, &person)
-    });
+    let accuracy = truth.map(|t| evaluate::accuracy_against(&records.ids, &clusters, t));
     let summary = Summary {
         records: records.len() as u64,
         records_per_source: records
@@ -326,10 +354,13 @@ pub fn resolve(
         warnings,
         placeholders: records.placeholders.clone(),
         records_without_rule: candidates.records_without_rule,
+        households: household_report,
     };
     Ok(Resolution {
         customer_ids,
         clusters,
+        household_ids,
+        households,
         links,
         changes,
         parameters,

@@ -131,6 +131,7 @@ pub fn identity_schema() -> SchemaRef {
         Field::new("source_system", DataType::Utf8, false),
         Field::new("customer_id", DataType::Utf8, false),
         Field::new("cluster_size", DataType::Int64, false),
+        Field::new("household_id", DataType::Utf8, false),
     ]))
 }
 
@@ -193,6 +194,7 @@ pub fn identity_table(records: &Records, r: &Resolution) -> Result<RecordBatch> 
                     .iter()
                     .map(|c| sizes.get(c).copied().unwrap_or(1)),
             )),
+            Arc::new(StringArray::from_iter_values(&r.household_ids)),
         ],
     )
 }

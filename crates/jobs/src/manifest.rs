@@ -51,6 +51,9 @@ pub struct StepReport {
 pub struct IdentityReport {
     pub summary: clientele_identity::Summary,
     pub accuracy: Option<clientele_identity::Accuracy>,
+    /// Households against the truth's `household_id`, when it has one (the demo's does).
+    #[serde(default)]
+    pub household_accuracy: Option<clientele_identity::Accuracy>,
 }
 
 /// One table written by a run.

@@ -159,6 +159,33 @@ pub fn render_report(m: &RunManifest) -> String {
                 a.cluster.f1
             );
         }
+        let h = &s.households;
+        let _ = writeln!(
+            out,
+            "  households: {} ({} customers share theirs, the largest {}{})",
+            thousands(h.households),
+            thousands(h.customers_sharing),
+            thousands(h.largest),
+            if h.joins_refused_by_size > 0 {
+                format!(
+                    "; {} join(s) refused at the size cap",
+                    thousands(h.joins_refused_by_size)
+                )
+            } else {
+                String::new()
+            }
+        );
+        if let Some(a) = &id.household_accuracy {
+            let _ = writeln!(
+                out,
+                "  households against the truth ({} households): recovered exactly {:.4}, exactly one household {:.4}; pairwise precision {:.4} recall {:.4}",
+                thousands(a.persons),
+                a.cluster.recall,
+                a.cluster.precision,
+                a.pairwise.precision,
+                a.pairwise.recall
+            );
+        }
         for w in &s.warnings {
             let _ = writeln!(out, "  warning: {w}");
         }

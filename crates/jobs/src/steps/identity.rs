@@ -125,6 +125,27 @@ impl Operation for Identity {
             )?),
             None => None,
         };
+        // The truth's households, when it records them.
+        let truth_households = match &settings.truth {
+            Some(t) => {
+                let schema = cx.engine.plan_schema(&format!("select * from {t}")).await?;
+                if schema.field_with_name("household_id").is_ok() {
+                    Some(string_pairs(
+                        &cx.engine
+                            .collect(
+                                &format!("reading the households of the truth table '{t}'"),
+                                &format!(
+                                    "select cast(record_id as varchar) as record_id, cast(household_id as varchar) as household_id from {t}"
+                                ),
+                            )
+                            .await?,
+                    )?)
+                } else {
+                    None
+                }
+            }
+            None => None,
+        };
         let previous = previous_ids(cx.engine, cx.warehouse).await?;
         let owned = settings.clone();
         let (records, resolution) = tokio::task::spawn_blocking(move || {
@@ -149,9 +170,13 @@ impl Operation for Identity {
         for (name, batch) in tables::output_tables(&records, settings, &resolution)? {
             out.add_table(cx.stage("intermediate", name, &batch).await?);
         }
+        let household_accuracy = truth_households.map(|t| {
+            clientele_identity::evaluate::accuracy_against(&records.ids, &resolution.households, &t)
+        });
         out.report.identity = Some(IdentityReport {
             summary: resolution.summary.clone(),
             accuracy: resolution.accuracy.clone(),
+            household_accuracy,
         });
         Ok(out)
     }

@@ -1,0 +1,204 @@
+//! Households: the customers who share a home. After clustering, two customers are one household
+//! when a candidate pair of their records has the same postcode and the same or nearly the same
+//! street, or the same postcode and the same phone (a landline) or email (a family address). A
+//! phone or email held by more than [`MAX_SHARED_RECORDS`] records is no household's (a
+//! switchboard), and the postcode keeps a placeholder too rare to have been set aside (a few
+//! `0000000000` in a small base) from joining strangers. A household stops growing at
+//! [`MAX_HOUSEHOLD_CUSTOMERS`]: a care home, a block of flats without flat numbers or an office
+//! switchboard is not a family, and the joins it would take are counted instead.
+
+use sha2::{Digest, Sha256};
+
+use crate::blocking::Candidates;
+use crate::records::Records;
+use crate::spec::{Kind, Settings};
+
+/// Customers in one household at most.
+pub const MAX_HOUSEHOLD_CUSTOMERS: u32 = 12;
+/// Records sharing a phone or an email at most for it to be a household's.
+pub const MAX_SHARED_RECORDS: u32 = 20;
+
+/// What household grouping did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HouseholdReport {
+    pub households: u64,
+    /// Customers who share their household with another customer.
+    pub customers_sharing: u64,
+    pub largest: u64,
+    /// Joins refused because the household would pass [`MAX_HOUSEHOLD_CUSTOMERS`].
+    pub joins_refused_by_size: u64,
+}
+
+/// The household number of every record (numbered by their first record) and the report, from the
+/// customers' clusters (`clusters[i]`, one number per record) and the candidate pairs with their
+/// comparison vectors.
+pub fn households(
+    settings: &Settings,
+    records: &Records,
+    candidates: &Candidates,
+    levels: &[u8],
+    clusters: &[u32],
+) -> (Vec<u32>, HouseholdReport) {
+    let customers = clusters.iter().max().map_or(0, |m| *m as usize + 1);
+    let mut parent: Vec<u32> = (0..u32::try_from(customers).unwrap_or(u32::MAX)).collect();
+    let mut size: Vec<u32> = vec![1; customers];
+    fn find(parent: &mut [u32], mut x: u32) -> u32 {
+        while parent[x as usize] != x {
+            let p = parent[x as usize];
+            parent[x as usize] = parent[p as usize];
+            x = p;
+        }
+        x
+    }
+    let kind_of = |kind: Kind| settings.comparisons.iter().position(|c| c.kind == kind);
+    let (street, postcode) = (kind_of(Kind::Address), kind_of(Kind::Postcode));
+    let (phone, email) = (kind_of(Kind::Phone), kind_of(Kind::Email));
+    let exact = |v: &[u8], c: Option<usize>| c.is_some_and(|c| v.get(c) == Some(&1));
+    // Exact agreement on a value few records hold (`a` holds it).
+    let private = |v: &[u8], c: Option<usize>, a: usize| {
+        exact(v, c)
+            && c.and_then(|c| records.columns.get(c)).is_some_and(|col| {
+                let code = col.codes.get(a).copied().unwrap_or(crate::records::NULL);
+                col.counts
+                    .get(code as usize)
+                    .is_some_and(|n| *n <= MAX_SHARED_RECORDS)
+            })
+    };
+    let width = settings.comparisons.len().max(1);
+    let mut report = HouseholdReport::default();
+    for ((a, b), v) in candidates.pairs.iter().zip(levels.chunks_exact(width)) {
+        let (Some(&ca), Some(&cb)) = (clusters.get(*a as usize), clusters.get(*b as usize)) else {
+            continue;
+        };
+        if ca == cb {
+            continue;
+        }
+        let a_ = *a as usize;
+        let near_street = street.is_some_and(|c| {
+            settings.comparisons[c].level_count() > 3 && matches!(v.get(c), Some(1 | 2))
+        });
+        let shared =
+            exact(v, postcode) && (near_street || private(v, phone, a_) || private(v, email, a_));
+        if !shared {
+            continue;
+        }
+        let (ra, rb) = (find(&mut parent, ca), find(&mut parent, cb));
+        if ra == rb {
+            continue;
+        }
+        if size[ra as usize] + size[rb as usize] > MAX_HOUSEHOLD_CUSTOMERS {
+            report.joins_refused_by_size += 1;
+            continue;
+        }
+        let (big, small) = if size[ra as usize] >= size[rb as usize] {
+            (ra, rb)
+        } else {
+            (rb, ra)
+        };
+        parent[small as usize] = big;
+        size[big as usize] += size[small as usize];
+    }
+    let mut number = vec![u32::MAX; customers];
+    let mut next = 0u32;
+    let mut out = Vec::with_capacity(clusters.len());
+    for &c in clusters {
+        let root = find(&mut parent, c) as usize;
+        if number[root] == u32::MAX {
+            number[root] = next;
+            next += 1;
+            let members = u64::from(size[root]);
+            report.largest = report.largest.max(members);
+            if members > 1 {
+                report.customers_sharing += members;
+            }
+        }
+        out.push(number[root]);
+    }
+    report.households = u64::from(next);
+    (out, report)
+}
+
+/// The id of a household: `H` and 16 hex digits of a hash of its first record's id.
+pub fn household_id(first_record_id: &str) -> String {
+    let digest = Sha256::digest(format!("household:{first_record_id}").as_bytes());
+    format!("H{}", &hex::encode(digest)[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::IdentitySpec;
+
+    fn records_with_phones(settings: &Settings, phones: &[Option<&str>]) -> Records {
+        let mut r = Records::new(settings);
+        for (i, phone) in phones.iter().enumerate() {
+            r.push(
+                &format!("r{i}"),
+                "s",
+                &[None, None, None, None, None, None, *phone, None],
+            );
+        }
+        r
+    }
+
+    #[test]
+    fn customers_sharing_an_address_or_a_landline_are_one_household() -> Result<(), String> {
+        let settings = IdentitySpec::default()
+            .validate()
+            .map_err(|e| e.to_string())?;
+        // Records 0..5; customers: {0, 1}, {2}, {3}, {4}, {5}. Comparisons: first, last, birth,
+        // street, postcode, city, phone, email.
+        let clusters = [0, 0, 1, 2, 3, 4];
+        let landline = Some("01632 960000");
+        let records = records_with_phones(&settings, &[None, None, landline, landline, None, None]);
+        let same_home = [5u8, 1, 5, 1, 1, 1, 0, 0]; // street and postcode agree
+        let phone = [5u8, 4, 5, 3, 1, 4, 1, 0]; // the postcode and the phone agree
+        let street_only = [5u8, 1, 5, 1, 4, 1, 0, 0]; // same street, another postcode
+        let candidates = Candidates {
+            pairs: vec![(1, 2), (2, 3), (4, 5)],
+            rules: vec![1, 1, 1],
+            ..Candidates::default()
+        };
+        let levels: Vec<u8> = [same_home, phone, street_only].concat();
+        let (h, report) = households(&settings, &records, &candidates, &levels, &clusters);
+        assert_eq!(h, vec![0, 0, 0, 0, 1, 2]);
+        assert_eq!(report.households, 3);
+        assert_eq!(report.customers_sharing, 3);
+        assert_eq!(report.largest, 3);
+        Ok(())
+    }
+
+    #[test]
+    fn a_household_stops_growing_at_the_cap_and_a_widely_shared_number_joins_nobody()
+    -> Result<(), String> {
+        let settings = IdentitySpec::default()
+            .validate()
+            .map_err(|e| e.to_string())?;
+        let phone = [5u8, 4, 5, 3, 1, 4, 1, 0];
+        let run = |n: u32| {
+            // `n` customers on one number, each pair of the first with the others a candidate.
+            let clusters: Vec<u32> = (0..n).collect();
+            let numbers = vec![Some("020 7946 0000"); n as usize];
+            let records = records_with_phones(&settings, &numbers);
+            let pairs: Vec<(u32, u32)> = (1..n).map(|b| (0, b)).collect();
+            let candidates = Candidates {
+                rules: vec![1; pairs.len()],
+                pairs,
+                ..Candidates::default()
+            };
+            let levels: Vec<u8> = (1..n).flat_map(|_| phone).collect();
+            households(&settings, &records, &candidates, &levels, &clusters).1
+        };
+        // Twenty: a switchboard; the household stops at the cap.
+        let report = run(20);
+        assert_eq!(report.largest, u64::from(MAX_HOUSEHOLD_CUSTOMERS));
+        assert_eq!(
+            report.joins_refused_by_size,
+            u64::from(20 - MAX_HOUSEHOLD_CUSTOMERS)
+        );
+        // Thirty records share it: no household's number at all.
+        let report = run(30);
+        assert_eq!((report.largest, report.households), (1, 30));
+        Ok(())
+    }
+}
