@@ -593,6 +593,22 @@ fn the_realistic_demo_keeps_households_apart() -> TestResult {
         rows < customers,
         "{rows} households for {customers} customers"
     );
+
+    // The direct-mail export sends one row per household.
+    let mail = std::fs::read_to_string(
+        wh.join("exports/catalogue_direct_mail")
+            .join(format!("as_of={AS_OF}"))
+            .join("catalogue_direct_mail.csv"),
+    )?;
+    let homes: Vec<&str> = mail
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(1))
+        .collect();
+    let distinct: std::collections::BTreeSet<&str> = homes.iter().copied().collect();
+    assert!(homes.len() > 100, "{} rows", homes.len());
+    assert_eq!(homes.len(), distinct.len(), "a household mailed twice");
+    assert!(report.contains("same_household"), "{report}");
     Ok(())
 }
 

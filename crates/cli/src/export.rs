@@ -91,6 +91,7 @@ pub(crate) async fn export(pull: &ExportArgs) -> Result<ExitCode> {
         holdout_share: None,
         country: Some(pull.country.clone()),
         response_window_days: None,
+        one_per_household: false,
     };
     let problems = spec.problems();
     if !problems.is_empty() {

@@ -20,6 +20,8 @@ pub struct Step {
     pub weight: f64,
     pub term_frequency_adjustment: f64,
     pub running: f64,
+    /// The comparison's group (its agreements count up to the group's cap).
+    pub group: Option<String>,
 }
 
 /// The explanation of a pair.
@@ -32,6 +34,8 @@ pub struct Explanation {
     pub match_weight: f64,
     pub match_probability: f64,
     pub threshold: f64,
+    /// Why clustering would never put the two into one customer, when it would not.
+    pub conflict: Option<String>,
 }
 
 /// Explains the pair of records with ids `a` and `b`.
@@ -71,6 +75,7 @@ pub fn explain(
             weight: weights[c],
             term_frequency_adjustment: tf[c],
             running,
+            group: settings.comparisons.get(c).and_then(|s| s.group.clone()),
         });
     }
     Ok(Explanation {
@@ -81,6 +86,14 @@ pub fn explain(
         match_weight: running,
         match_probability: probability(running),
         threshold: settings.match_probability,
+        conflict: crate::conflict_reason(settings, records, ia, ib)
+            .filter(|_| running < crate::CONFLICT_OVERRIDE_WEIGHT)
+            .map(|why| {
+                format!(
+                    "{why}: the two are never one customer, whatever links them (unless their own match weight reaches {})",
+                    crate::CONFLICT_OVERRIDE_WEIGHT
+                )
+            }),
     })
 }
 
@@ -111,11 +124,14 @@ pub fn waterfall(e: &Explanation) -> String {
         bar(e.prior_weight)
     );
     for s in &e.steps {
-        let tf = if s.term_frequency_adjustment == 0.0 {
+        let mut tf = if s.term_frequency_adjustment == 0.0 {
             String::new()
         } else {
             format!(" (tf {:+.2})", s.term_frequency_adjustment)
         };
+        if let Some(g) = &s.group {
+            tf.push_str(&format!(" [{g}]"));
+        }
         let _ = writeln!(
             out,
             "{:<18} {:<26} {:>+8.2} {:>9.2}  {}{tf}\n{:<18}   {} | {}",
@@ -139,5 +155,61 @@ pub fn waterfall(e: &Explanation) -> String {
         "match weight {:.2}, match probability {:.6}: {verdict} at the threshold {}",
         e.match_weight, e.match_probability, e.threshold
     );
+    if e.steps.iter().any(|s| s.group.is_some()) {
+        let _ = writeln!(
+            out,
+            "[group]: the group's agreements count up to its cap together, and only its strongest disagreement"
+        );
+    }
+    if let Some(c) = &e.conflict {
+        let _ = writeln!(out, "conflict: {c}");
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::spec::IdentitySpec;
+
+    #[test]
+    fn two_people_of_one_household_are_explained_as_a_conflict() -> Result<()> {
+        let settings = IdentitySpec::default().validate()?;
+        let mut records = Records::new(&settings);
+        // first, last, birth, street, postcode, city, phone, email
+        let home = [
+            Some("12 High Street"),
+            Some("LS1 4AB"),
+            Some("Leeds"),
+            Some("0113 496 0000"),
+        ];
+        let mother = [Some("Ann"), Some("Lee"), Some("1961-03-04")];
+        let daughter = [Some("Zoe"), Some("Lee"), Some("1990-07-08")];
+        for (id, person) in [("crm:1", mother), ("web:2", daughter)] {
+            let row: Vec<Option<&str>> = person
+                .iter()
+                .chain(home.iter())
+                .copied()
+                .chain([None])
+                .collect();
+            records.push(id, id.split(':').next().unwrap_or("s"), &row);
+        }
+        let r = crate::resolve(&records, &settings, &HashMap::new(), None)?;
+        let e = explain(&records, &settings, &r.parameters, "crm:1", "web:2")?;
+        let conflict = e.conflict.clone().unwrap_or_default();
+        assert!(
+            conflict.starts_with("their first names differ"),
+            "{conflict}"
+        );
+        let text = waterfall(&e);
+        assert!(
+            text.contains("conflict: their first names differ"),
+            "{text}"
+        );
+        assert!(text.contains("[household]"), "{text}");
+        assert_ne!(r.customer_ids[0], r.customer_ids[1]);
+        Ok(())
+    }
 }

@@ -171,33 +171,53 @@ fn compare_all(settings: &Settings, records: &Records, pairs: &[(u32, u32)]) -> 
 /// probability of 1 - 1e-6): the evidence between them is overwhelming.
 pub const CONFLICT_OVERRIDE_WEIGHT: f64 = 20.0;
 
-/// Whether two records are different people: their first names (kind forename) differ at every
-/// level, or their birth dates (kind date) do, both known on both (twins share a birth date and a
-/// parent and child a first name, never both), unless the pair's own match weight reaches
-/// [`CONFLICT_OVERRIDE_WEIGHT`]. `None` when the comparisons have no forename and no date.
+/// Why two records are surely different people, if they are: their first names (kind forename)
+/// differ at every level, or their birth dates (kind date) do, both known on both (twins share a
+/// birth date and a parent and child a first name, never both).
+pub fn conflict_reason(
+    settings: &Settings,
+    records: &Records,
+    a: usize,
+    b: usize,
+) -> Option<&'static str> {
+    settings
+        .comparisons
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| matches!(c.kind, Kind::Forename | Kind::Date))
+        .find(|(i, spec)| {
+            records.columns.get(*i).is_some_and(|col| {
+                usize::from(compare::level(spec, col, a, b)) == spec.level_count() - 1
+            })
+        })
+        .map(|(_, spec)| {
+            if spec.kind == Kind::Forename {
+                "their first names differ"
+            } else {
+                "their birth dates differ"
+            }
+        })
+}
+
+/// Whether two records may never be one customer: a [`conflict_reason`], unless the pair's own
+/// match weight reaches [`CONFLICT_OVERRIDE_WEIGHT`]. `None` when the comparisons have no forename
+/// and no date.
 fn identity_conflict<'a>(
     settings: &'a Settings,
     records: &'a Records,
     params: &'a Parameters,
 ) -> Option<impl Fn(u32, u32) -> bool + Sync + 'a> {
-    let find = |kind: Kind| settings.comparisons.iter().position(|c| c.kind == kind);
-    let checked: Vec<usize> = [find(Kind::Forename), find(Kind::Date)]
-        .into_iter()
-        .flatten()
-        .collect();
-    if checked.is_empty() {
+    if !settings
+        .comparisons
+        .iter()
+        .any(|c| matches!(c.kind, Kind::Forename | Kind::Date))
+    {
         return None;
     }
     let prior = params.prior_weight();
     Some(move |a: u32, b: u32| {
         let (a, b) = (a as usize, b as usize);
-        let differs = checked.iter().any(|&c| {
-            let spec = &settings.comparisons[c];
-            records.columns.get(c).is_some_and(|col| {
-                usize::from(compare::level(spec, col, a, b)) == spec.level_count() - 1
-            })
-        });
-        if !differs {
+        if conflict_reason(settings, records, a, b).is_none() {
             return false;
         }
         let mut levels = Vec::with_capacity(settings.comparisons.len());

@@ -64,6 +64,11 @@ pub struct ExportSpec {
     /// (default 30).
     #[serde(default)]
     pub response_window_days: Option<u32>,
+    /// Direct mail: one row per household (`household_id` of `customer_view`), its first eligible
+    /// member by customer id; the other members count as suppressed `same_household`, and the
+    /// control group is drawn by household, so that a home is either mailed or held out.
+    #[serde(default)]
+    pub one_per_household: bool,
 }
 
 /// What one export did. Counts and checksums only: no personal data.
@@ -307,6 +312,9 @@ impl ExportSpec {
         for (i, c) in self.columns.iter().enumerate() {
             cols.push_str(&format!(", v.\"{c}\" as \"__col{i}\""));
         }
+        if self.one_per_household {
+            cols.push_str(", cast(v.\"household_id\" as varchar) as \"__household\"");
+        }
         let closed = if has_closed_accounts {
             "when coalesce(v.is_account_closed, false) then 'account_closed'"
         } else {
@@ -490,6 +498,9 @@ pub async fn export_segment(spec: &ExportSpec, ctx: &ExportContext<'_>) -> Resul
     };
     let mut sent: Vec<Sent> = Vec::new();
     let mut control: Vec<String> = Vec::new();
+    let mut households_seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    // With one row per household, the household id is the column before the suppression reason.
+    let extra = usize::from(spec.one_per_household);
     let opts = FormatOptions::default().with_null("");
     for batch in &batches {
         let n = batch.num_columns();
@@ -500,7 +511,13 @@ pub async fn export_segment(spec: &ExportSpec, ctx: &ExportContext<'_>) -> Resul
         let fields: Vec<&StringArray> = (1..=CONTACT_FIELDS.len())
             .map(|i| text(i).ok_or_else(|| Error::Internal("a contact field is not text".into())))
             .collect::<Result<_>>()?;
-        let generic: Vec<ArrayFormatter<'_>> = batch.columns()[1 + CONTACT_FIELDS.len()..n - 1]
+        let household = if spec.one_per_household {
+            Some(text(n - 2).ok_or_else(|| Error::Internal("household_id is not text".into()))?)
+        } else {
+            None
+        };
+        let generic: Vec<ArrayFormatter<'_>> = batch.columns()
+            [1 + CONTACT_FIELDS.len()..n - 1 - extra]
             .iter()
             .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
             .collect::<std::result::Result<_, _>>()
@@ -547,7 +564,25 @@ pub async fn export_segment(spec: &ExportSpec, ctx: &ExportContext<'_>) -> Resul
                     }
                 }
             };
-            if in_control_group(spec.campaign(), &contact.customer_id, share) {
+            let draw_key = match household {
+                Some(h) => {
+                    let key = if h.is_valid(row) {
+                        h.value(row).to_string()
+                    } else {
+                        contact.customer_id.clone()
+                    };
+                    if !households_seen.insert(key.clone()) {
+                        *report
+                            .suppressed
+                            .entry("same_household".into())
+                            .or_default() += 1;
+                        continue;
+                    }
+                    key
+                }
+                None => contact.customer_id.clone(),
+            };
+            if in_control_group(spec.campaign(), &draw_key, share) {
                 report.held_out += 1;
                 control.push(contact.customer_id);
                 continue;
@@ -714,6 +749,7 @@ mod tests {
             holdout_share: None,
             country: None,
             response_window_days: None,
+            one_per_household: false,
         }
     }
 
