@@ -203,6 +203,7 @@ const TICKET_CATEGORIES: [(&str, &str); 5] = [
 /// How many years of history the demo holds.
 const HISTORY_DAYS: i64 = 3 * 365;
 
+#[derive(Clone)]
 struct Address {
     street: String,
     postcode: String,
@@ -570,7 +571,7 @@ fn join_household(
                 first: p.first.clone(),
                 last: p.last.clone(),
                 birth: p.birth,
-                address: p.address_clone(),
+                address: p.address.clone(),
                 landline,
                 family_email,
                 last_child_birth: None,
@@ -581,11 +582,7 @@ fn join_household(
     h.left -= 1;
     h.members += 1;
     summary.persons_in_shared_households += 1;
-    p.address = Address {
-        street: h.address.street.clone(),
-        postcode: h.address.postcode.clone(),
-        city: h.address.city.clone(),
-    };
+    p.address = h.address.clone();
     p.landline.clone_from(&h.landline);
     let born = |year: i32, rng: &mut ChaCha8Rng| {
         NaiveDate::from_ymd_opt(
@@ -898,7 +895,7 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
                     p.first.clone()
                 };
                 let addr = if world.random_bool(0.7) {
-                    p.address_clone()
+                    p.address.clone()
                 } else {
                     postal.address(&mut world)
                 };
@@ -978,9 +975,7 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
             let addr = if web_first && rng.random_bool(0.25) {
                 postal.address(&mut rng)
             } else {
-                Address {
-                    ..p.address_clone()
-                }
+                p.address.clone()
             };
             let email = if web_first && rng.random_bool(0.3) {
                 format!(
@@ -1462,16 +1457,6 @@ fn service_tickets(
     writeln!(w.truth, "service_tickets,{requester},{person_id}")
         .map_err(io_err("truth/person_map.csv"))?;
     Ok(())
-}
-
-impl Person {
-    fn address_clone(&self) -> Address {
-        Address {
-            street: self.address.street.clone(),
-            postcode: self.address.postcode.clone(),
-            city: self.address.city.clone(),
-        }
-    }
 }
 
 #[cfg(test)]

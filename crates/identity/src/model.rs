@@ -73,9 +73,42 @@ pub struct Parameters {
     /// Random pairs drawn for u, and EM iterations per session.
     pub u_pairs: u64,
     pub em_iterations: Vec<usize>,
+    /// Each group's cap (see [`Parameters::group_cap`]), computed once: every candidate pair
+    /// needs them.
+    group_caps: Vec<f64>,
 }
 
 impl Parameters {
+    /// The model of `comparisons` with prior `prior`.
+    pub fn new(
+        comparisons: Vec<ComparisonParameters>,
+        prior: f64,
+        u_pairs: u64,
+        em_iterations: Vec<usize>,
+    ) -> Self {
+        let groups = comparisons
+            .iter()
+            .filter_map(|p| p.group)
+            .max()
+            .map_or(0, |g| g + 1);
+        let group_caps = (0..groups)
+            .map(|g| {
+                comparisons
+                    .iter()
+                    .filter(|p| p.group == Some(g))
+                    .map(|p| p.weight(1))
+                    .fold(0.0, f64::max)
+            })
+            .collect();
+        Self {
+            comparisons,
+            prior,
+            u_pairs,
+            em_iterations,
+            group_caps,
+        }
+    }
+
     /// log2 of the prior odds.
     pub fn prior_weight(&self) -> f64 {
         (self.prior / (1.0 - self.prior)).log2()
@@ -140,22 +173,14 @@ impl Parameters {
     }
 
     fn group_count(&self) -> usize {
-        self.comparisons
-            .iter()
-            .filter_map(|p| p.group)
-            .max()
-            .map_or(0, |g| g + 1)
+        self.group_caps.len()
     }
 
     /// The most a group's agreements may add: the largest exact-agreement weight of one member
     /// (agreeing on everything a household shares says no more about the person than its best
     /// single identifier does).
     pub fn group_cap(&self, group: usize) -> f64 {
-        self.comparisons
-            .iter()
-            .filter(|p| p.group == Some(group))
-            .map(|p| p.weight(1))
-            .fold(0.0, f64::max)
+        self.group_caps.get(group).copied().unwrap_or(0.0)
     }
 
     /// The match weight of a pair, prior aside: the comparisons' weights with groups applied (no
@@ -423,12 +448,7 @@ pub fn fit(
             }
         })
         .collect();
-    let mut params = Parameters {
-        comparisons,
-        prior: 1e-4,
-        u_pairs,
-        em_iterations,
-    };
+    let mut params = Parameters::new(comparisons, 1e-4, u_pairs, em_iterations);
     params.prior = estimate_prior(&params, records, candidates, levels);
     params
 }
@@ -626,8 +646,8 @@ mod tests {
     fn params(weights: &[(Option<usize>, f64)]) -> Parameters {
         // Levels: null, exact (weight w), else (weight -w / 2), with u fixed at 1/2^10.
         let u = 2f64.powi(-10);
-        Parameters {
-            comparisons: weights
+        Parameters::new(
+            weights
                 .iter()
                 .enumerate()
                 .map(|(i, (group, w))| ComparisonParameters {
@@ -641,10 +661,10 @@ mod tests {
                     group: *group,
                 })
                 .collect(),
-            prior: 0.5,
-            u_pairs: 0,
-            em_iterations: Vec::new(),
-        }
+            0.5,
+            0,
+            Vec::new(),
+        )
     }
 
     #[test]

@@ -406,12 +406,7 @@ pub fn parameters_from_batches(batches: &[RecordBatch], settings: &Settings) -> 
             group,
         });
     }
-    Ok(Parameters {
-        comparisons,
-        prior,
-        u_pairs: 0,
-        em_iterations: Vec::new(),
-    })
+    Ok(Parameters::new(comparisons, prior, 0, Vec::new()))
 }
 
 #[cfg(test)]
