@@ -22,6 +22,9 @@ pub struct Step {
     pub running: f64,
     /// The comparison's group (its agreements count up to the group's cap).
     pub group: Option<String>,
+    /// Exact agreement on a phone or email only one person holds: counted on its own, outside the
+    /// comparison's group.
+    pub personal: bool,
 }
 
 /// The explanation of a pair.
@@ -63,6 +66,12 @@ pub fn explain(
     for (c, p) in params.comparisons.iter().enumerate() {
         running += weights[c];
         let column = records.columns.get(c);
+        let group = settings.comparisons.get(c).and_then(|s| s.group.clone());
+        let personal = group.is_some()
+            && levels.get(c) == Some(&1)
+            && column.is_some_and(|x| {
+                x.is_personal(x.codes.get(ia).copied().unwrap_or(crate::records::NULL))
+            });
         steps.push(Step {
             column: p.column.clone(),
             value_a: column.and_then(|x| x.value(ia)).map(str::to_string),
@@ -75,7 +84,8 @@ pub fn explain(
             weight: weights[c],
             term_frequency_adjustment: tf[c],
             running,
-            group: settings.comparisons.get(c).and_then(|s| s.group.clone()),
+            group: if personal { None } else { group },
+            personal,
         });
     }
     Ok(Explanation {
@@ -132,6 +142,9 @@ pub fn waterfall(e: &Explanation) -> String {
         if let Some(g) = &s.group {
             tf.push_str(&format!(" [{g}]"));
         }
+        if s.personal {
+            tf.push_str(" [one person's]");
+        }
         let _ = writeln!(
             out,
             "{:<18} {:<26} {:>+8.2} {:>9.2}  {}{tf}\n{:<18}   {} | {}",
@@ -159,6 +172,12 @@ pub fn waterfall(e: &Explanation) -> String {
         let _ = writeln!(
             out,
             "[group]: the group's agreements count up to its cap together, and only its strongest disagreement"
+        );
+    }
+    if e.steps.iter().any(|s| s.personal) {
+        let _ = writeln!(
+            out,
+            "[one person's]: a phone or email no one with another first name holds is evidence about the person and counts on its own"
         );
     }
     if let Some(c) = &e.conflict {
@@ -210,6 +229,45 @@ mod tests {
         );
         assert!(text.contains("[household]"), "{text}");
         assert_ne!(r.customer_ids[0], r.customer_ids[1]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_mobile_only_one_person_holds_is_explained_as_theirs() -> Result<()> {
+        let settings = IdentitySpec::default().validate()?;
+        let mut records = Records::new(&settings);
+        // first, last, birth, street, postcode, city, phone, email
+        let ann = [
+            Some("Ann"),
+            Some("Lee"),
+            None,
+            Some("1 High Street"),
+            Some("LS1 4AB"),
+        ];
+        let moved = [
+            Some("Ann"),
+            Some("Lee"),
+            None,
+            Some("9 Low Road"),
+            Some("M1 1AA"),
+        ];
+        for (id, person) in [("crm:1", ann), ("web:2", moved)] {
+            let row: Vec<Option<&str>> = person
+                .iter()
+                .copied()
+                .chain([None, Some("07700 900123"), None])
+                .collect();
+            records.push(id, id.split(':').next().unwrap_or("s"), &row);
+        }
+        records.mark_shared_values(&settings);
+        let r = crate::resolve(&records, &settings, &HashMap::new(), None)?;
+        let e = explain(&records, &settings, &r.parameters, "crm:1", "web:2")?;
+        let phone = e.steps.iter().find(|s| s.column == "phone");
+        assert!(
+            phone.is_some_and(|s| s.personal && s.group.is_none()),
+            "{phone:?}"
+        );
+        assert!(waterfall(&e).contains("[one person's]"));
         Ok(())
     }
 }

@@ -14,6 +14,9 @@
 //!   session), each m the mean over the sessions, as Splink does.
 //! - Groups: the comparisons of one group (a household's surname, address, landline and email)
 //!   describe one thing and count once, by their strongest agreement and strongest disagreement.
+//!   Exact agreement on a phone or email that only one person holds (no two of its records have
+//!   different first names: a mobile, a personal email) is about the person, not the home, and
+//!   counts on its own.
 //! - The prior, the probability that two random records match, is the fixed point of
 //!   lambda = (expected matches among candidates) / (all pairs), non-candidates counting as
 //!   non-matches.
@@ -143,7 +146,9 @@ impl Parameters {
             .unzip();
         for g in 0..self.group_count() {
             let members: Vec<usize> = (0..w.len())
-                .filter(|&c| self.comparisons.get(c).and_then(|p| p.group) == Some(g))
+                .filter(|&c| {
+                    self.group_of(records, c, a, levels.get(c).copied().unwrap_or(0)) == Some(g)
+                })
                 .collect();
             let agree: f64 = members.iter().map(|&c| w[c].max(0.0)).sum();
             let cap = self.group_cap(g);
@@ -172,6 +177,18 @@ impl Parameters {
         (w, tf)
     }
 
+    /// The group comparison `c` counts in for a pair whose first record is `a` at `level`: its
+    /// group, except that exact agreement on a value only one person holds (a mobile, a personal
+    /// email: [`Records::mark_shared_values`]) is evidence about the person and counts on its own.
+    fn group_of(&self, records: &Records, c: usize, a: usize, level: u8) -> Option<usize> {
+        let group = self.comparisons.get(c)?.group?;
+        let personal = level == 1
+            && records.columns.get(c).is_some_and(|col| {
+                col.is_personal(col.codes.get(a).copied().unwrap_or(crate::records::NULL))
+            });
+        (!personal).then_some(group)
+    }
+
     fn group_count(&self) -> usize {
         self.group_caps.len()
     }
@@ -192,7 +209,7 @@ impl Parameters {
         let mut total = 0.0;
         for (c, &level) in levels.iter().enumerate() {
             let w = self.comparison_weight(records, c, a, level).0;
-            match self.comparisons.get(c).and_then(|p| p.group) {
+            match self.group_of(records, c, a, level) {
                 Some(g) if g < 32 => {
                     grouped = grouped.max(g + 1);
                     if w > 0.0 {
@@ -685,6 +702,26 @@ mod tests {
         for levels in [[1u8, 1, 1], [2, 2, 2], [1, 2, 1]] {
             let shown: f64 = p.weights(&r, 0, &levels).0.iter().sum();
             assert!((shown - w(&levels)).abs() < 1e-9, "{levels:?}");
+        }
+    }
+
+    #[test]
+    fn agreement_on_one_persons_own_value_counts_outside_the_group() {
+        // c0 and c1 are one group (exact 10 and 8); c1's value 0 is one person's (a mobile),
+        // value 1 a family's landline.
+        let p = params(&[(Some(0), 10.0), (Some(0), 8.0)]);
+        let mut r = Records::default();
+        let mut phone = crate::records::Column::default();
+        phone.codes = vec![0, 0, 1, 1];
+        phone.shared = vec![false, true];
+        r.columns = vec![crate::records::Column::default(), phone];
+        let w = |a: usize| p.evidence_weight(&r, a, &[1, 1]);
+        // The mobile adds its full 8 beside the group's 10; the landline is held to the cap.
+        assert!((w(0) - 18.0).abs() < 1e-9, "{}", w(0));
+        assert!((w(2) - 10.0).abs() < 1e-9, "{}", w(2));
+        for a in [0, 2] {
+            let shown: f64 = p.weights(&r, a, &[1, 1]).0.iter().sum();
+            assert!((shown - w(a)).abs() < 1e-9, "record {a}");
         }
     }
 

@@ -23,6 +23,10 @@ pub struct Column {
     pub non_null: u32,
     /// For date columns: year, month and day of each value.
     pub dates: Vec<(i32, u32, u32)>,
+    /// For grouped phone and email columns, once [`Records::mark_shared_values`] has run: whether
+    /// each value is held by records of people with different first names (a family's landline or
+    /// email) rather than by one person's records. Empty: not known, every value counts as shared.
+    pub shared: Vec<bool>,
     index: HashMap<Box<str>, u32>,
 }
 
@@ -73,6 +77,12 @@ impl Column {
                 *n = 0;
             }
         }
+    }
+
+    /// Whether a value is known to be one person's: [`Records::mark_shared_values`] found no two
+    /// records holding it whose first names differ.
+    pub fn is_personal(&self, code: u32) -> bool {
+        self.shared.get(code as usize).is_some_and(|shared| !shared)
     }
 
     /// The share of records holding this value among records with one.
@@ -191,6 +201,59 @@ impl Records {
         }
     }
 
+    /// Marks, in every grouped phone and email column, which values are shared by several people
+    /// (held by two records whose first names disagree at the forename's last level, as a family's
+    /// landline or email is) and which are one person's (a mobile, a personal email). Agreement on a
+    /// person's own value is evidence about the person and counts outside its group (see
+    /// [`crate::Parameters::weights`]). Without a forename comparison nothing is marked. Call it
+    /// once, after [`Records::set_aside_placeholders`].
+    pub fn mark_shared_values(&mut self, settings: &Settings) {
+        /// Records per value looked at: a value held by more is shared in practice.
+        const LOOK_AT: usize = 16;
+        let Some((f, forename)) = settings
+            .comparisons
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.kind == Kind::Forename)
+        else {
+            return;
+        };
+        let differ = forename.level_count() - 1;
+        for (c, comparison) in settings.comparisons.iter().enumerate() {
+            if comparison.group.is_none() || !matches!(comparison.kind, Kind::Phone | Kind::Email) {
+                continue;
+            }
+            let (Some(first_names), Some(column)) = (self.columns.get(f), self.columns.get(c))
+            else {
+                continue;
+            };
+            let mut holders: Vec<Vec<usize>> = vec![Vec::new(); column.values.len()];
+            for (r, code) in column.codes.iter().enumerate() {
+                if let Some(h) = holders.get_mut(*code as usize)
+                    && h.len() <= LOOK_AT
+                    && first_names.codes.get(r).is_some_and(|n| *n != NULL)
+                {
+                    h.push(r);
+                }
+            }
+            let shared = holders
+                .iter()
+                .map(|h| {
+                    h.len() > LOOK_AT
+                        || h.iter().enumerate().any(|(i, &a)| {
+                            h[i + 1..].iter().any(|&b| {
+                                usize::from(crate::compare::level(forename, first_names, a, b))
+                                    == differ
+                            })
+                        })
+                })
+                .collect();
+            if let Some(column) = self.columns.get_mut(c) {
+                column.shared = shared;
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.ids.len()
     }
@@ -267,6 +330,52 @@ mod tests {
             !shown.contains("000000") && !shown.contains("1900") && shown.contains("+*******"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_value_held_by_two_first_names_is_shared_and_one_persons_is_personal() {
+        let Ok(settings) = IdentitySpec::default().validate() else {
+            panic!("default settings")
+        };
+        let mut r = Records::new(&settings);
+        // first, last, birth, street, postcode, city, phone, email
+        let rows = [
+            (Some("Ann"), "01632 960000", "ann@example.com"),
+            (Some("Bob"), "01632 960000", "ann@example.com"),
+            (Some("Ann"), "07700 900001", "a.lee@example.com"),
+            (Some("Anne"), "07700 900001", "a.lee@example.com"),
+            (None, "07700 900001", "a.lee@example.com"),
+        ];
+        for (i, (first, phone, email)) in rows.iter().enumerate() {
+            r.push(
+                &format!("r{i}"),
+                "s",
+                &[
+                    *first,
+                    Some("Lee"),
+                    None,
+                    None,
+                    None,
+                    None,
+                    Some(phone),
+                    Some(email),
+                ],
+            );
+        }
+        // Before marking nothing is known to be personal.
+        assert!(!r.columns[6].is_personal(r.columns[6].codes[2]));
+        r.mark_shared_values(&settings);
+        for c in [6, 7] {
+            let column = &r.columns[c];
+            assert!(
+                !column.is_personal(column.codes[0]),
+                "column {c}: the family's value"
+            );
+            assert!(
+                column.is_personal(column.codes[2]),
+                "column {c}: Ann's own (Anne is her)"
+            );
+        }
     }
 
     #[test]

@@ -42,7 +42,8 @@ fn strings(batch: &RecordBatch, column: &str) -> Result<StringArray> {
 
 /// Records from batches holding `record_id`, `source_system` and every compared column (any type
 /// that casts to text; dates as `YYYY-MM-DD`). A null or duplicate `record_id` is an error.
-/// Placeholders are set aside ([`Records::set_aside_placeholders`]).
+/// Placeholders are set aside ([`Records::set_aside_placeholders`]) and shared contact values
+/// marked ([`Records::mark_shared_values`]).
 pub fn records_from_batches(batches: &[RecordBatch], settings: &Settings) -> Result<Records> {
     let mut records = Records::new(settings);
     let mut seen: HashMap<String, ()> = HashMap::new();
@@ -83,6 +84,7 @@ pub fn records_from_batches(batches: &[RecordBatch], settings: &Settings) -> Res
         }
     }
     records.set_aside_placeholders(settings);
+    records.mark_shared_values(settings);
     Ok(records)
 }
 
