@@ -3,7 +3,9 @@
 -- employee band) attributes from the data vendor's append where identity resolution matched it;
 -- purchase history up to the as-of date; channel mix; campaign and service touch points; complaints;
 -- and the lifecycle stage. is_account_closed: a linked CRM account is closed (such a customer is
--- never exported). frequency counts distinct purchase days (as the buy-till-you-die models
+-- never exported). has_opted_out_contact: an email, phone or postal address only this person
+-- holds is also held by a customer who opted out, linked to them or not
+-- (int_customer_contact_suppression; never exported). frequency counts distinct purchase days (as the buy-till-you-die models
 -- do); monetary_value is the total spend; recency_days is the number of days from the last purchase
 -- to the as-of date. Column meanings: docs/identity.md#the-customer-view.
 --
@@ -93,10 +95,17 @@ closed_accounts as (
     group by m.customer_id
 ),
 
+contact_suppression as (
+    select distinct customer_id
+    from int_customer_contact_suppression
+    where not is_shared
+),
+
 staged as (
     select
         c.*,
         coalesce(x.is_account_closed, false)                            as is_account_closed,
+        cs.customer_id is not null                                      as has_opted_out_contact,
         s.first_purchase_date,
         s.last_purchase_date,
         coalesce(s.frequency, 0)                                        as frequency,
@@ -130,6 +139,7 @@ staged as (
     left join touches t on t.customer_id = c.customer_id
     left join tickets k on k.customer_id = c.customer_id
     left join closed_accounts x on x.customer_id = c.customer_id
+    left join contact_suppression cs on cs.customer_id = c.customer_id
 )
 
 select
@@ -144,6 +154,7 @@ select
     city,
     birth_date,
     is_opted_out,
+    has_opted_out_contact,
     is_account_closed,
     email is not null                                               as has_email,
     has_valid_email,

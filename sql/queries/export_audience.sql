@@ -3,13 +3,16 @@
 -- it; the export then checks contact keys and the suppression lists).
 -- params: segment (the segment id, quotes doubled), columns (the export's `, v."x" as "__x"`
 --   select items, built from its format and columns), closed (`when coalesce(v.is_account_closed,
---   false) then 'account_closed'`, or empty for a customer view without closed accounts)
+--   false) then 'account_closed'`, or empty for a customer view without closed accounts), contact
+--   (`when v.has_opted_out_contact then 'contact_opted_out'`, or empty for a customer view of a
+--   run before contact-level suppression)
 -- reads: segment_membership, customer_view
 
 select m.customer_id{columns},
        case when v.customer_id is null then 'not_in_customer_view'
             when v.is_opted_out is null then 'consent_unknown'
             when v.is_opted_out then 'opted_out'
+            {contact}
             {closed}
        end as __suppressed_because
 from segment_membership m

@@ -12,7 +12,8 @@
 //! the same way: `LOAD QUERY <name> [AS <view>]` with one `param = value` line per parameter
 //! registers the filled query as a view; each has its own file too. `CREATE RUST TABLE <name>`
 //! creates an empty table with the real schema of a table another stage writes in Rust
-//! (`int_customer_identity`, `customer_scores`, `segment_membership`), for the fixtures to fill.
+//! (`int_customer_identity`, `int_customer_contacts`, `customer_scores`, `segment_membership`,
+//! `suppression_list`), for the fixtures to fill.
 //!
 //! `cargo test -p clientele-sql --test slt -- --complete` rewrites the expected results in place.
 
@@ -346,11 +347,13 @@ fn rust_table_name(sql: &str) -> Option<&str> {
 fn rust_schema(table: &str) -> Result<arrow::datatypes::SchemaRef, SltError> {
     Ok(match table {
         "int_customer_identity" => clientele_identity::tables::identity_schema(),
+        "int_customer_contacts" => clientele_identity::tables::contacts_schema(),
+        "suppression_list" => clientele_segments::suppression_schema(),
         "customer_scores" => clientele_models::customer_scores_schema(),
         "segment_membership" => clientele_segments::membership_schema(),
         other => {
             return Err(SltError(format!(
-                "no Rust schema for '{other}' (int_customer_identity, customer_scores, segment_membership)"
+                "no Rust schema for '{other}' (int_customer_identity, int_customer_contacts, customer_scores, segment_membership, suppression_list)"
             )));
         }
     })

@@ -6,9 +6,11 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clientele_jobs::{PULL_TABLES, Published, has_closed_accounts, thousands};
+use clientele_jobs::{PULL_TABLES, Published, customer_view_columns, thousands};
 use clientele_segments::formats::Locale;
-use clientele_segments::{ExportContext, ExportSpec, export_segment};
+use clientele_segments::{
+    ExportContext, ExportSpec, export_segment, listed_customers, opted_out_contacts,
+};
 use clientele_store::Warehouse;
 
 use crate::args::ExportArgs;
@@ -142,6 +144,15 @@ pub(crate) async fn export(pull: &ExportArgs) -> Result<ExitCode> {
     let target = Warehouse::open(&pull.out, Path::new("."))
         .with_context(|| format!("opening {}", pull.out))?;
     let dir = format!("{name}_{as_of}");
+    let view = customer_view_columns(&engine).await?;
+    if !view.opted_out_contact {
+        eprintln!(
+            "note: the run as of {as_of} predates contact-level suppression (its customer view has no has_opted_out_contact): only opt-outs on the customer's own linked records apply"
+        );
+    }
+    let suppression = suppression.unwrap_or_default();
+    let listed = listed_customers(&engine, &suppression).await?;
+    let opted_out = opted_out_contacts(&engine).await?;
     let ctx = ExportContext {
         engine: &engine,
         warehouse: &target,
@@ -149,8 +160,10 @@ pub(crate) async fn export(pull: &ExportArgs) -> Result<ExitCode> {
         staged_dir: dir.clone(),
         published_dir: dir.clone(),
         locale,
-        suppression: &suppression.unwrap_or_default(),
-        has_closed_accounts: has_closed_accounts(&engine).await?,
+        suppression: &suppression,
+        listed_customers: &listed,
+        opted_out_contacts: &opted_out,
+        view,
         previous,
     };
     let out = export_segment(&spec, &ctx).await?;

@@ -1,4 +1,4 @@
-//! Arrow in and out: records from the input table's batches, and the four output tables.
+//! Arrow in and out: records from the input table's batches, and the five output tables.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use crate::error::{Error, Result};
 use crate::model::{ComparisonParameters, Parameters};
 use crate::records::Records;
-use crate::spec::Settings;
+use crate::spec::{Kind, Settings};
 use crate::{Resolution, stable};
 
 /// Label of the prior's row in the parameters table.
@@ -93,37 +93,174 @@ fn batch(table: &'static str, schema: SchemaRef, columns: Vec<ArrayRef>) -> Resu
 }
 
 /// The tables identity resolution writes, in the order [`output_tables`] returns them.
-pub const OUTPUT_TABLES: [&str; 4] = [
+pub const OUTPUT_TABLES: [&str; 5] = [
     "int_customer_identity",
     "int_identity_links",
     "int_identity_changes",
     "int_identity_parameters",
+    "int_customer_contacts",
 ];
 
-/// The four output tables' schemas, for planning without data.
-pub fn output_schemas(settings: &Settings) -> [(&'static str, SchemaRef); 4] {
-    let [identity, links, changes, parameters] = OUTPUT_TABLES;
+/// The output tables' schemas, for planning without data.
+pub fn output_schemas(settings: &Settings) -> [(&'static str, SchemaRef); 5] {
+    let [identity, links, changes, parameters, contacts] = OUTPUT_TABLES;
     [
         (identity, identity_schema()),
         (links, links_schema(settings)),
         (changes, changes_schema()),
         (parameters, parameters_schema()),
+        (contacts, contacts_schema()),
     ]
 }
 
-/// The four output tables of a resolution.
+/// The output tables of a resolution.
 pub fn output_tables(
     records: &Records,
     settings: &Settings,
     r: &Resolution,
-) -> Result<[(&'static str, RecordBatch); 4]> {
-    let [identity, links, changes, parameters] = OUTPUT_TABLES;
+) -> Result<[(&'static str, RecordBatch); 5]> {
+    let [identity, links, changes, parameters, contacts] = OUTPUT_TABLES;
     Ok([
         (identity, identity_table(records, r)?),
         (links, links_table(records, settings, r)?),
         (changes, changes_table(&r.changes)?),
         (parameters, parameters_table(&r.parameters, settings)?),
+        (contacts, contacts_table(records, settings, r)?),
     ])
+}
+
+/// The schema of `int_customer_contacts`.
+pub fn contacts_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Utf8, false),
+        Field::new("record_id", DataType::Utf8, false),
+        Field::new("source_system", DataType::Utf8, false),
+        Field::new("contact_kind", DataType::Utf8, false),
+        Field::new("contact_key", DataType::Utf8, false),
+        Field::new("is_shared", DataType::Boolean, false),
+    ]))
+}
+
+/// Every contact point of one record in the forms a destination receives: each email (kind
+/// email) as standardised, each phone in E.164 (kind phone), and the postal key (kind postal):
+/// the standardised street, the compact postcode and the first name's initial, joined by `|`
+/// (`12 high st|LS14AB|a`; the initial keeps a partner at the same address apart, a record
+/// without a first name has none). Placeholders set aside by [`Records::set_aside_placeholders`]
+/// are not contacts.
+pub fn record_contacts(
+    records: &Records,
+    settings: &Settings,
+    r: usize,
+) -> Vec<(&'static str, String)> {
+    let value = |c: usize| records.columns.get(c).and_then(|col| col.value(r));
+    let first = |kind: Kind| settings.comparisons.iter().position(|c| c.kind == kind);
+    let mut out = Vec::new();
+    for (c, comparison) in settings.comparisons.iter().enumerate() {
+        let kind = match comparison.kind {
+            Kind::Email => "email",
+            Kind::Phone => "phone",
+            _ => continue,
+        };
+        if let Some(v) = value(c) {
+            out.push((kind, v.to_string()));
+        }
+    }
+    if let (Some(street), Some(postcode)) = (
+        first(Kind::Address).and_then(value),
+        first(Kind::Postcode).and_then(value),
+    ) {
+        out.push((
+            "postal",
+            crate::standardise::postal_key_of(
+                street,
+                postcode,
+                first(Kind::Forename).and_then(value),
+            ),
+        ));
+    }
+    out
+}
+
+/// `int_customer_contacts`: one row per contact point of every record ([`record_contacts`]) with
+/// the record's customer id, so that suppression can match an opt-out on any record, linked or
+/// not, against every contact a customer holds. `is_shared`: two of the records holding the
+/// contact point have first names that disagree (a family's landline, email or home with two
+/// people of one initial), so it reaches more than one person.
+pub fn contacts_table(
+    records: &Records,
+    settings: &Settings,
+    r: &Resolution,
+) -> Result<RecordBatch> {
+    /// Holders per contact point looked at: more than this many are shared in practice.
+    const LOOK_AT: usize = 16;
+    let per_record: Vec<Vec<(&'static str, String)>> = (0..records.len())
+        .map(|i| record_contacts(records, settings, i))
+        .collect();
+    let forename = settings
+        .comparisons
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.kind == Kind::Forename);
+    let mut holders: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+    for (i, contacts) in per_record.iter().enumerate() {
+        for (k, v) in contacts {
+            let h = holders.entry((k, v.as_str())).or_default();
+            if h.len() <= LOOK_AT {
+                h.push(i);
+            }
+        }
+    }
+    let shared: HashMap<(&str, &str), bool> = holders
+        .iter()
+        .map(|(key, h)| {
+            let differ = forename.is_some_and(|(f, spec)| {
+                records.columns.get(f).is_some_and(|names| {
+                    let last = spec.level_count() - 1;
+                    h.iter().enumerate().any(|(x, &a)| {
+                        h[x + 1..]
+                            .iter()
+                            .any(|&b| usize::from(crate::compare::level(spec, names, a, b)) == last)
+                    })
+                })
+            });
+            (*key, h.len() > LOOK_AT || differ)
+        })
+        .collect();
+    let mut customer = StringBuilder::new();
+    let mut record = StringBuilder::new();
+    let mut source = StringBuilder::new();
+    let mut kind = StringBuilder::new();
+    let mut key = StringBuilder::new();
+    let mut is_shared = BooleanBuilder::new();
+    for (i, contacts) in per_record.iter().enumerate() {
+        let source_name = records
+            .sources
+            .get(i)
+            .and_then(|s| records.source_names.get(*s as usize))
+            .map_or("", String::as_str);
+        let customer_id = r.customer_ids.get(i).map_or("", String::as_str);
+        let id = records.ids.get(i).map_or("", String::as_str);
+        for (k, v) in contacts {
+            customer.append_value(customer_id);
+            record.append_value(id);
+            source.append_value(source_name);
+            kind.append_value(k);
+            key.append_value(v);
+            is_shared.append_value(shared.get(&(*k, v.as_str())).copied().unwrap_or(true));
+        }
+    }
+    batch(
+        "int_customer_contacts",
+        contacts_schema(),
+        vec![
+            Arc::new(customer.finish()),
+            Arc::new(record.finish()),
+            Arc::new(source.finish()),
+            Arc::new(kind.finish()),
+            Arc::new(key.finish()),
+            Arc::new(is_shared.finish()),
+        ],
+    )
 }
 
 /// The schema of `int_customer_identity`.
@@ -428,6 +565,120 @@ mod tests {
             assert_eq!(name, written_name);
             assert_eq!(schema, &batch.schema(), "{name}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_contact_two_first_names_hold_is_shared() -> Result<()> {
+        let settings = IdentitySpec::default().validate()?;
+        let mut records = Records::new(&settings);
+        // A mother and son share a landline; the son's mobile is his.
+        for (id, first, phone) in [
+            ("crm:1", "Ann", "01632 960000"),
+            ("crm:2", "Tom", "01632 960000"),
+            ("web:3", "Tom", "07700 900123"),
+            ("web:4", "Thomas", "07700 900123"),
+        ] {
+            records.push(
+                id,
+                "s",
+                &[
+                    Some(first),
+                    Some("Lee"),
+                    None,
+                    None,
+                    None,
+                    None,
+                    Some(phone),
+                    None,
+                ],
+            );
+        }
+        let r = crate::resolve(&records, &settings, &HashMap::new(), None)?;
+        let table = contacts_table(&records, &settings, &r)?;
+        let shared = table
+            .column_by_name("is_shared")
+            .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
+            .ok_or_else(|| Error::Internal("is_shared".into()))?;
+        assert_eq!(
+            shared.iter().collect::<Vec<_>>(),
+            vec![Some(true), Some(true), Some(false), Some(false)]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn every_record_lists_its_contacts_in_the_forms_destinations_receive() -> Result<()> {
+        let settings = IdentitySpec::default().validate()?;
+        let mut records = Records::new(&settings);
+        // first, last, birth, street, postcode, city, phone, email
+        records.push(
+            "crm:1",
+            "crm",
+            &[
+                Some("Ann"),
+                Some("Lee"),
+                None,
+                Some("12 High Street"),
+                Some("ls1 4ab"),
+                Some("Leeds"),
+                Some("07700 900123"),
+                Some(" Ann.Lee@Example.com "),
+            ],
+        );
+        records.push(
+            "web:2",
+            "web",
+            &[
+                None,
+                Some("Lee"),
+                None,
+                Some("12 High St"),
+                Some("LS1 4AB"),
+                None,
+                None,
+                None,
+            ],
+        );
+        records.push(
+            "svc:3",
+            "svc",
+            &[
+                Some("Bo"),
+                None,
+                None,
+                None,
+                Some("LS1 4AB"),
+                None,
+                None,
+                Some("not an email"),
+            ],
+        );
+        let contacts: Vec<Vec<(&str, String)>> = (0..3)
+            .map(|r| record_contacts(&records, &settings, r))
+            .collect();
+        let key = |k: &'static str, v: &str| (k, v.to_string());
+        assert_eq!(
+            contacts[0],
+            vec![
+                key("phone", "+447700900123"),
+                key("email", "ann.lee@example.com"),
+                key("postal", "12 high st|LS14AB|a"),
+            ]
+        );
+        // No first name, no initial; no street, no postal key; an invalid email is no contact.
+        assert_eq!(contacts[1], vec![key("postal", "12 high st|LS14AB|")]);
+        assert!(contacts[2].is_empty(), "{:?}", contacts[2]);
+        let r = crate::resolve(&records, &settings, &HashMap::new(), None)?;
+        let table = contacts_table(&records, &settings, &r)?;
+        assert_eq!(table.num_rows(), 4);
+        // Nobody else holds Ann's phone and email; her postal key is hers alone (web:2 has no
+        // first name, which is no disagreement).
+        let shared = table
+            .column_by_name("is_shared")
+            .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
+            .ok_or_else(|| Error::Internal("is_shared".into()))?;
+        assert_eq!(shared.true_count(), 0);
         Ok(())
     }
 }

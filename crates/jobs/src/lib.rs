@@ -43,7 +43,8 @@ pub use error::{Error, Result};
 pub use history::list_runs;
 pub use manifest::{RunManifest, RunStatus, StepReport, StepStatus, TableSummary};
 pub use published::{
-    PULL_TABLES, Published, SUPPRESSION_TABLE, SegmentChanges, has_closed_accounts,
+    CONTACTS_TABLE, PULL_TABLES, Published, SUPPRESSION_TABLE, SegmentChanges,
+    customer_view_columns,
 };
 pub use report::render_report;
 pub use runner::{PlannedStep, RunObserver, RunOptions, Runner};

@@ -9,8 +9,8 @@ use std::path::Path;
 use chrono::NaiveDate;
 use clientele_segments::formats::Locale;
 use clientele_segments::{
-    ExportContext, ExportSpec, PreviousRows, SegmentSize, SuppressionList, export_segment,
-    suppression_from_batches,
+    CustomerViewColumns, ExportContext, ExportSpec, PreviousRows, SegmentSize, SuppressionList,
+    export_segment, listed_customers, opted_out_contacts, suppression_from_batches,
 };
 use clientele_sql::{Engine, EngineOptions};
 use clientele_store::{Warehouse, layout};
@@ -150,6 +150,15 @@ impl Published {
     }
 }
 
+/// Every customer's contact points, written by the identity step: a pull checks the suppression
+/// list against all of them when the run published it.
+pub const CONTACTS_TABLE: (&str, &str) = crate::steps::identity::WRITES[4];
+
+/// The contact points opted-out customers hold (the demo's model): a pull suppresses rows that
+/// would send to one when the run published it.
+pub const CONTACT_SUPPRESSION_TABLE: (&str, &str) =
+    ("intermediate", crate::steps::export::CONTACT_SUPPRESSION);
+
 /// The tables a pull of a segment reads.
 pub const PULL_TABLES: [(&str, &str); 2] = [
     ("segments", "segment_membership"),
@@ -158,10 +167,17 @@ pub const PULL_TABLES: [(&str, &str); 2] = [
 
 impl Published {
     /// What a pull of a segment needs as of `as_of`: an engine with the segments and the
-    /// customer view of that date, and the suppression list that run applied (`None` when it
-    /// published none).
+    /// customer view of that date (and every customer's contact points, when that run's identity
+    /// step listed them), and the suppression list that run applied (`None` when it published
+    /// none).
     pub async fn pull_engine(&self, as_of: NaiveDate) -> Result<(Engine, Option<SuppressionList>)> {
         let engine = self.engine_at(as_of, &PULL_TABLES).await?;
+        for (layer, table) in [CONTACTS_TABLE, CONTACT_SUPPRESSION_TABLE] {
+            let rel = layout::partition_file(layer, table, as_of);
+            if self.warehouse.exists(&rel).await? {
+                engine.register_file(table, &rel).await?;
+            }
+        }
         Ok((engine, self.suppression_list(as_of).await?))
     }
 
@@ -183,6 +199,9 @@ impl Published {
         let scratch = Warehouse::open("memory://previous-pull", Path::new("/"))?;
         let mut full = spec.clone();
         full.mode = Some("full".into());
+        let list = list.unwrap_or_default();
+        let listed = listed_customers(&engine, &list).await?;
+        let opted_out = opted_out_contacts(&engine).await?;
         let ctx = ExportContext {
             engine: &engine,
             warehouse: &scratch,
@@ -190,8 +209,10 @@ impl Published {
             staged_dir: "previous".into(),
             published_dir: "previous".into(),
             locale: locale.clone(),
-            suppression: &list.unwrap_or_default(),
-            has_closed_accounts: has_closed_accounts(&engine).await?,
+            suppression: &list,
+            listed_customers: &listed,
+            opted_out_contacts: &opted_out,
+            view: customer_view_columns(&engine).await?,
             previous: None,
         };
         let out = export_segment(&full, &ctx).await?;
@@ -202,14 +223,14 @@ impl Published {
     }
 }
 
-/// Whether the customer view registered in `engine` marks closed accounts (older warehouses do
-/// not).
-pub async fn has_closed_accounts(engine: &Engine) -> Result<bool> {
-    Ok(engine
-        .plan_schema("select * from customer_view")
-        .await?
-        .field_with_name("is_account_closed")
-        .is_ok())
+/// Which optional columns the customer view registered in `engine` has (`is_account_closed`,
+/// `has_opted_out_contact`; warehouses of older versions lack them).
+pub async fn customer_view_columns(engine: &Engine) -> Result<CustomerViewColumns> {
+    let schema = engine.plan_schema("select * from customer_view").await?;
+    Ok(CustomerViewColumns {
+        closed_accounts: schema.field_with_name("is_account_closed").is_ok(),
+        opted_out_contact: schema.field_with_name("has_opted_out_contact").is_ok(),
+    })
 }
 
 /// The latest run's segments and how they changed.

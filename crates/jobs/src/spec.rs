@@ -417,6 +417,9 @@ impl JobSpec {
             exports: &exports,
             segments: &segments,
             identity: &identity,
+            has_identity_step: step_specs
+                .iter()
+                .any(|(_, _, s)| matches!(s, StepSpec::Identity(_))),
         };
         let mut steps: Vec<Step> = Vec::new();
         for (line, header, s) in &step_specs {

@@ -71,6 +71,10 @@ pub fn suppression_batch(list: &SuppressionList) -> Result<RecordBatch> {
         kinds.push("phone");
         values.push(p.as_str());
     }
+    for p in &list.postal {
+        kinds.push("postal");
+        values.push(p.as_str());
+    }
     RecordBatch::try_new(
         suppression_schema(),
         vec![
@@ -79,6 +83,74 @@ pub fn suppression_batch(list: &SuppressionList) -> Result<RecordBatch> {
         ],
     )
     .map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// The customers any of whose contact points, on any record linked to them, a global suppression
+/// list holds (`sql/queries/listed_customers.sql`). Reads `int_customer_contacts`, which the
+/// identity step writes; without it (a job with no identity step, a warehouse of an older version)
+/// the set is empty and only the exported contact itself is checked against the list.
+pub async fn listed_customers(
+    engine: &Engine,
+    list: &SuppressionList,
+) -> Result<std::collections::HashSet<String>> {
+    let ctx = engine.context();
+    let has_contacts = ctx
+        .table_exist("int_customer_contacts")
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    if list.is_empty() || !has_contacts {
+        return Ok(std::collections::HashSet::new());
+    }
+    const LIST: &str = "suppression_list";
+    let had_list = ctx
+        .table_exist(LIST)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let previous = ctx
+        .deregister_table(LIST)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    ctx.register_batch(LIST, suppression_batch(list)?)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let result = engine
+        .collect(
+            "finding the customers on the suppression lists",
+            queries::LISTED_CUSTOMERS.text(),
+        )
+        .await;
+    ctx.deregister_table(LIST)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    if let (true, Some(t)) = (had_list, previous) {
+        ctx.register_table(LIST, t)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+    }
+    let mut out = std::collections::HashSet::new();
+    for b in result? {
+        let ids = b
+            .column(0)
+            .as_string_opt::<i32>()
+            .ok_or_else(|| Error::Internal("listed_customers.customer_id is not text".into()))?;
+        out.extend(ids.iter().flatten().map(str::to_string));
+    }
+    Ok(out)
+}
+
+/// The emails, phones and postal keys that customers who opted out hold, shared ones included, from
+/// `int_customer_contact_suppression` (`sql/intermediate/`); empty when that table is not
+/// registered (a job without identity resolution, a warehouse of an older version).
+pub async fn opted_out_contacts(engine: &Engine) -> Result<SuppressionList> {
+    const TABLE: &str = "int_customer_contact_suppression";
+    let exists = engine
+        .context()
+        .table_exist(TABLE)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    if !exists {
+        return Ok(SuppressionList::default());
+    }
+    let batches = engine
+        .collect(
+            "reading the contact points of opted-out customers",
+            &format!("select distinct contact_kind, contact_key from {TABLE}"),
+        )
+        .await?;
+    suppression_from_batches(&batches)
 }
 
 /// A suppression list from a published `suppression_list` table's rows.
@@ -96,6 +168,7 @@ pub fn suppression_from_batches(batches: &[RecordBatch]) -> Result<SuppressionLi
         for i in 0..b.num_rows() {
             match kind.value(i) {
                 "email" => list.emails.insert(value.value(i).to_string()),
+                "postal" => list.postal.insert(value.value(i).to_string()),
                 _ => list.phones.insert(value.value(i).to_string()),
             };
         }

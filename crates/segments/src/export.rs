@@ -17,13 +17,14 @@ use crate::error::{Error, Result};
 use crate::formats::{Contact, Format, Locale};
 
 /// The contact fields a destination format reads, and their default `customer_view` columns.
-pub const CONTACT_FIELDS: [&str; 6] = [
+pub const CONTACT_FIELDS: [&str; 7] = [
     "email",
     "phone",
     "first_name",
     "last_name",
     "postcode",
     "city",
+    "street",
 ];
 
 /// One export as the job spec declares it.
@@ -123,11 +124,14 @@ pub fn audience_schema() -> SchemaRef {
     ]))
 }
 
-/// A global suppression list: standardised emails and E.164 phones that are never exported.
+/// A suppression list: standardised emails, E.164 phones and postal keys
+/// ([`clientele_identity::standardise::postal_key`]) that are never exported. The job's global
+/// lists hold emails and phones; the contact points of opted-out customers all three.
 #[derive(Debug, Clone, Default)]
 pub struct SuppressionList {
     pub emails: BTreeSet<String>,
     pub phones: BTreeSet<String>,
+    pub postal: BTreeSet<String>,
 }
 
 impl SuppressionList {
@@ -170,28 +174,65 @@ impl SuppressionList {
         Ok(())
     }
 
-    fn contains(&self, c: &Contact, calling_code: &str) -> bool {
+    /// Whether the contact's email, phone or postal address is on the list.
+    pub fn contains(&self, c: &Contact, calling_code: &str) -> bool {
+        self.contains_sent(c, calling_code, SentContacts::ALL)
+    }
+
+    /// Whether one of the contact points an export sends (`sent`) is on the list.
+    pub fn contains_sent(&self, c: &Contact, calling_code: &str, sent: SentContacts) -> bool {
         let email = c
             .email
             .as_deref()
+            .filter(|_| sent.email)
             .and_then(clientele_identity::standardise::email);
         let phone = c
             .phone
             .as_deref()
+            .filter(|_| sent.phone)
             .and_then(|p| clientele_identity::standardise::phone(p, calling_code));
+        let postal = || match (&c.street, &c.postcode) {
+            (Some(street), Some(postcode)) if sent.postal && !self.postal.is_empty() => {
+                clientele_identity::standardise::postal_key(
+                    street,
+                    postcode,
+                    c.first_name.as_deref(),
+                )
+            }
+            _ => None,
+        };
         email.is_some_and(|e| self.emails.contains(&e))
             || phone.is_some_and(|p| self.phones.contains(&p))
+            || postal().is_some_and(|k| self.postal.contains(&k))
     }
 
     /// Entries in the list.
     pub fn len(&self) -> usize {
-        self.emails.len() + self.phones.len()
+        self.emails.len() + self.phones.len() + self.postal.len()
     }
 
     /// Whether the list is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The contact points an export sends, which an opted-out contact point must not be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentContacts {
+    pub email: bool,
+    pub phone: bool,
+    /// The street with the postcode (direct mail).
+    pub postal: bool,
+}
+
+impl SentContacts {
+    /// Every kind.
+    pub const ALL: Self = Self {
+        email: true,
+        phone: true,
+        postal: true,
+    };
 }
 
 fn ident(s: &str) -> bool {
@@ -292,6 +333,27 @@ impl ExportSpec {
         p
     }
 
+    /// The contact points the export sends: the campaign-tool formats send email and phone (no
+    /// street); csv and parquet send what their `columns` name (email, phone, and the street as
+    /// an address).
+    pub fn sent_contacts(&self) -> SentContacts {
+        match self.destination() {
+            Some(f) if f.is_generic() => {
+                let has = |field: &str| self.columns.iter().any(|c| *c == self.column_of(field));
+                SentContacts {
+                    email: has("email"),
+                    phone: has("phone"),
+                    postal: has("street"),
+                }
+            }
+            _ => SentContacts {
+                email: true,
+                phone: true,
+                postal: false,
+            },
+        }
+    }
+
     fn column_of(&self, field: &str) -> String {
         self.mapping
             .get(field)
@@ -300,8 +362,9 @@ impl ExportSpec {
     }
 
     /// The query behind the export: members joined to the customer view, with the contact fields,
-    /// the generic columns, and the suppression reason (empty when none).
-    pub fn query(&self, has_closed_accounts: bool) -> Result<String> {
+    /// the generic columns, and the suppression reason (empty when none); `view` says which
+    /// optional columns the customer view has.
+    pub fn query(&self, view: CustomerViewColumns) -> Result<String> {
         let mut cols = String::new();
         for f in CONTACT_FIELDS {
             cols.push_str(&format!(
@@ -315,17 +378,40 @@ impl ExportSpec {
         if self.one_per_household {
             cols.push_str(", cast(v.\"household_id\" as varchar) as \"__household\"");
         }
-        let closed = if has_closed_accounts {
+        let closed = if view.closed_accounts {
             "when coalesce(v.is_account_closed, false) then 'account_closed'"
+        } else {
+            ""
+        };
+        let contact = if view.opted_out_contact {
+            "when v.has_opted_out_contact then 'contact_opted_out'"
         } else {
             ""
         };
         Ok(clientele_sql::queries::EXPORT_AUDIENCE.fill(&[
             ("segment", &self.segment.replace('\'', "''")),
             ("columns", &cols),
+            ("contact", contact),
             ("closed", closed),
         ])?)
     }
+}
+
+/// Which optional columns a customer view has: warehouses published by older versions lack them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CustomerViewColumns {
+    /// `is_account_closed`: such customers are suppressed `account_closed`.
+    pub closed_accounts: bool,
+    /// `has_opted_out_contact`: contact-level suppression (`contact_opted_out`).
+    pub opted_out_contact: bool,
+}
+
+impl CustomerViewColumns {
+    /// Every optional column: what a job's own customer view is planned with.
+    pub const ALL: Self = Self {
+        closed_accounts: true,
+        opted_out_contact: true,
+    };
 }
 
 /// Prefixes a cell that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, carriage
@@ -364,8 +450,15 @@ pub struct ExportContext<'a> {
     pub published_dir: String,
     pub locale: Locale,
     pub suppression: &'a SuppressionList,
-    /// Whether `customer_view` has `is_account_closed`.
-    pub has_closed_accounts: bool,
+    /// Customers any of whose contact points (on any linked record) a global suppression list
+    /// holds ([`crate::listed_customers`]): suppressed `suppression_list`.
+    pub listed_customers: &'a std::collections::HashSet<String>,
+    /// The emails and phones an opted-out customer holds ([`crate::opted_out_contacts`]): a row
+    /// that would send to one is suppressed `contact_opted_out`, even when the contact point is
+    /// shared (a family's landline or email) and its customer is otherwise reachable.
+    pub opted_out_contacts: &'a SuppressionList,
+    /// The optional columns `customer_view` has.
+    pub view: CustomerViewColumns,
     /// The last export's rows and its date.
     pub previous: Option<(NaiveDate, PreviousRows)>,
 }
@@ -466,10 +559,7 @@ pub async fn export_segment(spec: &ExportSpec, ctx: &ExportContext<'_>) -> Resul
         .ok_or_else(|| bad(format!("format '{}' is unknown", spec.format)))?;
     let batches = ctx
         .engine
-        .collect(
-            &format!("export '{}'", spec.name),
-            &spec.query(ctx.has_closed_accounts)?,
-        )
+        .collect(&format!("export '{}'", spec.name), &spec.query(ctx.view)?)
         .await?;
     let campaign_id = format!("{}-{}", spec.campaign(), ctx.as_of.format("%Y-%m-%d"));
     let share = spec.holdout_share.unwrap_or(0.0);
@@ -497,6 +587,7 @@ pub async fn export_segment(spec: &ExportSpec, ctx: &ExportContext<'_>) -> Resul
         delivered_to: None,
     };
     let mut sent: Vec<Sent> = Vec::new();
+    let sent_contacts = spec.sent_contacts();
     let mut control: Vec<String> = Vec::new();
     let mut households_seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     // With one row per household, the household id is the column before the suppression reason.
@@ -543,8 +634,22 @@ pub async fn export_segment(spec: &ExportSpec, ctx: &ExportContext<'_>) -> Resul
                 last_name: get(3),
                 postcode: get(4),
                 city: get(5),
+                street: get(6),
             };
-            if ctx.suppression.contains(&contact, &ctx.locale.calling_code) {
+            if ctx.opted_out_contacts.contains_sent(
+                &contact,
+                &ctx.locale.calling_code,
+                sent_contacts,
+            ) {
+                *report
+                    .suppressed
+                    .entry("contact_opted_out".into())
+                    .or_default() += 1;
+                continue;
+            }
+            if ctx.listed_customers.contains(&contact.customer_id)
+                || ctx.suppression.contains(&contact, &ctx.locale.calling_code)
+            {
                 *report
                     .suppressed
                     .entry("suppression_list".into())
@@ -816,5 +921,57 @@ mod tests {
         assert!(list.contains(&c, "44"));
         assert!(list.read("bad.csv", "name\nx\n", "44").is_err());
         Ok(())
+    }
+
+    #[test]
+    fn an_address_matches_by_its_postal_key_with_the_first_names_initial() {
+        let mut list = SuppressionList::default();
+        list.postal.insert("12 high st|LS14AB|b".into());
+        let at = |first: &str, street: &str| Contact {
+            customer_id: "C1".into(),
+            first_name: Some(first.into()),
+            street: Some(street.into()),
+            postcode: Some("ls1 4ab".into()),
+            ..Contact::default()
+        };
+        // Brenda (or Brian) at 12 High Street, written either way, is on it; Ann at the same
+        // address is not, nor is a contact without a street. Nicknames count by their full form
+        // (Beth is Elizabeth), as in identity resolution.
+        assert!(list.contains(&at("Brenda", "12 HIGH STREET"), "44"));
+        assert!(list.contains(&at("Brian", "12 High St"), "44"));
+        assert!(!list.contains(&at("Ann", "12 High Street"), "44"));
+        assert!(!list.contains(&at("Beth", "12 High Street"), "44"));
+        let mut no_street = at("Brenda", "");
+        no_street.street = None;
+        assert!(!list.contains(&no_street, "44"));
+        // An export that does not send the address is not stopped by it.
+        let email_only = SentContacts {
+            email: true,
+            phone: false,
+            postal: false,
+        };
+        assert!(!list.contains_sent(&at("Brenda", "12 High St"), "44", email_only));
+    }
+
+    #[test]
+    fn an_export_sends_the_contact_points_its_format_or_columns_carry() {
+        let spec = |format: &str, columns: &[&str]| ExportSpec {
+            name: "x".into(),
+            segment: "s".into(),
+            format: format.into(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            mapping: BTreeMap::new(),
+            mode: None,
+            location: None,
+            campaign: None,
+            holdout_share: None,
+            country: None,
+            response_window_days: None,
+            one_per_household: false,
+        };
+        let mail = spec("csv", &["first_name", "street", "postcode"]).sent_contacts();
+        assert_eq!((mail.email, mail.phone, mail.postal), (false, false, true));
+        let ads = spec("meta", &[]).sent_contacts();
+        assert_eq!((ads.email, ads.phone, ads.postal), (true, true, false));
     }
 }

@@ -59,6 +59,8 @@ pub struct Contact {
     pub last_name: Option<String>,
     pub postcode: Option<String>,
     pub city: Option<String>,
+    /// The street line (for postal suppression; no ad or email format sends it).
+    pub street: Option<String>,
 }
 
 /// Settings the normalisation needs.
@@ -321,6 +323,7 @@ mod tests {
             last_name: Some("O'Brien".into()),
             postcode: Some("SW1A 1AA".into()),
             city: Some("London".into()),
+            street: Some("1 The Mall".into()),
         }
     }
 

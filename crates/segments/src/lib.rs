@@ -9,9 +9,11 @@
 //! - [`export_segment`] writes one segment as CSV (RFC 4180, UTF-8, spreadsheet formulas neutralised)
 //!   with the columns the job asks for from `customer_view`. Suppression is applied inside the query
 //!   and cannot be turned off: a customer who opted out in any linked record, or whose consent is unknown,
-//!   never reaches the file. An export manifest records eligible, suppressed by reason, exported, and the
+//!   or who holds an email, phone or postal address that any opted-out record holds, linked to them or
+//!   not (`has_opted_out_contact`, contact-level suppression), never reaches the file. An export manifest records eligible, suppressed by reason, exported, and the
 //!   file's checksum, and no personal data.
-//! - [`load_suppression_lists`] reads the global suppression lists; [`previous_audience`] finds
+//! - [`load_suppression_lists`] reads the global suppression lists and [`listed_customers`] finds
+//!   every customer holding a listed email or phone on any linked record; [`previous_audience`] finds
 //!   what an export sent last time (adds and diffs); both serve the export step and
 //!   `clientele export` alike.
 //! - [`measure_campaigns`] measures every earlier campaign sent with a control group
@@ -35,16 +37,17 @@ mod segment;
 
 pub use alarms::{AlarmRule, EarlierSizes, size_alarms, thousands};
 pub use audience::{
-    load_suppression_lists, previous_audience, sent_rows, suppression_batch,
-    suppression_from_batches, suppression_schema,
+    listed_customers, load_suppression_lists, opted_out_contacts, previous_audience, sent_rows,
+    suppression_batch, suppression_from_batches, suppression_schema,
 };
 pub use campaigns::{
     CampaignResult, campaign_results_batch, campaign_results_schema, measure_campaigns,
 };
 pub use error::{Error, Result};
 pub use export::{
-    CONTACT_FIELDS, ExportContext, ExportOutput, ExportReport, ExportSpec, PreviousRows,
-    SuppressionList, audience_schema, export_segment, in_control_group, neutralise_formula,
+    CONTACT_FIELDS, CustomerViewColumns, ExportContext, ExportOutput, ExportReport, ExportSpec,
+    PreviousRows, SentContacts, SuppressionList, audience_schema, export_segment, in_control_group,
+    neutralise_formula,
 };
 pub use segment::{
     Segment, SegmentSize, evaluate_segments, load_segments, membership_schema, parse_segment_header,

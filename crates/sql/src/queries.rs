@@ -40,6 +40,7 @@ queries! {
     CAMPAIGN_RESULTS = "campaign_results",
     PREVIOUS_AUDIENCE = "previous_audience",
     EXPORT_AUDIENCE = "export_audience",
+    LISTED_CUSTOMERS = "listed_customers",
     IDENTITY_INPUT = "identity_input",
 }
 

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use clientele_segments::formats::Locale;
 use clientele_segments::{
-    ExportContext, ExportOutput, ExportSpec, audience_schema, campaign_results_batch,
-    export_segment, load_suppression_lists, measure_campaigns, previous_audience,
-    suppression_batch,
+    CustomerViewColumns, ExportContext, ExportOutput, ExportSpec, audience_schema,
+    campaign_results_batch, export_segment, listed_customers, load_suppression_lists,
+    measure_campaigns, opted_out_contacts, previous_audience, suppression_batch,
 };
 use clientele_store::{Warehouse, layout};
 
@@ -28,6 +28,9 @@ pub const WRITES: [(&str, &str); 3] = [
     ("segments", "campaign_results"),
 ];
 
+/// The model of the contact points opted-out customers hold (`sql/intermediate/`).
+pub const CONTACT_SUPPRESSION: &str = "int_customer_contact_suppression";
+
 /// `kind = "export"` as written.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +45,10 @@ pub struct ExportStepSpec {
 pub struct Export {
     /// The exports, by name.
     pub exports: Vec<String>,
+    /// Whether the job resolves identities: then every customer's contact points
+    /// (`int_customer_contacts`) are checked against the suppression lists, and the customer view
+    /// must carry contact-level suppression (`has_opted_out_contact`).
+    pub contacts: bool,
 }
 
 impl Declaration for ExportStepSpec {
@@ -55,13 +62,23 @@ impl Declaration for ExportStepSpec {
                 problems.push(CheckProblem::Step(format!("export '{n}' is not declared")));
             }
         }
-        let reads = vec![
+        let mut reads = vec![
             TableId::new(super::segments::WRITES[0].0, super::segments::WRITES[0].1),
             table_for("customer_view", cx.models),
             table_for("fct_orders", cx.models),
         ];
+        if cx.has_identity_step {
+            let (layer, table) = super::identity::WRITES[4];
+            reads.push(TableId::new(layer, table));
+            if cx.models.get(CONTACT_SUPPRESSION).is_some() {
+                reads.push(table_for(CONTACT_SUPPRESSION, cx.models));
+            }
+        }
         Some(Checked {
-            operation: Arc::new(Export { exports: names }),
+            operation: Arc::new(Export {
+                exports: names,
+                contacts: cx.has_identity_step,
+            }),
             reads,
             writes: WRITES.iter().map(|(l, t)| TableId::new(l, t)).collect(),
         })
@@ -87,7 +104,11 @@ impl Operation for Export {
             let Some(export) = cx.spec.exports.iter().find(|e| &e.name == name) else {
                 continue;
             };
-            match cx.engine.plan_schema(&export.query(false)?).await {
+            let view = CustomerViewColumns {
+                closed_accounts: false,
+                opted_out_contact: self.contacts,
+            };
+            match cx.engine.plan_schema(&export.query(view)?).await {
                 Ok(_) => details.push(format!(
                     "export {name}: segment {} as {}, mode {}{}{} -> exports/{name}/as_of={}/",
                     export.segment,
@@ -133,7 +154,14 @@ impl Operation for Export {
             &spec.base_dir,
             &spec.identity.default_country_code,
         )?;
-        let has_closed_accounts = crate::published::has_closed_accounts(engine).await?;
+        let view = crate::published::customer_view_columns(engine).await?;
+        if self.contacts && !view.opted_out_contact {
+            return Err(Error::Input(
+                "customer_view has no column has_opted_out_contact: a job that resolves identities must suppress by contact point (join int_customer_contact_suppression as sql/marts/customer_view.sql does; docs/privacy.md)".into(),
+            ));
+        }
+        let listed = listed_customers(engine, &suppression).await?;
+        let opted_out = opted_out_contacts(engine).await?;
         let (audience_layer, audience_table) = WRITES[0];
         engine.register_empty(audience_table, audience_schema())?;
         engine
@@ -159,7 +187,9 @@ impl Operation for Export {
                     calling_code: spec.identity.default_country_code.clone(),
                 },
                 suppression: &suppression,
-                has_closed_accounts,
+                listed_customers: &listed,
+                opted_out_contacts: &opted_out,
+                view,
                 previous,
             };
             outputs.push((export, export_segment(export, &ecx).await?));

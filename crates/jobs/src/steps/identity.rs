@@ -20,13 +20,14 @@ use crate::manifest::IdentityReport;
 use crate::spec::{Problem, TableId};
 
 /// The tables the step writes (layer, table).
-pub const WRITES: [(&str, &str); 4] = {
-    let [a, b, c, d] = tables::OUTPUT_TABLES;
+pub const WRITES: [(&str, &str); 5] = {
+    let [a, b, c, d, e] = tables::OUTPUT_TABLES;
     [
         ("intermediate", a),
         ("intermediate", b),
         ("intermediate", c),
         ("intermediate", d),
+        ("intermediate", e),
     ]
 };
 

@@ -71,6 +71,8 @@ pub(crate) struct SpecContext<'a> {
     pub exports: &'a [ExportSpec],
     pub segments: &'a [Segment],
     pub identity: &'a IdentitySettings,
+    /// Whether the job has an identity step (which writes `int_customer_contacts`).
+    pub has_identity_step: bool,
 }
 
 /// A checked step: its operation and the tables it reads and writes.
