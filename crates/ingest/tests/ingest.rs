@@ -84,6 +84,15 @@ async fn ingest(
     })
 }
 
+/// Copies a fixture into `dir` (created if missing), naming both paths when it fails.
+fn copy_in(from: &Path, dir: &Path, name: &str) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let to = dir.join(name);
+    std::fs::copy(from, &to)
+        .map(|_| ())
+        .map_err(|e| format!("copying {} to {}: {e}", from.display(), to.display()))
+}
+
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let path = dir.join(name);
     if let Some(parent) = path.parent() {
@@ -472,10 +481,7 @@ fields = [ { name = "customer_id", type = "string", path = "CUST-ID" },
 async fn parquet_and_xlsx_sources() -> TestResult {
     let dir = tempfile::tempdir()?;
     let d = dir.path();
-    std::fs::copy(
-        fixtures().join("xlsx/partner_leads.xlsx"),
-        d.join("leads.xlsx"),
-    )?;
+    copy_in(&fixtures().join("xlsx/partner_leads.xlsx"), d, "leads.xlsx")?;
     let body = r#"format = "xlsx"
 location = "leads.xlsx"
 sheet = "Leads"
@@ -501,9 +507,10 @@ fields = [ { name = "lead_id", type = "string", header = "Lead ID" },
     assert_eq!(loaded.quarantine[0][3], "signed_up");
 
     // The raw table just written is itself a Parquet source.
-    std::fs::copy(
-        d.join("warehouse/raw/src/part-0.parquet"),
-        d.join("leads.parquet"),
+    copy_in(
+        &d.join("warehouse/raw/src/part-0.parquet"),
+        d,
+        "leads.parquet",
     )?;
     let body = r#"format = "parquet"
 location = "leads.parquet"
@@ -537,12 +544,17 @@ async fn bad_input_corpus() -> TestResult {
         quarantined: Option<u64>,
     }
     let corpus = fixtures().join("bad");
-    let cases: Cases = toml::from_str(&std::fs::read_to_string(corpus.join("cases.toml"))?)?;
+    let cases: Cases = toml::from_str(
+        &std::fs::read_to_string(corpus.join("cases.toml"))
+            .map_err(|e| format!("reading {}: {e}", corpus.join("cases.toml").display()))?,
+    )?;
     let dir = tempfile::tempdir()?;
     let d = dir.path();
-    for entry in std::fs::read_dir(&corpus)? {
+    for entry in
+        std::fs::read_dir(&corpus).map_err(|e| format!("listing {}: {e}", corpus.display()))?
+    {
         let entry = entry?;
-        std::fs::copy(entry.path(), d.join(entry.file_name()))?;
+        copy_in(&entry.path(), d, &entry.file_name().to_string_lossy())?;
     }
     // A 10 MB line: generated, not stored.
     let mut long = vec![b'x'; 10 << 20];
