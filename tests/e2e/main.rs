@@ -514,6 +514,110 @@ fn query_csv(wh: &Path, sql: &str) -> Result<Vec<String>, Box<dyn std::error::Er
         .collect())
 }
 
+/// A business with one campaign, or none yet, still gets its nightly: propensity is validated on
+/// a split of the one campaign's sends by customer, or skipped (its scores empty) when there is no
+/// campaign, and everything else is published. A model the job declares `required` that cannot
+/// run fails the run instead.
+#[test]
+fn a_business_with_one_campaign_or_none_still_gets_its_nightly() -> TestResult {
+    let dir = demo(2_000)?;
+    let job = dir.path().join("jobs/demo.toml");
+    let responses = dir.path().join("sources/campaigns/responses.csv");
+    let all = std::fs::read_to_string(&responses)?;
+    let header = all.lines().next().ok_or("no header")?.to_string();
+    let fresh_run = || -> Result<std::process::Output, Box<dyn std::error::Error>> {
+        std::fs::remove_dir_all(dir.path().join("warehouse"))?;
+        let _ = std::fs::remove_dir_all(dir.path().join("outbox"));
+        run_job(&job)
+    };
+    let report = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).to_string();
+
+    // One campaign.
+    let one: Vec<&str> = std::iter::once(header.as_str())
+        .chain(all.lines().filter(|l| l.contains(",CMP04,")))
+        .collect();
+    assert!(one.len() > 50, "{} sends of CMP04", one.len());
+    std::fs::write(&responses, one.join("\n") + "\n")?;
+    let out = fresh_run()?;
+    assert_ok(&out);
+    let text = report(&out);
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("propensity "))
+        .ok_or_else(|| format!("no propensity line:\n{text}"))?;
+    assert!(line.contains("validation AUC"), "{line}");
+    let artifact = std::fs::read_to_string(
+        dir.path()
+            .join("warehouse/models/propensity")
+            .join(format!("as_of={AS_OF}"))
+            .join("artifact.json"),
+    )?;
+    assert!(
+        artifact.contains("customer hash within the one campaign"),
+        "the artifact does not say how it was validated"
+    );
+
+    // No campaign yet: the source may be empty when the job says so.
+    std::fs::write(&responses, format!("{header}\n"))?;
+    let spec = std::fs::read_to_string(&job)?;
+    let optional = spec.replacen(
+        "name = \"campaign_responses\"",
+        "name = \"campaign_responses\"\nrequired = false",
+        1,
+    );
+    assert_ne!(
+        spec, optional,
+        "the demo job has no campaign_responses source"
+    );
+    std::fs::write(&job, &optional)?;
+    let out = fresh_run()?;
+    assert_ok(&out);
+    let text = report(&out);
+    assert!(
+        text.contains("skipped: no past campaign sends to learn campaign propensity from"),
+        "{text}"
+    );
+    assert!(text.contains("churn "), "{text}");
+    let scores = read_parquet(&partition(
+        &dir.path().join("warehouse"),
+        "scores",
+        "customer_scores",
+    ))?;
+    let mut rows = 0;
+    for b in &scores {
+        let p = b
+            .column_by_name("propensity")
+            .ok_or("no propensity column")?;
+        let churn = b
+            .column_by_name("churn_probability")
+            .ok_or("no churn column")?;
+        assert_eq!(
+            p.null_count(),
+            b.num_rows(),
+            "propensity scored without campaigns"
+        );
+        assert!(churn.null_count() < b.num_rows(), "churn not scored");
+        rows += b.num_rows();
+    }
+    assert!(rows > 1_000, "{rows} customers scored");
+
+    // Unless the job requires the model.
+    let required = optional.replacen(
+        "kind = \"score\"",
+        "kind = \"score\"\nrequired = [\"propensity\"]",
+        1,
+    );
+    std::fs::write(&job, required)?;
+    let out = fresh_run()?;
+    assert_eq!(out.status.code(), Some(1), "{}", report(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the propensity model is required"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
 /// Rows sent (treatment groups of the exports that send emails and phones), and how many of them
 /// went to an email or phone held by a record that opted out (a contact point someone opted out
 /// on, linked to the customer sent or not).

@@ -193,6 +193,14 @@ pub fn render_report(m: &RunManifest) -> String {
     if !m.models.is_empty() {
         let _ = writeln!(out, "\nmodels");
         for model in &m.models {
+            if model.status != "ran" {
+                let _ = writeln!(
+                    out,
+                    "  {:<11} {:>11} scored   {}",
+                    model.model, "-", model.status
+                );
+                continue;
+            }
             let get = |k: &str| model.metrics.get(k).copied().unwrap_or(f64::NAN);
             let line = match model.model.as_str() {
                 "clv" => format!(

@@ -62,9 +62,9 @@ pub use logistic::Logistic;
 pub use profile::{ProfileRule, profile};
 pub use rfm::{Error, Result, RfmSegmentNames, quintile_scores, rfm_schema, score_rfm};
 pub use scores::{
-    ClassifierData, ClassifierRun, customer_scores_batch, customer_scores_schema, deciles_batch,
-    deciles_schema, metrics_with_classifiers, profiles_batch, profiles_schema, run_classifier,
-    split_latest_groups,
+    CampaignSplit, ClassifierData, ClassifierRun, customer_scores_batch, customer_scores_schema,
+    deciles_batch, deciles_schema, metrics_with_classifiers, profiles_batch, profiles_schema,
+    run_classifier, split_campaign_sends,
 };
 pub use summary::{Transaction, summarise};
 pub use windows::{ChurnWindows, PropensityWindow};

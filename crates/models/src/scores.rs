@@ -128,13 +128,23 @@ pub fn run_classifier(data: &ClassifierData<'_>) -> Result<ClassifierRun> {
     })
 }
 
-/// Splits campaign-send rows by campaign (`_group`): the latest `holdout_share` of the campaigns
-/// by first send date (at least one, never all) are validation rows. Returns (train, valid) row
-/// indices.
-pub fn split_latest_groups(
-    table: &FeatureTable,
-    holdout_share: f64,
-) -> Result<(Vec<usize>, Vec<usize>)> {
+/// How campaign-send rows were split into training and validation rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignSplit {
+    pub train: Vec<usize>,
+    pub valid: Vec<usize>,
+    /// `latest campaigns` or, with one campaign, `customer hash within the one campaign`.
+    pub method: &'static str,
+}
+
+/// Splits campaign-send rows (`_group` is the campaign) into training and validation rows. With
+/// two campaigns or more, the latest `holdout_share` of the campaigns by first send date (at least
+/// one, never all) are validation rows: the model is judged on a later campaign than it learnt
+/// from. With one campaign, there is no later campaign: its sends are split by customer, the rows
+/// whose SHA-256 of the customer id falls below `holdout_share` validating (deterministic, so the
+/// same data gives the same split). No campaign, or a split that leaves either side empty, is
+/// [`Error::BadInput`] saying so (the score step then skips propensity).
+pub fn split_campaign_sends(table: &FeatureTable, holdout_share: f64) -> Result<CampaignSplit> {
     let (Some(groups), Some(days)) = (&table.groups, &table.snapshot_days) else {
         return Err(Error::BadInput(
             "campaign rows need _group and _snapshot_date".into(),
@@ -145,25 +155,60 @@ pub fn split_latest_groups(
         let e = first.entry(g.as_str()).or_insert(d);
         *e = (*e).min(d);
     }
-    if first.len() < 2 {
+    let (train, valid, method) = match first.len() {
+        0 => {
+            return Err(Error::BadInput(
+                "no past campaign sends to learn campaign propensity from".into(),
+            ));
+        }
+        1 => {
+            let (mut train, mut valid) = (Vec::new(), Vec::new());
+            for (i, id) in table.ids.iter().enumerate() {
+                if hash_fraction(id) < holdout_share {
+                    valid.push(i);
+                } else {
+                    train.push(i);
+                }
+            }
+            (train, valid, "customer hash within the one campaign")
+        }
+        n => {
+            let mut order: Vec<(i32, &str)> = first.iter().map(|(g, d)| (*d, *g)).collect();
+            order.sort();
+            let k = ((n as f64 * holdout_share).round() as usize).clamp(1, n - 1);
+            let held: BTreeSet<&str> = order[n - k..].iter().map(|(_, g)| *g).collect();
+            let (mut train, mut valid) = (Vec::new(), Vec::new());
+            for (i, g) in groups.iter().enumerate() {
+                if held.contains(g.as_str()) {
+                    valid.push(i);
+                } else {
+                    train.push(i);
+                }
+            }
+            (train, valid, "latest campaigns")
+        }
+    };
+    if train.is_empty() || valid.is_empty() {
         return Err(Error::BadInput(format!(
-            "campaign propensity needs at least two past campaigns to validate on a later one; found {}",
-            first.len()
+            "the campaign sends split into {} training and {} validation rows ({method}): too few to learn and judge campaign propensity",
+            train.len(),
+            valid.len()
         )));
     }
-    let mut order: Vec<(i32, &str)> = first.iter().map(|(g, d)| (*d, *g)).collect();
-    order.sort();
-    let k = ((order.len() as f64 * holdout_share).round() as usize).clamp(1, order.len() - 1);
-    let held: BTreeSet<&str> = order[order.len() - k..].iter().map(|(_, g)| *g).collect();
-    let (mut train, mut valid) = (Vec::new(), Vec::new());
-    for (i, g) in groups.iter().enumerate() {
-        if held.contains(g.as_str()) {
-            valid.push(i);
-        } else {
-            train.push(i);
-        }
-    }
-    Ok((train, valid))
+    Ok(CampaignSplit {
+        train,
+        valid,
+        method,
+    })
+}
+
+/// The first eight bytes of SHA-256(`text`) as a fraction of 2^64.
+fn hash_fraction(text: &str) -> f64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first) as f64 / 18_446_744_073_709_551_616.0
 }
 
 /// The `model_deciles` table: lift, gains and calibration by decile on the validation rows.
@@ -342,24 +387,27 @@ fn rows_by_id(batch: &RecordBatch) -> Result<BTreeMap<String, usize>> {
         .collect())
 }
 
-/// One row per customer of `customers` (in that order): RFM from `rfm`, value from `clv`,
-/// probabilities from the two classifier runs (empty where a customer was not scored).
+/// One row per customer of `customers` (in that order): RFM from `rfm`, value from `clv` (which
+/// may be empty: CLV was skipped), probabilities from the two classifier runs (empty where a
+/// customer was not scored, or for every customer when the model did not run).
 pub fn customer_scores_batch(
     customers: &[String],
     rfm: &RecordBatch,
     clv: &RecordBatch,
     clv_version: &str,
-    churn: &ClassifierRun,
-    propensity: &ClassifierRun,
+    churn: Option<&ClassifierRun>,
+    propensity: Option<&ClassifierRun>,
 ) -> Result<RecordBatch> {
     let rfm_rows = rows_by_id(rfm)?;
     let clv_rows = rows_by_id(clv)?;
-    let churn_p: BTreeMap<&str, f64> = churn.scores.iter().map(|(i, p)| (i.as_str(), *p)).collect();
-    let prop_p: BTreeMap<&str, f64> = propensity
-        .scores
-        .iter()
-        .map(|(i, p)| (i.as_str(), *p))
-        .collect();
+    let probabilities = |run: Option<&ClassifierRun>| -> BTreeMap<String, f64> {
+        run.map(|r| r.scores.iter().cloned().collect())
+            .unwrap_or_default()
+    };
+    let churn_p = probabilities(churn);
+    let prop_p = probabilities(propensity);
+    let version_of =
+        |run: Option<&ClassifierRun>| run.map(|r| r.version.clone()).unwrap_or_default();
     let col = |b: &RecordBatch, name: &str| {
         b.column_by_name(name)
             .cloned()
@@ -395,11 +443,11 @@ pub fn customer_scores_batch(
     ] {
         arrays.push(take(clv, &clv_rows, name)?);
     }
-    let probs = |m: &BTreeMap<&str, f64>| -> ArrayRef {
+    let probs = |m: &BTreeMap<String, f64>| -> ArrayRef {
         Arc::new(Float64Array::from(
             customers
                 .iter()
-                .map(|id| m.get(id.as_str()).copied())
+                .map(|id| m.get(id).copied())
                 .collect::<Vec<_>>(),
         ))
     };
@@ -414,8 +462,11 @@ pub fn customer_scores_batch(
         ))
     };
     arrays.push(version(&|id| clv_rows.contains_key(id), clv_version));
-    arrays.push(version(&|id| churn_p.contains_key(id), &churn.version));
-    arrays.push(version(&|id| prop_p.contains_key(id), &propensity.version));
+    arrays.push(version(&|id| churn_p.contains_key(id), &version_of(churn)));
+    arrays.push(version(
+        &|id| prop_p.contains_key(id),
+        &version_of(propensity),
+    ));
     // The RFM and CLV tables carry their own types; check they are the published ones.
     let schema = customer_scores_schema();
     for (field, array) in schema.fields().iter().zip(&arrays) {
@@ -450,15 +501,43 @@ mod tests {
             snapshot_days: Some(vec![20, 10, 30, 31, 11, 40]),
             ..FeatureTable::default()
         };
-        let (train, valid) = split_latest_groups(&t, 0.25)?;
-        assert_eq!(valid, vec![5]);
-        assert_eq!(train, vec![0, 1, 2, 3, 4]);
-        let (_, valid) = split_latest_groups(&t, 0.5)?;
-        assert_eq!(valid, vec![2, 3, 5]);
-        let one = t.select(&[1, 4]);
+        let split = split_campaign_sends(&t, 0.25)?;
+        assert_eq!(split.valid, vec![5]);
+        assert_eq!(split.train, vec![0, 1, 2, 3, 4]);
+        assert_eq!(split.method, "latest campaigns");
+        let split = split_campaign_sends(&t, 0.5)?;
+        assert_eq!(split.valid, vec![2, 3, 5]);
+        Ok(())
+    }
+
+    #[test]
+    fn one_campaign_is_split_by_customer_and_none_is_refused() -> Result<()> {
+        let n = 400;
+        let t = FeatureTable {
+            ids: (0..n).map(|i| format!("C{i:05}")).collect(),
+            groups: Some(vec!["only".into(); n]),
+            snapshot_days: Some(vec![100; n]),
+            ..FeatureTable::default()
+        };
+        let split = split_campaign_sends(&t, 0.25)?;
+        assert_eq!(split.method, "customer hash within the one campaign");
+        assert_eq!(split.train.len() + split.valid.len(), n);
+        // About a quarter validates, and the same data always splits the same way.
         assert!(
-            split_latest_groups(&one, 0.25)
-                .is_err_and(|e| e.to_string().contains("at least two past campaigns"))
+            (70..130).contains(&split.valid.len()),
+            "{}",
+            split.valid.len()
+        );
+        assert_eq!(split_campaign_sends(&t, 0.25)?, split);
+        let none = t.select(&[]);
+        assert!(
+            split_campaign_sends(&none, 0.25)
+                .is_err_and(|e| e.to_string().contains("no past campaign sends"))
+        );
+        // Two sends of one campaign cannot make both sides.
+        let tiny = t.select(&[0]);
+        assert!(
+            split_campaign_sends(&tiny, 0.25).is_err_and(|e| e.to_string().contains("too few"))
         );
         Ok(())
     }

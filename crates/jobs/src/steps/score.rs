@@ -65,7 +65,15 @@ pub struct ScoreSpec {
     /// The lowest validation ROC AUC the propensity model may have (default: no floor).
     #[serde(default)]
     min_propensity_auc: Option<f64>,
+    /// Models that must run (`clv`, `churn`, `propensity`): one that cannot fails the step.
+    /// Others that cannot run (no campaigns yet, too few repeat buyers) are skipped, their scores
+    /// left empty, and the nightly goes on (default: none).
+    #[serde(default)]
+    required: Vec<String>,
 }
+
+/// The models of the score step besides RFM, which always runs.
+pub const MODELS: [&str; 3] = ["clv", "churn", "propensity"];
 
 /// The options of a `score` step, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +92,8 @@ pub struct ScoreOptions {
     pub min_churn_auc: Option<f64>,
     /// Floor on the propensity model's validation ROC AUC.
     pub min_propensity_auc: Option<f64>,
+    /// Models that must run.
+    pub required: Vec<String>,
 }
 
 impl Declaration for ScoreSpec {
@@ -131,6 +141,14 @@ impl Declaration for ScoreSpec {
                 ));
             }
         }
+        for m in &self.required {
+            if !MODELS.contains(&m.as_str()) {
+                problem(format!(
+                    "required model '{m}' is not one of the step's models ({})",
+                    MODELS.join(", ")
+                ));
+            }
+        }
         Some(Checked {
             operation: Arc::new(Score(ScoreOptions {
                 horizon_months: horizon,
@@ -140,6 +158,7 @@ impl Declaration for ScoreSpec {
                 campaign_holdout_share: share,
                 min_churn_auc: self.min_churn_auc,
                 min_propensity_auc: self.min_propensity_auc,
+                required: self.required.clone(),
             })),
             reads: SCORE_INPUT_TABLES
                 .iter()
@@ -304,6 +323,11 @@ pub(crate) fn clv_transactions(
 pub struct ModelReport {
     /// `clv`, `churn` or `propensity`.
     pub model: String,
+    /// `ran`, `skipped: <why>` (the data cannot carry the model yet: no campaigns, too few
+    /// repeat buyers) or `failed: <why>` (its fit failed); a model that did not run leaves its
+    /// scores empty.
+    #[serde(default = "ran")]
+    pub status: String,
     /// The version written beside its scores.
     pub version: String,
     /// Customers scored.
@@ -312,6 +336,51 @@ pub struct ModelReport {
     pub metrics: BTreeMap<String, f64>,
     /// The profile rule with the highest rate, for classifiers.
     pub top_rule: Option<String>,
+}
+
+fn ran() -> String {
+    "ran".into()
+}
+
+/// A model that ran, or its status line when it did not.
+enum Outcome<T> {
+    Ran(T),
+    NotRun(String),
+}
+
+impl<T> Outcome<T> {
+    fn ran(&self) -> Option<&T> {
+        match self {
+            Outcome::Ran(v) => Some(v),
+            Outcome::NotRun(_) => None,
+        }
+    }
+}
+
+/// A model's result as the nightly takes it: a floor that is not met fails the step, as does any
+/// error of a model the step declares `required`; otherwise data that cannot carry the model (no
+/// campaign sends, too few repeat buyers: the models' `BadInput`) skips it and any other model
+/// error marks it failed, and the step goes on without its scores.
+fn degrade<T>(
+    model: &str,
+    required: &[String],
+    result: std::result::Result<T, clientele_models::Error>,
+) -> Result<Outcome<T>> {
+    match result {
+        Ok(v) => Ok(Outcome::Ran(v)),
+        Err(e @ clientele_models::Error::BelowFloor(_)) => Err(e.into()),
+        Err(e) if required.iter().any(|r| r == model) => Err(Error::Input(format!(
+            "the {model} model is required (the score step's `required`) but could not run: {e}"
+        ))),
+        Err(e) => {
+            let status = match e {
+                clientele_models::Error::BadInput(why) => format!("skipped: {why}"),
+                other => format!("failed: {other}"),
+            };
+            tracing::warn!(model, %status, "a model did not run; the nightly goes on without its scores");
+            Ok(Outcome::NotRun(status))
+        }
+    }
 }
 
 /// What the step produced: tables by name and artifacts by model.
@@ -367,6 +436,7 @@ fn report(run: &ClassifierRun) -> ModelReport {
         }
     }
     ModelReport {
+        status: ran(),
         model: run.model.clone(),
         version: run.version.clone(),
         scored: run.scores.len() as u64,
@@ -410,8 +480,19 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
         horizon_months: opts.horizon_months,
         monthly_discount_rate: opts.monthly_discount_rate,
     };
-    let (clv, clv_metrics, params) =
-        clientele_models::score_clv(&transactions, i64::from(date32(as_of)), &clv_options)?;
+    let clv_outcome = degrade(
+        "clv",
+        &opts.required,
+        clientele_models::score_clv(&transactions, i64::from(date32(as_of)), &clv_options),
+    )?;
+    let (clv, clv_metrics, params) = match &clv_outcome {
+        Outcome::Ran((clv, metrics, params)) => (clv.clone(), metrics.clone(), Some(*params)),
+        Outcome::NotRun(_) => (
+            RecordBatch::new_empty(clientele_models::clv_schema()),
+            RecordBatch::new_empty(clientele_models::metrics_schema()),
+            None,
+        ),
+    };
     let clv_version = format!(
         "clv:bgnbd+gamma_gamma@{} (clientele {})",
         as_of.format("%Y-%m-%d"),
@@ -447,7 +528,7 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
         }
         clv_checksums.insert("transactions".to_string(), hex::encode(h.finalize()));
     }
-    let clv_artifact = Artifact {
+    let clv_artifact = params.map(|params| Artifact {
         artifact_format: ARTIFACT_FORMAT,
         model: "clv".into(),
         version: clv_version.clone(),
@@ -462,7 +543,7 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
         },
         metrics: clv_fit.clone(),
         data_checksums: clv_checksums,
-    };
+    });
 
     // Churn.
     let windows = ChurnWindows::new(as_of, opts.churn_horizon_days)?;
@@ -481,17 +562,21 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
     .await?;
     let churn_template = churn_scoring_template()?;
     let churn_score = table(engine, "churn scoring rows", &fill(&churn_template, as_of)).await?;
-    let churn = clientele_models::run_classifier(&ClassifierData {
-        model: "churn",
-        as_of,
-        train: &churn_train,
-        valid: &churn_valid,
-        refit: &churn_valid,
-        score: &churn_score,
-        window: windows.describe(),
-        scoring_query: churn_template,
-        min_roc_auc: opts.min_churn_auc,
-    })?;
+    let churn = degrade(
+        "churn",
+        &opts.required,
+        clientele_models::run_classifier(&ClassifierData {
+            model: "churn",
+            as_of,
+            train: &churn_train,
+            valid: &churn_valid,
+            refit: &churn_valid,
+            score: &churn_score,
+            window: windows.describe(),
+            scoring_query: churn_template,
+            min_roc_auc: opts.min_churn_auc,
+        }),
+    )?;
 
     // Campaign propensity.
     let window = PropensityWindow::new(as_of, opts.response_window_days)?;
@@ -501,34 +586,47 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
         &propensity_rows(window.last_send)?,
     )
     .await?;
-    let (train_rows, valid_rows) =
-        clientele_models::split_latest_groups(&sends, opts.campaign_holdout_share)?;
-    let prop_train = sends.select(&train_rows);
-    let prop_valid = sends.select(&valid_rows);
-    let prop_template = propensity_scoring_template()?;
-    let prop_score = table(
-        engine,
-        "campaign propensity scoring rows",
-        &fill(&prop_template, as_of),
-    )
-    .await?;
-    let held: std::collections::BTreeSet<&str> = prop_valid
-        .groups
-        .iter()
-        .flatten()
-        .map(String::as_str)
-        .collect();
-    let propensity = clientele_models::run_classifier(&ClassifierData {
-        model: "propensity",
-        as_of,
-        train: &prop_train,
-        valid: &prop_valid,
-        refit: &sends,
-        score: &prop_score,
-        window: window.describe(&held.into_iter().collect::<Vec<_>>()),
-        scoring_query: prop_template,
-        min_roc_auc: opts.min_propensity_auc,
-    })?;
+    let propensity = match degrade(
+        "propensity",
+        &opts.required,
+        clientele_models::split_campaign_sends(&sends, opts.campaign_holdout_share),
+    )? {
+        Outcome::NotRun(status) => Outcome::NotRun(status),
+        Outcome::Ran(split) => {
+            let prop_train = sends.select(&split.train);
+            let prop_valid = sends.select(&split.valid);
+            let prop_template = propensity_scoring_template()?;
+            let prop_score = table(
+                engine,
+                "campaign propensity scoring rows",
+                &fill(&prop_template, as_of),
+            )
+            .await?;
+            let held: std::collections::BTreeSet<&str> = prop_valid
+                .groups
+                .iter()
+                .flatten()
+                .map(String::as_str)
+                .collect();
+            let mut window = window.describe(&held.into_iter().collect::<Vec<_>>());
+            window.insert("validation_split".into(), split.method.into());
+            degrade(
+                "propensity",
+                &opts.required,
+                clientele_models::run_classifier(&ClassifierData {
+                    model: "propensity",
+                    as_of,
+                    train: &prop_train,
+                    valid: &prop_valid,
+                    refit: &sends,
+                    score: &prop_score,
+                    window,
+                    scoring_query: prop_template,
+                    min_roc_auc: opts.min_propensity_auc,
+                }),
+            )?
+        }
+    };
 
     // Tables.
     let customers_batches = engine
@@ -545,26 +643,53 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
             .ok_or_else(|| Error::Input("customer_view.customer_id is not text".into()))?;
         customers.extend(ids.iter().flatten().map(str::to_string));
     }
-    let runs = [&churn, &propensity];
+    let runs: Vec<&ClassifierRun> = [churn.ran(), propensity.ran()]
+        .into_iter()
+        .flatten()
+        .collect();
     let scores = clientele_models::customer_scores_batch(
         &customers,
         &rfm,
         &clv,
         &clv_version,
-        &churn,
-        &propensity,
+        churn.ran(),
+        propensity.ran(),
     )?;
     let metrics = clientele_models::metrics_with_classifiers(&clv_metrics, &runs)?;
     let deciles = clientele_models::deciles_batch(&runs)?;
     let profiles = clientele_models::profiles_batch(&runs)?;
-    let mut reports = vec![ModelReport {
-        model: "clv".into(),
-        version: clv_version,
-        scored: clv.num_rows() as u64,
-        metrics: clv_fit,
+    let not_run = |model: &str, status: &str| ModelReport {
+        model: model.into(),
+        status: status.into(),
+        version: String::new(),
+        scored: 0,
+        metrics: BTreeMap::new(),
         top_rule: None,
+    };
+    let mut reports = vec![match &clv_outcome {
+        Outcome::Ran(_) => ModelReport {
+            model: "clv".into(),
+            status: ran(),
+            version: clv_version,
+            scored: clv.num_rows() as u64,
+            metrics: clv_fit,
+            top_rule: None,
+        },
+        Outcome::NotRun(status) => not_run("clv", status),
     }];
-    reports.extend(runs.iter().map(|r| report(r)));
+    let mut artifacts = Vec::new();
+    if let Some(a) = clv_artifact {
+        artifacts.push(("clv".to_string(), a.to_json()?));
+    }
+    for (name, outcome) in [("churn", &churn), ("propensity", &propensity)] {
+        match outcome {
+            Outcome::Ran(run) => {
+                reports.push(report(run));
+                artifacts.push((name.to_string(), run.artifact.to_json()?));
+            }
+            Outcome::NotRun(status) => reports.push(not_run(name, status)),
+        }
+    }
     Ok(ScoreOutput {
         tables: vec![
             (WRITES[0].1, rfm),
@@ -574,11 +699,7 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
             (WRITES[4].1, deciles),
             (WRITES[5].1, profiles),
         ],
-        artifacts: vec![
-            ("clv".into(), clv_artifact.to_json()?),
-            ("churn".into(), churn.artifact.to_json()?),
-            ("propensity".into(), propensity.artifact.to_json()?),
-        ],
+        artifacts,
         reports,
     })
 }
@@ -648,6 +769,36 @@ pub async fn score_with_artifact(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn models_degrade_unless_a_floor_or_the_job_requires_them() {
+        use clientele_models::Error as ModelError;
+        let no_data = || Err::<(), _>(ModelError::BadInput("no campaign sends".into()));
+        assert!(matches!(
+            degrade("propensity", &[], no_data()),
+            Ok(Outcome::NotRun(s)) if s == "skipped: no campaign sends"
+        ));
+        assert!(
+            degrade("propensity", &["propensity".to_string()], no_data())
+                .is_err_and(|e| e.to_string().contains("the propensity model is required"))
+        );
+        assert!(
+            degrade(
+                "churn",
+                &[],
+                Err::<(), _>(ModelError::BelowFloor("AUC 0.5".into()))
+            )
+            .is_err()
+        );
+        assert!(matches!(
+            degrade("clv", &[], Err::<(), _>(ModelError::Internal("boom".into()))),
+            Ok(Outcome::NotRun(s)) if s.starts_with("failed:")
+        ));
+        assert!(matches!(
+            degrade("clv", &[], Ok::<_, ModelError>(7)),
+            Ok(Outcome::Ran(7))
+        ));
+    }
+
     use super::*;
     use clientele_sql::EngineOptions;
 
