@@ -1898,6 +1898,30 @@ fn exports_never_hold_a_suppressed_customer_diffs_follow_the_data_and_campaigns_
             );
         }
     }
+    // Without the suppression list the run applied, a pull stops unless told to go on.
+    let list = wh
+        .join("segments/suppression_list")
+        .join(format!("as_of={as_of_last}/part-0.parquet"));
+    let kept = std::fs::read(&list)?;
+    std::fs::remove_file(&list)?;
+    let pull = |extra: &[&str]| -> Result<std::process::Output, Box<dyn std::error::Error>> {
+        Ok(clientele()?
+            .args(["export", "rfm_champions", "--to", "csv", "--out"])
+            .arg(&pulls)
+            .args(extra)
+            .arg("--warehouse")
+            .arg(&wh)
+            .output()?)
+    };
+    let refused = pull(&[])?;
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--without-suppression-list"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_ok(&pull(&["--without-suppression-list"])?);
+    std::fs::write(&list, kept)?;
     let unknown = clientele()?
         .args(["export", "no_such_segment", "--to", "csv", "--out"])
         .arg(&pulls)

@@ -314,6 +314,10 @@ pub struct ExportArgs {
     /// The calling code of national phone numbers.
     #[arg(long, default_value = "44")]
     pub calling_code: String,
+    /// Pull even when the run published no suppression list (its job has no export step): only
+    /// opt-outs and contact-level suppression then apply.
+    #[arg(long)]
+    pub without_suppression_list: bool,
     /// The run to pull from, by as-of date (default: the latest published).
     #[arg(long)]
     pub as_of: Option<chrono::NaiveDate>,

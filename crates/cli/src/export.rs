@@ -131,8 +131,14 @@ pub(crate) async fn export(pull: &ExportArgs) -> Result<ExitCode> {
         .into());
     }
     if suppression.is_none() {
+        if !pull.without_suppression_list {
+            return Err(UsageError(format!(
+                "the run as of {as_of} published no suppression list (its job has no export step), so the people on it cannot be left out; pass --without-suppression-list to pull with opt-outs and contact-level suppression only"
+            ))
+            .into());
+        }
         eprintln!(
-            "note: the run as of {as_of} published no suppression list (its job has no export step); opt-outs and contact keys still apply"
+            "note: the run as of {as_of} published no suppression list; --without-suppression-list: opt-outs and contact-level suppression still apply"
         );
     }
     // For adds and diff: the same pull from the run before, as the previous rows.

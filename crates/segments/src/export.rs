@@ -425,6 +425,14 @@ pub fn neutralise_formula(cell: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// A phone in E.164 and nothing else (`+447700900123`): a value the formats produce that starts
+/// with `+` yet cannot run as a formula. Every other cell, validated emails included, goes through
+/// [`neutralise_formula`].
+fn is_plain_e164(cell: &str) -> bool {
+    cell.strip_prefix('+')
+        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Whether the deterministic draw puts `customer` in the control group of `campaign`: the first
 /// eight bytes of SHA-256(`campaign:customer`) as a fraction of 2^64, below `share`.
 pub fn in_control_group(campaign: &str, customer: &str, share: f64) -> bool {
@@ -494,7 +502,7 @@ fn csv_file(
             .iter()
             .enumerate()
             .map(|(i, cell)| {
-                if validated(i) {
+                if validated(i) && is_plain_e164(cell) {
                     std::borrow::Cow::Borrowed(cell.as_str())
                 } else {
                     neutralise_formula(cell)
@@ -951,6 +959,28 @@ mod tests {
             postal: false,
         };
         assert!(!list.contains_sent(&at("Brenda", "12 High St"), "44", email_only));
+    }
+
+    #[test]
+    fn no_cell_of_any_format_can_run_as_a_formula() -> Result<()> {
+        let header = vec!["Email Address".to_string(), "Phone Number".to_string()];
+        let row = vec![
+            "=cmd|'/c calc'!a0@x.co".to_string(),
+            "+447700900123".to_string(),
+        ];
+        let evil_phone = vec!["-2+3@x.co".to_string(), "+1+cmd|'/c calc'!A0".to_string()];
+        let out = csv_file(&header, &[&row, &evil_phone], &|_| true)?;
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("'=cmd"), "{text}");
+        assert!(
+            text.contains(",+447700900123"),
+            "a phone is left as it is: {text}"
+        );
+        assert!(
+            text.contains("'-2+3@x.co") && text.contains("'+1+cmd"),
+            "{text}"
+        );
+        Ok(())
     }
 
     #[test]

@@ -198,8 +198,9 @@ impl Format {
     }
 
     /// Whether a cell of this format holds a value this module produced and validated (a hash, an
-    /// E.164 phone, a normalised email), which spreadsheet-formula neutralisation must leave
-    /// alone: `+447700900123` is a phone number the tool needs as it is, not a formula.
+    /// E.164 phone, a normalised email). Of these only a plain E.164 phone skips spreadsheet-formula
+    /// neutralisation (`+447700900123` is a phone number the tool needs as it is, not a formula);
+    /// an email that starts like a formula is neutralised like any other cell.
     pub fn is_validated_column(self, column: usize) -> bool {
         match self {
             Self::Csv | Self::Parquet => false,
