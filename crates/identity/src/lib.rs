@@ -18,8 +18,9 @@
 //! 8. [`explain::waterfall`]: how each field moved the weight of one pair.
 //!
 //! [`resolve`] runs stages 3 to 7; [`tables`] turns Arrow batches into records and the result into
-//! the `int_customer_identity`, `int_identity_links`, `int_identity_changes` and
-//! `int_identity_parameters` tables.
+//! the `int_customer_identity`, `int_identity_links`, `int_identity_changes`,
+//! `int_identity_parameters` and `int_customer_contacts` tables (the last: every record's emails,
+//! phones and postal keys in the forms destinations receive, for contact-level suppression).
 //!
 //! # Example
 //! ```

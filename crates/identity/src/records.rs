@@ -208,46 +208,26 @@ impl Records {
     /// [`crate::Parameters::weights`]). Without a forename comparison nothing is marked. Call it
     /// once, after [`Records::set_aside_placeholders`].
     pub fn mark_shared_values(&mut self, settings: &Settings) {
-        /// Records per value looked at: a value held by more is shared in practice.
-        const LOOK_AT: usize = 16;
-        let Some((f, forename)) = settings
-            .comparisons
-            .iter()
-            .enumerate()
-            .find(|(_, c)| c.kind == Kind::Forename)
-        else {
+        let Some(holders) = Holders::new(self, settings) else {
             return;
         };
-        let differ = forename.level_count() - 1;
+        let mut marks = Vec::new();
         for (c, comparison) in settings.comparisons.iter().enumerate() {
             if comparison.group.is_none() || !matches!(comparison.kind, Kind::Phone | Kind::Email) {
                 continue;
             }
-            let (Some(first_names), Some(column)) = (self.columns.get(f), self.columns.get(c))
-            else {
+            let Some(column) = self.columns.get(c) else {
                 continue;
             };
-            let mut holders: Vec<Vec<usize>> = vec![Vec::new(); column.values.len()];
+            let mut held: Vec<Vec<usize>> = vec![Vec::new(); column.values.len()];
             for (r, code) in column.codes.iter().enumerate() {
-                if let Some(h) = holders.get_mut(*code as usize)
-                    && h.len() <= LOOK_AT
-                    && first_names.codes.get(r).is_some_and(|n| *n != NULL)
-                {
-                    h.push(r);
+                if let Some(h) = held.get_mut(*code as usize) {
+                    holders.add(h, r);
                 }
             }
-            let shared = holders
-                .iter()
-                .map(|h| {
-                    h.len() > LOOK_AT
-                        || h.iter().enumerate().any(|(i, &a)| {
-                            h[i + 1..].iter().any(|&b| {
-                                usize::from(crate::compare::level(forename, first_names, a, b))
-                                    == differ
-                            })
-                        })
-                })
-                .collect();
+            marks.push((c, held.iter().map(|h| holders.several_people(h)).collect()));
+        }
+        for (c, shared) in marks {
             if let Some(column) = self.columns.get_mut(c) {
                 column.shared = shared;
             }
@@ -260,6 +240,53 @@ impl Records {
 
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
+    }
+}
+
+/// Whether the records holding one value are one person or several: several when two of them
+/// have first names that disagree at the forename comparison's last level (Ann and Bob; not Ann
+/// and Anne, nor a record without a first name), or when more than [`Holders::LOOK_AT`] records
+/// with a first name hold it. The one rule behind [`Records::mark_shared_values`] and the
+/// `is_shared` of `int_customer_contacts`.
+pub(crate) struct Holders<'a> {
+    names: &'a Column,
+    forename: &'a crate::spec::Comparison,
+}
+
+impl<'a> Holders<'a> {
+    /// Holders with a first name looked at per value.
+    const LOOK_AT: usize = 16;
+
+    /// The rule for `records`; `None` without a forename comparison.
+    pub(crate) fn new(records: &'a Records, settings: &'a Settings) -> Option<Self> {
+        let (f, forename) = settings
+            .comparisons
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.kind == Kind::Forename)?;
+        Some(Self {
+            names: records.columns.get(f)?,
+            forename,
+        })
+    }
+
+    /// Adds record `r` to one value's holders (only records with a first name, and no more than
+    /// needed to decide).
+    pub(crate) fn add(&self, holders: &mut Vec<usize>, r: usize) {
+        if holders.len() <= Self::LOOK_AT && self.names.codes.get(r).is_some_and(|n| *n != NULL) {
+            holders.push(r);
+        }
+    }
+
+    /// Whether the holders collected with [`Holders::add`] are several people.
+    pub(crate) fn several_people(&self, holders: &[usize]) -> bool {
+        let differ = self.forename.level_count() - 1;
+        holders.len() > Self::LOOK_AT
+            || holders.iter().enumerate().any(|(i, &a)| {
+                holders[i + 1..].iter().any(|&b| {
+                    usize::from(crate::compare::level(self.forename, self.names, a, b)) == differ
+                })
+            })
     }
 }
 

@@ -191,41 +191,25 @@ pub fn contacts_table(
     settings: &Settings,
     r: &Resolution,
 ) -> Result<RecordBatch> {
-    /// Holders per contact point looked at: more than this many are shared in practice.
-    const LOOK_AT: usize = 16;
     let per_record: Vec<Vec<(&'static str, String)>> = (0..records.len())
         .map(|i| record_contacts(records, settings, i))
         .collect();
-    let forename = settings
-        .comparisons
-        .iter()
-        .enumerate()
-        .find(|(_, c)| c.kind == Kind::Forename);
+    let rule = crate::records::Holders::new(records, settings);
     let mut holders: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
-    for (i, contacts) in per_record.iter().enumerate() {
-        for (k, v) in contacts {
-            let h = holders.entry((k, v.as_str())).or_default();
-            if h.len() <= LOOK_AT {
-                h.push(i);
+    if let Some(rule) = &rule {
+        for (i, contacts) in per_record.iter().enumerate() {
+            for (k, v) in contacts {
+                rule.add(holders.entry((k, v.as_str())).or_default(), i);
             }
         }
     }
-    let shared: HashMap<(&str, &str), bool> = holders
-        .iter()
-        .map(|(key, h)| {
-            let differ = forename.is_some_and(|(f, spec)| {
-                records.columns.get(f).is_some_and(|names| {
-                    let last = spec.level_count() - 1;
-                    h.iter().enumerate().any(|(x, &a)| {
-                        h[x + 1..]
-                            .iter()
-                            .any(|&b| usize::from(crate::compare::level(spec, names, a, b)) == last)
-                    })
-                })
-            });
-            (*key, h.len() > LOOK_AT || differ)
-        })
-        .collect();
+    let shared: HashMap<(&str, &str), bool> = match &rule {
+        Some(rule) => holders
+            .iter()
+            .map(|(key, h)| (*key, rule.several_people(h)))
+            .collect(),
+        None => HashMap::new(),
+    };
     let mut customer = StringBuilder::new();
     let mut record = StringBuilder::new();
     let mut source = StringBuilder::new();
@@ -246,7 +230,7 @@ pub fn contacts_table(
             source.append_value(source_name);
             kind.append_value(k);
             key.append_value(v);
-            is_shared.append_value(shared.get(&(*k, v.as_str())).copied().unwrap_or(true));
+            is_shared.append_value(shared.get(&(*k, v.as_str())).copied().unwrap_or(false));
         }
     }
     batch(

@@ -85,6 +85,10 @@ pub fn suppression_batch(list: &SuppressionList) -> Result<RecordBatch> {
     .map_err(|e| Error::Internal(e.to_string()))
 }
 
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::Internal(e.to_string())
+}
+
 /// The customers any of whose contact points, on any record linked to them, a global suppression
 /// list holds (`sql/queries/listed_customers.sql`). Reads `int_customer_contacts`, which the
 /// identity step writes; without it (a job with no identity step, a warehouse of an older version)
@@ -94,32 +98,25 @@ pub async fn listed_customers(
     list: &SuppressionList,
 ) -> Result<std::collections::HashSet<String>> {
     let ctx = engine.context();
-    let has_contacts = ctx
-        .table_exist("int_customer_contacts")
-        .map_err(|e| Error::Internal(e.to_string()))?;
+    let has_contacts = ctx.table_exist("int_customer_contacts").map_err(internal)?;
     if list.is_empty() || !has_contacts {
         return Ok(std::collections::HashSet::new());
     }
+    // The query reads the list under its published name; a table of that name already in the
+    // engine is put back afterwards.
     const LIST: &str = "suppression_list";
-    let had_list = ctx
-        .table_exist(LIST)
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    let previous = ctx
-        .deregister_table(LIST)
-        .map_err(|e| Error::Internal(e.to_string()))?;
+    let previous = ctx.deregister_table(LIST).map_err(internal)?;
     ctx.register_batch(LIST, suppression_batch(list)?)
-        .map_err(|e| Error::Internal(e.to_string()))?;
+        .map_err(internal)?;
     let result = engine
         .collect(
             "finding the customers on the suppression lists",
             queries::LISTED_CUSTOMERS.text(),
         )
         .await;
-    ctx.deregister_table(LIST)
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    if let (true, Some(t)) = (had_list, previous) {
-        ctx.register_table(LIST, t)
-            .map_err(|e| Error::Internal(e.to_string()))?;
+    ctx.deregister_table(LIST).map_err(internal)?;
+    if let Some(t) = previous {
+        ctx.register_table(LIST, t).map_err(internal)?;
     }
     let mut out = std::collections::HashSet::new();
     for b in result? {

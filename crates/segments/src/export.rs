@@ -986,18 +986,9 @@ mod tests {
     #[test]
     fn an_export_sends_the_contact_points_its_format_or_columns_carry() {
         let spec = |format: &str, columns: &[&str]| ExportSpec {
-            name: "x".into(),
-            segment: "s".into(),
             format: format.into(),
             columns: columns.iter().map(|c| c.to_string()).collect(),
-            mapping: BTreeMap::new(),
-            mode: None,
-            location: None,
-            campaign: None,
-            holdout_share: None,
-            country: None,
-            response_window_days: None,
-            one_per_household: false,
+            ..spec()
         };
         let mail = spec("csv", &["first_name", "street", "postcode"]).sent_contacts();
         assert_eq!((mail.email, mail.phone, mail.postal), (false, false, true));
