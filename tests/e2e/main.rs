@@ -49,8 +49,19 @@ fn demo_with(
     persons: u64,
     extra: &[&str],
 ) -> Result<tempfile::TempDir, Box<dyn std::error::Error>> {
+    Ok(demo_logged(persons, extra, &[])?.0)
+}
+
+/// Runs the demo with `global` arguments (such as `-vv`) before the command and `extra` after it,
+/// and returns its directory and everything it printed.
+fn demo_logged(
+    persons: u64,
+    extra: &[&str],
+    global: &[&str],
+) -> Result<(tempfile::TempDir, String), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let out = clientele()?
+        .args(global)
         .args(["demo", "--persons", &persons.to_string(), "--seed", "7"])
         .args(extra)
         .arg("--dir")
@@ -62,7 +73,74 @@ fn demo_with(
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    Ok(dir)
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((dir, printed))
+}
+
+/// The emails (tokens with an `@`) and phone numbers (runs of 10 to 13 digits, spaces and
+/// punctuation between them allowed, starting with `+` or `0`; by their last nine digits) in
+/// `text`.
+fn emails_and_phones(text: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut emails = BTreeSet::new();
+    for token in text.split(|c: char| c.is_whitespace() || "\",;|{}[]<>()'=".contains(c)) {
+        let token = token.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+        if let Some((local, domain)) = token.split_once('@')
+            && !local.is_empty()
+            && domain.contains('.')
+        {
+            emails.insert(token.to_ascii_lowercase());
+        }
+    }
+    let mut phones = BTreeSet::new();
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let starts = (chars[i] == '+' || chars[i] == '0')
+            && (i == 0 || !chars[i - 1].is_ascii_alphanumeric());
+        if !starts {
+            i += 1;
+            continue;
+        }
+        let (mut j, mut digits) = (i, String::new());
+        while j < chars.len()
+            && (chars[j].is_ascii_digit() || (digits.len() < 13 && " ()-+".contains(chars[j])))
+        {
+            if chars[j].is_ascii_digit() {
+                digits.push(chars[j]);
+            }
+            j += 1;
+        }
+        if (10..=13).contains(&digits.len()) {
+            phones.insert(digits[digits.len() - 9..].to_string());
+        }
+        i = j.max(i + 1);
+    }
+    (emails, phones)
+}
+
+/// Every file under `dir` whose name ends with one of `extensions`.
+fn files_ending(dir: &Path, extensions: &[&str]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if extensions
+                .iter()
+                .any(|e| path.to_string_lossy().ends_with(e))
+            {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 fn partition(wh: &Path, layer: &str, table: &str) -> PathBuf {
@@ -646,7 +724,7 @@ select (select count(*) from sent_rows) as sent, (select count(*) from hits) as 
 /// must keep households apart there, and say what it set aside and refused.
 #[test]
 fn the_realistic_demo_keeps_households_apart() -> TestResult {
-    let dir = demo_with(20_000, &[])?;
+    let (dir, printed) = demo_logged(20_000, &[], &["-vv"])?;
     let wh = dir.path().join("warehouse");
     let runs = manifests(&wh)?;
     let run = runs.last().ok_or("no manifest")?;
@@ -750,6 +828,35 @@ fn the_realistic_demo_keeps_households_apart() -> TestResult {
     assert!(counts[0] > 1_000, "too few rows sent to test: {leak:?}");
     assert_eq!(counts[1], 0, "rows sent to an opted-out contact: {leak:?}");
     assert!(report.contains("contact_opted_out"), "{report}");
+
+    // No personal data outside the data: the run's log (debug level), manifests and reports, and
+    // the exports' and models' manifests hold none of the sources' emails and phones.
+    let mut sources = String::new();
+    for file in files_ending(&dir.path().join("sources"), &[""]) {
+        sources.push_str(&String::from_utf8_lossy(&std::fs::read(&file)?));
+        sources.push('\n');
+    }
+    let (emails, phones) = emails_and_phones(&sources);
+    assert!(
+        emails.len() > 10_000 && phones.len() > 10_000,
+        "the scan finds the demo's contacts: {} emails, {} phones",
+        emails.len(),
+        phones.len()
+    );
+    let mut outside = vec![("the log".to_string(), printed.clone())];
+    for file in files_ending(&wh, &[".json", ".txt"]) {
+        outside.push((file.display().to_string(), std::fs::read_to_string(&file)?));
+    }
+    assert!(outside.len() > 8, "{} files scanned", outside.len());
+    assert!(printed.lines().count() > 20, "the log is empty:\n{printed}");
+    for (what, text) in &outside {
+        let (e, p) = emails_and_phones(text);
+        let leaked: Vec<&String> = e
+            .intersection(&emails)
+            .chain(p.intersection(&phones))
+            .collect();
+        assert!(leaked.is_empty(), "{what} holds personal data: {leaked:?}");
+    }
     Ok(())
 }
 
@@ -919,6 +1026,17 @@ fn a_failing_data_test_fails_the_run_naming_model_test_and_rows_and_publishes_no
         "customer_id",
     ] {
         assert!(text.contains(expected), "missing '{expected}' in:\n{text}");
+    }
+    let rows_shown: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with('|'))
+        .collect();
+    assert!(rows_shown.len() > 2, "no failing rows shown:\n{text}");
+    for row in &rows_shown {
+        assert!(
+            !row.contains('@') && !row.contains("name") && !row.contains("email"),
+            "a failing row's personal data shown: {row}"
+        );
     }
     assert_eq!(published_checksums(&wh), before, "nothing is published");
 

@@ -29,6 +29,25 @@ pub enum DataTest {
     Expression(String),
 }
 
+/// Whether a column holds contact data or a name, by its name: a failure message shows such a
+/// column masked, never its value (logs and run reports carry no personal data).
+pub fn is_personal_column(column: &str) -> bool {
+    const PARTS: [&str; 9] = [
+        "email", "phone", "mobile", "name", "street", "address", "postcode", "zip", "birth",
+    ];
+    let column = column.to_ascii_lowercase();
+    PARTS.iter().any(|p| column.contains(p)) || column == "city"
+}
+
+/// How a personal value appears in a failure message: its length, never its characters.
+pub fn masked(value: &str) -> String {
+    if value.is_empty() {
+        String::new()
+    } else {
+        format!("<masked, {} characters>", value.chars().count())
+    }
+}
+
 /// A test with where it was declared.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeclaredTest {
@@ -69,6 +88,27 @@ impl DataTest {
                 format!("select * from {model} where not coalesce(({e}), false)")
             }
         }
+    }
+
+    /// The columns of a failing row that a failure message shows: the row's identifiers (columns
+    /// named `*_id`) and the columns the test names, in the order of `columns` (for `unique`, the
+    /// key and the count of duplicates). Other columns are left out: they may hold personal data.
+    pub fn shown_columns(&self, columns: &[String]) -> Vec<String> {
+        let named: Vec<&str> = match self {
+            Self::Unique(_) => return columns.to_vec(),
+            Self::NotNull(cols) => cols.iter().map(String::as_str).collect(),
+            Self::AcceptedValues { column, .. } | Self::Relationships { column, .. } => {
+                vec![column.as_str()]
+            }
+            Self::Expression(e) => e
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .collect(),
+        };
+        columns
+            .iter()
+            .filter(|c| c.ends_with("_id") || named.iter().any(|n| n.eq_ignore_ascii_case(c)))
+            .cloned()
+            .collect()
     }
 
     /// Tables the test reads besides the model.
@@ -246,5 +286,32 @@ mod tests {
             assert!(e.contains(part), "{e}");
             assert_eq!(line, sql.lines().count());
         }
+    }
+
+    #[test]
+    fn failure_messages_show_identifiers_and_the_tested_columns_never_other_personal_data() {
+        let columns: Vec<String> = [
+            "customer_id",
+            "email",
+            "first_name",
+            "frequency",
+            "record_id",
+        ]
+        .map(String::from)
+        .to_vec();
+        let shown = |sql: &str| parse_tests(sql).unwrap()[0].test.shown_columns(&columns);
+        assert_eq!(
+            shown("-- test: expression(frequency >= 0)"),
+            ["customer_id", "frequency", "record_id"]
+        );
+        assert_eq!(
+            shown("-- test: not_null(email)"),
+            ["customer_id", "email", "record_id"]
+        );
+        assert!(is_personal_column("email") && is_personal_column("first_name"));
+        assert!(is_personal_column("city") && !is_personal_column("frequency"));
+        assert!(!is_personal_column("customer_id"));
+        assert_eq!(masked("jane@example.com"), "<masked, 16 characters>");
+        assert_eq!(masked(""), "");
     }
 }

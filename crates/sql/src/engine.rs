@@ -305,7 +305,9 @@ impl Engine {
     }
 
     /// Runs the data tests of `model` (registered under its name): `Err(DataTests)` lists every
-    /// failing test with its line, the number of failing rows and up to five of them.
+    /// failing test with its line, the number of failing rows and up to five of them, showing
+    /// only their identifiers and the tested columns, personal ones masked
+    /// ([`crate::data_tests::DataTest::shown_columns`]).
     pub async fn run_data_tests(&self, model: &Model) -> Result<()> {
         let mut failures = Vec::new();
         for t in &model.tests {
@@ -336,9 +338,7 @@ impl Engine {
             let sample = self
                 .collect(&what, &format!("select * from ({failing}) limit 5"))
                 .await?;
-            let table = datafusion::arrow::util::pretty::pretty_format_batches(&sample)
-                .map(|t| t.to_string())
-                .unwrap_or_default();
+            let table = failing_rows_shown(&t.test, &sample);
             failures.push(format!(
                 "  test '{}' (line {}): {n} failing row(s), for example:\n{}",
                 t.text,
@@ -412,6 +412,54 @@ pub fn normalise_batch(
         }
     }
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+/// The failing rows of a data test as a text table of the columns a message may show, personal
+/// values masked.
+fn failing_rows_shown(test: &crate::data_tests::DataTest, sample: &[RecordBatch]) -> String {
+    use crate::data_tests::{is_personal_column, masked};
+    use arrow::array::{Array, ArrayRef, StringArray};
+    let Some(schema) = sample.first().map(|b| b.schema()) else {
+        return String::new();
+    };
+    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let shown = test.shown_columns(&names);
+    let fields: Vec<Field> = shown
+        .iter()
+        .map(|n| Field::new(n, DataType::Utf8, true))
+        .collect();
+    let out_schema = Arc::new(Schema::new(fields));
+    let mut batches = Vec::new();
+    for batch in sample {
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for name in &shown {
+            let Some(column) = batch.column_by_name(name) else {
+                continue;
+            };
+            let text = cast(column, &DataType::Utf8).ok();
+            let text = text
+                .as_ref()
+                .and_then(|a| a.as_any().downcast_ref::<StringArray>());
+            let values: StringArray = (0..batch.num_rows())
+                .map(|i| match text {
+                    Some(a) if a.is_valid(i) => Some(if is_personal_column(name) {
+                        masked(a.value(i))
+                    } else {
+                        a.value(i).to_string()
+                    }),
+                    Some(_) => None,
+                    None => Some("(not shown)".to_string()),
+                })
+                .collect();
+            columns.push(Arc::new(values));
+        }
+        if let Ok(b) = RecordBatch::try_new(out_schema.clone(), columns) {
+            batches.push(b);
+        }
+    }
+    datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -494,6 +542,35 @@ mod tests {
             batches[0].column(1).as_string::<i32>().value(0),
             "2025-12-31"
         );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_failing_data_test_shows_identifiers_and_tested_columns_with_personal_ones_masked()
+    -> Result<()> {
+        let (_dir, wh, as_of) = temp_warehouse()?;
+        let engine = Engine::new(&wh, as_of, &EngineOptions::default())?;
+        engine
+            .collect(
+                "view",
+                "create view m as select * from (values ('C1', 'jane@example.com', 'Jane', -1), \
+                 ('C2', 'bob@example.com', 'Bob', 3)) v(customer_id, email, first_name, frequency)",
+            )
+            .await?;
+        let sql = "-- test: expression(frequency >= 0)\n-- test: not_null(customer_id)\n\
+                   -- test: expression(email like '%@x.co')\nselect * from m"
+            .to_string();
+        let model = crate::parse_model(std::path::Path::new("sql/marts/m.sql"), "marts", sql)?;
+        let Err(Error::DataTests { failures, .. }) = engine.run_data_tests(&model).await else {
+            panic!("the data tests passed");
+        };
+        assert_eq!(failures.len(), 2, "{failures:?}");
+        let text = failures.join("\n");
+        assert!(text.contains("C1") && text.contains("-1"), "{text}");
+        assert!(text.contains("<masked, 16 characters>"), "{text}");
+        for personal in ["jane@example.com", "bob@example.com", "Jane", "first_name"] {
+            assert!(!text.contains(personal), "'{personal}' shown:\n{text}");
+        }
         Ok(())
     }
 }
