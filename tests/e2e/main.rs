@@ -1672,17 +1672,21 @@ fn exports_never_hold_a_suppressed_customer_diffs_follow_the_data_and_campaigns_
 
     // A customer the win-back email reached, known to the CRM: they opt out there before the
     // next run, a week later. Their row must leave the list as a removal.
+    // So does a customer on the Customer Match list (mode adds): the tool keeps what was uploaded,
+    // so they must reach it in a removal file.
     let audience = read("segments", "export_audience", AS_OF)?;
-    let sent: Vec<String> = strings(&audience, "customer_id")
-        .into_iter()
-        .zip(strings(&audience, "export"))
-        .zip(strings(&audience, "group"))
-        .filter(|((_, e), g)| {
-            e.as_deref() == Some("winback_mailchimp") && g.as_deref() == Some("treatment")
-        })
-        .filter_map(|((c, _), _)| c)
-        .collect();
-    assert!(!sent.is_empty());
+    let sent_by = |export: &str| -> Vec<String> {
+        strings(&audience, "customer_id")
+            .into_iter()
+            .zip(strings(&audience, "export"))
+            .zip(strings(&audience, "group"))
+            .filter(|((_, e), g)| e.as_deref() == Some(export) && g.as_deref() == Some("treatment"))
+            .filter_map(|((c, _), _)| c)
+            .collect()
+    };
+    let sent = sent_by("winback_mailchimp");
+    let champions = sent_by("champions_google_ads");
+    assert!(!sent.is_empty() && !champions.is_empty());
     let matched = read("intermediate", "int_customer_records__matched", AS_OF)?;
     let crm_of: BTreeMap<String, String> = strings(&matched, "customer_id")
         .into_iter()
@@ -1693,16 +1697,26 @@ fn exports_never_hold_a_suppressed_customer_diffs_follow_the_data_and_campaigns_
         .iter()
         .find_map(|c| crm_of.get(c).map(|n| (c.clone(), n.clone())))
         .ok_or("no win-back recipient with a CRM record")?;
+    let (champion, champion_crm_no) = champions
+        .iter()
+        .filter(|c| **c != leaver)
+        .find_map(|c| crm_of.get(c).map(|n| (c.clone(), n.clone())))
+        .ok_or("no Customer Match member with a CRM record")?;
     let crm_path = dir.path().join("sources/crm/customers.dat");
     let mut crm = std::fs::read(&crm_path)?;
-    let mut flipped = false;
+    let mut flipped = 0;
     for line in crm.split_mut(|b| *b == b'\n') {
-        if line.starts_with(crm_no.as_bytes()) && line.len() > 209 {
+        if (line.starts_with(crm_no.as_bytes()) || line.starts_with(champion_crm_no.as_bytes()))
+            && line.len() > 209
+        {
             line[209] = b'Y';
-            flipped = true;
+            flipped += 1;
         }
     }
-    assert!(flipped, "CRM record {crm_no} not found");
+    assert!(
+        flipped >= 2,
+        "CRM records {crm_no}, {champion_crm_no} not found"
+    );
     std::fs::write(&crm_path, crm)?;
     let week_later = "2026-01-07";
     let out = clientele()?
@@ -1767,6 +1781,41 @@ fn exports_never_hold_a_suppressed_customer_diffs_follow_the_data_and_campaigns_
         manifest["changes"]["removed"].as_u64(),
         Some(removed.len() as u64)
     );
+    // The Customer Match list: the new members, and the member who opted out as a removal, hashed
+    // as it was sent.
+    let audience_row =
+        |as_of: &str, customer: &str| -> Result<Option<String>, Box<dyn std::error::Error>> {
+            let a = read("segments", "export_audience", as_of)?;
+            Ok(strings(&a, "customer_id")
+                .into_iter()
+                .zip(strings(&a, "export"))
+                .zip(strings(&a, "row"))
+                .find(|((c, e), _)| {
+                    c.as_deref() == Some(customer) && e.as_deref() == Some("champions_google_ads")
+                })
+                .and_then(|(_, r)| r))
+        };
+    let champion_row: Vec<String> =
+        serde_json::from_str(&audience_row(AS_OF, &champion)?.ok_or("champion not sent")?)?;
+    assert_eq!(
+        audience_row(week_later, &champion)?,
+        None,
+        "an opted-out champion sent"
+    );
+    let d = export_dir("champions_google_ads", week_later);
+    let removals = csv_rows(&d.join("champions_google_ads_removed.csv"))?;
+    assert!(
+        removals.contains(&champion_row),
+        "the opted-out champion is not in the removal file: {removals:?}"
+    );
+    assert!(!csv_rows(&d.join("champions_google_ads.csv"))?.contains(&champion_row));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("export_manifest.json"))?)?;
+    assert_eq!(
+        manifest["changes"]["removed"].as_u64(),
+        Some(removals.len() as u64)
+    );
+
     // The same customer stays in the same group of a campaign.
     let groups = |as_of: &str| -> Result<BTreeMap<String, String>, Box<dyn std::error::Error>> {
         let a = read("segments", "export_audience", as_of)?;
@@ -1948,13 +1997,14 @@ fn exports_never_hold_a_suppressed_customer_diffs_follow_the_data_and_campaigns_
         "{listed} {}",
         opted_out.len()
     );
-    // The customer who opted out after the first run was rightly in that run's files.
+    // The customers who opted out after the first run were rightly in that run's files.
     let mut leaver_forms: BTreeSet<String> = pairs
         .iter()
-        .filter(|(_, c)| *c == leaver)
+        .filter(|(_, c)| *c == leaver || *c == champion)
         .flat_map(|(r, _)| contacts.get(r).cloned().unwrap_or_default())
         .collect();
     leaver_forms.insert(leaver.clone());
+    leaver_forms.insert(champion.clone());
     let files: Vec<PathBuf> = csv_files(&wh.join("exports"))
         .into_iter()
         .chain(csv_files(&dir.path().join("outbox")))

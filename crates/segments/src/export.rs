@@ -748,7 +748,10 @@ pub async fn export_segment(spec: &ExportSpec, ctx: &ExportContext<'_>) -> Resul
                 .changes
                 .insert("changed".into(), changed.len() as u64);
             if mode == "adds" {
+                // The members sent before and not now (left the segment, opted out, suppressed):
+                // the tools keep what was uploaded, so an opt-out reaches them only by removal.
                 outputs.push((format!("{stem}.{ext}"), added, header.clone()));
+                outputs.push((format!("{stem}_removed.{ext}"), removed, header.clone()));
             } else {
                 outputs.push((format!("{stem}_added.{ext}"), added, header.clone()));
                 outputs.push((format!("{stem}_removed.{ext}"), removed, header.clone()));
