@@ -521,11 +521,12 @@ fn a_rerun_for_the_same_date_gives_identical_outputs_and_a_failed_run_publishes_
 
     // Break a source so badly that its reject share is over the limit: the run fails, exit 1.
     let orders = dir.path().join("sources/web/orders.csv");
-    let mut text = std::fs::read_to_string(&orders)?;
+    let good_orders = std::fs::read_to_string(&orders)?;
+    let mut text = good_orders.clone();
     for i in 0..2000 {
         text.push_str(&format!("WO-BAD-{i},W0000001,not-a-time,1,abc,GBP\n"));
     }
-    std::fs::write(&orders, text)?;
+    std::fs::write(&orders, &text)?;
     let out = run_job(&job)?;
     assert_eq!(
         out.status.code(),
@@ -574,6 +575,67 @@ fn a_rerun_for_the_same_date_gives_identical_outputs_and_a_failed_run_publishes_
     assert!(
         listing.contains("failed") && listing.contains(AS_OF),
         "{listing}"
+    );
+
+    // Copies go to an export's location only after the run publishes, and one that cannot be
+    // delivered is tried again by the next run. The outbox is a file now: the run publishes and
+    // exits 3, the copy stays pending.
+    let outbox = dir.path().join("outbox");
+    let delivered = |as_of: &str| {
+        outbox
+            .join(format!(
+                "champions_google_ads/as_of={as_of}/champions_google_ads.csv"
+            ))
+            .exists()
+    };
+    assert!(delivered(AS_OF), "the demo run delivered its copy");
+    std::fs::remove_dir_all(&outbox)?;
+    std::fs::write(&outbox, "not a directory")?;
+    std::fs::write(&orders, &good_orders)?;
+    let out = run_job(&job)?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("FAIL champions_google_ads as_of=2025-12-31")
+            && stdout.contains("the next run tries again"),
+        "{stdout}"
+    );
+    assert_eq!(published_checksums(&wh), first, "published all the same");
+    // A failed run delivers nothing of its own.
+    std::fs::remove_file(&outbox)?;
+    std::fs::write(&orders, &text)?;
+    let out = clientele()?
+        .args(["run", "--as-of", "2026-01-02"])
+        .arg(&job)
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!delivered("2026-01-02"), "a failed run delivered its copy");
+    assert!(
+        delivered(AS_OF),
+        "the pending copy is delivered by the next run, failed or not"
+    );
+    // The next good run delivers its own.
+    std::fs::write(&orders, &good_orders)?;
+    let out = clientele()?
+        .args(["run", "--as-of", "2026-01-03"])
+        .arg(&job)
+        .output()?;
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(delivered("2026-01-03"));
+    let runs = manifests(&wh)?;
+    let retried = &runs[runs.len() - 2]["deliveries"][0];
+    assert_eq!(retried["delivered"], true, "{retried}");
+    assert_eq!(retried["attempts"], 2, "{retried}");
+    assert!(
+        !wh.join("_deliveries/pending/champions_google_ads").exists()
+            || std::fs::read_dir(wh.join("_deliveries/pending/champions_google_ads"))?
+                .next()
+                .is_none(),
+        "nothing left pending"
     );
     Ok(())
 }

@@ -127,7 +127,11 @@ pub async fn dispatch(cli: Cli, interactive: bool) -> Result<ExitCode> {
 
 fn exit_for(manifest: &RunManifest) -> ExitCode {
     match manifest.status {
-        RunStatus::Succeeded if !manifest.alarms.is_empty() => ExitCode::from(crate::EXIT_ALARMS),
+        RunStatus::Succeeded
+            if !manifest.alarms.is_empty() || manifest.deliveries.iter().any(|d| !d.delivered) =>
+        {
+            ExitCode::from(crate::EXIT_ALARMS)
+        }
         RunStatus::Succeeded => ExitCode::SUCCESS,
         RunStatus::Failed => ExitCode::from(crate::EXIT_FAILED),
     }

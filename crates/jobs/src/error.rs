@@ -40,10 +40,6 @@ pub enum Error {
     #[error("{0}")]
     Input(String),
 
-    /// An export's copy could not be delivered to its location.
-    #[error("export '{export}': {reason}")]
-    Delivery { export: String, reason: String },
-
     /// Building a table failed (a bug).
     #[error("internal error building a table: {0}")]
     Arrow(#[from] arrow::error::ArrowError),

@@ -12,6 +12,9 @@
 //!   runs the steps' operations in order (skipping everything downstream of a failure), stages every output under
 //!   `_staging/RUN_ID/`, and publishes them only when every step succeeded. Each run leaves a
 //!   [`RunManifest`] under `_runs/`, which [`list_runs`] reads back.
+//! - Copies of exports go to their `location` only after the run has published, from the
+//!   published files; one that cannot be delivered stays pending and every later run tries it
+//!   again ([`Delivery`], in the manifest).
 //! - [`Published`] is the read side: dates, an engine over one date's tables, the suppression list
 //!   a run applied, segment changes; the commands that read a warehouse go through it.
 //! - [`Runner::plan`] is the dry run: it plans every SQL query against the declared and derived
@@ -28,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+mod delivery;
 mod error;
 mod history;
 mod manifest;
@@ -39,6 +43,7 @@ mod spec;
 pub mod steps;
 
 pub use clientele_segments::thousands;
+pub use delivery::Delivery;
 pub use error::{Error, Result};
 pub use history::list_runs;
 pub use manifest::{RunManifest, RunStatus, StepReport, StepStatus, TableSummary};

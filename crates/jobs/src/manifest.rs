@@ -103,6 +103,10 @@ pub struct RunManifest {
     /// The models of the score step: version, customers scored, headline metrics.
     #[serde(default)]
     pub models: Vec<crate::ModelReport>,
+    /// Copies of exports delivered (or not) to their locations after publishing: this run's and
+    /// the ones earlier runs could not make.
+    #[serde(default)]
+    pub deliveries: Vec<crate::delivery::Delivery>,
     /// Where a failed run's staged outputs remain for inspection (until the next run).
     pub staging_dir: Option<String>,
     /// The first error, when the run failed.

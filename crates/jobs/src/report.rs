@@ -333,8 +333,41 @@ pub fn render_report(m: &RunManifest) -> String {
                     f.path
                 );
             }
-            if let Some(to) = &e.delivered_to {
-                let _ = writeln!(out, "  {:<40} delivered to {to}", "");
+        }
+    }
+    if !m.deliveries.is_empty() {
+        let _ = writeln!(out, "\ndeliveries (after publishing)");
+        for d in &m.deliveries {
+            let what = format!("{} as_of={}", d.export, d.as_of);
+            match (&d.delivered_to, &d.error) {
+                (Some(to), _) if d.delivered => {
+                    let _ = writeln!(
+                        out,
+                        "  ok   {what:<45} {} file(s) to {to}{}",
+                        d.files,
+                        if d.published_by == m.run_id {
+                            String::new()
+                        } else {
+                            format!(
+                                " (retry {}, published by run {})",
+                                d.attempts, d.published_by
+                            )
+                        }
+                    );
+                }
+                (_, error) => {
+                    let _ = writeln!(
+                        out,
+                        "  FAIL {what:<45} try {}: {}{}",
+                        d.attempts,
+                        error.as_deref().unwrap_or("not delivered"),
+                        if d.dropped {
+                            ""
+                        } else {
+                            "; the next run tries again"
+                        }
+                    );
+                }
             }
         }
     }

@@ -312,10 +312,45 @@ impl Runner {
             .flat_map(|r| r.outputs.iter().map(|f| f.path.clone()))
             .collect();
         if succeeded {
+            // The copies this run owes are recorded before it publishes, so that a crash after
+            // publishing still leaves them for the next run to deliver.
+            let owed: Vec<(String, String)> = state
+                .report
+                .exports
+                .iter()
+                .filter_map(|e| {
+                    let declared = spec.exports.iter().find(|x| x.name == e.export)?;
+                    Some((e.export.clone(), declared.location.clone()?))
+                })
+                .collect();
+            let as_of = self.opts.as_of.to_string();
+            crate::delivery::record_pending(warehouse, run_id.as_str(), &as_of, &owed).await?;
             warehouse.publish(run_id, &files).await?;
             tracing::info!(run = %run_id, files = files.len(), "outputs published");
         } else {
             tracing::error!(run = %run_id, "run failed: nothing was published; the last good outputs are untouched");
+        }
+        // Copies go out only now, from the published files: this run's and any an earlier run
+        // could not deliver.
+        let deliveries = match crate::delivery::deliver_pending(warehouse, &spec.base_dir).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "pending deliveries could not be read; they stay pending");
+                Vec::new()
+            }
+        };
+        for d in deliveries
+            .iter()
+            .filter(|d| d.delivered && d.published_by == run_id.as_str())
+        {
+            if let Some(e) = state
+                .report
+                .exports
+                .iter_mut()
+                .find(|e| e.export == d.export)
+            {
+                e.delivered_to.clone_from(&d.delivered_to);
+            }
         }
         let ended = (self.opts.clock)();
         let tables = state
@@ -354,6 +389,7 @@ impl Runner {
             exports: state.report.exports,
             identity: state.report.identity,
             models: state.report.models,
+            deliveries,
             staging_dir: (!succeeded && !files.is_empty())
                 .then(|| warehouse.url_of(&format!("{}/{run_id}", layout::STAGING_DIR), true)),
             error: first_error,

@@ -1,7 +1,7 @@
 //! The `export` step: every declared export of the step written with suppression, control
 //! groups and diffs against the last export, the audiences recorded in `export_audience`, earlier
-//! campaigns measured against their control groups, and copies delivered to each export's
-//! location once every file is written.
+//! campaigns measured against their control groups. Copies to each export's location are
+//! delivered by the runner after the run publishes (`crate::delivery`).
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use clientele_segments::{
     campaign_results_batch, export_segment, listed_customers, load_suppression_lists,
     measure_campaigns, opted_out_contacts, previous_audience, suppression_batch,
 };
-use clientele_store::{Warehouse, layout};
+use clientele_store::layout;
 
 use super::{
     CheckProblem, Checked, Declaration, Operation, PlanContext, SpecContext, StepContext,
@@ -193,28 +193,6 @@ impl Operation for Export {
                 previous,
             };
             outputs.push((export, export_segment(export, &ecx).await?));
-        }
-        // Every file is written: deliver the copies.
-        for (export, out) in &mut outputs {
-            let Some(location) = &export.location else {
-                continue;
-            };
-            let failed = |e: String| Error::Delivery {
-                export: export.name.clone(),
-                reason: e,
-            };
-            let target = Warehouse::open(location, &spec.base_dir)
-                .map_err(|e| failed(format!("location {location}: {e}")))?;
-            for (file, data) in &out.files {
-                let name = file.path.rsplit('/').next().unwrap_or(&file.path);
-                let rel = format!("{}/as_of={as_of}/{name}", export.name);
-                target
-                    .put(&rel, data.clone())
-                    .await
-                    .map_err(|e| failed(format!("delivering {name} to {location}: {e}")))?;
-            }
-            out.report.delivered_to = Some(target.url_of(&export.name, true));
-            tracing::info!(export = %export.name, location = %target.display(), "export delivered");
         }
         let mut step = StepOutput::default();
         let mut audiences = Vec::new();
