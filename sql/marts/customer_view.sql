@@ -5,7 +5,10 @@
 -- and the lifecycle stage. is_account_closed: a linked CRM account is closed (such a customer is
 -- never exported). has_opted_out_contact: an email, phone or postal address only this person
 -- holds is also held by a customer who opted out, linked to them or not
--- (int_customer_contact_suppression; never exported). frequency counts distinct purchase days (as the buy-till-you-die models
+-- (int_customer_contact_suppression; never exported). email_consent, phone_consent, post_consent
+-- and ads_consent: 'granted', 'denied' or 'unknown' per channel, with the date (_date) and source
+-- system (_source) of the statement that decides it (int_customer_consent; an export sends only
+-- to customers whose consent on its channel is granted). frequency counts distinct purchase days (as the buy-till-you-die models
 -- do); monetary_value is the total spend; recency_days is the number of days from the last purchase
 -- to the as-of date. Column meanings: docs/identity.md#the-customer-view.
 --
@@ -14,6 +17,8 @@
 -- test: expression(frequency <= order_count and monetary_value >= 0)
 -- test: accepted_values(lifecycle_stage, 'aware', 'trial', 'purchase', 'multiple_purchase', 'loyalty')
 -- test: accepted_values(channel_mix, 'web', 'store', 'both')
+-- test: accepted_values(email_consent, 'granted', 'denied', 'unknown')
+-- test: not_null(email_consent, phone_consent, post_consent, ads_consent)
 -- test: expression(open_complaint_count + resolved_complaint_count <= ticket_count)
 -- test: expression(campaign_response_count <= campaign_contact_count)
 with customers as (
@@ -95,6 +100,25 @@ closed_accounts as (
     group by m.customer_id
 ),
 
+consent as (
+    select
+        customer_id,
+        max(case when channel = 'email' then consent end)       as email_consent,
+        max(case when channel = 'email' then stated_on end)     as email_consent_date,
+        max(case when channel = 'email' then stated_by end)     as email_consent_source,
+        max(case when channel = 'phone' then consent end)       as phone_consent,
+        max(case when channel = 'phone' then stated_on end)     as phone_consent_date,
+        max(case when channel = 'phone' then stated_by end)     as phone_consent_source,
+        max(case when channel = 'post' then consent end)        as post_consent,
+        max(case when channel = 'post' then stated_on end)      as post_consent_date,
+        max(case when channel = 'post' then stated_by end)      as post_consent_source,
+        max(case when channel = 'ads' then consent end)         as ads_consent,
+        max(case when channel = 'ads' then stated_on end)       as ads_consent_date,
+        max(case when channel = 'ads' then stated_by end)       as ads_consent_source
+    from int_customer_consent
+    group by customer_id
+),
+
 contact_suppression as (
     select distinct customer_id
     from int_customer_contact_suppression
@@ -106,6 +130,18 @@ staged as (
         c.*,
         coalesce(x.is_account_closed, false)                            as is_account_closed,
         cs.customer_id is not null                                      as has_opted_out_contact,
+        coalesce(cn.email_consent, 'unknown')                           as email_consent,
+        cn.email_consent_date,
+        cn.email_consent_source,
+        coalesce(cn.phone_consent, 'unknown')                           as phone_consent,
+        cn.phone_consent_date,
+        cn.phone_consent_source,
+        coalesce(cn.post_consent, 'unknown')                            as post_consent,
+        cn.post_consent_date,
+        cn.post_consent_source,
+        coalesce(cn.ads_consent, 'unknown')                             as ads_consent,
+        cn.ads_consent_date,
+        cn.ads_consent_source,
         s.first_purchase_date,
         s.last_purchase_date,
         coalesce(s.frequency, 0)                                        as frequency,
@@ -140,6 +176,7 @@ staged as (
     left join tickets k on k.customer_id = c.customer_id
     left join closed_accounts x on x.customer_id = c.customer_id
     left join contact_suppression cs on cs.customer_id = c.customer_id
+    left join consent cn on cn.customer_id = c.customer_id
 )
 
 select
@@ -155,6 +192,18 @@ select
     birth_date,
     is_opted_out,
     has_opted_out_contact,
+    email_consent,
+    email_consent_date,
+    email_consent_source,
+    phone_consent,
+    phone_consent_date,
+    phone_consent_source,
+    post_consent,
+    post_consent_date,
+    post_consent_source,
+    ads_consent,
+    ads_consent_date,
+    ads_consent_source,
     is_account_closed,
     email is not null                                               as has_email,
     has_valid_email,

@@ -1,6 +1,7 @@
 -- The campaign tool's contacts, one row per contact (its own contact_id, no key of ours), from
 -- the response export: the most recent name, email and postcode; opted out once unsubscribed from
--- any campaign; known since the first send.
+-- any campaign; known since the first send. Consent: an unsubscribe denies every channel (as the
+-- opt-out always has), stated on the send it answered; the tool says nothing otherwise.
 --
 -- test: unique(record_id)
 -- test: not_null(record_id, is_opted_out)
@@ -19,6 +20,7 @@ contacts as (
     select
         contact_id,
         bool_or(unsubscribed)                       as is_opted_out,
+        max(case when unsubscribed then sent_date end) as unsubscribed_date,
         min(sent_date)                              as created_date
     from source
     group by contact_id
@@ -38,6 +40,12 @@ renamed as (
         nullif(lower(trim(r.email)), '')            as email_normalised,
         cast(null as date)                          as birth_date,
         c.is_opted_out,
+        case when c.is_opted_out then 'denied' end  as email_consent,
+        case when c.is_opted_out then 'denied' end  as phone_consent,
+        case when c.is_opted_out then 'denied' end  as post_consent,
+        case when c.is_opted_out then 'denied' end  as ads_consent,
+        c.unsubscribed_date                         as consent_date,
+        false                                       as consent_can_grant,
         c.created_date
     from ranked r
     join contacts c on c.contact_id = r.contact_id

@@ -1,6 +1,7 @@
 -- The people behind service tickets, one row per requester of the service desk (its own id, no
 -- key of ours): the full name split at its last space into first and last name, the most recent
--- email and phone given, known since the first ticket.
+-- email and phone given, known since the first ticket. The service desk says nothing of
+-- consent: every channel's consent is unknown (null).
 --
 -- test: unique(record_id)
 -- test: not_null(record_id, is_opted_out)
@@ -52,6 +53,12 @@ renamed as (
         nullif(lower(trim(e.email)), '')            as email_normalised,
         cast(null as date)                          as birth_date,
         false                                       as is_opted_out,
+        cast(null as varchar)                       as email_consent,
+        cast(null as varchar)                       as phone_consent,
+        cast(null as varchar)                       as post_consent,
+        cast(null as varchar)                       as ads_consent,
+        cast(null as date)                          as consent_date,
+        false                                       as consent_can_grant,
         f.created_date
     from ranked r
     join firsts f on f.requester_id = r.requester_id

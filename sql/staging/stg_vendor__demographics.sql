@@ -1,6 +1,7 @@
 -- The data vendor's demographic append, one row per vendor record. It carries no key of ours: the
 -- identity step links it to customers by name and address. Attribute codes are spelled out:
--- tenure OWNER/RENTER becomes owner/renter.
+-- tenure OWNER/RENTER becomes owner/renter. The vendor says nothing of consent: every channel's
+-- consent is unknown (null), and is_opted_out false only means it records no opt-out.
 --
 -- test: unique(record_id)
 -- test: not_null(record_id, is_opted_out)
@@ -26,6 +27,12 @@ renamed as (
         cast(null as varchar)                       as email_normalised,
         cast(null as date)                          as birth_date,
         false                                       as is_opted_out,
+        cast(null as varchar)                       as email_consent,
+        cast(null as varchar)                       as phone_consent,
+        cast(null as varchar)                       as post_consent,
+        cast(null as varchar)                       as ads_consent,
+        cast(null as date)                          as consent_date,
+        false                                       as consent_can_grant,
         cast(null as date)                          as created_date,
         nullif(trim(age_band), '')                  as age_band,
         nullif(trim(income_band), '')               as income_band,

@@ -490,15 +490,33 @@ fn demo_builds_every_table_reconciles_and_exports_no_opted_out_customer() -> Tes
         export_manifest["suppressed"]["opted_out"].as_u64(),
         Some(suppressed as u64)
     );
-    // The other members left out: on the suppression list, or with a closed CRM account.
+    // The other members left out: on the suppression list, with a closed CRM account, holding an
+    // opted-out contact, or without a granted phone consent (the call list's channel).
     let other = |reason: &str| export_manifest["suppressed"][reason].as_u64().unwrap_or(0);
     assert_eq!(
         exported.len() as u64
             + suppressed as u64
             + other("suppression_list")
-            + other("account_closed"),
-        member_ids.len() as u64
+            + other("account_closed")
+            + other("contact_opted_out")
+            + other("consent_unknown"),
+        member_ids.len() as u64,
+        "{export_manifest}"
     );
+    assert!(other("consent_unknown") > 0, "{export_manifest}");
+    let view = read_parquet(&partition(&wh, "marts", "customer_view"))?;
+    let phone_consent: BTreeMap<String, String> = strings(&view, "customer_id")
+        .into_iter()
+        .zip(strings(&view, "phone_consent"))
+        .filter_map(|(c, p)| Some((c?, p?)))
+        .collect();
+    for id in &exported {
+        assert_eq!(
+            phone_consent.get(id).map(String::as_str),
+            Some("granted"),
+            "{id} called without phone consent"
+        );
+    }
     Ok(())
 }
 
@@ -614,18 +632,37 @@ fn a_rerun_for_the_same_date_gives_identical_outputs_and_a_failed_run_publishes_
         delivered(AS_OF),
         "the pending copy is delivered by the next run, failed or not"
     );
-    // The next good run delivers its own.
+    // The next good run delivers its own. With a retention of one day it also drops the raw and
+    // quarantined copies of 2025-12-31 (the newest of each table stays), never the models.
     std::fs::write(&orders, &good_orders)?;
+    let spec = std::fs::read_to_string(&job)?;
+    std::fs::write(
+        &job,
+        spec.replace("raw_retention_days = 400", "").replacen(
+            "[job]\n",
+            "[job]\nraw_retention_days = 1\n",
+            1,
+        ),
+    )?;
+    let raw_partition = wh.join(format!("raw/crm_customers/as_of={AS_OF}"));
+    assert!(raw_partition.exists());
     let out = clientele()?
         .args(["run", "--as-of", "2026-01-03"])
         .arg(&job)
         .output()?;
-    assert!(
-        matches!(out.status.code(), Some(0 | 3)),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{stdout}");
     assert!(delivered("2026-01-03"));
+    assert!(
+        !raw_partition.exists(),
+        "a raw partition past retention kept"
+    );
+    assert!(wh.join("raw/crm_customers/as_of=2026-01-03").exists());
+    assert!(
+        partition(&wh, "marts", "customer_view").exists(),
+        "a model dropped"
+    );
+    assert!(stdout.contains("retention: "), "{stdout}");
     let runs = manifests(&wh)?;
     let retried = &runs[runs.len() - 2]["deliveries"][0];
     assert_eq!(retried["delivered"], true, "{retried}");
@@ -761,6 +798,22 @@ fn a_business_with_one_campaign_or_none_still_gets_its_nightly() -> TestResult {
 /// Rows sent (treatment groups of the exports that send emails and phones), and how many of them
 /// went to an email or phone held by a record that opted out (a contact point someone opted out
 /// on, linked to the customer sent or not).
+/// Rows sent, and rows sent to a customer whose consent on the export's channel is not granted
+/// (for the catalogue, which allows unknown consent on post: denied).
+const CONSENT_OF_THE_SENT: &str = "
+with sent as (
+    select a.export, v.email_consent, v.phone_consent, v.post_consent, v.ads_consent
+    from export_audience a
+    join customer_view v on v.customer_id = a.customer_id and v.as_of = a.as_of
+    where a.as_of = date '2025-12-31' and a.\"group\" = 'treatment')
+select count(*) as sent,
+       sum(case when export in ('winback_mailchimp', 'service_recovery_hubspot') and email_consent <> 'granted' then 1
+                when export in ('welcome_meta', 'champions_google_ads') and ads_consent <> 'granted' then 1
+                when export = 'winback_best_customers' and phone_consent <> 'granted' then 1
+                when export = 'catalogue_direct_mail' and post_consent = 'denied' then 1
+                else 0 end) as without_consent
+from sent";
+
 const OPTED_OUT_CONTACTS_SENT: &str = "
 with sent as (
     select distinct a.customer_id, a.export from export_audience a
@@ -890,6 +943,23 @@ fn the_realistic_demo_keeps_households_apart() -> TestResult {
     assert!(counts[0] > 1_000, "too few rows sent to test: {leak:?}");
     assert_eq!(counts[1], 0, "rows sent to an opted-out contact: {leak:?}");
     assert!(report.contains("contact_opted_out"), "{report}");
+
+    // Consent per channel: every row sent went to a customer who granted the export's channel
+    // (the catalogue, which allows unknown consent for post, to none who denied it), and customers
+    // nobody asked (known only to the service desk, the vendor or the campaign tool) were held back.
+    let consent = query_csv(&wh, CONSENT_OF_THE_SENT)?;
+    let counts: Vec<u64> = consent
+        .get(1)
+        .ok_or("no result row")?
+        .split(',')
+        .map(|n| n.parse().unwrap_or(u64::MAX))
+        .collect();
+    assert!(counts[0] > 1_000, "too few rows sent to test: {consent:?}");
+    assert_eq!(
+        counts[1], 0,
+        "rows sent without consent on the channel: {consent:?}"
+    );
+    assert!(report.contains("consent_unknown"), "{report}");
 
     // No personal data outside the data: the run's log (debug level), manifests and reports, and
     // the exports' and models' manifests hold none of the sources' emails and phones.
@@ -1295,7 +1365,7 @@ fn the_repository_jobs_plan_without_data_and_the_template_validates_against_real
         .env("CLIENTELE_WAREHOUSE", &warehouse)
         .output()?;
     assert_ok(&out);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (7 sources, 20 SQL models"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (7 sources, 21 SQL models"));
 
     // Without the files, each missing source is named at the line that declares it.
     let out = clientele()?

@@ -318,6 +318,14 @@ pub struct ExportArgs {
     /// opt-outs and contact-level suppression then apply.
     #[arg(long)]
     pub without_suppression_list: bool,
+    /// The channel the list is for (email, phone, sms, post, ads): only customers whose consent on
+    /// it is granted are pulled. Default: the format's (email for the email tools, ads for Google
+    /// Ads and Meta); csv and parquet without it apply only the general opt-out.
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// Also pull customers whose consent on the channel is unknown (never those who denied it).
+    #[arg(long)]
+    pub allow_unknown_consent: bool,
     /// The run to pull from, by as-of date (default: the latest published).
     #[arg(long)]
     pub as_of: Option<chrono::NaiveDate>,

@@ -94,6 +94,8 @@ pub(crate) async fn export(pull: &ExportArgs) -> Result<ExitCode> {
         country: Some(pull.country.clone()),
         response_window_days: None,
         one_per_household: false,
+        channel: pull.channel.clone(),
+        allow_unknown_consent: pull.allow_unknown_consent,
     };
     let problems = spec.problems();
     if !problems.is_empty() {

@@ -38,6 +38,7 @@ mod manifest;
 mod memory;
 mod published;
 mod report;
+mod retention;
 mod runner;
 mod spec;
 pub mod steps;
@@ -52,6 +53,7 @@ pub use published::{
     customer_view_columns,
 };
 pub use report::render_report;
+pub use retention::RetentionReport;
 pub use runner::{PlannedStep, RunObserver, RunOptions, Runner};
 pub use spec::{JobSpec, Problem, Step, TableId};
 pub use steps::identity::explain_match;

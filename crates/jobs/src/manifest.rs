@@ -107,6 +107,9 @@ pub struct RunManifest {
     /// the ones earlier runs could not make.
     #[serde(default)]
     pub deliveries: Vec<crate::delivery::Delivery>,
+    /// Raw and quarantined partitions dropped by the job's `raw_retention_days`.
+    #[serde(default)]
+    pub retention: Option<crate::retention::RetentionReport>,
     /// Where a failed run's staged outputs remain for inspection (until the next run).
     pub staging_dir: Option<String>,
     /// The first error, when the run failed.

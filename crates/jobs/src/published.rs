@@ -230,6 +230,9 @@ pub async fn customer_view_columns(engine: &Engine) -> Result<CustomerViewColumn
     Ok(CustomerViewColumns {
         closed_accounts: schema.field_with_name("is_account_closed").is_ok(),
         opted_out_contact: schema.field_with_name("has_opted_out_contact").is_ok(),
+        consent: ["email", "phone", "post", "ads"]
+            .iter()
+            .all(|c| schema.field_with_name(&format!("{c}_consent")).is_ok()),
     })
 }
 

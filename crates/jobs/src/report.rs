@@ -335,6 +335,15 @@ pub fn render_report(m: &RunManifest) -> String {
             }
         }
     }
+    if let Some(r) = m.retention.as_ref().filter(|r| !r.dropped.is_empty()) {
+        let _ = writeln!(
+            out,
+            "\nretention: {} raw/quarantine partition(s) older than {} ({} days) dropped",
+            r.dropped.len(),
+            r.cutoff,
+            r.days
+        );
+    }
     if !m.deliveries.is_empty() {
         let _ = writeln!(out, "\ndeliveries (after publishing)");
         for d in &m.deliveries {

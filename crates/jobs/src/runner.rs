@@ -311,6 +311,7 @@ impl Runner {
             .iter()
             .flat_map(|r| r.outputs.iter().map(|f| f.path.clone()))
             .collect();
+        let mut retention = None;
         if succeeded {
             // The copies this run owes are recorded before it publishes, so that a crash after
             // publishing still leaves them for the next run to deliver.
@@ -327,6 +328,21 @@ impl Runner {
             crate::delivery::record_pending(warehouse, run_id.as_str(), &as_of, &owed).await?;
             warehouse.publish(run_id, &files).await?;
             tracing::info!(run = %run_id, files = files.len(), "outputs published");
+            if let Some(days) = spec.raw_retention_days {
+                match crate::retention::apply(warehouse, self.opts.as_of, days).await {
+                    Ok(r) => {
+                        tracing::info!(
+                            dropped = r.dropped.len(),
+                            days,
+                            "raw partitions past retention dropped"
+                        );
+                        retention = Some(r);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "retention could not drop old raw partitions; the next run tries again")
+                    }
+                }
+            }
         } else {
             tracing::error!(run = %run_id, "run failed: nothing was published; the last good outputs are untouched");
         }
@@ -390,6 +406,7 @@ impl Runner {
             identity: state.report.identity,
             models: state.report.models,
             deliveries,
+            retention,
             staging_dir: (!succeeded && !files.is_empty())
                 .then(|| warehouse.url_of(&format!("{}/{run_id}", layout::STAGING_DIR), true)),
             error: first_error,

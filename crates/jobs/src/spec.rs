@@ -69,6 +69,8 @@ struct RawHeader {
     segment_alarm_min_customers: Option<u64>,
     #[serde(default)]
     target_partitions: Option<usize>,
+    #[serde(default)]
+    raw_retention_days: Option<u32>,
 }
 
 /// A table as the warehouse lays it out: `layer/table`, queried as `name`.
@@ -146,6 +148,9 @@ pub struct JobSpec {
     pub segment_alarm_share: f64,
     /// Segments smaller than this (now and before) raise no alarm (default 20).
     pub segment_alarm_min_customers: u64,
+    /// Raw and quarantined partitions older than this many days before the as-of date are dropped
+    /// by each successful run (the newest of each table stays); `None` keeps them all.
+    pub raw_retention_days: Option<u32>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -505,6 +510,7 @@ impl JobSpec {
             sql_dir,
             segments_dir,
             stale_lock_hours: header.stale_lock_hours.unwrap_or(6),
+            raw_retention_days: header.raw_retention_days,
             engine: EngineOptions {
                 target_partitions: header.target_partitions.unwrap_or(0),
                 memory_limit_mb: header.memory_limit_mb,

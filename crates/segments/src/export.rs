@@ -70,7 +70,20 @@ pub struct ExportSpec {
     /// control group is drawn by household, so that a home is either mailed or held out.
     #[serde(default)]
     pub one_per_household: bool,
+    /// The channel the destination reaches: `email`, `phone`, `sms`, `post` or `ads`. A member
+    /// is sent only when their consent on it (`customer_view.<channel>_consent`; `sms` uses the
+    /// phone consent) is `granted`. Default: `email` for the email tools, `ads` for Google Ads and
+    /// Meta; csv and parquet exports name theirs (without one, only the general opt-out applies).
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// Also send members whose consent on the channel is `unknown` (never those who denied it):
+    /// for channels a business may use on legitimate interest, such as post.
+    #[serde(default)]
+    pub allow_unknown_consent: bool,
 }
+
+/// The channels an export may declare.
+pub const CHANNELS: [&str; 5] = ["email", "phone", "sms", "post", "ads"];
 
 /// What one export did. Counts and checksums only: no personal data.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -252,6 +265,20 @@ impl ExportSpec {
         self.mode.as_deref().unwrap_or("full")
     }
 
+    /// The channel whose consent the export needs: the declared one, or the format's.
+    pub fn channel(&self) -> Option<&str> {
+        if let Some(c) = &self.channel {
+            return Some(c);
+        }
+        match self.destination()? {
+            Format::Mailchimp | Format::Hubspot | Format::SalesforceMc | Format::Braze => {
+                Some("email")
+            }
+            Format::GoogleAds | Format::Meta => Some("ads"),
+            Format::Csv | Format::Parquet => None,
+        }
+    }
+
     /// The campaign name control groups are drawn for.
     pub fn campaign(&self) -> &str {
         self.campaign.as_deref().unwrap_or(&self.name)
@@ -288,6 +315,17 @@ impl ExportSpec {
                 "mode '{}' is unknown (full, adds, diff)",
                 self.mode()
             ));
+        }
+        if let Some(c) = &self.channel
+            && !CHANNELS.contains(&c.as_str())
+        {
+            p.push(format!(
+                "channel '{c}' is unknown ({})",
+                CHANNELS.join(", ")
+            ));
+        }
+        if self.allow_unknown_consent && self.channel().is_none() {
+            p.push("allow_unknown_consent needs a channel (channel = \"post\", say)".to_string());
         }
         if let Some(s) = self.holdout_share
             && !(0.0..=0.5).contains(&s)
@@ -383,6 +421,30 @@ impl ExportSpec {
         } else {
             ""
         };
+        let consent = match self.channel() {
+            None => "when v.is_opted_out is null then 'consent_unknown'\n            \
+                     when v.is_opted_out then 'opted_out'"
+                .to_string(),
+            Some(_) if !view.consent => {
+                return Err(Error::BadExport {
+                    export: self.name.clone(),
+                    reason: "customer_view has no consent per channel (email_consent, ...): join int_customer_consent as sql/marts/customer_view.sql does, or rerun the job that published it (docs/privacy.md)".into(),
+                });
+            }
+            Some(channel) => {
+                let column = if channel == "sms" { "phone" } else { channel };
+                let mut rules = format!(
+                    "when v.{column}_consent = 'denied' then 'opted_out'\n            \
+                     when v.is_opted_out and v.{column}_consent is distinct from 'granted' then 'opted_out'"
+                );
+                if !self.allow_unknown_consent {
+                    rules.push_str(&format!(
+                        "\n            when v.{column}_consent is distinct from 'granted' then 'consent_unknown'"
+                    ));
+                }
+                rules
+            }
+        };
         let contact = if view.opted_out_contact {
             "when v.has_opted_out_contact then 'contact_opted_out'"
         } else {
@@ -391,6 +453,7 @@ impl ExportSpec {
         Ok(clientele_sql::queries::EXPORT_AUDIENCE.fill(&[
             ("segment", &self.segment.replace('\'', "''")),
             ("columns", &cols),
+            ("consent", &consent),
             ("contact", contact),
             ("closed", closed),
         ])?)
@@ -404,6 +467,9 @@ pub struct CustomerViewColumns {
     pub closed_accounts: bool,
     /// `has_opted_out_contact`: contact-level suppression (`contact_opted_out`).
     pub opted_out_contact: bool,
+    /// `email_consent`, `phone_consent`, `post_consent`, `ads_consent`: consent per channel. An
+    /// export with a channel refuses a view without them.
+    pub consent: bool,
 }
 
 impl CustomerViewColumns {
@@ -411,6 +477,7 @@ impl CustomerViewColumns {
     pub const ALL: Self = Self {
         closed_accounts: true,
         opted_out_contact: true,
+        consent: true,
     };
 }
 
@@ -866,7 +933,56 @@ mod tests {
             country: None,
             response_window_days: None,
             one_per_household: false,
+            channel: None,
+            allow_unknown_consent: false,
         }
+    }
+
+    #[test]
+    fn an_export_needs_granted_consent_on_its_channel() -> Result<()> {
+        let mut s = spec();
+        assert_eq!(s.channel(), None, "csv names its channel");
+        let legacy = s.query(CustomerViewColumns::ALL)?;
+        assert!(legacy.contains("when v.is_opted_out then 'opted_out'"));
+        assert!(!legacy.contains("_consent"));
+        for (format, channel) in [("mailchimp", "email"), ("braze", "email"), ("meta", "ads")] {
+            s.format = format.into();
+            assert_eq!(s.channel(), Some(channel), "{format}");
+        }
+        s.format = "csv".into();
+        s.channel = Some("sms".into());
+        let q = s.query(CustomerViewColumns::ALL)?;
+        assert!(
+            q.contains("when v.phone_consent = 'denied' then 'opted_out'"),
+            "{q}"
+        );
+        assert!(q.contains("v.phone_consent is distinct from 'granted' then 'consent_unknown'"));
+        s.channel = Some("post".into());
+        s.allow_unknown_consent = true;
+        let q = s.query(CustomerViewColumns::ALL)?;
+        assert!(
+            q.contains("when v.post_consent = 'denied' then 'opted_out'"),
+            "{q}"
+        );
+        assert!(
+            !q.contains("consent_unknown"),
+            "unknown consent allowed: {q}"
+        );
+        // A customer view without consent per channel is refused, never read as consent.
+        let old = CustomerViewColumns {
+            consent: false,
+            ..CustomerViewColumns::ALL
+        };
+        assert!(matches!(s.query(old), Err(Error::BadExport { .. })));
+        s.channel = Some("fax".into());
+        assert!(s.problems().iter().any(|p| p.contains("channel 'fax'")));
+        s.channel = None;
+        assert!(
+            s.problems()
+                .iter()
+                .any(|p| p.contains("allow_unknown_consent"))
+        );
+        Ok(())
     }
 
     #[test]

@@ -107,6 +107,7 @@ impl Operation for Export {
             let view = CustomerViewColumns {
                 closed_accounts: false,
                 opted_out_contact: self.contacts,
+                consent: true,
             };
             match cx.engine.plan_schema(&export.query(view)?).await {
                 Ok(_) => details.push(format!(

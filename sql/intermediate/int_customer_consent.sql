@@ -1,0 +1,115 @@
+-- Consent per customer and channel (email, phone, post, ads), from every record linked to the
+-- customer: 'granted', 'denied' or 'unknown', with the date and source system of the statement
+-- that decides it. Each record-level staging model states its source's consent per channel
+-- (email_consent, phone_consent, post_consent, ads_consent: 'granted', 'denied' or null when the
+-- source says nothing), the date of the statement (consent_date) and whether the source may lift
+-- a denial (consent_can_grant). The rules:
+--   - a denial wins over any grant;
+--   - except a grant from a source declared able to grant (consent_can_grant) dated after every
+--     denial (an undated denial cannot be lifted): the customer asked again (a preference
+--     centre with double opt-in);
+--   - a channel no linked record speaks of is 'unknown'.
+-- Among the statements that count, the latest decides (a denial first on the same date). See
+-- docs/privacy.md.
+--
+-- test: unique(customer_id, channel)
+-- test: not_null(customer_id, channel, consent, statements)
+-- test: accepted_values(channel, 'email', 'phone', 'post', 'ads')
+-- test: accepted_values(consent, 'granted', 'denied', 'unknown')
+with records as (
+    select record_id, customer_id from int_customer_records__matched
+),
+
+stated as (
+    select record_id, source_system, email_consent, phone_consent, post_consent, ads_consent,
+           consent_date, consent_can_grant from stg_crm__customers
+    union all
+    select record_id, source_system, email_consent, phone_consent, post_consent, ads_consent,
+           consent_date, consent_can_grant from stg_web__customers
+    union all
+    select record_id, source_system, email_consent, phone_consent, post_consent, ads_consent,
+           consent_date, consent_can_grant from stg_vendor__demographics
+    union all
+    select record_id, source_system, email_consent, phone_consent, post_consent, ads_consent,
+           consent_date, consent_can_grant from stg_campaigns__contacts
+    union all
+    select record_id, source_system, email_consent, phone_consent, post_consent, ads_consent,
+           consent_date, consent_can_grant from stg_service__requesters
+),
+
+statements as (
+    select record_id, source_system, 'email' as channel, email_consent as consent,
+           consent_date, consent_can_grant from stated where email_consent is not null
+    union all
+    select record_id, source_system, 'phone', phone_consent, consent_date, consent_can_grant
+    from stated where phone_consent is not null
+    union all
+    select record_id, source_system, 'post', post_consent, consent_date, consent_can_grant
+    from stated where post_consent is not null
+    union all
+    select record_id, source_system, 'ads', ads_consent, consent_date, consent_can_grant
+    from stated where ads_consent is not null
+),
+
+linked as (
+    select r.customer_id, s.*
+    from statements s
+    join records r on r.record_id = s.record_id
+),
+
+last_denials as (
+    select customer_id, channel, max(coalesce(consent_date, date '9999-12-31')) as last_denied
+    from linked
+    where consent = 'denied'
+    group by customer_id, channel
+),
+
+counted as (
+    select l.*
+    from linked l
+    left join last_denials d on d.customer_id = l.customer_id and d.channel = l.channel
+    where l.consent = 'denied'
+       or d.customer_id is null
+       or (coalesce(l.consent_can_grant, false) and l.consent_date > d.last_denied)
+),
+
+ranked as (
+    select
+        *,
+        row_number() over (
+            partition by customer_id, channel
+            order by consent_date desc nulls last,
+                     case when consent = 'denied' then 0 else 1 end,
+                     source_system, record_id
+        ) as decisive_rank
+    from counted
+),
+
+statement_counts as (
+    select customer_id, channel, count(*) as statements
+    from linked
+    group by customer_id, channel
+),
+
+channels as (
+    select * from (values ('email'), ('phone'), ('post'), ('ads')) as c(channel)
+),
+
+customers as (
+    select distinct customer_id from records
+)
+
+select
+    c.customer_id,
+    ch.channel,
+    coalesce(r.consent, 'unknown')          as consent,
+    r.consent_date                          as stated_on,
+    r.source_system                         as stated_by,
+    coalesce(n.statements, 0)               as statements
+from customers c
+cross join channels ch
+left join ranked r
+    on r.customer_id = c.customer_id and r.channel = ch.channel and r.decisive_rank = 1
+left join statement_counts n
+    on n.customer_id = c.customer_id and n.channel = ch.channel
+order by c.customer_id, ch.channel
