@@ -961,6 +961,36 @@ fn the_realistic_demo_keeps_households_apart() -> TestResult {
     );
     assert!(report.contains("consent_unknown"), "{report}");
 
+    // A family's email is not one person's: forgetting by it is refused (exit 2), nothing erased.
+    let contacts = read_parquet(&partition(&wh, "intermediate", "int_customer_contacts"))?;
+    let family_email = strings(&contacts, "contact_key")
+        .into_iter()
+        .zip(strings(&contacts, "contact_kind"))
+        .zip(
+            contacts
+                .iter()
+                .flat_map(|b| {
+                    let shared = b
+                        .column_by_name("is_shared")
+                        .map(|c| c.as_boolean().clone());
+                    (0..b.num_rows()).map(move |i| shared.as_ref().is_some_and(|s| s.value(i)))
+                })
+                .collect::<Vec<bool>>(),
+        )
+        .find_map(|((k, kind), shared)| (shared && kind.as_deref() == Some("email")).then_some(k))
+        .flatten()
+        .ok_or("no family email in the realistic demo")?;
+    let out = clientele()?
+        .args(["forget", "--email", &family_email])
+        .arg(dir.path().join("jobs/demo.toml"))
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("held by several people"));
+    assert!(
+        !wh.join("_privacy").exists(),
+        "a refused erasure wrote something"
+    );
+
     // No personal data outside the data: the run's log (debug level), manifests and reports, and
     // the exports' and models' manifests hold none of the sources' emails and phones.
     let mut sources = String::new();
@@ -2243,6 +2273,161 @@ fn exports_never_hold_a_suppressed_customer_diffs_follow_the_data_and_campaigns_
 /// identity, models and segments, compared with the snapshot in tests/e2e/snapshots/ (timings,
 /// memory, run ids and the temporary directory masked). A change to what the report says shows
 /// here as a diff to review (`cargo insta review`, or INSTA_UPDATE=always to accept).
+/// Every string cell of every Parquet file under `dir`, with its file, lower-cased and trimmed of
+/// a spreadsheet quote, and every cell of every CSV file.
+fn all_cells(dir: &Path) -> Result<Vec<(PathBuf, String)>, Box<dyn std::error::Error>> {
+    let mut out = Vec::new();
+    for file in files_ending(dir, &[".parquet"]) {
+        for b in read_parquet(&file)? {
+            for column in b.columns() {
+                let Ok(text) = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8)
+                else {
+                    continue;
+                };
+                let text = text.as_string::<i32>();
+                for v in text.iter().flatten() {
+                    out.push((file.clone(), v.trim().to_lowercase()));
+                }
+            }
+        }
+    }
+    for file in files_ending(dir, &[".csv"]) {
+        let mut r = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_path(&file)?;
+        for rec in r.records() {
+            for cell in rec?.iter() {
+                out.push((file.clone(), cell.trim_start_matches('\'').to_lowercase()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn a_forgotten_person_leaves_every_table_and_export_and_stays_out_of_later_loads() -> TestResult {
+    let dir = demo(1500)?;
+    let wh = dir.path().join("warehouse");
+    let job = dir.path().join("jobs/demo.toml");
+    // Someone the call list and the Customer Match list reached, with an email and a CRM record.
+    let audience = read_parquet(&partition(&wh, "segments", "export_audience"))?;
+    let sent: BTreeSet<String> = strings(&audience, "customer_id")
+        .into_iter()
+        .zip(strings(&audience, "group"))
+        .filter(|(_, g)| g.as_deref() == Some("treatment"))
+        .filter_map(|(c, _)| c)
+        .collect();
+    let view = read_parquet(&partition(&wh, "marts", "customer_view"))?;
+    let matched = read_parquet(&partition(
+        &wh,
+        "intermediate",
+        "int_customer_records__matched",
+    ))?;
+    let records: Vec<(String, String)> = strings(&matched, "customer_id")
+        .into_iter()
+        .zip(strings(&matched, "record_id"))
+        .filter_map(|(c, r)| Some((c?, r?)))
+        .collect();
+    let (customer, email) = strings(&view, "customer_id")
+        .into_iter()
+        .zip(strings(&view, "email"))
+        .filter_map(|(c, e)| Some((c?, e?)))
+        .find(|(c, _)| {
+            sent.contains(c)
+                && records
+                    .iter()
+                    .any(|(rc, r)| rc == c && r.starts_with("crm:"))
+        })
+        .ok_or("no exported customer with an email and a CRM record")?;
+    let record_ids: Vec<String> = records
+        .iter()
+        .filter(|(c, _)| *c == customer)
+        .map(|(_, r)| r.clone())
+        .collect();
+    let crm_key = record_ids
+        .iter()
+        .find_map(|r| r.strip_prefix("crm:"))
+        .ok_or("crm")?
+        .to_string();
+    let email_hash = hex::encode(Sha256::digest(email.as_bytes()));
+    let identifiers: Vec<String> = [customer.clone(), email.clone(), email_hash, crm_key.clone()]
+        .into_iter()
+        .chain(record_ids.iter().cloned())
+        .map(|s| s.to_lowercase())
+        .collect();
+    let held = |dir: &Path| -> Result<Vec<(PathBuf, String)>, Box<dyn std::error::Error>> {
+        Ok(all_cells(dir)?
+            .into_iter()
+            .filter(|(_, v)| identifiers.contains(v))
+            .collect())
+    };
+    assert!(
+        held(&wh)?.len() > 10,
+        "the person is in the warehouse before: {:?}",
+        held(&wh)?
+    );
+
+    let out = clientele()?
+        .args(["forget", "--by", "dpo@example.com", "--email"])
+        .arg(format!("  {}  ", email.to_uppercase()))
+        .arg(&job)
+        .output()?;
+    assert_ok(&out);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("erasure ") && printed.contains("tombstone"),
+        "{printed}"
+    );
+    let left = held(&wh)?;
+    assert!(left.is_empty(), "still held after forget: {left:?}");
+    // The audit says who and how much, never who was forgotten.
+    let audits = files_ending(&wh.join("_privacy/audit"), &[".json"]);
+    assert_eq!(audits.len(), 1);
+    let audit = std::fs::read_to_string(&audits[0])?.to_lowercase();
+    assert!(audit.contains("dpo@example.com") && audit.contains("rows_removed"));
+    for id in &identifiers {
+        assert!(!audit.contains(id.as_str()), "the audit names {id}");
+    }
+    // Other people are still there.
+    let view_after = read_parquet(&partition(&wh, "marts", "customer_view"))?;
+    let rows_after: usize = view_after.iter().map(|b| b.num_rows()).sum();
+    let rows_before: usize = view.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows_after + 1, rows_before);
+
+    // The next nightly loads the same source files: the tombstone keeps the person out.
+    let out = clientele()?
+        .args(["run", "--as-of", "2026-01-01"])
+        .arg(&job)
+        .output()?;
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let left = held(&wh)?;
+    assert!(left.is_empty(), "back after the next load: {left:?}");
+    let run = manifests(&wh)?.pop().ok_or("manifest")?;
+    let forgotten: u64 = run["sources"]
+        .as_array()
+        .ok_or("sources")?
+        .iter()
+        .map(|s| s["rows_forgotten"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(forgotten >= 2, "rows left out at load: {forgotten}");
+    assert!(!wh.join("_privacy/reload.json").exists());
+
+    // A customer id that holds nobody is forgotten all the same (nothing to remove), and naming
+    // nobody is a usage error.
+    let out = clientele()?
+        .args(["forget", "--customer-id", "Cnobody"])
+        .arg(&job)
+        .output()?;
+    assert_ok(&out);
+    let out = clientele()?.arg("forget").arg(&job).output()?;
+    assert_eq!(out.status.code(), Some(2));
+    Ok(())
+}
+
 #[test]
 fn the_demo_report_reads_as_in_its_snapshot() -> TestResult {
     let dir = tempfile::tempdir()?;

@@ -148,6 +148,26 @@ pub enum Command {
         #[arg(long)]
         as_of: Option<chrono::NaiveDate>,
     },
+    /// Forget one person (the right to erasure): remove them from every published table and
+    /// export file, keep them out of later loads by a tombstone of hashed identifiers, and
+    /// record an audit entry without personal data (docs/privacy.md).
+    #[command(group(clap::ArgGroup::new("person").required(true).args(["email", "phone", "customer_id"])))]
+    Forget {
+        /// The job spec (TOML) whose warehouse and identity settings to use.
+        job: PathBuf,
+        /// The person's email address.
+        #[arg(long)]
+        email: Option<String>,
+        /// The person's phone number (national numbers take the job's default country code).
+        #[arg(long)]
+        phone: Option<String>,
+        /// The person's customer id (customer_view.customer_id).
+        #[arg(long)]
+        customer_id: Option<String>,
+        /// Who asks, for the audit entry (default: the login name).
+        #[arg(long)]
+        by: Option<String>,
+    },
     /// List the segments of the latest published run with their sizes, changes since the run
     /// before, and alarms.
     Segments {

@@ -111,6 +111,51 @@ pub async fn dispatch(cli: Cli, interactive: bool) -> Result<ExitCode> {
             as_of,
             out,
         } => crate::score::run(&artifact, &warehouse, as_of, out.as_deref()).await,
+        Command::Forget {
+            job,
+            email,
+            phone,
+            customer_id,
+            by,
+        } => {
+            use clientele_jobs::forget::{Person, forget, rows_by_layer};
+            let spec = JobSpec::load(&job)?;
+            let person = match (email, phone, customer_id) {
+                (Some(e), _, _) => Person::Email(e),
+                (_, Some(p), _) => Person::Phone(p),
+                (_, _, Some(c)) => Person::CustomerId(c),
+                _ => {
+                    return Err(UsageError(
+                        "name the person: --email, --phone or --customer-id".into(),
+                    )
+                    .into());
+                }
+            };
+            let by = by
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "unknown".into());
+            let audit = match forget(&spec, &person, &by, chrono::Utc::now()).await {
+                Err(clientele_jobs::Error::Input(why)) => return Err(UsageError(why).into()),
+                other => other?,
+            };
+            outln!(
+                "erasure {}: {} customer(s), {} record(s); {} row(s) removed from {} file(s)",
+                audit.id,
+                audit.customers,
+                audit.records,
+                thousands(audit.rows_removed),
+                audit.files.len()
+            );
+            for (layer, rows) in rows_by_layer(&audit) {
+                outln!("  {layer:<14} {:>9} rows", thousands(rows));
+            }
+            outln!(
+                "tombstone: {} hashed identifier(s); later loads leave them out; audit _privacy/audit/{}.json",
+                audit.identifiers,
+                audit.id
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::ExplainMatch {
             job,
             record_a,

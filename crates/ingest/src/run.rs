@@ -51,6 +51,10 @@ pub struct FileReport {
     pub rows_loaded: u64,
     /// Records sent to quarantine.
     pub rows_quarantined: u64,
+    /// Records of people who asked to be forgotten (a tombstone matched), left out of both
+    /// tables: `rows_read = rows_loaded + rows_quarantined + rows_forgotten`.
+    #[serde(default)]
+    pub rows_forgotten: u64,
     /// Lines holding nothing but whitespace.
     pub blank_lines: u64,
     /// Lines skipped by `skip_lines` (and the header of delimited files).
@@ -71,6 +75,9 @@ pub struct SourceReport {
     pub rows_read: u64,
     pub rows_loaded: u64,
     pub rows_quarantined: u64,
+    /// Records of forgotten people left out (see [`FileReport::rows_forgotten`]).
+    #[serde(default)]
+    pub rows_forgotten: u64,
     /// The raw table.
     pub data: WrittenFile,
     /// The quarantine table.
@@ -132,6 +139,8 @@ pub struct LoadOptions {
     pub previous: Option<SourceReport>,
     /// The run's clock, for freshness limits.
     pub now: Option<DateTime<Utc>>,
+    /// People who asked to be forgotten: their rows are left out of both tables and counted.
+    pub tombstones: std::sync::Arc<clientele_store::tombstone::Tombstones>,
 }
 
 /// Checks the freshness limit of a source against its newest file.
@@ -304,10 +313,25 @@ pub async fn ingest_source(
     let reader_rt = rt.clone();
     let reader =
         tokio::task::spawn_blocking(move || read_inputs(&reader_plan, &to_parse, &reader_rt, &tx));
+    // Rows of forgotten people, by file: (left out of the raw table, of the quarantine table).
+    let mut forgotten: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let tombstones = &options.tombstones;
     while let Some(batch) = rx.recv().await {
         match batch {
-            Out::Data(b) => writer.write(&b).await?,
-            Out::Quarantine(b) => qwriter.write(&b).await?,
+            Out::Data(b) if tombstones.is_empty() => writer.write(&b).await?,
+            Out::Quarantine(b) if tombstones.is_empty() => qwriter.write(&b).await?,
+            Out::Data(b) => {
+                let b = leave_out_forgotten(tombstones, &b, crate::spec::FILE_COLUMN, |f, n| {
+                    forgotten.entry(f).or_default().0 += n;
+                })?;
+                writer.write(&b).await?;
+            }
+            Out::Quarantine(b) => {
+                let b = leave_out_forgotten(tombstones, &b, "file", |f, n| {
+                    forgotten.entry(f).or_default().1 += n;
+                })?;
+                qwriter.write(&b).await?;
+            }
         }
     }
     let parsed = reader.await.map_err(|e| Error::Internal {
@@ -319,6 +343,13 @@ pub async fn ingest_source(
 
     let mut files: Vec<FileReport> = kept.into_values().chain(parsed).collect();
     files.sort_by(|a, b| a.file.cmp(&b.file));
+    for f in &mut files {
+        if let Some((loaded, quarantined)) = forgotten.get(&f.file) {
+            f.rows_loaded = f.rows_loaded.saturating_sub(*loaded);
+            f.rows_quarantined = f.rows_quarantined.saturating_sub(*quarantined);
+            f.rows_forgotten += loaded + quarantined;
+        }
+    }
     let sum = |f: fn(&FileReport) -> u64| files.iter().map(f).sum::<u64>();
     let report = SourceReport {
         source: plan.name.clone(),
@@ -327,12 +358,13 @@ pub async fn ingest_source(
         rows_read: sum(|f| f.rows_read),
         rows_loaded: sum(|f| f.rows_loaded),
         rows_quarantined: sum(|f| f.rows_quarantined),
+        rows_forgotten: sum(|f| f.rows_forgotten),
         files,
         data,
         quarantine,
     };
     // Reconciliation: every record read is either loaded or quarantined, and the tables hold them all.
-    if report.rows_read != report.rows_loaded + report.rows_quarantined
+    if report.rows_read != report.rows_loaded + report.rows_quarantined + report.rows_forgotten
         || report.data.rows != report.rows_loaded
         || report.quarantine.rows != report.rows_quarantined
     {
@@ -349,6 +381,38 @@ pub async fn ingest_source(
         });
     }
     Ok(report)
+}
+
+/// The rows of `batch` that hold no forgotten person's identifier; `count` is told, per value of
+/// the file column, how many were left out.
+fn leave_out_forgotten(
+    tombstones: &clientele_store::tombstone::Tombstones,
+    batch: &RecordBatch,
+    file_column: &str,
+    mut count: impl FnMut(String, u64),
+) -> Result<RecordBatch> {
+    use arrow::array::{Array, AsArray};
+    let keep = tombstones.keep_mask(batch);
+    if keep.true_count() == batch.num_rows() {
+        return Ok(batch.clone());
+    }
+    if let Some(files) = batch
+        .column_by_name(file_column)
+        .and_then(|c| c.as_string_opt::<i32>())
+    {
+        for i in (0..batch.num_rows()).filter(|i| !keep.value(*i)) {
+            let file = if files.is_valid(i) {
+                files.value(i)
+            } else {
+                ""
+            };
+            count(file.to_string(), 1);
+        }
+    }
+    arrow::compute::filter_record_batch(batch, &keep).map_err(|e| Error::Internal {
+        source_name: file_column.to_string(),
+        reason: format!("leaving out forgotten rows: {e}"),
+    })
 }
 
 /// Copies the rows of a published Parquet file whose `column` is one of `names` into `writer`,

@@ -15,6 +15,9 @@
 //! - Copies of exports go to their `location` only after the run has published, from the
 //!   published files; one that cannot be delivered stays pending and every later run tries it
 //!   again ([`Delivery`], in the manifest).
+//! - [`forget::forget`] erases one person from every published table and export file, leaves a
+//!   tombstone that later loads honour, and an audit entry; `raw_retention_days` drops old raw
+//!   partitions after each successful run.
 //! - [`Published`] is the read side: dates, an engine over one date's tables, the suppression list
 //!   a run applied, segment changes; the commands that read a warehouse go through it.
 //! - [`Runner::plan`] is the dry run: it plans every SQL query against the declared and derived
@@ -33,6 +36,7 @@
 
 mod delivery;
 mod error;
+pub mod forget;
 mod history;
 mod manifest;
 mod memory;

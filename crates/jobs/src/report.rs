@@ -59,12 +59,20 @@ pub fn render_report(m: &RunManifest) -> String {
         for s in &m.sources {
             let _ = writeln!(
                 out,
-                "  {:<width$} {:>11} = {:>11} + {:>7}   {} file(s)",
+                "  {:<width$} {:>11} = {:>11} + {:>7}   {} file(s){}",
                 s.source,
                 thousands(s.rows_read),
                 thousands(s.rows_loaded),
                 thousands(s.rows_quarantined),
-                s.files.len()
+                s.files.len(),
+                if s.rows_forgotten > 0 {
+                    format!(
+                        "; {} row(s) of forgotten people left out",
+                        thousands(s.rows_forgotten)
+                    )
+                } else {
+                    String::new()
+                }
             );
         }
     }

@@ -328,6 +328,10 @@ impl Runner {
             crate::delivery::record_pending(warehouse, run_id.as_str(), &as_of, &owed).await?;
             warehouse.publish(run_id, &files).await?;
             tracing::info!(run = %run_id, files = files.len(), "outputs published");
+            if reports.iter().any(|r| r.kind == "ingest") {
+                // The raw tables an erasure rewrote have been loaded again in full.
+                warehouse.delete(crate::forget::RELOAD_MARKER).await?;
+            }
             if let Some(days) = spec.raw_retention_days {
                 match crate::retention::apply(warehouse, self.opts.as_of, days).await {
                     Ok(r) => {

@@ -10,6 +10,8 @@
 //! _runs/<run_id>.json                                    one manifest per run
 //! _staging/<run_id>/...                                  a run's outputs before they are published
 //! _lock.json                                             held while a run writes
+//! _deliveries/pending/<export>/as_of=....json            export copies not yet delivered
+//! _privacy/tombstones/<id>.json, _privacy/audit/<id>.json  erasures
 //! ```
 
 use std::fmt;

@@ -10,6 +10,8 @@
 //! - [`Warehouse::publish`] moves a run's staged files into place one object at a time with an atomic
 //!   rename (a single server-side copy on S3), only after every step has succeeded, so readers never see a
 //!   half-written file and a failed run leaves the last good outputs untouched.
+//! - [`tombstone`]: hashed identifiers of people who asked to be forgotten, which later loads
+//!   leave out.
 //! - [`RunLock`] keeps two runs from writing one warehouse at once and recognises a lock left by a killed run.
 //!
 //! # Example
@@ -29,6 +31,7 @@ mod error;
 pub mod layout;
 mod lock;
 mod parquet_file;
+pub mod tombstone;
 mod warehouse;
 
 pub use error::{Error, Result};

@@ -103,6 +103,9 @@ impl Operation for Ingest {
 
     async fn run(&self, cx: &StepContext<'_>) -> Result<StepOutput> {
         let mut out = StepOutput::default();
+        let tombstones =
+            std::sync::Arc::new(clientele_store::tombstone::Tombstones::load(cx.warehouse).await?);
+        let reload = cx.warehouse.exists(crate::forget::RELOAD_MARKER).await?;
         for name in &self.sources {
             let source = cx
                 .spec
@@ -117,15 +120,19 @@ impl Operation for Ingest {
                 quarantine_published: quarantine,
             };
             let options = LoadOptions {
-                full_refresh: cx.full_refresh,
+                // An erasure rewrote the raw tables since the last load: their rows no longer
+                // match its counts, so every file is parsed again.
+                full_refresh: cx.full_refresh || reload,
                 previous: previous_load(cx.warehouse, name).await,
                 now: Some(cx.now),
+                tombstones: std::sync::Arc::clone(&tombstones),
             };
             let report =
                 ingest_source(source, &cx.spec.base_dir, cx.warehouse, &paths, &options).await?;
             tracing::info!(
                 source = %name, read = report.rows_read, loaded = report.rows_loaded,
-                quarantined = report.rows_quarantined, files = report.files.len(), "source ingested"
+                quarantined = report.rows_quarantined, forgotten = report.rows_forgotten,
+                files = report.files.len(), "source ingested"
             );
             out.rows_in += report.rows_read;
             out.rows_out += report.rows_loaded;
