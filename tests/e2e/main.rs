@@ -12,6 +12,15 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 const AS_OF: &str = "2025-12-31";
 
+/// The package's directory as cargo gives it when it runs the tests (right even when this binary
+/// was built from another checkout that shares the target directory, which the compile-time
+/// value would name), else as compiled.
+fn package_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 fn clientele() -> Result<Command, Box<dyn std::error::Error>> {
     let mut cmd = Command::cargo_bin("clientele")?;
     cmd.env_remove("CLIENTELE_WAREHOUSE")
@@ -1377,7 +1386,7 @@ fn a_live_lock_stops_a_second_run_and_a_dead_one_is_taken_over() -> TestResult {
 #[test]
 fn the_repository_jobs_plan_without_data_and_the_template_validates_against_real_files()
 -> TestResult {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = package_dir().join("../..");
     let out = clientele()?
         .args(["run", "--dry-run"])
         .arg(root.join("jobs/demo.toml"))
@@ -1512,7 +1521,7 @@ fn only_runs_selected_steps_on_published_inputs_and_logs_json_for_schedulers() -
 
 #[test]
 fn the_cdnow_master_file_ingests_whole_through_a_whitespace_source() -> TestResult {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = package_dir().join("../..");
     let job = root.join("tests/fixtures/cdnow/cdnow.toml");
     let dir = tempfile::tempdir()?;
     let wh = dir.path().join("warehouse");
@@ -1673,7 +1682,7 @@ fn sources_infer_proposes_a_block_that_loads_the_file() -> TestResult {
 /// Gamma-Gamma parameters, a holdout comparison, JSON out, and a bad date named by file and line.
 #[test]
 fn fit_reproduces_the_cdnow_models_from_the_command_line() -> TestResult {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = package_dir().join("../..");
     let sample = root.join("tests/fixtures/cdnow/CDNOW_sample.txt");
     let out = clientele()?
         .args(["fit", "btyd", "--transactions"])

@@ -49,6 +49,15 @@ impl std::fmt::Display for SltError {
 
 impl std::error::Error for SltError {}
 
+/// The package's directory as cargo gives it when it runs the tests (right even when this binary
+/// was built from another checkout that shares the target directory, which the compile-time
+/// value would name), else as compiled.
+fn package_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 fn column_type(t: &DataType) -> DefaultColumnType {
     match t {
         DataType::Int8
@@ -360,7 +369,7 @@ fn rust_schema(table: &str) -> Result<arrow::datatypes::SchemaRef, SltError> {
 }
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    package_dir().join("../..")
 }
 
 async fn new_db(sql_dir: PathBuf, model: String) -> Result<SltDb, SltError> {

@@ -13,8 +13,17 @@ use clientele_store::Warehouse;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
+/// The package's directory as cargo gives it when it runs the tests (right even when this binary
+/// was built from another checkout that shares the target directory, which the compile-time
+/// value would name), else as compiled.
+fn package_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+    package_dir().join("../../tests/fixtures")
 }
 
 fn outputs(name: &str) -> OutputPaths {

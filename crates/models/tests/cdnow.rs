@@ -2,18 +2,23 @@
 //! `lifetimes` package; the numbers are listed in tests/fixtures/cdnow/README.md). One test binary
 //! for the crate.
 
-use std::path::Path;
-
 use clientele_models::{
     BgNbd, CustomerSummary, GammaGamma, MbgNbd, ParetoNbd, Transaction, summarise,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
+/// The package's directory as cargo gives it when it runs the tests (right even when this binary
+/// was built from another checkout that shares the target directory, which the compile-time
+/// value would name), else as compiled.
+fn package_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/cdnow")
-        .join(name)
+    package_dir().join("../../tests/fixtures/cdnow").join(name)
 }
 
 fn day(yyyymmdd: &str) -> Result<i64, Box<dyn std::error::Error>> {
