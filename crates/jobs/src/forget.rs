@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use clientele_identity::standardise;
 use clientele_segments::formats::{google_email, sha256_hex};
 use clientele_store::layout::{self, RunId};
-use clientele_store::tombstone::{TOMBSTONE_DIR, Tombstone, Tombstones, forms, hash};
+use clientele_store::tombstone::{TOMBSTONE_DIR, Tombstones, forms};
 use clientele_store::{RunLock, Warehouse};
 
 use crate::error::{Error, Result};
@@ -178,10 +178,10 @@ async fn forget_locked(
         }
     }
 
-    // Hashed forms for the tombstone, and the hashes the ad platforms were sent.
-    let mut hashes: BTreeSet<String> = BTreeSet::new();
+    // The forms for the tombstone, and the hashes the ad platforms were sent.
+    let mut all_forms: BTreeSet<String> = BTreeSet::new();
     let mut add = |column: &str, value: &str| {
-        hashes.extend(forms(column, value).iter().map(|f| hash(f)));
+        all_forms.extend(forms(column, value));
     };
     for c in &ids.customers {
         add("", c);
@@ -198,7 +198,7 @@ async fn forget_locked(
     for p in &ids.phones {
         add("phone", p);
     }
-    let tombstones = Tombstones::from_hashes(hashes.iter().cloned());
+    let tombstones = Tombstones::from_forms(all_forms.iter().map(String::as_str));
     let mut sent_hashes: HashSet<String> = HashSet::new();
     for e in &ids.emails {
         sent_hashes.insert(sha256_hex(e));
@@ -212,11 +212,7 @@ async fn forget_locked(
     }
 
     // The tombstone first: from now on no load brings the person back.
-    let tombstone = Tombstone {
-        id: id.to_string(),
-        forgotten_at: now.to_rfc3339(),
-        hashes: hashes.iter().cloned().collect(),
-    };
+    let tombstone = tombstones.tombstone(id.as_str(), &now.to_rfc3339());
     put_json(warehouse, &format!("{TOMBSTONE_DIR}/{id}.json"), &tombstone).await?;
 
     // Every file that holds the person, rewritten without them and staged.
@@ -255,7 +251,7 @@ async fn forget_locked(
         identified_by: kind.to_string(),
         customers: ids.customers.len() as u64,
         records: ids.records.len() as u64,
-        identifiers: hashes.len() as u64,
+        identifiers: tombstones.len() as u64,
         rows_removed: erased.iter().map(|f| f.rows_removed).sum(),
         files: erased,
     };
