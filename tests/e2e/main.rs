@@ -807,6 +807,16 @@ fn a_business_with_one_campaign_or_none_still_gets_its_nightly() -> TestResult {
 /// Rows sent (treatment groups of the exports that send emails and phones), and how many of them
 /// went to an email or phone held by a record that opted out (a contact point someone opted out
 /// on, linked to the customer sent or not).
+/// The numbers of the first row of a `query --format csv` result (after its header).
+fn first_row_counts(csv: &[String]) -> Result<Vec<u64>, Box<dyn std::error::Error>> {
+    Ok(csv
+        .get(1)
+        .ok_or("no result row")?
+        .split(',')
+        .map(|n| n.parse().unwrap_or(u64::MAX))
+        .collect())
+}
+
 /// Rows sent, and rows sent to a customer whose consent on the export's channel is not granted
 /// (for the catalogue, which allows unknown consent on post: denied).
 const CONSENT_OF_THE_SENT: &str = "
@@ -943,12 +953,7 @@ fn the_realistic_demo_keeps_households_apart() -> TestResult {
     // contact-level suppression. Without it, rows of the 20,000-person demo did (measured,
     // docs/privacy.md).
     let leak = query_csv(&wh, OPTED_OUT_CONTACTS_SENT)?;
-    let counts: Vec<u64> = leak
-        .get(1)
-        .ok_or("no result row")?
-        .split(',')
-        .map(|n| n.parse().unwrap_or(u64::MAX))
-        .collect();
+    let counts = first_row_counts(&leak)?;
     assert!(counts[0] > 1_000, "too few rows sent to test: {leak:?}");
     assert_eq!(counts[1], 0, "rows sent to an opted-out contact: {leak:?}");
     assert!(report.contains("contact_opted_out"), "{report}");
@@ -957,12 +962,7 @@ fn the_realistic_demo_keeps_households_apart() -> TestResult {
     // (the catalogue, which allows unknown consent for post, to none who denied it), and customers
     // nobody asked (known only to the service desk, the vendor or the campaign tool) were held back.
     let consent = query_csv(&wh, CONSENT_OF_THE_SENT)?;
-    let counts: Vec<u64> = consent
-        .get(1)
-        .ok_or("no result row")?
-        .split(',')
-        .map(|n| n.parse().unwrap_or(u64::MAX))
-        .collect();
+    let counts = first_row_counts(&consent)?;
     assert!(counts[0] > 1_000, "too few rows sent to test: {consent:?}");
     assert_eq!(
         counts[1], 0,
