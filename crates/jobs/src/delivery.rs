@@ -108,7 +108,8 @@ pub async fn deliver_pending(warehouse: &Warehouse, base_dir: &Path) -> Result<V
         })?;
         d.attempts += 1;
         let dir = format!("exports/{}/as_of={}", d.export, d.as_of);
-        if warehouse.list(&dir).await?.is_empty() {
+        let files = warehouse.list(&dir).await?;
+        if files.is_empty() {
             // Recorded by a run that then did not publish (it crashed while publishing): there is
             // nothing to deliver, now or later.
             d.error = Some(format!(
@@ -120,7 +121,7 @@ pub async fn deliver_pending(warehouse: &Warehouse, base_dir: &Path) -> Result<V
             out.push(d);
             continue;
         }
-        match copy(warehouse, base_dir, &d).await {
+        match copy(warehouse, base_dir, &d, &files).await {
             Ok((files, to)) => {
                 d.delivered = true;
                 d.files = files;
@@ -140,20 +141,16 @@ pub async fn deliver_pending(warehouse: &Warehouse, base_dir: &Path) -> Result<V
     Ok(out)
 }
 
-/// Copies the published files of one export partition; returns how many and where to.
+/// Copies `files` (the published files of one export partition); returns how many and where to.
 async fn copy(
     warehouse: &Warehouse,
     base_dir: &Path,
     d: &Delivery,
+    files: &[(String, u64)],
 ) -> std::result::Result<(u64, String), String> {
-    let dir = format!("exports/{}/as_of={}", d.export, d.as_of);
-    let files = warehouse
-        .list(&dir)
-        .await
-        .map_err(|e| format!("listing the published files of {dir}: {e}"))?;
     let target = Warehouse::open(&d.location, base_dir)
         .map_err(|e| format!("location {}: {e}", d.location))?;
-    for (path, _) in &files {
+    for (path, _) in files {
         let name = path.rsplit('/').next().unwrap_or(path);
         let data = warehouse
             .get(path)

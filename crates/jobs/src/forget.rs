@@ -13,7 +13,7 @@
 //! so a crash part way leaves the person at least kept out of every later load; rerunning the
 //! command finishes the job.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use bytes::Bytes;
@@ -84,6 +84,12 @@ pub async fn forget(
     now: DateTime<Utc>,
 ) -> Result<ErasureAudit> {
     let warehouse = Warehouse::open(&spec.warehouse, &spec.base_dir)?;
+    if warehouse.list(layout::RUNS_DIR).await?.is_empty() {
+        return Err(Error::Input(format!(
+            "no run has written the warehouse {} (is it the job's?); nothing to forget there",
+            warehouse.display()
+        )));
+    }
     let suffix = u16::try_from(std::process::id() % 65_536).unwrap_or(0);
     let id = RunId::from_start(now, suffix);
     let lock = RunLock::acquire(&warehouse, &id, now, spec.stale_lock_hours).await?;
@@ -192,24 +198,21 @@ async fn forget_locked(
             add("", source_key);
         }
     }
+    // The SHA-256 the ad platforms were sent counts as one more form of an email or phone: a
+    // cell holding it is the person's like a cell holding the plain value.
     for e in &ids.emails {
         add("email", e);
-    }
-    for p in &ids.phones {
-        add("phone", p);
-    }
-    let tombstones = Tombstones::from_forms(all_forms.iter().map(String::as_str));
-    let mut sent_hashes: HashSet<String> = HashSet::new();
-    for e in &ids.emails {
-        sent_hashes.insert(sha256_hex(e));
+        add("", &sha256_hex(e));
         if let Some(g) = google_email(e) {
-            sent_hashes.insert(sha256_hex(&g));
+            add("", &sha256_hex(&g));
         }
     }
     for p in &ids.phones {
-        sent_hashes.insert(sha256_hex(p));
-        sent_hashes.insert(sha256_hex(p.trim_start_matches('+')));
+        add("phone", p);
+        add("", &sha256_hex(p));
+        add("", &sha256_hex(p.trim_start_matches('+')));
     }
+    let tombstones = Tombstones::from_forms(all_forms.iter().map(String::as_str));
 
     // The tombstone first: from now on no load brings the person back.
     let tombstone = tombstones.tombstone(id.as_str(), &now.to_rfc3339());
@@ -220,9 +223,9 @@ async fn forget_locked(
     for layer in LAYERS {
         for (path, _) in warehouse.list(layer).await? {
             let removed = if path.ends_with(".parquet") {
-                rewrite_parquet(warehouse, id, &path, &tombstones, &sent_hashes).await?
+                rewrite_parquet(warehouse, id, &path, &tombstones).await?
             } else if path.ends_with(".csv") {
-                rewrite_csv(warehouse, id, &path, &tombstones, &sent_hashes).await?
+                rewrite_csv(warehouse, id, &path, &tombstones).await?
             } else {
                 0
             };
@@ -323,7 +326,6 @@ async fn rewrite_parquet(
     id: &RunId,
     path: &str,
     tombstones: &Tombstones,
-    sent_hashes: &HashSet<String>,
 ) -> Result<u64> {
     let batches = read_parquet(warehouse, path).await?;
     let Some(schema) = batches.first().map(|b| b.schema()) else {
@@ -332,25 +334,9 @@ async fn rewrite_parquet(
     let mut removed = 0u64;
     let mut kept = Vec::new();
     for b in &batches {
-        let mut keep: Vec<bool> = tombstones
-            .keep_mask(b)
-            .iter()
-            .map(|k| k != Some(false))
-            .collect();
-        for column in b.columns() {
-            if let Some(text) = column.as_string_opt::<i32>() {
-                for (i, k) in keep.iter_mut().enumerate() {
-                    if *k && text.is_valid(i) && sent_hashes.contains(text.value(i)) {
-                        *k = false;
-                    }
-                }
-            }
-        }
-        removed += keep.iter().filter(|k| !**k).count() as u64;
-        kept.push(arrow::compute::filter_record_batch(
-            b,
-            &arrow::array::BooleanArray::from(keep),
-        )?);
+        let keep = tombstones.keep_mask(b);
+        removed += (b.num_rows() - keep.true_count()) as u64;
+        kept.push(arrow::compute::filter_record_batch(b, &keep)?);
     }
     if removed == 0 {
         return Ok(0);
@@ -370,7 +356,6 @@ async fn rewrite_csv(
     id: &RunId,
     path: &str,
     tombstones: &Tombstones,
-    sent_hashes: &HashSet<String>,
 ) -> Result<u64> {
     let data = warehouse.get(path).await?;
     let bad = |e: csv::Error| Error::Input(format!("reading {path}: {e}"));
@@ -380,9 +365,10 @@ async fn rewrite_csv(
     let mut removed = 0u64;
     for record in reader.records() {
         let record = record.map_err(bad)?;
-        let holds = record.iter().zip(header.iter()).any(|(cell, column)| {
-            tombstones.matches(column, cell) || sent_hashes.contains(cell.trim())
-        });
+        let holds = record
+            .iter()
+            .zip(header.iter())
+            .any(|(cell, column)| tombstones.matches(column, cell));
         if holds {
             removed += 1;
         } else {
