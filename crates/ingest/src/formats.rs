@@ -133,6 +133,7 @@ mod tests {
             nullable: true,
             trim: true,
             unknown: vec![],
+            rules: Default::default(),
         }
     }
 

@@ -116,6 +116,127 @@ fn guess_type(values: &[&str]) -> (String, Option<String>) {
     ("string".into(), None)
 }
 
+/// One run of a value's shape: a character class and how many characters, or a literal text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Run {
+    Digits(usize),
+    Upper(String),
+    Lower(String),
+    Other(char),
+}
+
+/// A value's shape: `00A12345` is digits(2), upper("A"), digits(5).
+fn shape(value: &str) -> Vec<Run> {
+    let mut runs: Vec<Run> = Vec::new();
+    for c in value.chars() {
+        match (runs.last_mut(), c) {
+            (Some(Run::Digits(n)), '0'..='9') => *n += 1,
+            (Some(Run::Upper(t)), 'A'..='Z') => t.push(c),
+            (Some(Run::Lower(t)), 'a'..='z') => t.push(c),
+            (_, '0'..='9') => runs.push(Run::Digits(1)),
+            (_, 'A'..='Z') => runs.push(Run::Upper(c.to_string())),
+            (_, 'a'..='z') => runs.push(Run::Lower(c.to_string())),
+            (_, c) => runs.push(Run::Other(c)),
+        }
+    }
+    runs
+}
+
+/// Whether two runs have the same class (and, for other characters, are the same character).
+fn same_class(a: &Run, b: &Run) -> bool {
+    match (a, b) {
+        (Run::Digits(_), Run::Digits(_))
+        | (Run::Upper(_), Run::Upper(_))
+        | (Run::Lower(_), Run::Lower(_)) => true,
+        (Run::Other(x), Run::Other(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// A `pattern` for an identifier-like column (mostly distinct values of one shape, with a digit
+/// and no space, such as customer numbers `00012345` or web ids `W0000003`), and how many sampled
+/// values do not match it (a mangled `00A12345` among customer numbers). `None` for free text.
+fn propose_pattern(values: &[&str]) -> Option<(String, usize)> {
+    let present: Vec<&str> = values
+        .iter()
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .collect();
+    let distinct: std::collections::BTreeSet<&str> = present.iter().copied().collect();
+    let identifier_like = present.len() >= 10
+        && distinct.len() * 10 >= present.len() * 9
+        && present
+            .iter()
+            .all(|v| v.len() <= 32 && !v.contains(char::is_whitespace))
+        && present.iter().any(|v| v.contains(|c: char| c.is_ascii_digit()));
+    if !identifier_like {
+        return None;
+    }
+    // The shape most values share, by their sequence of classes.
+    let shapes: Vec<Vec<Run>> = present.iter().map(|v| shape(v)).collect();
+    let alike = |a: &[Run], b: &[Run]| {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_class(x, y))
+    };
+    let mut best: Option<(&[Run], usize)> = None;
+    for s in &shapes {
+        if best.is_some_and(|(b, _)| alike(b, s)) {
+            continue;
+        }
+        let n = shapes.iter().filter(|o| alike(s, o)).count();
+        if best.is_none_or(|(_, m)| n > m) {
+            best = Some((s, n));
+        }
+    }
+    let (model, n) = best?;
+    if n * 100 < present.len() * 95 {
+        return None;
+    }
+    let members: Vec<&Vec<Run>> = shapes.iter().filter(|s| alike(model, s)).collect();
+    let mut pattern = String::new();
+    let repeat = |lengths: &[usize]| {
+        let (lo, hi) = (
+            lengths.iter().copied().min().unwrap_or(1),
+            lengths.iter().copied().max().unwrap_or(1),
+        );
+        // A length that varies in the sample may grow beyond it (order numbers count up).
+        if lo == hi {
+            format!("{{{lo}}}")
+        } else {
+            "+".to_string()
+        }
+    };
+    for (i, run) in model.iter().enumerate() {
+        let texts: Vec<&Run> = members.iter().filter_map(|m| m.get(i)).collect();
+        match run {
+            Run::Digits(_) => {
+                let lengths: Vec<usize> = texts
+                    .iter()
+                    .map(|r| if let Run::Digits(n) = r { *n } else { 0 })
+                    .collect();
+                pattern.push_str(&format!("[0-9]{}", repeat(&lengths)));
+            }
+            Run::Upper(t) | Run::Lower(t) => {
+                let words: Vec<&str> = texts
+                    .iter()
+                    .map(|r| match r {
+                        Run::Upper(w) | Run::Lower(w) => w.as_str(),
+                        _ => "",
+                    })
+                    .collect();
+                if words.iter().all(|w| w == t) {
+                    pattern.push_str(&regex::escape(t));
+                } else {
+                    let lengths: Vec<usize> = words.iter().map(|w| w.len()).collect();
+                    let class = if matches!(run, Run::Upper(_)) { "[A-Z]" } else { "[a-z]" };
+                    pattern.push_str(&format!("{class}{}", repeat(&lengths)));
+                }
+            }
+            Run::Other(c) => pattern.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    Some((pattern, present.len() - n))
+}
+
 fn toml_str(s: &str) -> String {
     let escaped: String = s
         .chars()
@@ -339,8 +460,17 @@ fn push_fields(out: &mut String, header: &[String], rows: &[Vec<String>], by_hea
         if let Some(f) = format {
             line.push_str(&format!(", format = {}", toml_str(&f)));
         }
+        let mut note = String::new();
+        if ty == "string"
+            && let Some((pattern, outliers)) = propose_pattern(&values)
+        {
+            line.push_str(&format!(", pattern = {}", toml_str(&pattern)));
+            if outliers > 0 {
+                note = format!("; {outliers} do not match the pattern: look at them");
+            }
+        }
         line.push_str(&format!(
-            " }},  # {} of {} sampled values empty\n",
+            " }},  # {} of {} sampled values empty{note}\n",
             empty,
             values.len()
         ));
@@ -453,6 +583,26 @@ fn infer_parquet(path: &Path, name: &str, location: &str) -> Result<String, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identifier_columns_get_a_pattern_and_their_outliers_are_counted() {
+        let mut numbers: Vec<String> = (1..=40).map(|i| format!("{i:08}")).collect();
+        numbers.push("00A12345".into());
+        let values: Vec<&str> = numbers.iter().map(String::as_str).collect();
+        assert_eq!(propose_pattern(&values), Some(("[0-9]{8}".into(), 1)));
+        let web: Vec<String> = (1..=30).map(|i| format!("W{:07}", i * 37)).collect();
+        let values: Vec<&str> = web.iter().map(String::as_str).collect();
+        assert_eq!(propose_pattern(&values), Some(("W[0-9]{7}".into(), 0)));
+        let orders: Vec<String> = (1..=30).map(|i| format!("ORD-{}", i * 1013)).collect();
+        let values: Vec<&str> = orders.iter().map(String::as_str).collect();
+        assert_eq!(propose_pattern(&values), Some(("ORD\\-[0-9]+".into(), 0)));
+        // Free text, repeated codes and too few values get none.
+        let names = ["Ann Smith"; 20];
+        assert_eq!(propose_pattern(&names), None);
+        let codes: Vec<&str> = ["GB1", "GB2"].repeat(10);
+        assert_eq!(propose_pattern(&codes), None);
+        assert_eq!(propose_pattern(&["00000001", "00000002"]), None);
+    }
 
     #[test]
     fn types_are_guessed_conservatively() {

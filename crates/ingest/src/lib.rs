@@ -42,8 +42,10 @@ mod infer;
 mod input;
 mod postgres;
 mod readers;
+mod rules;
 mod run;
 mod spec;
+mod unique;
 mod values;
 
 pub use error::{Error, Result};
@@ -51,11 +53,12 @@ pub use infer::infer_source;
 pub use input::{InputFile, resolve_inputs};
 pub use postgres::Relation;
 pub use readers::{LocalFile, read_bytes, read_local_file};
+pub use rules::{Bound, FieldRules};
 pub use run::{
     FileReport, FileStatus, LoadOptions, OutputPaths, SourceReport, ingest_source,
     quarantine_schema,
 };
 pub use spec::{
     Compression, Encoding, FILE_COLUMN, FieldPlan, FieldSpec, FieldType, Format, LINE_COLUMN,
-    Position, SourcePlan, SourceSpec,
+    OnDuplicate, Position, SourcePlan, SourceSpec, UniqueKey,
 };

@@ -31,7 +31,7 @@ pub(crate) enum Out {
 }
 
 /// Quarantine rows, flushed in batches so that a file of garbage streams like any other.
-struct QuarantineBuilder {
+pub(crate) struct QuarantineBuilder {
     source: String,
     file: StringBuilder,
     line: Int64Builder,
@@ -42,7 +42,7 @@ struct QuarantineBuilder {
 }
 
 impl QuarantineBuilder {
-    fn new(source: &str) -> Self {
+    pub(crate) fn new(source: &str) -> Self {
         Self {
             source: source.to_string(),
             file: StringBuilder::new(),
@@ -54,7 +54,14 @@ impl QuarantineBuilder {
         }
     }
 
-    fn push(&mut self, file: &str, line: u64, field: Option<&str>, reason: &str, raw: &str) {
+    pub(crate) fn push(
+        &mut self,
+        file: &str,
+        line: u64,
+        field: Option<&str>,
+        reason: &str,
+        raw: &str,
+    ) {
         self.file.append_value(file);
         self.line
             .append_value(i64::try_from(line).unwrap_or(i64::MAX));
@@ -64,7 +71,7 @@ impl QuarantineBuilder {
         self.len += 1;
     }
 
-    fn take(&mut self) -> Result<RecordBatch, String> {
+    pub(crate) fn take(&mut self) -> Result<RecordBatch, String> {
         let n = self.len;
         self.len = 0;
         let mut source = StringBuilder::new();
@@ -507,7 +514,16 @@ pub(crate) fn read_lines(
         };
         let mut texts = Vec::with_capacity(plan.fields.len());
         let split: Result<(), Reject> = match plan.format {
-            Format::FixedWidth => split_fixed(&text, &plan.fields, &mut texts),
+            Format::FixedWidth => match plan.record_length {
+                Some(n) if text.chars().count() != n => Err((
+                    None,
+                    format!(
+                        "record_length: the record is {} characters long, not {n}",
+                        text.chars().count()
+                    ),
+                )),
+                _ => split_fixed(&text, &plan.fields, &mut texts),
+            },
             Format::Whitespace => split_whitespace(&text, &plan.fields, &mut texts),
             Format::JsonLines => {
                 let mut owned = Vec::with_capacity(plan.fields.len());

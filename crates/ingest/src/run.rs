@@ -271,7 +271,18 @@ pub async fn ingest_source(
         tracing::warn!(source = %plan.name, "the source's spec changed: files loaded before and removed since are dropped");
     }
 
-    let mut writer = warehouse.parquet_writer(&out.data_staged, plan.arrow_schema())?;
+    // With a unique key, the rows are first written aside, then copied over without duplicates.
+    let mut key_index = crate::unique::KeyIndex::new(plan).map_err(|reason| Error::Internal {
+        source_name: plan.name.clone(),
+        reason,
+    })?;
+    let first_pass = format!("{}.before-unique-key", out.data_staged);
+    let data_target = if key_index.is_some() {
+        &first_pass
+    } else {
+        &out.data_staged
+    };
+    let mut writer = warehouse.parquet_writer(data_target, plan.arrow_schema())?;
     let mut qwriter = warehouse.parquet_writer(&out.quarantine_staged, quarantine_schema())?;
 
     // Rows of unchanged files, copied from the last load.
@@ -338,7 +349,35 @@ pub async fn ingest_source(
         source_name: plan.name.clone(),
         reason: e.to_string(),
     })??;
-    let data = writer.finish(&out.data_published).await?;
+    let mut duplicates: BTreeMap<String, u64> = BTreeMap::new();
+    let data = match key_index.as_mut() {
+        None => writer.finish(&out.data_published).await?,
+        Some(index) => {
+            writer.finish(&first_pass).await?;
+            let failed = |reason: String| Error::Internal {
+                source_name: plan.name.clone(),
+                reason: format!("applying unique_key: {reason}"),
+            };
+            let mut stream = open_stream(warehouse, &first_pass).await?;
+            while let Some(batch) = stream.try_next().await.map_err(|e| failed(e.to_string()))? {
+                index.observe(&batch).map_err(failed)?;
+            }
+            let mut unique = warehouse.parquet_writer(&out.data_staged, plan.arrow_schema())?;
+            let mut stream = open_stream(warehouse, &first_pass).await?;
+            while let Some(batch) = stream.try_next().await.map_err(|e| failed(e.to_string()))? {
+                let split = index.split(&batch).map_err(failed)?;
+                unique.write(&split.kept).await?;
+                if let Some(q) = split.quarantined {
+                    qwriter.write(&q).await?;
+                }
+                for (file, n) in split.moved {
+                    *duplicates.entry(file).or_insert(0) += n;
+                }
+            }
+            warehouse.delete(&first_pass).await?;
+            unique.finish(&out.data_published).await?
+        }
+    };
     let quarantine = qwriter.finish(&out.quarantine_published).await?;
 
     let mut files: Vec<FileReport> = kept.into_values().chain(parsed).collect();
@@ -348,6 +387,10 @@ pub async fn ingest_source(
             f.rows_loaded = f.rows_loaded.saturating_sub(*loaded);
             f.rows_quarantined = f.rows_quarantined.saturating_sub(*quarantined);
             f.rows_forgotten += loaded + quarantined;
+        }
+        if let Some(n) = duplicates.get(&f.file) {
+            f.rows_loaded = f.rows_loaded.saturating_sub(*n);
+            f.rows_quarantined += n;
         }
     }
     let sum = |f: fn(&FileReport) -> u64| files.iter().map(f).sum::<u64>();
@@ -425,27 +468,11 @@ async fn copy_rows(
     schema: &SchemaRef,
     writer: &mut clientele_store::ParquetFileWriter,
 ) -> Result<u64> {
-    let store = warehouse.store();
-    let object = warehouse.object_path(path);
-    let meta = store
-        .head(&object)
-        .await
-        .map_err(|e| clientele_store::Error::Storage {
-            path: object.to_string(),
-            source: e,
-        })?;
-    // The object-store reader of parquet 59 is deprecated in favour of hand-written readers; it is
-    // still the plain way to stream a published file back.
-    #[allow(deprecated)]
-    let reader = parquet::arrow::async_reader::ParquetObjectReader::new(store, meta.location)
-        .with_file_size(meta.size);
+    let builder = stream_builder(warehouse, path).await?;
     let bad = |reason: String| Error::Internal {
         source_name: path.to_string(),
         reason,
     };
-    let builder = parquet::arrow::ParquetRecordBatchStreamBuilder::new(reader)
-        .await
-        .map_err(|e| bad(e.to_string()))?;
     let found = builder.schema().clone();
     let same = found.fields().len() == schema.fields().len()
         && found
@@ -477,4 +504,56 @@ async fn copy_rows(
         }
     }
     Ok(copied)
+}
+
+/// The reader of a Parquet file of the warehouse (staged or published), to stream it back.
+#[allow(deprecated)]
+async fn stream_builder(
+    warehouse: &Warehouse,
+    path: &str,
+) -> Result<
+    parquet::arrow::ParquetRecordBatchStreamBuilder<
+        parquet::arrow::async_reader::ParquetObjectReader,
+    >,
+> {
+    let store = warehouse.store();
+    let object = warehouse.object_path(path);
+    let meta = store
+        .head(&object)
+        .await
+        .map_err(|e| clientele_store::Error::Storage {
+            path: object.to_string(),
+            source: e,
+        })?;
+    // The object-store reader of parquet 59 is deprecated in favour of hand-written readers; it is
+    // still the plain way to stream a published file back.
+    #[allow(deprecated)]
+    let reader = parquet::arrow::async_reader::ParquetObjectReader::new(store, meta.location)
+        .with_file_size(meta.size);
+    let bad = |reason: String| Error::Internal {
+        source_name: path.to_string(),
+        reason,
+    };
+    parquet::arrow::ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|e| bad(e.to_string()))
+}
+
+/// Streams the batches of a Parquet file of the warehouse.
+#[allow(deprecated)]
+async fn open_stream(
+    warehouse: &Warehouse,
+    path: &str,
+) -> Result<
+    parquet::arrow::async_reader::ParquetRecordBatchStream<
+        parquet::arrow::async_reader::ParquetObjectReader,
+    >,
+> {
+    stream_builder(warehouse, path)
+        .await?
+        .build()
+        .map_err(|e| Error::Internal {
+            source_name: path.to_string(),
+            reason: e.to_string(),
+        })
 }

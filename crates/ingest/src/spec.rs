@@ -85,6 +85,19 @@ pub struct SourceSpec {
     /// Values that mean "no value" in every field (compared after trimming; the empty string always does).
     #[serde(default)]
     pub null_values: Vec<String>,
+    /// fixed_width only: the length of every record in characters; a line of another length,
+    /// longer or shorter, is quarantined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_length: Option<usize>,
+    /// Fields whose values together identify a row: a later row (by file name, then line) with a
+    /// key already seen is quarantined as `duplicate_key`, or replaces it (`on_duplicate`).
+    /// Rows with a missing key value are not compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_key: Option<Vec<String>>,
+    /// `quarantine` (default: the first row of a key is kept) or `last` (the last row is kept and
+    /// the earlier ones are quarantined as replaced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_duplicate: Option<String>,
     /// The fields, in output order. For a copybook source it may be left out: every elementary
     /// field of the copybook becomes a column, typed by its PIC clause.
     #[serde(default)]
@@ -135,6 +148,24 @@ pub struct FieldSpec {
     /// Bool only: values meaning false (default `false, f, no, n, 0`, any case).
     #[serde(default)]
     pub false_values: Option<Vec<String>>,
+    /// A regular expression the whole (trimmed) text must match, such as `[0-9]{8}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// The only texts accepted (compared after trimming, case-sensitive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<Vec<String>>,
+    /// Smallest value accepted: a number, or for dates `YYYY-MM-DD` and timestamps RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<crate::rules::Bound>,
+    /// Largest value accepted (as `min`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<crate::rules::Bound>,
+    /// String only: the most characters accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
+    /// String only: keep text holding control characters (default false: such a row is quarantined).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_control_chars: Option<bool>,
 }
 
 /// How records are laid out in a file.
@@ -275,6 +306,26 @@ pub struct FieldPlan {
     pub nullable: bool,
     pub trim: bool,
     pub unknown: Vec<String>,
+    /// Validation rules beyond the type.
+    pub rules: crate::rules::FieldRules,
+}
+
+/// Which row of a duplicated key stays in the raw table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDuplicate {
+    /// The first row (by file name, then line); later ones go to quarantine.
+    KeepFirst,
+    /// The last row; earlier ones go to quarantine as replaced.
+    KeepLast,
+}
+
+/// A source's `unique_key`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UniqueKey {
+    /// Indexes of the key's fields in the raw table.
+    pub columns: Vec<usize>,
+    pub names: Vec<String>,
+    pub on_duplicate: OnDuplicate,
 }
 
 /// A validated source, ready to ingest.
@@ -293,6 +344,10 @@ pub struct SourcePlan {
     pub keep_removed_files: bool,
     pub null_values: Vec<String>,
     pub fields: Vec<FieldPlan>,
+    /// fixed_width: the length every record must have, in characters.
+    pub record_length: Option<usize>,
+    /// The key no two loaded rows share.
+    pub unique_key: Option<UniqueKey>,
     /// SHA-256 of the spec as declared (and of the copybook): a change reloads every file.
     pub fingerprint: String,
 }
@@ -724,6 +779,13 @@ impl SourceSpec {
                     continue;
                 }
             };
+            let rules = match crate::rules::FieldRules::plan(f, &ty) {
+                Ok(r) => r,
+                Err(p) => {
+                    problems.extend(p);
+                    continue;
+                }
+            };
             fields.push(FieldPlan {
                 name: f.name.clone(),
                 ty,
@@ -731,8 +793,63 @@ impl SourceSpec {
                 nullable: f.nullable.unwrap_or(true),
                 trim: f.trim.unwrap_or(true),
                 unknown: f.unknown.clone(),
+                rules,
             });
         }
+        match self.record_length {
+            Some(_) if self.format != "fixed_width" => {
+                problems.push("'record_length' applies only to fixed_width sources".into())
+            }
+            Some(0) => problems.push("record_length must be at least 1".into()),
+            Some(n) => {
+                for f in &fields {
+                    if let Position::Chars { end, .. } = f.position
+                        && end > n
+                    {
+                        problems.push(format!(
+                            "field '{}' ends at character {end}, beyond record_length {n}",
+                            f.name
+                        ));
+                    }
+                }
+            }
+            None => {}
+        }
+        let on_duplicate = match self.on_duplicate.as_deref() {
+            None | Some("quarantine" | "first") => OnDuplicate::KeepFirst,
+            Some("last") => OnDuplicate::KeepLast,
+            Some(other) => {
+                problems.push(format!(
+                    "on_duplicate '{other}' is unknown (quarantine, last)"
+                ));
+                OnDuplicate::KeepFirst
+            }
+        };
+        if self.on_duplicate.is_some() && self.unique_key.is_none() {
+            problems.push("'on_duplicate' needs 'unique_key'".into());
+        }
+        let unique_key = match &self.unique_key {
+            None => None,
+            Some(names) if names.is_empty() => {
+                problems.push("unique_key names no field".into());
+                None
+            }
+            Some(names) => {
+                let mut columns = Vec::new();
+                for n in names {
+                    match fields.iter().position(|f| &f.name == n) {
+                        Some(i) => columns.push(i),
+                        None if field_specs.iter().any(|f| &f.name == n) => {}
+                        None => problems.push(format!("unique_key: there is no field '{n}'")),
+                    }
+                }
+                Some(UniqueKey {
+                    columns,
+                    names: names.clone(),
+                    on_duplicate,
+                })
+            }
+        };
         let fingerprint = {
             use sha2::{Digest, Sha256};
             let mut h = Sha256::new();
@@ -755,6 +872,8 @@ impl SourceSpec {
                 keep_removed_files: self.keep_removed_files.unwrap_or(false),
                 null_values: self.null_values.clone(),
                 fields,
+                record_length: self.record_length,
+                unique_key,
                 fingerprint,
             }),
             _ => Err(problems),

@@ -50,7 +50,7 @@ pub(crate) fn convert<'a>(
             Err("a value is required but the field is empty".into())
         };
     }
-    match &field.ty {
+    let value = match &field.ty {
         FieldType::Utf8 => Ok(Value::Str(t)),
         FieldType::Int64 => parse_i64(t).map(Value::I64),
         FieldType::Float64 => parse_f64(t).map(Value::F64),
@@ -77,11 +77,13 @@ pub(crate) fn convert<'a>(
                 ))
             }
         }
-    }
+    }?;
+    field.rules.check(t, &value)?;
+    Ok(value)
 }
 
 /// Shortens a value quoted in a reason.
-fn clip(s: &str) -> String {
+pub(crate) fn clip(s: &str) -> String {
     if s.chars().count() > 40 {
         format!("{}…", s.chars().take(40).collect::<String>())
     } else {
@@ -276,6 +278,7 @@ mod tests {
             nullable,
             trim: true,
             unknown: vec!["00000000".into()],
+            rules: Default::default(),
         }
     }
 

@@ -625,6 +625,96 @@ async fn bad_input_corpus() -> TestResult {
 }
 
 #[tokio::test]
+async fn validation_rules_corpus() -> TestResult {
+    #[derive(serde::Deserialize)]
+    struct Cases {
+        case: Vec<Case>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Case {
+        file: String,
+        source: String,
+        loaded: usize,
+        quarantined: std::collections::BTreeMap<String, String>,
+    }
+    let corpus = fixtures().join("validation");
+    let cases: Cases = toml::from_str(
+        &std::fs::read_to_string(corpus.join("cases.toml"))
+            .map_err(|e| format!("reading {}: {e}", corpus.join("cases.toml").display()))?,
+    )?;
+    for case in &cases.case {
+        let dir = tempfile::tempdir()?;
+        let d = dir.path();
+        copy_in(&corpus.join(&case.file), d, &case.file)?;
+        let body = format!(
+            "location = \"{}\"\nmax_reject_share = 1.0\n{}",
+            case.file, case.source
+        );
+        let loaded = ingest(d, &body, &LoadOptions::default()).await?;
+        // Every malformed line is refused by its rule, named at the start of the reason.
+        let got: std::collections::BTreeMap<String, String> = loaded
+            .quarantine
+            .iter()
+            .map(|q| {
+                let rule = q[4].split(':').next().unwrap_or_default().to_string();
+                (q[2].clone(), rule)
+            })
+            .collect();
+        let want: std::collections::BTreeMap<String, String> = case
+            .quarantined
+            .iter()
+            .map(|(line, rule)| (line.clone(), rule.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            want,
+            "{}: quarantined lines and rules; reasons: {:?}",
+            case.file,
+            loaded.quarantine.iter().map(|q| &q[4]).collect::<Vec<_>>()
+        );
+        // ... and every other record loads.
+        assert_eq!(loaded.data.len(), case.loaded, "{}: {:?}", case.file, loaded.data);
+        assert_eq!(loaded.report.rows_loaded as usize, case.loaded);
+        assert_eq!(loaded.report.rows_quarantined as usize, want.len());
+        assert_eq!(
+            loaded.report.rows_read,
+            loaded.report.rows_loaded + loaded.report.rows_quarantined
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_unique_key_holds_across_incremental_loads() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    write(d, "in/2025-01.csv", b"id,v\n1,a\n2,b\n")?;
+    let body = "format = \"csv\"\nlocation = \"in/*.csv\"\nmax_reject_share = 0.9\nunique_key = [\"id\"]\non_duplicate = \"last\"\nfields = [ { name = \"id\", type = \"int64\" }, { name = \"v\", type = \"string\" } ]";
+    let first = ingest(d, body, &LoadOptions::default()).await?;
+    assert_eq!(first.data.len(), 2);
+    let wh = d.join("warehouse");
+    std::fs::rename(wh.join("raw/src"), wh.join("raw/prev"))?;
+    std::fs::rename(wh.join("quarantine/src"), wh.join("quarantine/prev"))?;
+    let mut previous = first.report.clone();
+    previous.data.path = "raw/prev/part-0.parquet".into();
+    previous.quarantine.path = "quarantine/prev/part-0.parquet".into();
+    // The next month's file corrects customer 2: its row replaces the one kept from the first load.
+    write(d, "in/2025-02.csv", b"id,v\n2,b corrected\n3,c\n")?;
+    let options = LoadOptions {
+        previous: Some(previous),
+        ..LoadOptions::default()
+    };
+    let second = ingest(d, body, &options).await?;
+    let values: Vec<&str> = second.data.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(values, ["a", "b corrected", "c"]);
+    assert_eq!(second.quarantine.len(), 1);
+    assert!(second.quarantine[0][4].starts_with("duplicate_key: replaced by the later row with the same id in in/2025-02.csv line 2"), "{:?}", second.quarantine);
+    let old = second.report.files.iter().find(|f| f.file.ends_with("2025-01.csv")).ok_or("no file")?;
+    assert_eq!((old.rows_loaded, old.rows_quarantined), (1, 1));
+    Ok(())
+}
+
+#[tokio::test]
 async fn unchanged_files_are_kept_and_changed_files_replace_their_rows() -> TestResult {
     let dir = tempfile::tempdir()?;
     let d = dir.path();

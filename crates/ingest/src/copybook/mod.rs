@@ -376,6 +376,12 @@ impl CopybookPlan {
                 trim: None,
                 true_values: None,
                 false_values: None,
+                pattern: None,
+                allowed: None,
+                min: None,
+                max: None,
+                max_length: None,
+                allow_control_chars: None,
             })
             .collect()
     }
