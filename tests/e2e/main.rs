@@ -905,6 +905,39 @@ fn the_realistic_demo_keeps_households_apart() -> TestResult {
         "no conflicting link refused: {summary}"
     );
 
+    // The CRM's corrupted copies and the order log's mangled customer numbers end in quarantine
+    // by the job's validation rules, and none of them is a customer.
+    let rules = query_csv(
+        &wh,
+        "select split_part(reason, ':', 1) as rule, count(*) as n from quarantine.crm_customers \
+         where reason like 'pattern:%' or reason like 'control_chars:%' group by 1 order by 1",
+    )?;
+    assert!(
+        rules.iter().any(|l| l.starts_with("control_chars,"))
+            && rules.iter().any(|l| l.starts_with("pattern,")),
+        "{rules:?}"
+    );
+    let mangled = query_csv(
+        &wh,
+        "select * from (select 'a_raw_crm' as t, count(*) as n from raw.crm_customers \
+           where not regexp_like(customer_no, '^[0-9]{8}$') \
+         union all select 'b_raw_orders', count(*) from raw.legacy_orders \
+           where not regexp_like(customer_no, '^[0-9]{8}$') \
+         union all select 'c_quarantined_orders', count(*) from quarantine.legacy_orders \
+           where reason like 'pattern:%') order by t",
+    )?;
+    assert_eq!(
+        mangled.get(1..3),
+        Some(&["a_raw_crm,0".to_string(), "b_raw_orders,0".to_string()][..]),
+        "{mangled:?}"
+    );
+    assert!(
+        mangled
+            .get(3)
+            .is_some_and(|l| l != "c_quarantined_orders,0"),
+        "{mangled:?}"
+    );
+
     // Households: grouped, measured against the truth, and published beside the customers.
     let households = &run["identity"]["household_accuracy"];
     let hget = |kind: &str, what: &str| households[kind][what].as_f64().unwrap_or(0.0);

@@ -331,13 +331,14 @@ async fn demo(
     );
     if opts.realistic {
         outln!(
-            "real-world cases ({}): {} households, {} persons sharing theirs; {} second CRM accounts, {} second web accounts; {} placeholder values",
+            "real-world cases ({}): {} households, {} persons sharing theirs; {} second CRM accounts, {} second web accounts; {} placeholder values; {} corrupted lines for the validation rules",
             opts.country.iso(),
             thousands(summary.households),
             thousands(summary.persons_in_shared_households),
             thousands(summary.crm_duplicates),
             thousands(summary.web_duplicates),
             thousands(summary.placeholders),
+            thousands(summary.corrupted_lines),
         );
     } else {
         outln!("simple demo: no households, no second accounts within one system, no placeholders");

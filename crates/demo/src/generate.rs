@@ -115,6 +115,10 @@ pub struct DemoSummary {
     pub service_tickets: u64,
     /// Lines written malformed on purpose (they should end in quarantine).
     pub malformed_lines: u64,
+    /// Realistic demo: corrupted lines that parse as their types and only the job's validation
+    /// rules catch: CRM records repeated with a control byte in the name or a letter in the
+    /// customer number, and order lines with a mangled customer number. Not in the truth.
+    pub corrupted_lines: u64,
     /// Entries of the global suppression list.
     pub suppression_entries: u64,
     /// Households (one per person in the simple demo).
@@ -149,6 +153,9 @@ const CRM_RECORD_LEN: usize = 219;
 
 /// Share of lines written malformed.
 const MALFORMED_ONE_IN: u32 = 300;
+/// Share of CRM records repeated as corrupted copies, and of order lines with a mangled customer
+/// number (realistic demo).
+const CORRUPTED_COPY_ONE_IN: u32 = 1500;
 
 /// The past campaigns of the campaign response file: id, name, channel, days before the as-of date
 /// it was sent.
@@ -753,6 +760,8 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
     // The realistic demo's own randomness (households, duplicates, placeholders), apart from each
     // person's stream, so that the simple demo stays as it was.
     let mut world = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5245_414c_4953_5449);
+    // Corrupted copies have a stream of their own, so that everything else stays as it was.
+    let mut garble = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x4741_5242_4c45_4421);
     let mut home: Option<Household> = None;
     for index in 0..opts.persons {
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
@@ -883,6 +892,30 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
             w.crm.write_all(&bytes).map_err(io(0))?;
             writeln!(w.truth, "crm_customers,{no},{person_id}").map_err(io(4))?;
             summary.crm_records += 1;
+            // About one CRM record in 1,500 is repeated as a corrupted copy (a transfer garbled a
+            // block): a control byte in the surname, or a letter in the customer number. Copies
+            // are not in the truth: the job's validation rules quarantine them.
+            if opts.realistic && garble.random_ratio(1, CORRUPTED_COPY_ONE_IN) {
+                let mut chars: Vec<char> = line.chars().collect();
+                let (at, c) = if garble.random_bool(0.5) {
+                    (
+                        8 + garble.random_range(1..4),
+                        *pick(&mut garble, &['\u{7}', '\u{1a}', '\u{0}']),
+                    )
+                } else {
+                    (
+                        garble.random_range(2..8),
+                        *pick(&mut garble, &['A', 'O', 'l']),
+                    )
+                };
+                if let Some(slot) = chars.get_mut(at) {
+                    *slot = c;
+                }
+                let mut bytes = latin1(&chars.into_iter().collect::<String>());
+                bytes.push(b'\n');
+                w.crm.write_all(&bytes).map_err(io(0))?;
+                summary.corrupted_lines += 1;
+            }
             // About one CRM customer in seventy has a second account: a branch did not find the
             // first, so the name is keyed again (sometimes with a typo), often at an older address,
             // with another phone or none, usually no email, and an opt-out that did not carry over.
@@ -1110,6 +1143,12 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
                     day.format("%Y%m%d"),
                     amount
                 );
+                // A mangled customer number (`00A12345`) now and then, as legacy extracts have.
+                if opts.realistic && garble.random_ratio(1, CORRUPTED_COPY_ONE_IN) {
+                    let at = garble.random_range(2..8);
+                    text.replace_range(at..at + 1, "A");
+                    summary.corrupted_lines += 1;
+                }
                 if rng.random_ratio(1, MALFORMED_ONE_IN) {
                     summary.malformed_lines += 1;
                     text = match rng.random_range(0..3) {

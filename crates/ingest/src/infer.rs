@@ -168,15 +168,16 @@ fn propose_pattern(values: &[&str]) -> Option<(String, usize)> {
         && present
             .iter()
             .all(|v| v.len() <= 32 && !v.contains(char::is_whitespace))
-        && present.iter().any(|v| v.contains(|c: char| c.is_ascii_digit()));
+        && present
+            .iter()
+            .any(|v| v.contains(|c: char| c.is_ascii_digit()));
     if !identifier_like {
         return None;
     }
     // The shape most values share, by their sequence of classes.
     let shapes: Vec<Vec<Run>> = present.iter().map(|v| shape(v)).collect();
-    let alike = |a: &[Run], b: &[Run]| {
-        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_class(x, y))
-    };
+    let alike =
+        |a: &[Run], b: &[Run]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_class(x, y));
     let mut best: Option<(&[Run], usize)> = None;
     for s in &shapes {
         if best.is_some_and(|(b, _)| alike(b, s)) {
@@ -227,7 +228,11 @@ fn propose_pattern(values: &[&str]) -> Option<(String, usize)> {
                     pattern.push_str(&regex::escape(t));
                 } else {
                     let lengths: Vec<usize> = words.iter().map(|w| w.len()).collect();
-                    let class = if matches!(run, Run::Upper(_)) { "[A-Z]" } else { "[a-z]" };
+                    let class = if matches!(run, Run::Upper(_)) {
+                        "[A-Z]"
+                    } else {
+                        "[a-z]"
+                    };
                     pattern.push_str(&format!("{class}{}", repeat(&lengths)));
                 }
             }

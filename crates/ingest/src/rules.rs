@@ -51,9 +51,7 @@ impl Limit {
                 .map(Self::Date)
                 .map_err(|_| format!("'{text}' is not a date written YYYY-MM-DD")),
             FieldType::Timestamp { .. } => parse_timestamp(&text, None)
-                .or_else(|_| {
-                    parse_date(&text, "%Y-%m-%d").map(|d| i64::from(d) * 86_400_000_000)
-                })
+                .or_else(|_| parse_date(&text, "%Y-%m-%d").map(|d| i64::from(d) * 86_400_000_000))
                 .map(Self::Ts)
                 .map_err(|_| format!("'{text}' is not a timestamp (RFC 3339) or a date")),
             FieldType::Utf8 | FieldType::Boolean { .. } => {
@@ -179,9 +177,7 @@ impl FieldRules {
         if let Some(n) = self.max_length {
             let length = text.chars().count();
             if length > n {
-                return Err(format!(
-                    "max_length: {length} characters, more than {n}"
-                ));
+                return Err(format!("max_length: {length} characters, more than {n}"));
             }
         }
         if let Some((written, re)) = &self.pattern
@@ -206,12 +202,18 @@ impl FieldRules {
         if let Some((bound, limit)) = &self.min
             && limit.compare(value) == Some(std::cmp::Ordering::Less)
         {
-            return Err(format!("min: '{}' is below the minimum {bound}", crate::values::clip(text)));
+            return Err(format!(
+                "min: '{}' is below the minimum {bound}",
+                crate::values::clip(text)
+            ));
         }
         if let Some((bound, limit)) = &self.max
             && limit.compare(value) == Some(std::cmp::Ordering::Greater)
         {
-            return Err(format!("max: '{}' is above the maximum {bound}", crate::values::clip(text)));
+            return Err(format!(
+                "max: '{}' is above the maximum {bound}",
+                crate::values::clip(text)
+            ));
         }
         Ok(())
     }
@@ -264,7 +266,10 @@ mod tests {
     fn a_pattern_matches_the_whole_text() {
         let (r, _) = rules(r#"pattern = "[0-9]{8}""#, "string");
         assert!(r.check("00012345", &Value::Str("00012345")).is_ok());
-        let e = r.check("00A12345", &Value::Str("00A12345")).err().unwrap_or_default();
+        let e = r
+            .check("00A12345", &Value::Str("00A12345"))
+            .err()
+            .unwrap_or_default();
         assert_eq!(e, "pattern: '00A12345' does not match [0-9]{8}");
         // Not a search: a longer text with eight digits inside does not match.
         assert!(r.check("x000123456", &Value::Str("x000123456")).is_err());
@@ -275,10 +280,23 @@ mod tests {
         let (r, _) = rules("", "string");
         assert!(r.check("SMITH", &Value::Str("SMITH")).is_ok());
         assert!(r.check("Zoë £5", &Value::Str("Zoë £5")).is_ok());
-        let e = r.check("SM\u{7}ITH", &Value::Str("")).err().unwrap_or_default();
-        assert!(e.starts_with("control_chars: a control character (U+0007) at character 3"), "{e}");
-        assert!(r.check("A\u{85}B", &Value::Str("")).is_err(), "C1 controls too");
-        assert!(r.check("line one\r\nline two\tend", &Value::Str("")).is_ok(), "line breaks and tabs are text");
+        let e = r
+            .check("SM\u{7}ITH", &Value::Str(""))
+            .err()
+            .unwrap_or_default();
+        assert!(
+            e.starts_with("control_chars: a control character (U+0007) at character 3"),
+            "{e}"
+        );
+        assert!(
+            r.check("A\u{85}B", &Value::Str("")).is_err(),
+            "C1 controls too"
+        );
+        assert!(
+            r.check("line one\r\nline two\tend", &Value::Str(""))
+                .is_ok(),
+            "line breaks and tabs are text"
+        );
         assert!(r.check("NUL\0", &Value::Str("")).is_err());
         let (allow, _) = rules("allow_control_chars = true", "string");
         assert!(allow.check("SM\u{7}ITH\0", &Value::Str("")).is_ok());
@@ -288,10 +306,19 @@ mod tests {
     fn limits_compare_in_the_fields_type() {
         let (r, _) = rules("min = 0\nmax = 120", "int64");
         assert!(r.check("42", &Value::I64(42)).is_ok());
-        assert!(r.check("-1", &Value::I64(-1)).is_err_and(|e| e.starts_with("min: '-1'")));
-        assert!(r.check("121", &Value::I64(121)).is_err_and(|e| e.starts_with("max: '121'")));
-        let (d, _) = rules(r#"format = "%Y%m%d"
-min = "1900-01-02""#, "date");
+        assert!(
+            r.check("-1", &Value::I64(-1))
+                .is_err_and(|e| e.starts_with("min: '-1'"))
+        );
+        assert!(
+            r.check("121", &Value::I64(121))
+                .is_err_and(|e| e.starts_with("max: '121'"))
+        );
+        let (d, _) = rules(
+            r#"format = "%Y%m%d"
+min = "1900-01-02""#,
+            "date",
+        );
         let day = |s: &str| {
             crate::values::parse_date(s, "%Y%m%d").unwrap_or_else(|e| unreachable!("{e}"))
         };
@@ -304,14 +331,20 @@ min = "1900-01-02""#, "date");
 
     #[test]
     fn allowed_values_and_lengths() {
-        let (r, _) = rules(r#"allowed = ["M", "F", "U"]
-max_length = 1"#, "string");
+        let (r, _) = rules(
+            r#"allowed = ["M", "F", "U"]
+max_length = 1"#,
+            "string",
+        );
         assert!(r.check("F", &Value::Str("F")).is_ok());
         assert_eq!(
             r.check("X", &Value::Str("X")).err().unwrap_or_default(),
             "allowed: 'X' is not one of F, M, U"
         );
-        assert!(r.check("MF", &Value::Str("MF")).is_err_and(|e| e.starts_with("max_length: 2 characters")));
+        assert!(
+            r.check("MF", &Value::Str("MF"))
+                .is_err_and(|e| e.starts_with("max_length: 2 characters"))
+        );
     }
 
     #[test]
@@ -319,9 +352,15 @@ max_length = 1"#, "string");
         let bad = |extra: &str, ty: &str| {
             let f = spec(extra, ty);
             let t = crate::spec::parse_type(&f).unwrap_or_else(|e| unreachable!("{e}"));
-            FieldRules::plan(&f, &t).err().unwrap_or_default().join("; ")
+            FieldRules::plan(&f, &t)
+                .err()
+                .unwrap_or_default()
+                .join("; ")
         };
-        assert!(bad(r#"pattern = "[0-9""#, "string").contains("field 'f': pattern '[0-9' is not a regular expression"));
+        assert!(
+            bad(r#"pattern = "[0-9""#, "string")
+                .contains("field 'f': pattern '[0-9' is not a regular expression")
+        );
         assert!(bad("min = 5\nmax = 1", "int64").contains("min 5 is above max 1"));
         assert!(bad("min = 1", "string").contains("min and max apply only"));
         assert!(bad(r#"min = "01/02/1990""#, "date").contains("YYYY-MM-DD"));

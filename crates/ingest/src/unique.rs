@@ -173,7 +173,8 @@ impl<'p> KeyIndex<'p> {
             let Some((hash, (file, line))) = k else {
                 continue;
             };
-            let Some(&(stay_file, stay_line)) = self.kept.get(hash).filter(|o| **o != (*file, *line))
+            let Some(&(stay_file, stay_line)) =
+                self.kept.get(hash).filter(|o| **o != (*file, *line))
             else {
                 continue;
             };
@@ -283,7 +284,10 @@ mod tests {
         let b = batch(&plan, &rows);
         index.observe(&b)?;
         let split = index.split(&b)?;
-        assert_eq!(names(&split.kept), ["Ann in a", "Bob", "no key", "no key again"]);
+        assert_eq!(
+            names(&split.kept),
+            ["Ann in a", "Bob", "no key", "no key again"]
+        );
         let q = split.quarantined.ok_or("nothing quarantined")?;
         assert_eq!(q.num_rows(), 1);
         let reason = q.column(4).as_string::<i32>().value(0);
@@ -291,7 +295,10 @@ mod tests {
             reason,
             "duplicate_key: a row with the same customer_no was loaded from a.txt line 7"
         );
-        assert_eq!(q.column(5).as_string::<i32>().value(0), "customer_no=1 | name=Ann in b");
+        assert_eq!(
+            q.column(5).as_string::<i32>().value(0),
+            "customer_no=1 | name=Ann in b"
+        );
         assert_eq!(split.moved.get("b.txt"), Some(&1));
         Ok(())
     }
@@ -303,7 +310,10 @@ mod tests {
         let first = batch(&plan, &[(Some("1"), "old", "2025-01.txt", 3)]);
         let second = batch(
             &plan,
-            &[(Some("1"), "newer", "2025-02.txt", 1), (Some("1"), "newest", "2025-02.txt", 2)],
+            &[
+                (Some("1"), "newer", "2025-02.txt", 1),
+                (Some("1"), "newest", "2025-02.txt", 2),
+            ],
         );
         index.observe(&first)?;
         index.observe(&second)?;
@@ -311,7 +321,12 @@ mod tests {
         let split = index.split(&second)?;
         assert_eq!(names(&split.kept), ["newest"]);
         let q = split.quarantined.ok_or("nothing quarantined")?;
-        assert!(q.column(4).as_string::<i32>().value(0).contains("replaced by the later row"));
+        assert!(
+            q.column(4)
+                .as_string::<i32>()
+                .value(0)
+                .contains("replaced by the later row")
+        );
         Ok(())
     }
 }

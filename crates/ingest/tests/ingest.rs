@@ -673,7 +673,13 @@ async fn validation_rules_corpus() -> TestResult {
             loaded.quarantine.iter().map(|q| &q[4]).collect::<Vec<_>>()
         );
         // ... and every other record loads.
-        assert_eq!(loaded.data.len(), case.loaded, "{}: {:?}", case.file, loaded.data);
+        assert_eq!(
+            loaded.data.len(),
+            case.loaded,
+            "{}: {:?}",
+            case.file,
+            loaded.data
+        );
         assert_eq!(loaded.report.rows_loaded as usize, case.loaded);
         assert_eq!(loaded.report.rows_quarantined as usize, want.len());
         assert_eq!(
@@ -708,8 +714,19 @@ async fn a_unique_key_holds_across_incremental_loads() -> TestResult {
     let values: Vec<&str> = second.data.iter().map(|r| r[1].as_str()).collect();
     assert_eq!(values, ["a", "b corrected", "c"]);
     assert_eq!(second.quarantine.len(), 1);
-    assert!(second.quarantine[0][4].starts_with("duplicate_key: replaced by the later row with the same id in in/2025-02.csv line 2"), "{:?}", second.quarantine);
-    let old = second.report.files.iter().find(|f| f.file.ends_with("2025-01.csv")).ok_or("no file")?;
+    assert!(
+        second.quarantine[0][4].starts_with(
+            "duplicate_key: replaced by the later row with the same id in in/2025-02.csv line 2"
+        ),
+        "{:?}",
+        second.quarantine
+    );
+    let old = second
+        .report
+        .files
+        .iter()
+        .find(|f| f.file.ends_with("2025-01.csv"))
+        .ok_or("no file")?;
     assert_eq!((old.rows_loaded, old.rows_quarantined), (1, 1));
     Ok(())
 }
