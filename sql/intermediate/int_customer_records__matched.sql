@@ -18,6 +18,7 @@ matched as (
         i.customer_id,
         r.record_id,
         r.source_system,
+        r.source_role,
         r.source_customer_id,
         r.first_name,
         r.last_name,

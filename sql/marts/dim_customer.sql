@@ -2,8 +2,10 @@
 -- customer's linked records by its survivorship rule:
 --
 --   column                      rule
---   first_name, last_name       most trusted source (CRM, web shop, service desk, campaign tool,
---                               data vendor: the CRM is keyed by staff), then the most recent
+--   first_name, last_name       most trusted source (the job's [identity] trust, read through
+--                               source_trust_rank(); the demo's: CRM, web shop, service desk,
+--                               campaign tool, data vendor: the CRM is keyed by staff), then the
+--                               most recent
 --   street, postcode, city      most recent record with a street (the address moves as one unit)
 --   email                       most recent record with an email
 --   phone                       most recent record with a phone
@@ -11,7 +13,7 @@
 --
 -- "Most recent" is by created_date, then the most trusted source, then record_id, so the choice is
 -- the same every run. Only people with a record of the business's own (anything but the data
--- vendor) are customers: a vendor record that matched nobody is not. Contactability: a valid email (local@domain.tld), a phone of 8 to 15 digits,
+-- vendor's append, source_role 'vendor') are customers: a vendor record that matched nobody is not. Contactability: a valid email (local@domain.tld), a phone of 8 to 15 digits,
 -- a postal address (street and postcode). Consent: a customer is opted out if any linked record
 -- opted out. household_id: the customers who share a home (an address, a landline or an email),
 -- grouped by the identity step (docs/identity.md#households).
@@ -22,13 +24,7 @@
 with records as (
     select
         *,
-        case source_system
-            when 'crm' then 0
-            when 'web' then 1
-            when 'service' then 2
-            when 'campaign' then 3
-            else 4
-        end as source_trust_rank
+        source_trust_rank(source_system) as source_trust_rank
     from int_customer_records__matched
 ),
 
@@ -91,12 +87,12 @@ linked as (
         customer_id,
         bool_or(is_opted_out)                                           as is_opted_out,
         count(*)                                                        as source_record_count,
-        bool_or(source_system = 'crm')                                  as has_crm_record,
-        bool_or(source_system = 'web')                                  as has_web_record,
-        bool_or(source_system = 'vendor')                               as has_vendor_record,
-        bool_or(source_system = 'campaign')                             as has_campaign_record,
-        bool_or(source_system = 'service')                              as has_service_record,
-        bool_or(source_system <> 'vendor')                              as has_own_record,
+        bool_or(source_role = 'crm')                                    as has_crm_record,
+        bool_or(source_role = 'web')                                    as has_web_record,
+        bool_or(source_role = 'vendor')                                 as has_vendor_record,
+        bool_or(source_role = 'campaign')                               as has_campaign_record,
+        bool_or(source_role = 'service')                                as has_service_record,
+        bool_or(source_role <> 'vendor')                                as has_own_record,
         min(created_date)                                               as first_seen_date,
         -- Every record of a customer is in the customer's household.
         min(household_id)                                               as household_id

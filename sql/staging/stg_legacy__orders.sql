@@ -1,5 +1,6 @@
 -- Legacy order log (CDNOW layout), one row per order line up to the as-of date. The order id is
--- the customer number and the line of the log, as the log has none of its own.
+-- the customer number and the line of the log, as the log has none of its own. The stores take
+-- the reporting currency only.
 --
 -- test: not_null(order_id, record_id, order_date, order_amount)
 with source as (
@@ -13,7 +14,8 @@ renamed as (
         'store'                                                     as channel,
         order_date,
         quantity,
-        amount                                                      as order_amount
+        amount                                                      as order_amount,
+        reporting_currency()                                        as currency
     from source
     where order_date <= as_of_date()
 )

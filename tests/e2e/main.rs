@@ -1437,7 +1437,7 @@ fn the_repository_jobs_plan_without_data_and_the_template_validates_against_real
         .env("CLIENTELE_WAREHOUSE", &warehouse)
         .output()?;
     assert_ok(&out);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (7 sources, 21 SQL models"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (8 sources, 22 SQL models"));
 
     // Without the files, each missing source is named at the line that declares it.
     let out = clientele()?

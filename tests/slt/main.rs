@@ -380,9 +380,14 @@ async fn new_db(sql_dir: PathBuf, model: String) -> Result<SltDb, SltError> {
     let engine = Engine::new(
         &wh,
         as_of,
+        // The demo job's declarations, which the models read through functions.
         &EngineOptions {
             target_partitions: 4,
             memory_limit_mb: None,
+            source_trust: ["crm", "web", "service", "campaign", "vendor"]
+                .map(String::from)
+                .to_vec(),
+            reporting_currency: Some("GBP".into()),
         },
     )
     .map_err(|e| SltError(e.to_string()))?;

@@ -259,7 +259,7 @@ async fn validate(job: &Path) -> Result<ExitCode> {
 }
 
 /// Writes the embedded demo job and SQL into `dir`, laid out like the repository.
-/// The demo job for the generated data: the country's calling code for phones, and the CRM declared
+/// The demo job for the generated data: the country's calling code for phones and currency, and the CRM declared
 /// duplicate-free only in the simple demo (the realistic CRM has second accounts of one person).
 fn demo_job(opts: &clientele_demo::DemoOptions) -> Result<String> {
     let mut job = DEMO_JOB.to_string();
@@ -267,6 +267,10 @@ fn demo_job(opts: &clientele_demo::DemoOptions) -> Result<String> {
         (
             "default_country_code = \"44\"",
             format!("default_country_code = \"{}\"", opts.country.calling_code()),
+        ),
+        (
+            "reporting_currency = \"GBP\"",
+            format!("reporting_currency = \"{}\"", opts.country.currency()),
         ),
         (
             "duplicate_free_sources = [\"crm\", \"vendor\"]",
@@ -339,6 +343,12 @@ async fn demo(
             thousands(summary.web_duplicates),
             thousands(summary.placeholders),
             thousands(summary.corrupted_lines),
+        );
+        outln!(
+            "currencies: {} web orders paid in {} (reported in {})",
+            thousands(summary.foreign_currency_orders),
+            opts.country.foreign_currency_codes().join(" or "),
+            opts.country.currency()
         );
     } else {
         outln!("simple demo: no households, no second accounts within one system, no placeholders");

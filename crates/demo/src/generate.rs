@@ -89,6 +89,30 @@ impl Country {
         }
     }
 
+    /// The currency the retailer reports in (ISO 4217).
+    pub fn currency(self) -> &'static str {
+        match self {
+            Country::Gb => "GBP",
+            Country::Au => "AUD",
+            Country::Us => "USD",
+        }
+    }
+
+    /// The other currencies the web shop takes (realistic demo), with a typical rate: units of the
+    /// reporting currency per unit, and the share of web orders paid in each.
+    fn foreign_currencies(self) -> [(&'static str, f64, f64); 2] {
+        match self {
+            Country::Gb => [("EUR", 0.86, 0.08), ("USD", 0.79, 0.04)],
+            Country::Au => [("NZD", 0.92, 0.08), ("USD", 1.52, 0.04)],
+            Country::Us => [("CAD", 0.73, 0.08), ("EUR", 1.08, 0.04)],
+        }
+    }
+
+    /// The codes of [`Country::foreign_currencies`].
+    pub fn foreign_currency_codes(self) -> Vec<&'static str> {
+        self.foreign_currencies().iter().map(|c| c.0).collect()
+    }
+
     /// The retailer's own customer-service number, typed into accounts when the customer gave none.
     fn shop_phone(self) -> &'static str {
         match self {
@@ -115,6 +139,8 @@ pub struct DemoSummary {
     pub service_tickets: u64,
     /// Lines written malformed on purpose (they should end in quarantine).
     pub malformed_lines: u64,
+    /// Realistic demo: web orders paid in another currency than the reporting one.
+    pub foreign_currency_orders: u64,
     /// Realistic demo: corrupted lines that parse as their types and only the job's validation
     /// rules catch: CRM records repeated with a control byte in the name or a letter in the
     /// customer number, and order lines with a mangled customer number. Not in the truth.
@@ -153,6 +179,39 @@ const CRM_RECORD_LEN: usize = 219;
 
 /// Share of lines written malformed.
 const MALFORMED_ONE_IN: u32 = 300;
+
+/// The exchange rate of a foreign currency in the month of `day`: its typical rate moving a few
+/// per cent over the years, deterministic (units of the reporting currency per unit).
+fn monthly_rate(typical: f64, day: NaiveDate) -> f64 {
+    let month = f64::from(
+        chrono::Datelike::year(&day) * 12
+            + i32::try_from(chrono::Datelike::month(&day)).unwrap_or(1),
+    );
+    let rate = typical * (1.0 + 0.04 * (month / 5.0).sin());
+    (rate * 1e6).round() / 1e6
+}
+
+/// The finance team's rate table: one rate per foreign currency and month over the demo's
+/// history (`valid_from` the first of the month), and an undated rate per currency for anything
+/// older.
+fn write_exchange_rates(out: &mut impl Write, opts: &DemoOptions) -> std::io::Result<()> {
+    writeln!(out, "currency,valid_from,rate")?;
+    for (code, typical, _) in opts.country.foreign_currencies() {
+        writeln!(out, "{code},,{typical}")?;
+        let mut month =
+            chrono::Datelike::with_day(&(opts.as_of - Duration::days(HISTORY_DAYS + 400)), 1);
+        while let Some(m) = month.filter(|m| *m <= opts.as_of) {
+            writeln!(
+                out,
+                "{code},{},{}",
+                m.format("%Y-%m-%d"),
+                monthly_rate(typical, m)
+            )?;
+            month = m.checked_add_months(chrono::Months::new(1));
+        }
+    }
+    Ok(())
+}
 /// Share of CRM records repeated as corrupted copies, and of order lines with a mangled customer
 /// number (realistic demo).
 const CORRUPTED_COPY_ONE_IN: u32 = 1500;
@@ -672,6 +731,7 @@ struct Writers {
     campaigns: BufWriter<File>,
     tickets: BufWriter<File>,
     suppression: BufWriter<File>,
+    rates: BufWriter<File>,
 }
 
 fn create(path: &Path) -> Result<BufWriter<File>, Error> {
@@ -707,6 +767,7 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
         dir.join("sources/campaigns/responses.csv"),
         dir.join("sources/service/tickets.csv"),
         dir.join("sources/suppression/do_not_contact.csv"),
+        dir.join("sources/finance/exchange_rates.csv"),
     ];
     let mut w = Writers {
         crm: create(&paths[0])?,
@@ -718,6 +779,7 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
         campaigns: create(&paths[6])?,
         tickets: create(&paths[7])?,
         suppression: create(&paths[8])?,
+        rates: create(&paths[9])?,
     };
     let paths = &paths;
     let io = |i: usize| {
@@ -748,6 +810,7 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
     )
     .map_err(io(7))?;
     writeln!(w.suppression, "email,phone,reason").map_err(io(8))?;
+    write_exchange_rates(&mut w.rates, opts).map_err(io(9))?;
 
     let mut summary = DemoSummary {
         persons: opts.persons,
@@ -760,8 +823,10 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
     // The realistic demo's own randomness (households, duplicates, placeholders), apart from each
     // person's stream, so that the simple demo stays as it was.
     let mut world = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5245_414c_4953_5449);
-    // Corrupted copies have a stream of their own, so that everything else stays as it was.
+    // Corrupted copies have a stream of their own, so that everything else stays as it was; so
+    // does the currency of each web order.
     let mut garble = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x4741_5242_4c45_4421);
+    let mut pricing = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x4355_5252_454e_4359);
     let mut home: Option<Household> = None;
     for index in 0..opts.persons {
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
@@ -1126,7 +1191,25 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
                     )
                     .unwrap_or_default();
                 let at_text = local_timestamp(offset, at);
-                let mut text = format!("WO{order_seq:09},{web_id},{at_text},{qty},{amount},GBP");
+                // The realistic shop takes other currencies too: the amount is written in the
+                // currency paid, at the month's rate.
+                let mut paid = (amount.clone(), opts.country.currency());
+                if opts.realistic {
+                    let draw: f64 = pricing.random();
+                    let mut share = 0.0;
+                    for (code, typical, part) in opts.country.foreign_currencies() {
+                        share += part;
+                        if draw < share {
+                            let foreign = (cents as f64 / 100.0) / monthly_rate(typical, day);
+                            paid = (format!("{foreign:.2}"), code);
+                            summary.foreign_currency_orders += 1;
+                            break;
+                        }
+                    }
+                }
+                let (amount, currency) = paid;
+                let mut text =
+                    format!("WO{order_seq:09},{web_id},{at_text},{qty},{amount},{currency}");
                 if rng.random_ratio(1, MALFORMED_ONE_IN) {
                     summary.malformed_lines += 1;
                     text = if rng.random_bool(0.5) {
@@ -1213,6 +1296,7 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
         &mut w.campaigns,
         &mut w.tickets,
         &mut w.suppression,
+        &mut w.rates,
     ]
     .into_iter()
     .enumerate()

@@ -97,6 +97,11 @@ pub struct IdentitySpec {
     /// Sources whose records are never duplicates of each other: a cluster holds at most one of each.
     #[serde(default)]
     pub duplicate_free_sources: Vec<String>,
+    /// Source systems (`source_system` values) from most to least trusted: the golden record takes
+    /// a customer's name from the most trusted source that has one (models read it through
+    /// `source_trust_rank(source_system)`). Sources not listed come after, alike.
+    #[serde(default)]
+    pub trust: Vec<String>,
     /// Random pairs drawn to estimate u probabilities (default 1,000,000).
     #[serde(default)]
     pub u_sample_pairs: Option<usize>,
@@ -203,6 +208,8 @@ pub struct Settings {
     pub comparisons: Vec<Comparison>,
     pub match_probability: f64,
     pub duplicate_free_sources: Vec<String>,
+    /// The survivorship trust order (`[identity] trust`).
+    pub trust: Vec<String>,
     pub u_sample_pairs: usize,
     pub seed: u64,
     pub links_min_probability: f64,
@@ -434,6 +441,7 @@ impl IdentitySpec {
             comparisons,
             match_probability,
             duplicate_free_sources: self.duplicate_free_sources.clone(),
+            trust: self.trust.clone(),
             u_sample_pairs,
             seed: self.seed.unwrap_or(42),
             links_min_probability,

@@ -34,6 +34,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod contract;
 mod delivery;
 mod error;
 pub mod forget;

@@ -71,6 +71,8 @@ struct RawHeader {
     target_partitions: Option<usize>,
     #[serde(default)]
     raw_retention_days: Option<u32>,
+    #[serde(default)]
+    reporting_currency: Option<String>,
 }
 
 /// A table as the warehouse lays it out: `layer/table`, queried as `name`.
@@ -514,6 +516,8 @@ impl JobSpec {
             engine: EngineOptions {
                 target_partitions: header.target_partitions.unwrap_or(0),
                 memory_limit_mb: header.memory_limit_mb,
+                source_trust: identity.trust.clone(),
+                reporting_currency: header.reporting_currency.clone(),
             },
             sources,
             source_lines,
@@ -526,6 +530,16 @@ impl JobSpec {
             segment_alarm_share: header.segment_alarm_share.unwrap_or(0.5),
             segment_alarm_min_customers: header.segment_alarm_min_customers.unwrap_or(20),
         };
+        if let Some(c) = &spec.engine.reporting_currency
+            && !(c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()))
+        {
+            problems.push(problem(
+                None,
+                format!(
+                    "reporting_currency '{c}' must be an ISO 4217 code such as GBP, EUR or AUD"
+                ),
+            ));
+        }
         if !(spec.segment_alarm_share > 0.0 && spec.segment_alarm_share.is_finite()) {
             problems.push(problem(
                 None,

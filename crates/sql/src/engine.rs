@@ -30,6 +30,12 @@ pub struct EngineOptions {
     pub target_partitions: usize,
     /// Memory the engine may use before it spills or fails, in MiB; `None` is unbounded.
     pub memory_limit_mb: Option<u64>,
+    /// Source systems from most to least trusted, for `source_trust_rank(source_system)` (the
+    /// job's `[identity] trust`); a source not listed ranks after every listed one.
+    pub source_trust: Vec<String>,
+    /// The currency orders are reported in, for `reporting_currency()` (the job's
+    /// `reporting_currency`); `None` makes the function return NULL.
+    pub reporting_currency: Option<String>,
 }
 
 /// A DataFusion session bound to one warehouse and one as-of date.
@@ -44,6 +50,62 @@ impl std::fmt::Debug for Engine {
             .field("warehouse", &self.warehouse.display())
             .finish()
     }
+}
+
+/// The functions through which models read the job's declarations instead of assuming them:
+/// `reporting_currency()` and `source_trust_rank(source_system)` (0 for the most trusted source,
+/// the number of listed sources for one not listed or NULL).
+fn register_job_functions(ctx: &SessionContext, opts: &EngineOptions) {
+    let currency = opts.reporting_currency.clone();
+    ctx.register_udf(create_udf(
+        "reporting_currency",
+        vec![],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(currency.clone())))),
+    ));
+    let trust = opts.source_trust.clone();
+    ctx.register_udf(create_udf(
+        "source_trust_rank",
+        vec![DataType::Utf8],
+        DataType::Int32,
+        Volatility::Immutable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let unlisted = i32::try_from(trust.len()).unwrap_or(i32::MAX);
+            let rank = |s: Option<&str>| {
+                s.and_then(|s| trust.iter().position(|t| t == s))
+                    .map_or(unlisted, |i| i32::try_from(i).unwrap_or(i32::MAX))
+            };
+            match args.first() {
+                Some(ColumnarValue::Scalar(v)) => {
+                    let text = match v {
+                        ScalarValue::Utf8(t)
+                        | ScalarValue::LargeUtf8(t)
+                        | ScalarValue::Utf8View(t) => t.clone(),
+                        _ => None,
+                    };
+                    Ok(ColumnarValue::Scalar(ScalarValue::Int32(Some(rank(
+                        text.as_deref(),
+                    )))))
+                }
+                Some(ColumnarValue::Array(a)) => {
+                    let strings = cast(a, &DataType::Utf8)?;
+                    let strings = strings
+                        .as_any()
+                        .downcast_ref::<arrow::array::StringArray>()
+                        .ok_or_else(|| {
+                            DataFusionError::Internal("source_trust_rank: not text".into())
+                        })?;
+                    let ranks: arrow::array::Int32Array =
+                        strings.iter().map(|s| Some(rank(s))).collect();
+                    Ok(ColumnarValue::Array(Arc::new(ranks)))
+                }
+                None => Err(DataFusionError::Plan(
+                    "source_trust_rank takes one argument, the source system".into(),
+                )),
+            }
+        }),
+    ));
 }
 
 /// A date as Arrow's `Date32` holds it (days since 1970-01-01): the workspace's one day number,
@@ -89,6 +151,7 @@ impl Engine {
             Volatility::Immutable,
             Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Date32(Some(days))))),
         ));
+        register_job_functions(&ctx, opts);
         let catalog = ctx
             .catalog("datafusion")
             .ok_or_else(|| Error::Config("no default catalog".into()))?;
@@ -489,6 +552,7 @@ mod tests {
             &EngineOptions {
                 target_partitions: 2,
                 memory_limit_mb: Some(256),
+                ..EngineOptions::default()
             },
         )?;
         let written = engine
@@ -509,6 +573,53 @@ mod tests {
         let d = batches[0].column(0).as_string::<i32>().value(0).to_string();
         assert_eq!(d, "2025-12-31");
         assert_eq!(batches[0].schema().field(1).data_type(), &DataType::Utf8);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn models_read_the_jobs_trust_order_and_reporting_currency() -> Result<()> {
+        let (_dir, wh, as_of) = temp_warehouse()?;
+        let opts = EngineOptions {
+            source_trust: vec!["pos".into(), "shop".into()],
+            reporting_currency: Some("NZD".into()),
+            ..EngineOptions::default()
+        };
+        let engine = Engine::new(&wh, as_of, &opts)?;
+        let batches = engine
+            .collect(
+                "q",
+                "select s, source_trust_rank(s) as r, reporting_currency() as c \
+                 from (values ('shop'), ('pos'), ('loyalty'), (null)) v(s) order by r, s",
+            )
+            .await?;
+        let ranks: Vec<i32> = batches[0]
+            .column(1)
+            .as_primitive::<arrow::datatypes::Int32Type>()
+            .values()
+            .to_vec();
+        assert_eq!(ranks, [0, 1, 2, 2]);
+        assert_eq!(batches[0].column(2).as_string::<i32>().value(0), "NZD");
+        assert_eq!(
+            batches[0].column(0).as_string::<i32>().value(2),
+            "loyalty",
+            "an unlisted source ranks after the listed ones"
+        );
+        // Without declarations: every source ranks alike and the currency is NULL.
+        let plain = Engine::new(&wh, as_of, &EngineOptions::default())?;
+        let batches = plain
+            .collect(
+                "q",
+                "select source_trust_rank('crm') as r, reporting_currency() as c",
+            )
+            .await?;
+        assert_eq!(
+            batches[0]
+                .column(0)
+                .as_primitive::<arrow::datatypes::Int32Type>()
+                .value(0),
+            0
+        );
+        assert!(batches[0].column(1).is_null(0));
         Ok(())
     }
 

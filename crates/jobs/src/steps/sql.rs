@@ -83,6 +83,9 @@ impl Operation for Sql {
             }
             match cx.engine.plan_model(model).await {
                 Ok(schema) => {
+                    if let Some(broken) = contract_problem(&model.name, &schema) {
+                        problems.push(problem(broken));
+                    }
                     details.push(format!(
                         "model {} ({} columns) <- {}",
                         model.name,
@@ -121,6 +124,13 @@ impl Operation for Sql {
                 )
                 .await?;
             cx.engine.register_file(&model.name, &staged).await?;
+            let schema = cx
+                .engine
+                .plan_schema(&format!("select * from {}", model.name))
+                .await?;
+            if let Some(broken) = contract_problem(&model.name, &schema) {
+                return Err(Error::Input(format!("{}: {broken}", model.path.display())));
+            }
             tracing::info!(model = %model.name, rows = file.rows, "model materialised");
             cx.engine.run_data_tests(model).await?;
             out.add_table(StagedTable {
@@ -135,6 +145,17 @@ impl Operation for Sql {
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
+}
+
+/// A staging model's columns against the staging contract, as one message; `None` when it holds.
+fn contract_problem(model: &str, schema: &arrow::datatypes::Schema) -> Option<String> {
+    let problems = crate::contract::check(model, schema);
+    (!problems.is_empty()).then(|| {
+        format!(
+            "{model} breaks the staging contract (docs/staging-contract.md): {}",
+            problems.join("; ")
+        )
+    })
 }
 
 /// Registers every `history.<table>` that `model` reads: the published snapshots of that model.
