@@ -1,6 +1,7 @@
 -- name: New customers with high potential
 -- description: First purchase in the last 90 days and predicted CLV in the top fifth of all valued customers: welcome them well.
 -- owner: crm-marketing
+-- needs: clv
 with ranked as (
     select customer_id, clv, ntile(5) over (order by clv, customer_id) as clv_quintile
     from customer_scores

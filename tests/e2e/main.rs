@@ -2491,3 +2491,181 @@ fn the_demo_report_reads_as_in_its_snapshot() -> TestResult {
     insta::assert_snapshot!("demo_report", report);
     Ok(())
 }
+
+/// Copies a directory tree (files and folders), leaving out `warehouse` folders.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let path = entry.path();
+        if path.is_dir() {
+            if entry.file_name() != "warehouse" {
+                copy_tree(&path, &to.join(entry.file_name()))?;
+            }
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// A second business (jobs/examples/garden-centre): a New Zealand garden centre with a POS loyalty
+/// scheme, an online shop selling in three currencies and one newsletter, writing only its staging
+/// models over clientele's shipped models. It validates, runs, converts its currencies, quarantines
+/// its corrupted copies by its rules, resolves its customers and exports; it still runs without
+/// any campaign; and a staging model that breaks the contract is named by `validate`.
+#[test]
+fn the_garden_centre_example_runs_on_its_own_staging_models() -> TestResult {
+    let root = package_dir().join("../..");
+    let tmp = tempfile::tempdir()?;
+    copy_tree(&root.join("sql"), &tmp.path().join("sql"))?;
+    let project = tmp.path().join("jobs/examples/garden-centre");
+    copy_tree(&root.join("jobs/examples/garden-centre"), &project)?;
+    let job = project.join("jobs/garden.toml");
+    let out = clientele()?.arg("validate").arg(&job).output()?;
+    assert_ok(&out);
+    let run = |job: &Path| -> Result<std::process::Output, Box<dyn std::error::Error>> {
+        Ok(clientele()?
+            .args(["run", "--as-of", "2025-11-30"])
+            .arg(job)
+            .output()?)
+    };
+    let out = run(&job)?;
+    assert_ok(&out);
+    let wh = project.join("warehouse");
+    let runs = manifests(&wh)?;
+    let manifest = runs.last().ok_or("no manifest")?;
+
+    // Three currencies, each foreign order converted at a rate, the store's at par.
+    let currencies = query_csv(
+        &wh,
+        "select currency, count(*) as n, sum(case when exchange_rate = 1 then 1 else 0 end) as at_par, \
+         sum(case when order_amount is null then 1 else 0 end) as unconverted from fct_orders group by 1 order by 1",
+    )?;
+    let rows: Vec<Vec<&str>> = currencies
+        .iter()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let codes: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    assert_eq!(codes, ["AUD", "NZD", "USD"], "{currencies:?}");
+    for r in &rows {
+        assert_eq!(
+            r[3], "0",
+            "every order has an amount in NZD: {currencies:?}"
+        );
+        if r[0] != "NZD" {
+            assert_eq!(
+                r[2], "0",
+                "a foreign order converted at par: {currencies:?}"
+            );
+        }
+    }
+
+    // The POS migration's corrupted copies end in quarantine by the source's rules.
+    let rules = query_csv(
+        &wh,
+        "select split_part(reason, ':', 1) as rule, count(*) as n from quarantine.pos_members group by 1 order by 1",
+    )?;
+    assert_eq!(rules, ["rule,n", "control_chars,1", "pattern,1"]);
+    // A postcode the shop wrote as a JSON number is text like the others.
+    let postcodes = query_csv(
+        &wh,
+        "select count(*) as n from stg_web__customers where postcode is null or length(postcode) <> 4",
+    )?;
+    assert_eq!(postcodes, ["n", "0"]);
+
+    // Identity: measured against the example's truth; households found; names from the POS.
+    let accuracy = &manifest["identity"]["accuracy"];
+    let precision = accuracy["pairwise"]["precision"].as_f64().unwrap_or(0.0);
+    let recall = accuracy["pairwise"]["recall"].as_f64().unwrap_or(0.0);
+    assert!(precision >= 0.95 && recall >= 0.8, "{accuracy}");
+    let households = query_csv(
+        &wh,
+        "select count(*) as n from dim_household where customers > 1",
+    )?;
+    assert!(
+        households.get(1).is_some_and(|n| n != "0"),
+        "{households:?}"
+    );
+    let names = query_csv(
+        &wh,
+        "select count(*) as n from dim_customer d join int_customer_records__matched m \
+         on m.customer_id = d.customer_id and m.source_system = 'pos' \
+         where d.has_crm_record and d.first_name <> m.first_name",
+    )?;
+    assert_eq!(
+        names,
+        ["n", "0"],
+        "a customer with a POS card takes the POS name"
+    );
+
+    // Every model ran on the one newsletter; the exports were written.
+    let statuses: Vec<String> = manifest["models"]
+        .as_array()
+        .ok_or("models")?
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {}",
+                m["model"].as_str().unwrap_or("?"),
+                m["status"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    assert!(statuses.iter().all(|s| s.ends_with(" ran")), "{statuses:?}");
+    let mailing = wh.join("exports/loyal_mailing/as_of=2025-11-30/loyal_mailing.csv");
+    let mailing =
+        std::fs::read_to_string(&mailing).map_err(|e| format!("{}: {e}", mailing.display()))?;
+    assert!(mailing.lines().count() > 1, "{mailing}");
+
+    // No newsletter yet: propensity is skipped, the rest still runs.
+    std::fs::remove_file(project.join("sources/newsletter/sends.csv"))?;
+    let out = run(&job)?;
+    assert_ok(&out);
+    let runs = manifests(&wh)?;
+    let skipped: Vec<String> = runs.last().ok_or("no manifest")?["models"]
+        .as_array()
+        .ok_or("models")?
+        .iter()
+        .filter(|m| {
+            m["status"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("skipped"))
+        })
+        .map(|m| m["model"].as_str().unwrap_or("?").to_string())
+        .collect();
+    assert_eq!(skipped, ["propensity"]);
+    // The segments that need propensity say so instead of shrinking to nobody (no alarm), and
+    // model_metrics says which model did not run and why.
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("grid_build_relationship")
+            && report.contains("skipped: needs customer_scores.propensity")
+            && !report.contains("alarms"),
+        "{report}"
+    );
+    let status = query_csv(
+        &wh,
+        "select model, status from model_metrics where metric = 'status' order by model",
+    )?;
+    assert_eq!(
+        status,
+        ["model,status", "propensity,skipped: no past campaign sends to learn campaign propensity from"]
+    );
+
+    // A staging model that breaks the contract is named with its file and column.
+    let model = project.join("sql/staging/stg_web__orders.sql");
+    let sql = std::fs::read_to_string(&model)?
+        .replace("        currency\n", "        upper(currency) as paid_in\n");
+    std::fs::write(&model, sql)?;
+    let out = clientele()?.arg("validate").arg(&job).output()?;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("stg_web__orders.sql: stg_web__orders breaks the staging contract")
+            && stderr.contains("column 'currency' is missing"),
+        "{stderr}"
+    );
+    Ok(())
+}

@@ -247,13 +247,16 @@ pub fn render_report(m: &RunManifest) -> String {
     if !m.segments.is_empty() {
         let _ = writeln!(out, "\nsegments");
         for s in &m.segments {
-            let _ = writeln!(
-                out,
-                "  {:<32} {:>11} customers   {}",
-                s.segment,
-                thousands(s.customers),
-                s.name
-            );
+            let _ = match &s.skipped {
+                Some(why) => writeln!(out, "  {:<32} {:>11} skipped: {why}", s.segment, "-"),
+                None => writeln!(
+                    out,
+                    "  {:<32} {:>11} customers   {}",
+                    s.segment,
+                    thousands(s.customers),
+                    s.name
+                ),
+            };
         }
     }
     if !m.campaigns.is_empty() {
@@ -296,6 +299,10 @@ pub fn render_report(m: &RunManifest) -> String {
     if !m.exports.is_empty() {
         let _ = writeln!(out, "\nexports");
         for e in &m.exports {
+            if let Some(why) = &e.skipped {
+                let _ = writeln!(out, "  {:<26} {:<13} skipped: {why}", e.export, e.format);
+                continue;
+            }
             let suppressed: Vec<String> = e
                 .suppressed
                 .iter()

@@ -56,6 +56,8 @@ struct RawHeader {
     #[serde(default)]
     sql_dir: Option<String>,
     #[serde(default)]
+    base_sql_dir: Option<String>,
+    #[serde(default)]
     segments_dir: Option<String>,
     #[serde(default)]
     stale_lock_hours: Option<i64>,
@@ -342,7 +344,8 @@ impl JobSpec {
         let has_sql_step = step_specs
             .iter()
             .any(|(_, _, s)| matches!(s, StepSpec::Sql(_)));
-        let models = match ModelSet::load(&sql_dir) {
+        let base_sql_dir = header.base_sql_dir.as_deref().map(|d| base_dir.join(d));
+        let models = match ModelSet::load_layered(&sql_dir, base_sql_dir.as_deref()) {
             Err(_) if !has_sql_step && !sql_dir.exists() => ModelSet::default(),
             Ok(m) => m,
             Err(errors) => {

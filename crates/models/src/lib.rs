@@ -63,8 +63,8 @@ pub use profile::{ProfileRule, profile};
 pub use rfm::{Error, Result, RfmSegmentNames, quintile_scores, rfm_schema, score_rfm};
 pub use scores::{
     CampaignSplit, ClassifierData, ClassifierRun, customer_scores_batch, customer_scores_schema,
-    deciles_batch, deciles_schema, metrics_with_classifiers, profiles_batch, profiles_schema,
-    run_classifier, split_campaign_sends,
+    deciles_batch, deciles_schema, metrics_with_classifiers, model_metrics_schema,
+    model_metrics_table, profiles_batch, profiles_schema, run_classifier, split_campaign_sends,
 };
 pub use summary::{Transaction, summarise};
 pub use windows::{ChurnWindows, PropensityWindow};

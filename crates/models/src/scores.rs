@@ -245,6 +245,60 @@ fn nan_to_null(v: f64) -> Option<f64> {
     (!v.is_nan()).then_some(v)
 }
 
+/// The published `model_metrics` table: every metric with its model's status (`ran`), and for a
+/// model that did not run one row (metric `status`, no value) whose status says why (`skipped:
+/// no past campaign sends ...`), so that a BI tool sees which models ran without the manifest.
+pub fn model_metrics_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("model", DataType::Utf8, false),
+        Field::new("metric", DataType::Utf8, false),
+        Field::new("value", DataType::Float64, true),
+        Field::new("status", DataType::Utf8, false),
+    ]))
+}
+
+/// Builds `model_metrics` from the metrics of the models that ran (model, metric, value) and the
+/// models that did not, each with its status line.
+pub fn model_metrics_table(metrics: &RecordBatch, not_run: &[(&str, &str)]) -> Result<RecordBatch> {
+    let (Some(models), Some(names)) = (
+        metrics.column(0).as_string_opt::<i32>(),
+        metrics.column(1).as_string_opt::<i32>(),
+    ) else {
+        return Err(Error::Internal("model_metrics columns are not text".into()));
+    };
+    let Some(values) = metrics.column(2).as_primitive_opt::<Float64Type>() else {
+        return Err(Error::Internal(
+            "model_metrics values are not numbers".into(),
+        ));
+    };
+    let mut model: Vec<String> = models
+        .iter()
+        .map(|m| m.unwrap_or_default().to_string())
+        .collect();
+    let mut metric: Vec<String> = names
+        .iter()
+        .map(|m| m.unwrap_or_default().to_string())
+        .collect();
+    let mut value: Vec<Option<f64>> = values.iter().collect();
+    let mut status: Vec<String> = vec!["ran".to_string(); metrics.num_rows()];
+    for (m, why) in not_run {
+        model.push((*m).to_string());
+        metric.push("status".into());
+        value.push(None);
+        status.push((*why).to_string());
+    }
+    RecordBatch::try_new(
+        model_metrics_schema(),
+        vec![
+            Arc::new(StringArray::from(model)),
+            Arc::new(StringArray::from(metric)),
+            Arc::new(Float64Array::from(value)),
+            Arc::new(StringArray::from(status)),
+        ],
+    )
+    .map_err(internal)
+}
+
 /// The decile rows of every run.
 pub fn deciles_batch(runs: &[&ClassifierRun]) -> Result<RecordBatch> {
     let (mut models, mut algorithms) = (Vec::<String>::new(), Vec::<&str>::new());

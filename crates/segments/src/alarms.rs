@@ -29,7 +29,7 @@ pub fn size_alarms(now: &[SegmentSize], before: &EarlierSizes<'_>, rule: AlarmRu
         .map(|s| (s.segment.as_str(), s.customers))
         .collect();
     let mut alarms = Vec::new();
-    for s in now {
+    for s in now.iter().filter(|s| s.skipped.is_none()) {
         let Some(&old) = earlier.get(s.segment.as_str()) else {
             continue;
         };
@@ -75,7 +75,29 @@ mod tests {
             segment: segment.into(),
             name: segment.into(),
             customers,
+            skipped: None,
         }
+    }
+
+    #[test]
+    fn a_segment_skipped_for_a_missing_score_raises_no_alarm() {
+        let before = [size("grid_build_relationship", 500)];
+        let earlier = EarlierSizes {
+            sizes: &before,
+            run_id: "r1",
+            as_of: "2025-12-30",
+        };
+        let mut now = size("grid_build_relationship", 0);
+        now.skipped = Some("needs customer_scores.propensity".into());
+        let rule = AlarmRule {
+            share: 0.5,
+            min_customers: 20,
+        };
+        assert!(size_alarms(&[now], &earlier, rule).is_empty());
+        assert_eq!(
+            size_alarms(&[size("grid_build_relationship", 0)], &earlier, rule).len(),
+            1
+        );
     }
 
     #[test]

@@ -91,6 +91,10 @@ pub struct ExportReport {
     pub export: String,
     pub segment: String,
     pub format: String,
+    /// Why nothing was exported this run (its segment was skipped): no file is written and the
+    /// audience last sent stays what the next diff is against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
     #[serde(default)]
     pub mode: String,
     /// The campaign id of this send: `<campaign>-<as-of>`.
@@ -619,6 +623,32 @@ pub struct ExportOutput {
     pub audience: RecordBatch,
 }
 
+/// An export not made this run because its segment was skipped: no files, no audience rows (so
+/// the audience last sent stays the one the next diff is against), and the reason.
+pub fn skipped_export(spec: &ExportSpec, why: &str) -> ExportOutput {
+    ExportOutput {
+        report: ExportReport {
+            export: spec.name.clone(),
+            segment: spec.segment.clone(),
+            format: spec.format.clone(),
+            mode: spec.mode().to_string(),
+            campaign_id: String::new(),
+            eligible: 0,
+            suppressed: BTreeMap::new(),
+            held_out: 0,
+            exported: 0,
+            previous_as_of: None,
+            changes: BTreeMap::new(),
+            file: WrittenFile::of_bytes("", 0, &[]),
+            files: Vec::new(),
+            delivered_to: None,
+            skipped: Some(format!("segment {} {why}", spec.segment)),
+        },
+        files: Vec::new(),
+        audience: RecordBatch::new_empty(audience_schema()),
+    }
+}
+
 /// Writes one export: the file(s) for its mode under `staged_dir` and a manifest beside them.
 pub async fn export_segment(spec: &ExportSpec, ctx: &ExportContext<'_>) -> Result<ExportOutput> {
     let problems = spec.problems();
@@ -660,6 +690,7 @@ pub async fn export_segment(spec: &ExportSpec, ctx: &ExportContext<'_>) -> Resul
         file: WrittenFile::of_bytes("", 0, &[]),
         files: Vec::new(),
         delivered_to: None,
+        skipped: None,
     };
     let mut sent: Vec<Sent> = Vec::new();
     let sent_contacts = spec.sent_contacts();

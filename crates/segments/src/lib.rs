@@ -47,8 +47,9 @@ pub use error::{Error, Result};
 pub use export::{
     CONTACT_FIELDS, CustomerViewColumns, ExportContext, ExportOutput, ExportReport, ExportSpec,
     PreviousRows, SentContacts, SuppressionList, audience_schema, export_segment, in_control_group,
-    neutralise_formula,
+    neutralise_formula, skipped_export,
 };
 pub use segment::{
-    Segment, SegmentSize, evaluate_segments, load_segments, membership_schema, parse_segment_header,
+    Segment, SegmentSize, evaluate_segments, load_segments, membership_schema,
+    parse_segment_header, unmet_needs,
 };

@@ -25,6 +25,10 @@ pub struct Segment {
     pub path: PathBuf,
     /// The query.
     pub sql: String,
+    /// Score columns of `customer_scores` the segment is meaningless without (`-- needs: clv,
+    /// propensity`): when a model did not run and left one empty, the segment and its exports are
+    /// skipped with the reason instead of being evaluated to nobody.
+    pub needs: Vec<String>,
 }
 
 /// Size of one segment in a run.
@@ -33,6 +37,9 @@ pub struct SegmentSize {
     pub segment: String,
     pub name: String,
     pub customers: u64,
+    /// Why the segment was not evaluated this run (a score it needs is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 /// Reads `key: value` pairs from the leading `--` comment lines.
@@ -87,9 +94,58 @@ pub fn load_segments(dir: &Path) -> Result<Vec<Segment>> {
             owner: header.get("owner").cloned().unwrap_or_default(),
             path: path.clone(),
             sql,
+            needs: header
+                .get("needs")
+                .map(|n| {
+                    n.split(',')
+                        .map(|c| c.trim().to_string())
+                        .filter(|c| !c.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
         });
     }
     Ok(out)
+}
+
+/// Why `segment` cannot be evaluated this run: a score column it needs has no value for any
+/// customer (the model behind it was skipped). `None` when every need is met.
+pub async fn unmet_needs(engine: &Engine, segment: &Segment) -> Result<Option<String>> {
+    for column in &segment.needs {
+        let ok = column
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !ok || column.is_empty() {
+            return Err(Error::BadSegment {
+                path: segment.path.clone(),
+                reason: format!("'-- needs: {column}' is not a column name"),
+            });
+        }
+        let batches = engine
+            .collect(
+                &format!(
+                    "checking that segment '{}' ({}) has its scores",
+                    segment.id,
+                    segment.path.display()
+                ),
+                &format!("select count(\"{column}\") as n from customer_scores"),
+            )
+            .await?;
+        let n = batches
+            .first()
+            .filter(|b| b.num_rows() > 0)
+            .and_then(|b| {
+                b.column(0)
+                    .as_primitive_opt::<arrow::datatypes::Int64Type>()
+            })
+            .map_or(0, |a| a.value(0));
+        if n == 0 {
+            return Ok(Some(format!(
+                "needs customer_scores.{column}, which no customer has this run (the model behind it did not run: see the models section)"
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// The `segment_membership` table.
@@ -171,6 +227,16 @@ pub async fn evaluate_segments(
     let mut attrs = Vec::new();
     let mut sizes = Vec::new();
     for s in segments {
+        if let Some(why) = unmet_needs(engine, s).await? {
+            tracing::warn!(segment = %s.id, reason = %why, "segment skipped");
+            sizes.push(SegmentSize {
+                segment: s.id.clone(),
+                name: s.name.clone(),
+                customers: 0,
+                skipped: Some(why),
+            });
+            continue;
+        }
         let batches = engine
             .collect(
                 &format!("segment '{}' ({})", s.id, s.path.display()),
@@ -183,6 +249,7 @@ pub async fn evaluate_segments(
             segment: s.id.clone(),
             name: s.name.clone(),
             customers: rows.len() as u64,
+            skipped: None,
         });
         for (id, a) in rows {
             seg_col.push(s.id.clone());

@@ -116,13 +116,45 @@ pub fn parse_model(path: &Path, layer: &str, sql: String) -> Result<Model> {
 impl ModelSet {
     /// Loads every `.sql` file in the layer directories below `dir`. Returns every problem found.
     pub fn load(dir: &Path) -> Result<Self, Vec<Error>> {
+        Self::load_layered(dir, None)
+    }
+
+    /// Loads the models of `dir` over those of `base`: a model of `dir` replaces the model of the
+    /// same name in `base`, and the staging models of `base` are left out (a business writes its
+    /// staging models and takes the intermediate models and marts from clientele's own `sql/`).
+    /// Returns every problem found.
+    pub fn load_layered(dir: &Path, base: Option<&Path>) -> Result<Self, Vec<Error>> {
         let mut problems = Vec::new();
+        let mut models = Self::load_dir(dir, &mut problems);
+        if let Some(base) = base {
+            // Staging belongs to the business: its sources are its own.
+            for (name, model) in Self::load_dir(base, &mut problems) {
+                if model.layer != "staging" {
+                    models.entry(name).or_insert(model);
+                }
+            }
+        }
+        let set = Self { models };
+        if problems.is_empty()
+            && let Err(e) = set.ordered(&[])
+        {
+            problems.push(e);
+        }
+        if problems.is_empty() {
+            Ok(set)
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn load_dir(dir: &Path, problems: &mut Vec<Error>) -> BTreeMap<String, Model> {
         let mut models: BTreeMap<String, Model> = BTreeMap::new();
         if !dir.is_dir() {
-            return Err(vec![Error::BadModel {
+            problems.push(Error::BadModel {
                 path: dir.to_path_buf(),
                 reason: "the SQL directory does not exist".into(),
-            }]);
+            });
+            return models;
         }
         for layer in LAYERS {
             let layer_dir = dir.join(layer);
@@ -162,15 +194,7 @@ impl ModelSet {
                 }
             }
         }
-        let set = Self { models };
-        if let Err(e) = set.ordered(&[]) {
-            problems.push(e);
-        }
-        if problems.is_empty() {
-            Ok(set)
-        } else {
-            Err(problems)
-        }
+        models
     }
 
     /// Builds a set from models already parsed (tests).

@@ -171,6 +171,15 @@ impl Operation for Export {
         let campaigns = measure_campaigns(engine, &spec.exports, as_of).await?;
         let mut outputs: Vec<(&ExportSpec, ExportOutput)> = Vec::new();
         for export in chosen {
+            // A segment that needs a score no customer has this run sends nothing; its last
+            // audience stays what the next diff is against.
+            if let Some(segment) = spec.segments.iter().find(|s| s.id == export.segment)
+                && let Some(why) = clientele_segments::unmet_needs(engine, segment).await?
+            {
+                tracing::warn!(export = %export.name, reason = %why, "export skipped");
+                outputs.push((export, clientele_segments::skipped_export(export, &why)));
+                continue;
+            }
             let dir = format!("exports/{}/as_of={as_of}", export.name);
             let previous = if export.mode() == "full" {
                 None

@@ -223,7 +223,7 @@ impl Operation for Score {
         let schemas = [
             clientele_models::rfm_schema(),
             clientele_models::clv_schema(),
-            clientele_models::metrics_schema(),
+            clientele_models::model_metrics_schema(),
             clientele_models::customer_scores_schema(),
             clientele_models::deciles_schema(),
             clientele_models::profiles_schema(),
@@ -690,6 +690,12 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
             Outcome::NotRun(status) => reports.push(not_run(name, status)),
         }
     }
+    let not_run: Vec<(&str, &str)> = reports
+        .iter()
+        .filter(|r| r.status != "ran")
+        .map(|r| (r.model.as_str(), r.status.as_str()))
+        .collect();
+    let metrics = clientele_models::model_metrics_table(&metrics, &not_run)?;
     Ok(ScoreOutput {
         tables: vec![
             (WRITES[0].1, rfm),
