@@ -2651,7 +2651,10 @@ fn the_garden_centre_example_runs_on_its_own_staging_models() -> TestResult {
     )?;
     assert_eq!(
         status,
-        ["model,status", "propensity,skipped: no past campaign sends to learn campaign propensity from"]
+        [
+            "model,status",
+            "propensity,skipped: no past campaign sends to learn campaign propensity from"
+        ]
     );
 
     // A staging model that breaks the contract is named with its file and column.
