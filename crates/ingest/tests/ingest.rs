@@ -690,6 +690,18 @@ async fn validation_rules_corpus() -> TestResult {
     Ok(())
 }
 
+/// Moves a load's tables to where a later load reads them as the last published load, and returns
+/// that load's report pointing at them.
+fn keep_as_previous(d: &Path, load: &Loaded) -> Result<SourceReport, Box<dyn std::error::Error>> {
+    let wh = d.join("warehouse");
+    std::fs::rename(wh.join("raw/src"), wh.join("raw/prev"))?;
+    std::fs::rename(wh.join("quarantine/src"), wh.join("quarantine/prev"))?;
+    let mut previous = load.report.clone();
+    previous.data.path = "raw/prev/part-0.parquet".into();
+    previous.quarantine.path = "quarantine/prev/part-0.parquet".into();
+    Ok(previous)
+}
+
 #[tokio::test]
 async fn a_unique_key_holds_across_incremental_loads() -> TestResult {
     let dir = tempfile::tempdir()?;
@@ -698,12 +710,7 @@ async fn a_unique_key_holds_across_incremental_loads() -> TestResult {
     let body = "format = \"csv\"\nlocation = \"in/*.csv\"\nmax_reject_share = 0.9\nunique_key = [\"id\"]\non_duplicate = \"last\"\nfields = [ { name = \"id\", type = \"int64\" }, { name = \"v\", type = \"string\" } ]";
     let first = ingest(d, body, &LoadOptions::default()).await?;
     assert_eq!(first.data.len(), 2);
-    let wh = d.join("warehouse");
-    std::fs::rename(wh.join("raw/src"), wh.join("raw/prev"))?;
-    std::fs::rename(wh.join("quarantine/src"), wh.join("quarantine/prev"))?;
-    let mut previous = first.report.clone();
-    previous.data.path = "raw/prev/part-0.parquet".into();
-    previous.quarantine.path = "quarantine/prev/part-0.parquet".into();
+    let previous = keep_as_previous(d, &first)?;
     // The next month's file corrects customer 2: its row replaces the one kept from the first load.
     write(d, "in/2025-02.csv", b"id,v\n2,b corrected\n3,c\n")?;
     let options = LoadOptions {
@@ -740,13 +747,7 @@ async fn unchanged_files_are_kept_and_changed_files_replace_their_rows() -> Test
     let body = "format = \"csv\"\nlocation = \"in/*.csv\"\nmax_reject_share = 0.5\nfields = [ { name = \"id\", type = \"int64\" } ]";
     let first = ingest(d, body, &LoadOptions::default()).await?;
     assert_eq!(first.data.len(), 3);
-    // Keep the first load's tables where a later load reads them.
-    let wh = d.join("warehouse");
-    std::fs::rename(wh.join("raw/src"), wh.join("raw/prev"))?;
-    std::fs::rename(wh.join("quarantine/src"), wh.join("quarantine/prev"))?;
-    let mut previous = first.report.clone();
-    previous.data.path = "raw/prev/part-0.parquet".into();
-    previous.quarantine.path = "quarantine/prev/part-0.parquet".into();
+    let previous = keep_as_previous(d, &first)?;
     write(d, "in/b.csv", b"id\n3\n4\n")?;
     let options = LoadOptions {
         previous: Some(previous.clone()),

@@ -628,24 +628,32 @@ pub struct ExportOutput {
 pub fn skipped_export(spec: &ExportSpec, why: &str) -> ExportOutput {
     ExportOutput {
         report: ExportReport {
-            export: spec.name.clone(),
-            segment: spec.segment.clone(),
-            format: spec.format.clone(),
-            mode: spec.mode().to_string(),
-            campaign_id: String::new(),
-            eligible: 0,
-            suppressed: BTreeMap::new(),
-            held_out: 0,
-            exported: 0,
-            previous_as_of: None,
-            changes: BTreeMap::new(),
-            file: WrittenFile::of_bytes("", 0, &[]),
-            files: Vec::new(),
-            delivered_to: None,
             skipped: Some(format!("segment {} {why}", spec.segment)),
+            ..blank_report(spec, String::new())
         },
         files: Vec::new(),
         audience: RecordBatch::new_empty(audience_schema()),
+    }
+}
+
+/// The report of an export before anything was counted or written.
+fn blank_report(spec: &ExportSpec, campaign_id: String) -> ExportReport {
+    ExportReport {
+        export: spec.name.clone(),
+        segment: spec.segment.clone(),
+        format: spec.format.clone(),
+        mode: spec.mode().to_string(),
+        campaign_id,
+        eligible: 0,
+        suppressed: BTreeMap::new(),
+        held_out: 0,
+        exported: 0,
+        previous_as_of: None,
+        changes: BTreeMap::new(),
+        file: WrittenFile::of_bytes("", 0, &[]),
+        files: Vec::new(),
+        delivered_to: None,
+        skipped: None,
     }
 }
 
@@ -675,23 +683,7 @@ pub async fn export_segment(spec: &ExportSpec, ctx: &ExportContext<'_>) -> Resul
     } else {
         format.columns().iter().map(|c| c.to_string()).collect()
     };
-    let mut report = ExportReport {
-        export: spec.name.clone(),
-        segment: spec.segment.clone(),
-        format: spec.format.clone(),
-        mode: spec.mode().to_string(),
-        campaign_id: campaign_id.clone(),
-        eligible: 0,
-        suppressed: BTreeMap::new(),
-        held_out: 0,
-        exported: 0,
-        previous_as_of: None,
-        changes: BTreeMap::new(),
-        file: WrittenFile::of_bytes("", 0, &[]),
-        files: Vec::new(),
-        delivered_to: None,
-        skipped: None,
-    };
+    let mut report = blank_report(spec, campaign_id.clone());
     let mut sent: Vec<Sent> = Vec::new();
     let sent_contacts = spec.sent_contacts();
     let mut control: Vec<String> = Vec::new();
