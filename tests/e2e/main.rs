@@ -2614,6 +2614,11 @@ fn the_garden_centre_example_runs_on_its_own_staging_models() -> TestResult {
         })
         .collect();
     assert!(statuses.iter().all(|s| s.ends_with(" ran")), "{statuses:?}");
+    let builders = query_csv(
+        &wh,
+        "select count(*) as n from export_audience where export = 'relationship_builders'",
+    )?;
+    assert!(builders.get(1).is_some_and(|n| n != "0"), "{builders:?}");
     let mailing = wh.join("exports/loyal_mailing/as_of=2025-11-30/loyal_mailing.csv");
     let mailing =
         std::fs::read_to_string(&mailing).map_err(|e| format!("{}: {e}", mailing.display()))?;
@@ -2645,6 +2650,17 @@ fn the_garden_centre_example_runs_on_its_own_staging_models() -> TestResult {
             && !report.contains("alarms"),
         "{report}"
     );
+    // ... and so is the export of one of them: no file, no audience rows (a diff against nobody
+    // would remove everyone from the tool).
+    assert!(
+        report.contains("relationship_builders      csv           skipped: segment grid_build_relationship needs customer_scores.propensity"),
+        "{report}"
+    );
+    let audience = query_csv(
+        &wh,
+        "select count(*) as n from export_audience where export = 'relationship_builders'",
+    )?;
+    assert_eq!(audience, ["n", "0"]);
     let status = query_csv(
         &wh,
         "select model, status from model_metrics where metric = 'status' order by model",
