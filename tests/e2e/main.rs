@@ -2688,3 +2688,46 @@ fn the_garden_centre_example_runs_on_its_own_staging_models() -> TestResult {
     );
     Ok(())
 }
+
+/// A panic (a bug in clientele or a library) ends the run with exit 1 and one line saying where,
+/// not exit 101 and a Rust backtrace; nothing is published, and the next run goes through.
+#[test]
+fn a_panic_exits_1_with_one_line_and_publishes_nothing() -> TestResult {
+    let dir = demo(300)?;
+    let job = dir.path().join("jobs/demo.toml");
+    let wh = dir.path().join("warehouse");
+    let published = || -> Result<Vec<String>, Box<dyn std::error::Error>> {
+        Ok(manifests(&wh)?
+            .iter()
+            .filter(|m| m["status"] == "succeeded")
+            .map(|m| m["run_id"].as_str().unwrap_or_default().to_string())
+            .collect())
+    };
+    let before = published()?;
+    let out = clientele()?
+        .args(["run", "--as-of", AS_OF])
+        .arg(&job)
+        .env("CLIENTELE_FAILPOINT", "step:score=panic")
+        .env_remove("RUST_BACKTRACE")
+        .output()?;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].starts_with("error: internal error (a bug; please report it with this line): failpoint step:score reached at "),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("stack backtrace") && !stderr.contains("RUST_BACKTRACE"),
+        "{stderr}"
+    );
+    assert_eq!(
+        published()?,
+        before,
+        "a run that panicked published nothing"
+    );
+    let out = run_job(&job)?;
+    assert_ok(&out);
+    Ok(())
+}

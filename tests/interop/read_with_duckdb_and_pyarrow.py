@@ -2,7 +2,8 @@
 
 Usage: python3 read_with_duckdb_and_pyarrow.py WAREHOUSE_DIR
 Reads every published table with both, checks the row counts agree with the latest run manifest,
-and that the columns have plain types (no string views, UTC timestamps, decimals for money).
+and that the columns have plain types (no string views, no unsigned integers, UTC timestamps,
+decimals for money).
 Prints 'interop: N passed, M failed' and exits non-zero on any failure.
 """
 import glob
@@ -38,6 +39,8 @@ for table in manifest["tables"]:
     for field in arrow_table.schema:
         plain = not str(field.type).startswith(("string_view", "large_string", "dictionary"))
         check(plain, f"{table['table']}.{field.name} has type {field.type}")
+        # Spark (and some BI tools) read unsigned Parquet integers as decimals.
+        check(not str(field.type).startswith("uint"), f"{table['table']}.{field.name} is unsigned: {field.type}")
         if str(field.type).startswith("timestamp"):
             check(field.type.tz == "UTC", f"{table['table']}.{field.name} is not UTC: {field.type}")
 

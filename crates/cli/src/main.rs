@@ -63,7 +63,33 @@ fn init_logging(args: &args::Cli, interactive: bool) {
     }
 }
 
+/// A panic (a bug, in clientele or a library) ends the program with exit 1 and one line naming
+/// where it happened, like any failed run, instead of exit 101 and a Rust backtrace; the
+/// backtrace follows only with `RUST_BACKTRACE=1`. Nothing is published by a run that panics: the
+/// runner publishes only after every step succeeded.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let line = message.lines().next().unwrap_or_default();
+        eprintln!("error: internal error (a bug; please report it with this line): {line}{place}");
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            eprintln!("{backtrace}");
+        }
+    }));
+}
+
 fn main() -> ExitCode {
+    install_panic_hook();
     let args = args::Cli::parse();
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
     init_logging(&args, interactive);
@@ -77,9 +103,14 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    match runtime.block_on(commands::dispatch(args, interactive)) {
-        Ok(code) => code,
-        Err(err) => {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(commands::dispatch(args, interactive))
+    }));
+    match outcome {
+        // The hook has said what happened.
+        Err(_) => ExitCode::from(EXIT_FAILED),
+        Ok(Ok(code)) => code,
+        Ok(Err(err)) => {
             let code = if is_usage_error(&err) {
                 EXIT_USAGE
             } else {

@@ -264,9 +264,19 @@ impl Runner {
             }
             tracing::info!(step = %step.name, kind = step.kind(), "step started");
             crate::memory::reset_peak();
-            let result = self
-                .run_step(step, &engine, warehouse, run_id, &state)
-                .await;
+            let result = match failpoint(&format!("step:{}", step.name)) {
+                // A deliberate panic: the fault injection that tests how a bug ends a run.
+                #[allow(clippy::panic)]
+                Some(Failpoint::Panic) => panic!("failpoint step:{} reached", step.name),
+                Some(Failpoint::Error) => Err(Error::Internal(format!(
+                    "failpoint step:{} reached",
+                    step.name
+                ))),
+                None => {
+                    self.run_step(step, &engine, warehouse, run_id, &state)
+                        .await
+                }
+            };
             let ended = (self.opts.clock)();
             let (mut outcome, error) = match result {
                 Ok(mut output) => {
@@ -507,4 +517,27 @@ impl Runner {
         output.rows_in += input_rows;
         Ok(output)
     }
+}
+
+/// What a failpoint does when reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failpoint {
+    Panic,
+    Error,
+}
+
+/// Fault injection for tests of the guarantees (docs/operating.md): `CLIENTELE_FAILPOINT` holds
+/// `name=action` pairs, comma-separated (`step:score=panic`, `step:ingest=error`); a failpoint
+/// not named there does nothing. Never set it in production.
+fn failpoint(name: &str) -> Option<Failpoint> {
+    let spec = std::env::var("CLIENTELE_FAILPOINT").ok()?;
+    spec.split(',').find_map(|pair| {
+        let (n, action) = pair.split_once('=')?;
+        (n.trim() == name).then_some(())?;
+        match action.trim() {
+            "panic" => Some(Failpoint::Panic),
+            "error" => Some(Failpoint::Error),
+            _ => None,
+        }
+    })
 }

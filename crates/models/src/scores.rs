@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Float64Array, Int32Array, RecordBatch, StringArray, UInt64Array,
+    Array, ArrayRef, AsArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
 };
 use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
 use chrono::NaiveDate;
@@ -217,8 +217,8 @@ pub fn deciles_schema() -> SchemaRef {
         Field::new("model", DataType::Utf8, false),
         Field::new("algorithm", DataType::Utf8, false),
         Field::new("decile", DataType::Int32, false),
-        Field::new("rows", DataType::UInt64, false),
-        Field::new("positives", DataType::UInt64, false),
+        Field::new("rows", DataType::Int64, false),
+        Field::new("positives", DataType::Int64, false),
         Field::new("mean_predicted", DataType::Float64, true),
         Field::new("actual_rate", DataType::Float64, true),
         Field::new("lift", DataType::Float64, true),
@@ -232,7 +232,7 @@ pub fn profiles_schema() -> SchemaRef {
         Field::new("model", DataType::Utf8, false),
         Field::new("rank", DataType::Int32, false),
         Field::new("rule", DataType::Utf8, false),
-        Field::new("rows", DataType::UInt64, false),
+        Field::new("rows", DataType::Int64, false),
         Field::new("rate", DataType::Float64, false),
     ]))
 }
@@ -299,6 +299,14 @@ pub fn model_metrics_table(metrics: &RecordBatch, not_run: &[(&str, &str)]) -> R
     .map_err(internal)
 }
 
+/// Counts as signed integers: Spark and some BI tools read unsigned Parquet integers as decimals.
+fn signed(counts: Vec<u64>) -> Vec<i64> {
+    counts
+        .into_iter()
+        .map(|c| i64::try_from(c).unwrap_or(i64::MAX))
+        .collect()
+}
+
 /// The decile rows of every run.
 pub fn deciles_batch(runs: &[&ClassifierRun]) -> Result<RecordBatch> {
     let (mut models, mut algorithms) = (Vec::<String>::new(), Vec::<&str>::new());
@@ -325,8 +333,8 @@ pub fn deciles_batch(runs: &[&ClassifierRun]) -> Result<RecordBatch> {
             Arc::new(StringArray::from(models)),
             Arc::new(StringArray::from(algorithms)),
             Arc::new(Int32Array::from(decile)),
-            Arc::new(UInt64Array::from(rows)),
-            Arc::new(UInt64Array::from(positives)),
+            Arc::new(Int64Array::from(signed(rows))),
+            Arc::new(Int64Array::from(signed(positives))),
             Arc::new(Float64Array::from(a)),
             Arc::new(Float64Array::from(b)),
             Arc::new(Float64Array::from(c)),
@@ -354,7 +362,7 @@ pub fn profiles_batch(runs: &[&ClassifierRun]) -> Result<RecordBatch> {
             Arc::new(StringArray::from(m)),
             Arc::new(Int32Array::from(k)),
             Arc::new(StringArray::from(r)),
-            Arc::new(UInt64Array::from(n)),
+            Arc::new(Int64Array::from(signed(n))),
             Arc::new(Float64Array::from(p)),
         ],
     )

@@ -53,12 +53,12 @@ pub fn campaign_results_schema() -> arrow::datatypes::SchemaRef {
         f("export", DataType::Utf8),
         f("segment", DataType::Utf8),
         f("sent_date", DataType::Utf8),
-        f("window_days", DataType::UInt32),
+        f("window_days", DataType::Int32),
         f("window_closed", DataType::Boolean),
-        f("treated", DataType::UInt64),
-        f("control", DataType::UInt64),
-        f("treated_responders", DataType::UInt64),
-        f("control_responders", DataType::UInt64),
+        f("treated", DataType::Int64),
+        f("control", DataType::Int64),
+        f("treated_responders", DataType::Int64),
+        f("control_responders", DataType::Int64),
         fl("treated_response_rate"),
         fl("control_response_rate"),
         fl("lift"),
@@ -196,15 +196,19 @@ pub async fn measure_campaigns(
 
 /// The `campaign_results` rows.
 pub fn campaign_results_batch(results: &[CampaignResult]) -> Result<RecordBatch> {
-    use arrow::array::{
-        ArrayRef, BooleanArray, Float64Array, StringArray, UInt32Array, UInt64Array,
-    };
+    use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, StringArray};
     use std::sync::Arc;
     let s = |f: &dyn Fn(&CampaignResult) -> &str| -> ArrayRef {
         Arc::new(StringArray::from(results.iter().map(f).collect::<Vec<_>>()))
     };
+    // Signed: Spark and some BI tools read unsigned Parquet integers as decimals.
     let u = |f: &dyn Fn(&CampaignResult) -> u64| -> ArrayRef {
-        Arc::new(UInt64Array::from(results.iter().map(f).collect::<Vec<_>>()))
+        Arc::new(Int64Array::from(
+            results
+                .iter()
+                .map(|r| i64::try_from(f(r)).unwrap_or(i64::MAX))
+                .collect::<Vec<_>>(),
+        ))
     };
     let fl = |f: &dyn Fn(&CampaignResult) -> f64| -> ArrayRef {
         Arc::new(Float64Array::from(
@@ -221,8 +225,11 @@ pub fn campaign_results_batch(results: &[CampaignResult]) -> Result<RecordBatch>
             s(&|r| &r.export),
             s(&|r| &r.segment),
             s(&|r| &r.sent_date),
-            Arc::new(UInt32Array::from(
-                results.iter().map(|r| r.window_days).collect::<Vec<_>>(),
+            Arc::new(Int32Array::from(
+                results
+                    .iter()
+                    .map(|r| i32::try_from(r.window_days).unwrap_or(i32::MAX))
+                    .collect::<Vec<_>>(),
             )),
             Arc::new(BooleanArray::from(
                 results.iter().map(|r| r.window_closed).collect::<Vec<_>>(),
