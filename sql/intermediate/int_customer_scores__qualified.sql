@@ -15,8 +15,8 @@ halves as (
         customer_id,
         clv,
         propensity,
-        ntile(2) over (order by clv, customer_id)        as clv_half,
-        ntile(2) over (order by propensity, customer_id) as propensity_half
+        cast(ntile(2) over (order by clv, customer_id) as int)        as clv_half,
+        cast(ntile(2) over (order by propensity, customer_id) as int) as propensity_half
     from scores
 )
 

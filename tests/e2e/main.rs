@@ -2731,3 +2731,45 @@ fn a_panic_exits_1_with_one_line_and_publishes_nothing() -> TestResult {
     assert_ok(&out);
     Ok(())
 }
+
+/// Freshness is measured where the run stands in time: a backfill of an old date judges the files
+/// at the end of that date (they were fresh then), while today's run finds the same files stale.
+#[test]
+fn a_backfill_measures_freshness_at_its_as_of_date() -> TestResult {
+    let dir = demo(300)?;
+    let job = dir.path().join("jobs/demo.toml");
+    let text = std::fs::read_to_string(&job)?;
+    let declared = "location = \"../sources/web/orders*.csv\"\n";
+    assert!(
+        text.contains(declared),
+        "the demo job declares the web orders"
+    );
+    std::fs::write(
+        &job,
+        text.replacen(declared, &format!("{declared}freshness = \"2d\"\n"), 1),
+    )?;
+    // The shop's export was delivered the day before the demo's as-of date.
+    let delivered = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_767_096_000); // 2025-12-30 12:00 UTC
+    std::fs::File::options()
+        .write(true)
+        .open(dir.path().join("sources/web/orders.csv"))?
+        .set_modified(delivered)?;
+    let out = run_job(&job)?; // as of 2025-12-31: the file was a day and a half old then
+    assert_ok(&out);
+    let today = chrono::Utc::now()
+        .date_naive()
+        .format("%Y-%m-%d")
+        .to_string();
+    let out = clientele()?
+        .args(["run", "--as-of", &today])
+        .arg(&job)
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("source 'web_orders': the newest file")
+            && stderr.contains("the freshness limit is 2days"),
+        "{stderr}"
+    );
+    Ok(())
+}

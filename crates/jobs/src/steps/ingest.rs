@@ -124,7 +124,7 @@ impl Operation for Ingest {
                 // match its counts, so every file is parsed again.
                 full_refresh: cx.full_refresh || reload,
                 previous: previous_load(cx.warehouse, name).await,
-                now: Some(cx.now),
+                now: Some(freshness_reference(cx.now, cx.as_of)),
                 tombstones: std::sync::Arc::clone(&tombstones),
             };
             let report =
@@ -188,4 +188,39 @@ async fn previous_load(warehouse: &Warehouse, source: &str) -> Option<SourceRepo
         return present.then(|| report.clone());
     }
     None
+}
+
+/// The moment a source's freshness is measured at: now, or the end of the as-of date when that is
+/// earlier (a backfill), so that rerunning an old date judges the files as they were then rather
+/// than failing on files that were fresh at the time.
+fn freshness_reference(
+    now: chrono::DateTime<chrono::Utc>,
+    as_of: chrono::NaiveDate,
+) -> chrono::DateTime<chrono::Utc> {
+    as_of
+        .succ_opt()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map_or(now, |end| now.min(end.and_utc()))
+}
+
+#[cfg(test)]
+mod freshness_tests {
+    use super::freshness_reference;
+    use chrono::{NaiveDate, TimeZone, Utc};
+
+    #[test]
+    fn a_backfill_measures_freshness_at_the_end_of_its_as_of_date() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 3, 21, 0, 0).single();
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+        let (Some(now), Some(old), Some(today)) = (now, day(2025, 6, 30), day(2026, 12, 3)) else {
+            unreachable!("valid dates")
+        };
+        assert_eq!(
+            freshness_reference(now, old),
+            Utc.with_ymd_and_hms(2025, 7, 1, 0, 0, 0)
+                .single()
+                .unwrap_or(now)
+        );
+        assert_eq!(freshness_reference(now, today), now);
+    }
 }
