@@ -55,7 +55,7 @@ impl Limit {
                 .map(Self::Ts)
                 .map_err(|_| format!("'{text}' is not a timestamp (RFC 3339) or a date")),
             FieldType::Utf8 | FieldType::Boolean { .. } => {
-                Err("min and max apply only to number, decimal, date and timestamp fields".into())
+                Err("is not allowed here: min and max apply only to number, decimal, date and timestamp fields".into())
             }
         }
     }
@@ -95,8 +95,12 @@ impl FieldRules {
             Some(p) => match regex::Regex::new(&format!("^(?:{p})$")) {
                 Ok(re) => Some((p.clone(), re)),
                 Err(e) => {
+                    // The regex crate explains on several lines with a diagram; its last line says why.
+                    let text = e.to_string();
+                    let why = text.lines().last().unwrap_or_default();
+                    let why = why.strip_prefix("error: ").unwrap_or(why);
                     problems.push(format!(
-                        "field '{}': pattern '{p}' is not a regular expression: {e}",
+                        "field '{}': pattern '{p}' is not a regular expression: {why}",
                         f.name
                     ));
                     None
