@@ -10,6 +10,8 @@ use sha2::{Digest, Sha256};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
+mod faults;
+
 const AS_OF: &str = "2025-12-31";
 
 /// The package's directory as cargo gives it when it runs the tests (right even when this binary
@@ -190,7 +192,10 @@ fn demo_builds_every_table_reconciles_and_exports_no_opted_out_customer() -> Tes
             "{layer}/{table} is missing"
         );
     }
-    assert!(!wh.join("_lock.json").exists(), "the lock must be released");
+    assert!(
+        clientele_testkit::lock_released(&wh),
+        "the lock must be released"
+    );
     assert!(
         !wh.join("_staging").exists() || std::fs::read_dir(wh.join("_staging"))?.next().is_none()
     );
@@ -306,7 +311,8 @@ fn demo_builds_every_table_reconciles_and_exports_no_opted_out_customer() -> Tes
     }
 
     // Each model's artifact scores again on its own and gives the run's scores.
-    let artifact = wh.join(format!("models/churn/as_of={AS_OF}/artifact.json"));
+    let artifact =
+        clientele_testkit::committed(&wh, &format!("models/churn/as_of={AS_OF}/artifact.json"));
     let again = dir.path().join("churn_again.csv");
     let out = clientele()?
         .args(["score", "--artifact"])
@@ -457,10 +463,10 @@ fn demo_builds_every_table_reconciles_and_exports_no_opted_out_customer() -> Tes
         .collect();
     assert!(!opted_out_customers.is_empty());
 
-    let export = wh
-        .join("exports/winback_best_customers")
-        .join(format!("as_of={AS_OF}"))
-        .join("winback_best_customers.csv");
+    let export = clientele_testkit::committed(
+        &wh,
+        &format!("exports/winback_best_customers/as_of={AS_OF}/winback_best_customers.csv"),
+    );
     let mut reader = csv::Reader::from_path(&export)?;
     let exported: Vec<String> = reader
         .records()
@@ -488,9 +494,11 @@ fn demo_builds_every_table_reconciles_and_exports_no_opted_out_customer() -> Tes
         suppressed > 0,
         "some segment members opted out, so suppression was exercised"
     );
-    let export_manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(
-        export.with_file_name("export_manifest.json"),
-    )?)?;
+    let export_manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(clientele_testkit::committed(
+            &wh,
+            &format!("exports/winback_best_customers/as_of={AS_OF}/export_manifest.json"),
+        ))?)?;
     assert_eq!(
         export_manifest["exported"].as_u64(),
         Some(exported.len() as u64)
@@ -572,7 +580,7 @@ fn a_rerun_for_the_same_date_gives_identical_outputs_and_a_failed_run_publishes_
         first,
         "a failed run leaves the last good outputs intact"
     );
-    assert!(!wh.join("_lock.json").exists());
+    assert!(clientele_testkit::lock_released(&wh));
 
     let runs = manifests(&wh)?;
     let statuses: Vec<&str> = runs.iter().filter_map(|r| r["status"].as_str()).collect();
@@ -627,7 +635,13 @@ fn a_rerun_for_the_same_date_gives_identical_outputs_and_a_failed_run_publishes_
             && stdout.contains("the next run tries again"),
         "{stdout}"
     );
-    assert_eq!(published_checksums(&wh), first, "published all the same");
+    let again = published_checksums(&wh);
+    let differing: Vec<&String> = again
+        .keys()
+        .chain(first.keys())
+        .filter(|k| again.get(*k) != first.get(*k))
+        .collect();
+    assert!(differing.is_empty(), "published differently: {differing:?}");
     // A failed run delivers nothing of its own.
     std::fs::remove_file(&outbox)?;
     std::fs::write(&orders, &text)?;
@@ -655,6 +669,7 @@ fn a_rerun_for_the_same_date_gives_identical_outputs_and_a_failed_run_publishes_
     )?;
     let raw_partition = wh.join(format!("raw/crm_customers/as_of={AS_OF}"));
     assert!(raw_partition.exists());
+    let raw_logical = format!("raw/crm_customers/as_of={AS_OF}/part-0.parquet");
     let out = clientele()?
         .args(["run", "--as-of", "2026-01-03"])
         .arg(&job)
@@ -663,7 +678,8 @@ fn a_rerun_for_the_same_date_gives_identical_outputs_and_a_failed_run_publishes_
     assert!(matches!(out.status.code(), Some(0 | 3)), "{stdout}");
     assert!(delivered("2026-01-03"));
     assert!(
-        !raw_partition.exists(),
+        !raw_partition.exists()
+            && !clientele_testkit::committed_files(&wh).contains_key(&raw_logical),
         "a raw partition past retention kept"
     );
     assert!(wh.join("raw/crm_customers/as_of=2026-01-03").exists());
@@ -732,12 +748,10 @@ fn a_business_with_one_campaign_or_none_still_gets_its_nightly() -> TestResult {
         .find(|l| l.trim_start().starts_with("propensity "))
         .ok_or_else(|| format!("no propensity line:\n{text}"))?;
     assert!(line.contains("validation AUC"), "{line}");
-    let artifact = std::fs::read_to_string(
-        dir.path()
-            .join("warehouse/models/propensity")
-            .join(format!("as_of={AS_OF}"))
-            .join("artifact.json"),
-    )?;
+    let artifact = std::fs::read_to_string(clientele_testkit::committed(
+        &dir.path().join("warehouse"),
+        &format!("models/propensity/as_of={AS_OF}/artifact.json"),
+    ))?;
     assert!(
         artifact.contains("customer hash within the one campaign"),
         "the artifact does not say how it was validated"
@@ -966,11 +980,10 @@ fn the_realistic_demo_keeps_households_apart() -> TestResult {
     );
 
     // The direct-mail export sends one row per household.
-    let mail = std::fs::read_to_string(
-        wh.join("exports/catalogue_direct_mail")
-            .join(format!("as_of={AS_OF}"))
-            .join("catalogue_direct_mail.csv"),
-    )?;
+    let mail = std::fs::read_to_string(clientele_testkit::committed(
+        &wh,
+        &format!("exports/catalogue_direct_mail/as_of={AS_OF}/catalogue_direct_mail.csv"),
+    ))?;
     let homes: Vec<&str> = mail
         .lines()
         .skip(1)
@@ -1402,17 +1415,38 @@ fn a_live_lock_stops_a_second_run_and_a_dead_one_is_taken_over() -> TestResult {
     let now = chrono::Utc::now().to_rfc3339();
     // This test process is alive: its lock holds.
     let live = serde_json::json!({"run_id": "other-run", "host": host, "pid": std::process::id(), "started_at": now});
-    std::fs::write(wh.join("_lock.json"), live.to_string())?;
+    // The lock is the highest generation in _lock/; a generation far above the demo's own.
+    let generation = |n: u64| wh.join(format!("_lock/{n:020}.json"));
+    std::fs::write(generation(100), live.to_string())?;
     let out = run_job(&job)?;
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("locked by run other-run"));
 
-    // A lock whose process is gone is stale.
+    // A lock whose process is gone is stale: taken over, and the files its run left are removed.
     let dead = serde_json::json!({"run_id": "dead-run", "host": host, "pid": 4_000_000_u32, "started_at": now});
-    std::fs::write(wh.join("_lock.json"), dead.to_string())?;
+    std::fs::write(generation(101), dead.to_string())?;
+    let orphan = wh.join(format!(
+        "marts/customer_view/as_of={AS_OF}/part-0-dead-run.parquet"
+    ));
+    std::fs::write(&orphan, b"half a run")?;
     let out = run_job(&job)?;
     assert_ok(&out);
-    assert!(!wh.join("_lock.json").exists());
+    assert!(clientele_testkit::lock_released(&wh));
+    assert!(!orphan.exists(), "the dead run's file is collected");
+    let last = manifests(&wh)?.pop().ok_or("no manifest")?;
+    assert!(
+        last["garbage_collected"].as_array().is_some_and(|g| g
+            .iter()
+            .any(|f| f.as_str().is_some_and(|f| f.contains("dead-run")))),
+        "{}",
+        last["garbage_collected"]
+    );
+
+    // A lock of clientele 0.1 (_lock.json) is honoured too.
+    std::fs::write(wh.join("_lock.json"), live.to_string())?;
+    let out = run_job(&job)?;
+    assert_eq!(out.status.code(), Some(1));
+    std::fs::remove_file(wh.join("_lock.json"))?;
     Ok(())
 }
 
@@ -1871,7 +1905,7 @@ fn exports_never_hold_a_suppressed_customer_diffs_follow_the_data_and_campaigns_
     let wh = dir.path().join("warehouse");
     let job = dir.path().join("jobs/demo.toml");
     let read = |layer: &str, table: &str, as_of: &str| {
-        read_parquet(&wh.join(format!("{layer}/{table}/as_of={as_of}/part-0.parquet")))
+        read_parquet(&clientele_testkit::partition(&wh, layer, table, as_of))
     };
 
     // A customer the win-back email reached, known to the CRM: they opt out there before the
@@ -1932,7 +1966,9 @@ fn exports_never_hold_a_suppressed_customer_diffs_follow_the_data_and_campaigns_
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let export_dir = |name: &str, as_of: &str| wh.join(format!("exports/{name}/as_of={as_of}"));
+    let export_file = |name: &str, as_of: &str, file: &str| {
+        clientele_testkit::committed(&wh, &format!("exports/{name}/as_of={as_of}/{file}"))
+    };
     let csv_rows = |path: &Path| -> Result<Vec<Vec<String>>, Box<dyn std::error::Error>> {
         let mut r = csv::Reader::from_path(path)?;
         Ok(r.records()
@@ -1962,8 +1998,8 @@ fn exports_never_hold_a_suppressed_customer_diffs_follow_the_data_and_campaigns_
         removed.contains(&&leaver),
         "the customer who opted out is removed"
     );
-    let d = export_dir("winback_mailchimp", week_later);
-    let removed_rows = csv_rows(&d.join("winback_mailchimp_removed.csv"))?;
+    let d = |file: &str| export_file("winback_mailchimp", week_later, file);
+    let removed_rows = csv_rows(&d("winback_mailchimp_removed.csv"))?;
     assert_eq!(removed_rows.len(), removed.len());
     let leaver_row: Vec<String> = serde_json::from_str(&before[&leaver])?;
     assert!(
@@ -1971,15 +2007,15 @@ fn exports_never_hold_a_suppressed_customer_diffs_follow_the_data_and_campaigns_
         "the removal carries the row as it was sent"
     );
     assert_eq!(
-        csv_rows(&d.join("winback_mailchimp_added.csv"))?.len(),
+        csv_rows(&d("winback_mailchimp_added.csv"))?.len(),
         added.len()
     );
     assert_eq!(
-        csv_rows(&d.join("winback_mailchimp_changed.csv"))?.len(),
+        csv_rows(&d("winback_mailchimp_changed.csv"))?.len(),
         changed.len()
     );
     let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(d.join("export_manifest.json"))?)?;
+        serde_json::from_slice(&std::fs::read(d("export_manifest.json"))?)?;
     assert_eq!(manifest["previous_as_of"], AS_OF);
     assert_eq!(
         manifest["changes"]["removed"].as_u64(),
@@ -2006,15 +2042,15 @@ fn exports_never_hold_a_suppressed_customer_diffs_follow_the_data_and_campaigns_
         None,
         "an opted-out champion sent"
     );
-    let d = export_dir("champions_google_ads", week_later);
-    let removals = csv_rows(&d.join("champions_google_ads_removed.csv"))?;
+    let d = |file: &str| export_file("champions_google_ads", week_later, file);
+    let removals = csv_rows(&d("champions_google_ads_removed.csv"))?;
     assert!(
         removals.contains(&champion_row),
         "the opted-out champion is not in the removal file: {removals:?}"
     );
-    assert!(!csv_rows(&d.join("champions_google_ads.csv"))?.contains(&champion_row));
+    assert!(!csv_rows(&d("champions_google_ads.csv"))?.contains(&champion_row));
     let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(d.join("export_manifest.json"))?)?;
+        serde_json::from_slice(&std::fs::read(d("export_manifest.json"))?)?;
     assert_eq!(
         manifest["changes"]["removed"].as_u64(),
         Some(removals.len() as u64)
@@ -2212,7 +2248,10 @@ fn exports_never_hold_a_suppressed_customer_diffs_follow_the_data_and_campaigns_
     let files: Vec<PathBuf> = csv_files(&wh.join("exports"))
         .into_iter()
         .chain(csv_files(&dir.path().join("outbox")))
-        .filter(|f| !f.to_string_lossy().ends_with("_removed.csv"))
+        .filter(|f| {
+            let name = f.file_name().unwrap_or_default().to_string_lossy();
+            !name.ends_with("_removed.csv") && !name.contains("_removed-")
+        })
         .collect();
     assert!(files.len() >= 15, "{files:?}");
     let mut cells = 0;
@@ -2271,9 +2310,7 @@ fn exports_never_hold_a_suppressed_customer_diffs_follow_the_data_and_campaigns_
         }
     }
     // Without the suppression list the run applied, a pull stops unless told to go on.
-    let list = wh
-        .join("segments/suppression_list")
-        .join(format!("as_of={as_of_last}/part-0.parquet"));
+    let list = clientele_testkit::partition(&wh, "segments", "suppression_list", as_of_last);
     let kept = std::fs::read(&list)?;
     std::fs::remove_file(&list)?;
     let pull = |extra: &[&str]| -> Result<std::process::Output, Box<dyn std::error::Error>> {
@@ -2619,7 +2656,10 @@ fn the_garden_centre_example_runs_on_its_own_staging_models() -> TestResult {
         "select count(*) as n from export_audience where export = 'relationship_builders'",
     )?;
     assert!(builders.get(1).is_some_and(|n| n != "0"), "{builders:?}");
-    let mailing = wh.join("exports/loyal_mailing/as_of=2025-11-30/loyal_mailing.csv");
+    let mailing = clientele_testkit::committed(
+        &wh,
+        "exports/loyal_mailing/as_of=2025-11-30/loyal_mailing.csv",
+    );
     let mailing =
         std::fs::read_to_string(&mailing).map_err(|e| format!("{}: {e}", mailing.display()))?;
     assert!(mailing.lines().count() > 1, "{mailing}");

@@ -108,7 +108,11 @@ pub async fn deliver_pending(warehouse: &Warehouse, base_dir: &Path) -> Result<V
         })?;
         d.attempts += 1;
         let dir = format!("exports/{}/as_of={}", d.export, d.as_of);
-        let files = warehouse.list(&dir).await?;
+        let snapshot = warehouse.snapshot().await?;
+        let files: Vec<(String, String)> = snapshot
+            .under(&format!("{dir}/"))
+            .map(|(logical, physical)| (logical.to_string(), physical.to_string()))
+            .collect();
         if files.is_empty() {
             // Recorded by a run that then did not publish (it crashed while publishing): there is
             // nothing to deliver, now or later.
@@ -141,19 +145,20 @@ pub async fn deliver_pending(warehouse: &Warehouse, base_dir: &Path) -> Result<V
     Ok(out)
 }
 
-/// Copies `files` (the published files of one export partition); returns how many and where to.
+/// Copies `files` (the committed files of one export partition: logical path, physical file)
+/// under their logical names; returns how many and where to.
 async fn copy(
     warehouse: &Warehouse,
     base_dir: &Path,
     d: &Delivery,
-    files: &[(String, u64)],
+    files: &[(String, String)],
 ) -> std::result::Result<(u64, String), String> {
     let target = Warehouse::open(&d.location, base_dir)
         .map_err(|e| format!("location {}: {e}", d.location))?;
-    for (path, _) in files {
+    for (path, physical) in files {
         let name = path.rsplit('/').next().unwrap_or(path);
         let data = warehouse
-            .get(path)
+            .get(physical)
             .await
             .map_err(|e| format!("reading {path}: {e}"))?;
         target

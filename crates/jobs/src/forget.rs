@@ -118,8 +118,10 @@ async fn forget_locked(
     now: DateTime<Utc>,
 ) -> Result<ErasureAudit> {
     let country = &spec.identity.default_country_code;
-    let contacts = read_table(warehouse, "intermediate/int_customer_contacts").await?;
-    let identity = read_table(warehouse, "intermediate/int_customer_identity").await?;
+    warehouse.delete_prefix(layout::STAGING_DIR).await?;
+    let snapshot = warehouse.snapshot().await?;
+    let contacts = read_table(warehouse, &snapshot, "intermediate/int_customer_contacts").await?;
+    let identity = read_table(warehouse, &snapshot, "intermediate/int_customer_identity").await?;
 
     let mut ids = Identifiers::default();
     let (kind, key) = match person {
@@ -221,24 +223,27 @@ async fn forget_locked(
     // Every file that holds the person, rewritten without them and staged.
     let mut erased = Vec::new();
     for layer in LAYERS {
-        for (path, _) in warehouse.list(layer).await? {
+        for (path, physical) in snapshot.under(&format!("{layer}/")) {
             let removed = if path.ends_with(".parquet") {
-                rewrite_parquet(warehouse, id, &path, &tombstones).await?
+                rewrite_parquet(warehouse, id, path, physical, &tombstones).await?
             } else if path.ends_with(".csv") {
-                rewrite_csv(warehouse, id, &path, &tombstones).await?
+                rewrite_csv(warehouse, id, path, physical, &tombstones).await?
             } else {
                 0
             };
             if removed > 0 {
                 erased.push(ErasedFile {
-                    path,
+                    path: path.to_string(),
                     rows_removed: removed,
                 });
             }
         }
     }
-    let paths: Vec<String> = erased.iter().map(|f| f.path.clone()).collect();
-    warehouse.publish(id, &paths).await?;
+    let changes = clientele_store::Changes {
+        files: erased.iter().map(|f| f.path.clone()).collect(),
+        removed: Vec::new(),
+    };
+    warehouse.publish(id, &snapshot, &changes, now).await?;
     if erased.iter().any(|f| f.path.starts_with("raw/")) {
         put_json(
             warehouse,
@@ -272,12 +277,16 @@ async fn put_json(warehouse: &Warehouse, path: &str, value: &impl serde::Seriali
     Ok(())
 }
 
-/// Every batch of every published partition of a table (`layer/table`).
-async fn read_table(warehouse: &Warehouse, dir: &str) -> Result<Vec<RecordBatch>> {
+/// Every batch of every committed partition of a table (`layer/table`).
+async fn read_table(
+    warehouse: &Warehouse,
+    snapshot: &clientele_store::Snapshot,
+    dir: &str,
+) -> Result<Vec<RecordBatch>> {
     let mut out = Vec::new();
-    for (path, _) in warehouse.list(dir).await? {
+    for (path, physical) in snapshot.under(&format!("{dir}/")) {
         if path.ends_with(".parquet") {
-            out.extend(read_parquet(warehouse, &path).await?);
+            out.extend(read_parquet(warehouse, physical).await?);
         }
     }
     Ok(out)
@@ -320,14 +329,16 @@ fn rows(batches: &[RecordBatch], columns: &[&str]) -> Vec<Vec<Option<String>>> {
     out
 }
 
-/// Stages `path` without the person's rows; returns how many were removed (0: left as it is).
+/// Stages `path` (read from its committed file `physical`) without the person's rows; returns how
+/// many were removed (0: left as it is).
 async fn rewrite_parquet(
     warehouse: &Warehouse,
     id: &RunId,
     path: &str,
+    physical: &str,
     tombstones: &Tombstones,
 ) -> Result<u64> {
-    let batches = read_parquet(warehouse, path).await?;
+    let batches = read_parquet(warehouse, physical).await?;
     let Some(schema) = batches.first().map(|b| b.schema()) else {
         return Ok(0);
     };
@@ -355,9 +366,10 @@ async fn rewrite_csv(
     warehouse: &Warehouse,
     id: &RunId,
     path: &str,
+    physical: &str,
     tombstones: &Tombstones,
 ) -> Result<u64> {
-    let data = warehouse.get(path).await?;
+    let data = warehouse.get(physical).await?;
     let bad = |e: csv::Error| Error::Input(format!("reading {path}: {e}"));
     let mut reader = csv::ReaderBuilder::new().from_reader(&data[..]);
     let header = reader.headers().map_err(bad)?.clone();

@@ -110,6 +110,12 @@ pub struct RunManifest {
     /// Raw and quarantined partitions dropped by the job's `raw_retention_days`.
     #[serde(default)]
     pub retention: Option<crate::retention::RetentionReport>,
+    /// The warehouse version this run committed (`_commits/<version>.json`), when it published.
+    #[serde(default)]
+    pub commit_version: Option<u64>,
+    /// Files that no commit used, left by crashed or failed runs, removed by this run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub garbage_collected: Vec<String>,
     /// Where a failed run's staged outputs remain for inspection (until the next run).
     pub staging_dir: Option<String>,
     /// The first error, when the run failed.

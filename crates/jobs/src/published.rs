@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use clientele_segments::formats::Locale;
@@ -13,7 +14,7 @@ use clientele_segments::{
     export_segment, listed_customers, opted_out_contacts, suppression_from_batches,
 };
 use clientele_sql::{Engine, EngineOptions};
-use clientele_store::{Warehouse, layout};
+use clientele_store::{Snapshot, Warehouse, layout};
 
 use crate::error::{Error, Result};
 use crate::manifest::RunManifest;
@@ -24,6 +25,8 @@ pub const SUPPRESSION_TABLE: (&str, &str) = crate::steps::export::WRITES[1];
 /// A warehouse's published runs and tables.
 pub struct Published {
     warehouse: Warehouse,
+    /// The committed snapshot everything is read through (loaded once, on first use).
+    snapshot: std::sync::Mutex<Option<Arc<Snapshot>>>,
 }
 
 impl Published {
@@ -31,7 +34,38 @@ impl Published {
     pub fn open(url: &str, base_dir: &Path) -> Result<Self> {
         Ok(Self {
             warehouse: Warehouse::open(url, base_dir)?,
+            snapshot: std::sync::Mutex::new(None),
         })
+    }
+
+    /// The latest committed snapshot (read once; every read of this `Published` sees that one
+    /// commit, even if a run commits meanwhile).
+    pub async fn snapshot(&self) -> Result<Arc<Snapshot>> {
+        if let Some(s) = self.snapshot.lock().ok().and_then(|s| s.clone()) {
+            return Ok(s);
+        }
+        let loaded = Arc::new(self.warehouse.snapshot().await?);
+        if let Ok(mut s) = self.snapshot.lock() {
+            *s = Some(Arc::clone(&loaded));
+        }
+        Ok(loaded)
+    }
+
+    /// Whether a logical path is committed and its file is there (a file deleted by hand counts
+    /// as missing).
+    async fn present(&self, rel: &str) -> Result<bool> {
+        let snapshot = self.snapshot().await?;
+        match snapshot.resolve(rel) {
+            Some(physical) => Ok(self.warehouse.exists(physical).await?),
+            None => Ok(false),
+        }
+    }
+
+    /// An engine reading this snapshot.
+    async fn engine(&self, as_of: NaiveDate) -> Result<Engine> {
+        let engine = Engine::new(&self.warehouse, as_of, &EngineOptions::default())?;
+        engine.use_snapshot(self.snapshot().await?);
+        Ok(engine)
     }
 
     /// The warehouse.
@@ -46,11 +80,9 @@ impl Published {
 
     /// The as-of dates with a published `layer/table` partition, ascending.
     pub async fn dates(&self, layer: &str, table: &str) -> Result<Vec<NaiveDate>> {
-        let mut dates: Vec<NaiveDate> = self
-            .warehouse
-            .list(&format!("{layer}/{table}/"))
-            .await?
-            .into_iter()
+        let snapshot = self.snapshot().await?;
+        let mut dates: Vec<NaiveDate> = snapshot
+            .under(&format!("{layer}/{table}/"))
             .filter_map(|(p, _)| {
                 p.split('/')
                     .find_map(|s| s.strip_prefix("as_of="))
@@ -66,10 +98,10 @@ impl Published {
     /// date registered by name. A table not published for that date is [`Error::NotPublished`],
     /// listing the dates it has.
     pub async fn engine_at(&self, as_of: NaiveDate, tables: &[(&str, &str)]) -> Result<Engine> {
-        let engine = Engine::new(&self.warehouse, as_of, &EngineOptions::default())?;
+        let engine = self.engine(as_of).await?;
         for (layer, table) in tables {
             let rel = layout::partition_file(layer, table, as_of);
-            if !self.warehouse.exists(&rel).await? {
+            if !engine.is_published(&rel).await? {
                 let dates = self.dates(layer, table).await?;
                 return Err(Error::NotPublished(format!(
                     "the warehouse {} has no {table} published as of {as_of} (published: {})",
@@ -96,7 +128,7 @@ impl Published {
         &self,
         today: NaiveDate,
     ) -> Result<(Engine, Vec<(String, String)>)> {
-        let engine = Engine::new(&self.warehouse, today, &EngineOptions::default())?;
+        let engine = self.engine(today).await?;
         let tables = engine.register_published().await?;
         Ok((engine, tables))
     }
@@ -106,10 +138,10 @@ impl Published {
     pub async fn suppression_list(&self, as_of: NaiveDate) -> Result<Option<SuppressionList>> {
         let (layer, table) = SUPPRESSION_TABLE;
         let rel = layout::partition_file(layer, table, as_of);
-        if !self.warehouse.exists(&rel).await? {
+        let engine = self.engine(as_of).await?;
+        if !self.present(&rel).await? {
             return Ok(None);
         }
-        let engine = Engine::new(&self.warehouse, as_of, &EngineOptions::default())?;
         engine.register_file(table, &rel).await?;
         let batches = engine
             .collect(
@@ -174,7 +206,7 @@ impl Published {
         let engine = self.engine_at(as_of, &PULL_TABLES).await?;
         for (layer, table) in [CONTACTS_TABLE, CONTACT_SUPPRESSION_TABLE] {
             let rel = layout::partition_file(layer, table, as_of);
-            if self.warehouse.exists(&rel).await? {
+            if self.present(&rel).await? {
                 engine.register_file(table, &rel).await?;
             }
         }

@@ -7,9 +7,7 @@
 //! what incremental loads and `--only` runs read.
 
 use chrono::NaiveDate;
-use clientele_store::Warehouse;
-
-use crate::error::Result;
+use clientele_store::Snapshot;
 
 /// The layers retention applies to.
 pub const LAYERS: [&str; 2] = ["raw", "quarantine"];
@@ -23,21 +21,25 @@ pub struct RetentionReport {
     pub cutoff: String,
     /// The partitions dropped (`raw/<table>/as_of=<date>`).
     pub dropped: Vec<String>,
+    /// The files (logical paths) the run's commit removes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
 }
 
-/// Drops every partition of the retention layers dated before `as_of - days`, except the newest
-/// partition of each table.
-pub async fn apply(warehouse: &Warehouse, as_of: NaiveDate, days: u32) -> Result<RetentionReport> {
+/// The partitions of the retention layers dated before `as_of - days`, except the newest
+/// partition of each table, in `snapshot`: the run's commit removes them (so they go with the
+/// run's outputs, in one step, or not at all).
+pub fn plan(snapshot: &Snapshot, as_of: NaiveDate, days: u32) -> RetentionReport {
     let cutoff = as_of - chrono::Duration::days(i64::from(days));
     let mut report = RetentionReport {
         days,
         cutoff: cutoff.to_string(),
-        dropped: Vec::new(),
+        ..RetentionReport::default()
     };
     for layer in LAYERS {
-        // (table, date) of every partition, from the files' paths.
+        // (table, date) of every partition, from the files' logical paths.
         let mut partitions: Vec<(String, NaiveDate)> = Vec::new();
-        for (path, _) in warehouse.list(layer).await? {
+        for (path, _) in snapshot.under(&format!("{layer}/")) {
             let mut parts = path.split('/');
             let (Some(_), Some(table), Some(dir)) = (parts.next(), parts.next(), parts.next())
             else {
@@ -57,23 +59,24 @@ pub async fn apply(warehouse: &Warehouse, as_of: NaiveDate, days: u32) -> Result
             let newest = partitions.get(i + 1).is_none_or(|(t, _)| t != table);
             if *date < cutoff && !newest {
                 let dir = format!("{layer}/{table}/as_of={date}");
-                warehouse.delete_prefix(&dir).await?;
+                let prefix = format!("{dir}/");
+                report
+                    .removed
+                    .extend(snapshot.under(&prefix).map(|(p, _)| p.to_string()));
                 report.dropped.push(dir);
             }
         }
     }
-    Ok(report)
+    report
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Error;
 
-    #[tokio::test]
-    async fn old_raw_partitions_go_and_the_newest_of_each_table_stays() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::Internal(e.to_string()))?;
-        let wh = Warehouse::open("wh", dir.path())?;
+    #[test]
+    fn old_raw_partitions_go_and_the_newest_of_each_table_stays() {
+        let mut snapshot = Snapshot::default();
         for path in [
             "raw/crm/as_of=2025-01-01/part-0.parquet",
             "raw/crm/as_of=2025-06-01/part-0.parquet",
@@ -83,10 +86,12 @@ mod tests {
             "quarantine/crm/as_of=2025-12-30/part-0.parquet",
             "marts/dim_customer/as_of=2025-01-01/part-0.parquet",
         ] {
-            wh.put(path, "x".into()).await?;
+            snapshot
+                .files
+                .insert(path.into(), format!("{path}.physical"));
         }
-        let date = NaiveDate::from_ymd_opt(2025, 12, 31).ok_or(Error::Internal("date".into()))?;
-        let report = apply(&wh, date, 30).await?;
+        let date = NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default();
+        let report = plan(&snapshot, date, 30);
         assert_eq!(
             report.dropped,
             [
@@ -95,11 +100,13 @@ mod tests {
                 "quarantine/crm/as_of=2025-01-01"
             ]
         );
-        let left: Vec<String> = wh.list("").await?.into_iter().map(|(p, _)| p).collect();
-        assert!(left.contains(&"raw/vendor/as_of=2025-01-01/part-0.parquet".to_string()));
-        assert!(left.contains(&"marts/dim_customer/as_of=2025-01-01/part-0.parquet".to_string()));
-        assert!(left.contains(&"raw/crm/as_of=2025-12-31/part-0.parquet".to_string()));
-        assert_eq!(left.len(), 4, "{left:?}");
-        Ok(())
+        assert_eq!(
+            report.removed,
+            [
+                "raw/crm/as_of=2025-01-01/part-0.parquet",
+                "raw/crm/as_of=2025-06-01/part-0.parquet",
+                "quarantine/crm/as_of=2025-01-01/part-0.parquet"
+            ]
+        );
     }
 }

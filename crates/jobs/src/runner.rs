@@ -5,7 +5,7 @@ use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 use clientele_sql::Engine;
 use clientele_store::layout::{self, RunId};
-use clientele_store::{RunLock, Warehouse, WrittenFile};
+use clientele_store::{Changes, RunLock, Warehouse, WrittenFile};
 
 use crate::error::{Error, Result};
 use crate::manifest::{RunManifest, RunStatus, StepReport, StepStatus, TableSummary};
@@ -207,7 +207,7 @@ impl Runner {
         let lock = RunLock::acquire(&warehouse, &run_id, started, spec.stale_lock_hours).await?;
         tracing::info!(run = %run_id, job = %spec.name, as_of = %self.opts.as_of, warehouse = %warehouse.display(), "run started");
         let result = self
-            .run_locked(&warehouse, &run_id, started, &order, &selected)
+            .run_locked(&warehouse, &lock, &run_id, started, &order, &selected)
             .await;
         if let Err(e) = lock.release().await {
             tracing::warn!(error = %e, "could not release the warehouse lock");
@@ -218,15 +218,20 @@ impl Runner {
     async fn run_locked(
         &self,
         warehouse: &Warehouse,
+        lock: &RunLock,
         run_id: &RunId,
         started: DateTime<Utc>,
         order: &[&Step],
         selected: &BTreeSet<String>,
     ) -> Result<RunManifest> {
         let spec = &self.spec;
-        // Staging areas of earlier runs (failed or killed) go now that the lock is ours.
+        // Staging areas of earlier runs (failed or killed) go now that the lock is ours, and so do
+        // the files a crashed run moved into place without committing.
         warehouse.delete_prefix(layout::STAGING_DIR).await?;
+        let base = warehouse.snapshot().await?;
+        let garbage = collect_garbage(warehouse, lock, &base, started).await?;
         let engine = Engine::new(warehouse, self.opts.as_of, &spec.engine)?;
+        engine.use_snapshot(std::sync::Arc::new(base.clone()));
         let mut state = RunState::default();
         let mut reports = Vec::new();
         let mut first_error: Option<String> = None;
@@ -264,15 +269,9 @@ impl Runner {
             }
             tracing::info!(step = %step.name, kind = step.kind(), "step started");
             crate::memory::reset_peak();
-            let result = match failpoint(&format!("step:{}", step.name)) {
-                // A deliberate panic: the fault injection that tests how a bug ends a run.
-                #[allow(clippy::panic)]
-                Some(Failpoint::Panic) => panic!("failpoint step:{} reached", step.name),
-                Some(Failpoint::Error) => Err(Error::Internal(format!(
-                    "failpoint step:{} reached",
-                    step.name
-                ))),
-                None => {
+            let result = match clientele_store::failpoint::reach(&format!("step:{}", step.name)) {
+                Err(e) => Err(Error::from(e)),
+                Ok(()) => {
                     self.run_step(step, &engine, warehouse, run_id, &state)
                         .await
                 }
@@ -316,12 +315,13 @@ impl Runner {
             reports.push(report);
         }
 
-        let succeeded = first_error.is_none();
+        let mut succeeded = first_error.is_none();
         let files: Vec<String> = reports
             .iter()
             .flat_map(|r| r.outputs.iter().map(|f| f.path.clone()))
             .collect();
         let mut retention = None;
+        let mut version = None;
         if succeeded {
             // The copies this run owes are recorded before it publishes, so that a crash after
             // publishing still leaves them for the next run to deliver.
@@ -336,25 +336,50 @@ impl Runner {
                 .collect();
             let as_of = self.opts.as_of.to_string();
             crate::delivery::record_pending(warehouse, run_id.as_str(), &as_of, &owed).await?;
-            warehouse.publish(run_id, &files).await?;
-            tracing::info!(run = %run_id, files = files.len(), "outputs published");
-            if reports.iter().any(|r| r.kind == "ingest") {
-                // The raw tables an erasure rewrote have been loaded again in full.
-                warehouse.delete(crate::forget::RELOAD_MARKER).await?;
-            }
+            let mut removed = Vec::new();
             if let Some(days) = spec.raw_retention_days {
-                match crate::retention::apply(warehouse, self.opts.as_of, days).await {
-                    Ok(r) => {
+                // Judged on the snapshot as it will be, so this run's partitions count as newest.
+                let mut after = base.clone();
+                for f in &files {
+                    after.files.insert(f.clone(), f.clone());
+                }
+                let r = crate::retention::plan(&after, self.opts.as_of, days);
+                removed.clone_from(&r.removed);
+                retention = Some(r);
+            }
+            let changes = Changes {
+                files: files.clone(),
+                removed,
+            };
+            match self.publish(warehouse, lock, run_id, &base, &changes).await {
+                Ok(committed) => {
+                    version = Some(committed.version);
+                    tracing::info!(run = %run_id, files = changes.files.len(), version = committed.version, "outputs published");
+                    if let Some(r) = &retention {
                         tracing::info!(
                             dropped = r.dropped.len(),
-                            days,
+                            days = r.days,
                             "raw partitions past retention dropped"
                         );
-                        retention = Some(r);
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, "retention could not drop old raw partitions; the next run tries again")
+                    if reports.iter().any(|r| r.kind == "ingest") {
+                        // The raw tables an erasure rewrote have been loaded again in full.
+                        warehouse.delete(crate::forget::RELOAD_MARKER).await?;
                     }
+                }
+                Err(e) => {
+                    // Nothing was committed: the files this run moved into place go again, and the
+                    // run is recorded as failed.
+                    let e = chain(&e);
+                    tracing::error!(run = %run_id, error = %e, "publishing failed: nothing was published; the last good outputs are untouched");
+                    for rel in &files {
+                        if let Err(e) = warehouse.delete(&layout::physical(rel, run_id)).await {
+                            tracing::warn!(file = %rel, error = %e, "a file of the failed publication could not be removed; the next run will");
+                        }
+                    }
+                    retention = None;
+                    succeeded = false;
+                    first_error = Some(format!("publishing: {e}"));
                 }
             }
         } else {
@@ -421,10 +446,13 @@ impl Runner {
             models: state.report.models,
             deliveries,
             retention,
+            commit_version: version,
+            garbage_collected: garbage,
             staging_dir: (!succeeded && !files.is_empty())
                 .then(|| warehouse.url_of(&format!("{}/{run_id}", layout::STAGING_DIR), true)),
             error: first_error,
         };
+        clientele_store::failpoint::reach("run:manifest")?;
         let path = layout::run_manifest(run_id);
         let body = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Manifest {
             path: path.clone(),
@@ -438,6 +466,25 @@ impl Runner {
         Ok(manifest)
     }
 
+    /// Publishes the run's files on top of `base` if the run still holds the lock.
+    async fn publish(
+        &self,
+        warehouse: &Warehouse,
+        lock: &RunLock,
+        run_id: &RunId,
+        base: &clientele_store::Snapshot,
+        changes: &Changes,
+    ) -> Result<clientele_store::Snapshot> {
+        if !lock.still_held().await? {
+            return Err(Error::Internal(format!(
+                "run {run_id} lost the warehouse lock to another run while it worked"
+            )));
+        }
+        Ok(warehouse
+            .publish(run_id, base, changes, (self.opts.clock)())
+            .await?)
+    }
+
     fn notify_finished(&self, report: &StepReport) {
         if let Some(o) = &self.observer {
             o.step_finished(report);
@@ -449,7 +496,6 @@ impl Runner {
     async fn register_input(
         &self,
         engine: &Engine,
-        warehouse: &Warehouse,
         table: &TableId,
         state: &RunState,
     ) -> Result<()> {
@@ -459,7 +505,7 @@ impl Runner {
             return Ok(());
         }
         let rel = layout::partition_file(&table.layer, &table.table, self.opts.as_of);
-        if !warehouse.exists(&rel).await? {
+        if !engine.is_published(&rel).await? {
             return Err(Error::Input(format!(
                 "table '{}' was not written by this run and has no published partition for as_of={} ({rel}); run the step that writes it first",
                 table.name, self.opts.as_of
@@ -498,7 +544,7 @@ impl Runner {
     ) -> Result<StepOutput> {
         let mut input_rows = 0;
         for input in &step.reads {
-            self.register_input(engine, warehouse, input, state).await?;
+            self.register_input(engine, input, state).await?;
             input_rows += match state.produced.get(&input.name) {
                 Some((_, file)) => file.rows,
                 None => Self::published_rows(engine, input).await,
@@ -519,25 +565,39 @@ impl Runner {
     }
 }
 
-/// What a failpoint does when reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failpoint {
-    Panic,
-    Error,
+/// Removes what crashed and failed runs left in the warehouse ([`Warehouse::collect_garbage`]):
+/// the files of runs with a manifest or whose stale lock this run took over go at once, files
+/// of unknown writers after [`ORPHAN_GRACE_HOURS`]. Returns what was removed.
+async fn collect_garbage(
+    warehouse: &Warehouse,
+    lock: &RunLock,
+    snapshot: &clientele_store::Snapshot,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>> {
+    let mut finished: BTreeSet<String> = warehouse
+        .list(layout::RUNS_DIR)
+        .await?
+        .into_iter()
+        .filter_map(|(p, _)| {
+            p.rsplit('/')
+                .next()?
+                .strip_suffix(".json")
+                .map(str::to_string)
+        })
+        .collect();
+    if let Some(dead) = lock.taken_over() {
+        finished.insert(dead.run_id.clone());
+    }
+    let removed = warehouse
+        .collect_garbage(
+            snapshot,
+            &finished,
+            chrono::Duration::hours(ORPHAN_GRACE_HOURS),
+            now,
+        )
+        .await?;
+    Ok(removed)
 }
 
-/// Fault injection for tests of the guarantees (docs/operating.md): `CLIENTELE_FAILPOINT` holds
-/// `name=action` pairs, comma-separated (`step:score=panic`, `step:ingest=error`); a failpoint
-/// not named there does nothing. Never set it in production.
-fn failpoint(name: &str) -> Option<Failpoint> {
-    let spec = std::env::var("CLIENTELE_FAILPOINT").ok()?;
-    spec.split(',').find_map(|pair| {
-        let (n, action) = pair.split_once('=')?;
-        (n.trim() == name).then_some(())?;
-        match action.trim() {
-            "panic" => Some(Failpoint::Panic),
-            "error" => Some(Failpoint::Error),
-            _ => None,
-        }
-    })
-}
+/// Files no commit uses, of a writer that cannot be shown to be over, are removed after this long.
+pub const ORPHAN_GRACE_HOURS: i64 = 6;

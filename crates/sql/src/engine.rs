@@ -5,7 +5,7 @@ use arrow::array::RecordBatch;
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::NaiveDate;
-use clientele_store::{Warehouse, WrittenFile};
+use clientele_store::{Snapshot, Warehouse, WrittenFile};
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
@@ -42,6 +42,9 @@ pub struct EngineOptions {
 pub struct Engine {
     ctx: SessionContext,
     warehouse: Warehouse,
+    /// The committed snapshot published files are read through (loaded on first use, or set by
+    /// the run that owns the engine).
+    snapshot: std::sync::Mutex<Option<Arc<Snapshot>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -163,7 +166,26 @@ impl Engine {
         Ok(Self {
             ctx,
             warehouse: warehouse.clone(),
+            snapshot: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Reads published files through `snapshot` from now on (a run sets the snapshot it started
+    /// from, so that everything it reads is of one commit).
+    pub fn use_snapshot(&self, snapshot: Arc<Snapshot>) {
+        if let Ok(mut s) = self.snapshot.lock() {
+            *s = Some(snapshot);
+        }
+    }
+
+    /// The committed snapshot this engine reads: the one set, or the warehouse's latest.
+    pub async fn snapshot(&self) -> Result<Arc<Snapshot>> {
+        if let Some(s) = self.snapshot.lock().ok().and_then(|s| s.clone()) {
+            return Ok(s);
+        }
+        let loaded = Arc::new(self.warehouse.snapshot().await?);
+        self.use_snapshot(Arc::clone(&loaded));
+        Ok(loaded)
     }
 
     /// The DataFusion session (for callers that need more than this API offers).
@@ -171,9 +193,21 @@ impl Engine {
         &self.ctx
     }
 
-    /// Makes one Parquet file of the warehouse queryable as `table` (replacing an earlier registration).
+    /// Makes one Parquet file of the warehouse queryable as `table` (replacing an earlier
+    /// registration). `rel` is a logical path of the committed snapshot (read from the physical
+    /// file the snapshot names), or a path of a run's own staging area (`_staging/...`).
     pub async fn register_file(&self, table: &str, rel: &str) -> Result<()> {
-        let url = self.warehouse.url_of(rel, false);
+        let physical = if rel.starts_with('_') {
+            rel.to_string()
+        } else {
+            let snapshot = self.snapshot().await?;
+            snapshot.resolve(rel).unwrap_or(rel).to_string()
+        };
+        self.register_physical(table, &physical).await
+    }
+
+    async fn register_physical(&self, table: &str, physical: &str) -> Result<()> {
+        let url = self.warehouse.url_of(physical, false);
         self.ctx
             .deregister_table(table)
             .map_err(|e| Error::Config(e.to_string()))?;
@@ -186,33 +220,91 @@ impl Engine {
             })
     }
 
+    /// Whether a logical path is in the committed snapshot.
+    pub async fn is_published(&self, rel: &str) -> Result<bool> {
+        Ok(self.snapshot().await?.contains(rel))
+    }
+
+    /// Registers `name` as every committed partition of `layer/table`, with the column `as_of`.
+    /// When the table's directory holds exactly the snapshot's files (the usual case) it is read
+    /// as one Hive-partitioned directory; otherwise (a run is publishing, or a crashed run left
+    /// files) as the union of the snapshot's files, so uncommitted files are never read. Returns
+    /// false when the snapshot has no partition of the table.
+    async fn register_partitions(&self, name: &str, layer: &str, table: &str) -> Result<bool> {
+        let snapshot = self.snapshot().await?;
+        let dir = format!("{layer}/{table}");
+        let prefix = format!("{dir}/as_of=");
+        let committed: Vec<(String, String)> = snapshot
+            .under(&prefix)
+            .filter(|(logical, _)| logical.ends_with(".parquet"))
+            .filter_map(|(logical, physical)| {
+                let date = logical
+                    .strip_prefix(&prefix)?
+                    .split('/')
+                    .next()?
+                    .to_string();
+                Some((date, physical.to_string()))
+            })
+            .collect();
+        self.ctx
+            .deregister_table(name)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        if committed.is_empty() {
+            return Ok(false);
+        }
+        let on_disk: std::collections::BTreeSet<String> = self
+            .warehouse
+            .list(&format!("{dir}/"))
+            .await?
+            .into_iter()
+            .map(|(rel, _)| rel)
+            .filter(|rel| rel.ends_with(".parquet"))
+            .collect();
+        let wanted: std::collections::BTreeSet<String> =
+            committed.iter().map(|(_, p)| p.clone()).collect();
+        if on_disk == wanted {
+            let url = self.warehouse.url_of(&dir, true);
+            let opts = ParquetReadOptions::default()
+                .table_partition_cols(vec![("as_of".to_string(), DataType::Date32)]);
+            self.ctx
+                .register_parquet(name, &url, opts)
+                .await
+                .map_err(|source| Error::Execution {
+                    what: format!("reading {url}"),
+                    source,
+                })?;
+            return Ok(true);
+        }
+        tracing::debug!(table = %dir, "reading the committed files one by one: the directory holds others");
+        let mut parts = Vec::new();
+        for (i, (date, physical)) in committed.iter().enumerate() {
+            let part = format!("__committed_{}_{i}", name.replace('.', "_"));
+            self.register_physical(&part, physical).await?;
+            parts.push(format!(
+                "select *, cast('{date}' as date) as as_of from {part}"
+            ));
+        }
+        let df = self
+            .ctx
+            .sql(&parts.join(" union all "))
+            .await
+            .map_err(|source| Error::Execution {
+                what: format!("reading the committed partitions of {dir}"),
+                source,
+            })?;
+        self.ctx
+            .register_table(name, df.into_view())
+            .map_err(|e| Error::Config(e.to_string()))?;
+        Ok(true)
+    }
+
     /// Registers `history.<table>`: every published as-of partition of `layer/table`, with the
     /// column `as_of`. Before the first publication it is empty, with the columns of `current` (the
     /// table as this run registered it) and `as_of`.
     pub async fn register_history(&self, layer: &str, table: &str, current: &str) -> Result<()> {
         let name = format!("{HISTORY_SCHEMA}.{table}");
-        let dir = format!("{layer}/{table}");
-        let published = self
-            .warehouse
-            .list(&dir)
-            .await?
-            .iter()
-            .any(|(rel, _)| rel.contains("/as_of=") && rel.ends_with(".parquet"));
-        self.ctx
-            .deregister_table(name.as_str())
-            .map_err(|e| Error::Config(e.to_string()))?;
-        if published {
-            let url = self.warehouse.url_of(&dir, true);
-            let opts = ParquetReadOptions::default()
-                .table_partition_cols(vec![("as_of".to_string(), DataType::Date32)]);
-            return self
-                .ctx
-                .register_parquet(name.as_str(), &url, opts)
-                .await
-                .map_err(|source| Error::Execution {
-                    what: format!("reading {url}"),
-                    source,
-                });
+        if self.register_partitions(&name, layer, table).await? {
+            return Ok(());
         }
         let provider =
             self.ctx
@@ -245,12 +337,14 @@ impl Engine {
         Ok(())
     }
 
-    /// Registers every published table with all its as-of partitions (column `as_of`): `raw.<source>`,
-    /// `quarantine.<source>`, and every other table by its own name. Returns (table name, directory).
+    /// Registers every published table with all its committed as-of partitions (column `as_of`):
+    /// `raw.<source>`, `quarantine.<source>`, and every other table by its own name. Returns
+    /// (table name, directory).
     pub async fn register_published(&self) -> Result<Vec<(String, String)>> {
-        let mut tables: BTreeMap<String, String> = BTreeMap::new();
-        for (rel, _) in self.warehouse.list("").await? {
-            let parts: Vec<&str> = rel.split('/').collect();
+        let snapshot = self.snapshot().await?;
+        let mut tables: BTreeMap<String, (String, String)> = BTreeMap::new();
+        for logical in snapshot.files.keys() {
+            let parts: Vec<&str> = logical.split('/').collect();
             let [layer, table, partition, file] = parts.as_slice() else {
                 continue;
             };
@@ -268,21 +362,15 @@ impl Engine {
             };
             tables
                 .entry(name)
-                .or_insert_with(|| format!("{layer}/{table}"));
+                .or_insert_with(|| ((*layer).to_string(), (*table).to_string()));
         }
-        for (name, dir) in &tables {
-            let url = self.warehouse.url_of(dir, true);
-            let opts = ParquetReadOptions::default()
-                .table_partition_cols(vec![("as_of".to_string(), DataType::Date32)]);
-            self.ctx
-                .register_parquet(name.as_str(), &url, opts)
-                .await
-                .map_err(|source| Error::Execution {
-                    what: format!("reading {url}"),
-                    source,
-                })?;
+        for (name, (layer, table)) in &tables {
+            self.register_partitions(name, layer, table).await?;
         }
-        Ok(tables.into_iter().collect())
+        Ok(tables
+            .into_iter()
+            .map(|(name, (layer, table))| (name, format!("{layer}/{table}")))
+            .collect())
     }
 
     /// Plans a query without running it and returns its output schema.

@@ -53,6 +53,17 @@ pub enum Error {
         lock_path: String,
         stale_after_hours: i64,
     },
+
+    /// Another writer committed the version this run meant to commit (a run that lost its lock
+    /// while it worked): this run's files are left for garbage collection, nothing is published.
+    #[error(
+        "another run committed version {version} of the warehouse first; this run's outputs were not published"
+    )]
+    CommitConflict { version: u64 },
+
+    /// A failpoint set in `CLIENTELE_FAILPOINT` (tests) was reached.
+    #[error("failpoint {0} reached")]
+    Injected(String),
 }
 
 /// Result with [`Error`] as the default error.

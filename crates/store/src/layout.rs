@@ -9,10 +9,17 @@
 //! exports/<export>/as_of=.../<file>                      campaign files and their export manifest
 //! _runs/<run_id>.json                                    one manifest per run
 //! _staging/<run_id>/...                                  a run's outputs before they are published
-//! _lock.json                                             held while a run writes
+//! _commits/<version>.json                                the committed snapshots (see [`crate::commit`])
+//! _latest.json                                           the latest commit's version (a hint)
+//! _lock/<generation>.json                                the run lock (see [`crate::RunLock`])
 //! _deliveries/pending/<export>/as_of=....json            export copies not yet delivered
 //! _privacy/tombstones/<id>.json, _privacy/audit/<id>.json  erasures
 //! ```
+//!
+//! These are the *logical* paths every part of clientele uses. A published file's *physical* name
+//! carries the run that wrote it (`part-0-<run_id>.parquet`, [`physical`]), so a run's files and the
+//! files of the snapshot readers use can sit side by side until the run commits; the committed
+//! snapshot maps each logical path to its physical file.
 
 use std::fmt;
 
@@ -20,8 +27,14 @@ use std::fmt;
 pub const STAGING_DIR: &str = "_staging";
 /// The directory holding run manifests.
 pub const RUNS_DIR: &str = "_runs";
-/// The lock object.
-pub const LOCK_FILE: &str = "_lock.json";
+/// The lock object of clientele 0.1 (still honoured when a warehouse has one).
+pub const LEGACY_LOCK_FILE: &str = "_lock.json";
+/// The directory of the lock's generations.
+pub const LOCK_DIR: &str = "_lock";
+/// The directory of commit records.
+pub const COMMITS_DIR: &str = "_commits";
+/// The hint naming the latest commit.
+pub const LATEST_FILE: &str = "_latest.json";
 
 /// Identifier of one run: sortable by start time.
 #[derive(
@@ -78,6 +91,30 @@ pub fn staged(run: &RunId, rel: &str) -> String {
     format!("{STAGING_DIR}/{run}/{rel}")
 }
 
+/// The physical name of a logical path as run `run` publishes it: the run id goes before the file's
+/// extensions (`a/as_of=D/part-0.parquet` → `a/as_of=D/part-0-<run>.parquet`,
+/// `exports/x/as_of=D/x.csv` → `exports/x/as_of=D/x-<run>.csv`).
+pub fn physical(rel: &str, run: &RunId) -> String {
+    let (dir, file) = match rel.rsplit_once('/') {
+        Some((d, f)) => (Some(d), f),
+        None => (None, rel),
+    };
+    let (stem, ext) = match file.find('.') {
+        Some(i) if i > 0 => file.split_at(i),
+        _ => (file, ""),
+    };
+    let name = format!("{stem}-{run}{ext}");
+    match dir {
+        Some(d) => format!("{d}/{name}"),
+        None => name,
+    }
+}
+
+/// The record of commit `version`.
+pub fn commit_record(version: u64) -> String {
+    format!("{COMMITS_DIR}/{version:020}.json")
+}
+
 /// The manifest of one run.
 pub fn run_manifest(run: &RunId) -> String {
     format!("{RUNS_DIR}/{run}.json")
@@ -95,6 +132,21 @@ mod tests {
             "marts/customer_view/as_of=2025-12-31/part-0.parquet"
         );
         assert_eq!(staged(&RunId::new("r1"), "x/y"), "_staging/r1/x/y");
+    }
+
+    #[test]
+    fn physical_names_carry_the_run() {
+        let run = RunId::new("20261203T235948.123Z-3f9a");
+        assert_eq!(
+            physical("marts/t/as_of=2025-12-31/part-0.parquet", &run),
+            "marts/t/as_of=2025-12-31/part-0-20261203T235948.123Z-3f9a.parquet"
+        );
+        assert_eq!(
+            physical("exports/x/as_of=2025-12-31/x.csv.gz", &run),
+            "exports/x/as_of=2025-12-31/x-20261203T235948.123Z-3f9a.csv.gz"
+        );
+        assert_eq!(physical("README", &run), "README-20261203T235948.123Z-3f9a");
+        assert_eq!(commit_record(7), "_commits/00000000000000000007.json");
     }
 
     #[test]

@@ -7,12 +7,17 @@
 //!   computing its SHA-256.
 //! - [`layout`] names every file: `LAYER/TABLE/as_of=YYYY-MM-DD/part-0.parquet`, the run manifests under
 //!   `_runs/`, and a run's private staging area under `_staging/RUN_ID/`.
-//! - [`Warehouse::publish`] moves a run's staged files into place one object at a time with an atomic
-//!   rename (a single server-side copy on S3), only after every step has succeeded, so readers never see a
-//!   half-written file and a failed run leaves the last good outputs untouched.
+//! - [`commit`]: a run's outputs become visible in one atomic step. [`Warehouse::publish`] moves the
+//!   staged files to run-unique names and then writes one commit record with put-if-absent;
+//!   [`Warehouse::snapshot`] is what readers see, the previous run or the new one whole. A failed or
+//!   crashed run leaves the last good outputs untouched, and [`Warehouse::collect_garbage`] removes
+//!   what it left.
 //! - [`tombstone`]: hashed identifiers of people who asked to be forgotten, which later loads
 //!   leave out.
-//! - [`RunLock`] keeps two runs from writing one warehouse at once and recognises a lock left by a killed run.
+//! - [`RunLock`] keeps two runs from writing one warehouse at once: generations written with
+//!   put-if-absent, so taking over a dead run's lock and releasing one's own are compare-and-swap
+//!   steps, with a heartbeat while the run lives.
+//! - [`failpoint`]: fault injection for tests (`CLIENTELE_FAILPOINT`).
 //!
 //! # Example
 //! ```
@@ -20,20 +25,27 @@
 //! use clientele_store::{layout, Warehouse};
 //! let dir = tempfile::tempdir().map_err(|e| clientele_store::Error::io("tempdir", e))?;
 //! let wh = Warehouse::open(dir.path().to_str().unwrap_or_default(), dir.path())?;
-//! let staged = layout::staged(&layout::RunId::new("r1"), "marts/customer_view/as_of=2025-12-31/part-0.parquet");
-//! wh.put(&staged, bytes::Bytes::from_static(b"demo")).await?;
-//! wh.publish(&layout::RunId::new("r1"), &["marts/customer_view/as_of=2025-12-31/part-0.parquet".to_string()]).await?;
-//! assert_eq!(&wh.get("marts/customer_view/as_of=2025-12-31/part-0.parquet").await?[..], b"demo");
+//! let run = layout::RunId::new("r1");
+//! let rel = "marts/customer_view/as_of=2025-12-31/part-0.parquet";
+//! wh.put(&layout::staged(&run, rel), bytes::Bytes::from_static(b"demo")).await?;
+//! let base = wh.snapshot().await?;
+//! let changes = clientele_store::Changes { files: vec![rel.to_string()], removed: vec![] };
+//! wh.publish(&run, &base, &changes, chrono::Utc::now()).await?;
+//! let published = wh.snapshot().await?;
+//! assert_eq!(&wh.get(published.resolve(rel).unwrap_or_default()).await?[..], b"demo");
 //! # Ok(()) }
 //! ```
 
+pub mod commit;
 mod error;
+pub mod failpoint;
 pub mod layout;
 mod lock;
 mod parquet_file;
 pub mod tombstone;
 mod warehouse;
 
+pub use commit::{Changes, Snapshot};
 pub use error::{Error, Result};
 pub use lock::{LockInfo, RunLock};
 pub use parquet_file::{ParquetFileWriter, WrittenFile};

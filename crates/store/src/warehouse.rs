@@ -10,7 +10,6 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::layout::{self, RunId};
 use crate::parquet_file::ParquetFileWriter;
 
 /// One warehouse: an object store and the prefix inside it where clientele keeps its tables.
@@ -201,13 +200,23 @@ impl Warehouse {
         Ok(out)
     }
 
-    /// Deletes one object; a missing one is not an error.
+    /// Deletes one object; a missing one is not an error. On a local disk a directory the
+    /// deletion leaves empty goes too (object stores have no directories), so that a removed
+    /// partition leaves no empty `as_of=` directory for readers to trip over.
     pub async fn delete(&self, rel: &str) -> Result<()> {
         let path = self.object_path(rel);
         match self.store.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(Error::storage(&path, e)),
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(Error::storage(&path, e)),
         }
+        if self.store_url.scheme() == "file"
+            && let Some((dir, _)) = rel.rsplit_once('/')
+            && !dir.is_empty()
+        {
+            // Fails (and is meant to) while the directory holds anything.
+            let _ = std::fs::remove_dir(format!("/{}", self.object_path(dir)));
+        }
+        Ok(())
     }
 
     /// Whether an object exists (a metadata request; nothing is downloaded).
@@ -246,37 +255,41 @@ impl Warehouse {
         ParquetFileWriter::new(self.store(), self.object_path(rel), rel.to_string(), schema)
     }
 
-    /// Publishes a run: moves each staged file (`_staging/RUN/<rel>`) to `<rel>` with an atomic rename,
-    /// then removes files left in the same partition directories by earlier runs that this run did not
-    /// write, and finally the run's staging area.
-    pub async fn publish(&self, run: &RunId, files: &[String]) -> Result<()> {
-        for rel in files {
-            let from = self.object_path(&layout::staged(run, rel));
-            let to = self.object_path(rel);
-            self.store
-                .rename(&from, &to)
-                .await
-                .map_err(|e| Error::storage(&to, e))?;
-        }
-        let mut dirs: Vec<&str> = files
-            .iter()
-            .filter_map(|f| f.rsplit_once('/').map(|(d, _)| d))
-            .collect();
-        dirs.sort_unstable();
-        dirs.dedup();
-        for dir in dirs {
-            for (rel, _) in self.list(dir).await? {
-                let direct_child = rel
-                    .strip_prefix(dir)
-                    .is_some_and(|r| r.matches('/').count() == 1);
-                if direct_child && !files.contains(&rel) {
-                    tracing::debug!(file = %rel, "removing a file the new run did not write");
-                    self.delete(&rel).await?;
-                }
-            }
-        }
-        self.delete_prefix(&format!("{}/{run}", layout::STAGING_DIR))
+    /// Moves one object (an atomic rename on a local disk, a server-side copy and delete on S3).
+    pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let (from, to) = (self.object_path(from), self.object_path(to));
+        self.store
+            .rename(&from, &to)
             .await
+            .map_err(|e| Error::storage(&to, e))
+    }
+
+    /// Lists every object below a prefix with when it was last written, sorted by path.
+    pub async fn list_modified(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, Option<chrono::DateTime<chrono::Utc>>)>> {
+        let path = self.object_path(prefix);
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&path))
+            .try_collect()
+            .await
+            .map_err(|e| Error::storage(&path, e))?;
+        let root = self.root.as_ref();
+        let mut out: Vec<_> = metas
+            .into_iter()
+            .map(|m| {
+                let full = m.location.as_ref();
+                let rel = full
+                    .strip_prefix(root)
+                    .unwrap_or(full)
+                    .trim_start_matches('/');
+                (rel.to_string(), Some(m.last_modified))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
     }
 }
 
@@ -344,31 +357,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
         let wh = Warehouse::open("wh", dir.path()).unwrap_or_else(|e| unreachable!("{e}"));
         (dir, wh)
-    }
-
-    #[tokio::test]
-    async fn publish_moves_staged_files_and_drops_stale_siblings() -> Result<()> {
-        let (_dir, wh) = temp();
-        let run = RunId::new("r2");
-        wh.put(
-            "marts/t/as_of=2025-01-01/part-1.parquet",
-            Bytes::from_static(b"old"),
-        )
-        .await?;
-        wh.put(
-            &layout::staged(&run, "marts/t/as_of=2025-01-01/part-0.parquet"),
-            Bytes::from_static(b"new"),
-        )
-        .await?;
-        wh.publish(&run, &["marts/t/as_of=2025-01-01/part-0.parquet".into()])
-            .await?;
-        let listed = wh.list("marts").await?;
-        assert_eq!(
-            listed,
-            vec![("marts/t/as_of=2025-01-01/part-0.parquet".to_string(), 3)]
-        );
-        assert!(wh.list("_staging").await?.is_empty());
-        Ok(())
     }
 
     #[tokio::test]

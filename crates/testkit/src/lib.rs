@@ -4,8 +4,9 @@
 //! # Overview
 //! - [`read_parquet`] reads a published table's file; [`strings`] and [`numbers`] get a column by
 //!   name from its batches, whatever its Arrow type.
-//! - [`partition`] is where a table's as-of partition lives; [`published_checksums`] lists every
-//!   published file with its SHA-256 (for "same inputs, same outputs" checks); [`manifests`] reads
+//! - [`committed_files`] reads the latest commit (logical path → physical file); [`partition`] and
+//!   [`committed`] find one committed file; [`published_checksums`] lists every
+//!   committed file with its SHA-256 (for "same inputs, same outputs" checks); [`manifests`] reads
 //!   the run records.
 //! - [`masked_report`] replaces what changes from run to run in a run report (durations, memory,
 //!   run ids, clock times, a temporary directory) so that the report can be snapshot-tested.
@@ -70,44 +71,86 @@ pub fn numbers(batches: &[RecordBatch], column: &str) -> Vec<Option<f64>> {
     out
 }
 
-/// The file of `layer/table` as of `as_of` in a local warehouse.
-pub fn partition(wh: &Path, layer: &str, table: &str, as_of: &str) -> PathBuf {
-    wh.join(layer)
-        .join(table)
-        .join(format!("as_of={as_of}"))
-        .join("part-0.parquet")
+/// The committed files of a local warehouse, logical path → physical file, as the latest commit
+/// record in `_commits/` names them (empty before the first commit).
+pub fn committed_files(wh: &Path) -> BTreeMap<String, PathBuf> {
+    let latest = std::fs::read_dir(wh.join("_commits"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .max();
+    let Some(record) = latest else {
+        return BTreeMap::new();
+    };
+    let parsed: serde_json::Value = std::fs::read(&record)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    parsed["files"]
+        .as_object()
+        .map(|files| {
+            files
+                .iter()
+                .filter_map(|(logical, physical)| {
+                    Some((logical.clone(), wh.join(physical.as_str()?)))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
-/// Every published file of a local warehouse (not the run records, `_runs`, nor anything else
-/// whose path starts with `_`) with its SHA-256.
+/// The committed file of `layer/table` as of `as_of` in a local warehouse (the logical path when
+/// none is committed, so that a test's "missing" message names it).
+pub fn partition(wh: &Path, layer: &str, table: &str, as_of: &str) -> PathBuf {
+    let logical = format!("{layer}/{table}/as_of={as_of}/part-0.parquet");
+    committed(wh, &logical)
+}
+
+/// The committed file of a logical path (`exports/x/as_of=D/x.csv`) in a local warehouse, or the
+/// logical path itself when none is committed.
+pub fn committed(wh: &Path, logical: &str) -> PathBuf {
+    committed_files(wh)
+        .remove(logical)
+        .unwrap_or_else(|| wh.join(logical))
+}
+
+/// Every committed file of a local warehouse with its SHA-256, by logical path (for "same inputs,
+/// same outputs" checks: the physical names carry run ids).
 pub fn published_checksums(wh: &Path) -> BTreeMap<String, String> {
-    fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<String, String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            let rel = p
-                .strip_prefix(root)
-                .unwrap_or(&p)
-                .to_string_lossy()
-                .into_owned();
-            if rel.starts_with('_') {
-                continue;
-            }
-            if p.is_dir() {
-                walk(&p, root, out);
-            } else {
-                out.insert(
-                    rel,
-                    hex::encode(Sha256::digest(std::fs::read(&p).unwrap_or_default())),
-                );
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(wh, wh, &mut out);
-    out
+    committed_files(wh)
+        .into_iter()
+        .map(|(logical, physical)| {
+            (
+                logical,
+                hex::encode(Sha256::digest(std::fs::read(&physical).unwrap_or_default())),
+            )
+        })
+        .collect()
+}
+
+/// Whether nobody holds the warehouse lock: its latest generation in `_lock/` is a release (or it
+/// was never taken).
+pub fn lock_released(wh: &Path) -> bool {
+    let latest = std::fs::read_dir(wh.join("_lock"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+                .is_some_and(|n| n.parse::<u64>().is_ok())
+        })
+        .max();
+    latest.is_none_or(|p| {
+        std::fs::read(&p)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|v| v["released"] == true)
+    }) && !wh.join("_lock.json").exists()
 }
 
 /// The run manifests of a local warehouse, oldest first.

@@ -253,7 +253,7 @@ async fn previous_ids(engine: &Engine, warehouse: &Warehouse) -> Result<HashMap<
     else {
         return Ok(HashMap::new());
     };
-    if !warehouse.exists(&path).await? {
+    if !engine.is_published(&path).await? {
         tracing::warn!(%path, "the last published identity table is gone; customer ids are minted afresh");
         return Ok(HashMap::new());
     }

@@ -3,7 +3,6 @@
 use clientele_ingest::{
     LoadOptions, OutputPaths, SourceReport, ingest_source, quarantine_schema, resolve_inputs,
 };
-use clientele_store::Warehouse;
 use clientele_store::layout;
 
 use super::{
@@ -123,7 +122,7 @@ impl Operation for Ingest {
                 // An erasure rewrote the raw tables since the last load: their rows no longer
                 // match its counts, so every file is parsed again.
                 full_refresh: cx.full_refresh || reload,
-                previous: previous_load(cx.warehouse, name).await,
+                previous: previous_load(cx, name).await,
                 now: Some(freshness_reference(cx.now, cx.as_of)),
                 tombstones: std::sync::Arc::clone(&tombstones),
             };
@@ -166,10 +165,18 @@ impl Operation for Ingest {
     }
 }
 
-/// The source's last published load whose two tables are still in the warehouse: the rows of files
-/// that have not changed since are kept from it. A manifest that cannot be read means a full load.
-async fn previous_load(warehouse: &Warehouse, source: &str) -> Option<SourceReport> {
-    let runs = match crate::history::list_runs(warehouse).await {
+/// The source's last published load whose two tables are still in the committed snapshot (with
+/// their paths turned into the physical files that hold them): the rows of files that have not
+/// changed since are kept from it. A manifest or snapshot that cannot be read means a full load.
+async fn previous_load(cx: &StepContext<'_>, source: &str) -> Option<SourceReport> {
+    let snapshot = match cx.engine.snapshot().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "the committed snapshot is unreadable; loading every file");
+            return None;
+        }
+    };
+    let runs = match crate::history::list_runs(cx.warehouse).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "run history unreadable; loading every file");
@@ -180,12 +187,16 @@ async fn previous_load(warehouse: &Warehouse, source: &str) -> Option<SourceRepo
         let Some(report) = run.sources.iter().find(|s| s.source == source) else {
             continue;
         };
-        let present = warehouse.exists(&report.data.path).await.unwrap_or(false)
-            && warehouse
-                .exists(&report.quarantine.path)
-                .await
-                .unwrap_or(false);
-        return present.then(|| report.clone());
+        let (Some(data), Some(quarantine)) = (
+            snapshot.resolve(&report.data.path),
+            snapshot.resolve(&report.quarantine.path),
+        ) else {
+            return None;
+        };
+        let mut previous = report.clone();
+        previous.data.path = data.to_string();
+        previous.quarantine.path = quarantine.to_string();
+        return Some(previous);
     }
     None
 }

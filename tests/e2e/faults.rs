@@ -1,0 +1,246 @@
+//! The fault-injection suite: a nightly run is made to fail at every step boundary and at every
+//! point of publishing (an error, a panic, or the process aborting on the spot), and is killed with
+//! SIGKILL at seeded random moments. After every fault the warehouse must hold the previous
+//! snapshot or the new one whole (compared file by file, by checksum, with a clean run of the same
+//! date: runs are deterministic), every committed file must read, and the next run must succeed
+//! and publish exactly what the clean run published (so no row is lost or duplicated).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use assert_cmd::prelude::CommandCargoExt;
+use clientele_testkit::{committed_files, lock_released, published_checksums, read_parquet};
+
+use super::{TestResult, clientele, demo};
+
+/// The date the faulted runs are for: the day after the demo's run.
+const NEXT: &str = "2026-01-01";
+
+/// Copies a directory tree (the demo's sources, jobs and warehouse).
+fn copy_all(from: &Path, to: &Path) -> TestResult {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let path = entry.path();
+        if path.is_dir() {
+            copy_all(&path, &to.join(entry.file_name()))?;
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Every committed file reads: Parquet as Parquet, text as UTF-8.
+fn every_committed_file_reads(wh: &Path, fault: &str) -> TestResult {
+    for (logical, physical) in committed_files(wh) {
+        if logical.ends_with(".parquet") {
+            read_parquet(&physical)
+                .map_err(|e| format!("{fault}: {logical} does not read: {e}"))?;
+        } else {
+            std::fs::read_to_string(&physical)
+                .map_err(|e| format!("{fault}: {logical} does not read: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// One fault's checks, given the warehouse after the faulted run.
+struct Expected {
+    old: BTreeMap<String, String>,
+    new: BTreeMap<String, String>,
+}
+
+impl Expected {
+    fn check(&self, dir: &Path, job: &Path, fault: &str) -> TestResult {
+        let wh = dir.join("warehouse");
+        let now = published_checksums(&wh);
+        let state = if now == self.old {
+            "old"
+        } else if now == self.new {
+            "new"
+        } else {
+            let differ: Vec<&String> = now
+                .keys()
+                .chain(self.new.keys())
+                .filter(|k| now.get(*k) != self.new.get(*k) && now.get(*k) != self.old.get(*k))
+                .take(5)
+                .collect();
+            return Err(format!(
+                "{fault}: the warehouse holds neither the old snapshot nor the new one whole ({} files, {} old, {} new; differing: {differ:?})",
+                now.len(),
+                self.old.len(),
+                self.new.len()
+            )
+            .into());
+        };
+        every_committed_file_reads(&wh, fault)?;
+        let out = clientele()?
+            .args(["run", "--as-of", NEXT])
+            .arg(job)
+            .env_remove("CLIENTELE_FAILPOINT")
+            .output()?;
+        assert!(
+            out.status.success() || out.status.code() == Some(3),
+            "{fault} (left the {state} snapshot): the rerun failed\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            published_checksums(&wh),
+            self.new,
+            "{fault} (left the {state} snapshot): the rerun published something else than a clean run"
+        );
+        assert!(lock_released(&wh), "{fault}: the rerun left the lock held");
+        let orphans: Vec<String> = walk(&wh)
+            .into_iter()
+            .filter(|p| !p.starts_with('_'))
+            .filter(|p| {
+                !committed_files(&wh).values().any(|f| {
+                    f.strip_prefix(&wh)
+                        .is_ok_and(|f| f.to_string_lossy() == **p)
+                })
+            })
+            .collect();
+        assert!(
+            orphans.is_empty(),
+            "{fault}: files no commit uses are left after the rerun: {orphans:?}"
+        );
+        Ok(())
+    }
+}
+
+/// Every file below `root`, relative to it.
+fn walk(root: &Path) -> Vec<String> {
+    fn go(dir: &Path, root: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                go(&p, root, out);
+            } else if let Ok(rel) = p.strip_prefix(root) {
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    go(root, root, &mut out);
+    out
+}
+
+/// A seeded generator for the kill moments (xorshift; no dependency needed for a handful).
+struct Moments(u64);
+
+impl Moments {
+    fn next_below(&mut self, limit: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % limit.max(1)
+    }
+}
+
+#[test]
+fn every_injected_fault_leaves_the_old_snapshot_or_the_new_one_whole() -> TestResult {
+    let base = demo(300)?;
+    let job_of = |dir: &Path| dir.join("jobs/demo.toml");
+
+    // The reference: a clean run of the next date from the same state.
+    let clean = tempfile::tempdir()?;
+    copy_all(base.path(), clean.path())?;
+    let started = Instant::now();
+    let out = clientele()?
+        .args(["run", "--as-of", NEXT])
+        .arg(job_of(clean.path()))
+        .output()?;
+    let clean_run = started.elapsed();
+    assert!(
+        out.status.success() || out.status.code() == Some(3),
+        "{out:?}"
+    );
+    let expected = Expected {
+        old: published_checksums(&base.path().join("warehouse")),
+        new: published_checksums(&clean.path().join("warehouse")),
+    };
+    assert_ne!(expected.old, expected.new);
+
+    let steps = [
+        "ingest",
+        "transform",
+        "resolve",
+        "consolidate",
+        "score",
+        "qualify",
+        "segment",
+        "export",
+    ];
+    let mut faults: Vec<(String, String)> = Vec::new();
+    for step in steps {
+        for action in ["error", "panic", "crash"] {
+            faults.push((format!("step:{step}"), action.to_string()));
+        }
+    }
+    for point in ["publish:renamed-first", "publish:renamed"] {
+        for action in ["error", "panic", "crash"] {
+            faults.push((point.to_string(), action.to_string()));
+        }
+    }
+    for point in ["publish:committed", "publish:pointed", "run:manifest"] {
+        for action in ["panic", "crash"] {
+            faults.push((point.to_string(), action.to_string()));
+        }
+    }
+    let mut checked = 0;
+    for (point, action) in &faults {
+        let fault = format!("{point}={action}");
+        let dir = tempfile::tempdir()?;
+        copy_all(base.path(), dir.path())?;
+        let out = clientele()?
+            .args(["run", "--as-of", NEXT])
+            .arg(job_of(dir.path()))
+            .env("CLIENTELE_FAILPOINT", &fault)
+            .env_remove("RUST_BACKTRACE")
+            .output()?;
+        assert!(
+            !out.status.success(),
+            "{fault}: the faulted run exited 0\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        expected.check(dir.path(), &job_of(dir.path()), &fault)?;
+        checked += 1;
+    }
+
+    // SIGKILL at seeded random moments of the run, the commit included.
+    let mut moments = Moments(0x5eed_c11e_47e1_u64);
+    let span = u64::try_from(clean_run.as_millis()).unwrap_or(10_000);
+    for kill in 0..14 {
+        let dir = tempfile::tempdir()?;
+        copy_all(base.path(), dir.path())?;
+        // Half the kills in the last fifth of the run, where publishing happens.
+        let at = if kill % 2 == 0 {
+            moments.next_below(span)
+        } else {
+            span * 4 / 5 + moments.next_below(span / 5 + 1)
+        };
+        let mut child = std::process::Command::cargo_bin("clientele")?
+            .args(["--quiet", "run", "--as-of", NEXT])
+            .arg(job_of(dir.path()))
+            .env_remove("CLIENTELE_FAILPOINT")
+            .env_remove("CLIENTELE_WAREHOUSE")
+            .env_remove("CLIENTELE_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        std::thread::sleep(Duration::from_millis(at));
+        child.kill()?;
+        child.wait()?;
+        expected.check(
+            dir.path(),
+            &job_of(dir.path()),
+            &format!("SIGKILL at {at} ms"),
+        )?;
+        checked += 1;
+    }
+    assert!(checked >= 50, "{checked} faults checked");
+    Ok(())
+}
