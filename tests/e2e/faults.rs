@@ -4,6 +4,10 @@
 //! snapshot or the new one whole (compared file by file, by checksum, with a clean run of the same
 //! date: runs are deterministic), every committed file must read, and the next run must succeed
 //! and publish exactly what the clean run published (so no row is lost or duplicated).
+//!
+//! The suite runs twice: with the warehouse on a local disk, and on an S3-compatible server
+//! (s3s-fs, started by `tests/services/start.sh`), where each copy's directory is served as a
+//! bucket of its own so that the same file-by-file checks read what the server stores.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,7 +16,67 @@ use std::time::{Duration, Instant};
 use assert_cmd::prelude::CommandCargoExt;
 use clientele_testkit::{committed_files, lock_released, published_checksums, read_parquet};
 
-use super::{TestResult, clientele, demo};
+use super::{TestResult, clientele, demo, service};
+
+/// Where the faulted runs keep their warehouse.
+enum Backend {
+    /// The job's own `../warehouse` directory.
+    Local,
+    /// `s3://<bucket>/warehouse` on the S3-compatible test server, whose buckets are the
+    /// directories below `root`.
+    S3 { root: std::path::PathBuf },
+}
+
+/// A copy's bucket on the test server (a link to the copy's directory), removed when dropped.
+struct Bucket(Option<std::path::PathBuf>);
+
+impl Drop for Bucket {
+    fn drop(&mut self) {
+        if let Some(link) = &self.0 {
+            let _ = std::fs::remove_file(link);
+        }
+    }
+}
+
+impl Backend {
+    /// Points the job of the copy in `dir` at its warehouse on this backend.
+    fn attach(&self, dir: &Path, job: &Path) -> Result<Bucket, Box<dyn std::error::Error>> {
+        let Backend::S3 { root } = self else {
+            return Ok(Bucket(None));
+        };
+        let name = dir
+            .file_name()
+            .ok_or("a temporary directory has a name")?
+            .to_string_lossy()
+            .to_lowercase()
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "");
+        let bucket = format!("faults-{name}");
+        let link = root.join(&bucket);
+        std::os::unix::fs::symlink(dir, &link)?;
+        point_job_at(job, &format!("s3://{bucket}/warehouse"))?;
+        Ok(Bucket(Some(link)))
+    }
+}
+
+/// Rewrites a job's `warehouse = ...` line.
+pub(crate) fn point_job_at(job: &Path, warehouse: &str) -> TestResult {
+    let spec = std::fs::read_to_string(job)?;
+    let mut found = false;
+    let rewritten: Vec<String> = spec
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("warehouse =") && !found {
+                found = true;
+                format!("warehouse = \"{warehouse}\"")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    assert!(found, "{} has no warehouse line", job.display());
+    std::fs::write(job, rewritten.join("\n") + "\n")?;
+    Ok(())
+}
 
 /// The date the faulted runs are for: the day after the demo's run.
 const NEXT: &str = "2026-01-01";
@@ -142,12 +206,25 @@ impl Moments {
 
 #[test]
 fn every_injected_fault_leaves_the_old_snapshot_or_the_new_one_whole() -> TestResult {
+    fault_suite(&Backend::Local)
+}
+
+#[test]
+#[ignore = "needs an S3-compatible server: eval \"$(bash tests/services/start.sh)\""]
+fn on_s3_every_injected_fault_leaves_the_old_snapshot_or_the_new_one_whole() -> TestResult {
+    let root = service("CLIENTELE_TEST_S3_ROOT")?;
+    service("AWS_ENDPOINT")?;
+    fault_suite(&Backend::S3 { root: root.into() })
+}
+
+fn fault_suite(backend: &Backend) -> TestResult {
     let base = demo(300)?;
     let job_of = |dir: &Path| dir.join("jobs/demo.toml");
 
     // The reference: a clean run of the next date from the same state.
     let clean = tempfile::tempdir()?;
     copy_all(base.path(), clean.path())?;
+    let _bucket = backend.attach(clean.path(), &job_of(clean.path()))?;
     let started = Instant::now();
     let out = clientele()?
         .args(["run", "--as-of", NEXT])
@@ -195,6 +272,7 @@ fn every_injected_fault_leaves_the_old_snapshot_or_the_new_one_whole() -> TestRe
         let fault = format!("{point}={action}");
         let dir = tempfile::tempdir()?;
         copy_all(base.path(), dir.path())?;
+        let _bucket = backend.attach(dir.path(), &job_of(dir.path()))?;
         let out = clientele()?
             .args(["run", "--as-of", NEXT])
             .arg(job_of(dir.path()))
@@ -216,6 +294,7 @@ fn every_injected_fault_leaves_the_old_snapshot_or_the_new_one_whole() -> TestRe
     for kill in 0..14 {
         let dir = tempfile::tempdir()?;
         copy_all(base.path(), dir.path())?;
+        let _bucket = backend.attach(dir.path(), &job_of(dir.path()))?;
         // Half the kills in the last fifth of the run, where publishing happens.
         let at = if kill % 2 == 0 {
             moments.next_below(span)

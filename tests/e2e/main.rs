@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 mod faults;
+mod s3;
 
 const AS_OF: &str = "2025-12-31";
 
@@ -28,6 +29,16 @@ fn clientele() -> Result<Command, Box<dyn std::error::Error>> {
     cmd.env_remove("CLIENTELE_WAREHOUSE")
         .env_remove("CLIENTELE_LOG");
     Ok(cmd)
+}
+
+/// A variable that `tests/services/start.sh` sets for the tests that need its servers.
+fn service(var: &str) -> Result<String, Box<dyn std::error::Error>> {
+    std::env::var(var).map_err(|_| {
+        format!(
+            "{var} is not set: start the servers with `eval \"$(bash tests/services/start.sh)\"`"
+        )
+        .into()
+    })
 }
 
 /// Runs `clientele run JOB --as-of AS_OF`.

@@ -41,6 +41,7 @@ mod formats;
 mod infer;
 mod input;
 mod postgres;
+pub mod postgres_tls;
 mod readers;
 mod rules;
 mod run;

@@ -11,6 +11,7 @@ use tokio::runtime::Handle;
 use crate::delimited::read_delimited;
 use crate::error::{Error, Result};
 use crate::input::{HashingReader, StreamReader};
+use crate::postgres_tls::{TlsOptions, connector, split_tls_options, wire_mode};
 use crate::readers::FileState;
 use crate::spec::{Format, SourcePlan};
 
@@ -90,13 +91,19 @@ pub(crate) fn redact(location: &str) -> String {
 }
 
 /// The connection settings: the URL, with user and password from `PGUSER` / `PGPASSWORD` when the URL
-/// has none.
-fn config(plan: &SourcePlan) -> Result<tokio_postgres::Config> {
+/// has none, and its TLS options (see [`crate::postgres_tls`]).
+fn config(plan: &SourcePlan) -> Result<(tokio_postgres::Config, TlsOptions)> {
     let bad = |reason: String| Error::BadSpec {
         source_name: plan.name.clone(),
         problems: vec![reason],
     };
-    let mut config: tokio_postgres::Config = plan.location.parse().map_err(|e| {
+    let tls = split_tls_options(&plan.location).map_err(|e| {
+        bad(format!(
+            "location '{}' is not a PostgreSQL connection URL: {e}",
+            redact(&plan.location)
+        ))
+    })?;
+    let mut config: tokio_postgres::Config = tls.location.parse().map_err(|e| {
         bad(format!(
             "location '{}' is not a PostgreSQL connection URL: {e}",
             redact(&plan.location)
@@ -111,7 +118,8 @@ fn config(plan: &SourcePlan) -> Result<tokio_postgres::Config> {
         config.password(p);
     }
     config.application_name("clientele");
-    Ok(config)
+    config.ssl_mode(wire_mode(tls.mode));
+    Ok((config, tls))
 }
 
 /// Streams the relation through the delimited reader.
@@ -127,15 +135,26 @@ pub(crate) fn read_relation(
         file: PathBuf::from(&shown),
         reason: format!("{what}: {}", pg_message(&e)),
     };
-    let config = config(plan)?;
-    let (client, connection) = rt
-        .block_on(config.connect(tokio_postgres::NoTls))
-        .map_err(|e| failed("cannot connect", e))?;
-    let conn = rt.spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "PostgreSQL connection ended with an error");
+    let (config, tls) = config(plan)?;
+    let connector = connector(&tls).map_err(|reason| Error::BadFile {
+        source_name: plan.name.clone(),
+        file: PathBuf::from(&shown),
+        reason: format!("cannot set up TLS: {reason}"),
+    })?;
+    let (client, conn) = match connector {
+        None => {
+            let (client, connection) = rt
+                .block_on(config.connect(tokio_postgres::NoTls))
+                .map_err(|e| failed("cannot connect", e))?;
+            (client, rt.spawn(drive(connection)))
         }
-    });
+        Some(connector) => {
+            let (client, connection) = rt
+                .block_on(config.connect(connector))
+                .map_err(|e| failed("cannot connect", e))?;
+            (client, rt.spawn(drive(connection)))
+        }
+    };
     rt.block_on(client.batch_execute(
         "SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 3; \
          SET default_transaction_read_only = on",
@@ -163,10 +182,35 @@ pub(crate) fn read_relation(
     Ok(())
 }
 
+/// Runs a connection until its client is dropped.
+async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if let Err(e) = connection.await {
+        tracing::warn!(error = %e, "PostgreSQL connection ended with an error");
+    }
+}
+
 /// The server's message when there is one (it names the missing table or column).
 fn pg_message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => {
+            // The cause chain: a TLS failure says why only in its source ("invalid peer
+            // certificate: UnknownIssuer").
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                let text = cause.to_string();
+                if !message.contains(&text) {
+                    message.push_str(": ");
+                    message.push_str(&text);
+                }
+                source = cause.source();
+            }
+            message
+        }
     }
 }

@@ -977,3 +977,58 @@ async fn postgres_table_and_query() -> TestResult {
         .await?;
     Ok(())
 }
+
+/// PostgreSQL over TLS: verify-full is the default and checks the certificate against the root
+/// (`sslrootcert`) and the host name; verify-ca skips the name, require skips both, disable is
+/// plain. The server is started with a certificate for `localhost` signed by a test CA.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: eval \"$(bash tests/services/start.sh)\""]
+async fn postgres_over_tls_verifies_the_server_by_default() -> TestResult {
+    let ca = service("CLIENTELE_TEST_PG_CA", "PostgreSQL with TLS")?;
+    let port = service("CLIENTELE_TEST_PG_URL", "PostgreSQL")?
+        .split(':')
+        .nth(2)
+        .and_then(|p| p.split('/').next().map(str::to_string))
+        .ok_or("a port in CLIENTELE_TEST_PG_URL")?;
+    let dir = tempfile::tempdir()?;
+    // What the session itself says about its connection.
+    let source = |url: &str| {
+        format!(
+            "format = \"postgres\"\nlocation = \"{url}\"\n\
+             query = \"SELECT ssl::text AS encrypted FROM pg_stat_ssl WHERE pid = pg_backend_pid()\"\n\
+             fields = [ {{ name = \"encrypted\", type = \"string\" }} ]"
+        )
+    };
+    let encrypted = |loaded: &Loaded| loaded.data.first().map(|r| r[0].clone());
+    let verified = format!("postgres://postgres@localhost:{port}/postgres?sslrootcert={ca}");
+    let loaded = ingest(dir.path(), &source(&verified), &LoadOptions::default()).await?;
+    assert_eq!(encrypted(&loaded).as_deref(), Some("true"));
+
+    // The right root but another name (the certificate is for localhost): verify-full refuses,
+    // verify-ca accepts.
+    let by_ip = format!("postgres://postgres@127.0.0.1:{port}/postgres?sslrootcert={ca}");
+    let refused = ingest(dir.path(), &source(&by_ip), &LoadOptions::default()).await;
+    let err = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        err.contains("cannot connect") && err.contains("certificate"),
+        "{err}"
+    );
+    let ca_only = format!("{by_ip}&sslmode=verify-ca");
+    let loaded = ingest(dir.path(), &source(&ca_only), &LoadOptions::default()).await?;
+    assert_eq!(encrypted(&loaded).as_deref(), Some("true"));
+
+    // No root given: the system's roots do not know the test CA.
+    let untrusted = format!("postgres://postgres@localhost:{port}/postgres");
+    let refused = ingest(dir.path(), &source(&untrusted), &LoadOptions::default()).await;
+    let err = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("certificate"), "{err}");
+
+    // require encrypts without checking; disable does not encrypt.
+    let require = format!("{untrusted}?sslmode=require");
+    let loaded = ingest(dir.path(), &source(&require), &LoadOptions::default()).await?;
+    assert_eq!(encrypted(&loaded).as_deref(), Some("true"));
+    let plain = format!("{untrusted}?sslmode=disable");
+    let loaded = ingest(dir.path(), &source(&plain), &LoadOptions::default()).await?;
+    assert_eq!(encrypted(&loaded).as_deref(), Some("false"));
+    Ok(())
+}

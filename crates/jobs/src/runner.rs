@@ -370,9 +370,10 @@ impl Runner {
                 Err(e) => {
                     // Nothing was committed: the files this run moved into place go again, and the
                     // run is recorded as failed.
+                    let undecided = matches!(e, Error::Internal(_));
                     let e = chain(&e);
                     tracing::error!(run = %run_id, error = %e, "publishing failed: nothing was published; the last good outputs are untouched");
-                    for rel in &files {
+                    for rel in files.iter().filter(|_| !undecided) {
                         if let Err(e) = warehouse.delete(&layout::physical(rel, run_id)).await {
                             tracing::warn!(file = %rel, error = %e, "a file of the failed publication could not be removed; the next run will");
                         }
@@ -480,9 +481,26 @@ impl Runner {
                 "run {run_id} lost the warehouse lock to another run while it worked"
             )));
         }
-        Ok(warehouse
+        match warehouse
             .publish(run_id, base, changes, (self.opts.clock)())
-            .await?)
+            .await
+        {
+            Ok(committed) => Ok(committed),
+            Err(e) => {
+                // An error whose reply was lost may hide a commit that was made (on an object
+                // store, the record written and the answer dropped): the latest commit says.
+                match warehouse.snapshot().await {
+                    Ok(latest) if latest.run_id.as_deref() == Some(run_id.as_str()) => {
+                        tracing::warn!(run = %run_id, version = latest.version, error = %e, "publishing reported an error, but the commit record is this run's: the run is published");
+                        Ok(latest)
+                    }
+                    Ok(_) => Err(Error::Store(e)),
+                    Err(unreadable) => Err(Error::Internal(format!(
+                        "{e}; and whether the commit was made cannot be read ({unreadable}): the next run decides, and removes this run's files if no commit uses them"
+                    ))),
+                }
+            }
+        }
     }
 
     fn notify_finished(&self, report: &StepReport) {

@@ -42,6 +42,7 @@ pub mod failpoint;
 pub mod layout;
 mod lock;
 mod parquet_file;
+pub mod retrying;
 pub mod tombstone;
 mod warehouse;
 

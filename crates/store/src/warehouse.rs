@@ -1,5 +1,7 @@
+use std::future::Future;
 use std::path::Path as FsPath;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -22,6 +24,29 @@ pub struct Warehouse {
     root: Path,
     /// How the user named it (for messages).
     display: String,
+    /// Whether operations that fail with a transient error are tried again (remote stores).
+    retries: bool,
+}
+
+/// How many times one warehouse operation on a remote store is tried before its error stands. The
+/// object store client already retries server errors (5xx, 429) and unsent requests with backoff
+/// within each try; these tries cover what it cannot: a connection dropped after a request that is
+/// not idempotent was sent (a put-if-absent, whose answer was lost), a reply that does not parse,
+/// and a server that stays unavailable longer than its own retries last.
+pub const REMOTE_ATTEMPTS: u32 = 5;
+
+/// The pause after the first failed try; it doubles with every further one (0.2 s, 0.4 s, ... 1.6 s).
+const FIRST_PAUSE: Duration = Duration::from_millis(200);
+
+/// Whether an object store error may go away when the operation is tried again. Answers that are
+/// final (not found, already exists, a failed precondition, permission denied, not authenticated,
+/// an invalid path, an unsupported operation) are not; transport and server trouble, which the
+/// client reports as a generic error, is.
+fn is_transient(error: &object_store::Error) -> bool {
+    matches!(
+        error,
+        object_store::Error::Generic { .. } | object_store::Error::JoinError { .. }
+    )
 }
 
 impl Warehouse {
@@ -52,14 +77,19 @@ impl Warehouse {
                     .map_err(|e| bad(e.to_string()))?,
                     root: Path::from(url.path().trim_matches('/')),
                     display: location.to_string(),
+                    retries: false,
                 }),
                 _ => {
                     let (store, store_url, root) = remote_store(&url).map_err(bad)?;
+                    // What a query engine reads through retries its reads too.
+                    let store: Arc<dyn ObjectStore> =
+                        Arc::new(crate::retrying::RetryingStore::new(store));
                     Ok(Self {
                         store,
                         store_url,
                         root,
                         display: location.to_string(),
+                        retries: true,
                     })
                 }
             },
@@ -87,6 +117,7 @@ impl Warehouse {
             store_url: Url::parse("file:///").map_err(|e| bad(e.to_string()))?,
             root,
             display: abs.display().to_string(),
+            retries: false,
         })
     }
 
@@ -124,43 +155,100 @@ impl Warehouse {
         s
     }
 
+    /// Runs one operation on the store, trying it again with a growing pause while it fails with
+    /// a transient error on a remote store ([`REMOTE_ATTEMPTS`] tries in all). `op` gets the try's
+    /// number (1 for the first), so that an operation whose earlier try may have taken effect
+    /// unseen can tell.
+    async fn with_retries<T, F, Fut>(
+        &self,
+        what: &str,
+        path: &Path,
+        mut op: F,
+    ) -> std::result::Result<T, object_store::Error>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = std::result::Result<T, object_store::Error>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match op(attempt).await {
+                Err(e) if self.retries && attempt < REMOTE_ATTEMPTS && is_transient(&e) => {
+                    let pause = FIRST_PAUSE * 2u32.pow(attempt - 1);
+                    tracing::warn!(
+                        "{what} {path} failed (try {attempt} of {REMOTE_ATTEMPTS}), trying again in {:.1} s: {e}",
+                        pause.as_secs_f64()
+                    );
+                    tokio::time::sleep(pause).await;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// Writes one object (atomically: a local file appears complete or not at all).
     pub async fn put(&self, rel: &str, data: Bytes) -> Result<()> {
         let path = self.object_path(rel);
-        self.store
-            .put(&path, PutPayload::from(data))
-            .await
-            .map_err(|e| Error::storage(&path, e))?;
+        self.with_retries("writing", &path, |_| {
+            self.store.put(&path, PutPayload::from(data.clone()))
+        })
+        .await
+        .map_err(|e| Error::storage(&path, e))?;
         Ok(())
     }
 
     /// Writes one object only if none exists there yet; returns false if one did.
+    ///
+    /// On a remote store a try whose reply was lost may have written the object: when a write
+    /// finds the object there, it reads it back, and an object holding exactly these bytes is this
+    /// call's own write (lock generations and commit records name their run and time, so another
+    /// writer's never matches).
     pub async fn put_if_absent(&self, rel: &str, data: Bytes) -> Result<bool> {
         let path = self.object_path(rel);
-        let opts = PutOptions {
+        let opts = || PutOptions {
             mode: PutMode::Create,
             ..Default::default()
         };
-        match self
-            .store
-            .put_opts(&path, PutPayload::from(data), opts)
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-            Err(e) => Err(Error::storage(&path, e)),
-        }
+        let outcome = self
+            .with_retries("writing (if absent)", &path, |_| {
+                let data = data.clone();
+                let opts = opts();
+                let path = &path;
+                async move {
+                    match self
+                        .store
+                        .put_opts(path, PutPayload::from(data.clone()), opts)
+                        .await
+                    {
+                        Ok(_) => Ok(true),
+                        // Also on the first try: the client may have retried the request
+                        // itself after a reply was lost, and met its own write.
+                        Err(object_store::Error::AlreadyExists { .. }) => {
+                            let there = self.store.get(path).await?.bytes().await?;
+                            if there != data {
+                                return Ok(false);
+                            }
+                            tracing::info!(
+                                "{path} was written by an earlier try whose reply was lost"
+                            );
+                            Ok(true)
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            })
+            .await;
+        outcome.map_err(|e| Error::storage(&path, e))
     }
 
     /// Reads one object.
     pub async fn get(&self, rel: &str) -> Result<Bytes> {
         let path = self.object_path(rel);
-        let got = self
-            .store
-            .get(&path)
-            .await
-            .map_err(|e| Error::storage(&path, e))?;
-        got.bytes().await.map_err(|e| Error::storage(&path, e))
+        self.with_retries("reading", &path, |_| async {
+            self.store.get(&path).await?.bytes().await
+        })
+        .await
+        .map_err(|e| Error::storage(&path, e))
     }
 
     /// Reads one object, or `None` when there is none.
@@ -175,29 +263,41 @@ impl Warehouse {
         }
     }
 
-    /// Lists every object below a warehouse-relative prefix, as (relative path, size), sorted by path.
-    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+    /// Lists every object below a prefix as its metadata (tried again as a whole on a transient
+    /// error), with paths relative to the warehouse root, sorted by path.
+    async fn list_meta(&self, prefix: &str) -> Result<Vec<(String, object_store::ObjectMeta)>> {
         let path = self.object_path(prefix);
-        let metas: Vec<_> = self
-            .store
-            .list(Some(&path))
-            .try_collect()
+        let metas: Vec<object_store::ObjectMeta> = self
+            .with_retries("listing", &path, |_| {
+                self.store.list(Some(&path)).try_collect()
+            })
             .await
             .map_err(|e| Error::storage(&path, e))?;
         let root = self.root.as_ref();
-        let mut out: Vec<(String, u64)> = metas
+        let mut out: Vec<_> = metas
             .into_iter()
             .map(|m| {
                 let full = m.location.as_ref();
                 let rel = full
                     .strip_prefix(root)
                     .unwrap_or(full)
-                    .trim_start_matches('/');
-                (rel.to_string(), m.size)
+                    .trim_start_matches('/')
+                    .to_string();
+                (rel, m)
             })
             .collect();
-        out.sort();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
+    }
+
+    /// Lists every object below a warehouse-relative prefix, as (relative path, size), sorted by path.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        Ok(self
+            .list_meta(prefix)
+            .await?
+            .into_iter()
+            .map(|(rel, m)| (rel, m.size))
+            .collect())
     }
 
     /// Deletes one object; a missing one is not an error. On a local disk a directory the
@@ -205,7 +305,10 @@ impl Warehouse {
     /// partition leaves no empty `as_of=` directory for readers to trip over.
     pub async fn delete(&self, rel: &str) -> Result<()> {
         let path = self.object_path(rel);
-        match self.store.delete(&path).await {
+        match self
+            .with_retries("deleting", &path, |_| self.store.delete(&path))
+            .await
+        {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(Error::storage(&path, e)),
         }
@@ -222,7 +325,10 @@ impl Warehouse {
     /// Whether an object exists (a metadata request; nothing is downloaded).
     pub async fn exists(&self, rel: &str) -> Result<bool> {
         let path = self.object_path(rel);
-        match self.store.head(&path).await {
+        match self
+            .with_retries("looking up", &path, |_| self.store.head(&path))
+            .await
+        {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(Error::storage(&path, e)),
@@ -256,12 +362,26 @@ impl Warehouse {
     }
 
     /// Moves one object (an atomic rename on a local disk, a server-side copy and delete on S3).
+    /// A try that finds the source gone and the destination there has found an earlier try's work
+    /// done (run-unique destination names make that unambiguous).
     pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
         let (from, to) = (self.object_path(from), self.object_path(to));
-        self.store
-            .rename(&from, &to)
-            .await
-            .map_err(|e| Error::storage(&to, e))
+        self.with_retries("moving", &from, |_| {
+            let (from, to) = (&from, &to);
+            async move {
+                match self.store.rename(from, to).await {
+                    // Also on the first try: the client may have retried a copy or delete itself.
+                    Err(object_store::Error::NotFound { .. })
+                        if self.store.head(to).await.is_ok() =>
+                    {
+                        Ok(())
+                    }
+                    result => result,
+                }
+            }
+        })
+        .await
+        .map_err(|e| Error::storage(&to, e))
     }
 
     /// Lists every object below a prefix with when it was last written, sorted by path.
@@ -269,27 +389,12 @@ impl Warehouse {
         &self,
         prefix: &str,
     ) -> Result<Vec<(String, Option<chrono::DateTime<chrono::Utc>>)>> {
-        let path = self.object_path(prefix);
-        let metas: Vec<_> = self
-            .store
-            .list(Some(&path))
-            .try_collect()
-            .await
-            .map_err(|e| Error::storage(&path, e))?;
-        let root = self.root.as_ref();
-        let mut out: Vec<_> = metas
+        Ok(self
+            .list_meta(prefix)
+            .await?
             .into_iter()
-            .map(|m| {
-                let full = m.location.as_ref();
-                let rel = full
-                    .strip_prefix(root)
-                    .unwrap_or(full)
-                    .trim_start_matches('/');
-                (rel.to_string(), Some(m.last_modified))
-            })
-            .collect();
-        out.sort();
-        Ok(out)
+            .map(|(rel, m)| (rel, Some(m.last_modified)))
+            .collect())
     }
 }
 
