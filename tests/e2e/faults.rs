@@ -267,59 +267,115 @@ fn fault_suite(backend: &Backend) -> TestResult {
             faults.push((point.to_string(), action.to_string()));
         }
     }
-    let mut checked = 0;
-    for (point, action) in &faults {
-        let fault = format!("{point}={action}");
-        let dir = tempfile::tempdir()?;
-        copy_all(base.path(), dir.path())?;
-        let _bucket = backend.attach(dir.path(), &job_of(dir.path()))?;
-        let out = clientele()?
-            .args(["run", "--as-of", NEXT])
-            .arg(job_of(dir.path()))
-            .env("CLIENTELE_FAILPOINT", &fault)
-            .env_remove("RUST_BACKTRACE")
-            .output()?;
-        assert!(
-            !out.status.success(),
-            "{fault}: the faulted run exited 0\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        expected.check(dir.path(), &job_of(dir.path()), &fault)?;
-        checked += 1;
-    }
-
-    // SIGKILL at seeded random moments of the run, the commit included.
+    // SIGKILL at seeded random moments of the run, the commit included: half of them in the
+    // last fifth of the run, where publishing happens.
     let mut moments = Moments(0x5eed_c11e_47e1_u64);
     let span = u64::try_from(clean_run.as_millis()).unwrap_or(10_000);
+    let mut jobs: Vec<Fault> = faults
+        .into_iter()
+        .map(|(point, action)| Fault::Point(format!("{point}={action}")))
+        .collect();
     for kill in 0..14 {
-        let dir = tempfile::tempdir()?;
-        copy_all(base.path(), dir.path())?;
-        let _bucket = backend.attach(dir.path(), &job_of(dir.path()))?;
-        // Half the kills in the last fifth of the run, where publishing happens.
-        let at = if kill % 2 == 0 {
+        jobs.push(Fault::Kill(if kill % 2 == 0 {
             moments.next_below(span)
         } else {
             span * 4 / 5 + moments.next_below(span / 5 + 1)
-        };
-        let mut child = std::process::Command::cargo_bin("clientele")?
-            .args(["--quiet", "run", "--as-of", NEXT])
-            .arg(job_of(dir.path()))
-            .env_remove("CLIENTELE_FAILPOINT")
-            .env_remove("CLIENTELE_WAREHOUSE")
-            .env_remove("CLIENTELE_LOG")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()?;
-        std::thread::sleep(Duration::from_millis(at));
-        child.kill()?;
-        child.wait()?;
-        expected.check(
-            dir.path(),
-            &job_of(dir.path()),
-            &format!("SIGKILL at {at} ms"),
-        )?;
-        checked += 1;
+        }));
     }
+    let checked = jobs.len();
+
+    // Each fault on its own copy; copies are independent, so a few run at once (a run on the S3
+    // server spends much of its time waiting for answers).
+    let workers = match backend {
+        Backend::Local => 2,
+        Backend::S3 { .. } => 3,
+    };
+    let queue = std::sync::Mutex::new(jobs);
+    let failures = std::sync::Mutex::new(Vec::<String>::new());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let job = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                    let Some(job) = job else { break };
+                    let name = job.name();
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        one_fault(&job, base.path(), backend, &expected).map_err(|e| e.to_string())
+                    }));
+                    let failed = match outcome {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(e)) => e,
+                        Err(panic) => panic
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_else(|| "a panic".into()),
+                    };
+                    failures
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(format!("{name}: {failed}"));
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     assert!(checked >= 50, "{checked} faults checked");
     Ok(())
+}
+
+/// One injected fault.
+enum Fault {
+    /// A failpoint, `point=action`.
+    Point(String),
+    /// A SIGKILL this many milliseconds into the run.
+    Kill(u64),
+}
+
+impl Fault {
+    fn name(&self) -> String {
+        match self {
+            Fault::Point(p) => p.clone(),
+            Fault::Kill(at) => format!("SIGKILL at {at} ms"),
+        }
+    }
+}
+
+/// Injects one fault into a run of the next date on a fresh copy of `base`, then checks it.
+fn one_fault(fault: &Fault, base: &Path, backend: &Backend, expected: &Expected) -> TestResult {
+    let dir = tempfile::tempdir()?;
+    copy_all(base, dir.path())?;
+    let job = dir.path().join("jobs/demo.toml");
+    let _bucket = backend.attach(dir.path(), &job)?;
+    match fault {
+        Fault::Point(point) => {
+            let out = clientele()?
+                .args(["run", "--as-of", NEXT])
+                .arg(&job)
+                .env("CLIENTELE_FAILPOINT", point)
+                .env_remove("RUST_BACKTRACE")
+                .output()?;
+            assert!(
+                !out.status.success(),
+                "{point}: the faulted run exited 0\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Fault::Kill(at) => {
+            let mut child = std::process::Command::cargo_bin("clientele")?
+                .args(["--quiet", "run", "--as-of", NEXT])
+                .arg(&job)
+                .env_remove("CLIENTELE_FAILPOINT")
+                .env_remove("CLIENTELE_WAREHOUSE")
+                .env_remove("CLIENTELE_LOG")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()?;
+            std::thread::sleep(Duration::from_millis(*at));
+            child.kill()?;
+            child.wait()?;
+        }
+    }
+    expected.check(dir.path(), &job, &fault.name())
 }

@@ -114,17 +114,8 @@ impl Warehouse {
 
     async fn highest_commit(&self) -> Result<u64> {
         Ok(self
-            .list(layout::COMMITS_DIR)
+            .highest_numbered(layout::COMMITS_DIR)
             .await?
-            .iter()
-            .filter_map(|(p, _)| {
-                p.rsplit('/')
-                    .next()?
-                    .strip_suffix(".json")?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .max()
             .unwrap_or(0))
     }
 

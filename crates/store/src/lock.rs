@@ -193,19 +193,7 @@ impl Drop for RunLock {
 
 /// The highest generation and what it says (`(0, None)` when the lock was never taken).
 async fn current_generation(warehouse: &Warehouse) -> Result<(u64, Option<LockInfo>)> {
-    let Some(n) = warehouse
-        .list(LOCK_DIR)
-        .await?
-        .iter()
-        .filter_map(|(p, _)| {
-            p.rsplit('/')
-                .next()?
-                .strip_suffix(".json")?
-                .parse::<u64>()
-                .ok()
-        })
-        .max()
-    else {
+    let Some(n) = warehouse.highest_numbered(LOCK_DIR).await? else {
         return Ok((0, None));
     };
     // Unreadable: treated as held by an unknown run, stale by age only.

@@ -18,8 +18,14 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 
-/// Tries per read, and the first pause (doubling) between them.
-const ATTEMPTS: u32 = 5;
+/// How many times an operation is tried before its error stands. The object store client already
+/// retries server errors (5xx, 429) and unsent requests with backoff within each try; these tries
+/// cover what it cannot: a connection dropped after a request that is not idempotent was sent (a
+/// put-if-absent, whose answer was lost), an answer cut off half way, a reply that does not parse,
+/// and a server that stays unavailable longer than its own retries last.
+pub const ATTEMPTS: u32 = 5;
+
+/// The pause after the first failed try; it doubles with every further one (0.2 s, ... 1.6 s).
 const FIRST_PAUSE: Duration = Duration::from_millis(200);
 
 /// Wraps a store so that reads (get, head, list) are tried again on transient errors.
@@ -40,14 +46,20 @@ impl std::fmt::Display for RetryingStore {
     }
 }
 
-fn transient(e: &object_store::Error) -> bool {
+/// Whether an object store error may go away when the operation is tried again. Answers that are
+/// final (not found, already exists, a failed precondition, permission denied, not authenticated,
+/// an invalid path, an unsupported operation) are not; transport and server trouble, which the
+/// client reports as a generic error, is.
+pub(crate) fn transient(e: &object_store::Error) -> bool {
     matches!(
         e,
         object_store::Error::Generic { .. } | object_store::Error::JoinError { .. }
     )
 }
 
-async fn retry<T, F, Fut>(what: &str, mut op: F) -> Result<T>
+/// Runs `op` until it succeeds, fails with an error that is not [`transient`], or has been tried
+/// [`ATTEMPTS`] times, pausing longer after each failure; each retry is logged as a warning.
+pub(crate) async fn retry<T, F, Fut>(what: &str, mut op: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,

@@ -1,7 +1,6 @@
 use std::future::Future;
 use std::path::Path as FsPath;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -26,27 +25,6 @@ pub struct Warehouse {
     display: String,
     /// Whether operations that fail with a transient error are tried again (remote stores).
     retries: bool,
-}
-
-/// How many times one warehouse operation on a remote store is tried before its error stands. The
-/// object store client already retries server errors (5xx, 429) and unsent requests with backoff
-/// within each try; these tries cover what it cannot: a connection dropped after a request that is
-/// not idempotent was sent (a put-if-absent, whose answer was lost), a reply that does not parse,
-/// and a server that stays unavailable longer than its own retries last.
-pub const REMOTE_ATTEMPTS: u32 = 5;
-
-/// The pause after the first failed try; it doubles with every further one (0.2 s, 0.4 s, ... 1.6 s).
-const FIRST_PAUSE: Duration = Duration::from_millis(200);
-
-/// Whether an object store error may go away when the operation is tried again. Answers that are
-/// final (not found, already exists, a failed precondition, permission denied, not authenticated,
-/// an invalid path, an unsupported operation) are not; transport and server trouble, which the
-/// client reports as a generic error, is.
-fn is_transient(error: &object_store::Error) -> bool {
-    matches!(
-        error,
-        object_store::Error::Generic { .. } | object_store::Error::JoinError { .. }
-    )
 }
 
 impl Warehouse {
@@ -156,9 +134,7 @@ impl Warehouse {
     }
 
     /// Runs one operation on the store, trying it again with a growing pause while it fails with
-    /// a transient error on a remote store ([`REMOTE_ATTEMPTS`] tries in all). `op` gets the try's
-    /// number (1 for the first), so that an operation whose earlier try may have taken effect
-    /// unseen can tell.
+    /// a transient error on a remote store ([`crate::retrying::ATTEMPTS`] tries in all).
     async fn with_retries<T, F, Fut>(
         &self,
         what: &str,
@@ -166,30 +142,36 @@ impl Warehouse {
         mut op: F,
     ) -> std::result::Result<T, object_store::Error>
     where
-        F: FnMut(u32) -> Fut,
+        F: FnMut() -> Fut,
         Fut: Future<Output = std::result::Result<T, object_store::Error>>,
     {
-        let mut attempt = 1;
-        loop {
-            match op(attempt).await {
-                Err(e) if self.retries && attempt < REMOTE_ATTEMPTS && is_transient(&e) => {
-                    let pause = FIRST_PAUSE * 2u32.pow(attempt - 1);
-                    tracing::warn!(
-                        "{what} {path} failed (try {attempt} of {REMOTE_ATTEMPTS}), trying again in {:.1} s: {e}",
-                        pause.as_secs_f64()
-                    );
-                    tokio::time::sleep(pause).await;
-                    attempt += 1;
-                }
-                result => return result,
-            }
+        if !self.retries {
+            return op().await;
         }
+        crate::retrying::retry(&format!("{what} {path}"), op).await
+    }
+
+    /// The highest number among the `<number>.json` objects below a prefix (commit records, lock
+    /// generations), if there is one.
+    pub async fn highest_numbered(&self, prefix: &str) -> Result<Option<u64>> {
+        Ok(self
+            .list(prefix)
+            .await?
+            .iter()
+            .filter_map(|(p, _)| {
+                p.rsplit('/')
+                    .next()?
+                    .strip_suffix(".json")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max())
     }
 
     /// Writes one object (atomically: a local file appears complete or not at all).
     pub async fn put(&self, rel: &str, data: Bytes) -> Result<()> {
         let path = self.object_path(rel);
-        self.with_retries("writing", &path, |_| {
+        self.with_retries("writing", &path, || {
             self.store.put(&path, PutPayload::from(data.clone()))
         })
         .await
@@ -210,7 +192,7 @@ impl Warehouse {
             ..Default::default()
         };
         let outcome = self
-            .with_retries("writing (if absent)", &path, |_| {
+            .with_retries("writing (if absent)", &path, || {
                 let data = data.clone();
                 let opts = opts();
                 let path = &path;
@@ -244,7 +226,7 @@ impl Warehouse {
     /// Reads one object.
     pub async fn get(&self, rel: &str) -> Result<Bytes> {
         let path = self.object_path(rel);
-        self.with_retries("reading", &path, |_| async {
+        self.with_retries("reading", &path, || async {
             self.store.get(&path).await?.bytes().await
         })
         .await
@@ -268,7 +250,7 @@ impl Warehouse {
     async fn list_meta(&self, prefix: &str) -> Result<Vec<(String, object_store::ObjectMeta)>> {
         let path = self.object_path(prefix);
         let metas: Vec<object_store::ObjectMeta> = self
-            .with_retries("listing", &path, |_| {
+            .with_retries("listing", &path, || {
                 self.store.list(Some(&path)).try_collect()
             })
             .await
@@ -306,7 +288,7 @@ impl Warehouse {
     pub async fn delete(&self, rel: &str) -> Result<()> {
         let path = self.object_path(rel);
         match self
-            .with_retries("deleting", &path, |_| self.store.delete(&path))
+            .with_retries("deleting", &path, || self.store.delete(&path))
             .await
         {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -326,7 +308,7 @@ impl Warehouse {
     pub async fn exists(&self, rel: &str) -> Result<bool> {
         let path = self.object_path(rel);
         match self
-            .with_retries("looking up", &path, |_| self.store.head(&path))
+            .with_retries("looking up", &path, || self.store.head(&path))
             .await
         {
             Ok(_) => Ok(true),
@@ -366,7 +348,7 @@ impl Warehouse {
     /// done (run-unique destination names make that unambiguous).
     pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
         let (from, to) = (self.object_path(from), self.object_path(to));
-        self.with_retries("moving", &from, |_| {
+        self.with_retries("moving", &from, || {
             let (from, to) = (&from, &to);
             async move {
                 match self.store.rename(from, to).await {
