@@ -276,11 +276,7 @@ pub const KEPT_COMMITS: u64 = 20;
 mod tests {
     use super::*;
 
-    fn temp() -> (tempfile::TempDir, Warehouse) {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
-        let wh = Warehouse::open("wh", dir.path()).unwrap_or_else(|e| unreachable!("{e}"));
-        (dir, wh)
-    }
+    use crate::warehouse::temp_warehouse as temp;
 
     const T: &str = "marts/t/as_of=2025-01-01/part-0.parquet";
 

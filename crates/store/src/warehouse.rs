@@ -59,9 +59,6 @@ impl Warehouse {
                 }),
                 _ => {
                     let (store, store_url, root) = remote_store(&url).map_err(bad)?;
-                    // What a query engine reads through retries its reads too.
-                    let store: Arc<dyn ObjectStore> =
-                        Arc::new(crate::retrying::RetryingStore::new(store));
                     Ok(Self {
                         store,
                         store_url,
@@ -99,9 +96,16 @@ impl Warehouse {
         })
     }
 
-    /// The object store holding the warehouse.
+    /// The object store holding the warehouse, for a query engine or a writer: on a remote store
+    /// its reads are tried again on transient errors ([`crate::retrying::RetryingStore`]; the
+    /// warehouse's own operations retry in [`Self::with_retries`], so they use the store itself
+    /// and are not retried twice).
     pub fn store(&self) -> Arc<dyn ObjectStore> {
-        Arc::clone(&self.store)
+        if self.retries {
+            Arc::new(crate::retrying::RetryingStore::new(Arc::clone(&self.store)))
+        } else {
+            Arc::clone(&self.store)
+        }
     }
 
     /// The URL under which the store must be registered with a query engine.
@@ -436,15 +440,18 @@ pub fn remote_store(url: &Url) -> std::result::Result<(Arc<dyn ObjectStore>, Url
     Ok((store, store_url, root))
 }
 
+/// A warehouse in a fresh temporary directory, for tests.
+#[cfg(test)]
+pub(crate) fn temp_warehouse() -> (tempfile::TempDir, Warehouse) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+    let wh = Warehouse::open("wh", dir.path()).unwrap_or_else(|e| unreachable!("{e}"));
+    (dir, wh)
+}
+
 #[cfg(test)]
 mod tests {
+    use super::temp_warehouse as temp;
     use super::*;
-
-    fn temp() -> (tempfile::TempDir, Warehouse) {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
-        let wh = Warehouse::open("wh", dir.path()).unwrap_or_else(|e| unreachable!("{e}"));
-        (dir, wh)
-    }
 
     #[tokio::test]
     async fn put_if_absent_refuses_a_second_writer() -> Result<()> {
