@@ -42,8 +42,8 @@ peak = step.get("peak_memory_mib")
 print(f"          identity step peak {peak if peak is not None else '?'} MiB; "
       f"whole demo run {secs:.1f} s, peak {kb / 1024:.0f} MiB (ingest, SQL and identity together)")
 PY
-records=$(ls "$work"/warehouse/intermediate/int_customer_records__unioned/as_of=*/part-0.parquet)
-truth=$(ls "$work"/warehouse/staging/stg_demo__truth/as_of=*/part-0.parquet)
+records=$(ls "$work"/warehouse/intermediate/int_customer_records__unioned/as_of=*/part-0*.parquet)
+truth=$(ls "$work"/warehouse/staging/stg_demo__truth/as_of=*/part-0*.parquet)
 /usr/bin/time -f "%e %M" -o "$work.splink.time" taskset -c "$cores" \
   "$venv/bin/python" "$root/tests/bench/splink_peer.py" "$records" "$truth" "$threads" 2>"$work.splink.log" \
   || { tail -30 "$work.splink.log" >&2; exit 1; }

@@ -2824,3 +2824,55 @@ fn a_backfill_measures_freshness_at_its_as_of_date() -> TestResult {
     );
     Ok(())
 }
+
+/// `demo --no-run` only writes the project and its sources (as the nightly benchmark needs, to
+/// time the run alone); the run then reports each step's CPU time beside its wall time.
+#[test]
+fn demo_without_its_run_then_the_run_reports_each_steps_cpu_time() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = clientele()?
+        .args([
+            "demo",
+            "--no-run",
+            "--persons",
+            "400",
+            "--country",
+            "au",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .output()?;
+    assert_ok(&out);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let job = dir.path().join("jobs/demo.toml");
+    assert!(job.exists() && dir.path().join("sources").is_dir());
+    assert!(
+        printed.contains(&format!("clientele run {} --as-of {AS_OF}", job.display())),
+        "{printed}"
+    );
+    let wh = dir.path().join("warehouse");
+    assert!(
+        !wh.join("_runs").exists(),
+        "--no-run ran the job:\n{printed}"
+    );
+
+    let out = run_job(&job)?;
+    assert_ok(&out);
+    let report = String::from_utf8_lossy(&out.stdout);
+    let manifest = manifests(&wh)?.pop().ok_or("no run manifest")?;
+    let steps = manifest["steps"].as_array().ok_or("no steps")?;
+    let mut total_cpu = 0;
+    for step in steps {
+        let cpu = step["cpu_ms"]
+            .as_u64()
+            .ok_or_else(|| format!("step without cpu_ms: {step}"))?;
+        total_cpu += cpu;
+    }
+    assert!(total_cpu > 0, "no CPU time measured: {manifest}");
+    let resolve = report
+        .lines()
+        .find(|l| l.contains(" resolve "))
+        .ok_or("no resolve line in the report")?;
+    assert!(resolve.contains("  cpu "), "{resolve}");
+    Ok(())
+}

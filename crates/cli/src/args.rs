@@ -91,6 +91,11 @@ pub enum Command {
         /// Days between the campaigns and the second run.
         #[arg(long, default_value_t = 30)]
         response_days: u32,
+        /// Only write the project and generate its sources, without running the job: run it
+        /// later with `clientele run <dir>/jobs/demo.toml --as-of <date>` (as the nightly
+        /// benchmark does, to time the run alone).
+        #[arg(long, conflicts_with = "respond")]
+        no_run: bool,
     },
     /// Run a job.
     Run {

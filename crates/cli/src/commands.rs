@@ -60,12 +60,13 @@ pub async fn dispatch(cli: Cli, interactive: bool) -> Result<ExitCode> {
             as_of,
             country,
             simple,
+            no_run,
             ..
         } => {
             let mut opts = clientele_demo::DemoOptions::new(persons, seed, as_of);
             opts.country = country.into();
             opts.realistic = !simple;
-            demo(&dir, &opts, interactive).await
+            demo(&dir, &opts, !no_run, interactive).await
         }
         Command::Run {
             job,
@@ -309,6 +310,7 @@ fn write_demo_project(dir: &Path, opts: &clientele_demo::DemoOptions) -> Result<
 async fn demo(
     dir: &Path,
     opts: &clientele_demo::DemoOptions,
+    run: bool,
     interactive: bool,
 ) -> Result<ExitCode> {
     let as_of = opts.as_of;
@@ -354,6 +356,11 @@ async fn demo(
         outln!("simple demo: no households, no second accounts within one system, no placeholders");
     }
     outln!("job: {}\n", job.display());
+    if !run {
+        outln!("next:");
+        outln!("  clientele run {} --as-of {as_of}", job.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     let spec = JobSpec::load(&job)?;
     let code = run_job(spec, RunOptions::new(as_of), interactive).await?;
     let warehouse = dir.join("warehouse");

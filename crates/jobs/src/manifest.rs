@@ -35,6 +35,11 @@ pub struct StepReport {
     /// elsewhere and in manifests of older runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_memory_mib: Option<u64>,
+    /// The CPU time of all the process's threads while the step ran (user plus system), in
+    /// milliseconds: above `duration_ms` when the step kept several cores busy (Linux; absent
+    /// elsewhere and in manifests of older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ms: Option<u64>,
     /// Rows the step read (source records for ingest, input rows otherwise).
     pub rows_in: u64,
     /// Rows the step wrote.

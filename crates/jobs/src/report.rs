@@ -34,9 +34,12 @@ pub fn render_report(m: &RunManifest) -> String {
         let peak = s
             .peak_memory_mib
             .map_or_else(String::new, |m| format!("  peak {} MiB", thousands(m)));
+        let cpu = s
+            .cpu_ms
+            .map_or_else(String::new, |c| format!("  cpu {:>7}", seconds(c)));
         let _ = writeln!(
             out,
-            "  {mark} {:<12} {:<9} {:>7}  rows in {:>11}  out {:>11}{peak}",
+            "  {mark} {:<12} {:<9} {:>7}{cpu}  rows in {:>11}  out {:>11}{peak}",
             s.name,
             s.kind,
             seconds(s.duration_ms),

@@ -252,6 +252,7 @@ impl Runner {
                     ended_at: now.to_rfc3339(),
                     duration_ms: 0,
                     peak_memory_mib: None,
+                    cpu_ms: None,
                     rows_in: 0,
                     rows_out: 0,
                     outputs: Vec::new(),
@@ -268,7 +269,8 @@ impl Runner {
                 o.step_started(&step.name, step.kind());
             }
             tracing::info!(step = %step.name, kind = step.kind(), "step started");
-            crate::memory::reset_peak();
+            crate::resources::reset_peak();
+            let cpu_before = crate::resources::cpu_ms();
             let result = match clientele_store::failpoint::reach(&format!("step:{}", step.name)) {
                 Err(e) => Err(Error::from(e)),
                 Ok(()) => {
@@ -305,7 +307,10 @@ impl Runner {
                 started_at: now.to_rfc3339(),
                 ended_at: ended.to_rfc3339(),
                 duration_ms: u64::try_from((ended - now).num_milliseconds()).unwrap_or(0),
-                peak_memory_mib: crate::memory::peak_mib(),
+                peak_memory_mib: crate::resources::peak_mib(),
+                cpu_ms: cpu_before
+                    .zip(crate::resources::cpu_ms())
+                    .map(|(before, after)| after.saturating_sub(before)),
                 rows_in: outcome.rows_in,
                 rows_out: outcome.rows_out,
                 outputs: outcome.outputs,
