@@ -78,10 +78,9 @@ pub struct Link {
     pub rule: u8,
     pub weight: f64,
     pub probability: f64,
-    /// Comparison levels, one per comparison.
-    pub levels: Vec<u8>,
-    /// Each comparison's weight (term frequency included); they sum with the prior to `weight`.
-    pub weights: Vec<f64>,
+    /// Comparison levels, one per comparison (each comparison's weight, which sums with the prior
+    /// to `weight`, is [`Parameters::weights`] of these: not kept per link, for memory).
+    pub levels: Box<[u8]>,
     /// Above the threshold and kept by clustering (not refused by the duplicate-free guard).
     pub accepted: bool,
 }
@@ -138,34 +137,37 @@ fn compare_all(settings: &Settings, records: &Records, pairs: &[(u32, u32)]) -> 
         .map_or(1, std::num::NonZeroUsize::get)
         .clamp(1, 16);
     let chunk = pairs.len().div_ceil(threads).max(1);
-    let parts: Vec<Vec<u8>> = std::thread::scope(|scope| {
+    // One vector, each thread filling its own part in place: no second copy of every level.
+    let mut levels = vec![0u8; pairs.len() * width];
+    std::thread::scope(|scope| {
         let handles: Vec<_> = pairs
             .chunks(chunk)
-            .map(|part| {
+            .zip(levels.chunks_mut(chunk * width.max(1)))
+            .map(|(part, out)| {
                 scope.spawn(move || {
-                    let mut out = Vec::with_capacity(part.len() * width);
-                    for (a, b) in part {
+                    let mut vector = Vec::with_capacity(width);
+                    for ((a, b), slot) in part.iter().zip(out.chunks_exact_mut(width.max(1))) {
+                        vector.clear();
                         compare::vector(
                             &settings.comparisons,
                             records,
                             *a as usize,
                             *b as usize,
-                            &mut out,
+                            &mut vector,
                         );
+                        for (to, from) in slot.iter_mut().zip(&vector) {
+                            *to = *from;
+                        }
                     }
-                    out
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .map_err(|_| Error::Internal("a comparison thread failed".into()))
-            })
-            .collect::<Result<Vec<_>>>()
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .map_err(|_| Error::Internal("a comparison thread failed".into()))
+        })
     })?;
-    Ok(parts.concat())
+    Ok(levels)
 }
 
 /// A conflicting pair may still be one customer when its own match weight reaches this (a
@@ -263,8 +265,7 @@ pub fn resolve(
                 rule: u8::try_from(mask.trailing_zeros()).unwrap_or(u8::MAX),
                 weight,
                 probability,
-                levels: v.to_vec(),
-                weights: parameters.weights(records, *a as usize, v).0,
+                levels: v.into(),
                 accepted: false,
             });
         }

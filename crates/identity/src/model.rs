@@ -598,7 +598,13 @@ fn anchored_m(
         .collect()
 }
 
-/// The fixed point of lambda = sum of match probabilities of the candidates / all pairs.
+/// Bins per bit of the histogram of match weights that [`estimate_prior`] iterates over.
+const PRIOR_BINS_PER_BIT: f64 = 64.0;
+
+/// The fixed point of lambda = sum of match probabilities of the candidates / all pairs. The
+/// candidates' Bayes factors (prior aside) do not change while lambda does, so they are counted
+/// once into a histogram of 1/64-bit bins (a few thousand bins in place of a weight per pair, which
+/// at fifty million pairs would be 400 MB) and each iteration sums over the bins.
 fn estimate_prior(
     params: &Parameters,
     records: &Records,
@@ -608,16 +614,38 @@ fn estimate_prior(
     let n = records.len() as f64;
     let all_pairs = (n * (n - 1.0) / 2.0).max(1.0);
     let width = params.comparisons.len().max(1);
-    // Each candidate's Bayes factor (prior aside) does not change while lambda does.
-    let log_bf: Vec<f64> = levels
-        .chunks_exact(width)
-        .zip(&candidates.pairs)
-        .map(|(v, (a, _))| params.evidence_weight(records, *a as usize, v))
-        .collect();
-    let mut lambda = (candidates.pairs.len() as f64 / all_pairs / 4.0).clamp(1e-12, 0.5);
+    let bins = weight_histogram(
+        levels
+            .chunks_exact(width)
+            .zip(&candidates.pairs)
+            .map(|(v, (a, _))| params.evidence_weight(records, *a as usize, v)),
+    );
+    prior_fixed_point(&bins, candidates.pairs.len(), all_pairs)
+}
+
+/// Match weights counted into bins of 1/[`PRIOR_BINS_PER_BIT`] bit: (bin's weight, count).
+fn weight_histogram(weights: impl Iterator<Item = f64>) -> Vec<(f64, f64)> {
+    let mut bins: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
+    for w in weights {
+        *bins
+            .entry((w * PRIOR_BINS_PER_BIT).round() as i64)
+            .or_insert(0.0) += 1.0;
+    }
+    bins.into_iter()
+        .map(|(bin, count)| (bin as f64 / PRIOR_BINS_PER_BIT, count))
+        .collect()
+}
+
+/// lambda = sum over the candidates (`bins` of weight and count) of their match probability at
+/// prior lambda, divided by `all_pairs`, iterated to its fixed point.
+fn prior_fixed_point(bins: &[(f64, f64)], candidates: usize, all_pairs: f64) -> f64 {
+    let mut lambda = (candidates as f64 / all_pairs / 4.0).clamp(1e-12, 0.5);
     for _ in 0..200 {
         let odds = (lambda / (1.0 - lambda)).log2();
-        let expected: f64 = log_bf.iter().map(|w| probability(odds + w)).sum();
+        let expected: f64 = bins
+            .iter()
+            .map(|(w, count)| count * probability(odds + w))
+            .sum();
         let next = (expected / all_pairs).clamp(1e-12, 0.5);
         if (next - lambda).abs() <= lambda * 1e-6 {
             return next;
@@ -630,6 +658,22 @@ fn estimate_prior(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prior_from_a_histogram_of_weights_is_the_prior_from_every_weight() {
+        // 200,000 candidate weights spread from -30 to +40 bits among 10^10 pairs.
+        let weights: Vec<f64> = (0..200_000u32)
+            .map(|i| -30.0 + 70.0 * f64::from(i.wrapping_mul(2_654_435_761) % 100_000) / 1e5)
+            .collect();
+        let exact: Vec<(f64, f64)> = weights.iter().map(|w| (*w, 1.0)).collect();
+        let binned = weight_histogram(weights.iter().copied());
+        assert!(binned.len() < 5_000, "{} bins", binned.len());
+        let (a, b) = (
+            prior_fixed_point(&exact, weights.len(), 1e10),
+            prior_fixed_point(&binned, weights.len(), 1e10),
+        );
+        assert!((a - b).abs() / a < 0.005, "exact {a}, binned {b}");
+    }
 
     #[test]
     fn starting_m_prefers_better_levels_and_sums_to_one() {

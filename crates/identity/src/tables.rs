@@ -83,6 +83,8 @@ pub fn records_from_batches(batches: &[RecordBatch], settings: &Settings) -> Res
             records.push(id, source, &raw);
         }
     }
+    drop(seen);
+    records.finish_loading();
     records.set_aside_placeholders(settings);
     records.mark_shared_values(settings);
     Ok(records)
@@ -113,20 +115,37 @@ pub fn output_schemas(settings: &Settings) -> [(&'static str, SchemaRef); 5] {
     ]
 }
 
-/// The output tables of a resolution.
+/// One output table of a resolution, by its name in [`OUTPUT_TABLES`] (built one at a time, each
+/// written and dropped before the next, the step holds one table's arrays at a time).
+pub fn output_table(
+    name: &str,
+    records: &Records,
+    settings: &Settings,
+    r: &Resolution,
+) -> Result<RecordBatch> {
+    let [identity, links, changes, parameters, contacts] = OUTPUT_TABLES;
+    match name {
+        n if n == identity => identity_table(records, r),
+        n if n == links => links_table(records, settings, r),
+        n if n == changes => changes_table(&r.changes),
+        n if n == parameters => parameters_table(&r.parameters, settings),
+        n if n == contacts => contacts_table(records, settings, r),
+        other => Err(Error::Internal(format!(
+            "identity resolution writes no table '{other}'"
+        ))),
+    }
+}
+
+/// The output tables of a resolution, in the order of [`OUTPUT_TABLES`].
 pub fn output_tables(
     records: &Records,
     settings: &Settings,
     r: &Resolution,
-) -> Result<[(&'static str, RecordBatch); 5]> {
-    let [identity, links, changes, parameters, contacts] = OUTPUT_TABLES;
-    Ok([
-        (identity, identity_table(records, r)?),
-        (links, links_table(records, settings, r)?),
-        (changes, changes_table(&r.changes)?),
-        (parameters, parameters_table(&r.parameters, settings)?),
-        (contacts, contacts_table(records, settings, r)?),
-    ])
+) -> Result<Vec<(&'static str, RecordBatch)>> {
+    OUTPUT_TABLES
+        .iter()
+        .map(|name| Ok((*name, output_table(name, records, settings, r)?)))
+        .collect()
 }
 
 /// The schema of `int_customer_contacts`.
@@ -346,10 +365,11 @@ pub fn links_table(records: &Records, settings: &Settings, r: &Resolution) -> Re
         weight.append_value(link.weight);
         prob.append_value(link.probability);
         accepted.append_value(link.accepted);
+        let (link_weights, _) = r.parameters.weights(records, link.a as usize, &link.levels);
         for (c, p) in r.parameters.comparisons.iter().enumerate() {
             let l = link.levels.get(c).copied().unwrap_or(0) as usize;
             levels[c].append_value(p.labels.get(l).map_or("", String::as_str));
-            weights[c].append_value(link.weights.get(c).copied().unwrap_or(0.0));
+            weights[c].append_value(link_weights.get(c).copied().unwrap_or(0.0));
         }
     }
     let mut columns: Vec<ArrayRef> = vec![

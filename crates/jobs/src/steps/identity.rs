@@ -168,7 +168,8 @@ impl Operation for Identity {
             tracing::warn!("identity: {w}");
         }
         let mut out = StepOutput::default();
-        for (name, batch) in tables::output_tables(&records, settings, &resolution)? {
+        for name in tables::OUTPUT_TABLES {
+            let batch = tables::output_table(name, &records, settings, &resolution)?;
             out.add_table(cx.stage("intermediate", name, &batch).await?);
         }
         let household_accuracy = truth_households.map(|t| {
