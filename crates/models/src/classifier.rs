@@ -182,14 +182,37 @@ pub struct Selection {
     pub profile: Vec<ProfileRule>,
 }
 
+/// Rows a classifier is fitted on at most: larger training and refit windows are sampled
+/// ([`FeatureTable::sample`]); validation and scoring always use every row. Measured on the
+/// realistic demo at 1,000,000 persons (docs/performance.md): validation ROC AUC 0.829 against
+/// 0.830 with every row for churn (783,187 training rows), 0.717 against 0.719 for propensity; the
+/// score step 149 s instead of 333 s (most of it was the boosted trees' histograms).
+pub const MAX_TRAINING_ROWS: usize = 200_000;
+
 /// Fits both algorithms on `train`, evaluates them on `valid`, keeps the better by ROC AUC (the
-/// logistic regression on a tie: it is simpler), refits it on `refit` and profiles `refit`.
+/// logistic regression on a tie: it is simpler), refits it on `refit` and profiles `refit`. The
+/// fits use at most [`MAX_TRAINING_ROWS`] rows of `train` and `refit`.
 pub fn train_and_select(
     what: &str,
     train: &FeatureTable,
     valid: &FeatureTable,
     refit: &FeatureTable,
 ) -> Result<Selection> {
+    train_and_select_on(what, train, valid, refit, MAX_TRAINING_ROWS)
+}
+
+/// [`train_and_select`] with the fits on at most `max_training_rows` rows.
+pub fn train_and_select_on(
+    what: &str,
+    train: &FeatureTable,
+    valid: &FeatureTable,
+    refit: &FeatureTable,
+    max_training_rows: usize,
+) -> Result<Selection> {
+    let profiled = refit;
+    let train = train.sample(max_training_rows);
+    let refit = refit.sample(max_training_rows);
+    let (train, refit) = (train.as_ref(), refit.as_ref());
     let valid_labels = valid.labels(what)?;
     let positives = valid_labels.iter().filter(|&&y| y == 1.0).count();
     if positives == 0 || positives == valid_labels.len() {
@@ -217,10 +240,11 @@ pub fn train_and_select(
         .cloned()
         .ok_or_else(|| Error::Internal("no classifier was tried".into()))?;
     let predictor = Predictor::fit(best, refit, &format!("{what} ({}, refit)", best.name()))?;
-    let labels = refit.labels(what)?;
+    // The profile describes every refit row (its counts are customers), not the sample.
+    let labels = profiled.labels(what)?;
     let encoding = predictor.encoding();
-    let raw = encoding.matrix(refit, false)?;
-    let min_leaf = (refit.len() / 40).max(20);
+    let raw = encoding.matrix(profiled, false)?;
+    let min_leaf = (profiled.len() / 40).max(20);
     let rules = profile(&encoding.columns(), &raw, labels, 3, min_leaf);
     Ok(Selection {
         predictor,
@@ -283,6 +307,38 @@ mod tests {
         let back: Predictor =
             serde_json::from_str(&json).map_err(|e| Error::Internal(e.to_string()))?;
         assert_eq!(back.predict(&valid)?, s.predictor.predict(&valid)?);
+        Ok(())
+    }
+
+    #[test]
+    fn fits_on_a_sample_of_a_large_window_and_validates_on_every_row() -> Result<()> {
+        let train = table(6000, 0);
+        let valid = table(1000, 6000);
+        let sample = train.sample(1500);
+        assert!(
+            (1300..1700).contains(&sample.len()),
+            "{} rows",
+            sample.len()
+        );
+        assert_eq!(
+            sample.ids,
+            train.sample(1500).ids,
+            "the same rows every time"
+        );
+        assert_eq!(train.sample(6000).len(), 6000);
+        let sampled = train_and_select_on("test", &train, &valid, &train, 1500)?;
+        let whole = train_and_select_on("test", &train, &valid, &train, usize::MAX)?;
+        assert_eq!(sampled.validation.rows, 1000);
+        assert!(
+            (sampled.validation.roc_auc - whole.validation.roc_auc).abs() < 0.02,
+            "{} against {}",
+            sampled.validation.roc_auc,
+            whole.validation.roc_auc
+        );
+        assert!(
+            sampled.predictor != whole.predictor,
+            "the sample was not used"
+        );
         Ok(())
     }
 

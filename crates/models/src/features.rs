@@ -211,6 +211,31 @@ impl FeatureTable {
         }
     }
 
+    /// At most about `max_rows` rows, the same ones on every run: a row is kept when the SHA-256
+    /// of its customer id and snapshot day, read as a number in [0, 1), is below `max_rows / len`
+    /// (so a customer's rows are kept or dropped by who they are, never by their order or label).
+    /// The whole table when it has no more than `max_rows` rows.
+    pub fn sample(&self, max_rows: usize) -> std::borrow::Cow<'_, FeatureTable> {
+        if self.len() <= max_rows {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let share = max_rows as f64 / self.len() as f64;
+        let rows: Vec<usize> = (0..self.len())
+            .filter(|&i| {
+                let mut h = Sha256::new();
+                h.update(self.ids[i].as_bytes());
+                if let Some(d) = &self.snapshot_days {
+                    h.update(d[i].to_le_bytes());
+                }
+                let digest = h.finalize();
+                let mut first = [0u8; 8];
+                first.copy_from_slice(&digest[..8]);
+                (u64::from_be_bytes(first) as f64 / 2f64.powi(64)) < share
+            })
+            .collect();
+        std::borrow::Cow::Owned(self.select(&rows))
+    }
+
     /// The labels, or an error naming `what` when the table has none.
     pub fn labels(&self, what: &str) -> Result<&[f64]> {
         self.labels
