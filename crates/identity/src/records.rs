@@ -36,6 +36,13 @@ impl Column {
             self.codes.push(NULL);
             return;
         };
+        if self.index.is_empty() && !self.values.is_empty() {
+            // Freed by `finish_loading`: rebuilt, so a value already held keeps its code.
+            self.index = (0u32..)
+                .zip(&self.values)
+                .map(|(code, v)| (v.clone(), code))
+                .collect();
+        }
         let code = match self.index.get(value.as_str()) {
             Some(c) => *c,
             None => {
@@ -154,8 +161,8 @@ impl Records {
     }
 
     /// Frees what only loading needs (the lookup from each value to its code, a second copy of
-    /// every distinct value: at a million persons hundreds of megabytes). Records pushed after it
-    /// get new codes for values already held, so call it after the last [`Records::push`].
+    /// every distinct value: at a million persons hundreds of megabytes). A later
+    /// [`Records::push`] rebuilds the lookup first, so a value already held keeps its code.
     pub fn finish_loading(&mut self) {
         for column in &mut self.columns {
             column.index = HashMap::new();
@@ -330,6 +337,10 @@ mod tests {
         assert_eq!(codes[0], codes[2]);
         assert_eq!(r.columns[0].value(1), Some("robert"));
         assert_eq!(r.columns[0].counts[codes[0] as usize], 2);
+        // Pushed after it, a value already held keeps its code.
+        r.push("r3", "s", &[Some("Bob"), Some("Lee")]);
+        assert_eq!(r.columns[0].codes[3], codes[1]);
+        assert_eq!(r.columns[1].codes[3], r.columns[1].codes[0]);
     }
 
     #[test]
