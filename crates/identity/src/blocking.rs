@@ -37,15 +37,146 @@ pub struct RuleReport {
     pub refined_blocks: u64,
 }
 
-/// The candidate pairs (`a < b`) with, for each, the rules whose blocks hold both records.
+/// The candidate pairs (`a < b`), each with the mask of the rules whose blocks hold both records
+/// (bit `r` set: rule `r` puts both records in one kept block).
+///
+/// The pairs are not held: fifty million of them would take 400 MB before a single comparison.
+/// The kept blocks are (each record in at most one block per rule), and the pairs are produced
+/// from them again, in the same order, whenever they are needed: rule by rule, block by block,
+/// each pair once, under the first rule whose block holds it. [`Candidates::from_pairs`] takes a
+/// list of pairs instead, for callers that have their own.
 #[derive(Debug, Clone, Default)]
 pub struct Candidates {
-    pub pairs: Vec<(u32, u32)>,
-    /// Bit `r` set: rule `r` puts both records in one (kept) block.
-    pub rules: Vec<u32>,
     pub reports: Vec<RuleReport>,
     /// Records in no kept block of any rule: every rule's key null or its block skipped.
     pub records_without_rule: u64,
+    pairs: u64,
+    source: PairSource,
+}
+
+#[derive(Debug, Clone)]
+enum PairSource {
+    Blocks {
+        /// Per rule, each record's kept block (`NULL`: none).
+        block_of: Vec<Vec<u32>>,
+        /// The members of every kept block, rule by rule: block `k` is
+        /// `members[starts[k]..starts[k + 1]]`, of rule `rule_of[k]`.
+        members: Vec<u32>,
+        starts: Vec<u32>,
+        rule_of: Vec<u8>,
+    },
+    Listed(Vec<(u32, u32, u32)>),
+}
+
+impl Default for PairSource {
+    fn default() -> Self {
+        PairSource::Listed(Vec::new())
+    }
+}
+
+impl Candidates {
+    /// Candidates from a list of pairs `(a, b, rule mask)`, in that order.
+    pub fn from_pairs(pairs: Vec<(u32, u32, u32)>) -> Candidates {
+        Candidates {
+            pairs: pairs.len() as u64,
+            source: PairSource::Listed(pairs),
+            ..Candidates::default()
+        }
+    }
+
+    /// How many candidate pairs there are.
+    pub fn len(&self) -> usize {
+        usize::try_from(self.pairs).unwrap_or(usize::MAX)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pairs == 0
+    }
+
+    /// The units the pairs come in (blocks, or listed pairs): [`Candidates::for_each_pair`] takes
+    /// a range of them.
+    pub fn units(&self) -> usize {
+        match &self.source {
+            PairSource::Blocks { rule_of, .. } => rule_of.len(),
+            PairSource::Listed(p) => p.len(),
+        }
+    }
+
+    /// Splits the units into at most `parts` consecutive ranges of about as many pairs each.
+    pub fn partition(&self, parts: usize) -> Vec<std::ops::Range<usize>> {
+        let units = self.units();
+        let size = |u: usize| -> u64 {
+            match &self.source {
+                PairSource::Blocks { starts, .. } => {
+                    let n = u64::from(starts[u + 1] - starts[u]);
+                    n * n.saturating_sub(1) / 2
+                }
+                PairSource::Listed(_) => 1,
+            }
+        };
+        let total: u64 = (0..units).map(size).sum();
+        let share = total.div_ceil(parts.max(1) as u64).max(1);
+        let mut out = Vec::with_capacity(parts);
+        let (mut start, mut sum) = (0usize, 0u64);
+        for u in 0..units {
+            sum += size(u);
+            if sum >= share {
+                out.push(start..u + 1);
+                start = u + 1;
+                sum = 0;
+            }
+        }
+        if start < units || out.is_empty() {
+            out.push(start..units);
+        }
+        out
+    }
+
+    /// Calls `f(a, b, mask)` for every candidate pair of the units in `units`, in order.
+    pub fn for_each_pair(&self, units: std::ops::Range<usize>, mut f: impl FnMut(u32, u32, u32)) {
+        match &self.source {
+            PairSource::Listed(pairs) => {
+                for &(a, b, mask) in pairs.get(units).unwrap_or(&[]) {
+                    f(a, b, mask);
+                }
+            }
+            PairSource::Blocks {
+                block_of,
+                members,
+                starts,
+                rule_of,
+            } => {
+                let shares = |r: usize, a: usize, b: usize| -> bool {
+                    let of = &block_of[r];
+                    of[a] != NULL && of[a] == of[b]
+                };
+                for k in units {
+                    let r = usize::from(rule_of[k]);
+                    let block = &members[starts[k] as usize..starts[k + 1] as usize];
+                    for (x, &a) in block.iter().enumerate() {
+                        for &b in &block[x + 1..] {
+                            let (a, b) = (a.min(b), a.max(b));
+                            let (ia, ib) = (a as usize, b as usize);
+                            if (0..r).any(|e| shares(e, ia, ib)) {
+                                continue;
+                            }
+                            let mask = (r + 1..block_of.len())
+                                .filter(|e| shares(*e, ia, ib))
+                                .fold(1u32 << r, |m, e| m | (1 << e));
+                            f(a, b, mask);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every candidate pair `(a, b, mask)` in order (for tests and small inputs: this holds them).
+    pub fn collect_pairs(&self) -> Vec<(u32, u32, u32)> {
+        let mut out = Vec::with_capacity(self.len());
+        self.for_each_pair(0..self.units(), |a, b, m| out.push((a, b, m)));
+        out
+    }
 }
 
 /// The code of each record's value of one key (its prefix when the key has one), `NULL` when the
@@ -185,10 +316,6 @@ impl Placing<'_> {
 /// The candidate pairs of `records` under the rules of `settings`.
 pub fn candidates(settings: &Settings, records: &Records) -> Candidates {
     let rules = &settings.blocking_rules;
-    let keys: Vec<Vec<Option<Key>>> = rules
-        .iter()
-        .map(|r| rule_keys(r, settings, records))
-        .collect();
     let refinements: Vec<Vec<u32>> = settings
         .blocking_refinements
         .iter()
@@ -197,11 +324,14 @@ pub fn candidates(settings: &Settings, records: &Records) -> Candidates {
     // Pass 1: the kept blocks of each rule, and each record's block number under each rule (NULL:
     // in none, its key missing, alone, or its block skipped).
     let mut block_of: Vec<Vec<u32>> = Vec::with_capacity(rules.len());
-    let mut skipped_of: Vec<Vec<bool>> = Vec::with_capacity(rules.len());
+    // A record alone under its key still has the rule; one without any key, or in skipped blocks
+    // only, has none.
+    let mut has_rule = vec![false; records.len()];
     let mut blocks_of: Vec<Vec<Vec<u32>>> = Vec::with_capacity(rules.len());
     let mut reports = Vec::with_capacity(rules.len());
-    for (r, rule) in rules.iter().enumerate() {
-        let mut order: Vec<(Key, u32)> = keys[r]
+    for rule in rules {
+        let keys = rule_keys(rule, settings, records);
+        let mut order: Vec<(Key, u32)> = keys
             .iter()
             .enumerate()
             .filter_map(|(i, k)| k.map(|k| (k, u32::try_from(i).unwrap_or(u32::MAX))))
@@ -243,43 +373,47 @@ pub fn candidates(settings: &Settings, records: &Records) -> Candidates {
                 }
             }
         }
+        for ((has, key), skipped) in has_rule.iter_mut().zip(&keys).zip(&placing.skipped) {
+            *has |= key.is_some() && !skipped;
+        }
         block_of.push(placing.block_of);
-        skipped_of.push(placing.skipped);
         blocks_of.push(placing.blocks);
         reports.push(placing.report);
     }
-    // A record alone under its key still has the rule; one without any key, or in skipped blocks
-    // only, has none.
-    let records_without_rule = (0..records.len())
-        .filter(|&i| (0..rules.len()).all(|r| keys[r][i].is_none() || skipped_of[r][i]))
-        .count() as u64;
-    // Pass 2: pairs, each once, with the mask of rules that hold it.
-    let shares = |r: usize, a: usize, b: usize| -> bool {
-        block_of[r][a] != NULL && block_of[r][a] == block_of[r][b]
-    };
+    let records_without_rule = has_rule.iter().filter(|h| !**h).count() as u64;
+    // The kept blocks, flattened; then each rule's pairs counted (each pair once, under the
+    // first rule that holds it).
+    let mut members = Vec::new();
+    let mut starts = vec![0u32];
+    let mut rule_of = Vec::new();
+    for (r, blocks) in blocks_of.into_iter().enumerate() {
+        for block in blocks {
+            members.extend_from_slice(&block);
+            starts.push(u32::try_from(members.len()).unwrap_or(u32::MAX));
+            rule_of.push(u8::try_from(r).unwrap_or(u8::MAX));
+        }
+    }
     let mut out = Candidates {
         reports,
         records_without_rule,
-        ..Candidates::default()
+        pairs: 0,
+        source: PairSource::Blocks {
+            block_of,
+            members,
+            starts,
+            rule_of,
+        },
     };
-    for (r, blocks) in blocks_of.iter().enumerate() {
-        for block in blocks {
-            for (x, &a) in block.iter().enumerate() {
-                for &b in &block[x + 1..] {
-                    let (a, b) = (a.min(b), a.max(b));
-                    if (0..r).any(|e| shares(e, a as usize, b as usize)) {
-                        continue;
-                    }
-                    let mask = (r..rules.len())
-                        .filter(|e| shares(*e, a as usize, b as usize))
-                        .fold(0u32, |m, e| m | (1 << e));
-                    out.pairs.push((a, b));
-                    out.rules.push(mask);
-                    out.reports[r].pairs += 1;
-                }
-            }
+    let mut per_rule = vec![0u64; rules.len()];
+    out.for_each_pair(0..out.units(), |_, _, mask| {
+        if let Some(n) = per_rule.get_mut(mask.trailing_zeros() as usize) {
+            *n += 1;
         }
+    });
+    for (report, n) in out.reports.iter_mut().zip(&per_rule) {
+        report.pairs = *n;
     }
+    out.pairs = per_rule.iter().sum();
     out
 }
 
@@ -343,8 +477,11 @@ mod tests {
         let c = candidates(&s, &r);
         // name: (0,1); the bob block of 4 is over the cap. phone: (0,2), (1,2) new.
         // name:1: the "a" block adds nothing new; the "b" block of 4 is skipped again.
-        assert_eq!(c.pairs, vec![(0, 1), (0, 2), (1, 2)]);
-        assert_eq!(c.rules, vec![0b111, 0b110, 0b110]);
+        assert_eq!(
+            c.collect_pairs(),
+            vec![(0, 1, 0b111), (0, 2, 0b110), (1, 2, 0b110)]
+        );
+        assert_eq!(c.len(), 3);
         assert_eq!(c.reports[0].pairs, 1);
         assert_eq!(c.reports[0].skipped_blocks, 1);
         // The key is masked in reports.
@@ -380,14 +517,15 @@ mod tests {
             r.push(&i.to_string(), "s", &[*name, Some("07700 900123")]);
         }
         let c = candidates(&s, &r);
-        assert_eq!(c.pairs, vec![(0, 1), (0, 2), (1, 2), (3, 4)]);
+        let pairs: Vec<(u32, u32)> = c.collect_pairs().iter().map(|p| (p.0, p.1)).collect();
+        assert_eq!(pairs, vec![(0, 1), (0, 2), (1, 2), (3, 4)]);
         assert_eq!(c.reports[0].refined_blocks, 1);
         assert_eq!(c.reports[0].skipped_blocks, 0);
         assert_eq!(c.records_without_rule, 0);
         // Without the refinement the whole block is skipped.
         s.blocking_refinements.clear();
         let c = candidates(&s, &r);
-        assert!(c.pairs.is_empty());
+        assert!(c.is_empty() && c.collect_pairs().is_empty());
         assert_eq!(c.reports[0].skipped_records, 6);
     }
 }

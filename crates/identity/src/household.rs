@@ -10,6 +10,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::blocking::Candidates;
+use crate::compared::Compared;
 use crate::records::Records;
 use crate::spec::{Kind, Settings};
 
@@ -36,7 +37,7 @@ pub fn households(
     settings: &Settings,
     records: &Records,
     candidates: &Candidates,
-    levels: &[u8],
+    compared: &Compared,
     clusters: &[u32],
 ) -> (Vec<u32>, HouseholdReport) {
     let customers = clusters.iter().max().map_or(0, |m| *m as usize + 1);
@@ -64,31 +65,31 @@ pub fn households(
                     .is_some_and(|n| *n <= MAX_SHARED_RECORDS)
             })
     };
-    let width = settings.comparisons.len().max(1);
     let mut report = HouseholdReport::default();
-    for ((a, b), v) in candidates.pairs.iter().zip(levels.chunks_exact(width)) {
-        let (Some(&ca), Some(&cb)) = (clusters.get(*a as usize), clusters.get(*b as usize)) else {
-            continue;
+    compared.for_each(candidates, |a, b, pattern| {
+        let v = &*pattern.levels;
+        let (Some(&ca), Some(&cb)) = (clusters.get(a as usize), clusters.get(b as usize)) else {
+            return;
         };
         if ca == cb {
-            continue;
+            return;
         }
-        let a_ = *a as usize;
+        let a_ = a as usize;
         let near_street = street.is_some_and(|c| {
             settings.comparisons[c].level_count() > 3 && matches!(v.get(c), Some(1 | 2))
         });
         let shared =
             exact(v, postcode) && (near_street || private(v, phone, a_) || private(v, email, a_));
         if !shared {
-            continue;
+            return;
         }
         let (ra, rb) = (find(&mut parent, ca), find(&mut parent, cb));
         if ra == rb {
-            continue;
+            return;
         }
         if size[ra as usize] + size[rb as usize] > MAX_HOUSEHOLD_CUSTOMERS {
             report.joins_refused_by_size += 1;
-            continue;
+            return;
         }
         let (big, small) = if size[ra as usize] >= size[rb as usize] {
             (ra, rb)
@@ -97,7 +98,7 @@ pub fn households(
         };
         parent[small as usize] = big;
         size[big as usize] += size[small as usize];
-    }
+    });
     let mut number = vec![u32::MAX; customers];
     let mut next = 0u32;
     let mut out = Vec::with_capacity(clusters.len());
@@ -154,13 +155,10 @@ mod tests {
         let same_home = [5u8, 1, 5, 1, 1, 1, 0, 0]; // street and postcode agree
         let phone = [5u8, 4, 5, 3, 1, 4, 1, 0]; // the postcode and the phone agree
         let street_only = [5u8, 1, 5, 1, 4, 1, 0, 0]; // same street, another postcode
-        let candidates = Candidates {
-            pairs: vec![(1, 2), (2, 3), (4, 5)],
-            rules: vec![1, 1, 1],
-            ..Candidates::default()
-        };
+        let candidates = Candidates::from_pairs(vec![(1, 2, 1), (2, 3, 1), (4, 5, 1)]);
         let levels: Vec<u8> = [same_home, phone, street_only].concat();
-        let (h, report) = households(&settings, &records, &candidates, &levels, &clusters);
+        let compared = Compared::from_levels(&[1, 1, 1], &levels, 8);
+        let (h, report) = households(&settings, &records, &candidates, &compared, &clusters);
         assert_eq!(h, vec![0, 0, 0, 0, 1, 2]);
         assert_eq!(report.households, 3);
         assert_eq!(report.customers_sharing, 3);
@@ -180,14 +178,10 @@ mod tests {
             let clusters: Vec<u32> = (0..n).collect();
             let numbers = vec![Some("020 7946 0000"); n as usize];
             let records = records_with_phones(&settings, &numbers);
-            let pairs: Vec<(u32, u32)> = (1..n).map(|b| (0, b)).collect();
-            let candidates = Candidates {
-                rules: vec![1; pairs.len()],
-                pairs,
-                ..Candidates::default()
-            };
+            let candidates = Candidates::from_pairs((1..n).map(|b| (0, b, 1)).collect());
             let levels: Vec<u8> = (1..n).flat_map(|_| phone).collect();
-            households(&settings, &records, &candidates, &levels, &clusters).1
+            let compared = Compared::from_levels(&vec![1; candidates.len()], &levels, 8);
+            households(&settings, &records, &candidates, &compared, &clusters).1
         };
         // Twenty: a switchboard; the household stops at the cap.
         let report = run(20);

@@ -8,7 +8,9 @@
 //! 2. [`records::Records`]: the records column by column as dictionary codes.
 //! 3. [`blocking::candidates`]: candidate pairs from a union of blocking rules, capped per block, with
 //!    the pairs per rule reported.
-//! 4. [`compare::level`]: per compared column, a level (null, exact, partial levels, else).
+//! 4. [`compare::level`]: per compared column, a level (null, exact, partial levels, else);
+//!    [`compared::Compared`] keeps one pattern number per candidate pair (the pairs are not held:
+//!    they are produced again from the blocks when needed).
 //! 5. [`model::fit`]: Fellegi-Sunter m and u probabilities (u from random pairs, m by EM without
 //!    labels), the prior, and term-frequency adjustments.
 //! 6. [`cluster::cluster`]: connected components over links above the threshold, strongest first,
@@ -50,6 +52,7 @@
 pub mod blocking;
 pub mod cluster;
 pub mod compare;
+pub mod compared;
 mod error;
 pub mod evaluate;
 pub mod explain;
@@ -130,46 +133,6 @@ pub struct Resolution {
     pub accuracy: Option<Accuracy>,
 }
 
-/// Comparison vectors of all pairs, computed on every core.
-fn compare_all(settings: &Settings, records: &Records, pairs: &[(u32, u32)]) -> Result<Vec<u8>> {
-    let width = settings.comparisons.len();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .clamp(1, 16);
-    let chunk = pairs.len().div_ceil(threads).max(1);
-    // One vector, each thread filling its own part in place: no second copy of every level.
-    let mut levels = vec![0u8; pairs.len() * width];
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = pairs
-            .chunks(chunk)
-            .zip(levels.chunks_mut(chunk * width.max(1)))
-            .map(|(part, out)| {
-                scope.spawn(move || {
-                    let mut vector = Vec::with_capacity(width);
-                    for ((a, b), slot) in part.iter().zip(out.chunks_exact_mut(width.max(1))) {
-                        vector.clear();
-                        compare::vector(
-                            &settings.comparisons,
-                            records,
-                            *a as usize,
-                            *b as usize,
-                            &mut vector,
-                        );
-                        for (to, from) in slot.iter_mut().zip(&vector) {
-                            *to = *from;
-                        }
-                    }
-                })
-            })
-            .collect();
-        handles.into_iter().try_for_each(|h| {
-            h.join()
-                .map_err(|_| Error::Internal("a comparison thread failed".into()))
-        })
-    })?;
-    Ok(levels)
-}
-
 /// A conflicting pair may still be one customer when its own match weight reaches this (a
 /// probability of 1 - 1e-6): the evidence between them is overwhelming.
 pub const CONFLICT_OVERRIDE_WEIGHT: f64 = 20.0;
@@ -238,38 +201,31 @@ pub fn resolve(
     previous: &HashMap<String, String>,
     truth: Option<&HashMap<String, String>>,
 ) -> Result<Resolution> {
-    let width = settings.comparisons.len();
     let candidates = blocking::candidates(settings, records);
-    let levels = compare_all(settings, records, &candidates.pairs)?;
-    let parameters = model::fit(settings, records, &candidates, &levels);
+    let compared = compared::Compared::compare(settings, records, &candidates)?;
+    let parameters = model::fit(settings, records, &candidates, &compared);
     let prior = parameters.prior_weight();
 
     let mut links = Vec::new();
     let mut above = Vec::new();
-    for (i, ((a, b), v)) in candidates
-        .pairs
-        .iter()
-        .zip(levels.chunks_exact(width.max(1)))
-        .enumerate()
-    {
-        let weight = prior + parameters.evidence_weight(records, *a as usize, v);
+    compared.for_each(&candidates, |a, b, pattern| {
+        let weight = prior + parameters.evidence_weight(records, a as usize, &pattern.levels);
         let probability = model::probability(weight);
         if probability >= settings.match_probability {
-            above.push((*a, *b, weight));
+            above.push((a, b, weight));
         }
         if probability >= settings.links_min_probability {
-            let mask = candidates.rules.get(i).copied().unwrap_or(0);
             links.push(Link {
-                a: *a,
-                b: *b,
-                rule: u8::try_from(mask.trailing_zeros()).unwrap_or(u8::MAX),
+                a,
+                b,
+                rule: u8::try_from(pattern.mask.trailing_zeros()).unwrap_or(u8::MAX),
                 weight,
                 probability,
-                levels: v.into(),
+                levels: pattern.levels.clone(),
                 accepted: false,
             });
         }
-    }
+    });
 
     let guard_bit: Vec<u64> = {
         let bits: Vec<u64> = records
@@ -307,7 +263,7 @@ pub fn resolve(
     let (ids, changes) = stable::assign(&records.ids, &clusters, previous);
     let customer_ids: Vec<String> = clusters.iter().map(|c| ids[*c as usize].clone()).collect();
     let (households, household_report) =
-        household::households(settings, records, &candidates, &levels, &clusters);
+        household::households(settings, records, &candidates, &compared, &clusters);
     let mut first_of: Vec<Option<usize>> = vec![None; household_report.households as usize];
     for (r, h) in households.iter().enumerate() {
         if let Some(slot) = first_of.get_mut(*h as usize) {
@@ -366,7 +322,7 @@ pub fn resolve(
             .zip(per_source)
             .collect(),
         rules: candidates.reports.clone(),
-        candidate_pairs: candidates.pairs.len() as u64,
+        candidate_pairs: candidates.len() as u64,
         links_above_threshold: above.len() as u64,
         customers: ids.len() as u64,
         merges: changes.iter().filter(|c| c.change == "merged").count() as u64,

@@ -30,6 +30,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::blocking::Candidates;
 use crate::compare;
+use crate::compared::Compared;
 use crate::records::Records;
 use crate::spec::{Kind, Settings};
 
@@ -315,19 +316,20 @@ fn starting_m(levels: usize) -> Vec<f64> {
     m
 }
 
-/// Distinct comparison vectors and how many pairs have each.
+/// Distinct comparison vectors (the ignored comparisons set to null) and how many pairs have
+/// each, from comparison vectors with their counts.
 pub(crate) fn patterns<'a>(
-    levels: impl Iterator<Item = &'a [u8]>,
+    levels: impl Iterator<Item = (&'a [u8], f64)>,
     ignore: &[bool],
 ) -> Vec<(Vec<u8>, f64)> {
     let mut map: HashMap<Vec<u8>, f64> = HashMap::new();
-    for v in levels {
+    for (v, count) in levels {
         let key: Vec<u8> = v
             .iter()
             .zip(ignore)
             .map(|(l, skip)| if *skip { 0 } else { *l })
             .collect();
-        *map.entry(key).or_insert(0.0) += 1.0;
+        *map.entry(key).or_insert(0.0) += count;
     }
     let mut out: Vec<_> = map.into_iter().collect();
     out.sort_by(|x, y| x.0.cmp(&y.0));
@@ -388,13 +390,12 @@ fn em_session(
     EM_MAX_ITERATIONS
 }
 
-/// Fits the model to the candidate pairs, whose comparison vectors are `levels` (one slice of
-/// `settings.comparisons.len()` per pair).
+/// Fits the model to the candidate pairs, whose comparison vectors are `compared`.
 pub fn fit(
     settings: &Settings,
     records: &Records,
     candidates: &Candidates,
-    levels: &[u8],
+    compared: &Compared,
 ) -> Parameters {
     let width = settings.comparisons.len();
     let (u, u_pairs, same_letter) = estimate_u(settings, records);
@@ -415,11 +416,11 @@ pub fn fit(
         if ignore.iter().all(|x| *x) {
             continue;
         }
-        let session = levels
-            .chunks_exact(width.max(1))
-            .zip(&candidates.rules)
-            .filter(|(_, mask)| *mask & (1 << r) != 0)
-            .map(|(v, _)| v);
+        let session = compared
+            .patterns
+            .iter()
+            .filter(|p| p.mask & (1 << r) != 0)
+            .map(|p| (&*p.levels, p.count as f64));
         let pats = patterns(session, &ignore);
         if pats.is_empty() {
             continue;
@@ -435,7 +436,7 @@ pub fn fit(
             }
         }
     }
-    let anchored = anchored_m(settings, candidates, levels);
+    let anchored = anchored_m(settings, compared);
     let groups = group_indices(settings);
     let comparisons: Vec<ComparisonParameters> = settings
         .comparisons
@@ -466,7 +467,7 @@ pub fn fit(
         })
         .collect();
     let mut params = Parameters::new(comparisons, 1e-4, u_pairs, em_iterations);
-    params.prior = estimate_prior(&params, records, candidates, levels);
+    params.prior = estimate_prior(&params, records, candidates, compared);
     params
 }
 
@@ -531,11 +532,7 @@ fn identifies(kind: Kind) -> bool {
 /// found by a blocking rule that does not block on the comparison's column (a pair found only by
 /// blocking on a column agrees on it by construction). `None` where a comparison has fewer than
 /// [`MIN_ANCHORS`].
-fn anchored_m(
-    settings: &Settings,
-    candidates: &Candidates,
-    levels: &[u8],
-) -> Vec<Option<(Vec<f64>, usize)>> {
+fn anchored_m(settings: &Settings, compared: &Compared) -> Vec<Option<(Vec<f64>, usize)>> {
     let comparisons = &settings.comparisons;
     // Per comparison, the rules that do not block on its column.
     let fair_rules: Vec<u32> = comparisons
@@ -549,7 +546,6 @@ fn anchored_m(
                 .fold(0u32, |mask, (i, _)| mask | (1u32 << (i % 32)))
         })
         .collect();
-    let width = comparisons.len().max(1);
     let strong: Vec<bool> = comparisons.iter().map(|c| identifies(c.kind)).collect();
     let personal: Vec<bool> = comparisons
         .iter()
@@ -560,7 +556,8 @@ fn anchored_m(
         .map(|c| vec![0.0; c.level_count()])
         .collect();
     let mut anchors = vec![0usize; comparisons.len()];
-    for (v, found_by) in levels.chunks_exact(width).zip(&candidates.rules) {
+    for pattern in &compared.patterns {
+        let (v, found_by) = (&*pattern.levels, pattern.mask);
         let exact = |c: usize| v[c] == 1;
         let strong_exact = (0..v.len()).filter(|&c| strong[c] && exact(c)).count();
         let personal_exact = (0..v.len()).filter(|&c| personal[c] && exact(c)).count();
@@ -577,8 +574,8 @@ fn anchored_m(
             {
                 continue;
             }
-            counts[c][l as usize] += 1.0;
-            anchors[c] += 1;
+            counts[c][l as usize] += pattern.count as f64;
+            anchors[c] += usize::try_from(pattern.count).unwrap_or(usize::MAX);
         }
     }
     counts
@@ -609,31 +606,43 @@ fn estimate_prior(
     params: &Parameters,
     records: &Records,
     candidates: &Candidates,
-    levels: &[u8],
+    compared: &Compared,
 ) -> f64 {
     let n = records.len() as f64;
     let all_pairs = (n * (n - 1.0) / 2.0).max(1.0);
-    let width = params.comparisons.len().max(1);
-    let bins = weight_histogram(
-        levels
-            .chunks_exact(width)
-            .zip(&candidates.pairs)
-            .map(|(v, (a, _))| params.evidence_weight(records, *a as usize, v)),
-    );
-    prior_fixed_point(&bins, candidates.pairs.len(), all_pairs)
+    let mut bins: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
+    compared.for_each(candidates, |a, _, p| {
+        let w = params.evidence_weight(records, a as usize, &p.levels);
+        add_to_histogram(&mut bins, std::iter::once(w));
+    });
+    prior_fixed_point(&histogram_bins(bins), candidates.len(), all_pairs)
 }
 
-/// Match weights counted into bins of 1/[`PRIOR_BINS_PER_BIT`] bit: (bin's weight, count).
-fn weight_histogram(weights: impl Iterator<Item = f64>) -> Vec<(f64, f64)> {
-    let mut bins: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
+/// Match weights counted into bins of 1/[`PRIOR_BINS_PER_BIT`] bit.
+fn add_to_histogram(
+    bins: &mut std::collections::BTreeMap<i64, f64>,
+    weights: impl Iterator<Item = f64>,
+) {
     for w in weights {
         *bins
             .entry((w * PRIOR_BINS_PER_BIT).round() as i64)
             .or_insert(0.0) += 1.0;
     }
+}
+
+/// The bins as (bin's weight, count).
+fn histogram_bins(bins: std::collections::BTreeMap<i64, f64>) -> Vec<(f64, f64)> {
     bins.into_iter()
         .map(|(bin, count)| (bin as f64 / PRIOR_BINS_PER_BIT, count))
         .collect()
+}
+
+/// Match weights counted into bins of 1/[`PRIOR_BINS_PER_BIT`] bit: (bin's weight, count).
+#[cfg(test)]
+fn weight_histogram(weights: impl Iterator<Item = f64>) -> Vec<(f64, f64)> {
+    let mut bins = std::collections::BTreeMap::new();
+    add_to_histogram(&mut bins, weights);
+    histogram_bins(bins)
 }
 
 /// lambda = sum over the candidates (`bins` of weight and count) of their match probability at
@@ -790,12 +799,8 @@ mod tests {
             levels.extend_from_slice(&moved);
         }
         let pairs = levels.len() / household.len();
-        let candidates = Candidates {
-            pairs: vec![(0, 1); pairs],
-            rules: vec![0b11111; pairs],
-            ..Candidates::default()
-        };
-        let m = anchored_m(&settings, &candidates, &levels);
+        let compared = Compared::from_levels(&vec![0b11111; pairs], &levels, 8);
+        let m = anchored_m(&settings, &compared);
         // First names differ among the household pairs only: the anchors (which need two exact
         // person identifiers besides the first name) never include them.
         let first = m[0].as_ref().ok_or("first name not anchored")?;
@@ -805,7 +810,7 @@ mod tests {
         assert!((street.0[3] - 0.25).abs() < 0.01, "{:?}", street.0);
         // EM on the same pairs takes the households for matches.
         let ignore = vec![false; 8];
-        let pats = patterns(levels.chunks_exact(8), &ignore);
+        let pats = patterns(levels.chunks_exact(8).map(|v| (v, 1.0)), &ignore);
         let mut em: Vec<Vec<f64>> = settings
             .comparisons
             .iter()

@@ -1,0 +1,284 @@
+//! The comparison vectors of every candidate pair, held as one number per pair. Pairs share a
+//! small set of patterns (their rule mask and their comparison levels: a few thousand distinct
+//! ones among fifty million pairs), so each pair keeps the number of its pattern (4 bytes) and the
+//! pattern table keeps the levels and how many pairs have them. The pairs themselves are produced
+//! again from the blocks ([`Candidates::for_each_pair`]) in the same order whenever they are needed.
+
+use std::collections::HashMap;
+
+use crate::blocking::Candidates;
+use crate::records::Records;
+use crate::spec::Settings;
+use crate::{Error, Result, compare};
+
+/// One distinct comparison vector and the rules that found its pairs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    /// Bit `r` set: rule `r`'s blocks hold the pairs.
+    pub mask: u32,
+    /// One level per comparison.
+    pub levels: Box<[u8]>,
+    /// Pairs with this pattern.
+    pub count: u64,
+}
+
+/// The pattern of every candidate pair, in candidate order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Compared {
+    /// Distinct patterns, numbered in order of first appearance.
+    pub patterns: Vec<Pattern>,
+    /// The pattern number of each pair.
+    pub ids: Vec<u32>,
+}
+
+/// Patterns of one part of the pairs: numbered locally, merged in order afterwards.
+#[derive(Default)]
+struct Part {
+    /// Pattern number by key (the mask's four bytes, then the levels).
+    index: HashMap<Box<[u8]>, u32>,
+    key: Vec<u8>,
+    patterns: Vec<Pattern>,
+    ids: Vec<u32>,
+}
+
+/// The lookup key of a pattern: the mask's four bytes, then the levels.
+fn key_of(key: &mut Vec<u8>, mask: u32, levels: &[u8]) {
+    key.clear();
+    key.extend_from_slice(&mask.to_le_bytes());
+    key.extend_from_slice(levels);
+}
+
+impl Part {
+    fn add(&mut self, mask: u32, levels: &[u8]) {
+        key_of(&mut self.key, mask, levels);
+        // Looked up by a borrowed key: nearly every pair repeats a pattern already seen.
+        let id = match self.index.get(self.key.as_slice()) {
+            Some(id) => *id,
+            None => {
+                let id = u32::try_from(self.patterns.len()).unwrap_or(u32::MAX);
+                self.index.insert(self.key.as_slice().into(), id);
+                self.patterns.push(Pattern {
+                    mask,
+                    levels: levels.into(),
+                    count: 0,
+                });
+                id
+            }
+        };
+        if let Some(p) = self.patterns.get_mut(id as usize) {
+            p.count += 1;
+        }
+        self.ids.push(id);
+    }
+}
+
+impl Compared {
+    /// Compares every candidate pair of `candidates`, on every core (at most 16 threads), each
+    /// thread over its own consecutive blocks; the result does not depend on the number of threads.
+    pub fn compare(
+        settings: &Settings,
+        records: &Records,
+        candidates: &Candidates,
+    ) -> Result<Compared> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .clamp(1, 16);
+        // More parts than threads, so that a part of a few huge blocks does not hold up the rest.
+        Compared::compare_in_parts(settings, records, candidates, threads, threads * 4)
+    }
+
+    /// [`Compared::compare`] on `threads` threads over `parts` parts of the blocks.
+    fn compare_in_parts(
+        settings: &Settings,
+        records: &Records,
+        candidates: &Candidates,
+        threads: usize,
+        parts: usize,
+    ) -> Result<Compared> {
+        let width = settings.comparisons.len();
+        let ranges = candidates.partition(parts);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let parts: Vec<std::sync::Mutex<Option<Part>>> =
+            ranges.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads.clamp(1, ranges.len().max(1)))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut vector = Vec::with_capacity(width);
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(range) = ranges.get(i) else { break };
+                            let mut part = Part::default();
+                            candidates.for_each_pair(range.clone(), |a, b, mask| {
+                                vector.clear();
+                                compare::vector(
+                                    &settings.comparisons,
+                                    records,
+                                    a as usize,
+                                    b as usize,
+                                    &mut vector,
+                                );
+                                part.add(mask, &vector);
+                            });
+                            if let Some(slot) = parts.get(i)
+                                && let Ok(mut slot) = slot.lock()
+                            {
+                                *slot = Some(part);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            handles.into_iter().try_for_each(|h| {
+                h.join()
+                    .map_err(|_| Error::Internal("a comparison thread failed".into()))
+            })
+        })?;
+        let mut out = Compared {
+            patterns: Vec::new(),
+            ids: Vec::with_capacity(candidates.len()),
+        };
+        let mut index: HashMap<Box<[u8]>, u32> = HashMap::new();
+        let mut key = Vec::new();
+        for slot in parts {
+            let part =
+                slot.into_inner().ok().flatten().ok_or_else(|| {
+                    Error::Internal("a part of the comparisons is missing".into())
+                })?;
+            let global: Vec<u32> = part
+                .patterns
+                .into_iter()
+                .map(|p| {
+                    key_of(&mut key, p.mask, &p.levels);
+                    let next = u32::try_from(out.patterns.len()).unwrap_or(u32::MAX);
+                    let id = *index.entry(key.as_slice().into()).or_insert(next);
+                    if id == next {
+                        out.patterns.push(Pattern { count: 0, ..p });
+                    }
+                    id
+                })
+                .collect();
+            for local in part.ids {
+                let id = global.get(local as usize).copied().unwrap_or(0);
+                if let Some(p) = out.patterns.get_mut(id as usize) {
+                    p.count += 1;
+                }
+                out.ids.push(id);
+            }
+        }
+        if out.ids.len() != candidates.len() {
+            return Err(Error::Internal(format!(
+                "{} candidate pairs but {} compared",
+                candidates.len(),
+                out.ids.len()
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Patterns from explicit comparison vectors (`levels`, `width` per pair) and rule masks.
+    pub fn from_levels(masks: &[u32], levels: &[u8], width: usize) -> Compared {
+        let mut part = Part::default();
+        for (mask, v) in masks.iter().zip(levels.chunks_exact(width.max(1))) {
+            part.add(*mask, v);
+        }
+        Compared {
+            patterns: part.patterns,
+            ids: part.ids,
+        }
+    }
+
+    /// The pattern of pair `i`.
+    pub fn pattern(&self, i: usize) -> Option<&Pattern> {
+        self.ids
+            .get(i)
+            .and_then(|id| self.patterns.get(*id as usize))
+    }
+
+    /// Calls `f(a, b, pattern)` for every candidate pair, in order.
+    pub fn for_each(&self, candidates: &Candidates, mut f: impl FnMut(u32, u32, &Pattern)) {
+        let mut i = 0usize;
+        candidates.for_each_pair(0..candidates.units(), |a, b, _| {
+            if let Some(p) = self.pattern(i) {
+                f(a, b, p);
+            }
+            i += 1;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_pair_keeps_the_number_of_its_distinct_pattern() {
+        let c = Compared::from_levels(&[1, 1, 2, 1], &[1, 3, 1, 3, 1, 3, 2, 0], 2);
+        assert_eq!(c.ids, vec![0, 0, 1, 2]);
+        assert_eq!(c.patterns.len(), 3);
+        assert_eq!(c.patterns[0].count, 2);
+        assert_eq!(&*c.patterns[1].levels, &[1, 3]);
+        assert_eq!(c.patterns[1].mask, 2);
+        assert_eq!(c.pattern(3).map(|p| &*p.levels), Some(&[2u8, 0][..]));
+    }
+
+    #[test]
+    fn every_pair_gets_its_own_levels_however_the_blocks_are_split() -> Result<()> {
+        let spec = crate::IdentitySpec {
+            blocking_rules: Some(vec![vec!["last_name".into()], vec!["postcode".into()]]),
+            ..crate::IdentitySpec::default()
+        };
+        let settings = spec.validate()?;
+        let mut records = Records::new(&settings);
+        let people = [
+            ("ann", "lee", "LS1 4AB"),
+            ("anne", "lee", "LS1 4AB"),
+            ("bob", "lee", "M1 1AA"),
+            ("rob", "stone", "M1 1AA"),
+            ("amy", "stone", "LS1 4AB"),
+            ("ann", "lee", "M1 1AA"),
+            ("joe", "lee", "LS1 4AB"),
+        ];
+        for (i, (first, last, postcode)) in people.iter().enumerate() {
+            let row = [
+                Some(*first),
+                Some(*last),
+                None,
+                None,
+                Some(*postcode),
+                None,
+                None,
+                None,
+            ];
+            records.push(&i.to_string(), "s", &row);
+        }
+        let candidates = crate::blocking::candidates(&settings, &records);
+        let pairs = candidates.collect_pairs();
+        assert!(pairs.len() > 10, "{pairs:?}");
+        let whole = Compared::compare_in_parts(&settings, &records, &candidates, 1, 1)?;
+        for (i, (a, b, mask)) in pairs.iter().enumerate() {
+            let mut expected = Vec::new();
+            compare::vector(
+                &settings.comparisons,
+                &records,
+                *a as usize,
+                *b as usize,
+                &mut expected,
+            );
+            let pattern = whole
+                .pattern(i)
+                .ok_or(Error::Internal("no pattern".into()))?;
+            assert_eq!((&*pattern.levels, pattern.mask), (&expected[..], *mask));
+        }
+        assert_eq!(
+            whole.patterns.iter().map(|p| p.count).sum::<u64>(),
+            pairs.len() as u64
+        );
+        for (threads, parts) in [(2, 3), (3, 7), (4, 50)] {
+            let split =
+                Compared::compare_in_parts(&settings, &records, &candidates, threads, parts)?;
+            assert_eq!(split, whole, "{threads} threads, {parts} parts");
+        }
+        Ok(())
+    }
+}
