@@ -48,13 +48,13 @@ fn pairs(n: u64) -> u64 {
 
 /// Scores `cluster` (one number per record) against `person` (one id per record, `None` when
 /// unknown: such records are left out).
-pub fn accuracy(cluster: &[u32], person: &[Option<&str>]) -> Accuracy {
+pub fn accuracy<P: Eq + std::hash::Hash + Copy>(cluster: &[u32], person: &[Option<P>]) -> Accuracy {
     let mut by_cluster: HashMap<u32, u64> = HashMap::new();
-    let mut by_person: HashMap<&str, u64> = HashMap::new();
-    let mut both: HashMap<(u32, &str), u64> = HashMap::new();
+    let mut by_person: HashMap<P, u64> = HashMap::new();
+    let mut both: HashMap<(u32, P), u64> = HashMap::new();
     let mut records = 0;
     for (&c, p) in cluster.iter().zip(person) {
-        let Some(p) = p else { continue };
+        let Some(p) = *p else { continue };
         records += 1;
         *by_cluster.entry(c).or_insert(0) += 1;
         *by_person.entry(p).or_insert(0) += 1;

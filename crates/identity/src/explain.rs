@@ -188,7 +188,6 @@ pub fn waterfall(e: &Explanation) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
 
     use super::*;
     use crate::spec::IdentitySpec;
@@ -215,7 +214,7 @@ mod tests {
                 .collect();
             records.push(id, id.split(':').next().unwrap_or("s"), &row);
         }
-        let r = crate::resolve(&records, &settings, &HashMap::new(), None)?;
+        let r = crate::resolve(&records, &settings, &crate::Previous::default(), None)?;
         let e = explain(&records, &settings, &r.parameters, "crm:1", "web:2")?;
         let conflict = e.conflict.clone().unwrap_or_default();
         assert!(
@@ -228,7 +227,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("[household]"), "{text}");
-        assert_ne!(r.customer_ids[0], r.customer_ids[1]);
+        assert_ne!(r.customer_id(0), r.customer_id(1));
         Ok(())
     }
 
@@ -260,7 +259,7 @@ mod tests {
             records.push(id, id.split(':').next().unwrap_or("s"), &row);
         }
         records.mark_shared_values(&settings);
-        let r = crate::resolve(&records, &settings, &HashMap::new(), None)?;
+        let r = crate::resolve(&records, &settings, &crate::Previous::default(), None)?;
         let e = explain(&records, &settings, &r.parameters, "crm:1", "web:2")?;
         let phone = e.steps.iter().find(|s| s.column == "phone");
         assert!(

@@ -26,8 +26,7 @@
 //!
 //! # Example
 //! ```
-//! use std::collections::HashMap;
-//! use clientele_identity::{IdentitySpec, Records, resolve};
+//! use clientele_identity::{IdentitySpec, Previous, Records, resolve};
 //!
 //! // Three records give the model little to estimate from: a lower threshold for the example.
 //! let spec = IdentitySpec { match_probability: Some(0.75), ..IdentitySpec::default() };
@@ -43,9 +42,9 @@
 //! records.push("crm:1", "crm", &ann);
 //! records.push("web:7", "web", &ann_again);
 //! records.push("web:8", "web", &bob);
-//! let r = resolve(&records, &settings, &HashMap::new(), None)?;
-//! assert_eq!(r.customer_ids[0], r.customer_ids[1]);
-//! assert_ne!(r.customer_ids[0], r.customer_ids[2]);
+//! let r = resolve(&records, &settings, &Previous::default(), None)?;
+//! assert_eq!(r.customer_id(0), r.customer_id(1));
+//! assert_ne!(r.customer_id(0), r.customer_id(2));
 //! # Ok::<(), clientele_identity::Error>(())
 //! ```
 
@@ -64,13 +63,12 @@ pub mod stable;
 pub mod standardise;
 pub mod tables;
 
-use std::collections::HashMap;
-
 pub use error::{Error, Result};
 pub use evaluate::Accuracy;
 pub use model::Parameters;
 pub use records::Records;
 pub use spec::{BlockingRule, Comparison, ComparisonSpec, IdentitySpec, Kind, Settings};
+pub use stable::Previous;
 
 /// A scored candidate pair.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,12 +115,12 @@ pub struct Summary {
 /// The result of [`resolve`].
 #[derive(Debug, Clone)]
 pub struct Resolution {
-    /// Customer id of each record, in record order.
-    pub customer_ids: Vec<String>,
+    /// Customer id of each cluster ([`Resolution::customer_id`] gives a record's).
+    pub customer_ids_by_cluster: Vec<String>,
     /// Cluster number of each record.
     pub clusters: Vec<u32>,
-    /// Household id of each record, in record order (one per customer's household).
-    pub household_ids: Vec<String>,
+    /// Household id of each household ([`Resolution::household_id`] gives a record's).
+    pub household_ids_by_household: Vec<String>,
     /// Household number of each record.
     pub households: Vec<u32>,
     /// Candidate pairs at or above `links_min_probability`.
@@ -131,6 +129,24 @@ pub struct Resolution {
     pub parameters: Parameters,
     pub summary: Summary,
     pub accuracy: Option<Accuracy>,
+}
+
+impl Resolution {
+    /// The customer id of record `r` ("" for a record out of range).
+    pub fn customer_id(&self, r: usize) -> &str {
+        self.clusters
+            .get(r)
+            .and_then(|c| self.customer_ids_by_cluster.get(*c as usize))
+            .map_or("", String::as_str)
+    }
+
+    /// The household id of record `r` ("" for a record out of range).
+    pub fn household_id(&self, r: usize) -> &str {
+        self.households
+            .get(r)
+            .and_then(|h| self.household_ids_by_household.get(*h as usize))
+            .map_or("", String::as_str)
+    }
 }
 
 /// A conflicting pair may still be one customer when its own match weight reaches this (a
@@ -192,14 +208,14 @@ fn identity_conflict<'a>(
     })
 }
 
-/// Resolves `records`: candidate pairs, model, links, clusters and customer ids. `previous` maps
-/// record ids to the customer ids of the last run (empty on the first); `truth` maps record ids to
-/// true person ids, for the accuracy figures.
+/// Resolves `records`: candidate pairs, model, links, clusters and customer ids. `previous` holds
+/// the customer ids of the last run (empty on the first); `truth` the true person of each record
+/// (any number per person; `None` where unknown), for the accuracy figures.
 pub fn resolve(
     records: &Records,
     settings: &Settings,
-    previous: &HashMap<String, String>,
-    truth: Option<&HashMap<String, String>>,
+    previous: &stable::Previous,
+    truth: Option<&[Option<u32>]>,
 ) -> Result<Resolution> {
     let candidates = blocking::candidates(settings, records);
     let compared = compared::Compared::compare(settings, records, &candidates)?;
@@ -261,7 +277,6 @@ pub fn resolve(
             && clusters[link.a as usize] == clusters[link.b as usize];
     }
     let (ids, changes) = stable::assign(&records.ids, &clusters, previous);
-    let customer_ids: Vec<String> = clusters.iter().map(|c| ids[*c as usize].clone()).collect();
     let (households, household_report) =
         household::households(settings, records, &candidates, &compared, &clusters);
     let mut first_of: Vec<Option<usize>> = vec![None; household_report.households as usize];
@@ -277,15 +292,6 @@ pub fn resolve(
                 r.and_then(|r| records.ids.get(r))
                     .map_or("", String::as_str),
             )
-        })
-        .collect();
-    let household_ids: Vec<String> = households
-        .iter()
-        .map(|h| {
-            household_names
-                .get(*h as usize)
-                .cloned()
-                .unwrap_or_default()
         })
         .collect();
 
@@ -312,7 +318,7 @@ pub fn resolve(
             *n += 1;
         }
     }
-    let accuracy = truth.map(|t| evaluate::accuracy_against(&records.ids, &clusters, t));
+    let accuracy = truth.map(|t| evaluate::accuracy(&clusters, t));
     let summary = Summary {
         records: records.len() as u64,
         records_per_source: records
@@ -335,9 +341,9 @@ pub fn resolve(
         households: household_report,
     };
     Ok(Resolution {
-        customer_ids,
+        customer_ids_by_cluster: ids,
         clusters,
-        household_ids,
+        household_ids_by_household: household_names,
         households,
         links,
         changes,

@@ -45,12 +45,34 @@ fn strings(batch: &RecordBatch, column: &str) -> Result<StringArray> {
 /// Placeholders are set aside ([`Records::set_aside_placeholders`]) and shared contact values
 /// marked ([`Records::mark_shared_values`]).
 pub fn records_from_batches(batches: &[RecordBatch], settings: &Settings) -> Result<Records> {
-    let mut records = Records::new(settings);
-    let mut seen: HashMap<String, ()> = HashMap::new();
+    let mut loader = RecordLoader::new(settings);
     for batch in batches {
+        loader.add(batch)?;
+    }
+    loader.finish()
+}
+
+/// Builds [`Records`] batch by batch, so that a caller can stream its input instead of holding
+/// all of it (what [`records_from_batches`] does for batches already held).
+pub struct RecordLoader<'a> {
+    settings: &'a Settings,
+    records: Records,
+}
+
+impl<'a> RecordLoader<'a> {
+    pub fn new(settings: &'a Settings) -> Self {
+        RecordLoader {
+            settings,
+            records: Records::new(settings),
+        }
+    }
+
+    /// Adds the rows of one batch.
+    pub fn add(&mut self, batch: &RecordBatch) -> Result<()> {
         let ids = strings(batch, "record_id")?;
         let sources = strings(batch, "source_system")?;
-        let columns = settings
+        let columns = self
+            .settings
             .comparisons
             .iter()
             .map(|c| strings(batch, &c.column))
@@ -60,13 +82,7 @@ pub fn records_from_batches(batches: &[RecordBatch], settings: &Settings) -> Res
             if ids.is_null(row) {
                 return Err(Error::Input(format!(
                     "record_id is null in row {} of the input",
-                    records.len() + 1
-                )));
-            }
-            let id = ids.value(row);
-            if seen.insert(id.to_string(), ()).is_some() {
-                return Err(Error::Input(format!(
-                    "record_id '{id}' occurs more than once in the input"
+                    self.records.len() + 1
                 )));
             }
             let source = if sources.is_null(row) {
@@ -80,14 +96,32 @@ pub fn records_from_batches(batches: &[RecordBatch], settings: &Settings) -> Res
                     .iter()
                     .map(|c| (!c.is_null(row)).then(|| c.value(row))),
             );
-            records.push(id, source, &raw);
+            self.records.push(ids.value(row), source, &raw);
         }
+        Ok(())
     }
-    drop(seen);
-    records.finish_loading();
-    records.set_aside_placeholders(settings);
-    records.mark_shared_values(settings);
-    Ok(records)
+
+    /// The records, once every batch is added: a record id held twice is an error (checked on
+    /// the ids sorted, not with a second copy of every id in a set).
+    pub fn finish(self) -> Result<Records> {
+        let mut records = self.records;
+        let mut order: Vec<u32> = (0..u32::try_from(records.len()).unwrap_or(u32::MAX)).collect();
+        order.sort_unstable_by(|x, y| records.ids[*x as usize].cmp(&records.ids[*y as usize]));
+        if let Some(pair) = order
+            .windows(2)
+            .find(|w| records.ids[w[0] as usize] == records.ids[w[1] as usize])
+        {
+            return Err(Error::Input(format!(
+                "record_id '{}' occurs more than once in the input",
+                records.ids[pair[0] as usize]
+            )));
+        }
+        drop(order);
+        records.finish_loading();
+        records.set_aside_placeholders(self.settings);
+        records.mark_shared_values(self.settings);
+        Ok(records)
+    }
 }
 
 fn batch(table: &'static str, schema: SchemaRef, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
@@ -133,6 +167,80 @@ pub fn output_table(
         other => Err(Error::Internal(format!(
             "identity resolution writes no table '{other}'"
         ))),
+    }
+}
+
+/// Rows (records or links) per slice of [`OutputTable`].
+pub const ROWS_PER_SLICE: usize = 250_000;
+
+/// One output table of a resolution built a slice at a time, so that it is written without being
+/// held whole: `int_customer_identity` and `int_customer_contacts` by slices of records,
+/// `int_identity_links` by slices of links, the two small tables in one slice.
+pub struct OutputTable<'a> {
+    name: &'static str,
+    records: &'a Records,
+    settings: &'a Settings,
+    resolution: &'a Resolution,
+    rows: usize,
+    sizes: Vec<i64>,
+    contacts: Option<Contacts>,
+}
+
+impl<'a> OutputTable<'a> {
+    /// The table `name` (one of [`OUTPUT_TABLES`]).
+    pub fn new(
+        name: &str,
+        records: &'a Records,
+        settings: &'a Settings,
+        resolution: &'a Resolution,
+    ) -> Result<Self> {
+        let [identity, links, changes, parameters, contacts] = OUTPUT_TABLES;
+        let Some(name) = OUTPUT_TABLES.iter().copied().find(|n| *n == name) else {
+            return Err(Error::Internal(format!(
+                "identity resolution writes no table '{name}'"
+            )));
+        };
+        let rows = match name {
+            n if n == identity || n == contacts => records.len(),
+            n if n == links => resolution.links.len(),
+            n if n == changes || n == parameters => 0,
+            _ => 0,
+        };
+        Ok(OutputTable {
+            name,
+            records,
+            settings,
+            resolution,
+            rows,
+            sizes: if name == identity {
+                cluster_sizes(resolution)
+            } else {
+                Vec::new()
+            },
+            contacts: (name == contacts).then(|| Contacts::new(records, settings)),
+        })
+    }
+
+    /// How many slices there are (at least one, so that an empty table is still written).
+    pub fn slices(&self) -> usize {
+        self.rows.div_ceil(ROWS_PER_SLICE).max(1)
+    }
+
+    /// Slice `i`, `0 <= i < slices()`.
+    pub fn slice(&self, i: usize) -> Result<RecordBatch> {
+        let [identity, links, changes, parameters, _] = OUTPUT_TABLES;
+        let range = i * ROWS_PER_SLICE..((i + 1) * ROWS_PER_SLICE).min(self.rows);
+        let (records, settings, r) = (self.records, self.settings, self.resolution);
+        match (self.name, &self.contacts) {
+            (_, Some(contacts)) => contacts.rows(records, settings, r, range),
+            (n, _) if n == identity => identity_rows(records, r, &self.sizes, range),
+            (n, _) if n == links => links_rows(records, settings, r, range),
+            (n, _) if n == changes => changes_table(&r.changes),
+            (n, _) if n == parameters => parameters_table(&r.parameters, settings),
+            (other, _) => Err(Error::Internal(format!(
+                "identity resolution writes no table '{other}'"
+            ))),
+        }
     }
 }
 
@@ -210,60 +318,128 @@ pub fn contacts_table(
     settings: &Settings,
     r: &Resolution,
 ) -> Result<RecordBatch> {
-    let per_record: Vec<Vec<(&'static str, String)>> = (0..records.len())
-        .map(|i| record_contacts(records, settings, i))
-        .collect();
-    let rule = crate::records::Holders::new(records, settings);
-    let mut holders: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
-    if let Some(rule) = &rule {
-        for (i, contacts) in per_record.iter().enumerate() {
-            for (k, v) in contacts {
-                rule.add(holders.entry((k, v.as_str())).or_default(), i);
+    Contacts::new(records, settings).rows(records, settings, r, 0..records.len())
+}
+
+/// `int_customer_contacts` prepared: which contact points are shared, decided once over every
+/// record, and the number of each record's contact points; the rows are then built a slice of
+/// records at a time ([`Contacts::rows`]), their text made again from the records, so that the
+/// table is never held whole.
+pub struct Contacts {
+    /// Per distinct contact point, whether it reaches more than one person.
+    shared: Vec<bool>,
+    /// The contact point numbers of every record: record `r`'s are `of[starts[r]..starts[r + 1]]`.
+    of: Vec<u32>,
+    starts: Vec<u32>,
+}
+
+impl Contacts {
+    pub fn new(records: &Records, settings: &Settings) -> Contacts {
+        let rule = crate::records::Holders::new(records, settings);
+        // Each distinct contact point numbered (kind and value, one string each, dropped once
+        // numbered), and the records holding each.
+        let mut number: HashMap<Box<str>, u32> = HashMap::new();
+        let mut key = String::new();
+        let mut of = Vec::new();
+        let mut starts = Vec::with_capacity(records.len() + 1);
+        starts.push(0u32);
+        let mut held: Vec<(u32, u32)> = Vec::new();
+        for i in 0..records.len() {
+            for (kind, value) in record_contacts(records, settings, i) {
+                key.clear();
+                key.push_str(kind);
+                key.push('\u{1}');
+                key.push_str(&value);
+                let id = match number.get(key.as_str()) {
+                    Some(id) => *id,
+                    None => {
+                        let id = u32::try_from(number.len()).unwrap_or(u32::MAX);
+                        number.insert(key.as_str().into(), id);
+                        id
+                    }
+                };
+                of.push(id);
+                if rule.is_some() {
+                    held.push((id, u32::try_from(i).unwrap_or(u32::MAX)));
+                }
+            }
+            starts.push(u32::try_from(of.len()).unwrap_or(u32::MAX));
+        }
+        let mut shared = vec![false; number.len()];
+        drop(number);
+        if let Some(rule) = &rule {
+            // By contact point, its records in record order, as the rule looks at them.
+            held.sort_unstable();
+            let mut holders = Vec::new();
+            for group in held.chunk_by(|x, y| x.0 == y.0) {
+                holders.clear();
+                for (_, r) in group {
+                    rule.add(&mut holders, *r as usize);
+                }
+                if let Some(slot) = shared.get_mut(group[0].0 as usize) {
+                    *slot = rule.several_people(&holders);
+                }
             }
         }
+        Contacts { shared, of, starts }
     }
-    let shared: HashMap<(&str, &str), bool> = match &rule {
-        Some(rule) => holders
-            .iter()
-            .map(|(key, h)| (*key, rule.several_people(h)))
-            .collect(),
-        None => HashMap::new(),
-    };
-    let mut customer = StringBuilder::new();
-    let mut record = StringBuilder::new();
-    let mut source = StringBuilder::new();
-    let mut kind = StringBuilder::new();
-    let mut key = StringBuilder::new();
-    let mut is_shared = BooleanBuilder::new();
-    for (i, contacts) in per_record.iter().enumerate() {
-        let source_name = records
-            .sources
-            .get(i)
-            .and_then(|s| records.source_names.get(*s as usize))
-            .map_or("", String::as_str);
-        let customer_id = r.customer_ids.get(i).map_or("", String::as_str);
-        let id = records.ids.get(i).map_or("", String::as_str);
-        for (k, v) in contacts {
-            customer.append_value(customer_id);
-            record.append_value(id);
-            source.append_value(source_name);
-            kind.append_value(k);
-            key.append_value(v);
-            is_shared.append_value(shared.get(&(*k, v.as_str())).copied().unwrap_or(false));
+
+    /// The rows of the records in `range`.
+    pub fn rows(
+        &self,
+        records: &Records,
+        settings: &Settings,
+        r: &Resolution,
+        range: std::ops::Range<usize>,
+    ) -> Result<RecordBatch> {
+        let mut customer = StringBuilder::new();
+        let mut record = StringBuilder::new();
+        let mut source = StringBuilder::new();
+        let mut kind = StringBuilder::new();
+        let mut key = StringBuilder::new();
+        let mut is_shared = BooleanBuilder::new();
+        for i in range.start..range.end.min(records.len()) {
+            let source_name = records
+                .sources
+                .get(i)
+                .and_then(|s| records.source_names.get(*s as usize))
+                .map_or("", String::as_str);
+            let customer_id = r.customer_id(i);
+            let id = records.ids.get(i).map_or("", String::as_str);
+            let numbers = match (self.starts.get(i), self.starts.get(i + 1)) {
+                (Some(&a), Some(&b)) => self.of.get(a as usize..b as usize).unwrap_or(&[]),
+                _ => &[],
+            };
+            let contacts = record_contacts(records, settings, i);
+            if contacts.len() != numbers.len() {
+                return Err(Error::Internal(format!(
+                    "record {id}: {} contact points, {} numbered",
+                    contacts.len(),
+                    numbers.len()
+                )));
+            }
+            for ((k, v), n) in contacts.iter().zip(numbers) {
+                customer.append_value(customer_id);
+                record.append_value(id);
+                source.append_value(source_name);
+                kind.append_value(k);
+                key.append_value(v);
+                is_shared.append_value(self.shared.get(*n as usize).copied().unwrap_or(false));
+            }
         }
+        batch(
+            "int_customer_contacts",
+            contacts_schema(),
+            vec![
+                Arc::new(customer.finish()),
+                Arc::new(record.finish()),
+                Arc::new(source.finish()),
+                Arc::new(kind.finish()),
+                Arc::new(key.finish()),
+                Arc::new(is_shared.finish()),
+            ],
+        )
     }
-    batch(
-        "int_customer_contacts",
-        contacts_schema(),
-        vec![
-            Arc::new(customer.finish()),
-            Arc::new(record.finish()),
-            Arc::new(source.finish()),
-            Arc::new(kind.finish()),
-            Arc::new(key.finish()),
-            Arc::new(is_shared.finish()),
-        ],
-    )
 }
 
 /// The schema of `int_customer_identity`.
@@ -314,36 +490,69 @@ pub fn changes_schema() -> SchemaRef {
 
 /// `int_customer_identity`: one row per record with its customer id and the size of its cluster.
 pub fn identity_table(records: &Records, r: &Resolution) -> Result<RecordBatch> {
-    let mut sizes: HashMap<u32, i64> = HashMap::new();
+    identity_rows(records, r, &cluster_sizes(r), 0..records.len())
+}
+
+/// The number of records of each cluster.
+fn cluster_sizes(r: &Resolution) -> Vec<i64> {
+    let mut sizes = vec![0i64; r.customer_ids_by_cluster.len()];
     for c in &r.clusters {
-        *sizes.entry(*c).or_insert(0) += 1;
+        if let Some(n) = sizes.get_mut(*c as usize) {
+            *n += 1;
+        }
     }
-    let schema = identity_schema();
-    let source: StringArray = records
-        .sources
+    sizes
+}
+
+/// The rows of `int_customer_identity` for the records in `range`.
+fn identity_rows(
+    records: &Records,
+    r: &Resolution,
+    sizes: &[i64],
+    range: std::ops::Range<usize>,
+) -> Result<RecordBatch> {
+    let range = range.start.min(records.len())..range.end.min(records.len());
+    let source: StringArray = records.sources[range.clone()]
         .iter()
         .map(|s| records.source_names.get(*s as usize).map(String::as_str))
         .collect();
     batch(
         "int_customer_identity",
-        schema,
+        identity_schema(),
         vec![
-            Arc::new(StringArray::from_iter_values(&records.ids)),
+            Arc::new(StringArray::from_iter_values(&records.ids[range.clone()])),
             Arc::new(source),
-            Arc::new(StringArray::from_iter_values(&r.customer_ids)),
-            Arc::new(Int64Array::from_iter_values(
-                r.clusters
-                    .iter()
-                    .map(|c| sizes.get(c).copied().unwrap_or(1)),
+            Arc::new(StringArray::from_iter_values(
+                range.clone().map(|i| r.customer_id(i)),
             )),
-            Arc::new(StringArray::from_iter_values(&r.household_ids)),
+            Arc::new(Int64Array::from_iter_values(range.clone().map(|i| {
+                r.clusters
+                    .get(i)
+                    .and_then(|c| sizes.get(*c as usize))
+                    .copied()
+                    .unwrap_or(1)
+            }))),
+            Arc::new(StringArray::from_iter_values(
+                range.map(|i| r.household_id(i)),
+            )),
         ],
     )
 }
 
 /// `int_identity_links`: scored candidate pairs with each comparison's level and weight.
 pub fn links_table(records: &Records, settings: &Settings, r: &Resolution) -> Result<RecordBatch> {
-    let n = r.links.len();
+    links_rows(records, settings, r, 0..r.links.len())
+}
+
+/// The rows of `int_identity_links` for the links in `range`.
+fn links_rows(
+    records: &Records,
+    settings: &Settings,
+    r: &Resolution,
+    range: std::ops::Range<usize>,
+) -> Result<RecordBatch> {
+    let links = r.links.get(range).unwrap_or(&[]);
+    let n = links.len();
     let mut a = StringBuilder::with_capacity(n, n * 12);
     let mut b = StringBuilder::with_capacity(n, n * 12);
     let mut rule = StringBuilder::with_capacity(n, n * 16);
@@ -353,7 +562,7 @@ pub fn links_table(records: &Records, settings: &Settings, r: &Resolution) -> Re
     let width = settings.comparisons.len();
     let mut levels: Vec<StringBuilder> = (0..width).map(|_| StringBuilder::new()).collect();
     let mut weights: Vec<Float64Builder> = (0..width).map(|_| Float64Builder::new()).collect();
-    for link in &r.links {
+    for link in links {
         a.append_value(&records.ids[link.a as usize]);
         b.append_value(&records.ids[link.b as usize]);
         rule.append_value(
@@ -561,13 +770,50 @@ mod tests {
     fn the_declared_schemas_are_those_of_the_tables_written() -> Result<()> {
         let settings = IdentitySpec::default().validate()?;
         let records = Records::new(&settings);
-        let r = crate::resolve(&records, &settings, &HashMap::new(), None)?;
+        let r = crate::resolve(&records, &settings, &crate::Previous::default(), None)?;
         let written = output_tables(&records, &settings, &r)?;
         for ((name, schema), (written_name, batch)) in
             output_schemas(&settings).iter().zip(&written)
         {
             assert_eq!(name, written_name);
             assert_eq!(schema, &batch.schema(), "{name}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn records_load_batch_by_batch_and_a_record_id_held_twice_is_refused() -> Result<()> {
+        let settings = IdentitySpec::default().validate()?;
+        let batch = |ids: &[&str]| -> Result<RecordBatch> {
+            let mut columns: Vec<(String, ArrayRef)> = vec![
+                (
+                    "record_id".into(),
+                    Arc::new(StringArray::from(ids.to_vec())) as ArrayRef,
+                ),
+                (
+                    "source_system".into(),
+                    Arc::new(StringArray::from(vec!["crm"; ids.len()])),
+                ),
+            ];
+            for c in &settings.comparisons {
+                columns.push((
+                    c.column.clone(),
+                    Arc::new(StringArray::from(vec![Some("x"); ids.len()])),
+                ));
+            }
+            RecordBatch::try_from_iter(columns).map_err(|e| Error::Input(e.to_string()))
+        };
+        let mut loader = RecordLoader::new(&settings);
+        loader.add(&batch(&["a", "b"])?)?;
+        loader.add(&batch(&["c"])?)?;
+        assert_eq!(loader.finish()?.ids, vec!["a", "b", "c"]);
+        let mut loader = RecordLoader::new(&settings);
+        loader.add(&batch(&["a", "b"])?)?;
+        loader.add(&batch(&["c", "b"])?)?;
+        match loader.finish() {
+            Err(Error::Input(message)) => assert!(message.contains("'b'"), "{message}"),
+            Err(e) => panic!("another error: {e}"),
+            Ok(_) => panic!("a record id held twice was accepted"),
         }
         Ok(())
     }
@@ -598,7 +844,7 @@ mod tests {
                 ],
             );
         }
-        let r = crate::resolve(&records, &settings, &HashMap::new(), None)?;
+        let r = crate::resolve(&records, &settings, &crate::Previous::default(), None)?;
         let table = contacts_table(&records, &settings, &r)?;
         let shared = table
             .column_by_name("is_shared")
@@ -673,7 +919,7 @@ mod tests {
         // No first name, no initial; no street, no postal key; an invalid email is no contact.
         assert_eq!(contacts[1], vec![key("postal", "12 high st|LS14AB|")]);
         assert!(contacts[2].is_empty(), "{:?}", contacts[2]);
-        let r = crate::resolve(&records, &settings, &HashMap::new(), None)?;
+        let r = crate::resolve(&records, &settings, &crate::Previous::default(), None)?;
         let table = contacts_table(&records, &settings, &r)?;
         assert_eq!(table.num_rows(), 4);
         // Nobody else holds Ann's phone and email; her postal key is hers alone (web:2 has no

@@ -47,6 +47,25 @@ pub struct Engine {
     snapshot: std::sync::Mutex<Option<Arc<Snapshot>>>,
 }
 
+/// The result of [`Engine::stream`].
+pub struct BatchStream {
+    what: String,
+    stream: datafusion::physical_plan::SendableRecordBatchStream,
+}
+
+impl BatchStream {
+    /// The next batch, `None` at the end.
+    pub async fn next(&mut self) -> Option<Result<RecordBatch>> {
+        let what = &self.what;
+        self.stream.next().await.map(|r| {
+            r.map_err(|source| Error::Execution {
+                what: what.clone(),
+                source,
+            })
+        })
+    }
+}
+
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
@@ -416,6 +435,26 @@ impl Engine {
                 what: what.to_string(),
                 source,
             })
+    }
+
+    /// Runs a query and returns its result batch by batch, for results too large to hold whole.
+    pub async fn stream(&self, what: &str, sql: &str) -> Result<BatchStream> {
+        let err = |source| Error::Execution {
+            what: what.to_string(),
+            source,
+        };
+        let stream = self
+            .ctx
+            .sql(sql)
+            .await
+            .map_err(err)?
+            .execute_stream()
+            .await
+            .map_err(err)?;
+        Ok(BatchStream {
+            what: what.to_string(),
+            stream,
+        })
     }
 
     /// Runs a query and streams its result into the staged Parquet file `staged`, recording it as

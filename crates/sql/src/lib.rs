@@ -34,6 +34,6 @@ mod error;
 mod models;
 pub mod queries;
 
-pub use engine::{Engine, EngineOptions, HISTORY_SCHEMA, date32, normalise_batch};
+pub use engine::{BatchStream, Engine, EngineOptions, HISTORY_SCHEMA, date32, normalise_batch};
 pub use error::{Error, Result};
 pub use models::{LAYERS, Model, ModelSet, parse_model, parse_reads};

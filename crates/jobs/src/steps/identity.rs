@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, RecordBatch, StringArray};
+use arrow::array::{Array, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
-use clientele_identity::{Settings, resolve, tables};
+use clientele_identity::{Previous, Records, Settings, resolve, tables};
 use clientele_sql::Engine;
 use clientele_store::Warehouse;
 
@@ -108,22 +108,37 @@ impl Operation for Identity {
     async fn run(&self, cx: &StepContext<'_>) -> Result<StepOutput> {
         let settings = &cx.spec.identity;
         let input = &self.input;
-        let batches = cx
+        // Streamed batch by batch into the records: the input whole as Arrow would take more
+        // memory than the records it becomes.
+        let what = format!("reading the identity input '{input}'");
+        let mut stream = cx
             .engine
-            .collect(
-                &format!("reading the identity input '{input}'"),
-                &identity_query(input, settings, None)?,
-            )
+            .stream(&what, &identity_query(input, settings, None)?)
             .await?;
-        let records = tables::records_from_batches(&batches, settings)
+        let mut loader = tables::RecordLoader::new(settings);
+        while let Some(batch) = stream.next().await {
+            loader
+                .add(&batch?)
+                .map_err(|e| Error::Input(format!("identity input '{input}': {e}")))?;
+        }
+        drop(stream);
+        let records = loader
+            .finish()
             .map_err(|e| Error::Input(format!("identity input '{input}': {e}")))?;
-        drop(batches);
+        // The truth and the last run's customer ids, streamed into one number per record: maps of
+        // millions of record ids to strings would take more memory than the records themselves.
+        let index = record_index(&records);
         let truth = match &settings.truth {
-            Some(t) => Some(string_pairs(
-                &cx.engine
-                    .collect(&format!("reading the truth table '{t}'"), &truth_query(t))
-                    .await?,
-            )?),
+            Some(t) => Some(
+                per_record_codes(
+                    cx.engine,
+                    &format!("reading the truth table '{t}'"),
+                    &truth_query(t),
+                    &index,
+                )
+                .await?
+                .0,
+            ),
             None => None,
         };
         // The truth's households, when it records them.
@@ -131,26 +146,29 @@ impl Operation for Identity {
             Some(t) => {
                 let schema = cx.engine.plan_schema(&format!("select * from {t}")).await?;
                 if schema.field_with_name("household_id").is_ok() {
-                    Some(string_pairs(
-                        &cx.engine
-                            .collect(
-                                &format!("reading the households of the truth table '{t}'"),
-                                &format!(
-                                    "select cast(record_id as varchar) as record_id, cast(household_id as varchar) as household_id from {t}"
-                                ),
-                            )
-                            .await?,
-                    )?)
+                    Some(
+                        per_record_codes(
+                            cx.engine,
+                            &format!("reading the households of the truth table '{t}'"),
+                            &format!(
+                                "select cast(record_id as varchar) as record_id, cast(household_id as varchar) as household_id from {t}"
+                            ),
+                            &index,
+                        )
+                        .await?
+                        .0,
+                    )
                 } else {
                     None
                 }
             }
             None => None,
         };
-        let previous = previous_ids(cx.engine, cx.warehouse).await?;
+        let previous = previous_ids(cx.engine, cx.warehouse, &index).await?;
+        drop(index);
         let owned = settings.clone();
         let (records, resolution) = tokio::task::spawn_blocking(move || {
-            resolve(&records, &owned, &previous, truth.as_ref()).map(|r| (records, r))
+            resolve(&records, &owned, &previous, truth.as_deref()).map(|r| (records, r))
         })
         .await
         .map_err(|e| Error::Internal(format!("identity resolution stopped: {e}")))??;
@@ -168,13 +186,17 @@ impl Operation for Identity {
             tracing::warn!("identity: {w}");
         }
         let mut out = StepOutput::default();
-        for name in tables::OUTPUT_TABLES {
-            let batch = tables::output_table(name, &records, settings, &resolution)?;
-            out.add_table(cx.stage("intermediate", name, &batch).await?);
+        for (name, schema) in tables::output_schemas(settings) {
+            let table = tables::OutputTable::new(name, &records, settings, &resolution)?;
+            out.add_table(
+                cx.stage_slices("intermediate", name, schema, table.slices(), |i| {
+                    Ok(table.slice(i)?)
+                })
+                .await?,
+            );
         }
-        let household_accuracy = truth_households.map(|t| {
-            clientele_identity::evaluate::accuracy_against(&records.ids, &resolution.households, &t)
-        });
+        let household_accuracy = truth_households
+            .map(|t| clientele_identity::evaluate::accuracy(&resolution.households, &t));
         out.report.identity = Some(IdentityReport {
             summary: resolution.summary.clone(),
             accuracy: resolution.accuracy.clone(),
@@ -215,12 +237,34 @@ pub(crate) fn truth_query(truth: &str) -> String {
     )
 }
 
-/// The first two columns of `batches` as text pairs, nulls left out.
-fn string_pairs(batches: &[RecordBatch]) -> Result<HashMap<String, String>> {
-    let mut out = HashMap::new();
-    for b in batches {
+/// Each record's number by its id.
+fn record_index(records: &Records) -> HashMap<&str, u32> {
+    records
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), u32::try_from(i).unwrap_or(u32::MAX)))
+        .collect()
+}
+
+/// Streams a query of two text columns (a record id, a value) and gives each record of `index`
+/// the number of its value (values numbered in order of first appearance; `None` for a record the
+/// query does not name or names with a null value). Also returns the distinct values, each with
+/// the number of rows holding it (rows of records not in `index` included).
+async fn per_record_codes(
+    engine: &Engine,
+    what: &str,
+    sql: &str,
+    index: &HashMap<&str, u32>,
+) -> Result<(Vec<Option<u32>>, Vec<(String, u64)>)> {
+    let mut codes: Vec<Option<u32>> = vec![None; index.len()];
+    let mut values: Vec<(String, u64)> = Vec::new();
+    let mut numbers: HashMap<String, u32> = HashMap::new();
+    let mut stream = engine.stream(what, sql).await?;
+    while let Some(batch) = stream.next().await {
+        let b = batch?;
         if b.num_columns() < 2 {
-            return Err(Error::Input("expected two columns".into()));
+            return Err(Error::Input(format!("{what}: expected two columns")));
         }
         let (k, v) = (
             cast(b.column(0), &DataType::Utf8)?,
@@ -230,19 +274,42 @@ fn string_pairs(batches: &[RecordBatch]) -> Result<HashMap<String, String>> {
             k.as_any().downcast_ref::<StringArray>(),
             v.as_any().downcast_ref::<StringArray>(),
         ) else {
-            return Err(Error::Input("expected text columns".into()));
+            return Err(Error::Input(format!("{what}: expected text columns")));
         };
         for i in 0..b.num_rows() {
-            if !k.is_null(i) && !v.is_null(i) {
-                out.insert(k.value(i).to_string(), v.value(i).to_string());
+            if k.is_null(i) || v.is_null(i) {
+                continue;
+            }
+            let value = v.value(i);
+            let number = match numbers.get(value) {
+                Some(n) => *n,
+                None => {
+                    let n = u32::try_from(values.len()).unwrap_or(u32::MAX);
+                    numbers.insert(value.to_string(), n);
+                    values.push((value.to_string(), 0));
+                    n
+                }
+            };
+            if let Some(entry) = values.get_mut(number as usize) {
+                entry.1 += 1;
+            }
+            if let Some(slot) = index
+                .get(k.value(i))
+                .and_then(|r| codes.get_mut(*r as usize))
+            {
+                *slot = Some(number);
             }
         }
     }
-    Ok(out)
+    Ok((codes, values))
 }
 
-/// Record ids and customer ids of the last published run, or none on the first run.
-async fn previous_ids(engine: &Engine, warehouse: &Warehouse) -> Result<HashMap<String, String>> {
+/// The customer ids of the last published run, or none on the first run.
+async fn previous_ids(
+    engine: &Engine,
+    warehouse: &Warehouse,
+    index: &HashMap<&str, u32>,
+) -> Result<Previous> {
     let runs = crate::history::list_runs(warehouse).await?;
     let table = WRITES[0].1;
     let Some(path) = runs
@@ -252,24 +319,32 @@ async fn previous_ids(engine: &Engine, warehouse: &Warehouse) -> Result<HashMap<
         .find_map(|r| r.tables.iter().find(|t| t.table == table))
         .map(|t| t.path.clone())
     else {
-        return Ok(HashMap::new());
+        return Ok(Previous::default());
     };
     if !engine.is_published(&path).await? {
         tracing::warn!(%path, "the last published identity table is gone; customer ids are minted afresh");
-        return Ok(HashMap::new());
+        return Ok(Previous::default());
     }
     engine.register_file("_previous_identity", &path).await?;
-    let batches = engine
-        .collect(
-            "reading the last published customer ids",
-            "select record_id, customer_id from _previous_identity",
-        )
-        .await?;
+    let read = per_record_codes(
+        engine,
+        "reading the last published customer ids",
+        "select record_id, customer_id from _previous_identity",
+        index,
+    )
+    .await;
     engine
         .context()
         .deregister_table("_previous_identity")
         .map_err(|e| Error::Internal(e.to_string()))?;
-    string_pairs(&batches)
+    let (codes, customer_ids) = read?;
+    Ok(Previous {
+        customer_ids,
+        of_record: codes
+            .into_iter()
+            .map(|c| c.unwrap_or(clientele_identity::stable::NONE))
+            .collect(),
+    })
 }
 
 /// The waterfall of records `a` and `b` as the job's last published identity run scored them:

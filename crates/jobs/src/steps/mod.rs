@@ -155,10 +155,27 @@ impl StepContext<'_> {
         table: &str,
         batch: &RecordBatch,
     ) -> Result<StagedTable> {
+        self.stage_slices(layer, table, batch.schema(), 1, |_| Ok(batch.clone()))
+            .await
+    }
+
+    /// Like [`StepContext::stage`], for a table built slice by slice (`slice(i)` for `i` in
+    /// `0..slices`), each written before the next is built: the table is never held whole.
+    pub(crate) async fn stage_slices(
+        &self,
+        layer: &str,
+        table: &str,
+        schema: arrow::datatypes::SchemaRef,
+        slices: usize,
+        mut slice: impl FnMut(usize) -> Result<RecordBatch>,
+    ) -> Result<StagedTable> {
         let rel = layout::partition_file(layer, table, self.as_of);
         let staged = layout::staged(self.run_id, &rel);
-        let mut writer = self.warehouse.parquet_writer(&staged, batch.schema())?;
-        writer.write(batch).await?;
+        let mut writer = self.warehouse.parquet_writer(&staged, schema)?;
+        for i in 0..slices {
+            let batch = slice(i)?;
+            writer.write(&batch).await?;
+        }
         let file = writer.finish(&rel).await?;
         self.engine.register_file(table, &staged).await?;
         Ok(StagedTable {
