@@ -195,12 +195,15 @@ impl Compared {
             .and_then(|id| self.patterns.get(*id as usize))
     }
 
-    /// Calls `f(a, b, pattern)` for every candidate pair, in order.
-    pub fn for_each(&self, candidates: &Candidates, mut f: impl FnMut(u32, u32, &Pattern)) {
+    /// Calls `f(a, b, number, pattern)` for every candidate pair, in order (`number`: the
+    /// pattern's index in `patterns`).
+    pub fn for_each(&self, candidates: &Candidates, mut f: impl FnMut(u32, u32, u32, &Pattern)) {
         let mut i = 0usize;
         candidates.for_each_pair(0..candidates.units(), |a, b, _| {
-            if let Some(p) = self.pattern(i) {
-                f(a, b, p);
+            if let Some(&number) = self.ids.get(i)
+                && let Some(p) = self.patterns.get(number as usize)
+            {
+                f(a, b, number, p);
             }
             i += 1;
         });

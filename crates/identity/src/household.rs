@@ -66,7 +66,7 @@ pub fn households(
             })
     };
     let mut report = HouseholdReport::default();
-    compared.for_each(candidates, |a, b, pattern| {
+    compared.for_each(candidates, |a, b, _, pattern| {
         let v = &*pattern.levels;
         let (Some(&ca), Some(&cb)) = (clusters.get(a as usize), clusters.get(b as usize)) else {
             return;

@@ -79,9 +79,10 @@ pub struct Link {
     pub rule: u8,
     pub weight: f64,
     pub probability: f64,
-    /// Comparison levels, one per comparison (each comparison's weight, which sums with the prior
-    /// to `weight`, is [`Parameters::weights`] of these: not kept per link, for memory).
-    pub levels: Box<[u8]>,
+    /// The pair's comparison pattern, in [`Resolution::patterns`]: its levels, one per comparison
+    /// ([`Resolution::levels`]; each comparison's weight, which sums with the prior to `weight`,
+    /// is [`Parameters::weights`] of these). A number, not the levels, for memory.
+    pub pattern: u32,
     /// Above the threshold and kept by clustering (not refused by the duplicate-free guard).
     pub accepted: bool,
 }
@@ -125,6 +126,8 @@ pub struct Resolution {
     pub households: Vec<u32>,
     /// Candidate pairs at or above `links_min_probability`.
     pub links: Vec<Link>,
+    /// The distinct comparison patterns of the candidate pairs ([`Link::pattern`]).
+    pub patterns: Vec<compared::Pattern>,
     pub changes: Vec<stable::Change>,
     pub parameters: Parameters,
     pub summary: Summary,
@@ -132,6 +135,13 @@ pub struct Resolution {
 }
 
 impl Resolution {
+    /// The comparison levels of a link, one per comparison.
+    pub fn levels(&self, link: &Link) -> &[u8] {
+        self.patterns
+            .get(link.pattern as usize)
+            .map_or(&[], |p| &p.levels)
+    }
+
     /// The customer id of record `r` ("" for a record out of range).
     pub fn customer_id(&self, r: usize) -> &str {
         self.clusters
@@ -224,7 +234,7 @@ pub fn resolve(
 
     let mut links = Vec::new();
     let mut above = Vec::new();
-    compared.for_each(&candidates, |a, b, pattern| {
+    compared.for_each(&candidates, |a, b, number, pattern| {
         let weight = prior + parameters.evidence_weight(records, a as usize, &pattern.levels);
         let probability = model::probability(weight);
         if probability >= settings.match_probability {
@@ -237,7 +247,7 @@ pub fn resolve(
                 rule: u8::try_from(pattern.mask.trailing_zeros()).unwrap_or(u8::MAX),
                 weight,
                 probability,
-                levels: pattern.levels.clone(),
+                pattern: number,
                 accepted: false,
             });
         }
@@ -346,6 +356,7 @@ pub fn resolve(
         household_ids_by_household: household_names,
         households,
         links,
+        patterns: compared.patterns,
         changes,
         parameters,
         summary,

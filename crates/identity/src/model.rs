@@ -611,7 +611,7 @@ fn estimate_prior(
     let n = records.len() as f64;
     let all_pairs = (n * (n - 1.0) / 2.0).max(1.0);
     let mut bins: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
-    compared.for_each(candidates, |a, _, p| {
+    compared.for_each(candidates, |a, _, _, p| {
         let w = params.evidence_weight(records, a as usize, &p.levels);
         add_to_histogram(&mut bins, std::iter::once(w));
     });

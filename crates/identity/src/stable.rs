@@ -91,44 +91,78 @@ impl Previous {
 
 /// The customer id of every cluster (`cluster[i]` is record i's cluster number, numbered from 0
 /// by first record) and the changes since the `previous` run.
+///
+/// Works on numbers and sorted lists, not maps of strings: at millions of records a map per
+/// cluster would take more memory than the records.
 pub fn assign(
     record_ids: &[String],
     cluster: &[u32],
     previous: &Previous,
 ) -> (Vec<String>, Vec<Change>) {
     let clusters = cluster.iter().map(|c| *c as usize + 1).max().unwrap_or(0);
-    let mut first_record: Vec<Option<&str>> = vec![None; clusters];
-    let mut overlap: Vec<BTreeMap<&str, u64>> = vec![BTreeMap::new(); clusters];
-    // The first record (by id) holding each previous id in each cluster.
-    let mut anchor: HashMap<(usize, &str), &str> = HashMap::new();
-    for (r, (id, &c)) in record_ids.iter().zip(cluster).enumerate() {
-        let c = c as usize;
-        if first_record[c].is_none_or(|f| id.as_str() < f) {
-            first_record[c] = Some(id);
-        }
-        if let Some(prev) = previous.of(r) {
-            *overlap[c].entry(prev).or_insert(0) += 1;
-            let a = anchor.entry((c, prev)).or_insert(id.as_str());
-            if id.as_str() < *a {
-                *a = id.as_str();
-            }
+    let id_of = |r: u32| record_ids.get(r as usize).map_or("", String::as_str);
+    let prev_name = |p: u32| {
+        previous
+            .customer_ids
+            .get(p as usize)
+            .map_or("", |(id, _)| id.as_str())
+    };
+    // The previous ids in text order: changes list them so.
+    let mut by_text: Vec<u32> =
+        (0..u32::try_from(previous.customer_ids.len()).unwrap_or(NONE)).collect();
+    by_text.sort_unstable_by(|x, y| prev_name(*x).cmp(prev_name(*y)));
+    let mut rank = vec![0u32; previous.customer_ids.len()];
+    for (i, p) in by_text.iter().enumerate() {
+        rank[*p as usize] = u32::try_from(i).unwrap_or(NONE);
+    }
+    // The first record (by id) of each cluster.
+    let mut first_record: Vec<u32> = vec![NONE; clusters];
+    for (r, &c) in cluster.iter().enumerate() {
+        let r = u32::try_from(r).unwrap_or(NONE);
+        if let Some(first) = first_record.get_mut(c as usize)
+            && (*first == NONE || id_of(r) < id_of(*first))
+        {
+            *first = r;
         }
     }
+    // Overlaps: (cluster, previous id by text rank, records, first record by id holding it),
+    // sorted by cluster then previous id.
+    let mut held: Vec<(u32, u32, u32)> = cluster
+        .iter()
+        .enumerate()
+        .filter_map(|(r, &c)| {
+            let p = *previous.of_record.get(r)?;
+            let p = *rank.get(p as usize)?;
+            Some((c, p, u32::try_from(r).unwrap_or(NONE)))
+        })
+        .collect();
+    held.sort_unstable_by_key(|(c, p, _)| (*c, *p));
+    let mut overlaps: Vec<(u32, u32, u64, u32)> = Vec::new();
+    for group in held.chunk_by(|x, y| (x.0, x.1) == (y.0, y.1)) {
+        let anchor = group
+            .iter()
+            .map(|g| g.2)
+            .min_by(|x, y| id_of(*x).cmp(id_of(*y)))
+            .unwrap_or(NONE);
+        overlaps.push((group[0].0, group[0].1, group.len() as u64, anchor));
+    }
+    drop(held);
+    let name = |rank: u32| by_text.get(rank as usize).map_or("", |p| prev_name(*p));
     // Claims, largest overlap first; on a tie the id held by the earliest record wins.
-    let mut claims: Vec<(u64, &str, &str, usize)> = Vec::new();
-    for (c, map) in overlap.iter().enumerate() {
-        for (prev, n) in map {
-            let first = anchor.get(&(c, *prev)).copied().unwrap_or("");
-            claims.push((*n, first, prev, c));
-        }
-    }
-    claims.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(y.1)).then(x.2.cmp(y.2)));
-    let mut ids: Vec<Option<String>> = vec![None; clusters];
-    let mut kept: HashSet<&str> = HashSet::new();
-    for (_, _, prev, c) in &claims {
-        if ids[*c].is_none() && !kept.contains(prev) {
-            ids[*c] = Some((*prev).to_string());
-            kept.insert(prev);
+    let mut claims: Vec<u32> = (0..u32::try_from(overlaps.len()).unwrap_or(NONE)).collect();
+    claims.sort_by(|&x, &y| {
+        let (a, b) = (overlaps[x as usize], overlaps[y as usize]);
+        b.2.cmp(&a.2)
+            .then(id_of(a.3).cmp(id_of(b.3)))
+            .then(a.1.cmp(&b.1))
+    });
+    let mut kept_by: Vec<Option<u32>> = vec![None; clusters];
+    let mut kept = vec![false; previous.customer_ids.len()];
+    for i in claims {
+        let (c, p, _, _) = overlaps[i as usize];
+        if kept_by[c as usize].is_none() && !kept[p as usize] {
+            kept_by[c as usize] = Some(p);
+            kept[p as usize] = true;
         }
     }
     // Ids in use: the previous run's, and those minted here.
@@ -139,16 +173,27 @@ pub fn assign(
         .collect();
     let mut minted_here: HashSet<String> = HashSet::new();
     let mut changes = Vec::new();
+    let mut new_clusters: Vec<(usize, usize)> = Vec::new();
     let mut out = Vec::with_capacity(clusters);
+    let mut next_overlap = 0usize;
     for c in 0..clusters {
-        let id = match ids[c].take() {
-            Some(id) => {
-                for (prev, n) in &overlap[c] {
-                    if *prev != id {
+        let start = next_overlap;
+        while overlaps
+            .get(next_overlap)
+            .is_some_and(|o| o.0 as usize == c)
+        {
+            next_overlap += 1;
+        }
+        let own = &overlaps[start..next_overlap];
+        let id = match kept_by[c] {
+            Some(p) => {
+                let id = name(p).to_string();
+                for (_, other, n, _) in own {
+                    if *other != p {
                         changes.push(Change {
                             customer_id: Some(id.clone()),
                             change: "merged",
-                            previous_customer_id: Some((*prev).to_string()),
+                            previous_customer_id: Some(name(*other).to_string()),
                             records: *n,
                         });
                     }
@@ -156,7 +201,7 @@ pub fn assign(
                 id
             }
             None => {
-                let first = first_record[c].unwrap_or("");
+                let first = id_of(first_record[c]);
                 let mut salt = 0;
                 let mut id = minted(first, salt);
                 while previous_ids.contains(id.as_str()) || minted_here.contains(&id) {
@@ -164,8 +209,9 @@ pub fn assign(
                     id = minted(first, salt);
                 }
                 minted_here.insert(id.clone());
-                if overlap[c].is_empty() {
+                if own.is_empty() {
                     if !previous.is_empty() {
+                        new_clusters.push((changes.len(), c));
                         changes.push(Change {
                             customer_id: Some(id.clone()),
                             change: "new",
@@ -174,11 +220,11 @@ pub fn assign(
                         });
                     }
                 } else {
-                    for (prev, n) in &overlap[c] {
+                    for (_, other, n, _) in own {
                         changes.push(Change {
                             customer_id: Some(id.clone()),
                             change: "split",
-                            previous_customer_id: Some((*prev).to_string()),
+                            previous_customer_id: Some(name(*other).to_string()),
                             records: *n,
                         });
                     }
@@ -188,36 +234,29 @@ pub fn assign(
         };
         out.push(id);
     }
-    // Count the records of each "new" cluster now that ids are known.
-    let mut sizes: HashMap<&str, u64> = HashMap::new();
+    // Count the records of each "new" cluster.
+    let mut sizes = vec![0u64; clusters];
     for &c in cluster {
-        *sizes.entry(out[c as usize].as_str()).or_insert(0) += 1;
-    }
-    for ch in &mut changes {
-        if ch.change == "new" {
-            ch.records = ch
-                .customer_id
-                .as_deref()
-                .and_then(|id| sizes.get(id))
-                .copied()
-                .unwrap_or(0);
+        if let Some(n) = sizes.get_mut(c as usize) {
+            *n += 1;
         }
     }
-    // Previous ids that no cluster kept.
-    let now: HashSet<&str> = out.iter().map(String::as_str).collect();
-    let mut gone: BTreeMap<&str, u64> = BTreeMap::new();
-    for (prev, n) in &previous.customer_ids {
-        if !now.contains(prev.as_str()) && *n > 0 {
-            *gone.entry(prev.as_str()).or_insert(0) += n;
+    for (i, c) in new_clusters {
+        if let Some(ch) = changes.get_mut(i) {
+            ch.records = sizes.get(c).copied().unwrap_or(0);
         }
     }
-    for (prev, n) in gone {
-        changes.push(Change {
-            customer_id: None,
-            change: "retired",
-            previous_customer_id: Some(prev.to_string()),
-            records: n,
-        });
+    // Previous ids that no cluster kept, in text order.
+    for p in &by_text {
+        let (id, n) = &previous.customer_ids[*p as usize];
+        if !kept[*p as usize] && *n > 0 {
+            changes.push(Change {
+                customer_id: None,
+                change: "retired",
+                previous_customer_id: Some(id.clone()),
+                records: *n,
+            });
+        }
     }
     (out, changes)
 }

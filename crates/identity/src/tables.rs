@@ -574,9 +574,10 @@ fn links_rows(
         weight.append_value(link.weight);
         prob.append_value(link.probability);
         accepted.append_value(link.accepted);
-        let (link_weights, _) = r.parameters.weights(records, link.a as usize, &link.levels);
+        let link_levels = r.levels(link);
+        let (link_weights, _) = r.parameters.weights(records, link.a as usize, link_levels);
         for (c, p) in r.parameters.comparisons.iter().enumerate() {
-            let l = link.levels.get(c).copied().unwrap_or(0) as usize;
+            let l = link_levels.get(c).copied().unwrap_or(0) as usize;
             levels[c].append_value(p.labels.get(l).map_or("", String::as_str));
             weights[c].append_value(link_weights.get(c).copied().unwrap_or(0.0));
         }
