@@ -2,7 +2,8 @@
 //! equal codes, so exact agreement, blocking keys and term frequencies are integer work, and a
 //! million records with eight compared columns take a few tens of megabytes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::hash::BuildHasher;
 
 use sha2::{Digest, Sha256};
 
@@ -27,7 +28,10 @@ pub struct Column {
     /// each value is held by records of people with different first names (a family's landline or
     /// email) rather than by one person's records. Empty: not known, every value counts as shared.
     pub shared: Vec<bool>,
-    index: HashMap<Box<str>, u32>,
+    /// The code of each value, found by the value's hash and compared against `values`: the table
+    /// holds codes only, not a second copy of every value.
+    index: hashbrown::HashTable<u32>,
+    hasher: std::hash::RandomState,
 }
 
 impl Column {
@@ -36,25 +40,36 @@ impl Column {
             self.codes.push(NULL);
             return;
         };
-        if self.index.is_empty() && !self.values.is_empty() {
+        let (values, hasher) = (&self.values, &self.hasher);
+        let rehash =
+            |code: &u32| hasher.hash_one(values.get(*code as usize).map_or("", |v| &**v) as &str);
+        if self.index.is_empty() && !values.is_empty() {
             // Freed by `finish_loading`: rebuilt, so a value already held keeps its code.
-            self.index = (0u32..)
-                .zip(&self.values)
-                .map(|(code, v)| (v.clone(), code))
-                .collect();
+            for code in 0..u32::try_from(values.len()).unwrap_or(NULL - 1) {
+                self.index.insert_unique(rehash(&code), code, rehash);
+            }
         }
-        let code = match self.index.get(value.as_str()) {
-            Some(c) => *c,
+        let hash = hasher.hash_one(value.as_str());
+        let found = self
+            .index
+            .find(hash, |code| {
+                values.get(*code as usize).is_some_and(|v| **v == *value)
+            })
+            .copied();
+        let code = match found {
+            Some(c) => c,
             None => {
                 let c = u32::try_from(self.values.len()).unwrap_or(NULL - 1);
                 if kind == Kind::Date {
                     self.dates
                         .push(standardise::date(&value).unwrap_or((0, 0, 0)));
                 }
-                let value: Box<str> = value.into();
-                self.values.push(value.clone());
+                self.values.push(value.into());
                 self.counts.push(0);
-                self.index.insert(value, c);
+                let (values, hasher) = (&self.values, &self.hasher);
+                self.index.insert_unique(hash, c, |code| {
+                    hasher.hash_one(values.get(*code as usize).map_or("", |v| &**v) as &str)
+                });
                 c
             }
         };
@@ -165,7 +180,7 @@ impl Records {
     /// [`Records::push`] rebuilds the lookup first, so a value already held keeps its code.
     pub fn finish_loading(&mut self) {
         for column in &mut self.columns {
-            column.index = HashMap::new();
+            column.index = hashbrown::HashTable::new();
         }
     }
 
