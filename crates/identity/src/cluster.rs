@@ -11,8 +11,9 @@ struct Forest {
     parent: Vec<u32>,
     size: Vec<u32>,
     guarded: Vec<u64>,
-    /// The records of each root (kept only when conflicts are checked).
-    members: Vec<Vec<u32>>,
+    /// The records of each cluster as a ring: `next[r]` is the next record of r's cluster (kept
+    /// only when conflicts are checked). Four bytes a record, and two rings join in one swap.
+    next: Vec<u32>,
 }
 
 impl Forest {
@@ -23,6 +24,17 @@ impl Forest {
             x = p;
         }
         x
+    }
+
+    /// The records of `root`'s cluster.
+    fn members(&self, root: u32) -> impl Iterator<Item = u32> + '_ {
+        let mut at = Some(root);
+        std::iter::from_fn(move || {
+            let here = at?;
+            let next = self.next.get(here as usize).copied().unwrap_or(root);
+            at = (next != root).then_some(next);
+            Some(here)
+        })
     }
 }
 
@@ -57,8 +69,8 @@ pub fn cluster(
         parent: (0..n).collect(),
         size: vec![1; records],
         guarded: guard_bit.to_vec(),
-        members: if conflict.is_some() {
-            (0..n).map(|r| vec![r]).collect()
+        next: if conflict.is_some() {
+            (0..n).collect()
         } else {
             Vec::new()
         },
@@ -83,12 +95,13 @@ pub fn cluster(
             report.links_refused_by_guard += 1;
             continue;
         }
-        if let Some(conflicts) = conflict {
-            let (ma, mb) = (&forest.members[ra as usize], &forest.members[rb as usize]);
-            if ma.iter().any(|&x| mb.iter().any(|&y| conflicts(x, y))) {
-                report.links_refused_by_conflict += 1;
-                continue;
-            }
+        if let Some(conflicts) = conflict
+            && forest
+                .members(ra)
+                .any(|x| forest.members(rb).any(|y| conflicts(x, y)))
+        {
+            report.links_refused_by_conflict += 1;
+            continue;
         }
         let (big, small) = if forest.size[ra as usize] >= forest.size[rb as usize] {
             (ra, rb)
@@ -96,8 +109,8 @@ pub fn cluster(
             (rb, ra)
         };
         if conflict.is_some() {
-            let moved = std::mem::take(&mut forest.members[small as usize]);
-            forest.members[big as usize].extend(moved);
+            // Two rings become one: swap the successors of their roots.
+            forest.next.swap(big as usize, small as usize);
         }
         forest.parent[small as usize] = big;
         forest.size[big as usize] += forest.size[small as usize];
@@ -155,5 +168,23 @@ mod tests {
         // Without the check, one customer.
         let (c, _) = cluster(3, &links, &[0; 3], None);
         assert_eq!(c, vec![0, 0, 0]);
+    }
+
+    #[test]
+    fn a_conflict_anywhere_in_two_grown_clusters_refuses_their_join() {
+        // {0, 1, 2} and {3, 4} grow first; 2 and 4 conflict, so the weak link 0-3 is refused,
+        // while 5 joins {3, 4} (no conflict with any of them).
+        let conflict = |a: u32, b: u32| (a.min(b), a.max(b)) == (2, 4);
+        let links = [
+            (0, 1, 9.0),
+            (1, 2, 8.0),
+            (3, 4, 7.0),
+            (4, 5, 6.0),
+            (0, 3, 2.0),
+        ];
+        let (c, r) = cluster(6, &links, &[0; 6], Some(&conflict));
+        assert_eq!(c, vec![0, 0, 0, 1, 1, 1]);
+        assert_eq!(r.links_refused_by_conflict, 1);
+        assert_eq!(r.largest_cluster, 3);
     }
 }

@@ -46,37 +46,44 @@ fn pairs(n: u64) -> u64 {
     n * n.saturating_sub(1) / 2
 }
 
-/// Scores `cluster` (one number per record) against `person` (one id per record, `None` when
-/// unknown: such records are left out).
-pub fn accuracy<P: Eq + std::hash::Hash + Copy>(cluster: &[u32], person: &[Option<P>]) -> Accuracy {
-    let mut by_cluster: HashMap<u32, u64> = HashMap::new();
-    let mut by_person: HashMap<P, u64> = HashMap::new();
-    let mut both: HashMap<(u32, P), u64> = HashMap::new();
-    let mut records = 0;
-    for (&c, p) in cluster.iter().zip(person) {
-        let Some(p) = *p else { continue };
-        records += 1;
-        *by_cluster.entry(c).or_insert(0) += 1;
-        *by_person.entry(p).or_insert(0) += 1;
-        *both.entry((c, p)).or_insert(0) += 1;
-    }
-    let found: u64 = both.values().map(|n| pairs(*n)).sum();
-    let predicted: u64 = by_cluster.values().map(|n| pairs(*n)).sum();
-    let true_pairs: u64 = by_person.values().map(|n| pairs(*n)).sum();
-    let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
-    // A cluster is exact when all its records are one person's and that person has no others.
-    let exact = both
+/// Scores `cluster` (one number per record) against `person` (the number of the person behind
+/// each record, `None` when unknown: such records are left out). Counted over sorted numbers, not
+/// maps: at millions of records maps of every cluster and person would be the step's largest.
+pub fn accuracy(cluster: &[u32], person: &[Option<u32>]) -> Accuracy {
+    let mut known: Vec<(u32, u32)> = cluster
         .iter()
-        .filter(|((c, p), n)| by_cluster.get(c) == Some(n) && by_person.get(p) == Some(n))
-        .count() as u64;
+        .zip(person)
+        .filter_map(|(&c, p)| p.map(|p| (c, p)))
+        .collect();
+    known.sort_unstable();
+    let records = known.len() as u64;
+    let dense = |n: Option<u32>| n.map_or(0, |m| m as usize + 1);
+    let mut by_cluster = vec![0u64; dense(known.iter().map(|k| k.0).max())];
+    let mut by_person = vec![0u64; dense(known.iter().map(|k| k.1).max())];
+    for (c, p) in &known {
+        by_cluster[*c as usize] += 1;
+        by_person[*p as usize] += 1;
+    }
+    let (mut found, mut exact) = (0u64, 0u64);
+    for group in known.chunk_by(|x, y| x == y) {
+        let n = group.len() as u64;
+        let (c, p) = group[0];
+        found += pairs(n);
+        // A cluster is exact when all its records are one person's and that person has no others.
+        if by_cluster[c as usize] == n && by_person[p as usize] == n {
+            exact += 1;
+        }
+    }
+    let predicted: u64 = by_cluster.iter().map(|n| pairs(*n)).sum();
+    let true_pairs: u64 = by_person.iter().map(|n| pairs(*n)).sum();
+    let clusters = by_cluster.iter().filter(|n| **n > 0).count() as u64;
+    let persons = by_person.iter().filter(|n| **n > 0).count() as u64;
+    let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
     Accuracy {
         records,
-        persons: by_person.len() as u64,
+        persons,
         pairwise: Scores::new(ratio(found, predicted), ratio(found, true_pairs)),
-        cluster: Scores::new(
-            ratio(exact, by_cluster.len() as u64),
-            ratio(exact, by_person.len() as u64),
-        ),
+        cluster: Scores::new(ratio(exact, clusters), ratio(exact, persons)),
         true_pairs,
         found_pairs: found,
         predicted_pairs: predicted,
@@ -90,9 +97,15 @@ pub fn accuracy_against(
     cluster: &[u32],
     truth: &HashMap<String, String>,
 ) -> Accuracy {
-    let known: Vec<Option<&str>> = ids
+    let mut numbers: HashMap<&str, u32> = HashMap::new();
+    let known: Vec<Option<u32>> = ids
         .iter()
-        .map(|id| truth.get(id).map(String::as_str))
+        .map(|id| {
+            truth.get(id).map(|p| {
+                let next = u32::try_from(numbers.len()).unwrap_or(u32::MAX);
+                *numbers.entry(p.as_str()).or_insert(next)
+            })
+        })
         .collect();
     accuracy(cluster, &known)
 }
@@ -103,7 +116,7 @@ mod tests {
 
     #[test]
     fn perfect_and_imperfect_clusterings() {
-        let person = [Some("p"), Some("p"), Some("q"), Some("r"), None];
+        let person = [Some(7), Some(7), Some(1), Some(2), None];
         let perfect = accuracy(&[0, 0, 1, 2, 3], &person);
         assert_eq!(perfect.pairwise.f1, 1.0);
         assert_eq!(perfect.cluster.f1, 1.0);
@@ -117,5 +130,12 @@ mod tests {
         assert_eq!(bad.pairwise.f1, 0.0);
         // Clusters {0}, {1}, {2,3}: none is exactly a person.
         assert_eq!(bad.cluster.precision, 0.0);
+        // The same through a truth of text ids.
+        let ids: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
+        let truth: HashMap<String, String> = [("a", "p"), ("b", "p"), ("c", "q"), ("d", "r")]
+            .map(|(r, p)| (r.to_string(), p.to_string()))
+            .into();
+        assert_eq!(accuracy_against(&ids, &[0, 1, 2, 2, 3], &truth), bad);
+        assert_eq!(accuracy_against(&ids, &[0, 0, 1, 2, 3], &truth), perfect);
     }
 }
