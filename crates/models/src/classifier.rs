@@ -144,30 +144,42 @@ impl Predictor {
         }
     }
 
-    /// The probability of the positive outcome for every row of `table`.
+    /// The probability of the positive outcome for every row of `table`, scored a slice of
+    /// [`PREDICT_ROWS`] rows at a time (the matrix of a whole large table is never built).
     pub fn predict(&self, table: &FeatureTable) -> Result<Vec<f64>> {
-        match self {
-            Self::LogisticRegression { encoding, model } => {
-                model.predict(&encoding.matrix(table, true)?)
+        let mut out = Vec::with_capacity(table.len());
+        let booster = match self {
+            Self::BoostedTrees { booster, .. } if !table.is_empty() => {
+                Some(GradientBooster::from_json(&booster.to_string()).map_err(booster_error)?)
             }
-            Self::BoostedTrees { encoding, booster } => {
-                if table.is_empty() {
-                    return Ok(Vec::new());
+            _ => None,
+        };
+        let mut start = 0;
+        while start < table.len() {
+            let rows = start..(start + PREDICT_ROWS).min(table.len());
+            let n = rows.len();
+            match (self, &booster) {
+                (Self::LogisticRegression { encoding, model }, _) => {
+                    out.extend(model.predict(&encoding.matrix_rows(table, true, rows)?)?);
                 }
-                let x = encoding.matrix(table, false)?;
-                let booster =
-                    GradientBooster::from_json(&booster.to_string()).map_err(booster_error)?;
-                let data = column_major(&x, table.len());
-                let matrix = Matrix::new(&data, table.len(), x.len());
-                Ok(booster
-                    .predict(&matrix, true)
-                    .into_iter()
-                    .map(sigmoid)
-                    .collect())
+                (Self::BoostedTrees { encoding, .. }, Some(booster)) => {
+                    let x = encoding.matrix_rows(table, false, rows)?;
+                    let data = column_major(&x, n);
+                    let matrix = Matrix::new(&data, n, x.len());
+                    out.extend(booster.predict(&matrix, true).into_iter().map(sigmoid));
+                }
+                (Self::BoostedTrees { .. }, None) => {
+                    return Err(Error::Internal("the booster was not loaded".into()));
+                }
             }
+            start += n;
         }
+        Ok(out)
     }
 }
+
+/// Rows scored at once by [`Predictor::predict`].
+pub const PREDICT_ROWS: usize = 65_536;
 
 /// What [`train_and_select`] found.
 #[derive(Debug, Clone)]
@@ -243,9 +255,9 @@ pub fn train_and_select_on(
     // The profile describes every refit row (its counts are customers), not the sample.
     let labels = profiled.labels(what)?;
     let encoding = predictor.encoding();
-    let raw = encoding.matrix(profiled, false)?;
+    let columns = encoding.feature_columns(profiled)?;
     let min_leaf = (profiled.len() / 40).max(20);
-    let rules = profile(&encoding.columns(), &raw, labels, 3, min_leaf);
+    let rules = profile(&encoding.columns(), &columns, labels, 3, min_leaf);
     Ok(Selection {
         predictor,
         candidates,
@@ -273,14 +285,14 @@ mod tests {
             let noise = (i * 7919) % 10 == 0;
             x.push(if i % 13 == 0 { f64::NAN } else { xi });
             z.push(zi);
-            band.push(Some(b.to_string()));
+            band.push(Some(b));
             y.push(if signal != noise { 1.0 } else { 0.0 });
         }
         FeatureTable {
             ids: (offset..offset + n).map(|i| format!("c{i}")).collect(),
             labels: Some(y),
             numeric: vec![("x".into(), x), ("z".into(), z)],
-            categorical: vec![("band".into(), band)],
+            categorical: vec![("band".into(), band.into_iter().collect())],
             ..FeatureTable::default()
         }
     }

@@ -23,30 +23,197 @@ pub const MISSING_LEVEL: &str = "(missing)";
 /// the rest share none (all zeros), like unseen levels at scoring time.
 const MAX_LEVELS: usize = 30;
 
-/// Rows of features, with ids, optional labels and metadata.
+/// Text values held in one buffer (an id per row without an allocation per row).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TextColumn {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl TextColumn {
+    /// Appends a value.
+    pub fn push(&mut self, value: &str) {
+        self.text.push_str(value);
+        self.ends.push(self.text.len());
+    }
+
+    /// The value of row `i`, empty past the end.
+    pub fn get(&self, i: usize) -> &str {
+        let start = if i == 0 {
+            0
+        } else {
+            self.ends.get(i - 1).copied().unwrap_or(self.text.len())
+        };
+        let end = self.ends.get(i).copied().unwrap_or(start);
+        self.text.get(start..end).unwrap_or_default()
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The values in row order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for TextColumn {
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
+        let mut c = TextColumn::default();
+        for v in iter {
+            c.push(v.as_ref());
+        }
+        c
+    }
+}
+
+/// Text values as codes into the list of distinct values (4 bytes a row); code 0 is an empty
+/// value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CodedColumn {
+    /// The distinct values by code; `values[0]` stands for an empty value and is never read.
+    values: Vec<String>,
+    codes: Vec<u32>,
+}
+
+impl Default for CodedColumn {
+    fn default() -> Self {
+        Self {
+            values: vec![String::new()],
+            codes: Vec::new(),
+        }
+    }
+}
+
+impl CodedColumn {
+    /// The code of an empty value.
+    pub const EMPTY: u32 = 0;
+
+    /// The value of row `i` (`None` when empty or past the end).
+    pub fn get(&self, i: usize) -> Option<&str> {
+        self.codes.get(i).and_then(|&c| self.value_of(c))
+    }
+
+    /// The value a code stands for (`None` for [`CodedColumn::EMPTY`]).
+    pub fn value_of(&self, code: u32) -> Option<&str> {
+        if code == Self::EMPTY {
+            return None;
+        }
+        self.values.get(code as usize).map(String::as_str)
+    }
+
+    /// Each row's code.
+    pub fn codes(&self) -> &[u32] {
+        &self.codes
+    }
+
+    /// Number of codes, the empty one included (codes are below it).
+    pub fn code_count(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.codes.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.codes.is_empty()
+    }
+
+    /// The values in row order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Option<&str>> + '_ {
+        self.codes.iter().map(|&c| self.value_of(c))
+    }
+
+    /// The rows at `rows`, in that order (the list of values is shared as it is).
+    fn select(&self, rows: &[usize]) -> Self {
+        Self {
+            values: self.values.clone(),
+            codes: rows.iter().map(|&i| self.codes[i]).collect(),
+        }
+    }
+}
+
+/// Builds a [`CodedColumn`], finding each value's code.
+#[derive(Debug, Default)]
+struct CodedBuilder {
+    column: CodedColumn,
+    lookup: std::collections::HashMap<String, u32>,
+}
+
+impl CodedBuilder {
+    fn push(&mut self, value: Option<&str>) {
+        let code = match value {
+            None => CodedColumn::EMPTY,
+            Some(v) => match self.lookup.get(v) {
+                Some(&c) => c,
+                None => {
+                    let c = u32::try_from(self.column.values.len()).unwrap_or(u32::MAX);
+                    self.column.values.push(v.to_string());
+                    self.lookup.insert(v.to_string(), c);
+                    c
+                }
+            },
+        };
+        self.column.codes.push(code);
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<Option<S>> for CodedColumn {
+    fn from_iter<I: IntoIterator<Item = Option<S>>>(iter: I) -> Self {
+        let mut b = CodedBuilder::default();
+        for v in iter {
+            b.push(v.as_ref().map(AsRef::as_ref));
+        }
+        b.column
+    }
+}
+
+/// Rows of features, with ids, optional labels and metadata. Text is held compactly: ids in one
+/// buffer, categorical values and groups as codes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FeatureTable {
     /// `customer_id` of each row.
-    pub ids: Vec<String>,
+    pub ids: TextColumn,
     /// 0 or 1 per row, when the query returned `label`.
     pub labels: Option<Vec<f64>>,
     /// `_snapshot_date` (days since 1970-01-01) per row, when returned.
     pub snapshot_days: Option<Vec<i32>>,
     /// `_group` per row (such as a campaign id), when returned.
-    pub groups: Option<Vec<String>>,
+    pub groups: Option<CodedColumn>,
     /// Numeric features, NaN for missing.
     pub numeric: Vec<(String, Vec<f64>)>,
     /// Categorical features.
-    pub categorical: Vec<(String, Vec<Option<String>>)>,
+    pub categorical: Vec<(String, CodedColumn)>,
 }
 
 fn bad(what: &str, reason: impl std::fmt::Display) -> Error {
     Error::BadInput(format!("{what}: {reason}"))
 }
 
-impl FeatureTable {
-    /// Reads the rows of a feature query. `what` names the query in errors.
-    pub fn from_batches(what: &str, schema: &Schema, batches: &[RecordBatch]) -> Result<Self> {
+/// Reads a feature query's batches one at a time into a [`FeatureTable`], so that the query's
+/// result need not be held whole beside the table.
+#[derive(Debug)]
+pub struct FeatureTableBuilder {
+    what: String,
+    table: FeatureTable,
+    groups: Option<CodedBuilder>,
+    categorical: Vec<(String, CodedBuilder)>,
+    rows: usize,
+}
+
+impl FeatureTableBuilder {
+    /// A builder for the rows of a query with `schema`. `what` names the query in errors.
+    pub fn new(what: &str, schema: &Schema) -> Result<Self> {
         let mut table = FeatureTable::default();
         if schema.field_with_name("customer_id").is_err() {
             return Err(bad(
@@ -61,9 +228,8 @@ impl FeatureTable {
         if has("_snapshot_date") {
             table.snapshot_days = Some(Vec::new());
         }
-        if has("_group") {
-            table.groups = Some(Vec::new());
-        }
+        let groups = has("_group").then(CodedBuilder::default);
+        let mut categorical = Vec::new();
         for field in schema.fields() {
             let name = field.name();
             if name == "customer_id" || name == "label" || name.starts_with('_') {
@@ -71,7 +237,7 @@ impl FeatureTable {
             }
             match field.data_type() {
                 DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-                    table.categorical.push((name.clone(), Vec::new()));
+                    categorical.push((name.clone(), CodedBuilder::default()));
                 }
                 DataType::Boolean
                 | DataType::Int8
@@ -96,82 +262,117 @@ impl FeatureTable {
                 }
             }
         }
-        let mut row_offset = 0usize;
-        for batch in batches {
-            let col = |name: &str| {
-                batch
-                    .column_by_name(name)
-                    .ok_or_else(|| bad(what, format!("a batch lacks column '{name}'")))
-            };
-            let ids = cast(col("customer_id")?, &DataType::Utf8).map_err(|e| bad(what, e))?;
-            let ids = ids.as_string::<i32>();
+        Ok(Self {
+            what: what.to_string(),
+            table,
+            groups,
+            categorical,
+            rows: 0,
+        })
+    }
+
+    /// Adds the rows of one batch.
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<()> {
+        let what = self.what.as_str();
+        let table = &mut self.table;
+        let row_offset = self.rows;
+        let col = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| bad(what, format!("a batch lacks column '{name}'")))
+        };
+        let ids = cast(col("customer_id")?, &DataType::Utf8).map_err(|e| bad(what, e))?;
+        let ids = ids.as_string::<i32>();
+        for i in 0..batch.num_rows() {
+            if ids.is_null(i) {
+                return Err(bad(
+                    what,
+                    format!("row {} has an empty customer_id", row_offset + i + 1),
+                ));
+            }
+            table.ids.push(ids.value(i));
+        }
+        if let Some(labels) = table.labels.as_mut() {
+            let l = cast(col("label")?, &DataType::Float64).map_err(|e| bad(what, e))?;
+            let l = l.as_primitive::<Float64Type>();
             for i in 0..batch.num_rows() {
-                if ids.is_null(i) {
+                let v = if l.is_null(i) { f64::NAN } else { l.value(i) };
+                if v != 0.0 && v != 1.0 {
                     return Err(bad(
                         what,
-                        format!("row {} has an empty customer_id", row_offset + i + 1),
+                        format!(
+                            "row {} (customer {}) has label {v}; labels are 0 or 1",
+                            row_offset + i + 1,
+                            ids.value(i)
+                        ),
                     ));
                 }
-                table.ids.push(ids.value(i).to_string());
+                labels.push(v);
             }
-            if let Some(labels) = table.labels.as_mut() {
-                let l = cast(col("label")?, &DataType::Float64).map_err(|e| bad(what, e))?;
-                let l = l.as_primitive::<Float64Type>();
-                for i in 0..batch.num_rows() {
-                    let v = if l.is_null(i) { f64::NAN } else { l.value(i) };
-                    if v != 0.0 && v != 1.0 {
-                        return Err(bad(
-                            what,
-                            format!(
-                                "row {} (customer {}) has label {v}; labels are 0 or 1",
-                                row_offset + i + 1,
-                                ids.value(i)
-                            ),
-                        ));
-                    }
-                    labels.push(v);
-                }
-            }
-            if let Some(days) = table.snapshot_days.as_mut() {
-                let d =
-                    cast(col("_snapshot_date")?, &DataType::Date32).map_err(|e| bad(what, e))?;
-                let d = d.as_primitive::<Date32Type>();
-                for i in 0..batch.num_rows() {
-                    if d.is_null(i) {
-                        return Err(bad(
-                            what,
-                            format!("row {} has an empty _snapshot_date", row_offset + i + 1),
-                        ));
-                    }
-                    days.push(d.value(i));
-                }
-            }
-            if let Some(groups) = table.groups.as_mut() {
-                let g = cast(col("_group")?, &DataType::Utf8).map_err(|e| bad(what, e))?;
-                let g = g.as_string::<i32>();
-                groups.extend((0..batch.num_rows()).map(|i| g.value(i).to_string()));
-            }
-            for (name, values) in &mut table.numeric {
-                let c = cast(col(name)?, &DataType::Float64).map_err(|e| bad(what, e))?;
-                let c = c.as_primitive::<Float64Type>();
-                values.extend((0..batch.num_rows()).map(|i| {
-                    if c.is_null(i) || !c.value(i).is_finite() {
-                        f64::NAN
-                    } else {
-                        c.value(i)
-                    }
-                }));
-            }
-            for (name, values) in &mut table.categorical {
-                let c = cast(col(name)?, &DataType::Utf8).map_err(|e| bad(what, e))?;
-                let c = c.as_string::<i32>();
-                values.extend(
-                    (0..batch.num_rows()).map(|i| (!c.is_null(i)).then(|| c.value(i).to_string())),
-                );
-            }
-            row_offset += batch.num_rows();
         }
-        Ok(table)
+        if let Some(days) = table.snapshot_days.as_mut() {
+            let d = cast(col("_snapshot_date")?, &DataType::Date32).map_err(|e| bad(what, e))?;
+            let d = d.as_primitive::<Date32Type>();
+            for i in 0..batch.num_rows() {
+                if d.is_null(i) {
+                    return Err(bad(
+                        what,
+                        format!("row {} has an empty _snapshot_date", row_offset + i + 1),
+                    ));
+                }
+                days.push(d.value(i));
+            }
+        }
+        if let Some(groups) = self.groups.as_mut() {
+            let g = cast(col("_group")?, &DataType::Utf8).map_err(|e| bad(what, e))?;
+            let g = g.as_string::<i32>();
+            for i in 0..batch.num_rows() {
+                groups.push(Some(g.value(i)));
+            }
+        }
+        for (name, values) in &mut table.numeric {
+            let c = cast(col(name)?, &DataType::Float64).map_err(|e| bad(what, e))?;
+            let c = c.as_primitive::<Float64Type>();
+            values.extend((0..batch.num_rows()).map(|i| {
+                if c.is_null(i) || !c.value(i).is_finite() {
+                    f64::NAN
+                } else {
+                    c.value(i)
+                }
+            }));
+        }
+        for (name, values) in &mut self.categorical {
+            let c = cast(col(name)?, &DataType::Utf8).map_err(|e| bad(what, e))?;
+            let c = c.as_string::<i32>();
+            for i in 0..batch.num_rows() {
+                values.push((!c.is_null(i)).then(|| c.value(i)));
+            }
+        }
+        self.rows += batch.num_rows();
+        Ok(())
+    }
+
+    /// The table of every row pushed.
+    pub fn finish(self) -> FeatureTable {
+        let mut table = self.table;
+        table.groups = self.groups.map(|g| g.column);
+        table.categorical = self
+            .categorical
+            .into_iter()
+            .map(|(name, b)| (name, b.column))
+            .collect();
+        table
+    }
+}
+
+impl FeatureTable {
+    /// Reads the rows of a feature query. `what` names the query in errors.
+    pub fn from_batches(what: &str, schema: &Schema, batches: &[RecordBatch]) -> Result<Self> {
+        let mut builder = FeatureTableBuilder::new(what, schema)?;
+        for batch in batches {
+            builder.push(batch)?;
+        }
+        Ok(builder.finish())
     }
 
     /// Number of rows.
@@ -188,16 +389,13 @@ impl FeatureTable {
     pub fn select(&self, rows: &[usize]) -> FeatureTable {
         let pick = |v: &Vec<f64>| rows.iter().map(|&i| v[i]).collect::<Vec<_>>();
         FeatureTable {
-            ids: rows.iter().map(|&i| self.ids[i].clone()).collect(),
+            ids: rows.iter().map(|&i| self.ids.get(i)).collect(),
             labels: self.labels.as_ref().map(pick),
             snapshot_days: self
                 .snapshot_days
                 .as_ref()
                 .map(|d| rows.iter().map(|&i| d[i]).collect()),
-            groups: self
-                .groups
-                .as_ref()
-                .map(|g| rows.iter().map(|&i| g[i].clone()).collect()),
+            groups: self.groups.as_ref().map(|g| g.select(rows)),
             numeric: self
                 .numeric
                 .iter()
@@ -206,9 +404,23 @@ impl FeatureTable {
             categorical: self
                 .categorical
                 .iter()
-                .map(|(n, v)| (n.clone(), rows.iter().map(|&i| v[i].clone()).collect()))
+                .map(|(n, v)| (n.clone(), v.select(rows)))
                 .collect(),
         }
+    }
+
+    /// Whether row `i` is in a sample that keeps `share` of the rows: the SHA-256 of its
+    /// customer id and snapshot day, read as a number in [0, 1), is below `share`.
+    fn sampled(&self, i: usize, share: f64) -> bool {
+        let mut h = Sha256::new();
+        h.update(self.ids.get(i).as_bytes());
+        if let Some(d) = &self.snapshot_days {
+            h.update(d[i].to_le_bytes());
+        }
+        let digest = h.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        (u64::from_be_bytes(first) as f64 / 2f64.powi(64)) < share
     }
 
     /// At most about `max_rows` rows, the same ones on every run: a row is kept when the SHA-256
@@ -219,21 +431,23 @@ impl FeatureTable {
         if self.len() <= max_rows {
             return std::borrow::Cow::Borrowed(self);
         }
-        let share = max_rows as f64 / self.len() as f64;
-        let rows: Vec<usize> = (0..self.len())
-            .filter(|&i| {
-                let mut h = Sha256::new();
-                h.update(self.ids[i].as_bytes());
-                if let Some(d) = &self.snapshot_days {
-                    h.update(d[i].to_le_bytes());
-                }
-                let digest = h.finalize();
-                let mut first = [0u8; 8];
-                first.copy_from_slice(&digest[..8]);
-                (u64::from_be_bytes(first) as f64 / 2f64.powi(64)) < share
-            })
+        let all: Vec<usize> = (0..self.len()).collect();
+        std::borrow::Cow::Owned(self.sample_of(&all, max_rows))
+    }
+
+    /// `self.select(rows).sample(max_rows)`, without the copy of every row in `rows` first.
+    /// Sampling the result again with the same `max_rows` keeps it whole.
+    pub fn sample_of(&self, rows: &[usize], max_rows: usize) -> FeatureTable {
+        if rows.len() <= max_rows {
+            return self.select(rows);
+        }
+        let share = max_rows as f64 / rows.len() as f64;
+        let kept: Vec<usize> = rows
+            .iter()
+            .copied()
+            .filter(|&i| self.sampled(i, share))
             .collect();
-        std::borrow::Cow::Owned(self.select(&rows))
+        self.select(&kept)
     }
 
     /// The labels, or an error naming `what` when the table has none.
@@ -256,7 +470,7 @@ impl FeatureTable {
                 h.update(v[i].to_le_bytes());
             }
             for (_, v) in &self.categorical {
-                h.update(v[i].as_deref().unwrap_or("\u{0}").as_bytes());
+                h.update(v.get(i).unwrap_or("\u{0}").as_bytes());
                 h.update([0xff]);
             }
         }
@@ -333,11 +547,21 @@ impl Encoding {
             .categorical
             .iter()
             .map(|(name, v)| {
+                let mut by_code = vec![0usize; v.code_count()];
+                for &c in v.codes() {
+                    if let Some(n) = by_code.get_mut(c as usize) {
+                        *n += 1;
+                    }
+                }
                 let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-                for x in v {
-                    *counts
-                        .entry(x.as_deref().unwrap_or(MISSING_LEVEL))
-                        .or_default() += 1;
+                for (code, &n) in by_code.iter().enumerate() {
+                    if n > 0 {
+                        let level = u32::try_from(code)
+                            .ok()
+                            .and_then(|c| v.value_of(c))
+                            .unwrap_or(MISSING_LEVEL);
+                        *counts.entry(level).or_default() += n;
+                    }
                 }
                 let mut by_count: Vec<(&str, usize)> = counts.into_iter().collect();
                 by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
@@ -389,6 +613,45 @@ impl Encoding {
     /// and scaled by the training mean and deviation and a missing value becomes 0 (the mean);
     /// without it they stay as they are, NaN included. Categorical levels are 0/1 columns.
     pub fn matrix(&self, table: &FeatureTable, standardise: bool) -> Result<Vec<Vec<f64>>> {
+        self.matrix_rows(table, standardise, 0..table.len())
+    }
+
+    /// [`Encoding::matrix`] of the rows in `rows` only, so that many rows can be scored a slice
+    /// at a time.
+    pub fn matrix_rows(
+        &self,
+        table: &FeatureTable,
+        standardise: bool,
+        rows: std::ops::Range<usize>,
+    ) -> Result<Vec<Vec<f64>>> {
+        let rows = rows.start.min(table.len())..rows.end.min(table.len());
+        let columns = self.feature_columns(table)?;
+        let mut out = Vec::with_capacity(columns.len());
+        for (column, numeric) in columns.iter().zip(self.column_scaling()) {
+            out.push(match (column, numeric) {
+                (FeatureColumn::Numeric(values), Some(f)) if standardise => values[rows.clone()]
+                    .iter()
+                    .map(|&x| if x.is_nan() { 0.0 } else { (x - f.mean) / f.sd })
+                    .collect(),
+                _ => rows.clone().map(|i| column.value(i)).collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Each matrix column's numeric feature (for its scaling), `None` for level columns.
+    fn column_scaling(&self) -> impl Iterator<Item = Option<&NumericFeature>> + '_ {
+        self.numeric.iter().map(Some).chain(
+            self.categorical
+                .iter()
+                .flat_map(|f| f.levels.iter().map(|_| None)),
+        )
+    }
+
+    /// The matrix columns of `table` as views of its own columns, in the order of
+    /// [`Encoding::columns`]: numeric values as they are (NaN for missing), levels as 0/1 read
+    /// from the codes. Nothing of the table's size is copied.
+    pub fn feature_columns<'a>(&self, table: &'a FeatureTable) -> Result<Vec<FeatureColumn<'a>>> {
         let mut out = Vec::new();
         for f in &self.numeric {
             let values = table
@@ -397,14 +660,7 @@ impl Encoding {
                 .find(|(n, _)| *n == f.name)
                 .map(|(_, v)| v)
                 .ok_or_else(|| missing_feature(&f.name, table))?;
-            out.push(if standardise {
-                values
-                    .iter()
-                    .map(|&x| if x.is_nan() { 0.0 } else { (x - f.mean) / f.sd })
-                    .collect()
-            } else {
-                values.clone()
-            });
+            out.push(FeatureColumn::Numeric(values));
         }
         for f in &self.categorical {
             let values = table
@@ -413,19 +669,54 @@ impl Encoding {
                 .find(|(n, _)| *n == f.name)
                 .map(|(_, v)| v)
                 .ok_or_else(|| missing_feature(&f.name, table))?;
-            for level in &f.levels {
-                out.push(
-                    values
-                        .iter()
-                        .map(|x| {
-                            let x = x.as_deref().unwrap_or(MISSING_LEVEL);
-                            if x == level { 1.0 } else { 0.0 }
-                        })
-                        .collect(),
-                );
+            // Each of the table's codes as the position of its level, if the level has a column.
+            let level_of_code: Vec<Option<usize>> = (0..values.code_count())
+                .map(|code| {
+                    let value = u32::try_from(code)
+                        .ok()
+                        .and_then(|c| values.value_of(c))
+                        .unwrap_or(MISSING_LEVEL);
+                    f.levels.iter().position(|l| l == value)
+                })
+                .collect();
+            for level in 0..f.levels.len() {
+                out.push(FeatureColumn::Level {
+                    codes: values.codes(),
+                    hit: level_of_code.iter().map(|&l| l == Some(level)).collect(),
+                });
             }
         }
         Ok(out)
+    }
+}
+
+/// One matrix column read from a [`FeatureTable`] without copying it.
+#[derive(Debug, Clone)]
+pub enum FeatureColumn<'a> {
+    /// A numeric feature's values (NaN for missing).
+    Numeric(&'a [f64]),
+    /// A categorical level: 1 where the row's code is one of the level's, else 0.
+    Level {
+        /// The rows' codes.
+        codes: &'a [u32],
+        /// Whether each code is the level.
+        hit: Vec<bool>,
+    },
+}
+
+impl FeatureColumn<'_> {
+    /// The value of row `i`.
+    pub fn value(&self, i: usize) -> f64 {
+        match self {
+            Self::Numeric(values) => values[i],
+            Self::Level { codes, hit } => {
+                if hit.get(codes[i] as usize).copied().unwrap_or(false) {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+        }
     }
 }
 
@@ -477,7 +768,7 @@ mod tests {
     fn tables_read_numbers_booleans_and_text() -> Result<()> {
         let (schema, b) = batch();
         let t = FeatureTable::from_batches("test", &schema, &[b])?;
-        assert_eq!(t.ids, vec!["a", "b", "c"]);
+        assert_eq!(t.ids.iter().collect::<Vec<_>>(), vec!["a", "b", "c"]);
         assert_eq!(t.labels, Some(vec![1.0, 0.0, 1.0]));
         assert_eq!(t.numeric.len(), 3);
         assert!(t.numeric[0].1[1].is_nan());

@@ -52,12 +52,15 @@ mod windows;
 
 pub use artifact::{ARTIFACT_FORMAT, AS_OF_PLACEHOLDER, Artifact, ArtifactModel};
 pub use btyd::{BgNbd, CustomerSummary, Fit, FitError, GammaGamma, MbgNbd, ParetoNbd};
-pub use classifier::{Algorithm, Predictor, Selection, train_and_select};
+pub use classifier::{Algorithm, MAX_TRAINING_ROWS, Predictor, Selection, train_and_select};
 pub use clv::{
     ClvOptions, ClvParams, MODEL_VERSION, clv_schema, clv_scores, metrics_schema, score_clv,
 };
 pub use evaluate::{Decile, Evaluation, average_precision, evaluate, roc_auc};
-pub use features::{ColumnMeaning, Encoding, FeatureTable};
+pub use features::{
+    CodedColumn, ColumnMeaning, Encoding, FeatureColumn, FeatureTable, FeatureTableBuilder,
+    TextColumn,
+};
 pub use logistic::Logistic;
 pub use profile::{ProfileRule, profile};
 pub use rfm::{Error, Result, RfmSegmentNames, quintile_scores, rfm_schema, score_rfm};

@@ -9,7 +9,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::features::ColumnMeaning;
+use crate::features::{ColumnMeaning, FeatureColumn};
+
+/// A node's numeric thresholds are chosen among at most this many of its values (taken evenly
+/// through the node's rows); the rows on each side of a threshold are then counted over every
+/// row. A node with no more values than this gets exactly the thresholds of its sorted values.
+const THRESHOLD_SAMPLE: usize = 65_536;
 
 /// One leaf of the profile tree.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,7 +120,7 @@ fn format_value(v: f64) -> String {
 /// leaves from the highest positive rate to the lowest.
 pub fn profile(
     meanings: &[ColumnMeaning],
-    columns: &[Vec<f64>],
+    columns: &[FeatureColumn<'_>],
     labels: &[f64],
     max_depth: usize,
     min_leaf: usize,
@@ -139,7 +144,7 @@ pub fn profile(
 #[allow(clippy::too_many_arguments)]
 fn grow(
     meanings: &[ColumnMeaning],
-    columns: &[Vec<f64>],
+    columns: &[FeatureColumn<'_>],
     labels: &[f64],
     rows: Vec<usize>,
     path: &[Condition],
@@ -163,43 +168,61 @@ fn grow(
     let parent = gini(pos, n);
     let mut best: Option<Split> = None;
     for (c, values) in columns.iter().enumerate() {
-        let mut present: Vec<(f64, f64)> = rows
-            .iter()
-            .filter(|&&i| !values[i].is_nan())
-            .map(|&i| (values[i], labels[i]))
-            .collect();
-        let (miss_n, miss_pos) = {
-            let m: Vec<&usize> = rows.iter().filter(|&&i| values[i].is_nan()).collect();
-            (
-                m.len() as f64,
-                m.iter().filter(|&&&i| labels[i] == 1.0).count() as f64,
-            )
-        };
-        present.sort_by(|a, b| a.0.total_cmp(&b.0));
-        if present.is_empty() {
+        let (mut present_n, mut miss_n, mut miss_pos) = (0usize, 0.0, 0.0);
+        for &i in &rows {
+            if values.value(i).is_nan() {
+                miss_n += 1.0;
+                miss_pos += labels[i];
+            } else {
+                present_n += 1;
+            }
+        }
+        if present_n == 0 {
             continue;
         }
+        // The values thresholds are chosen among: all of the node's, or every `stride`-th.
+        let stride = present_n.div_ceil(THRESHOLD_SAMPLE);
+        let mut sample: Vec<f64> = rows
+            .iter()
+            .map(|&i| values.value(i))
+            .filter(|v| !v.is_nan())
+            .step_by(stride)
+            .collect();
+        sample.sort_by(f64::total_cmp);
         // Candidate thresholds: split before the first row of each distinct value at up to 32
         // evenly spaced ranks.
-        let mut candidates: Vec<usize> = Vec::new();
-        let steps = 32.min(present.len());
+        let mut thresholds: Vec<f64> = Vec::new();
+        let steps = 32.min(sample.len());
         for s in 1..steps {
-            let mut k = s * present.len() / steps;
-            while k > 0 && k < present.len() && present[k - 1].0 == present[k].0 {
+            let mut k = s * sample.len() / steps;
+            while k > 0 && k < sample.len() && sample[k - 1] == sample[k] {
                 k += 1;
             }
-            if k > 0 && k < present.len() && candidates.last() != Some(&k) {
-                candidates.push(k);
+            if k > 0 && k < sample.len() && thresholds.last() != Some(&sample[k]) {
+                thresholds.push(sample[k]);
             }
         }
-        let mut prefix_pos = vec![0.0; present.len() + 1];
-        for (k, (_, y)) in present.iter().enumerate() {
-            prefix_pos[k + 1] = prefix_pos[k] + y;
+        if thresholds.is_empty() {
+            continue;
         }
-        let total_present_pos = prefix_pos[present.len()];
-        for k in candidates {
-            let (ln, lp) = (k as f64, prefix_pos[k]);
-            let (rn, rp) = (present.len() as f64 - ln, total_present_pos - lp);
+        // Rows and positives by bin: bin j holds the values in [thresholds[j-1], thresholds[j]).
+        let mut bin_n = vec![0.0; thresholds.len() + 1];
+        let mut bin_pos = vec![0.0; thresholds.len() + 1];
+        for &i in &rows {
+            let v = values.value(i);
+            if v.is_nan() {
+                continue;
+            }
+            let bin = thresholds.partition_point(|&t| t <= v);
+            bin_n[bin] += 1.0;
+            bin_pos[bin] += labels[i];
+        }
+        let total_present_pos: f64 = bin_pos.iter().sum();
+        let (mut ln, mut lp) = (0.0, 0.0);
+        for (j, &threshold) in thresholds.iter().enumerate() {
+            ln += bin_n[j];
+            lp += bin_pos[j];
+            let (rn, rp) = (present_n as f64 - ln, total_present_pos - lp);
             for missing_left in [true, false] {
                 if miss_n == 0.0 && !missing_left {
                     continue;
@@ -216,7 +239,7 @@ fn grow(
                 if best.as_ref().is_none_or(|b| gain > b.gain + 1e-12) {
                     best = Some(Split {
                         column: c,
-                        threshold: present[k].0,
+                        threshold,
                         missing_left,
                         gain,
                     });
@@ -230,13 +253,14 @@ fn grow(
     };
     let values = &columns[split.column];
     let (left, right): (Vec<usize>, Vec<usize>) = rows.iter().partition(|&&i| {
-        if values[i].is_nan() {
+        let v = values.value(i);
+        if v.is_nan() {
             split.missing_left
         } else {
-            values[i] < split.threshold
+            v < split.threshold
         }
     });
-    let has_missing = rows.iter().any(|&i| values[i].is_nan());
+    let has_missing = rows.iter().any(|&i| values.value(i).is_nan());
     for (side, below) in [(left, true), (right, false)] {
         let mut next = path.to_vec();
         next.push(Condition {
@@ -281,7 +305,11 @@ mod tests {
             ColumnMeaning::Numeric("days_since_last_order".into()),
             ColumnMeaning::Level("open_complaint".into(), "yes".into()),
         ];
-        let rules = profile(&meanings, &[days, complaint], &y, 2, 20);
+        let columns = [
+            FeatureColumn::Numeric(&days),
+            FeatureColumn::Numeric(&complaint),
+        ];
+        let rules = profile(&meanings, &columns, &y, 2, 20);
         assert_eq!(
             rules[0].rule,
             "open_complaint is yes and days_since_last_order ≥ 100"
@@ -321,9 +349,53 @@ mod tests {
     fn unknown_values_are_named_on_their_side() {
         let x = vec![f64::NAN, f64::NAN, 1.0, 2.0, 30.0, 40.0];
         let y = vec![1.0, 1.0, 0.0, 0.0, 1.0, 1.0];
-        let rules = profile(&[ColumnMeaning::Numeric("gap".into())], &[x], &y, 1, 2);
+        let rules = profile(
+            &[ColumnMeaning::Numeric("gap".into())],
+            &[FeatureColumn::Numeric(&x)],
+            &y,
+            1,
+            2,
+        );
         assert_eq!(rules.len(), 2);
         assert_eq!(rules[0].rule, "(gap ≥ 30 or unknown)");
         assert_eq!(rules[1].rule, "gap < 30");
+    }
+
+    #[test]
+    fn a_large_node_chooses_thresholds_on_a_sample_and_counts_every_row() {
+        // 200,000 rows (over the threshold sample): the rate jumps at x = 7 of 0..10, and a
+        // level column reads its 0/1 values from codes.
+        let n = 200_000;
+        let x: Vec<f64> = (0..n).map(|i| f64::from((i / 7) % 10)).collect();
+        let codes: Vec<u32> = (0..n).map(|i| i % 3).collect();
+        let y: Vec<f64> = x
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                if (v >= 7.0) != (i % 10 == 0) {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let meanings = vec![
+            ColumnMeaning::Numeric("x".into()),
+            ColumnMeaning::Level("band".into(), "b".into()),
+        ];
+        let columns = [
+            FeatureColumn::Numeric(&x),
+            FeatureColumn::Level {
+                codes: &codes,
+                hit: vec![false, false, true],
+            },
+        ];
+        let rules = profile(&meanings, &columns, &y, 1, 20);
+        let high = x.iter().filter(|&&v| v >= 7.0).count() as u64;
+        assert_eq!(rules.len(), 2, "{rules:?}");
+        assert_eq!(rules[0].rule, "x ≥ 7");
+        assert_eq!(rules[0].rows, high, "every row of the side is counted");
+        assert_eq!(rules[1].rows, u64::from(n) - high);
+        assert!((rules[0].rate - 0.9).abs() < 0.01, "{rules:?}");
     }
 }

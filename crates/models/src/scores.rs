@@ -40,8 +40,12 @@ pub struct ClassifierData<'a> {
     pub model: &'a str,
     /// The run's as-of date.
     pub as_of: NaiveDate,
-    /// Rows the compared fits learn from.
+    /// Rows the compared fits learn from: the training window's rows, or a sample of at most
+    /// [`crate::MAX_TRAINING_ROWS`] of them ([`FeatureTable::sample_of`]; the fits
+    /// would sample them so anyway).
     pub train: &'a FeatureTable,
+    /// Rows in the training window before any sample was taken.
+    pub train_window_rows: usize,
     /// Later rows they are judged on.
     pub valid: &'a FeatureTable,
     /// Rows the kept algorithm is refitted on (the latest labelled ones).
@@ -80,7 +84,7 @@ pub fn run_classifier(data: &ClassifierData<'_>) -> Result<ClassifierRun> {
         env!("CARGO_PKG_VERSION")
     );
     let p = selection.predictor.predict(data.score)?;
-    let scores: Vec<(String, f64)> = data.score.ids.iter().cloned().zip(p).collect();
+    let scores: Vec<(String, f64)> = data.score.ids.iter().map(str::to_string).zip(p).collect();
     let mut metrics = BTreeMap::new();
     let v = &selection.validation;
     for (name, value) in [
@@ -91,7 +95,7 @@ pub fn run_classifier(data: &ClassifierData<'_>) -> Result<ClassifierRun> {
         ("validation_top_decile_lift", v.top_decile_lift),
         ("validation_rows", v.rows as f64),
         ("validation_positives", v.positives as f64),
-        ("training_rows", data.train.len() as f64),
+        ("training_rows", data.train_window_rows as f64),
         ("refit_rows", data.refit.len() as f64),
         ("scored_rows", data.score.len() as f64),
     ] {
@@ -122,7 +126,7 @@ pub fn run_classifier(data: &ClassifierData<'_>) -> Result<ClassifierRun> {
         model: data.model.to_string(),
         version,
         selection,
-        training_rows: data.train.len(),
+        training_rows: data.train_window_rows,
         scores,
         artifact,
     })
@@ -150,10 +154,19 @@ pub fn split_campaign_sends(table: &FeatureTable, holdout_share: f64) -> Result<
             "campaign rows need _group and _snapshot_date".into(),
         ));
     };
+    // A group's first send day, by code.
+    let mut first_by_code: Vec<Option<i32>> = vec![None; groups.code_count()];
+    for (&code, &d) in groups.codes().iter().zip(days) {
+        if let Some(e) = first_by_code.get_mut(code as usize) {
+            *e = Some(e.map_or(d, |e| e.min(d)));
+        }
+    }
     let mut first: BTreeMap<&str, i32> = BTreeMap::new();
-    for (g, &d) in groups.iter().zip(days) {
-        let e = first.entry(g.as_str()).or_insert(d);
-        *e = (*e).min(d);
+    for (code, d) in first_by_code.iter().enumerate() {
+        if let (Some(d), Some(g)) = (d, u32::try_from(code).ok().and_then(|c| groups.value_of(c))) {
+            let e = first.entry(g).or_insert(*d);
+            *e = (*e).min(*d);
+        }
     }
     let (train, valid, method) = match first.len() {
         0 => {
@@ -179,7 +192,7 @@ pub fn split_campaign_sends(table: &FeatureTable, holdout_share: f64) -> Result<
             let held: BTreeSet<&str> = order[n - k..].iter().map(|(_, g)| *g).collect();
             let (mut train, mut valid) = (Vec::new(), Vec::new());
             for (i, g) in groups.iter().enumerate() {
-                if held.contains(g.as_str()) {
+                if g.is_some_and(|g| held.contains(g)) {
                     valid.push(i);
                 } else {
                     train.push(i);
@@ -552,14 +565,12 @@ mod tests {
     fn the_latest_campaigns_are_held_out() -> Result<()> {
         let t = FeatureTable {
             ids: (0..6).map(|i| format!("c{i}")).collect(),
-            groups: Some(vec![
-                "b".into(),
-                "a".into(),
-                "c".into(),
-                "c".into(),
-                "a".into(),
-                "d".into(),
-            ]),
+            groups: Some(
+                ["b", "a", "c", "c", "a", "d"]
+                    .into_iter()
+                    .map(Some)
+                    .collect(),
+            ),
             snapshot_days: Some(vec![20, 10, 30, 31, 11, 40]),
             ..FeatureTable::default()
         };
@@ -577,7 +588,7 @@ mod tests {
         let n = 400;
         let t = FeatureTable {
             ids: (0..n).map(|i| format!("C{i:05}")).collect(),
-            groups: Some(vec!["only".into(); n]),
+            groups: Some(std::iter::repeat_n(Some("only"), n).collect()),
             snapshot_days: Some(vec![100; n]),
             ..FeatureTable::default()
         };

@@ -54,6 +54,11 @@ pub struct BatchStream {
 }
 
 impl BatchStream {
+    /// The columns of every batch (known before the first, even for a query without rows).
+    pub fn schema(&self) -> arrow::datatypes::SchemaRef {
+        self.stream.schema()
+    }
+
     /// The next batch, `None` at the end.
     pub async fn next(&mut self) -> Option<Result<RecordBatch>> {
         let what = &self.what;

@@ -9,7 +9,8 @@ use arrow::array::{AsArray, RecordBatch};
 use chrono::NaiveDate;
 use clientele_models::{
     ARTIFACT_FORMAT, AS_OF_PLACEHOLDER, Artifact, ArtifactModel, ChurnWindows, ClassifierData,
-    ClassifierRun, ClvOptions, FeatureTable, PropensityWindow,
+    ClassifierRun, ClvOptions, FeatureTable, FeatureTableBuilder, MAX_TRAINING_ROWS,
+    PropensityWindow,
 };
 use clientele_sql::queries::{self, date_param};
 use clientele_sql::{Engine, date32};
@@ -390,14 +391,14 @@ pub(crate) struct ScoreOutput {
     pub reports: Vec<ModelReport>,
 }
 
+/// The rows of a feature query, read batch by batch (the query's result is never held whole).
 async fn table(engine: &Engine, what: &str, sql: &str) -> Result<FeatureTable> {
-    let batches = engine.collect(what, sql).await?;
-    // The columns come with the batches; only a query without rows is planned for them.
-    let schema = match batches.first() {
-        Some(b) => b.schema(),
-        None => engine.plan_schema(sql).await?,
-    };
-    Ok(FeatureTable::from_batches(what, &schema, &batches)?)
+    let mut stream = engine.stream(what, sql).await?;
+    let mut builder = FeatureTableBuilder::new(what, &stream.schema())?;
+    while let Some(batch) = stream.next().await {
+        builder.push(&batch?)?;
+    }
+    Ok(builder.finish())
 }
 
 /// The query of the churn model's scoring rows, with the date written `{as_of}`.
@@ -454,6 +455,15 @@ fn report(run: &ClassifierRun) -> ModelReport {
 
 /// Runs the step's models on the tables registered in `engine`.
 async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result<ScoreOutput> {
+    let mut clock = std::time::Instant::now();
+    let mut lap = |phase: &str| {
+        tracing::debug!(
+            phase,
+            seconds = clock.elapsed().as_secs_f64(),
+            "score phase"
+        );
+        clock = std::time::Instant::now();
+    };
     // RFM.
     let rfm_input = engine
         .collect(
@@ -468,14 +478,30 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
         )
         .await?;
     let names = clientele_models::RfmSegmentNames::from_batches(&grid)?;
+    lap("rfm input");
     let rfm = clientele_models::score_rfm(&rfm_input, &names)?;
+    drop(rfm_input);
+    lap("rfm");
 
     // Buy-till-you-die CLV.
     let clv_template = clv_scoring_template();
     let orders = engine
         .collect("reading the orders for CLV", &fill(&clv_template, as_of))
         .await?;
+    lap("clv orders");
     let transactions = clv_transactions(&orders)?;
+    drop(orders);
+    let mut clv_checksums = BTreeMap::new();
+    {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for t in &transactions {
+            h.update(t.customer.as_bytes());
+            h.update(t.day.to_le_bytes());
+            h.update(t.amount.to_le_bytes());
+        }
+        clv_checksums.insert("transactions".to_string(), hex::encode(h.finalize()));
+    }
     let clv_options = ClvOptions {
         horizon_months: opts.horizon_months,
         monthly_discount_rate: opts.monthly_discount_rate,
@@ -485,6 +511,7 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
         &opts.required,
         clientele_models::score_clv(&transactions, i64::from(date32(as_of)), &clv_options),
     )?;
+    drop(transactions);
     let (clv, clv_metrics, params) = match &clv_outcome {
         Outcome::Ran((clv, metrics, params)) => (clv.clone(), metrics.clone(), Some(*params)),
         Outcome::NotRun(_) => (
@@ -493,6 +520,7 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
             None,
         ),
     };
+    lap("clv fit");
     let clv_version = format!(
         "clv:bgnbd+gamma_gamma@{} (clientele {})",
         as_of.format("%Y-%m-%d"),
@@ -517,17 +545,6 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
             values.value(i),
         );
     }
-    let mut clv_checksums = BTreeMap::new();
-    {
-        use sha2::Digest;
-        let mut h = sha2::Sha256::new();
-        for t in &transactions {
-            h.update(t.customer.as_bytes());
-            h.update(t.day.to_le_bytes());
-            h.update(t.amount.to_le_bytes());
-        }
-        clv_checksums.insert("transactions".to_string(), hex::encode(h.finalize()));
-    }
     let clv_artifact = params.map(|params| Artifact {
         artifact_format: ARTIFACT_FORMAT,
         model: "clv".into(),
@@ -548,36 +565,47 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
     // Churn.
     let windows = ChurnWindows::new(as_of, opts.churn_horizon_days)?;
     let h = windows.horizon_days;
-    let churn_train = table(
-        engine,
-        "churn training rows",
-        &churn_rows(windows.train_cutoff, h)?,
-    )
-    .await?;
-    let churn_valid = table(
-        engine,
-        "churn validation rows",
-        &churn_rows(windows.validation_cutoff, h)?,
-    )
-    .await?;
-    let churn_template = churn_scoring_template()?;
-    let churn_score = table(engine, "churn scoring rows", &fill(&churn_template, as_of)).await?;
-    let churn = degrade(
-        "churn",
-        &opts.required,
-        clientele_models::run_classifier(&ClassifierData {
-            model: "churn",
-            as_of,
-            train: &churn_train,
-            valid: &churn_valid,
-            refit: &churn_valid,
-            score: &churn_score,
-            window: windows.describe(),
-            scoring_query: churn_template,
-            min_roc_auc: opts.min_churn_auc,
-        }),
-    )?;
+    // The churn rows are dropped once the model has run, before the campaign rows are read.
+    let churn = {
+        let churn_train = table(
+            engine,
+            "churn training rows",
+            &churn_rows(windows.train_cutoff, h)?,
+        )
+        .await?;
+        // Only the sample the fits learn from is kept of the training window.
+        let churn_train_rows = churn_train.len();
+        let churn_train = churn_train.sample(MAX_TRAINING_ROWS).into_owned();
+        let churn_valid = table(
+            engine,
+            "churn validation rows",
+            &churn_rows(windows.validation_cutoff, h)?,
+        )
+        .await?;
+        lap("churn train+valid rows");
+        let churn_template = churn_scoring_template()?;
+        let churn_score =
+            table(engine, "churn scoring rows", &fill(&churn_template, as_of)).await?;
+        lap("churn scoring rows");
+        degrade(
+            "churn",
+            &opts.required,
+            clientele_models::run_classifier(&ClassifierData {
+                model: "churn",
+                as_of,
+                train: &churn_train,
+                train_window_rows: churn_train_rows,
+                valid: &churn_valid,
+                refit: &churn_valid,
+                score: &churn_score,
+                window: windows.describe(),
+                scoring_query: churn_template,
+                min_roc_auc: opts.min_churn_auc,
+            }),
+        )?
+    };
 
+    lap("churn fit");
     // Campaign propensity.
     let window = PropensityWindow::new(as_of, opts.response_window_days)?;
     let sends = table(
@@ -586,6 +614,7 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
         &propensity_rows(window.last_send)?,
     )
     .await?;
+    lap("propensity rows");
     let propensity = match degrade(
         "propensity",
         &opts.required,
@@ -593,7 +622,8 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
     )? {
         Outcome::NotRun(status) => Outcome::NotRun(status),
         Outcome::Ran(split) => {
-            let prop_train = sends.select(&split.train);
+            // Only the sample the fits learn from is copied of the training campaigns.
+            let prop_train = sends.sample_of(&split.train, MAX_TRAINING_ROWS);
             let prop_valid = sends.select(&split.valid);
             let prop_template = propensity_scoring_template()?;
             let prop_score = table(
@@ -605,8 +635,7 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
             let held: std::collections::BTreeSet<&str> = prop_valid
                 .groups
                 .iter()
-                .flatten()
-                .map(String::as_str)
+                .flat_map(|g| g.iter().flatten())
                 .collect();
             let mut window = window.describe(&held.into_iter().collect::<Vec<_>>());
             window.insert("validation_split".into(), split.method.into());
@@ -617,6 +646,7 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
                     model: "propensity",
                     as_of,
                     train: &prop_train,
+                    train_window_rows: split.train.len(),
                     valid: &prop_valid,
                     refit: &sends,
                     score: &prop_score,
@@ -628,6 +658,7 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
         }
     };
 
+    lap("propensity");
     // Tables.
     let customers_batches = engine
         .collect(
@@ -696,6 +727,7 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
         .map(|r| (r.model.as_str(), r.status.as_str()))
         .collect();
     let metrics = clientele_models::model_metrics_table(&metrics, &not_run)?;
+    lap("tables");
     Ok(ScoreOutput {
         tables: vec![
             (WRITES[0].1, rfm),
@@ -759,7 +791,9 @@ pub async fn score_with_artifact(
             Ok(RecordBatch::try_new(
                 schema,
                 vec![
-                    std::sync::Arc::new(arrow::array::StringArray::from(rows.ids)),
+                    std::sync::Arc::new(arrow::array::StringArray::from_iter_values(
+                        rows.ids.iter(),
+                    )),
                     std::sync::Arc::new(arrow::array::Float64Array::from(p)),
                     std::sync::Arc::new(arrow::array::StringArray::from(vec![
                         artifact
@@ -856,7 +890,7 @@ mod tests {
         let sql = churn_rows(date(2025, 6, 30), 90)?;
         let t = table(&engine, "churn rows", &sql).await?;
         // C had not bought by the cutoff; A bought again within 90 days, B did not.
-        assert_eq!(t.ids, ["A", "B"]);
+        assert_eq!(t.ids.iter().collect::<Vec<_>>(), ["A", "B"]);
         assert_eq!(t.labels.as_deref(), Some(&[0.0, 1.0][..]));
         assert_eq!(
             value(&t, 0, "orders"),
@@ -881,12 +915,12 @@ mod tests {
             .find(|(n, _)| n == "income_band")
             .ok_or("income")?
             .1;
-        assert_eq!(income, &[Some("high".to_string()), None]);
+        assert_eq!(income.iter().collect::<Vec<_>>(), [Some("high"), None]);
 
         // A campaign send is seen from the day before it: the send itself is not a feature.
         let sql = propensity_rows(date(2025, 12, 1))?;
         let t = table(&engine, "campaign rows", &sql).await?;
-        assert_eq!(t.ids, ["A", "B"]);
+        assert_eq!(t.ids.iter().collect::<Vec<_>>(), ["A", "B"]);
         assert_eq!(t.labels.as_deref(), Some(&[0.0, 1.0][..]));
         assert_eq!(
             t.snapshot_days.as_ref().map(|d| d[1]),
@@ -904,7 +938,7 @@ mod tests {
             &fill(&propensity_scoring_template()?, date(2025, 12, 31)),
         )
         .await?;
-        assert_eq!(t.ids, ["A"]);
+        assert_eq!(t.ids.iter().collect::<Vec<_>>(), ["A"]);
         Ok(())
     }
 }
