@@ -13,28 +13,39 @@ keys as (
     select distinct customer_id, _snapshot_date from snapshots
 ),
 
+-- One row per customer and purchase day: a day's orders are one purchase day (the models count
+-- purchase days, as the buy-till-you-die literature does), and the join below is over days.
+daily_orders as (
+    select customer_id, order_date,
+           count(*) as orders,
+           -- Decimal, so that sums are exact and the same whatever order partial sums merge in.
+           sum(cast(order_amount as decimal(18, 2))) as amount,
+           sum(case when channel = 'web' then 1 else 0 end) as web_orders
+    from fct_orders
+    where customer_id is not null
+    group by customer_id, order_date
+),
+
 orders as (
     select k.customer_id, k._snapshot_date,
            cast(k._snapshot_date - o.order_date as bigint) as days_ago,
-           -- Decimal, so that sums are exact and the same whatever order partial sums merge in.
-           cast(o.order_amount as decimal(18, 2)) as amount,
-           o.channel
+           o.orders, o.amount, o.web_orders
     from keys k
-    join fct_orders o on o.customer_id = k.customer_id and o.order_date <= k._snapshot_date
+    join daily_orders o on o.customer_id = k.customer_id and o.order_date <= k._snapshot_date
 ),
 
 order_features as (
     select customer_id, _snapshot_date,
-           count(*)                                                as orders,
-           count(distinct days_ago)                                as purchase_days,
+           sum(orders)                                             as orders,
+           count(*)                                                as purchase_days,
            cast(sum(amount) as double)                             as total_spend,
-           cast(avg(amount) as double)                             as mean_order_value,
+           cast(sum(amount) as double) / sum(orders)               as mean_order_value,
            min(days_ago)                                           as days_since_last_order,
            max(days_ago)                                           as days_since_first_order,
-           sum(case when days_ago < 90 then 1 else 0 end)          as orders_last_90_days,
-           sum(case when days_ago < 365 then 1 else 0 end)         as orders_last_365_days,
+           sum(case when days_ago < 90 then orders else 0 end)     as orders_last_90_days,
+           sum(case when days_ago < 365 then orders else 0 end)    as orders_last_365_days,
            cast(sum(case when days_ago < 365 then amount else 0 end) as double) as spend_last_365_days,
-           avg(case when channel = 'web' then 1.0 else 0.0 end)    as web_order_share
+           cast(sum(web_orders) as double) / sum(orders)           as web_order_share
     from orders
     group by customer_id, _snapshot_date
 ),

@@ -12,7 +12,6 @@
 //!   customer's spend in the last 365 days, I = (1 + d)^12 - 1 and N the horizon in whole years
 //!   (at least one).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
@@ -168,7 +167,7 @@ pub fn clv_scores(
     options: &ClvOptions,
 ) -> Result<RecordBatch, Error> {
     let summary = summarise(transactions, as_of, WEEK_DAYS);
-    let mut last_year: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut last_year: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
     for t in transactions
         .iter()
         .filter(|t| t.day <= as_of && t.day > as_of - 365)

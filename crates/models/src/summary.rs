@@ -1,7 +1,5 @@
 //! Transactions to calibration summaries, as the buy-till-you-die literature computes them.
 
-use std::collections::BTreeMap;
-
 use crate::btyd::CustomerSummary;
 
 /// One purchase: the customer, the day (any day count, such as days since 1970-01-01) and the spend.
@@ -24,29 +22,84 @@ pub fn summarise(
     calibration_end: i64,
     unit_days: f64,
 ) -> Vec<(String, CustomerSummary)> {
-    let mut days: BTreeMap<&str, BTreeMap<i64, f64>> = BTreeMap::new();
-    for t in transactions.iter().filter(|t| t.day <= calibration_end) {
-        *days
-            .entry(t.customer.as_str())
-            .or_default()
-            .entry(t.day)
-            .or_insert(0.0) += t.amount;
+    let mut kept: Vec<&Transaction> = transactions
+        .iter()
+        .filter(|t| t.day <= calibration_end)
+        .collect();
+    fn key<'a>(t: &&'a Transaction) -> (&'a str, i64) {
+        (t.customer.as_str(), t.day)
     }
-    days.into_iter()
-        .filter_map(|(customer, by_day)| {
-            let (&first, _) = by_day.first_key_value()?;
-            let (&last, _) = by_day.last_key_value()?;
-            let x = by_day.len() - 1;
-            let repeat_spend: f64 = by_day.range(first + 1..).map(|(_, v)| v).sum();
-            Some((
-                customer.to_string(),
-                CustomerSummary {
-                    x: x as f64,
-                    t_x: (last - first) as f64 / unit_days,
-                    t: (calibration_end - first) as f64 / unit_days,
-                    monetary_value: if x == 0 { 0.0 } else { repeat_spend / x as f64 },
-                },
-            ))
-        })
-        .collect()
+    // The scoring query returns them in this order already; a stable sort otherwise keeps one
+    // day's purchases in their given order, so that their spend sums the same either way.
+    if !kept.is_sorted_by(|a, b| key(a) <= key(b)) {
+        kept.sort_by(|a, b| key(a).cmp(&key(b)));
+    }
+    let mut out = Vec::new();
+    for purchases in kept.chunk_by(|a, b| a.customer == b.customer) {
+        let (Some(first), Some(last)) = (purchases.first(), purchases.last()) else {
+            continue;
+        };
+        let (first_day, last_day) = (first.day, last.day);
+        let (mut purchase_days, mut repeat_spend) = (0usize, 0.0);
+        for day in purchases.chunk_by(|a, b| a.day == b.day) {
+            let spend = day.iter().fold(0.0, |sum, t| sum + t.amount);
+            purchase_days += 1;
+            if purchase_days > 1 {
+                repeat_spend += spend;
+            }
+        }
+        let x = purchase_days - 1;
+        out.push((
+            first.customer.clone(),
+            CustomerSummary {
+                x: x as f64,
+                t_x: (last_day - first_day) as f64 / unit_days,
+                t: (calibration_end - first_day) as f64 / unit_days,
+                monetary_value: if x == 0 { 0.0 } else { repeat_spend / x as f64 },
+            },
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(customer: &str, day: i64, amount: f64) -> Transaction {
+        Transaction {
+            customer: customer.into(),
+            day,
+            amount,
+        }
+    }
+
+    #[test]
+    fn one_day_is_one_purchase_and_the_order_of_rows_does_not_matter() {
+        let rows = vec![
+            t("b", 14, 5.0),
+            t("a", 0, 10.0),
+            t("a", 7, 20.0),
+            t("a", 7, 2.0),
+            t("a", 21, 30.0),
+            t("b", 30, 9.0),
+            t("c", 50, 1.0),
+        ];
+        let s = summarise(&rows, 28, 7.0);
+        assert_eq!(s.len(), 2, "c bought after the end");
+        assert_eq!(s[0].0, "a");
+        assert_eq!(s[0].1.x, 2.0);
+        assert_eq!(s[0].1.t_x, 3.0);
+        assert_eq!(s[0].1.t, 4.0);
+        assert_eq!(s[0].1.monetary_value, (22.0 + 30.0) / 2.0);
+        assert_eq!(s[1].0, "b");
+        assert_eq!(s[1].1.x, 0.0);
+        assert_eq!(s[1].1.monetary_value, 0.0);
+        let mut reversed = rows.clone();
+        reversed.reverse();
+        let r = summarise(&reversed, 28, 7.0);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].1.x, s[0].1.x);
+        assert_eq!(r[0].1.t_x, s[0].1.t_x);
+    }
 }

@@ -391,6 +391,12 @@ pub(crate) struct ScoreOutput {
     pub reports: Vec<ModelReport>,
 }
 
+/// The result of a fit run on a thread of its own.
+async fn finished<T>(what: &str, task: tokio::task::JoinHandle<T>) -> Result<T> {
+    task.await
+        .map_err(|e| Error::Internal(format!("the {what} model's fit stopped: {e}")))
+}
+
 /// The rows of a feature query, read batch by batch (the query's result is never held whole).
 async fn table(engine: &Engine, what: &str, sql: &str) -> Result<FeatureTable> {
     let mut stream = engine.stream(what, sql).await?;
@@ -506,67 +512,16 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
         horizon_months: opts.horizon_months,
         monthly_discount_rate: opts.monthly_discount_rate,
     };
-    let clv_outcome = degrade(
-        "clv",
-        &opts.required,
-        clientele_models::score_clv(&transactions, i64::from(date32(as_of)), &clv_options),
-    )?;
-    drop(transactions);
-    let (clv, clv_metrics, params) = match &clv_outcome {
-        Outcome::Ran((clv, metrics, params)) => (clv.clone(), metrics.clone(), Some(*params)),
-        Outcome::NotRun(_) => (
-            RecordBatch::new_empty(clientele_models::clv_schema()),
-            RecordBatch::new_empty(clientele_models::metrics_schema()),
-            None,
-        ),
-    };
-    lap("clv fit");
-    let clv_version = format!(
-        "clv:bgnbd+gamma_gamma@{} (clientele {})",
-        as_of.format("%Y-%m-%d"),
-        env!("CARGO_PKG_VERSION")
-    );
-    let mut clv_fit = BTreeMap::new();
-    let names = clv_metrics
-        .column(0)
-        .as_string_opt::<i32>()
-        .ok_or_else(|| Error::Input("model_metrics.model is not text".into()))?;
-    let metric = clv_metrics
-        .column(1)
-        .as_string_opt::<i32>()
-        .ok_or_else(|| Error::Input("model_metrics.metric is not text".into()))?;
-    let values = clv_metrics
-        .column(2)
-        .as_primitive_opt::<arrow::datatypes::Float64Type>()
-        .ok_or_else(|| Error::Input("model_metrics.value is not a number".into()))?;
-    for i in 0..clv_metrics.num_rows() {
-        clv_fit.insert(
-            format!("{}_{}", names.value(i), metric.value(i)),
-            values.value(i),
-        );
-    }
-    let clv_artifact = params.map(|params| Artifact {
-        artifact_format: ARTIFACT_FORMAT,
-        model: "clv".into(),
-        version: clv_version.clone(),
-        trained_as_of: as_of.format("%Y-%m-%d").to_string(),
-        training_window: BTreeMap::from([("calibration_end".to_string(), as_of.to_string())]),
-        features: Vec::new(),
-        scoring_query: clv_template,
-        model_params: ArtifactModel::Clv {
-            params,
-            horizon_months: opts.horizon_months,
-            monthly_discount_rate: opts.monthly_discount_rate,
-        },
-        metrics: clv_fit.clone(),
-        data_checksums: clv_checksums,
+    // The CLV fit is single-threaded: it runs beside the churn queries.
+    let as_of_day = i64::from(date32(as_of));
+    let clv_task = tokio::task::spawn_blocking(move || {
+        clientele_models::score_clv(&transactions, as_of_day, &clv_options)
     });
 
     // Churn.
     let windows = ChurnWindows::new(as_of, opts.churn_horizon_days)?;
     let h = windows.horizon_days;
-    // The churn rows are dropped once the model has run, before the campaign rows are read.
-    let churn = {
+    let churn_fit = {
         let churn_train = table(
             engine,
             "churn training rows",
@@ -587,9 +542,11 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
         let churn_score =
             table(engine, "churn scoring rows", &fill(&churn_template, as_of)).await?;
         lap("churn scoring rows");
-        degrade(
-            "churn",
-            &opts.required,
+        // The fits are single-threaded: they run beside the propensity model's (started once
+        // the campaign sends are read, so that the largest query does not run beside them).
+        let window = windows.describe();
+        let min_roc_auc = opts.min_churn_auc;
+        move || {
             clientele_models::run_classifier(&ClassifierData {
                 model: "churn",
                 as_of,
@@ -598,14 +555,13 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
                 valid: &churn_valid,
                 refit: &churn_valid,
                 score: &churn_score,
-                window: windows.describe(),
+                window,
                 scoring_query: churn_template,
-                min_roc_auc: opts.min_churn_auc,
-            }),
-        )?
+                min_roc_auc,
+            })
+        }
     };
 
-    lap("churn fit");
     // Campaign propensity.
     let window = PropensityWindow::new(as_of, opts.response_window_days)?;
     let sends = table(
@@ -615,6 +571,7 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
     )
     .await?;
     lap("propensity rows");
+    let churn_task = tokio::task::spawn_blocking(churn_fit);
     let propensity = match degrade(
         "propensity",
         &opts.required,
@@ -659,6 +616,62 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
     };
 
     lap("propensity");
+    let churn = degrade(
+        "churn",
+        &opts.required,
+        finished("churn", churn_task).await?,
+    )?;
+    let clv_outcome = degrade("clv", &opts.required, finished("CLV", clv_task).await?)?;
+    let (clv, clv_metrics, params) = match &clv_outcome {
+        Outcome::Ran((clv, metrics, params)) => (clv.clone(), metrics.clone(), Some(*params)),
+        Outcome::NotRun(_) => (
+            RecordBatch::new_empty(clientele_models::clv_schema()),
+            RecordBatch::new_empty(clientele_models::metrics_schema()),
+            None,
+        ),
+    };
+    let clv_version = format!(
+        "clv:bgnbd+gamma_gamma@{} (clientele {})",
+        as_of.format("%Y-%m-%d"),
+        env!("CARGO_PKG_VERSION")
+    );
+    let mut clv_fit = BTreeMap::new();
+    let names = clv_metrics
+        .column(0)
+        .as_string_opt::<i32>()
+        .ok_or_else(|| Error::Input("model_metrics.model is not text".into()))?;
+    let metric = clv_metrics
+        .column(1)
+        .as_string_opt::<i32>()
+        .ok_or_else(|| Error::Input("model_metrics.metric is not text".into()))?;
+    let values = clv_metrics
+        .column(2)
+        .as_primitive_opt::<arrow::datatypes::Float64Type>()
+        .ok_or_else(|| Error::Input("model_metrics.value is not a number".into()))?;
+    for i in 0..clv_metrics.num_rows() {
+        clv_fit.insert(
+            format!("{}_{}", names.value(i), metric.value(i)),
+            values.value(i),
+        );
+    }
+    let clv_artifact = params.map(|params| Artifact {
+        artifact_format: ARTIFACT_FORMAT,
+        model: "clv".into(),
+        version: clv_version.clone(),
+        trained_as_of: as_of.format("%Y-%m-%d").to_string(),
+        training_window: BTreeMap::from([("calibration_end".to_string(), as_of.to_string())]),
+        features: Vec::new(),
+        scoring_query: clv_template,
+        model_params: ArtifactModel::Clv {
+            params,
+            horizon_months: opts.horizon_months,
+            monthly_discount_rate: opts.monthly_discount_rate,
+        },
+        metrics: clv_fit.clone(),
+        data_checksums: clv_checksums,
+    });
+
+    lap("churn and CLV fits finished");
     // Tables.
     let customers_batches = engine
         .collect(
