@@ -22,8 +22,8 @@
 //!   [`train_and_select`] fits a [`Logistic`] regression and gradient-boosted trees on one window,
 //!   evaluates both on a later one ([`evaluate`]: ROC and PR AUC, Brier, lift and gains by
 //!   decile), keeps the better, refits it on the latest window and grows a readable CART
-//!   [`profile`]; [`run_classifier`] adds the floor check, the scores and the [`Artifact`] that
-//!   scores again on its own.
+//!   [`profile`]; [`train_classifier`] adds the floor check and the [`Artifact`] that scores again on
+//!   its own, and [`TrainedClassifier::apply`] the scores ([`run_classifier`] does both).
 //!
 //! # Example
 //! ```
@@ -65,9 +65,10 @@ pub use logistic::Logistic;
 pub use profile::{ProfileRule, profile};
 pub use rfm::{Error, Result, RfmSegmentNames, quintile_scores, rfm_schema, score_rfm};
 pub use scores::{
-    CampaignSplit, ClassifierData, ClassifierRun, customer_scores_batch, customer_scores_schema,
-    deciles_batch, deciles_schema, metrics_with_classifiers, model_metrics_schema,
-    model_metrics_table, profiles_batch, profiles_schema, run_classifier, split_campaign_sends,
+    CampaignSplit, ClassifierData, ClassifierRun, TrainedClassifier, customer_scores_batch,
+    customer_scores_schema, deciles_batch, deciles_schema, metrics_with_classifiers,
+    model_metrics_schema, model_metrics_table, profiles_batch, profiles_schema, run_classifier,
+    split_campaign_sends, train_classifier,
 };
 pub use summary::{Transaction, summarise};
 pub use windows::{ChurnWindows, PropensityWindow};

@@ -50,8 +50,6 @@ pub struct ClassifierData<'a> {
     pub valid: &'a FeatureTable,
     /// Rows the kept algorithm is refitted on (the latest labelled ones).
     pub refit: &'a FeatureTable,
-    /// Rows to score as of the as-of date.
-    pub score: &'a FeatureTable,
     /// The training and validation windows, for the artifact.
     pub window: BTreeMap<String, String>,
     /// The scoring query with the date written `{as_of}`, for the artifact.
@@ -60,9 +58,51 @@ pub struct ClassifierData<'a> {
     pub min_roc_auc: Option<f64>,
 }
 
-/// Trains, validates, checks the floor and scores. A validation ROC AUC below the floor is an
-/// error saying so.
-pub fn run_classifier(data: &ClassifierData<'_>) -> Result<ClassifierRun> {
+/// A classifier trained, validated and checked against its floor, with its artifact: what
+/// [`TrainedClassifier::apply`] scores rows with. Training holds no scoring rows, so they can be
+/// read once the training rows are gone.
+#[derive(Debug, Clone)]
+pub struct TrainedClassifier {
+    /// `churn` or `propensity`.
+    pub model: String,
+    /// The version written beside its scores.
+    pub version: String,
+    /// What was tried and kept.
+    pub selection: Selection,
+    /// Training rows of the compared fits (before any sample).
+    pub training_rows: usize,
+    /// The artifact to save.
+    pub artifact: Artifact,
+}
+
+impl TrainedClassifier {
+    /// Scores every row of `score` (the rows as of the as-of date).
+    pub fn apply(mut self, score: &FeatureTable) -> Result<ClassifierRun> {
+        let p = self.selection.predictor.predict(score)?;
+        let scores: Vec<(String, f64)> = score.ids.iter().map(str::to_string).zip(p).collect();
+        self.artifact
+            .metrics
+            .insert("scored_rows".to_string(), score.len() as f64);
+        Ok(ClassifierRun {
+            model: self.model,
+            version: self.version,
+            selection: self.selection,
+            training_rows: self.training_rows,
+            scores,
+            artifact: self.artifact,
+        })
+    }
+}
+
+/// Trains, validates, checks the floor and scores `score`. A validation ROC AUC below the floor is
+/// an error saying so.
+pub fn run_classifier(data: &ClassifierData<'_>, score: &FeatureTable) -> Result<ClassifierRun> {
+    train_classifier(data)?.apply(score)
+}
+
+/// Trains, validates and checks the floor. A validation ROC AUC below the floor is an error
+/// saying so.
+pub fn train_classifier(data: &ClassifierData<'_>) -> Result<TrainedClassifier> {
     let what = format!("{} model", data.model);
     let selection = train_and_select(&what, data.train, data.valid, data.refit)?;
     let auc = selection.validation.roc_auc;
@@ -83,8 +123,6 @@ pub fn run_classifier(data: &ClassifierData<'_>) -> Result<ClassifierRun> {
         data.as_of.format("%Y-%m-%d"),
         env!("CARGO_PKG_VERSION")
     );
-    let p = selection.predictor.predict(data.score)?;
-    let scores: Vec<(String, f64)> = data.score.ids.iter().map(str::to_string).zip(p).collect();
     let mut metrics = BTreeMap::new();
     let v = &selection.validation;
     for (name, value) in [
@@ -97,7 +135,6 @@ pub fn run_classifier(data: &ClassifierData<'_>) -> Result<ClassifierRun> {
         ("validation_positives", v.positives as f64),
         ("training_rows", data.train_window_rows as f64),
         ("refit_rows", data.refit.len() as f64),
-        ("scored_rows", data.score.len() as f64),
     ] {
         metrics.insert(name.to_string(), value);
     }
@@ -122,12 +159,11 @@ pub fn run_classifier(data: &ClassifierData<'_>) -> Result<ClassifierRun> {
         metrics,
         data_checksums: checksums,
     };
-    Ok(ClassifierRun {
+    Ok(TrainedClassifier {
         model: data.model.to_string(),
         version,
         selection,
         training_rows: data.train_window_rows,
-        scores,
         artifact,
     })
 }

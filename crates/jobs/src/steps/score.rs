@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use clientele_models::{
     ARTIFACT_FORMAT, AS_OF_PLACEHOLDER, Artifact, ArtifactModel, ChurnWindows, ClassifierData,
     ClassifierRun, ClvOptions, FeatureTable, FeatureTableBuilder, MAX_TRAINING_ROWS,
-    PropensityWindow,
+    PropensityWindow, TrainedClassifier,
 };
 use clientele_sql::queries::{self, date_param};
 use clientele_sql::{Engine, date32};
@@ -391,6 +391,23 @@ pub(crate) struct ScoreOutput {
     pub reports: Vec<ModelReport>,
 }
 
+/// A trained classifier applied to its scoring rows (its artifact's scoring query as of `as_of`).
+async fn apply(
+    engine: &Engine,
+    model: &str,
+    what: &str,
+    trained: Outcome<TrainedClassifier>,
+    as_of: NaiveDate,
+    opts: &ScoreOptions,
+) -> Result<Outcome<ClassifierRun>> {
+    let trained = match trained {
+        Outcome::Ran(trained) => trained,
+        Outcome::NotRun(status) => return Ok(Outcome::NotRun(status)),
+    };
+    let rows = table(engine, what, &fill(&trained.artifact.scoring_query, as_of)).await?;
+    degrade(model, &opts.required, trained.apply(&rows))
+}
+
 /// The result of a fit run on a thread of its own.
 async fn finished<T>(what: &str, task: tokio::task::JoinHandle<T>) -> Result<T> {
     task.await
@@ -518,7 +535,7 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
         clientele_models::score_clv(&transactions, as_of_day, &clv_options)
     });
 
-    // Churn.
+    // Churn: trained on a background thread once the campaign rows are read; its rows go with it.
     let windows = ChurnWindows::new(as_of, opts.churn_horizon_days)?;
     let h = windows.horizon_days;
     let churn_fit = {
@@ -537,90 +554,94 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
             &churn_rows(windows.validation_cutoff, h)?,
         )
         .await?;
-        lap("churn train+valid rows");
-        let churn_template = churn_scoring_template()?;
-        let churn_score =
-            table(engine, "churn scoring rows", &fill(&churn_template, as_of)).await?;
-        lap("churn scoring rows");
+        lap("churn training and validation rows");
         // The fits are single-threaded: they run beside the propensity model's (started once
         // the campaign sends are read, so that the largest query does not run beside them).
         let window = windows.describe();
         let min_roc_auc = opts.min_churn_auc;
+        let scoring_query = churn_scoring_template()?;
         move || {
-            clientele_models::run_classifier(&ClassifierData {
+            clientele_models::train_classifier(&ClassifierData {
                 model: "churn",
                 as_of,
                 train: &churn_train,
                 train_window_rows: churn_train_rows,
                 valid: &churn_valid,
                 refit: &churn_valid,
-                score: &churn_score,
                 window,
-                scoring_query: churn_template,
+                scoring_query,
                 min_roc_auc,
             })
         }
     };
 
-    // Campaign propensity.
+    // Campaign propensity: its rows are dropped once it is trained.
     let window = PropensityWindow::new(as_of, opts.response_window_days)?;
-    let sends = table(
-        engine,
-        "campaign propensity training rows",
-        &propensity_rows(window.last_send)?,
-    )
-    .await?;
-    lap("propensity rows");
-    let churn_task = tokio::task::spawn_blocking(churn_fit);
-    let propensity = match degrade(
-        "propensity",
-        &opts.required,
-        clientele_models::split_campaign_sends(&sends, opts.campaign_holdout_share),
-    )? {
-        Outcome::NotRun(status) => Outcome::NotRun(status),
-        Outcome::Ran(split) => {
-            // Only the sample the fits learn from is copied of the training campaigns.
-            let prop_train = sends.sample_of(&split.train, MAX_TRAINING_ROWS);
-            let prop_valid = sends.select(&split.valid);
-            let prop_template = propensity_scoring_template()?;
-            let prop_score = table(
-                engine,
-                "campaign propensity scoring rows",
-                &fill(&prop_template, as_of),
-            )
-            .await?;
-            let held: std::collections::BTreeSet<&str> = prop_valid
-                .groups
-                .iter()
-                .flat_map(|g| g.iter().flatten())
-                .collect();
-            let mut window = window.describe(&held.into_iter().collect::<Vec<_>>());
-            window.insert("validation_split".into(), split.method.into());
-            degrade(
-                "propensity",
-                &opts.required,
-                clientele_models::run_classifier(&ClassifierData {
-                    model: "propensity",
-                    as_of,
-                    train: &prop_train,
-                    train_window_rows: split.train.len(),
-                    valid: &prop_valid,
-                    refit: &sends,
-                    score: &prop_score,
-                    window,
-                    scoring_query: prop_template,
-                    min_roc_auc: opts.min_propensity_auc,
-                }),
-            )?
-        }
+    let (churn_task, propensity) = {
+        let sends = table(
+            engine,
+            "campaign propensity training rows",
+            &propensity_rows(window.last_send)?,
+        )
+        .await?;
+        lap("propensity rows");
+        let churn_task = tokio::task::spawn_blocking(churn_fit);
+        let propensity = match degrade(
+            "propensity",
+            &opts.required,
+            clientele_models::split_campaign_sends(&sends, opts.campaign_holdout_share),
+        )? {
+            Outcome::NotRun(status) => Outcome::NotRun(status),
+            Outcome::Ran(split) => {
+                // Only the sample the fits learn from is copied of the training campaigns.
+                let prop_train = sends.sample_of(&split.train, MAX_TRAINING_ROWS);
+                let prop_valid = sends.select(&split.valid);
+                let held: std::collections::BTreeSet<&str> = prop_valid
+                    .groups
+                    .iter()
+                    .flat_map(|g| g.iter().flatten())
+                    .collect();
+                let mut window = window.describe(&held.into_iter().collect::<Vec<_>>());
+                window.insert("validation_split".into(), split.method.into());
+                degrade(
+                    "propensity",
+                    &opts.required,
+                    clientele_models::train_classifier(&ClassifierData {
+                        model: "propensity",
+                        as_of,
+                        train: &prop_train,
+                        train_window_rows: split.train.len(),
+                        valid: &prop_valid,
+                        refit: &sends,
+                        window,
+                        scoring_query: propensity_scoring_template()?,
+                        min_roc_auc: opts.min_propensity_auc,
+                    }),
+                )?
+            }
+        };
+        (churn_task, propensity)
     };
-
-    lap("propensity");
+    lap("propensity trained");
     let churn = degrade(
         "churn",
         &opts.required,
         finished("churn", churn_task).await?,
     )?;
+    lap("churn trained");
+
+    // Scoring: each model's rows as of the as-of date, read now that the training rows are gone.
+    let churn = apply(engine, "churn", "churn scoring rows", churn, as_of, opts).await?;
+    let propensity = apply(
+        engine,
+        "propensity",
+        "campaign propensity scoring rows",
+        propensity,
+        as_of,
+        opts,
+    )
+    .await?;
+    lap("scored");
     let clv_outcome = degrade("clv", &opts.required, finished("CLV", clv_task).await?)?;
     let (clv, clv_metrics, params) = match &clv_outcome {
         Outcome::Ran((clv, metrics, params)) => (clv.clone(), metrics.clone(), Some(*params)),
