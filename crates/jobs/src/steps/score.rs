@@ -535,10 +535,62 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
         clientele_models::score_clv(&transactions, as_of_day, &clv_options)
     });
 
-    // Churn: trained on a background thread once the campaign rows are read; its rows go with it.
+    // Campaign propensity first: its rows' query is the step's largest, and runs beside only the
+    // CLV fit. Its fits (single-threaded) then run on a thread of their own, which owns the rows,
+    // while the churn rows are read and the churn fits run here.
+    let window = PropensityWindow::new(as_of, opts.response_window_days)?;
+    let sends = table(
+        engine,
+        "campaign propensity training rows",
+        &propensity_rows(window.last_send)?,
+    )
+    .await?;
+    lap("propensity rows");
+    let required = opts.required.clone();
+    let holdout = opts.campaign_holdout_share;
+    let min_auc = opts.min_propensity_auc;
+    let scoring_query = propensity_scoring_template()?;
+    let propensity_task =
+        tokio::task::spawn_blocking(move || -> Result<Outcome<TrainedClassifier>> {
+            match degrade(
+                "propensity",
+                &required,
+                clientele_models::split_campaign_sends(&sends, holdout),
+            )? {
+                Outcome::NotRun(status) => Ok(Outcome::NotRun(status)),
+                Outcome::Ran(split) => {
+                    // Only the sample the fits learn from is copied of the training campaigns.
+                    let prop_train = sends.sample_of(&split.train, MAX_TRAINING_ROWS);
+                    let prop_valid = sends.select(&split.valid);
+                    let held: std::collections::BTreeSet<&str> = prop_valid
+                        .groups
+                        .iter()
+                        .flat_map(|g| g.iter().flatten())
+                        .collect();
+                    let mut window = window.describe(&held.into_iter().collect::<Vec<_>>());
+                    window.insert("validation_split".into(), split.method.into());
+                    degrade(
+                        "propensity",
+                        &required,
+                        clientele_models::train_classifier(&ClassifierData {
+                            model: "propensity",
+                            as_of,
+                            train: &prop_train,
+                            train_window_rows: split.train.len(),
+                            valid: &prop_valid,
+                            refit: &sends,
+                            window,
+                            scoring_query,
+                            min_roc_auc: min_auc,
+                        }),
+                    )
+                }
+            }
+        });
+    // Churn, beside the propensity fits; its rows are dropped once it is trained.
     let windows = ChurnWindows::new(as_of, opts.churn_horizon_days)?;
     let h = windows.horizon_days;
-    let churn_fit = {
+    let churn = {
         let churn_train = table(
             engine,
             "churn training rows",
@@ -554,13 +606,10 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
             &churn_rows(windows.validation_cutoff, h)?,
         )
         .await?;
-        lap("churn training and validation rows");
-        // The fits are single-threaded: they run beside the propensity model's (started once
-        // the campaign sends are read, so that the largest query does not run beside them).
-        let window = windows.describe();
-        let min_roc_auc = opts.min_churn_auc;
-        let scoring_query = churn_scoring_template()?;
-        move || {
+        lap("churn rows");
+        degrade(
+            "churn",
+            &opts.required,
             clientele_models::train_classifier(&ClassifierData {
                 model: "churn",
                 as_of,
@@ -568,66 +617,14 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
                 train_window_rows: churn_train_rows,
                 valid: &churn_valid,
                 refit: &churn_valid,
-                window,
-                scoring_query,
-                min_roc_auc,
-            })
-        }
+                window: windows.describe(),
+                scoring_query: churn_scoring_template()?,
+                min_roc_auc: opts.min_churn_auc,
+            }),
+        )?
     };
-
-    // Campaign propensity: its rows are dropped once it is trained.
-    let window = PropensityWindow::new(as_of, opts.response_window_days)?;
-    let (churn_task, propensity) = {
-        let sends = table(
-            engine,
-            "campaign propensity training rows",
-            &propensity_rows(window.last_send)?,
-        )
-        .await?;
-        lap("propensity rows");
-        let churn_task = tokio::task::spawn_blocking(churn_fit);
-        let propensity = match degrade(
-            "propensity",
-            &opts.required,
-            clientele_models::split_campaign_sends(&sends, opts.campaign_holdout_share),
-        )? {
-            Outcome::NotRun(status) => Outcome::NotRun(status),
-            Outcome::Ran(split) => {
-                // Only the sample the fits learn from is copied of the training campaigns.
-                let prop_train = sends.sample_of(&split.train, MAX_TRAINING_ROWS);
-                let prop_valid = sends.select(&split.valid);
-                let held: std::collections::BTreeSet<&str> = prop_valid
-                    .groups
-                    .iter()
-                    .flat_map(|g| g.iter().flatten())
-                    .collect();
-                let mut window = window.describe(&held.into_iter().collect::<Vec<_>>());
-                window.insert("validation_split".into(), split.method.into());
-                degrade(
-                    "propensity",
-                    &opts.required,
-                    clientele_models::train_classifier(&ClassifierData {
-                        model: "propensity",
-                        as_of,
-                        train: &prop_train,
-                        train_window_rows: split.train.len(),
-                        valid: &prop_valid,
-                        refit: &sends,
-                        window,
-                        scoring_query: propensity_scoring_template()?,
-                        min_roc_auc: opts.min_propensity_auc,
-                    }),
-                )?
-            }
-        };
-        (churn_task, propensity)
-    };
-    lap("propensity trained");
-    let churn = degrade(
-        "churn",
-        &opts.required,
-        finished("churn", churn_task).await?,
-    )?;
+    lap("churn trained");
+    let propensity = finished("propensity", propensity_task).await??;
     lap("churn trained");
 
     // Scoring: each model's rows as of the as-of date, read now that the training rows are gone.
