@@ -9,7 +9,7 @@ use rand_distr::{Beta, Distribution, Exp, Gamma};
 
 use crate::names::{
     AU_SUBURBS, CITIES, EMAIL_DOMAINS, FIRST_NAMES, LAST_NAMES, NICKNAMES, STREET_TYPES, STREETS,
-    US_CITIES,
+    Surnames, US_CITIES,
 };
 
 /// Errors of the generator.
@@ -407,6 +407,11 @@ fn phone_text_in(rng: &mut ChaCha8Rng, country: Country, digits: &str) -> String
     }
 }
 
+/// A person's own email: `first.last<index>@domain`, accents folded.
+fn personal_email(first: &str, last: &str, index: u64, domain: &str) -> String {
+    format!("{}.{}{index}@{domain}", ascii_fold(first), ascii_fold(last))
+}
+
 fn person(rng: &mut ChaCha8Rng, as_of: NaiveDate, index: u64) -> Result<Person, Error> {
     let first = pick(rng, FIRST_NAMES).to_string();
     let last = pick(rng, LAST_NAMES).to_string();
@@ -423,13 +428,8 @@ fn person(rng: &mut ChaCha8Rng, as_of: NaiveDate, index: u64) -> Result<Person, 
     } else {
         (true, true)
     };
-    let email = format!(
-        "{}.{}{}@{}",
-        ascii_fold(&first),
-        ascii_fold(&last),
-        index,
-        pick(rng, EMAIL_DOMAINS)
-    );
+    let domain = *pick(rng, EMAIL_DOMAINS);
+    let email = personal_email(&first, &last, index, domain);
     let phone_digits = format!("7{:09}", rng.random_range(0..1_000_000_000u64));
     let opted_out = rng.random_bool(0.08);
 
@@ -827,11 +827,19 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
     // does the currency of each web order.
     let mut garble = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x4741_5242_4c45_4421);
     let mut pricing = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x4355_5252_454e_4359);
+    // Surnames with a real population's skew (realistic demo), from a stream of their own too.
+    let surnames = Surnames::new();
+    let mut naming = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5355_524e_414d_4553);
     let mut home: Option<Household> = None;
     for index in 0..opts.persons {
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
         rng.set_stream(index);
         let mut p = person(&mut rng, opts.as_of, index)?;
+        if opts.realistic {
+            p.last = surnames.pick(&mut naming);
+            let domain = p.email.rsplit('@').next().unwrap_or_default().to_string();
+            p.email = personal_email(&p.first, &p.last, index, &domain);
+        }
         if opts.country != Country::Gb {
             p.address = postal.address(&mut rng);
             p.phone_digits = postal.mobile(&mut rng);
@@ -1261,6 +1269,7 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
             &p,
             &person_id,
             opts,
+            &surnames,
             &mut seq,
             &mut summary,
         )?;
@@ -1333,13 +1342,16 @@ fn csv_field(s: &str) -> String {
 
 /// The data vendor's append: about two persons in three, keyed only by name and address (names in
 /// capitals, one forename in five cut to its initial, streets often abbreviated), with
-/// demographic, psychographic and firmographic attributes; plus persons who are not customers.
+/// demographic, psychographic and firmographic attributes; plus persons who are not customers
+/// (surnames from `surnames` in the realistic demo).
+#[allow(clippy::too_many_arguments)]
 fn vendor_record(
     w: &mut Writers,
     rng: &mut ChaCha8Rng,
     p: &Person,
     person_id: &str,
     opts: &DemoOptions,
+    surnames: &Surnames,
     seq: &mut Sequences,
     summary: &mut DemoSummary,
 ) -> Result<(), Error> {
@@ -1431,7 +1443,11 @@ fn vendor_record(
     if rng.random_bool(0.1) {
         // Somebody the retailer does not know.
         let first = pick(rng, FIRST_NAMES).to_string();
-        let last = pick(rng, LAST_NAMES).to_string();
+        let last = if opts.realistic {
+            surnames.pick(rng)
+        } else {
+            pick(rng, LAST_NAMES).to_string()
+        };
         let addr = Postal::of(opts).address(rng);
         let id = person_id.get(1..9).unwrap_or_default();
         let other = format!("N{id},HN{id}");

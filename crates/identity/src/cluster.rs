@@ -50,6 +50,23 @@ pub struct ClusterReport {
     pub links_refused_by_conflict: u64,
     pub clusters: u64,
     pub largest_cluster: u64,
+    /// Records left alone by the links and attached to the one customer they could be
+    /// ([`crate::attach`]).
+    #[serde(default)]
+    pub records_attached: u64,
+}
+
+impl ClusterReport {
+    /// Counts the clusters and the largest again (after attaching).
+    pub fn recount(&mut self, clusters: &[u32]) {
+        let count = clusters.iter().map(|c| *c as usize + 1).max().unwrap_or(0);
+        let mut size = vec![0u64; count];
+        for c in clusters {
+            size[*c as usize] += 1;
+        }
+        self.clusters = count as u64;
+        self.largest_cluster = size.iter().copied().max().unwrap_or(0);
+    }
 }
 
 /// Two records may not share a cluster when this says they conflict; `None` checks nothing.

@@ -14,7 +14,8 @@
 //! 5. [`model::fit`]: Fellegi-Sunter m and u probabilities (u from random pairs, m by EM without
 //!    labels), the prior, and term-frequency adjustments.
 //! 6. [`cluster::cluster`]: connected components over links above the threshold, strongest first,
-//!    at most one record per duplicate-free source in a cluster.
+//!    at most one record per duplicate-free source in a cluster; [`attach::attach`] then joins a
+//!    record left alone to the one customer it could be.
 //! 7. [`stable::assign`]: customer ids kept from the previous run; merges and splits recorded.
 //!    [`household::households`] then groups the customers who share a home.
 //! 8. [`explain::waterfall`]: how each field moved the weight of one pair.
@@ -48,6 +49,7 @@
 //! # Ok::<(), clientele_identity::Error>(())
 //! ```
 
+pub mod attach;
 pub mod blocking;
 pub mod cluster;
 pub mod compare;
@@ -234,13 +236,17 @@ pub fn resolve(
 
     let mut links = Vec::new();
     let mut above = Vec::new();
+    // Pairs kept: those of the links table, and those attaching reads (dropped after it).
+    let keep_from = settings
+        .links_min_probability
+        .min(settings.attach_competitor_probability);
     compared.for_each(&candidates, |a, b, number, pattern| {
         let weight = prior + parameters.evidence_weight(records, a as usize, &pattern.levels);
         let probability = model::probability(weight);
         if probability >= settings.match_probability {
             above.push((a, b, weight));
         }
-        if probability >= settings.links_min_probability {
+        if probability >= keep_from {
             links.push(Link {
                 a,
                 b,
@@ -273,15 +279,50 @@ pub fn resolve(
     };
     let (clusters, cluster_report) = {
         let conflict = identity_conflict(settings, records, &parameters);
-        cluster::cluster(
-            records.len(),
-            &above,
-            &guard_bit,
-            conflict
-                .as_ref()
-                .map(|f| f as &(dyn Fn(u32, u32) -> bool + Sync)),
-        )
+        let conflict = conflict
+            .as_ref()
+            .map(|f| f as &(dyn Fn(u32, u32) -> bool + Sync));
+        let (mut clusters, mut report) =
+            cluster::cluster(records.len(), &above, &guard_bit, conflict);
+        if settings.attach_probability < settings.match_probability {
+            let disagrees: Vec<bool> = compared
+                .patterns
+                .iter()
+                .map(|p| {
+                    p.levels
+                        .iter()
+                        .zip(&settings.comparisons)
+                        .any(|(level, c)| {
+                            usize::from(*level) + 1 == c.level_count() && c.level_count() > 1
+                        })
+                })
+                .collect();
+            let weak: Vec<attach::WeakPair> = links
+                .iter()
+                .filter(|l| {
+                    l.probability >= settings.attach_competitor_probability
+                        && l.probability < settings.match_probability
+                })
+                .map(|l| attach::WeakPair {
+                    a: l.a,
+                    b: l.b,
+                    probability: l.probability,
+                    disagrees: disagrees.get(l.pattern as usize).copied().unwrap_or(true),
+                })
+                .collect();
+            report.records_attached = attach::attach(
+                &mut clusters,
+                &above,
+                &weak,
+                settings.attach_probability,
+                &guard_bit,
+                conflict,
+            );
+            report.recount(&clusters);
+        }
+        (clusters, report)
     };
+    links.retain(|l| l.probability >= settings.links_min_probability);
     for link in &mut links {
         link.accepted = link.probability >= settings.match_probability
             && clusters[link.a as usize] == clusters[link.b as usize];

@@ -94,6 +94,16 @@ pub struct IdentitySpec {
     /// A pair is linked when its match probability reaches this (default 0.9).
     #[serde(default)]
     pub match_probability: Option<f64>,
+    /// A record left alone by clustering joins the one customer it could be: when every candidate
+    /// pair of the record at `attach_competitor_probability` or more points into one customer of
+    /// two or more records, with no comparison disagreeing and no conflict, and the best of them
+    /// reaches this (default 0.7; 1 turns it off). See docs/identity.md, "Attaching".
+    #[serde(default)]
+    pub attach_probability: Option<f64>,
+    /// A pair of a lone record at this match probability or more makes its customer a candidate
+    /// (default 0.5): two candidates, and the record stays alone.
+    #[serde(default)]
+    pub attach_competitor_probability: Option<f64>,
     /// Sources whose records are never duplicates of each other: a cluster holds at most one of each.
     #[serde(default)]
     pub duplicate_free_sources: Vec<String>,
@@ -207,6 +217,10 @@ pub struct Settings {
     pub blocking_refinements: Vec<BlockingKey>,
     pub comparisons: Vec<Comparison>,
     pub match_probability: f64,
+    /// `[identity] attach_probability` (1: no attaching).
+    pub attach_probability: f64,
+    /// `[identity] attach_competitor_probability`.
+    pub attach_competitor_probability: f64,
     pub duplicate_free_sources: Vec<String>,
     /// The survivorship trust order (`[identity] trust`).
     pub trust: Vec<String>,
@@ -416,6 +430,25 @@ impl IdentitySpec {
                 "match_probability {match_probability} is not between 0 and 1"
             ));
         }
+        let attach_probability = self
+            .attach_probability
+            .unwrap_or(0.7)
+            .min(match_probability);
+        let attach_competitor_probability = self
+            .attach_competitor_probability
+            .unwrap_or(attach_probability.min(0.5));
+        if !(attach_probability > 0.0 && attach_probability <= 1.0) {
+            problems.push(format!(
+                "attach_probability {attach_probability} is not between 0 and 1"
+            ));
+        }
+        if !(attach_competitor_probability > 0.0
+            && attach_competitor_probability <= attach_probability)
+        {
+            problems.push(format!(
+                "attach_competitor_probability {attach_competitor_probability} is not between 0 and attach_probability ({attach_probability})"
+            ));
+        }
         let links_min_probability = self.links_min_probability.unwrap_or(0.01);
         if !(0.0..=1.0).contains(&links_min_probability) {
             problems.push(format!(
@@ -440,6 +473,8 @@ impl IdentitySpec {
             blocking_refinements,
             comparisons,
             match_probability,
+            attach_probability,
+            attach_competitor_probability,
             duplicate_free_sources: self.duplicate_free_sources.clone(),
             trust: self.trust.clone(),
             u_sample_pairs,

@@ -149,6 +149,13 @@ pub fn render_report(m: &RunManifest) -> String {
                 thousands(s.clusters.links_refused_by_conflict)
             );
         }
+        if s.clusters.records_attached > 0 {
+            let _ = writeln!(
+                out,
+                "  {} record(s) attached: no link of their own, but every candidate points to one customer",
+                thousands(s.clusters.records_attached)
+            );
+        }
         if s.clusters.links_refused_by_guard > 0 {
             let _ = writeln!(
                 out,
