@@ -583,6 +583,8 @@ struct Household {
     landline: Option<String>,
     family_email: Option<String>,
     last_child_birth: Option<NaiveDate>,
+    /// The first names its members have so far.
+    firsts: Vec<String>,
 }
 
 /// Places person `index` in a household and makes them look like one: consecutive persons form
@@ -590,7 +592,8 @@ struct Household {
 /// landline; a partner usually and a child nearly always takes the surname; a partner is born
 /// within five years of the first member and a child 22 to 38 years after; one child in ten after the
 /// first is a twin (the same birth date), one in twenty-five has a parent's first name (Jr/Sr);
-/// one multi-person household in seven has a family email the adults often use. Returns the
+/// otherwise no two members share a first name (siblings are not given one name); one
+/// multi-person household in seven has a family email the adults often use. Returns the
 /// household id.
 fn join_household(
     world: &mut ChaCha8Rng,
@@ -641,6 +644,7 @@ fn join_household(
                 landline,
                 family_email,
                 last_child_birth: None,
+                firsts: vec![p.first.clone()],
             });
             return index;
         }
@@ -648,6 +652,12 @@ fn join_household(
     h.left -= 1;
     h.members += 1;
     summary.persons_in_shared_households += 1;
+    for _ in 0..50 {
+        if !h.firsts.contains(&p.first) {
+            break;
+        }
+        p.first = pick(world, FIRST_NAMES).to_string();
+    }
     p.address = h.address.clone();
     p.landline.clone_from(&h.landline);
     let born = |year: i32, rng: &mut ChaCha8Rng| {
@@ -685,6 +695,7 @@ fn join_household(
         }
         h.last_child_birth = p.birth;
     }
+    h.firsts.push(p.first.clone());
     h.id
 }
 

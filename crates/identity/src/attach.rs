@@ -7,7 +7,8 @@
 //! whether that somebody else exists: every record that could compete was scored too. A record
 //! that clustering left alone joins a customer when
 //! - every candidate pair of the record at `attach_competitor_probability` or more points into
-//!   that one customer, which holds two or more records;
+//!   that one customer, which holds two or more records, or is itself a lone record whose
+//!   candidates all point back (the two then become one customer);
 //! - the best of those pairs reaches `attach_probability`;
 //! - none of those pairs disagrees on any comparison (the last level), and no pair of the record
 //!   above the link threshold was refused (a conflict or the duplicate-free guard);
@@ -74,27 +75,50 @@ pub fn attach(
                 continue;
             }
             let slot = &mut target[x as usize];
-            let competes = size.get(other as usize).is_none_or(|s| *s < 2);
             *slot = match *slot {
                 (BLOCKED, _) => (BLOCKED, 0.0),
-                _ if pair.disagrees || competes => (BLOCKED, 0.0),
+                _ if pair.disagrees => (BLOCKED, 0.0),
                 (NONE, _) => (other, pair.probability as f32),
                 (y, best) if y == other => (y, best.max(pair.probability as f32)),
                 _ => (BLOCKED, 0.0),
             };
         }
     }
+    let strong_enough = |p: f32| f64::from(p) >= attach_probability - 1e-6;
+    let mut attached = 0u64;
+    // Two lone records that are each other's only candidate become one customer.
+    let mut record_of = vec![NONE; count];
+    for (r, c) in clusters.iter().enumerate() {
+        if size[*c as usize] == 1 {
+            record_of[*c as usize] = u32::try_from(r).unwrap_or(NONE);
+        }
+    }
+    for x in 0..clusters.len() {
+        let (y, p) = target[x];
+        if y >= BLOCKED || size[y as usize] != 1 || !strong_enough(p) {
+            continue;
+        }
+        let z = record_of[y as usize];
+        let (x, cx) = (u32::try_from(x).unwrap_or(NONE), clusters[x]);
+        if z <= x || target.get(z as usize).is_none_or(|t| t.0 != cx) {
+            continue;
+        }
+        let bits = |r: u32| guard_bit.get(r as usize).copied().unwrap_or(0);
+        if bits(x) & bits(z) != 0 || conflict.is_some_and(|conflicts| conflicts(x, z)) {
+            continue;
+        }
+        clusters[z as usize] = cx;
+        attached += 1;
+    }
+    drop(record_of);
     // (customer, -probability, record): the strongest first within each customer.
     let mut moves: Vec<(u32, f32, u32)> = target
         .iter()
         .enumerate()
-        .filter(|(_, (y, p))| *y < BLOCKED && f64::from(*p) >= attach_probability - 1e-6)
+        .filter(|(_, (y, p))| *y < BLOCKED && size[*y as usize] >= 2 && strong_enough(*p))
         .map(|(x, (y, p))| (*y, -*p, u32::try_from(x).unwrap_or(NONE)))
         .collect();
     drop(target);
-    if moves.is_empty() {
-        return 0;
-    }
     moves.sort_by(|x, y| x.0.cmp(&y.0).then(x.1.total_cmp(&y.1)).then(x.2.cmp(&y.2)));
     // The records of the customers attached to, by customer.
     let mut wanted = vec![false; count];
@@ -108,7 +132,6 @@ pub fn attach(
         .map(|(r, c)| (*c, u32::try_from(r).unwrap_or(NONE)))
         .collect();
     members.sort_unstable();
-    let mut attached = 0u64;
     let mut at = 0usize;
     let mut start = 0usize;
     while start < moves.len() {
@@ -186,6 +209,28 @@ mod tests {
     }
 
     #[test]
+    fn two_lone_records_that_are_each_others_only_candidate_become_one() {
+        let mut clusters = vec![0, 1, 2, 2];
+        let n = attach(&mut clusters, &[], &[weak(0, 1, 0.8)], 0.7, &[0; 4], None);
+        assert_eq!(n, 1);
+        assert_eq!(clusters, vec![0, 0, 1, 1]);
+        // Not when they conflict.
+        let conflict = |_: u32, _: u32| true;
+        let mut clusters = vec![0, 1];
+        assert_eq!(
+            attach(
+                &mut clusters,
+                &[],
+                &[weak(0, 1, 0.8)],
+                0.7,
+                &[0; 2],
+                Some(&conflict)
+            ),
+            0
+        );
+    }
+
+    #[test]
     fn two_possible_customers_or_a_disagreement_or_a_refusal_keep_it_alone() {
         // Customers {0, 1} and {2, 3}: record 4 could be either.
         let mut clusters = vec![0, 0, 1, 1, 2];
@@ -196,6 +241,10 @@ mod tests {
         let mut clusters = vec![0, 0, 1, 2];
         let pairs = [weak(0, 3, 0.85), weak(2, 3, 0.6)];
         assert_eq!(attach(&mut clusters, &[], &pairs, 0.7, &[0; 4], None), 0);
+        // A lone record whose only candidate is another lone record that has others.
+        let mut clusters = vec![0, 1, 2];
+        let pairs = [weak(0, 1, 0.85), weak(1, 2, 0.6)];
+        assert_eq!(attach(&mut clusters, &[], &pairs, 0.7, &[0; 3], None), 0);
         // One comparison that differs.
         let mut clusters = vec![0, 0, 1];
         let mut differs = weak(1, 2, 0.72);
