@@ -14,6 +14,18 @@ pub fn level(comparison: &Comparison, column: &Column, a: usize, b: usize) -> u8
     if ca == NULL || cb == NULL {
         return 0;
     }
+    if comparison.kind == Kind::YearRange {
+        let (la, ha, _) = column.dates.get(ca as usize).copied().unwrap_or((0, 0, 0));
+        let (lb, hb, _) = column.dates.get(cb as usize).copied().unwrap_or((0, 0, 0));
+        let (ha, hb) = (ha as i32, hb as i32);
+        return if la == ha && lb == hb {
+            0 // both know the year: the birth date compares them
+        } else if la <= hb && lb <= ha {
+            1
+        } else {
+            2
+        };
+    }
     if ca == cb {
         return 1;
     }
@@ -72,7 +84,7 @@ pub fn level(comparison: &Comparison, column: &Column, a: usize, b: usize) -> u8
                 None
             }
         }
-        Kind::Exact => None,
+        Kind::Exact | Kind::YearRange => None,
     };
     let labels = comparison.level_count() - 2; // exact and else aside
     match partial {
@@ -203,5 +215,56 @@ mod tests {
             out[0]
         };
         assert_eq!((v(0, 1), v(1, 2)), (4, 5));
+    }
+}
+
+#[cfg(test)]
+mod year_range_tests {
+    use super::*;
+    use crate::spec::{ComparisonSpec, IdentitySpec};
+
+    #[test]
+    fn a_year_meets_a_band_or_not_and_two_known_years_are_left_to_the_birth_date() {
+        let spec = IdentitySpec {
+            blocking_rules: Some(vec![vec!["birth_years".into()]]),
+            comparisons: Some(vec![ComparisonSpec {
+                column: "birth_years".into(),
+                kind: Kind::YearRange,
+                thresholds: None,
+                term_frequency: false,
+                group: None,
+            }]),
+            ..IdentitySpec::default()
+        };
+        let settings = match spec.validate() {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        let mut r = Records::new(&settings);
+        for (i, v) in ["1965", "1962-1971", "1990-1999", "1967", "1965"]
+            .iter()
+            .enumerate()
+        {
+            r.push(&format!("r{i}"), "s", &[Some(v)]);
+        }
+        let level = |a, b| {
+            let mut out = Vec::new();
+            vector(&settings.comparisons, &r, a, b, &mut out);
+            out[0]
+        };
+        assert_eq!(level(0, 1), 1, "1965 is within 1962-1971");
+        assert_eq!(level(1, 3), 1);
+        assert_eq!(level(0, 2), 2, "1965 is not within 1990-1999");
+        assert_eq!(level(1, 2), 2, "two bands that do not meet");
+        assert_eq!(
+            level(0, 3),
+            0,
+            "two known years: the birth date compares them"
+        );
+        assert_eq!(level(0, 4), 0, "not even when equal");
+        assert_eq!(
+            settings.comparisons[0].level_labels(),
+            vec!["within".to_string(), "else".to_string()]
+        );
     }
 }

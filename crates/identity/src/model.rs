@@ -530,8 +530,9 @@ fn identifies(kind: Kind) -> bool {
 /// m of each comparison counted on its anchor pairs: candidate pairs agreeing exactly on at least
 /// two person identifiers other than the comparison, one of them a first name or birth date, and
 /// found by a blocking rule that does not block on the comparison's column (a pair found only by
-/// blocking on a column agrees on it by construction). `None` where a comparison has fewer than
-/// [`MIN_ANCHORS`].
+/// blocking on a column agrees on it by construction); for a year range, pairs that agree
+/// exactly on the first name and two more comparisons and differ on none. `None` where a
+/// comparison has fewer than [`MIN_ANCHORS`].
 fn anchored_m(settings: &Settings, compared: &Compared) -> Vec<Option<(Vec<f64>, usize)>> {
     let comparisons = &settings.comparisons;
     // Per comparison, the rules that do not block on its column.
@@ -556,8 +557,29 @@ fn anchored_m(settings: &Settings, compared: &Compared) -> Vec<Option<(Vec<f64>,
         .map(|c| vec![0.0; c.level_count()])
         .collect();
     let mut anchors = vec![0usize; comparisons.len()];
+    // A year range is compared only where one record knows no more than a range (a data vendor's
+    // age band), and such records carry no second person identifier: its anchors are pairs that
+    // agree exactly on the first name and on at least two more comparisons, and differ on none.
+    let ranged: Vec<bool> = comparisons
+        .iter()
+        .map(|c| c.kind == Kind::YearRange)
+        .collect();
+    let forename: Vec<bool> = comparisons
+        .iter()
+        .map(|c| c.kind == Kind::Forename)
+        .collect();
     for pattern in &compared.patterns {
         let (v, found_by) = (&*pattern.levels, pattern.mask);
+        for c in (0..v.len()).filter(|&c| ranged[c] && v[c] != 0) {
+            let others: Vec<usize> = (0..v.len()).filter(|&o| o != c && !ranged[o]).collect();
+            let exact_others = others.iter().filter(|&&o| v[o] == 1).count();
+            let any_off = others.iter().any(|&o| v[o] > 1);
+            let first_exact = others.iter().any(|&o| forename[o] && v[o] == 1);
+            if first_exact && exact_others >= 3 && !any_off && found_by & fair_rules[c] != 0 {
+                counts[c][v[c] as usize] += pattern.count as f64;
+                anchors[c] += usize::try_from(pattern.count).unwrap_or(usize::MAX);
+            }
+        }
         let exact = |c: usize| v[c] == 1;
         let strong_exact = (0..v.len()).filter(|&c| strong[c] && exact(c)).count();
         let personal_exact = (0..v.len()).filter(|&c| personal[c] && exact(c)).count();
@@ -565,6 +587,9 @@ fn anchored_m(settings: &Settings, compared: &Compared) -> Vec<Option<(Vec<f64>,
             continue;
         }
         for (c, &l) in v.iter().enumerate() {
+            if ranged[c] {
+                continue;
+            }
             let own_strong = usize::from(strong[c] && exact(c));
             let own_personal = usize::from(personal[c] && exact(c));
             if l == 0
@@ -827,6 +852,43 @@ mod tests {
             .collect();
         em_session(&pats, &mut em, &u, &ignore);
         assert!(em[0][5] > 0.5, "EM m(first name differs) {:?}", em[0]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_year_range_is_anchored_on_pairs_that_agree_on_everything_else() -> Result<(), String> {
+        let mut comparisons = crate::spec::default_comparisons();
+        comparisons.push(crate::spec::ComparisonSpec {
+            column: "birth_years".into(),
+            kind: Kind::YearRange,
+            thresholds: None,
+            term_frequency: false,
+            group: None,
+        });
+        let settings = crate::spec::IdentitySpec {
+            comparisons: Some(comparisons),
+            ..crate::spec::IdentitySpec::default()
+        }
+        .validate()
+        .map_err(|e| e.to_string())?;
+        // A vendor record (name and address, an age band) against a dated record: first, last,
+        // birth (null), street, postcode, city, phone and email (null), then the year range
+        // (1 within, 2 else).
+        let within = [1u8, 1, 0, 1, 1, 1, 0, 0, 1];
+        let outside = [1u8, 1, 0, 1, 1, 1, 0, 0, 2];
+        let parent = [5u8, 1, 0, 1, 1, 1, 0, 0, 2]; // another member of the home
+        let mut levels = Vec::new();
+        for (pattern, n) in [(&within, 950), (&outside, 50), (&parent, 3_000)] {
+            for _ in 0..n {
+                levels.extend_from_slice(pattern);
+            }
+        }
+        let pairs = levels.len() / within.len();
+        let compared = Compared::from_levels(&vec![0b11111; pairs], &levels, 9);
+        let m = anchored_m(&settings, &compared);
+        let years = m[8].as_ref().ok_or("year range not anchored")?;
+        assert_eq!(years.1, 1_000, "the household's pairs are no anchors");
+        assert!((years.0[1] - 0.95).abs() < 0.01, "{:?}", years.0);
         Ok(())
     }
 

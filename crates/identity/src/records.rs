@@ -22,7 +22,8 @@ pub struct Column {
     pub counts: Vec<u32>,
     /// Records with a value.
     pub non_null: u32,
-    /// For date columns: year, month and day of each value.
+    /// For date columns: year, month and day of each value; for year ranges: the first year, the
+    /// last year and 0.
     pub dates: Vec<(i32, u32, u32)>,
     /// For grouped phone and email columns, once [`Records::mark_shared_values`] has run: whether
     /// each value is held by records of people with different first names (a family's landline or
@@ -63,6 +64,9 @@ impl Column {
                 if kind == Kind::Date {
                     self.dates
                         .push(standardise::date(&value).unwrap_or((0, 0, 0)));
+                } else if kind == Kind::YearRange {
+                    let (low, high) = standardise::year_range(&value).unwrap_or((0, 0));
+                    self.dates.push((low, u32::try_from(high).unwrap_or(0), 0));
                 }
                 self.values.push(value.into());
                 self.counts.push(0);

@@ -30,6 +30,10 @@ pub enum Kind {
     Text,
     /// Compared as is after trimming and lower-casing: exact or else.
     Exact,
+    /// Years of birth, known to the year (`1965`) or only to a range (`1962-1971`, a data vendor's
+    /// age band); levels "within" (the year or range meets the other's) and else. Two records that
+    /// both know the year are not compared here (null level): the birth date compares them.
+    YearRange,
 }
 
 impl Kind {
@@ -44,6 +48,7 @@ impl Kind {
             Self::Date => "date",
             Self::Text => "text",
             Self::Exact => "exact",
+            Self::YearRange => "year_range",
         }
     }
 }
@@ -161,6 +166,9 @@ pub struct Comparison {
 impl Comparison {
     /// Labels of the levels after the null level, best first (the last is "else").
     pub fn level_labels(&self) -> Vec<String> {
+        if self.kind == Kind::YearRange {
+            return vec!["within".into(), "else".into()];
+        }
         let mut out = vec!["exact".to_string()];
         match self.kind {
             Kind::Forename => {
@@ -196,7 +204,7 @@ impl Comparison {
                 "same_year_month".into(),
                 "same_year".into(),
             ]),
-            Kind::Exact => {}
+            Kind::Exact | Kind::YearRange => {}
         }
         out.push("else".into());
         out

@@ -230,6 +230,25 @@ pub fn date(text: &str) -> Option<(i32, u32, u32)> {
     valid.then(|| (i32::try_from(y).unwrap_or(0), m, d))
 }
 
+/// A year (`1965`) or a range of years (`1962-1971`, either order), as the first and last year;
+/// `None` for anything else.
+pub fn year_range(text: &str) -> Option<(i32, i32)> {
+    let year = |t: &str| {
+        let t = t.trim();
+        (t.len() == 4 && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse::<i32>().ok())
+            .flatten()
+            .filter(|y| (1800..=2200).contains(y))
+    };
+    match text.trim().split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (year(a)?, year(b)?);
+            Some((a.min(b), a.max(b)))
+        }
+        None => year(text).map(|y| (y, y)),
+    }
+}
+
 /// Standardises one value for a comparison of `kind`; `None` when nothing is left.
 pub fn standardise(kind: Kind, text: &str, default_country: &str) -> Option<String> {
     let out = match kind {
@@ -246,6 +265,15 @@ pub fn standardise(kind: Kind, text: &str, default_country: &str) -> Option<Stri
         Kind::Email => return email(text),
         Kind::Date => return date(text).map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}")),
         Kind::Exact => text.trim().to_lowercase(),
+        Kind::YearRange => {
+            return year_range(text).map(|(low, high)| {
+                if low == high {
+                    format!("{low:04}")
+                } else {
+                    format!("{low:04}-{high:04}")
+                }
+            });
+        }
     };
     (!out.is_empty()).then_some(out)
 }
