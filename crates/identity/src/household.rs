@@ -1,6 +1,7 @@
 //! Households: the customers who share a home. After clustering, two customers are one household
 //! when a candidate pair of their records has the same postcode and the same or nearly the same
-//! street, or the same postcode and the same phone (a landline) or email (a family address). A
+//! street, or the same postcode and the same phone (a landline) or email (a family address), or
+//! when records of theirs have the same postcode, city and street with a house number. A
 //! phone or email held by more than [`MAX_SHARED_RECORDS`] records is no household's (a
 //! switchboard), and the postcode keeps a placeholder too rare to have been set aside (a few
 //! `0000000000` in a small base) from joining strangers. A household stops growing at
@@ -66,23 +67,7 @@ pub fn households(
             })
     };
     let mut report = HouseholdReport::default();
-    compared.for_each(candidates, |a, b, _, pattern| {
-        let v = &*pattern.levels;
-        let (Some(&ca), Some(&cb)) = (clusters.get(a as usize), clusters.get(b as usize)) else {
-            return;
-        };
-        if ca == cb {
-            return;
-        }
-        let a_ = a as usize;
-        let near_street = street.is_some_and(|c| {
-            settings.comparisons[c].level_count() > 3 && matches!(v.get(c), Some(1 | 2))
-        });
-        let shared =
-            exact(v, postcode) && (near_street || private(v, phone, a_) || private(v, email, a_));
-        if !shared {
-            return;
-        }
+    let mut join = |ca: u32, cb: u32, report: &mut HouseholdReport| {
         let (ra, rb) = (find(&mut parent, ca), find(&mut parent, cb));
         if ra == rb {
             return;
@@ -98,7 +83,73 @@ pub fn households(
         };
         parent[small as usize] = big;
         size[big as usize] += size[small as usize];
+    };
+    compared.for_each(candidates, |a, b, _, pattern| {
+        let v = &*pattern.levels;
+        let (Some(&ca), Some(&cb)) = (clusters.get(a as usize), clusters.get(b as usize)) else {
+            return;
+        };
+        if ca == cb {
+            return;
+        }
+        let a_ = a as usize;
+        // A street nearly the same (a typo) is one address only with the same house and unit
+        // numbers and the same street type: "78 Maple St" is not "7 Maple St", nor "252 Mill Cl"
+        // "252 Mill Rd".
+        let near_street = street.is_some_and(|c| {
+            settings.comparisons[c].level_count() > 3
+                && match v.get(c) {
+                    Some(1) => true,
+                    Some(2) => records.columns.get(c).is_some_and(|col| {
+                        match (col.value(a as usize), col.value(b as usize)) {
+                            (Some(x), Some(y)) => one_dwelling(x, y),
+                            _ => false,
+                        }
+                    }),
+                    _ => false,
+                }
+        });
+        let shared =
+            exact(v, postcode) && (near_street || private(v, phone, a_) || private(v, email, a_));
+        if shared {
+            join(ca, cb, &mut report);
+        }
     });
+    // Customers at one address (the same postcode and the same street with a house number) are
+    // one household even when no candidate pair joins them: a partner of another surname with no
+    // shared phone or email was never a candidate (the blocking rules want one surname).
+    // The city, where the records have one, keeps apart two "12 Oak Street" of one large postal
+    // area in two suburbs.
+    let city = settings.comparisons.iter().position(|c| c.column == "city");
+    let cities = city.and_then(|c| records.columns.get(c));
+    if let (Some(s), Some(p)) = (street, postcode)
+        && let (Some(streets), Some(postcodes)) = (records.columns.get(s), records.columns.get(p))
+    {
+        let mut first_at: std::collections::HashMap<(u32, u32, u32), u32> =
+            std::collections::HashMap::new();
+        for (r, &c) in clusters.iter().enumerate() {
+            let (Some(&sc), Some(&pc)) = (streets.codes.get(r), postcodes.codes.get(r)) else {
+                continue;
+            };
+            let cc = cities
+                .and_then(|col| col.codes.get(r).copied())
+                .unwrap_or(crate::records::NULL);
+            let numbered = streets
+                .value(r)
+                .is_some_and(|v| v.starts_with(|ch: char| ch.is_ascii_digit()));
+            if sc == crate::records::NULL || pc == crate::records::NULL || !numbered {
+                continue;
+            }
+            match first_at.entry((pc, sc, cc)) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    join(*e.get(), c, &mut report);
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(c);
+                }
+            }
+        }
+    }
     let mut number = vec![u32::MAX; customers];
     let mut next = 0u32;
     let mut out = Vec::with_capacity(clusters.len());
@@ -123,6 +174,18 @@ pub fn households(
 pub fn household_id(first_record_id: &str) -> String {
     let digest = Sha256::digest(format!("household:{first_record_id}").as_bytes());
     format!("H{}", &hex::encode(digest)[..16])
+}
+
+/// Two spellings of a street that may be one dwelling: the same numbers (house, unit) in the same
+/// order and the same last word (the street type, once standardised).
+fn one_dwelling(a: &str, b: &str) -> bool {
+    let numbers = |s: &str| {
+        s.split(' ')
+            .filter(|w| w.contains(|c: char| c.is_ascii_digit()))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    numbers(a) == numbers(b) && a.rsplit(' ').next() == b.rsplit(' ').next()
 }
 
 #[cfg(test)]
@@ -163,6 +226,57 @@ mod tests {
         assert_eq!(report.households, 3);
         assert_eq!(report.customers_sharing, 3);
         assert_eq!(report.largest, 3);
+        Ok(())
+    }
+
+    #[test]
+    fn a_street_nearly_the_same_is_one_dwelling_only_with_its_numbers_and_street_type() {
+        assert!(one_dwelling("12 oak st", "12 oka st"));
+        assert!(one_dwelling("unit 3 12 oak st", "unit 3 12 oaks st"));
+        assert!(!one_dwelling("78 maple st", "7 maple st"));
+        assert!(!one_dwelling("unit 3 12 oak st", "unit 4 12 oak st"));
+        assert!(!one_dwelling("252 mill cl", "252 mill rd"));
+    }
+
+    #[test]
+    fn customers_at_one_numbered_address_are_one_household_without_a_candidate_pair()
+    -> Result<(), String> {
+        let settings = IdentitySpec::default()
+            .validate()
+            .map_err(|e| e.to_string())?;
+        let mut records = Records::new(&settings);
+        // first, last, birth, street, postcode, city, phone, email: partners of two surnames at
+        // one address (written two ways), two customers on one street without a number, one at
+        // the address in another postcode and one in another suburb of the postcode.
+        let rows = [
+            ["Ann", "Lee", "12 Oak Street", "2000", "Newtown"],
+            ["Bob", "Stone", "12 OAK ST", "2000", "NEWTOWN"],
+            ["Cy", "Ray", "Oak Street", "2000", "Newtown"],
+            ["Di", "Fox", "Oak Street", "2000", "Newtown"],
+            ["Ed", "Lee", "12 Oak Street", "3000", "Newtown"],
+            ["Flo", "Hart", "12 Oak Street", "2000", "Enmore"],
+        ];
+        for (i, [first, last, street, postcode, city]) in rows.iter().enumerate() {
+            records.push(
+                &format!("r{i}"),
+                "s",
+                &[
+                    Some(*first),
+                    Some(*last),
+                    None,
+                    Some(*street),
+                    Some(*postcode),
+                    Some(*city),
+                    None,
+                    None,
+                ],
+            );
+        }
+        let clusters = [0, 1, 2, 3, 4, 5];
+        let candidates = Candidates::from_pairs(Vec::new());
+        let compared = Compared::from_levels(&[], &[], 8);
+        let (h, report) = households(&settings, &records, &candidates, &compared, &clusters);
+        assert_eq!(h, vec![0, 0, 1, 2, 3, 4], "{report:?}");
         Ok(())
     }
 
