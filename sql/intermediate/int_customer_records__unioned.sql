@@ -26,8 +26,7 @@ web as (
 ),
 
 vendor as (
-    select *, cast(date_part('year', as_of_date()) as bigint) as year_now
-    from stg_vendor__demographics
+    select * from stg_vendor__demographics
 ),
 
 campaign as (
@@ -38,59 +37,52 @@ service as (
     select * from stg_service__requesters
 ),
 
+-- age_band is the vendor's; the other sources have none.
 unioned as (
     select record_id, source_system, 'crm' as source_role, source_customer_id, first_name, last_name,
            street, postcode, city, phone, email_normalised, birth_date, is_opted_out, created_date,
-           case
-               when date_part('year', birth_date) between date_part('year', as_of_date()) - 110
-                                                     and date_part('year', as_of_date())
-               then cast(cast(date_part('year', birth_date) as bigint) as varchar)
-           end as birth_years
+           cast(null as varchar) as age_band
     from crm
     union all
     select record_id, source_system, 'web' as source_role, source_customer_id, first_name, last_name,
            street, postcode, city, phone, email_normalised, birth_date, is_opted_out, created_date,
-           case
-               when date_part('year', birth_date) between date_part('year', as_of_date()) - 110
-                                                     and date_part('year', as_of_date())
-               then cast(cast(date_part('year', birth_date) as bigint) as varchar)
-           end as birth_years
+           cast(null as varchar) as age_band
     from web
     union all
     select record_id, source_system, 'vendor' as source_role, source_customer_id, first_name, last_name,
            street, postcode, city, phone, email_normalised, birth_date, is_opted_out, created_date,
-           coalesce(
-               case
-                   when date_part('year', birth_date) between year_now - 110 and year_now
-                   then cast(cast(date_part('year', birth_date) as bigint) as varchar)
-               end,
-               case
-                   when age_band = '65+' then cast(year_now - 110 as varchar) || '-' || cast(year_now - 65 as varchar)
-                   when age_band like '%-%' then
-                       cast(year_now - cast(split_part(age_band, '-', 2) as bigint) - 1 as varchar) || '-'
-                       || cast(year_now - cast(split_part(age_band, '-', 1) as bigint) as varchar)
-               end
-           ) as birth_years
+           age_band
     from vendor
     union all
     select record_id, source_system, 'campaign' as source_role, source_customer_id, first_name, last_name,
            street, postcode, city, phone, email_normalised, birth_date, is_opted_out, created_date,
-           case
-               when date_part('year', birth_date) between date_part('year', as_of_date()) - 110
-                                                     and date_part('year', as_of_date())
-               then cast(cast(date_part('year', birth_date) as bigint) as varchar)
-           end as birth_years
+           cast(null as varchar) as age_band
     from campaign
     union all
     select record_id, source_system, 'service' as source_role, source_customer_id, first_name, last_name,
            street, postcode, city, phone, email_normalised, birth_date, is_opted_out, created_date,
-           case
-               when date_part('year', birth_date) between date_part('year', as_of_date()) - 110
-                                                     and date_part('year', as_of_date())
-               then cast(cast(date_part('year', birth_date) as bigint) as varchar)
-           end as birth_years
+           cast(null as varchar) as age_band
     from service
+),
+
+dated as (
+    select *, cast(date_part('year', as_of_date()) as bigint) as year_now
+    from unioned
 )
 
-select * from unioned
+select record_id, source_system, source_role, source_customer_id, first_name, last_name,
+       street, postcode, city, phone, email_normalised, birth_date, is_opted_out, created_date,
+       coalesce(
+           case
+               when date_part('year', birth_date) between year_now - 110 and year_now
+               then cast(cast(date_part('year', birth_date) as bigint) as varchar)
+           end,
+           case
+               when age_band = '65+' then cast(year_now - 110 as varchar) || '-' || cast(year_now - 65 as varchar)
+               when age_band like '%-%' then
+                   cast(year_now - cast(split_part(age_band, '-', 2) as bigint) - 1 as varchar) || '-'
+                   || cast(year_now - cast(split_part(age_band, '-', 1) as bigint) as varchar)
+           end
+       ) as birth_years
+from dated
 order by record_id
