@@ -101,7 +101,7 @@ pub fn households(
                 && match v.get(c) {
                     Some(1) => true,
                     Some(2) => records.columns.get(c).is_some_and(|col| {
-                        match (col.value(a as usize), col.value(b as usize)) {
+                        match (col.value(a_), col.value(b as usize)) {
                             (Some(x), Some(y)) => one_dwelling(x, y),
                             _ => false,
                         }
@@ -140,14 +140,9 @@ pub fn households(
             if sc == crate::records::NULL || pc == crate::records::NULL || !numbered {
                 continue;
             }
-            match first_at.entry((pc, sc, cc)) {
-                std::collections::hash_map::Entry::Occupied(e) => {
-                    join(*e.get(), c, &mut report);
-                }
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(c);
-                }
-            }
+            // The first customer at the address; joining it to itself does nothing.
+            let first = *first_at.entry((pc, sc, cc)).or_insert(c);
+            join(first, c, &mut report);
         }
     }
     let mut number = vec![u32::MAX; customers];
