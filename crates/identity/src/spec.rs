@@ -438,16 +438,15 @@ impl IdentitySpec {
                 "match_probability {match_probability} is not between 0 and 1"
             ));
         }
-        let attach_probability = self
-            .attach_probability
-            .unwrap_or(0.7)
-            .min(match_probability);
+        // The value as written is checked; above match_probability it means "as the links".
+        let attach_written = self.attach_probability.unwrap_or(0.7);
+        let attach_probability = attach_written.min(match_probability);
         let attach_competitor_probability = self
             .attach_competitor_probability
             .unwrap_or(attach_probability.min(0.5));
-        if !(attach_probability > 0.0 && attach_probability <= 1.0) {
+        if !(attach_written > 0.0 && attach_written <= 1.0) {
             problems.push(format!(
-                "attach_probability {attach_probability} is not between 0 and 1"
+                "attach_probability {attach_written} is not between 0 and 1"
             ));
         }
         if !(attach_competitor_probability > 0.0
