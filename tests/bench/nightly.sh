@@ -42,6 +42,10 @@ started=$(date +%s.%N)
   >"$work.generate.log" 2>&1 || { cat "$work.generate.log" >&2; exit 1; }
 generated=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$started" "$(date +%s.%N)")
 
+# The machine's speed, measured before and after the run (tests/bench/calibrate.py): the guard
+# scales the budget by it, so a slower machine is not taken for a slower clientele.
+calibration_before=$(python3 "$root/tests/bench/calibrate.py")
+
 status=0
 /usr/bin/time -v -o "$work.time" taskset -c "$cores" \
   "$bin" --quiet run "$work/jobs/demo.toml" --as-of "$as_of" >"$work.report" 2>"$work.log" || status=$?
@@ -51,12 +55,16 @@ if [ "$status" -ne 0 ]; then
   exit 1
 fi
 
-python3 - "$work" "$persons" "$country" "$profile" "$threads" "$generated" "${BENCH_BUDGET:-}" "${BENCH_RECORD:-}" <<'PY'
+calibration_after=$(python3 "$root/tests/bench/calibrate.py")
+
+python3 - "$work" "$persons" "$country" "$profile" "$threads" "$generated" "${BENCH_BUDGET:-}" "${BENCH_RECORD:-}" \
+  "$calibration_before" "$calibration_after" <<'PY'
 import glob, json, os, platform, re, sys, tomllib
 from datetime import date
 
 work, persons, country, profile, threads, generated, budget_path, record_path = sys.argv[1:9]
 persons = int(persons)
+calibration = (float(sys.argv[9]) + float(sys.argv[10])) / 2
 manifest = json.load(open(sorted(glob.glob(f"{work}/warehouse/_runs/*.json"))[-1]))
 timing = open(f"{work}.time").read()
 
@@ -85,7 +93,8 @@ def fmt_rows(n):
 lines = [
     f"nightly benchmark, {date.today().isoformat()}: {persons:,} persons ({country}, realistic demo), "
     f"{profile} build, {threads} cores of {os.cpu_count()} ({cpu_model})",
-    f"sources generated in {generated} s (not part of the nightly)",
+    f"sources generated in {generated} s (not part of the nightly); machine calibration "
+    f"{calibration:.2f} s CPU (tests/bench/calibrate.py, before and after the run: {sys.argv[9]} s, {sys.argv[10]} s)",
     "",
     "| step | wall | CPU | peak (step) | rows in → out |",
     "|---|---:|---:|---:|---|",
@@ -123,10 +132,12 @@ open(f"{work}.md", "w").write(text + "\n")
 if record_path:
     with open(record_path, "w") as f:
         f.write("# CPU seconds per step of the nightly benchmark, the regression guard's budget: .ci/run fails\n")
-        f.write("# when a step takes more than 1.5 times its budget. Re-record after a change that is meant to\n")
-        f.write("# cost more (BENCH_RECORD=tests/bench/nightly_budget.toml bash tests/bench/nightly.sh ...).\n")
+        f.write("# when a step takes more than 1.5 times its budget, scaled by the machine's speed (the\n")
+        f.write("# calibration's CPU seconds now over calibration_cpu_seconds, never below 1). Re-record after\n")
+        f.write("# a change that is meant to cost more\n")
+        f.write("# (BENCH_PROFILE=dev BENCH_RECORD=tests/bench/nightly_budget.toml bash tests/bench/nightly.sh 50000 au).\n")
         f.write(f"persons = {persons}\ncountry = \"{country}\"\nprofile = \"{profile}\"\n")
-        f.write(f"recorded = \"{date.today().isoformat()}\"\n\n[cpu_seconds]\n")
+        f.write(f"recorded = \"{date.today().isoformat()}\"\ncalibration_cpu_seconds = {calibration:.3f}\n\n[cpu_seconds]\n")
         for name, c in steps.items():
             if c is not None:
                 f.write(f"{name} = {c:.1f}\n")
@@ -138,8 +149,19 @@ if budget_path:
         if budget.get(key) != have:
             sys.exit(f"nightly.sh: the budget was recorded with {key} = {budget.get(key)!r}, this run has {have!r}")
     over = []
-    print(f"\nregression guard (budget {budget_path}, recorded {budget.get('recorded', '?')}): a step may take 1.5x its CPU budget")
+    recorded_calibration = budget.get("calibration_cpu_seconds")
+    if recorded_calibration:
+        # A slower machine than the recorder's gets a budget scaled to it; a faster one keeps the
+        # recorded budget (the guard is there for regressions, not to flake on a quick host).
+        speed = max(1.0, calibration / float(recorded_calibration))
+        speed_note = f"machine {calibration:.2f} s against {float(recorded_calibration):.2f} s recorded: budget x {speed:.2f}"
+    else:
+        speed = 1.0
+        speed_note = "the budget has no calibration_cpu_seconds: not scaled"
+    print(f"\nregression guard (budget {budget_path}, recorded {budget.get('recorded', '?')}; {speed_note}): "
+          "a step may take 1.5x its CPU budget")
     for name, limit in budget["cpu_seconds"].items():
+        limit = limit * speed
         have = steps.get(name)
         if have is None:
             over.append(f"step '{name}' has a budget but did not report a CPU time")
