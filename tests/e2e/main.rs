@@ -1215,6 +1215,9 @@ fn identity_resolution_is_accurate_keeps_ids_across_runs_and_explains_a_pair() -
         "phone",
         "match probability",
         "a match",
+        // What the published run made of the pair.
+        &format!("published run: crm:{crm_no} is customer C"),
+        "one customer; one household H",
     ] {
         assert!(text.contains(expected), "missing '{expected}' in:\n{text}");
     }

@@ -141,7 +141,9 @@ pub enum Command {
         format: OutputFormat,
     },
     /// Explain how identity resolution scored a pair of records: the prior, then each compared
-    /// field's level and how it moved the match weight, then the match probability.
+    /// field's level and how it moved the match weight, then the match probability, any shared
+    /// address that makes them one household, and the customers and households the published run
+    /// put them in.
     ExplainMatch {
         /// The job spec (TOML) whose identity settings and warehouse to use.
         job: PathBuf,

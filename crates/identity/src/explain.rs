@@ -39,6 +39,9 @@ pub struct Explanation {
     pub threshold: f64,
     /// Why clustering would never put the two into one customer, when it would not.
     pub conflict: Option<String>,
+    /// The address (street with a house number, postcode, city) the two share: their customers are
+    /// one household by it, whatever the match weight.
+    pub shared_dwelling: Option<String>,
 }
 
 /// Explains the pair of records with ids `a` and `b`.
@@ -104,6 +107,7 @@ pub fn explain(
                     crate::CONFLICT_OVERRIDE_WEIGHT
                 )
             }),
+        shared_dwelling: crate::household::shared_dwelling(settings, records, ia, ib),
     })
 }
 
@@ -183,6 +187,12 @@ pub fn waterfall(e: &Explanation) -> String {
     if let Some(c) = &e.conflict {
         let _ = writeln!(out, "conflict: {c}");
     }
+    if let Some(address) = &e.shared_dwelling {
+        let _ = writeln!(
+            out,
+            "household: both live at {address}; customers at one address with a house number are one household"
+        );
+    }
     out
 }
 
@@ -227,6 +237,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("[household]"), "{text}");
+        assert!(
+            text.contains("household: both live at 12 high st, LS14AB, leeds"),
+            "{text}"
+        );
         assert_ne!(r.customer_id(0), r.customer_id(1));
         Ok(())
     }
@@ -266,7 +280,9 @@ mod tests {
             phone.is_some_and(|s| s.personal && s.group.is_none()),
             "{phone:?}"
         );
-        assert!(waterfall(&e).contains("[one person's]"));
+        let text = waterfall(&e);
+        assert!(text.contains("[one person's]"), "{text}");
+        assert!(!text.contains("household:"), "{text}");
         Ok(())
     }
 }

@@ -120,28 +120,12 @@ pub fn households(
     // shared phone or email was never a candidate (the blocking rules want one surname).
     // The city, where the records have one, keeps apart two "12 Oak Street" of one large postal
     // area in two suburbs.
-    let city = settings.comparisons.iter().position(|c| c.column == "city");
-    let cities = city.and_then(|c| records.columns.get(c));
-    if let (Some(s), Some(p)) = (street, postcode)
-        && let (Some(streets), Some(postcodes)) = (records.columns.get(s), records.columns.get(p))
-    {
-        let mut first_at: std::collections::HashMap<(u32, u32, u32), u32> =
-            std::collections::HashMap::new();
-        for (r, &c) in clusters.iter().enumerate() {
-            let (Some(&sc), Some(&pc)) = (streets.codes.get(r), postcodes.codes.get(r)) else {
-                continue;
-            };
-            let cc = cities
-                .and_then(|col| col.codes.get(r).copied())
-                .unwrap_or(crate::records::NULL);
-            let numbered = streets
-                .value(r)
-                .is_some_and(|v| v.starts_with(|ch: char| ch.is_ascii_digit()));
-            if sc == crate::records::NULL || pc == crate::records::NULL || !numbered {
-                continue;
-            }
+    let mut first_at: std::collections::HashMap<(u32, u32, u32), u32> =
+        std::collections::HashMap::new();
+    for (r, &c) in clusters.iter().enumerate() {
+        if let Some(key) = dwelling(settings, records, r) {
             // The first customer at the address; joining it to itself does nothing.
-            let first = *first_at.entry((pc, sc, cc)).or_insert(c);
+            let first = *first_at.entry(key).or_insert(c);
             join(first, c, &mut report);
         }
     }
@@ -169,6 +153,75 @@ pub fn households(
 pub fn household_id(first_record_id: &str) -> String {
     let digest = Sha256::digest(format!("household:{first_record_id}").as_bytes());
     format!("H{}", &hex::encode(digest)[..16])
+}
+
+/// The address of record `r` as the household pass keys it (postcode, street and city codes), when
+/// it has a postcode and a street with a house number. The city is the comparison of the column
+/// named `city` (none: every record's city is the same unknown).
+fn dwelling(settings: &Settings, records: &Records, r: usize) -> Option<(u32, u32, u32)> {
+    let kind_of = |kind: Kind| settings.comparisons.iter().position(|c| c.kind == kind);
+    let streets = records.columns.get(kind_of(Kind::Address)?)?;
+    let postcodes = records.columns.get(kind_of(Kind::Postcode)?)?;
+    let (sc, pc) = (*streets.codes.get(r)?, *postcodes.codes.get(r)?);
+    if sc == crate::records::NULL || pc == crate::records::NULL {
+        return None;
+    }
+    if !streets.value(r).is_some_and(has_house_number) {
+        return None;
+    }
+    let city = settings.comparisons.iter().position(|c| c.column == "city");
+    let cc = city
+        .and_then(|c| records.columns.get(c))
+        .and_then(|col| col.codes.get(r).copied())
+        .unwrap_or(crate::records::NULL);
+    Some((pc, sc, cc))
+}
+
+/// The address two records share as one dwelling (the street, postcode and city, as standardised),
+/// when the household pass puts their customers in one household by it.
+pub fn shared_dwelling(
+    settings: &Settings,
+    records: &Records,
+    a: usize,
+    b: usize,
+) -> Option<String> {
+    let key = dwelling(settings, records, a)?;
+    if dwelling(settings, records, b)? != key {
+        return None;
+    }
+    let text = |kind: Kind| {
+        settings
+            .comparisons
+            .iter()
+            .position(|c| c.kind == kind)
+            .and_then(|c| records.columns.get(c))
+            .and_then(|col| col.value(a))
+    };
+    let city = settings
+        .comparisons
+        .iter()
+        .position(|c| c.column == "city")
+        .and_then(|c| records.columns.get(c))
+        .and_then(|col| col.value(a));
+    let parts: Vec<&str> = [text(Kind::Address), text(Kind::Postcode), city]
+        .into_iter()
+        .flatten()
+        .collect();
+    Some(parts.join(", "))
+}
+
+/// A standardised street that names a dwelling by its house number: `"12 oak st"`,
+/// `"3 12 oak st"` (written 3/12), `"unit 3 12 oak st"`, `"12 oak st unit 3"`. Not a post box
+/// (`"po box 12"`) nor a unit without its building's number (`"unit 3 oak st"`), which could be
+/// on any stretch of the street.
+fn has_house_number(street: &str) -> bool {
+    let mut words = street.split(' ');
+    let mut first = words.next();
+    if first == Some("unit") {
+        words.next();
+        first = words.next();
+    }
+    first.is_some_and(|w| w.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// Two spellings of a street that may be one dwelling: the same numbers (house, unit) in the same
@@ -222,6 +275,30 @@ mod tests {
         assert_eq!(report.customers_sharing, 3);
         assert_eq!(report.largest, 3);
         Ok(())
+    }
+
+    #[test]
+    fn a_dwelling_is_named_by_its_house_number_after_a_unit_but_not_by_a_post_box() {
+        use crate::standardise::address;
+        for street in [
+            "12 Oak Street",
+            "3/12 Oak Street",
+            "Unit 3, 12 Oak Street",
+            "Flat 3 12 Oak Street",
+            "Apt 4B 200 Main St",
+            "12 Oak Street Apt 3",
+        ] {
+            assert!(has_house_number(&address(street)), "{street}");
+        }
+        for street in [
+            "PO Box 12",
+            "P.O. Box 12",
+            "Unit 3 Oak Street",
+            "Oak Street",
+            "",
+        ] {
+            assert!(!has_house_number(&address(street)), "{street}");
+        }
     }
 
     #[test]

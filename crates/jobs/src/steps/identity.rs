@@ -405,5 +405,116 @@ pub async fn explain_match(
     let records = tables::records_from_batches(&batches, &spec.identity)?;
     let params = tables::parameters_from_batches(&parameters, &spec.identity)?;
     let e = clientele_identity::explain::explain(&records, &spec.identity, &params, a, b)?;
-    Ok(clientele_identity::explain::waterfall(&e))
+    let mut text = clientele_identity::explain::waterfall(&e);
+    let quoted = |id: &str| format!("'{}'", id.replace('\'', "''"));
+    let placed = engine
+        .collect(
+            "reading the two records' customers",
+            &format!(
+                "select record_id, customer_id, cluster_size, household_id from {} \
+                 where as_of = {date} and record_id in ({}, {})",
+                WRITES[0].1,
+                quoted(a),
+                quoted(b)
+            ),
+        )
+        .await?;
+    text.push_str(&published_outcome(&placed, &e));
+    Ok(text)
+}
+
+/// What the published run made of the pair: each record's customer (and its size) and household,
+/// and why, where the pair's own score does not say it.
+fn published_outcome(
+    batches: &[arrow::record_batch::RecordBatch],
+    e: &clientele_identity::explain::Explanation,
+) -> String {
+    use arrow::array::AsArray;
+    let mut found: HashMap<String, (String, i64, String)> = HashMap::new();
+    for batch in batches {
+        let column = |i: usize, to: &DataType| cast(batch.column(i), to).ok();
+        let (Some(ids), Some(customers), Some(sizes), Some(households)) = (
+            column(0, &DataType::Utf8),
+            column(1, &DataType::Utf8),
+            column(2, &DataType::Int64),
+            column(3, &DataType::Utf8),
+        ) else {
+            continue;
+        };
+        let (Some(ids), Some(customers), Some(households)) = (
+            ids.as_string_opt::<i32>(),
+            customers.as_string_opt::<i32>(),
+            households.as_string_opt::<i32>(),
+        ) else {
+            continue;
+        };
+        let Some(sizes) = sizes.as_primitive_opt::<arrow::datatypes::Int64Type>() else {
+            continue;
+        };
+        for row in 0..batch.num_rows() {
+            if ids.is_null(row) {
+                continue;
+            }
+            found.insert(
+                ids.value(row).to_string(),
+                (
+                    customers.value(row).to_string(),
+                    sizes.value(row),
+                    households.value(row).to_string(),
+                ),
+            );
+        }
+    }
+    let (Some(a), Some(b)) = (found.get(&e.record_a), found.get(&e.record_b)) else {
+        return "published run: the two records are not both in it (run the job again to place them)\n"
+            .to_string();
+    };
+    let records = |n: i64| {
+        if n == 1 {
+            "1 record".to_string()
+        } else {
+            format!("{n} records")
+        }
+    };
+    let mut out = format!(
+        "published run: {} is customer {} ({}), {} is customer {} ({})\n",
+        e.record_a,
+        a.0,
+        records(a.1),
+        e.record_b,
+        b.0,
+        records(b.1)
+    );
+    let is_match = e.match_probability >= e.threshold;
+    let customers = if a.0 == b.0 {
+        if is_match {
+            "one customer".to_string()
+        } else {
+            "one customer, though the pair is not a match: other records of the customer link them (or one \
+             was attached to the only customer its candidate pairs point to)"
+                .to_string()
+        }
+    } else if is_match {
+        "two customers, though the pair is a match: a conflict with another record of theirs, or the \
+         clustering's split of a chain, keeps them apart"
+            .to_string()
+    } else {
+        "two customers".to_string()
+    };
+    let household = if a.2 == b.2 {
+        let why = if a.0 == b.0 {
+            String::new()
+        } else if e.shared_dwelling.is_some() {
+            " (by the address the two share)".to_string()
+        } else {
+            " (other records of the two customers share an address, or a postcode and a landline or a \
+             family email)"
+                .to_string()
+        };
+        format!("one household {}{why}", a.2)
+    } else {
+        format!("two households ({} and {})", a.2, b.2)
+    };
+    out.push_str(&format!("  {customers}; {household}\n"));
+    out
 }
