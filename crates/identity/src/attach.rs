@@ -10,8 +10,10 @@
 //!   that one customer, which holds two or more records, or is itself a lone record whose
 //!   candidates all point back (the two then become one customer);
 //! - the best of those pairs reaches `attach_probability`;
-//! - none of those pairs disagrees on any comparison (the last level), and no pair of the record
-//!   above the link threshold was refused (a conflict or the duplicate-free guard);
+//! - none of those pairs disagrees on who the person is (the first name, the birth date or years
+//!   at their last level: [`disagrees_on_the_person`]; a second email or phone is no bar), and no
+//!   pair of the record above the link threshold was refused (a conflict or the duplicate-free
+//!   guard);
 //! - it conflicts with none of the customer's records and breaks no duplicate-free source.
 //!
 //! Each lone record is judged against the clusters as clustering left them, so the order of the
@@ -19,6 +21,7 @@
 //! checked against those taken before it.
 
 use crate::cluster::Conflict;
+use crate::spec::{Comparison, Kind};
 
 /// A scored candidate pair below the link threshold, as attaching reads it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,6 +31,18 @@ pub struct WeakPair {
     pub probability: f64,
     /// Some comparison of the pair is at its last level (the values differ).
     pub disagrees: bool,
+}
+
+/// Whether a pair's comparison levels disagree on who the person is: the first name, the birth
+/// date or the years of birth at their last level (the values differ). That bars attaching; a
+/// second phone, email or address does not (people have several, and the pair's probability has
+/// weighed it).
+pub fn disagrees_on_the_person(levels: &[u8], comparisons: &[Comparison]) -> bool {
+    levels.iter().zip(comparisons).any(|(level, c)| {
+        matches!(c.kind, Kind::Forename | Kind::Date | Kind::YearRange)
+            && c.level_count() > 1
+            && usize::from(*level) + 1 == c.level_count()
+    })
 }
 
 const NONE: u32 = u32::MAX;
@@ -190,6 +205,37 @@ mod tests {
             probability,
             disagrees: false,
         }
+    }
+
+    #[test]
+    fn only_a_disagreement_on_who_the_person_is_bars_attaching() -> crate::Result<()> {
+        let settings = crate::spec::IdentitySpec::default().validate()?;
+        let comparisons = &settings.comparisons;
+        let at_last = |column: &str| -> Vec<u8> {
+            comparisons
+                .iter()
+                .map(|c| {
+                    if c.column == column {
+                        u8::try_from(c.level_count() - 1).unwrap_or(u8::MAX)
+                    } else {
+                        1
+                    }
+                })
+                .collect()
+        };
+        assert!(disagrees_on_the_person(&at_last("first_name"), comparisons));
+        assert!(disagrees_on_the_person(&at_last("birth_date"), comparisons));
+        for contact in ["email", "phone", "street", "postcode"] {
+            assert!(
+                comparisons.iter().any(|c| c.column == contact),
+                "{contact} is a default comparison"
+            );
+            assert!(
+                !disagrees_on_the_person(&at_last(contact), comparisons),
+                "{contact}"
+            );
+        }
+        Ok(())
     }
 
     #[test]

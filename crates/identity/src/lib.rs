@@ -288,14 +288,7 @@ pub fn resolve(
             let disagrees: Vec<bool> = compared
                 .patterns
                 .iter()
-                .map(|p| {
-                    p.levels
-                        .iter()
-                        .zip(&settings.comparisons)
-                        .any(|(level, c)| {
-                            usize::from(*level) + 1 == c.level_count() && c.level_count() > 1
-                        })
-                })
+                .map(|p| attach::disagrees_on_the_person(&p.levels, &settings.comparisons))
                 .collect();
             let weak: Vec<attach::WeakPair> = links
                 .iter()
