@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::blocking::Candidates;
 use crate::compared::Compared;
-use crate::records::Records;
+use crate::records::{Column, NULL, Records};
 use crate::spec::{Kind, Settings};
 
 /// Customers in one household at most.
@@ -60,7 +60,7 @@ pub fn households(
     let private = |v: &[u8], c: Option<usize>, a: usize| {
         exact(v, c)
             && c.and_then(|c| records.columns.get(c)).is_some_and(|col| {
-                let code = col.codes.get(a).copied().unwrap_or(crate::records::NULL);
+                let code = col.codes.get(a).copied().unwrap_or(NULL);
                 col.counts
                     .get(code as usize)
                     .is_some_and(|n| *n <= MAX_SHARED_RECORDS)
@@ -122,8 +122,9 @@ pub fn households(
     // area in two suburbs.
     let mut first_at: std::collections::HashMap<(u32, u32, u32), u32> =
         std::collections::HashMap::new();
+    let columns = AddressColumns::of(settings, records);
     for (r, &c) in clusters.iter().enumerate() {
-        if let Some(key) = dwelling(settings, records, r) {
+        if let Some(key) = columns.as_ref().and_then(|cols| cols.dwelling(r)) {
             // The first customer at the address; joining it to itself does nothing.
             let first = *first_at.entry(key).or_insert(c);
             join(first, c, &mut report);
@@ -155,26 +156,39 @@ pub fn household_id(first_record_id: &str) -> String {
     format!("H{}", &hex::encode(digest)[..16])
 }
 
-/// The address of record `r` as the household pass keys it (postcode, street and city codes), when
-/// it has a postcode and a street with a house number. The city is the comparison of the column
-/// named `city` (none: every record's city is the same unknown).
-fn dwelling(settings: &Settings, records: &Records, r: usize) -> Option<(u32, u32, u32)> {
-    let kind_of = |kind: Kind| settings.comparisons.iter().position(|c| c.kind == kind);
-    let streets = records.columns.get(kind_of(Kind::Address)?)?;
-    let postcodes = records.columns.get(kind_of(Kind::Postcode)?)?;
-    let (sc, pc) = (*streets.codes.get(r)?, *postcodes.codes.get(r)?);
-    if sc == crate::records::NULL || pc == crate::records::NULL {
-        return None;
+/// The columns a dwelling is read from: the street (the comparison of kind `address`), the postcode
+/// (kind `postcode`) and the city (the comparison of the column named `city`; without one, every
+/// record's city is the same unknown).
+struct AddressColumns<'a> {
+    street: &'a Column,
+    postcode: &'a Column,
+    city: Option<&'a Column>,
+}
+
+impl<'a> AddressColumns<'a> {
+    fn of(settings: &Settings, records: &'a Records) -> Option<Self> {
+        let column = |at: Option<usize>| at.and_then(|c| records.columns.get(c));
+        let kind_of = |kind: Kind| settings.comparisons.iter().position(|c| c.kind == kind);
+        Some(Self {
+            street: column(kind_of(Kind::Address))?,
+            postcode: column(kind_of(Kind::Postcode))?,
+            city: column(settings.comparisons.iter().position(|c| c.column == "city")),
+        })
     }
-    if !streets.value(r).is_some_and(has_house_number) {
-        return None;
+
+    /// The address of record `r` as the household pass keys it (postcode, street and city codes),
+    /// when it has a postcode and a street with a house number.
+    fn dwelling(&self, r: usize) -> Option<(u32, u32, u32)> {
+        let (sc, pc) = (*self.street.codes.get(r)?, *self.postcode.codes.get(r)?);
+        if sc == NULL || pc == NULL || !self.street.value(r).is_some_and(has_house_number) {
+            return None;
+        }
+        let cc = self
+            .city
+            .and_then(|col| col.codes.get(r).copied())
+            .unwrap_or(NULL);
+        Some((pc, sc, cc))
     }
-    let city = settings.comparisons.iter().position(|c| c.column == "city");
-    let cc = city
-        .and_then(|c| records.columns.get(c))
-        .and_then(|col| col.codes.get(r).copied())
-        .unwrap_or(crate::records::NULL);
-    Some((pc, sc, cc))
 }
 
 /// The address two records share as one dwelling (the street, postcode and city, as standardised),
@@ -185,28 +199,19 @@ pub fn shared_dwelling(
     a: usize,
     b: usize,
 ) -> Option<String> {
-    let key = dwelling(settings, records, a)?;
-    if dwelling(settings, records, b)? != key {
+    let columns = AddressColumns::of(settings, records)?;
+    let key = columns.dwelling(a)?;
+    if columns.dwelling(b)? != key {
         return None;
     }
-    let text = |kind: Kind| {
-        settings
-            .comparisons
-            .iter()
-            .position(|c| c.kind == kind)
-            .and_then(|c| records.columns.get(c))
-            .and_then(|col| col.value(a))
-    };
-    let city = settings
-        .comparisons
-        .iter()
-        .position(|c| c.column == "city")
-        .and_then(|c| records.columns.get(c))
-        .and_then(|col| col.value(a));
-    let parts: Vec<&str> = [text(Kind::Address), text(Kind::Postcode), city]
-        .into_iter()
-        .flatten()
-        .collect();
+    let parts: Vec<&str> = [
+        columns.street.value(a),
+        columns.postcode.value(a),
+        columns.city.and_then(|col| col.value(a)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     Some(parts.join(", "))
 }
 
