@@ -1229,6 +1229,20 @@ fn identity_resolution_is_accurate_keeps_ids_across_runs_and_explains_a_pair() -
         .output()?;
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("crm:nobody"));
+    // A date with no run is named, not reported as a model without a prior.
+    let out = clientele()?
+        .arg("explain-match")
+        .arg(&job)
+        .arg(format!("crm:{crm_no}"))
+        .arg("web:W9999999")
+        .args(["--as-of", "2020-01-01"])
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("holds no identity run as of 2020-01-01"),
+        "{stderr}"
+    );
     Ok(())
 }
 

@@ -400,6 +400,19 @@ pub async fn explain_match(
             ),
         )
         .await?;
+    if parameters.iter().all(|b| b.num_rows() == 0) {
+        return Err(Error::Spec {
+            problems: vec![Problem {
+                file: spec.path.clone(),
+                line: None,
+                message: format!(
+                    "the warehouse {} holds no identity run as of {}: `clientele runs` lists the runs",
+                    warehouse.display(),
+                    as_of.map_or_else(|| "the latest date".to_string(), |d| d.to_string())
+                ),
+            }],
+        });
+    }
     let query = identity_query(&input, &spec.identity, Some(&format!("as_of = {date}")))?;
     let batches = engine.collect("reading the identity input", &query).await?;
     let records = tables::records_from_batches(&batches, &spec.identity)?;
