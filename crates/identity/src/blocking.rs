@@ -6,6 +6,12 @@
 //! refines `postcode + last_name:1` instead of losing the rule; only a block that no refinement
 //! brings under the cap is skipped and reported. Records without the refinement's value form a
 //! part of their own.
+//!
+//! A rule with `without:COLUMN` keeps, of its blocks' pairs, only those where one record or both
+//! lack COLUMN: `first_name + last_name + without:postcode` compares a full name across the
+//! country only for the records that have no postcode (a service ticket with a name and a phone),
+//! leaving the records that have one to the rules that compare them within their postcode. Its
+//! blocks are held to the cap by the pairs they make, not by their size.
 
 use std::collections::HashMap;
 
@@ -35,6 +41,9 @@ pub struct RuleReport {
     /// Blocks over the cap split by a refinement key (each split counted once).
     #[serde(default)]
     pub refined_blocks: u64,
+    /// A rule of `attach_blocking_rules`: its pairs only attach lone records.
+    #[serde(default)]
+    pub attach_only: bool,
 }
 
 /// The candidate pairs (`a < b`), each with the mask of the rules whose blocks hold both records
@@ -64,6 +73,9 @@ enum PairSource {
         members: Vec<u32>,
         starts: Vec<u32>,
         rule_of: Vec<u8>,
+        /// Per rule with `without:`, each record's lack of that column: the rule's pairs are
+        /// those with one record or both lacking it.
+        lacking: Vec<Option<Vec<bool>>>,
     },
     Listed(Vec<(u32, u32, u32)>),
 }
@@ -145,10 +157,14 @@ impl Candidates {
                 members,
                 starts,
                 rule_of,
+                lacking,
             } => {
+                let passes = |r: usize, a: usize, b: usize| -> bool {
+                    lacking[r].as_ref().is_none_or(|l| l[a] || l[b])
+                };
                 let shares = |r: usize, a: usize, b: usize| -> bool {
                     let of = &block_of[r];
-                    of[a] != NULL && of[a] == of[b]
+                    of[a] != NULL && of[a] == of[b] && passes(r, a, b)
                 };
                 for k in units {
                     let r = usize::from(rule_of[k]);
@@ -157,7 +173,7 @@ impl Candidates {
                         for &b in &block[x + 1..] {
                             let (a, b) = (a.min(b), a.max(b));
                             let (ia, ib) = (a as usize, b as usize);
-                            if (0..r).any(|e| shares(e, ia, ib)) {
+                            if !passes(r, ia, ib) || (0..r).any(|e| shares(e, ia, ib)) {
                                 continue;
                             }
                             let mask = (r + 1..block_of.len())
@@ -258,6 +274,8 @@ fn key_text(rule: &BlockingRule, settings: &Settings, records: &Records, record:
 /// Where the blocks of one rule go: kept blocks get numbers, skipped records are counted.
 struct Placing<'a> {
     cap: usize,
+    /// The rule's `without:` column, lacked or not by each record.
+    lacking: Option<&'a [bool]>,
     refinements: &'a [Vec<u32>],
     /// Refinement keys this rule may use (not already one of its keys).
     usable: Vec<bool>,
@@ -274,7 +292,13 @@ impl Placing<'_> {
         if members.len() < 2 {
             return None;
         }
-        if members.len() <= self.cap {
+        let pairs = block_pairs(&members, self.lacking);
+        if pairs == 0 {
+            // `without:`: every member has the column; the block makes no pair.
+            return None;
+        }
+        let cap = self.cap as u64;
+        if pairs <= cap * cap.saturating_sub(1) / 2 {
             let id = u32::try_from(self.blocks.len()).unwrap_or(NULL - 1);
             for &m in &members {
                 self.block_of[m as usize] = id;
@@ -313,6 +337,33 @@ impl Placing<'_> {
     }
 }
 
+/// The pairs a block of `members` makes: all of them, or under `without:` those with a member
+/// lacking the column.
+fn block_pairs(members: &[u32], lacking: Option<&[bool]>) -> u64 {
+    let n = members.len() as u64;
+    match lacking {
+        None => n * n.saturating_sub(1) / 2,
+        Some(l) => {
+            let k = members
+                .iter()
+                .filter(|m| l.get(**m as usize).copied().unwrap_or(false))
+                .count() as u64;
+            k * (n - k) + k * k.saturating_sub(1) / 2
+        }
+    }
+}
+
+/// The rule mask of the rules whose pairs link and train the model (not `attach_blocking_rules`):
+/// a pair whose mask has none of these bits only attaches lone records.
+pub fn linking_rules(settings: &Settings) -> u32 {
+    settings
+        .blocking_rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !r.attach_only)
+        .fold(0u32, |mask, (i, _)| mask | (1u32 << (i % 32)))
+}
+
 /// The candidate pairs of `records` under the rules of `settings`.
 pub fn candidates(settings: &Settings, records: &Records) -> Candidates {
     let rules = &settings.blocking_rules;
@@ -329,7 +380,22 @@ pub fn candidates(settings: &Settings, records: &Records) -> Candidates {
     let mut has_rule = vec![false; records.len()];
     let mut blocks_of: Vec<Vec<Vec<u32>>> = Vec::with_capacity(rules.len());
     let mut reports = Vec::with_capacity(rules.len());
-    for rule in rules {
+    let lacking: Vec<Option<Vec<bool>>> = rules
+        .iter()
+        .map(|rule| {
+            rule.without.as_ref().map(|column| {
+                let key = crate::spec::BlockingKey {
+                    column: column.clone(),
+                    prefix: None,
+                };
+                key_codes(&key, settings, records)
+                    .iter()
+                    .map(|c| *c == NULL)
+                    .collect()
+            })
+        })
+        .collect();
+    for (rule, lacking) in rules.iter().zip(&lacking) {
         let keys = rule_keys(rule, settings, records);
         let mut order: Vec<(Key, u32)> = keys
             .iter()
@@ -339,6 +405,7 @@ pub fn candidates(settings: &Settings, records: &Records) -> Candidates {
         order.sort_unstable();
         let mut placing = Placing {
             cap: settings.max_block_size,
+            lacking: lacking.as_deref(),
             refinements: &refinements,
             usable: settings
                 .blocking_refinements
@@ -355,6 +422,7 @@ pub fn candidates(settings: &Settings, records: &Records) -> Candidates {
             blocks: Vec::new(),
             report: RuleReport {
                 rule: rule.label.clone(),
+                attach_only: rule.attach_only,
                 ..RuleReport::default()
             },
         };
@@ -402,6 +470,7 @@ pub fn candidates(settings: &Settings, records: &Records) -> Candidates {
             members,
             starts,
             rule_of,
+            lacking,
         },
     };
     let mut per_rule = vec![0u64; rules.len()];
@@ -527,5 +596,46 @@ mod tests {
         let c = candidates(&s, &r);
         assert!(c.is_empty() && c.collect_pairs().is_empty());
         assert_eq!(c.reports[0].skipped_records, 6);
+    }
+
+    #[test]
+    fn a_without_rule_pairs_only_records_lacking_its_column() {
+        // name + without:phone: of the four anns, the two with phones are not paired by it (the
+        // phone rules compare them), each pair with a phoneless ann is; the second rule (name)
+        // then adds the pair of the two with phones.
+        let s = settings(&[&["name", "without:phone"], &["name"]], 4);
+        let mut r = Records::new(&s);
+        for (i, phone) in [Some("07700 900123"), Some("07700 900456"), None, None]
+            .iter()
+            .enumerate()
+        {
+            r.push(&i.to_string(), "s", &[Some("ann"), *phone]);
+        }
+        let c = candidates(&s, &r);
+        assert_eq!(
+            c.collect_pairs(),
+            vec![
+                (0, 2, 0b11),
+                (0, 3, 0b11),
+                (1, 2, 0b11),
+                (1, 3, 0b11),
+                (2, 3, 0b11),
+                (0, 1, 0b10)
+            ]
+        );
+        assert_eq!((c.reports[0].pairs, c.reports[1].pairs), (5, 1));
+        // The cap counts the pairs a without-rule makes (5), not its block's size (4): a cap of 3
+        // (3 pairs) is exceeded and, with nothing to refine by, the block is skipped.
+        let s = settings(&[&["name", "without:phone"]], 3);
+        let c = candidates(&s, &r);
+        assert_eq!(c.reports[0].skipped_blocks, 1);
+        assert!(c.is_empty());
+        // A block where every record has the column makes no pair and is no block.
+        let mut r = Records::new(&s);
+        r.push("0", "s", &[Some("bob"), Some("07700 900123")]);
+        r.push("1", "s", &[Some("bob"), Some("07700 900456")]);
+        let c = candidates(&s, &r);
+        assert!(c.is_empty());
+        assert_eq!(c.reports[0].blocks, 0);
     }
 }

@@ -84,7 +84,12 @@ pub fn households(
         parent[small as usize] = big;
         size[big as usize] += size[small as usize];
     };
+    let linking = crate::blocking::linking_rules(settings);
     compared.for_each(candidates, |a, b, _, pattern| {
+        if pattern.mask & linking == 0 {
+            // Found only by an attaching rule (a name without an address).
+            return;
+        }
         let v = &*pattern.levels;
         let (Some(&ca), Some(&cb)) = (clusters.get(a as usize), clusters.get(b as usize)) else {
             return;

@@ -240,10 +240,12 @@ pub fn resolve(
     let keep_from = settings
         .links_min_probability
         .min(settings.attach_competitor_probability);
+    let linking = blocking::linking_rules(settings);
     compared.for_each(&candidates, |a, b, number, pattern| {
         let weight = prior + parameters.evidence_weight(records, a as usize, &pattern.levels);
         let probability = model::probability(weight);
-        if probability >= settings.match_probability {
+        // A pair only an attaching rule found never links by itself: attaching weighs it.
+        if probability >= settings.match_probability && pattern.mask & linking != 0 {
             above.push((a, b, weight));
         }
         if probability >= keep_from {
@@ -290,11 +292,17 @@ pub fn resolve(
                 .iter()
                 .map(|p| attach::disagrees_on_the_person(&p.levels, &settings.comparisons))
                 .collect();
+            let attach_only = |l: &Link| {
+                settings
+                    .blocking_rules
+                    .get(usize::from(l.rule))
+                    .is_some_and(|r| r.attach_only)
+            };
             let weak: Vec<attach::WeakPair> = links
                 .iter()
                 .filter(|l| {
                     l.probability >= settings.attach_competitor_probability
-                        && l.probability < settings.match_probability
+                        && (l.probability < settings.match_probability || attach_only(l))
                 })
                 .map(|l| attach::WeakPair {
                     a: l.a,
@@ -303,13 +311,30 @@ pub fn resolve(
                     disagrees: disagrees.get(l.pattern as usize).copied().unwrap_or(true),
                 })
                 .collect();
+            // A lone record joins no customer holding a record that is surely someone else, nor
+            // one that differs from it on who the person is (first name, birth date or years),
+            // whether or not that pair was a candidate.
+            let barred = |x: u32, m: u32| {
+                if conflict.is_some_and(|conflicts| conflicts(x, m)) {
+                    return true;
+                }
+                let mut levels = Vec::with_capacity(settings.comparisons.len());
+                compare::vector(
+                    &settings.comparisons,
+                    records,
+                    x as usize,
+                    m as usize,
+                    &mut levels,
+                );
+                attach::disagrees_on_the_person(&levels, &settings.comparisons)
+            };
             report.records_attached = attach::attach(
                 &mut clusters,
                 &above,
                 &weak,
                 settings.attach_probability,
                 &guard_bit,
-                conflict,
+                Some(&barred),
             );
             report.recount(&clusters);
         }
@@ -317,7 +342,12 @@ pub fn resolve(
     };
     links.retain(|l| l.probability >= settings.links_min_probability);
     for link in &mut links {
+        let linking_rule = settings
+            .blocking_rules
+            .get(usize::from(link.rule))
+            .is_some_and(|r| !r.attach_only);
         link.accepted = link.probability >= settings.match_probability
+            && linking_rule
             && clusters[link.a as usize] == clusters[link.b as usize];
     }
     let (ids, changes) = stable::assign(&records.ids, &clusters, previous);

@@ -408,6 +408,10 @@ pub fn fit(
     let mut sessions = vec![0usize; width];
     let mut em_iterations = Vec::new();
     for (r, rule) in settings.blocking_rules.iter().enumerate() {
+        if rule.attach_only {
+            // Its pairs do not train the model.
+            continue;
+        }
         let ignore: Vec<bool> = settings
             .comparisons
             .iter()
@@ -467,7 +471,7 @@ pub fn fit(
         })
         .collect();
     let mut params = Parameters::new(comparisons, 1e-4, u_pairs, em_iterations);
-    params.prior = estimate_prior(&params, records, candidates, compared);
+    params.prior = estimate_prior(settings, &params, records, candidates, compared);
     params
 }
 
@@ -543,7 +547,7 @@ fn anchored_m(settings: &Settings, compared: &Compared) -> Vec<Option<(Vec<f64>,
                 .blocking_rules
                 .iter()
                 .enumerate()
-                .filter(|(_, r)| r.keys.iter().all(|k| k.column != c.column))
+                .filter(|(_, r)| !r.attach_only && r.keys.iter().all(|k| k.column != c.column))
                 .fold(0u32, |mask, (i, _)| mask | (1u32 << (i % 32)))
         })
         .collect();
@@ -628,6 +632,7 @@ const PRIOR_BINS_PER_BIT: f64 = 64.0;
 /// once into a histogram of 1/64-bit bins (a few thousand bins in place of a weight per pair, which
 /// at fifty million pairs would be 400 MB) and each iteration sums over the bins.
 fn estimate_prior(
+    settings: &Settings,
     params: &Parameters,
     records: &Records,
     candidates: &Candidates,
@@ -636,11 +641,17 @@ fn estimate_prior(
     let n = records.len() as f64;
     let all_pairs = (n * (n - 1.0) / 2.0).max(1.0);
     let mut bins: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
+    let linking = crate::blocking::linking_rules(settings);
+    let mut counted = 0usize;
     compared.for_each(candidates, |a, _, _, p| {
-        let w = params.evidence_weight(records, a as usize, &p.levels);
-        add_to_histogram(&mut bins, std::iter::once(w));
+        // Pairs only an attaching rule found are not counted: they do not train the model.
+        if p.mask & linking != 0 {
+            let w = params.evidence_weight(records, a as usize, &p.levels);
+            add_to_histogram(&mut bins, std::iter::once(w));
+            counted += 1;
+        }
     });
-    prior_fixed_point(&histogram_bins(bins), candidates.len(), all_pairs)
+    prior_fixed_point(&histogram_bins(bins), counted, all_pairs)
 }
 
 /// Match weights counted into bins of 1/[`PRIOR_BINS_PER_BIT`] bit.

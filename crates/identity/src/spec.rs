@@ -82,9 +82,17 @@ pub struct IdentitySpec {
     #[serde(default)]
     pub default_country_code: Option<String>,
     /// Blocking rules, any of which makes a candidate pair: each a list of keys, `column` or
-    /// `column:N` (the first N characters of the standardised value).
+    /// `column:N` (the first N characters of the standardised value), and at most one
+    /// `without:column` (only the pairs where one record or both lack that column).
     #[serde(default)]
     pub blocking_rules: Option<Vec<Vec<String>>>,
+    /// Rules whose pairs only attach lone records (see `attach_probability`): such a pair never
+    /// links two records by itself and does not train the model (default
+    /// `[["first_name", "last_name", "without:postcode"]]` where those columns are compared: a
+    /// service ticket or web account with a name and nothing else known joins the one customer of
+    /// that name, and stays alone where two customers have it; `[]` turns it off).
+    #[serde(default)]
+    pub attach_blocking_rules: Option<Vec<Vec<String>>>,
     /// Blocks larger than this are refined by the next key of `blocking_refinements`, and skipped
     /// (and reported) when no refinement is left (default 100: about 50 pairs per record).
     #[serde(default)]
@@ -149,6 +157,12 @@ pub struct BlockingRule {
     /// As written, for reports: `postcode + last_name:1`.
     pub label: String,
     pub keys: Vec<BlockingKey>,
+    /// From `attach_blocking_rules`: its pairs only attach lone records.
+    pub attach_only: bool,
+    /// `without:COLUMN`: of the pairs agreeing on the keys, only those where one record or both
+    /// lack COLUMN (a full name compared across the country only for the records that have no
+    /// postcode to be compared within).
+    pub without: Option<String>,
 }
 
 /// A validated comparison.
@@ -261,6 +275,15 @@ pub fn default_comparisons() -> Vec<ComparisonSpec> {
     ]
 }
 
+/// Attaching rules used when the spec names none (those whose columns are all compared).
+pub fn default_attach_blocking_rules() -> Vec<Vec<String>> {
+    vec![vec![
+        "first_name".to_string(),
+        "last_name".to_string(),
+        "without:postcode".to_string(),
+    ]]
+}
+
 /// Blocking rules used when the spec names none.
 pub fn default_blocking_rules() -> Vec<Vec<String>> {
     [
@@ -366,6 +389,18 @@ impl IdentitySpec {
             .blocking_rules
             .clone()
             .unwrap_or_else(default_blocking_rules);
+        let attach_rules = match &self.attach_blocking_rules {
+            Some(rules) => rules.clone(),
+            None => default_attach_blocking_rules()
+                .into_iter()
+                .filter(|rule| {
+                    rule.iter().all(|k| {
+                        let column = k.strip_prefix("without:").unwrap_or(k);
+                        comparisons.iter().any(|c| c.column == column)
+                    })
+                })
+                .collect(),
+        };
         let parse_key = |key: &str, problems: &mut Vec<String>| -> Option<BlockingKey> {
             let (column, prefix) = match key.split_once(':') {
                 Some((c, n)) => match n.parse::<usize>() {
@@ -401,17 +436,40 @@ impl IdentitySpec {
                 .collect(),
         };
         let mut blocking_rules = Vec::new();
-        for rule in rules {
+        let rules = rules
+            .into_iter()
+            .map(|r| (r, false))
+            .chain(attach_rules.into_iter().map(|r| (r, true)));
+        for (rule, attach_only) in rules {
             let mut keys = Vec::new();
+            let mut without: Option<String> = None;
             for key in &rule {
-                if let Some(k) = parse_key(key, &mut problems) {
+                if let Some(column) = key.trim().strip_prefix("without:") {
+                    let column = column.trim();
+                    if !comparisons.iter().any(|c| c.column == column) {
+                        problems.push(format!(
+                            "blocking rule '{}': '{key}' names column '{column}', which is not one of the comparisons",
+                            rule.join(" + ")
+                        ));
+                    }
+                    if without.is_some() {
+                        problems.push(format!(
+                            "blocking rule '{}' has more than one 'without:' (one column at most)",
+                            rule.join(" + ")
+                        ));
+                    }
+                    without = Some(column.to_string());
+                } else if let Some(k) = parse_key(key, &mut problems) {
                     keys.push(k);
                 }
             }
-            if rule.is_empty() {
-                problems.push("a blocking rule has no keys".into());
+            if rule.iter().all(|k| k.trim().starts_with("without:")) {
+                problems.push(format!(
+                    "blocking rule '{}' has no keys ('without:' only narrows a rule's pairs)",
+                    rule.join(" + ")
+                ));
             }
-            if rule.len() > crate::blocking::MAX_KEYS {
+            if keys.len() > crate::blocking::MAX_KEYS {
                 problems.push(format!(
                     "blocking rule '{}' has more than {} keys",
                     rule.join(" + "),
@@ -421,15 +479,17 @@ impl IdentitySpec {
             blocking_rules.push(BlockingRule {
                 label: rule.join(" + "),
                 keys,
+                attach_only,
+                without,
             });
         }
         if blocking_rules.len() > crate::blocking::MAX_RULES {
             problems.push(format!(
-                "at most {} blocking rules",
+                "at most {} blocking rules (attach_blocking_rules included)",
                 crate::blocking::MAX_RULES
             ));
         }
-        if blocking_rules.is_empty() {
+        if blocking_rules.iter().all(|r| r.attach_only) {
             problems.push("identity resolution needs at least one blocking rule".into());
         }
         let match_probability = self.match_probability.unwrap_or(0.9);
@@ -508,7 +568,7 @@ mod tests {
         let spec: IdentitySpec = match toml::from_str(
             r#"
             default_country_code = "4x"
-            blocking_rules = [["nope"], ["postcode:0"]]
+            blocking_rules = [["nope"], ["postcode:0"], ["postcode", "without:nope"], ["without:postcode"]]
             match_probability = 1.5
             comparisons = [
               { column = "postcode", kind = "postcode" },
@@ -525,6 +585,8 @@ mod tests {
             "default_country_code",
             "column 'nope'",
             "'postcode:0'",
+            "'without:nope' names column 'nope'",
+            "'without:postcode' has no keys",
             "match_probability 1.5",
             "highest first",
         ] {

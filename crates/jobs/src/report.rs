@@ -105,6 +105,9 @@ pub fn render_report(m: &RunManifest) -> String {
         );
         for r in &s.rules {
             let mut skipped = String::new();
+            if r.attach_only {
+                skipped.push_str("   attaching only");
+            }
             if r.refined_blocks > 0 {
                 skipped.push_str(&format!(
                     "   {} block(s) over the cap refined",
