@@ -14,7 +14,16 @@
 //!   at their last level: [`disagrees_on_the_person`]; a second email or phone is no bar), and no
 //!   pair of the record above the link threshold was refused (a conflict or the duplicate-free
 //!   guard);
-//! - it conflicts with none of the customer's records and breaks no duplicate-free source.
+//! - it conflicts with none of the customer's records, no record of the customer differs from it
+//!   on who the person is (candidate pair or not: [`records_disagree_on_the_person`]), and it
+//!   breaks no duplicate-free source.
+//!
+//! A record that has nothing but a name to be found by (a service ticket with a name and a phone
+//! no other record has, no address) is paired by an attaching rule with every record of its full
+//! name: those name pairs count as candidates at any probability, so another customer of the name
+//! keeps it alone, and when they are all its candidates the best needs only
+//! `attach_name_probability` (its customer is the only one of that name in the whole base, which
+//! the pair's own probability, weighed against the population, cannot know).
 //!
 //! Each lone record is judged against the clusters as clustering left them, so the order of the
 //! records does not matter; records attaching to one customer are taken strongest first, each
@@ -31,6 +40,32 @@ pub struct WeakPair {
     pub probability: f64,
     /// Some comparison of the pair is at its last level (the values differ).
     pub disagrees: bool,
+    /// Per side (a, b): the pair is a name pair of an attaching rule for that record (found only
+    /// by such a rule, and the record lacks what the rule's `without:` names). It then counts for
+    /// the record at any probability.
+    pub by_name: [bool; 2],
+}
+
+/// How strong the best pair must be for a lone record to join a customer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// `attach_probability`.
+    pub attach: f64,
+    /// `attach_name_probability`: for a record whose every candidate pair is a name pair of an
+    /// attaching rule, each such pair counting as a candidate at any probability.
+    pub by_name: f64,
+    /// `attach_competitor_probability`: other pairs below it are no candidates.
+    pub competitor: f64,
+}
+
+impl From<f64> for Thresholds {
+    fn from(attach: f64) -> Self {
+        Thresholds {
+            attach,
+            by_name: attach,
+            competitor: 0.0,
+        }
+    }
 }
 
 /// Whether a pair's comparison levels disagree on who the person is: the first name, the birth
@@ -45,6 +80,20 @@ pub fn disagrees_on_the_person(levels: &[u8], comparisons: &[Comparison]) -> boo
     })
 }
 
+/// Whether records `a` and `b` differ on who the person is ([`disagrees_on_the_person`] of their
+/// comparison levels), whether or not they were a candidate pair: a lone record joins no customer
+/// holding such a record.
+pub fn records_disagree_on_the_person(
+    settings: &crate::spec::Settings,
+    records: &crate::records::Records,
+    a: usize,
+    b: usize,
+) -> bool {
+    let mut levels = Vec::with_capacity(settings.comparisons.len());
+    crate::compare::vector(&settings.comparisons, records, a, b, &mut levels);
+    disagrees_on_the_person(&levels, &settings.comparisons)
+}
+
 const NONE: u32 = u32::MAX;
 const BLOCKED: u32 = u32::MAX - 1;
 
@@ -57,7 +106,7 @@ pub fn attach(
     clusters: &mut [u32],
     refused: &[(u32, u32, f64)],
     weak: &[WeakPair],
-    attach_probability: f64,
+    thresholds: Thresholds,
     guard_bit: &[u64],
     conflict: Conflict<'_>,
 ) -> u64 {
@@ -71,6 +120,8 @@ pub fn attach(
     // Per record: the one customer its candidates point into (or NONE / BLOCKED), and the best
     // probability towards it. Only lone records are ever set.
     let mut target: Vec<(u32, f32)> = vec![(NONE, 0.0); clusters.len()];
+    // Per record: whether every candidate pair so far is a name pair of an attaching rule.
+    let mut by_name_only = vec![true; clusters.len()];
     for &(a, b, _) in refused {
         if cluster_of(a) != cluster_of(b) {
             for x in [a, b] {
@@ -85,10 +136,15 @@ pub fn attach(
         if ca == cb {
             continue;
         }
-        for (x, other) in [(pair.a, cb), (pair.b, ca)] {
+        for (side, x, other) in [(0, pair.a, cb), (1, pair.b, ca)] {
             if !lone(x) {
                 continue;
             }
+            let by_name = pair.by_name[side];
+            if !by_name && pair.probability < thresholds.competitor {
+                continue;
+            }
+            by_name_only[x as usize] &= by_name;
             let slot = &mut target[x as usize];
             *slot = match *slot {
                 (BLOCKED, _) => (BLOCKED, 0.0),
@@ -99,7 +155,10 @@ pub fn attach(
             };
         }
     }
-    let strong_enough = |p: f32| f64::from(p) >= attach_probability - 1e-6;
+    let strong_enough = |p: f32| f64::from(p) >= thresholds.attach - 1e-6;
+    let strong_enough_for = |x: usize, p: f32| {
+        strong_enough(p) || (by_name_only[x] && f64::from(p) >= thresholds.by_name - 1e-6)
+    };
     let mut attached = 0u64;
     // Two lone records that are each other's only candidate become one customer.
     let mut record_of = vec![NONE; count];
@@ -130,7 +189,7 @@ pub fn attach(
     let mut moves: Vec<(u32, f32, u32)> = target
         .iter()
         .enumerate()
-        .filter(|(_, (y, p))| *y < BLOCKED && size[*y as usize] >= 2 && strong_enough(*p))
+        .filter(|(x, (y, p))| *y < BLOCKED && size[*y as usize] >= 2 && strong_enough_for(*x, *p))
         .map(|(x, (y, p))| (*y, -*p, u32::try_from(x).unwrap_or(NONE)))
         .collect();
     drop(target);
@@ -204,6 +263,7 @@ mod tests {
             b,
             probability,
             disagrees: false,
+            by_name: [false; 2],
         }
     }
 
@@ -239,6 +299,86 @@ mod tests {
     }
 
     #[test]
+    fn a_record_with_only_a_name_joins_the_one_customer_of_that_name() {
+        let t = Thresholds {
+            attach: 0.7,
+            by_name: 0.3,
+            competitor: 0.5,
+        };
+        // A name pair of an attaching rule for its b record (the one without a postcode).
+        let name = |a: u32, b: u32, probability: f64| WeakPair {
+            a,
+            b,
+            probability,
+            disagrees: false,
+            by_name: [false, true],
+        };
+        // Customer {0, 1}; record 2, a service ticket with a name and a phone no other record
+        // has, shares its full name with record 0 only (0.45: the phone differs).
+        let mut clusters = vec![0, 0, 1];
+        assert_eq!(
+            attach(&mut clusters, &[], &[name(0, 2, 0.45)], t, &[0; 3], None),
+            1
+        );
+        assert_eq!(clusters, vec![0, 0, 0]);
+        // Another customer {3, 4} of that name keeps it alone, however weak its pair.
+        let mut clusters = vec![0, 0, 1, 2, 2];
+        let pairs = [name(0, 2, 0.45), name(3, 2, 0.02)];
+        assert_eq!(attach(&mut clusters, &[], &pairs, t, &[0; 5], None), 0);
+        // Below attach_name_probability it stays alone.
+        let mut clusters = vec![0, 0, 1];
+        assert_eq!(
+            attach(&mut clusters, &[], &[name(0, 2, 0.25)], t, &[0; 3], None),
+            0
+        );
+        // A record with an ordinary candidate too needs attach_probability.
+        let mut clusters = vec![0, 0, 1];
+        let pairs = [name(0, 2, 0.45), weak(1, 2, 0.6)];
+        assert_eq!(attach(&mut clusters, &[], &pairs, t, &[0; 3], None), 0);
+        // For the record that has the postcode, a weak name pair is no candidate: lone record 0
+        // joins customer {3, 4}, not held back by a name pair at 0.2 into customer {1, 2}.
+        let mut clusters = vec![0, 1, 1, 2, 2];
+        let pairs = [name(0, 1, 0.2), weak(0, 3, 0.8)];
+        assert_eq!(attach(&mut clusters, &[], &pairs, t, &[0; 5], None), 1);
+        assert_eq!(clusters, vec![0, 1, 1, 0, 0]);
+    }
+
+    #[test]
+    fn any_record_of_the_customer_that_is_someone_else_bars_attaching() -> crate::Result<()> {
+        let settings = crate::spec::IdentitySpec::default().validate()?;
+        let mut records = crate::records::Records::new(&settings);
+        // first_name, last_name, birth_date, street, postcode, city, phone, email
+        for (id, first, birth, phone) in [
+            ("a", "Paul", Some("1973-05-01"), Some("07700 900123")),
+            ("b", "Paul", Some("2003-05-01"), None),
+            ("c", "Paul", None, Some("07700 900456")),
+            ("d", "Peter", None, None),
+        ] {
+            records.push(
+                id,
+                "s",
+                &[
+                    Some(first),
+                    Some("Martin"),
+                    birth,
+                    None,
+                    None,
+                    None,
+                    phone,
+                    None,
+                ],
+            );
+        }
+        // Another birth date, another first name: someone else.
+        assert!(records_disagree_on_the_person(&settings, &records, 0, 1));
+        assert!(records_disagree_on_the_person(&settings, &records, 2, 3));
+        // Another phone, or a birth date one of them lacks: no bar.
+        assert!(!records_disagree_on_the_person(&settings, &records, 0, 2));
+        assert!(!records_disagree_on_the_person(&settings, &records, 1, 2));
+        Ok(())
+    }
+
+    #[test]
     fn a_lone_record_joins_the_one_customer_it_could_be() {
         // Customer {0, 1}; record 2 (a vendor "J SMITH" at their address) scored 0.8 with both.
         let mut clusters = vec![0, 0, 1];
@@ -246,7 +386,7 @@ mod tests {
             &mut clusters,
             &[],
             &[weak(0, 2, 0.8), weak(1, 2, 0.75)],
-            0.7,
+            0.7.into(),
             &[0; 3],
             None,
         );
@@ -257,7 +397,14 @@ mod tests {
     #[test]
     fn two_lone_records_that_are_each_others_only_candidate_become_one() {
         let mut clusters = vec![0, 1, 2, 2];
-        let n = attach(&mut clusters, &[], &[weak(0, 1, 0.8)], 0.7, &[0; 4], None);
+        let n = attach(
+            &mut clusters,
+            &[],
+            &[weak(0, 1, 0.8)],
+            0.7.into(),
+            &[0; 4],
+            None,
+        );
         assert_eq!(n, 1);
         assert_eq!(clusters, vec![0, 0, 1, 1]);
         // Not when they conflict.
@@ -268,7 +415,7 @@ mod tests {
                 &mut clusters,
                 &[],
                 &[weak(0, 1, 0.8)],
-                0.7,
+                0.7.into(),
                 &[0; 2],
                 Some(&conflict)
             ),
@@ -281,16 +428,25 @@ mod tests {
         // Customers {0, 1} and {2, 3}: record 4 could be either.
         let mut clusters = vec![0, 0, 1, 1, 2];
         let pairs = [weak(0, 4, 0.85), weak(2, 4, 0.55)];
-        assert_eq!(attach(&mut clusters, &[], &pairs, 0.7, &[0; 5], None), 0);
+        assert_eq!(
+            attach(&mut clusters, &[], &pairs, 0.7.into(), &[0; 5], None),
+            0
+        );
         assert_eq!(clusters, vec![0, 0, 1, 1, 2]);
         // A lone record as the competitor counts too.
         let mut clusters = vec![0, 0, 1, 2];
         let pairs = [weak(0, 3, 0.85), weak(2, 3, 0.6)];
-        assert_eq!(attach(&mut clusters, &[], &pairs, 0.7, &[0; 4], None), 0);
+        assert_eq!(
+            attach(&mut clusters, &[], &pairs, 0.7.into(), &[0; 4], None),
+            0
+        );
         // A lone record whose only candidate is another lone record that has others.
         let mut clusters = vec![0, 1, 2];
         let pairs = [weak(0, 1, 0.85), weak(1, 2, 0.6)];
-        assert_eq!(attach(&mut clusters, &[], &pairs, 0.7, &[0; 3], None), 0);
+        assert_eq!(
+            attach(&mut clusters, &[], &pairs, 0.7.into(), &[0; 3], None),
+            0
+        );
         // One comparison that differs.
         let mut clusters = vec![0, 0, 1];
         let mut differs = weak(1, 2, 0.72);
@@ -300,7 +456,7 @@ mod tests {
                 &mut clusters,
                 &[],
                 &[weak(0, 2, 0.8), differs],
-                0.7,
+                0.7.into(),
                 &[0; 3],
                 None
             ),
@@ -313,7 +469,7 @@ mod tests {
                 &mut clusters,
                 &[(2, 3, 12.0)],
                 &[weak(0, 3, 0.8)],
-                0.7,
+                0.7.into(),
                 &[0; 4],
                 None
             ),
@@ -322,7 +478,14 @@ mod tests {
         // Too weak.
         let mut clusters = vec![0, 0, 1];
         assert_eq!(
-            attach(&mut clusters, &[], &[weak(0, 2, 0.65)], 0.7, &[0; 3], None),
+            attach(
+                &mut clusters,
+                &[],
+                &[weak(0, 2, 0.65)],
+                0.7.into(),
+                &[0; 3],
+                None
+            ),
             0
         );
     }
@@ -336,7 +499,7 @@ mod tests {
             &mut clusters,
             &[],
             &[weak(0, 1, 0.8)],
-            0.7,
+            0.7.into(),
             &[0; 3],
             Some(&conflict),
         );
@@ -345,7 +508,14 @@ mod tests {
         // stronger joins, the other stays alone; clusters are numbered by their first record.
         let mut clusters = vec![0, 1, 1, 2, 3];
         let pairs = [weak(1, 3, 0.75), weak(2, 4, 0.85)];
-        let n = attach(&mut clusters, &[], &pairs, 0.7, &[0, 0, 0, 1, 1], None);
+        let n = attach(
+            &mut clusters,
+            &[],
+            &pairs,
+            0.7.into(),
+            &[0, 0, 0, 1, 1],
+            None,
+        );
         assert_eq!(n, 1);
         assert_eq!(clusters, vec![0, 1, 1, 2, 1]);
     }

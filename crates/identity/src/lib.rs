@@ -298,10 +298,36 @@ pub fn resolve(
                     .get(usize::from(l.rule))
                     .is_some_and(|r| r.attach_only)
             };
+            // Per side, whether the pair is a name pair for that record: an attaching rule's pair
+            // whose record lacks what the rule's `without:` names.
+            let name_sides = |l: &Link| -> [bool; 2] {
+                let Some(rule) = settings
+                    .blocking_rules
+                    .get(usize::from(l.rule))
+                    .filter(|r| r.attach_only)
+                else {
+                    return [false; 2];
+                };
+                let lacks = |r: u32| {
+                    rule.without.as_ref().is_none_or(|column| {
+                        settings
+                            .comparisons
+                            .iter()
+                            .position(|c| &c.column == column)
+                            .and_then(|i| records.columns.get(i))
+                            .is_none_or(|c| {
+                                c.codes.get(r as usize).is_none_or(|v| *v == records::NULL)
+                            })
+                    })
+                };
+                [lacks(l.a), lacks(l.b)]
+            };
             let weak: Vec<attach::WeakPair> = links
                 .iter()
                 .filter(|l| {
-                    l.probability >= settings.attach_competitor_probability
+                    // A name pair of an attaching rule is a candidate at any probability: the
+                    // name is all the record has, and another customer of that name competes.
+                    (l.probability >= settings.attach_competitor_probability || attach_only(l))
                         && (l.probability < settings.match_probability || attach_only(l))
                 })
                 .map(|l| attach::WeakPair {
@@ -309,30 +335,27 @@ pub fn resolve(
                     b: l.b,
                     probability: l.probability,
                     disagrees: disagrees.get(l.pattern as usize).copied().unwrap_or(true),
+                    by_name: name_sides(l),
                 })
                 .collect();
             // A lone record joins no customer holding a record that is surely someone else, nor
             // one that differs from it on who the person is (first name, birth date or years),
             // whether or not that pair was a candidate.
             let barred = |x: u32, m: u32| {
-                if conflict.is_some_and(|conflicts| conflicts(x, m)) {
-                    return true;
-                }
-                let mut levels = Vec::with_capacity(settings.comparisons.len());
-                compare::vector(
-                    &settings.comparisons,
-                    records,
-                    x as usize,
-                    m as usize,
-                    &mut levels,
-                );
-                attach::disagrees_on_the_person(&levels, &settings.comparisons)
+                conflict.is_some_and(|conflicts| conflicts(x, m))
+                    || attach::records_disagree_on_the_person(
+                        settings, records, x as usize, m as usize,
+                    )
             };
             report.records_attached = attach::attach(
                 &mut clusters,
                 &above,
                 &weak,
-                settings.attach_probability,
+                attach::Thresholds {
+                    attach: settings.attach_probability,
+                    by_name: settings.attach_name_probability,
+                    competitor: settings.attach_competitor_probability,
+                },
                 &guard_bit,
                 Some(&barred),
             );

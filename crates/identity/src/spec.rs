@@ -117,6 +117,12 @@ pub struct IdentitySpec {
     /// (default 0.5): two candidates, and the record stays alone.
     #[serde(default)]
     pub attach_competitor_probability: Option<f64>,
+    /// A lone record whose every candidate pair comes from an attaching rule (it shares a full
+    /// name with other records and nothing else is compared) joins the one customer holding every
+    /// record of that name when the best pair reaches this (default 0.3, at most
+    /// `attach_probability`); each such pair, at any probability, makes its customer a candidate.
+    #[serde(default)]
+    pub attach_name_probability: Option<f64>,
     /// Sources whose records are never duplicates of each other: a cluster holds at most one of each.
     #[serde(default)]
     pub duplicate_free_sources: Vec<String>,
@@ -243,6 +249,8 @@ pub struct Settings {
     pub attach_probability: f64,
     /// `[identity] attach_competitor_probability`.
     pub attach_competitor_probability: f64,
+    /// `[identity] attach_name_probability`.
+    pub attach_name_probability: f64,
     pub duplicate_free_sources: Vec<String>,
     /// The survivorship trust order (`[identity] trust`).
     pub trust: Vec<String>,
@@ -516,6 +524,15 @@ impl IdentitySpec {
                 "attach_competitor_probability {attach_competitor_probability} is not between 0 and attach_probability ({attach_probability})"
             ));
         }
+        let attach_name_probability = self
+            .attach_name_probability
+            .unwrap_or(0.3)
+            .min(attach_probability);
+        if !(attach_name_probability > 0.0) {
+            problems.push(format!(
+                "attach_name_probability {attach_name_probability} is not above 0"
+            ));
+        }
         let links_min_probability = self.links_min_probability.unwrap_or(0.01);
         if !(0.0..=1.0).contains(&links_min_probability) {
             problems.push(format!(
@@ -542,6 +559,7 @@ impl IdentitySpec {
             match_probability,
             attach_probability,
             attach_competitor_probability,
+            attach_name_probability,
             duplicate_free_sources: self.duplicate_free_sources.clone(),
             trust: self.trust.clone(),
             u_sample_pairs,
