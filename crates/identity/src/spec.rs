@@ -528,7 +528,7 @@ impl IdentitySpec {
             .attach_name_probability
             .unwrap_or(0.3)
             .min(attach_probability);
-        if !(attach_name_probability > 0.0) {
+        if attach_name_probability.is_nan() || attach_name_probability <= 0.0 {
             problems.push(format!(
                 "attach_name_probability {attach_name_probability} is not above 0"
             ));
