@@ -319,6 +319,14 @@ fn address(rng: &mut ChaCha8Rng) -> Address {
     }
 }
 
+/// An address as a number, for the set of dwellings taken.
+fn dwelling_key(a: &Address) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    (&a.street, &a.postcode, &a.city).hash(&mut h);
+    h.finish()
+}
+
 fn ascii_fold(s: &str) -> String {
     s.chars()
         .filter_map(|c| match c {
@@ -614,13 +622,7 @@ fn join_household(
             // address without a flat number; in a postcode of 2,500 people, drawing at random
             // gave about one household in 200 another's address).
             for _ in 0..100 {
-                let key = {
-                    use std::hash::{Hash, Hasher};
-                    let mut h = std::hash::DefaultHasher::new();
-                    (&p.address.street, &p.address.postcode, &p.address.city).hash(&mut h);
-                    h.finish()
-                };
-                if homes.insert(key) {
+                if homes.insert(dwelling_key(&p.address)) {
                     break;
                 }
                 p.address = postal.address(world);
@@ -860,7 +862,7 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
     let surnames = Surnames::new();
     let mut naming = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5355_524e_414d_4553);
     let mut home: Option<Household> = None;
-    // The dwellings households have taken, as hashes of their addresses.
+    // The dwellings households (and the vendor's unknown persons) have taken, as numbers.
     let mut homes: HashSet<u64> = HashSet::new();
     for index in 0..opts.persons {
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
@@ -1311,6 +1313,7 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
             &surnames,
             &mut seq,
             &mut summary,
+            &mut homes,
         )?;
         if let Some(since) = known_since {
             campaign_rows(
@@ -1393,6 +1396,7 @@ fn vendor_record(
     surnames: &Surnames,
     seq: &mut Sequences,
     summary: &mut DemoSummary,
+    homes: &mut HashSet<u64>,
 ) -> Result<(), Error> {
     let path = "sources/vendor/demographics.csv";
     let mean_spend = if p.purchases.is_empty() {
@@ -1487,7 +1491,17 @@ fn vendor_record(
         } else {
             pick(rng, LAST_NAMES).to_string()
         };
-        let addr = Postal::of(opts).address(rng);
+        let mut addr = Postal::of(opts).address(rng);
+        if opts.realistic {
+            // At an address of its own: a vendor's record of somebody at a customer's own address
+            // is somebody who lives there, one household with them.
+            for _ in 0..100 {
+                if homes.insert(dwelling_key(&addr)) {
+                    break;
+                }
+                addr = Postal::of(opts).address(rng);
+            }
+        }
         let id = person_id.get(1..9).unwrap_or_default();
         let other = format!("N{id},HN{id}");
         write(rng, &first, &last, &addr, None, None, &other)?;

@@ -298,37 +298,43 @@ pub fn resolve(
                     .get(usize::from(l.rule))
                     .is_some_and(|r| r.attach_only)
             };
-            // Per side, whether the pair is a name pair for that record: an attaching rule's pair
-            // whose record lacks what the rule's `without:` names.
-            let name_sides = |l: &Link| -> [bool; 2] {
-                let Some(rule) = settings
-                    .blocking_rules
-                    .get(usize::from(l.rule))
-                    .filter(|r| r.attach_only)
-                else {
-                    return [false; 2];
-                };
-                let lacks = |r: u32| {
-                    rule.without.as_ref().is_none_or(|column| {
+            // Per attaching rule, the column its `without:` names (None: every record lacks it).
+            let without: Vec<Option<&records::Column>> = settings
+                .blocking_rules
+                .iter()
+                .map(|r| {
+                    r.without.as_ref().and_then(|column| {
                         settings
                             .comparisons
                             .iter()
                             .position(|c| &c.column == column)
                             .and_then(|i| records.columns.get(i))
-                            .is_none_or(|c| {
-                                c.codes.get(r as usize).is_none_or(|v| *v == records::NULL)
-                            })
                     })
+                })
+                .collect();
+            // Per side, whether the pair is a name pair for that record: an attaching rule's pair
+            // whose record lacks that column.
+            let name_sides = |l: &Link| -> [bool; 2] {
+                if !attach_only(l) {
+                    return [false; 2];
+                }
+                let lacks = |r: u32| {
+                    without
+                        .get(usize::from(l.rule))
+                        .copied()
+                        .flatten()
+                        .is_none_or(|c| c.codes.get(r as usize).is_none_or(|v| *v == records::NULL))
                 };
                 [lacks(l.a), lacks(l.b)]
             };
             let weak: Vec<attach::WeakPair> = links
                 .iter()
                 .filter(|l| {
-                    // A name pair of an attaching rule is a candidate at any probability: the
-                    // name is all the record has, and another customer of that name competes.
-                    (l.probability >= settings.attach_competitor_probability || attach_only(l))
-                        && (l.probability < settings.match_probability || attach_only(l))
+                    // An attaching rule's pair at any probability: for the record with only a
+                    // name, another customer of that name competes however weak its pair.
+                    attach_only(l)
+                        || (l.probability >= settings.attach_competitor_probability
+                            && l.probability < settings.match_probability)
                 })
                 .map(|l| attach::WeakPair {
                     a: l.a,
