@@ -242,7 +242,27 @@ fn normalise(v: &mut [f64]) {
     }
 }
 
-/// u from `n` random pairs, seeded; and per comparison, the share of random pairs (both known)
+/// The share of pairs of records that both have a value of `column` whose values are the same
+/// (`None` with fewer than two values).
+fn exact_agreement(column: &crate::records::Column) -> Option<f64> {
+    let mut per_code: HashMap<u32, u64> = HashMap::new();
+    for &code in &column.codes {
+        if code != crate::records::NULL {
+            *per_code.entry(code).or_insert(0) += 1;
+        }
+    }
+    let known: u64 = per_code.values().sum();
+    if known < 2 {
+        return None;
+    }
+    let same: f64 = per_code
+        .values()
+        .map(|&n| n as f64 * (n as f64 - 1.0))
+        .sum();
+    Some(same / (known as f64 * (known as f64 - 1.0)))
+}
+
+/// u from `n` random pairs, seeded (exact agreement counted over every record); and per comparison, the share of random pairs (both known)
 /// whose values begin with the same letter (for the forename's initial level).
 fn estimate_u(settings: &Settings, records: &Records) -> (Vec<Vec<f64>>, u64, Vec<f64>) {
     let mut first_letter = vec![(0.0f64, 0.0f64); settings.comparisons.len()];
@@ -280,12 +300,34 @@ fn estimate_u(settings: &Settings, records: &Records) -> (Vec<Vec<f64>>, u64, Ve
             drawn += 1;
         }
     }
-    for c in &mut counts {
+    for (i, c) in counts.iter_mut().enumerate() {
         // Add-one smoothing: a level never seen among random pairs is rare, not impossible.
         for x in c.iter_mut().skip(1) {
             *x += 1.0;
         }
         normalise(c);
+        // Exact agreement is counted, not sampled: among the pairs where both records have a
+        // value, the share with the same value is sum n(n-1) / N(N-1) over the values' record
+        // counts. A million random pairs hold a few dozen that agree on a birth date, and one
+        // or two on an email: sampled, the weight of such a level moved by a bit from one
+        // night's data to the next. The other levels keep their sampled shares of the rest.
+        let comparison = &settings.comparisons[i];
+        if comparison.kind != Kind::YearRange
+            && c.len() > 2
+            && let Some(exact) = records.columns.get(i).and_then(exact_agreement)
+        {
+            let rest: f64 = c.iter().skip(2).sum();
+            let u_exact = exact.clamp(FLOOR, 1.0 - FLOOR);
+            c[1] = u_exact;
+            for x in c.iter_mut().skip(2) {
+                *x = if rest > 0.0 {
+                    *x / rest * (1.0 - u_exact)
+                } else {
+                    0.0
+                };
+                *x = x.clamp(FLOOR, 1.0 - FLOOR);
+            }
+        }
     }
     let shares = first_letter
         .into_iter()
@@ -703,6 +745,59 @@ fn prior_fixed_point(bins: &[(f64, f64)], candidates: usize, all_pairs: f64) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exact_agreement_is_counted_over_every_record_not_sampled() -> crate::Result<()> {
+        let settings = crate::spec::IdentitySpec::default().validate()?;
+        let mut records = Records::new(&settings);
+        // first_name, last_name, birth_date, street, postcode, city, phone, email
+        for (i, (first, born)) in [
+            ("ann", Some("1980-01-01")),
+            ("ann", Some("1980-01-01")),
+            ("bob", Some("1975-06-30")),
+            ("cat", None),
+            ("dan", Some("1990-12-24")),
+            ("eve", Some("1990-12-24")),
+            ("fay", Some("1990-12-24")),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let last = format!("smith{i}");
+            records.push(
+                &i.to_string(),
+                "s",
+                &[
+                    Some(first),
+                    Some(&last),
+                    *born,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                ],
+            );
+        }
+        let date = settings
+            .comparisons
+            .iter()
+            .position(|c| c.column == "birth_date")
+            .unwrap_or(usize::MAX);
+        // Six records know a birth date: 30 ordered pairs, 2 + 6 of them on one date.
+        let exact = exact_agreement(&records.columns[date]).unwrap_or(f64::NAN);
+        assert!((exact - 8.0 / 30.0).abs() < 1e-12, "{exact}");
+        let (u, _, _) = estimate_u(&settings, &records);
+        assert!(
+            (u[date][1] - exact).abs() < 1e-12,
+            "{} against {exact}",
+            u[date][1]
+        );
+        // The other levels share the rest.
+        let total: f64 = u[date].iter().skip(1).sum();
+        assert!((total - 1.0).abs() < 1e-3, "{total}");
+        Ok(())
+    }
 
     #[test]
     fn the_prior_from_a_histogram_of_weights_is_the_prior_from_every_weight() {
