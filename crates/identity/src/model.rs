@@ -242,8 +242,12 @@ fn normalise(v: &mut [f64]) {
     }
 }
 
+/// Records that must hold a value of a column for its exact agreement to be counted rather than
+/// sampled.
+const EXACT_U_MIN_RECORDS: u64 = 1000;
+
 /// The share of pairs of records that both have a value of `column` whose values are the same
-/// (`None` with fewer than two values).
+/// (`None` with fewer than [`EXACT_U_MIN_RECORDS`] values).
 fn exact_agreement(column: &crate::records::Column) -> Option<f64> {
     let mut per_code: HashMap<u32, u64> = HashMap::new();
     for &code in &column.codes {
@@ -252,7 +256,9 @@ fn exact_agreement(column: &crate::records::Column) -> Option<f64> {
         }
     }
     let known: u64 = per_code.values().sum();
-    if known < 2 {
+    if known < EXACT_U_MIN_RECORDS {
+        // A handful of records: the pairs of one person are a large share of all pairs, and
+        // counting them would take agreement for chance; the sampled share is kept.
         return None;
     }
     let same: f64 = per_code
@@ -750,27 +756,25 @@ mod tests {
     fn exact_agreement_is_counted_over_every_record_not_sampled() -> crate::Result<()> {
         let settings = crate::spec::IdentitySpec::default().validate()?;
         let mut records = Records::new(&settings);
-        // first_name, last_name, birth_date, street, postcode, city, phone, email
-        for (i, (first, born)) in [
-            ("ann", Some("1980-01-01")),
-            ("ann", Some("1980-01-01")),
-            ("bob", Some("1975-06-30")),
-            ("cat", None),
-            ("dan", Some("1990-12-24")),
-            ("eve", Some("1990-12-24")),
-            ("fay", Some("1990-12-24")),
-        ]
-        .iter()
-        .enumerate()
-        {
-            let last = format!("smith{i}");
+        // first_name, last_name, birth_date, street, postcode, city, phone, email: 1,200 records,
+        // 1,100 of them with a birth date among 40 days (27 or 28 records each).
+        for i in 0..1200u32 {
+            let id = i.to_string();
+            let first = format!("name{i}");
+            let born = format!("1980-01-{:02}", 1 + i % 28);
+            let born2 = format!("1981-02-{:02}", 1 + i % 12);
+            let birth = match i {
+                0..100 => None,
+                100..800 => Some(born.as_str()),
+                _ => Some(born2.as_str()),
+            };
             records.push(
-                &i.to_string(),
+                &id,
                 "s",
                 &[
-                    Some(first),
-                    Some(&last),
-                    *born,
+                    Some(&first),
+                    Some("lee"),
+                    birth,
                     None,
                     None,
                     None,
@@ -784,9 +788,19 @@ mod tests {
             .iter()
             .position(|c| c.column == "birth_date")
             .unwrap_or(usize::MAX);
-        // Six records know a birth date: 30 ordered pairs, 2 + 6 of them on one date.
+        let mut per_day = std::collections::HashMap::new();
+        for i in 100..1200u32 {
+            *per_day
+                .entry((i >= 800, if i < 800 { i % 28 } else { i % 12 }))
+                .or_insert(0u64) += 1;
+        }
+        let same: u64 = per_day.values().map(|n| n * (n - 1)).sum();
+        let expected = same as f64 / (1100.0 * 1099.0);
         let exact = exact_agreement(&records.columns[date]).unwrap_or(f64::NAN);
-        assert!((exact - 8.0 / 30.0).abs() < 1e-12, "{exact}");
+        assert!(
+            (exact - expected).abs() < 1e-12,
+            "{exact} against {expected}"
+        );
         let (u, _, _) = estimate_u(&settings, &records);
         assert!(
             (u[date][1] - exact).abs() < 1e-12,
@@ -796,6 +810,25 @@ mod tests {
         // The other levels share the rest.
         let total: f64 = u[date].iter().skip(1).sum();
         assert!((total - 1.0).abs() < 1e-3, "{total}");
+        // Fewer records than EXACT_U_MIN_RECORDS keep the sampled share.
+        let mut few = Records::new(&settings);
+        for i in 0..10u32 {
+            few.push(
+                &i.to_string(),
+                "s",
+                &[
+                    Some("ann"),
+                    Some("lee"),
+                    Some("1980-01-01"),
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                ],
+            );
+        }
+        assert!(exact_agreement(&few.columns[date]).is_none());
         Ok(())
     }
 
