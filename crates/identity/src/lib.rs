@@ -371,10 +371,7 @@ pub fn resolve(
     };
     links.retain(|l| l.probability >= settings.links_min_probability);
     for link in &mut links {
-        let linking_rule = settings
-            .blocking_rules
-            .get(usize::from(link.rule))
-            .is_some_and(|r| !r.attach_only);
+        let linking_rule = link.rule < 32 && linking & (1u32 << link.rule) != 0;
         link.accepted = link.probability >= settings.match_probability
             && linking_rule
             && clusters[link.a as usize] == clusters[link.b as usize];
