@@ -500,6 +500,7 @@ mod tests {
                     thresholds: None,
                     term_frequency: false,
                     group: None,
+                    part_of: None,
                 },
                 ComparisonSpec {
                     column: "phone".into(),
@@ -507,6 +508,7 @@ mod tests {
                     thresholds: None,
                     term_frequency: false,
                     group: None,
+                    part_of: None,
                 },
             ]),
             blocking_rules: Some(

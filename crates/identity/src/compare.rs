@@ -233,6 +233,7 @@ mod year_range_tests {
                 thresholds: None,
                 term_frequency: false,
                 group: None,
+                part_of: None,
             }]),
             ..IdentitySpec::default()
         };

@@ -220,6 +220,12 @@ fn identity_conflict<'a>(
     })
 }
 
+/// Whether a link whose first rule is `rule` was found by a rule of the `linking` mask
+/// ([`blocking::linking_rules`]).
+fn found_by_linking_rule(rule: u8, linking: u32) -> bool {
+    rule < 32 && linking & (1u32 << rule) != 0
+}
+
 /// Resolves `records`: candidate pairs, model, links, clusters and customer ids. `previous` holds
 /// the customer ids of the last run (empty on the first); `truth` the true person of each record
 /// (any number per person; `None` where unknown), for the accuracy figures.
@@ -292,12 +298,9 @@ pub fn resolve(
                 .iter()
                 .map(|p| attach::disagrees_on_the_person(&p.levels, &settings.comparisons))
                 .collect();
-            let attach_only = |l: &Link| {
-                settings
-                    .blocking_rules
-                    .get(usize::from(l.rule))
-                    .is_some_and(|r| r.attach_only)
-            };
+            // A link's rule is the first rule that found it, and attaching rules come after the
+            // linking ones: its rule is an attaching one only when no linking rule found it.
+            let attach_only = |l: &Link| !found_by_linking_rule(l.rule, linking);
             // Per attaching rule, the column its `without:` names (None: every record lacks it).
             let without: Vec<Option<&records::Column>> = settings
                 .blocking_rules
@@ -371,9 +374,8 @@ pub fn resolve(
     };
     links.retain(|l| l.probability >= settings.links_min_probability);
     for link in &mut links {
-        let linking_rule = link.rule < 32 && linking & (1u32 << link.rule) != 0;
         link.accepted = link.probability >= settings.match_probability
-            && linking_rule
+            && found_by_linking_rule(link.rule, linking)
             && clusters[link.a as usize] == clusters[link.b as usize];
     }
     let (ids, changes) = stable::assign(&records.ids, &clusters, previous);

@@ -55,6 +55,12 @@ pub struct ComparisonParameters {
     pub term_frequency: bool,
     /// The comparison's group: comparisons of one group count once.
     pub group: Option<usize>,
+    /// The comparison this one is a coarser part of (`part_of`: a postcode of the street).
+    pub part_of: Option<usize>,
+    /// m of each level among the anchor pairs whose `part_of` comparison disagrees (its last
+    /// level), and how many there were; `None` without `part_of` or with fewer than
+    /// [`MIN_ANCHORS`] such pairs. Agreeing on a postcode means little once the street differs.
+    pub m_where_whole_differs: Option<(Vec<f64>, usize)>,
 }
 
 impl ComparisonParameters {
@@ -118,12 +124,34 @@ impl Parameters {
         (self.prior / (1.0 - self.prior)).log2()
     }
 
-    /// The weight of comparison `c` at `level` for a pair whose first record is `a` (term
-    /// frequency included), and the term-frequency part alone.
-    fn comparison_weight(&self, records: &Records, c: usize, a: usize, level: u8) -> (f64, f64) {
+    /// Whether comparison `c` is a part of an address whose whole (`part_of`) disagrees in a pair
+    /// at `levels`, and has m measured for that case.
+    pub fn whole_differs(&self, c: usize, levels: &[u8]) -> bool {
+        self.comparisons.get(c).is_some_and(|p| {
+            p.m_where_whole_differs.is_some()
+                && p.part_of.is_some_and(|w| {
+                    let last = self.comparisons.get(w).map_or(0, |whole| whole.m.len() - 1);
+                    let level = levels.get(w).map_or(0, |l| usize::from(*l));
+                    level != 0 && level == last
+                })
+        })
+    }
+
+    /// The weight of comparison `c` at `level` for a pair whose first record is `a` and whose
+    /// levels are `levels` (term frequency included), and the term-frequency part alone. An
+    /// agreeing part of an address whose whole disagrees (the postcode of pairs at two streets)
+    /// weighs log2(m/u) with m measured among such pairs, and never less than nothing.
+    fn comparison_weight(
+        &self,
+        records: &Records,
+        c: usize,
+        a: usize,
+        levels: &[u8],
+    ) -> (f64, f64) {
         let Some(p) = self.comparisons.get(c) else {
             return (0.0, 0.0);
         };
+        let level = levels.get(c).copied().unwrap_or(0);
         let adjust = if level == 1 && p.term_frequency {
             records.columns.get(c).map_or(0.0, |col| {
                 let code = col.codes.get(a).copied().unwrap_or(crate::records::NULL);
@@ -133,7 +161,23 @@ impl Parameters {
         } else {
             0.0
         };
-        (p.weight(level) + adjust, adjust)
+        let weight = p.weight(level);
+        if weight > 0.0
+            && self.whole_differs(c, levels)
+            && let Some((m, _)) = &p.m_where_whole_differs
+        {
+            let l = usize::from(level);
+            let given = match (m.get(l), p.u.get(l)) {
+                (Some(m), Some(u)) => (m / u).log2() + adjust,
+                _ => 0.0,
+            };
+            return if given > 0.0 {
+                (given, adjust.min(given))
+            } else {
+                (0.0, 0.0)
+            };
+        }
+        (weight + adjust, adjust)
     }
 
     /// Each comparison's weight for a pair with levels `levels` (term frequency included, groups
@@ -143,7 +187,7 @@ impl Parameters {
         let (mut w, mut tf): (Vec<f64>, Vec<f64>) = levels
             .iter()
             .enumerate()
-            .map(|(c, &level)| self.comparison_weight(records, c, a, level))
+            .map(|(c, _)| self.comparison_weight(records, c, a, levels))
             .unzip();
         for g in 0..self.group_count() {
             let members: Vec<usize> = (0..w.len())
@@ -209,7 +253,7 @@ impl Parameters {
         let mut grouped = 0usize;
         let mut total = 0.0;
         for (c, &level) in levels.iter().enumerate() {
-            let w = self.comparison_weight(records, c, a, level).0;
+            let w = self.comparison_weight(records, c, a, levels).0;
             match self.group_of(records, c, a, level) {
                 Some(g) if g < 32 => {
                     grouped = grouped.max(g + 1);
@@ -488,7 +532,17 @@ pub fn fit(
             }
         }
     }
-    let anchored = anchored_m(settings, compared);
+    let anchored = anchored_m(settings, compared, |_, _| true);
+    // The parts of an address (`part_of`) measured again among the anchors whose whole disagrees.
+    let where_whole_differs = anchored_m(settings, compared, |c, v| {
+        settings.comparisons[c].part_of.is_some_and(|w| {
+            let last = settings
+                .comparisons
+                .get(w)
+                .map_or(0, |whole| whole.level_count() - 1);
+            v.get(w).is_some_and(|l| *l != 0 && usize::from(*l) == last)
+        })
+    });
     let groups = group_indices(settings);
     let comparisons: Vec<ComparisonParameters> = settings
         .comparisons
@@ -515,6 +569,8 @@ pub fn fit(
                 m_anchors: anchors,
                 term_frequency: spec.term_frequency,
                 group,
+                part_of: spec.part_of,
+                m_where_whole_differs: where_whole_differs[c].clone(),
             }
         })
         .collect();
@@ -585,7 +641,13 @@ fn identifies(kind: Kind) -> bool {
 /// blocking on a column agrees on it by construction); for a year range, pairs that agree
 /// exactly on the first name and two more comparisons and differ on none. `None` where a
 /// comparison has fewer than [`MIN_ANCHORS`].
-fn anchored_m(settings: &Settings, compared: &Compared) -> Vec<Option<(Vec<f64>, usize)>> {
+///
+/// Only the anchors for which `keep(comparison, levels)` holds are counted.
+fn anchored_m(
+    settings: &Settings,
+    compared: &Compared,
+    keep: impl Fn(usize, &[u8]) -> bool,
+) -> Vec<Option<(Vec<f64>, usize)>> {
     let comparisons = &settings.comparisons;
     // Per comparison, the rules that do not block on its column.
     let fair_rules: Vec<u32> = comparisons
@@ -627,7 +689,12 @@ fn anchored_m(settings: &Settings, compared: &Compared) -> Vec<Option<(Vec<f64>,
             let exact_others = others.iter().filter(|&&o| v[o] == 1).count();
             let any_off = others.iter().any(|&o| v[o] > 1);
             let first_exact = others.iter().any(|&o| forename[o] && v[o] == 1);
-            if first_exact && exact_others >= 3 && !any_off && found_by & fair_rules[c] != 0 {
+            if first_exact
+                && exact_others >= 3
+                && !any_off
+                && found_by & fair_rules[c] != 0
+                && keep(c, v)
+            {
                 counts[c][v[c] as usize] += pattern.count as f64;
                 anchors[c] += usize::try_from(pattern.count).unwrap_or(usize::MAX);
             }
@@ -648,6 +715,7 @@ fn anchored_m(settings: &Settings, compared: &Compared) -> Vec<Option<(Vec<f64>,
                 || strong_exact - own_strong < 2
                 || personal_exact - own_personal == 0
                 || found_by & fair_rules[c] == 0
+                || !keep(c, v)
             {
                 continue;
             }
@@ -893,12 +961,39 @@ mod tests {
                     m_anchors: 0,
                     term_frequency: false,
                     group: *group,
+                    part_of: None,
+                    m_where_whole_differs: None,
                 })
                 .collect(),
             0.5,
             0,
             Vec::new(),
         )
+    }
+
+    #[test]
+    fn a_part_of_an_address_whose_whole_differs_weighs_what_it_weighs_among_such_pairs() {
+        // c0 a street (exact 12), c1 its postcode (exact 7), on their own (no group).
+        let mut p = params(&[(None, 12.0), (None, 7.0)]);
+        let r = Records::default();
+        let whole_differs = |p: &Parameters| p.evidence_weight(&r, 0, &[2, 1]);
+        let before = whole_differs(&p);
+        assert!((before - (-6.0 + 7.0)).abs() < 1e-9, "{before}");
+        // Among the pairs of one person at two streets, 1 in 512 share the postcode: u is 1 in
+        // 1024, so agreeing on it is worth one bit there, not seven.
+        let u = 2f64.powi(-10);
+        p.comparisons[1].part_of = Some(0);
+        p.comparisons[1].m_where_whole_differs = Some((vec![0.0, 2.0 * u, 1.0 - 2.0 * u], 500));
+        let after = whole_differs(&p);
+        assert!((after - (-6.0 + 1.0)).abs() < 1e-9, "{after}");
+        // The street agreeing or unknown: the postcode keeps its own weight.
+        assert!((p.evidence_weight(&r, 0, &[1, 1]) - 19.0).abs() < 1e-9);
+        assert!((p.evidence_weight(&r, 0, &[0, 1]) - 7.0).abs() < 1e-9);
+        // Never below nothing: fewer such pairs share the postcode than random ones.
+        p.comparisons[1].m_where_whole_differs = Some((vec![0.0, u / 4.0, 1.0 - u / 4.0], 500));
+        assert!((whole_differs(&p) - (-6.0)).abs() < 1e-9);
+        // The postcode disagreeing keeps its weight.
+        assert!((p.evidence_weight(&r, 0, &[2, 2]) - (-6.0 - 3.5)).abs() < 1e-9);
     }
 
     #[test]
@@ -943,6 +1038,56 @@ mod tests {
     }
 
     #[test]
+    fn the_parts_of_an_address_are_anchored_again_where_the_street_differs() -> Result<(), String> {
+        let settings = crate::spec::IdentitySpec::default()
+            .validate()
+            .map_err(|e| e.to_string())?;
+        let (street, postcode) = (3usize, 4usize);
+        assert_eq!(settings.comparisons[postcode].part_of, Some(street));
+        // One person's records: 300 at one address, 200 after a move to another postcode, 50
+        // after a move within the postcode (first, last, birth, street, postcode, city, phone,
+        // email).
+        let same = [1u8, 1, 1, 1, 1, 1, 1, 1];
+        let far = [1u8, 1, 1, 3, 4, 4, 1, 1];
+        let near = [1u8, 1, 1, 3, 1, 1, 1, 1];
+        let mut levels = Vec::new();
+        for (pattern, n) in [(&same, 300), (&far, 200), (&near, 50)] {
+            for _ in 0..n {
+                levels.extend_from_slice(pattern);
+            }
+        }
+        let pairs = levels.len() / same.len();
+        let compared = Compared::from_levels(&vec![0b11111; pairs], &levels, 8);
+        let everywhere = anchored_m(&settings, &compared, |_, _| true);
+        let pc = everywhere[postcode]
+            .as_ref()
+            .ok_or("postcode not anchored")?;
+        assert!((pc.0[1] - 350.0 / 550.0).abs() < 0.01, "{:?}", pc.0);
+        let cp = &settings.comparisons;
+        let fitted = fit(
+            &settings,
+            &Records::new(&settings),
+            &Candidates::default(),
+            &compared,
+        );
+        let given = fitted.comparisons[postcode]
+            .m_where_whole_differs
+            .as_ref()
+            .ok_or("postcode not anchored where the street differs")?;
+        assert_eq!(given.1, 250, "the movers are its anchors");
+        assert!((given.0[1] - 50.0 / 250.0).abs() < 0.01, "{:?}", given.0);
+        // The street itself, the first name and the others are not parts of an address.
+        for c in [0, street, 6, 7] {
+            assert!(
+                fitted.comparisons[c].m_where_whole_differs.is_none(),
+                "{}",
+                cp[c].column
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
     fn anchors_keep_household_members_from_posing_as_matches() -> Result<(), String> {
         let settings = crate::spec::IdentitySpec::default()
             .validate()
@@ -964,7 +1109,7 @@ mod tests {
         }
         let pairs = levels.len() / household.len();
         let compared = Compared::from_levels(&vec![0b11111; pairs], &levels, 8);
-        let m = anchored_m(&settings, &compared);
+        let m = anchored_m(&settings, &compared, |_, _| true);
         // First names differ among the household pairs only: the anchors (which need two exact
         // person identifiers besides the first name) never include them.
         let first = m[0].as_ref().ok_or("first name not anchored")?;
@@ -1003,6 +1148,7 @@ mod tests {
             thresholds: None,
             term_frequency: false,
             group: None,
+            part_of: None,
         });
         let settings = crate::spec::IdentitySpec {
             comparisons: Some(comparisons),
@@ -1024,7 +1170,7 @@ mod tests {
         }
         let pairs = levels.len() / within.len();
         let compared = Compared::from_levels(&vec![0b11111; pairs], &levels, 9);
-        let m = anchored_m(&settings, &compared);
+        let m = anchored_m(&settings, &compared, |_, _| true);
         let years = m[8].as_ref().ok_or("year range not anchored")?;
         assert_eq!(years.1, 1_000, "the household's pairs are no anchors");
         assert!((years.0[1] - 0.95).abs() < 0.01, "{:?}", years.0);

@@ -72,6 +72,12 @@ pub struct ComparisonSpec {
     /// its strongest agreement and its strongest disagreement, not the sum of its members.
     #[serde(default)]
     pub group: Option<String>,
+    /// The compared column this one is a coarser part of (`part_of = "street"` for a postcode or a
+    /// city): when that column disagrees, agreeing on this one weighs what it weighs among the
+    /// pairs whose `part_of` column disagrees (neighbours share a postcode; one person's records
+    /// at two streets seldom do).
+    #[serde(default)]
+    pub part_of: Option<String>,
 }
 
 /// The `[identity]` table as written.
@@ -179,6 +185,8 @@ pub struct Comparison {
     pub thresholds: Vec<f64>,
     pub term_frequency: bool,
     pub group: Option<String>,
+    /// The index of the comparison this one is a coarser part of (`part_of`).
+    pub part_of: Option<usize>,
     /// Levels including null, computed once (comparisons ask for it per pair).
     levels: usize,
 }
@@ -269,15 +277,20 @@ pub fn default_comparisons() -> Vec<ComparisonSpec> {
         thresholds: None,
         term_frequency,
         group: group.map(str::to_string),
+        part_of: None,
     };
     let household = Some("household");
+    let of_street = |mut c: ComparisonSpec| {
+        c.part_of = Some("street".into());
+        c
+    };
     vec![
         c("first_name", Kind::Forename, true, None),
         c("last_name", Kind::Name, true, household),
         c("birth_date", Kind::Date, false, None),
         c("street", Kind::Address, true, household),
-        c("postcode", Kind::Postcode, false, household),
-        c("city", Kind::Name, true, household),
+        of_street(c("postcode", Kind::Postcode, false, household)),
+        of_street(c("city", Kind::Name, true, household)),
         c("phone", Kind::Phone, true, household),
         c("email", Kind::Email, true, household),
     ]
@@ -321,6 +334,10 @@ impl IdentitySpec {
             ));
         }
         let specs = self.comparisons.clone().unwrap_or_else(default_comparisons);
+        let parts: Vec<(String, String)> = specs
+            .iter()
+            .filter_map(|c| Some((c.column.clone(), c.part_of.clone()?)))
+            .collect();
         let mut comparisons = Vec::new();
         for c in specs {
             if comparisons
@@ -373,6 +390,7 @@ impl IdentitySpec {
                 thresholds,
                 term_frequency: c.term_frequency,
                 group: c.group.filter(|g| !g.trim().is_empty()),
+                part_of: None,
                 levels: 0,
             };
             comparison.levels = comparison.level_labels().len() + 1;
@@ -380,6 +398,20 @@ impl IdentitySpec {
         }
         if comparisons.is_empty() {
             problems.push("identity resolution needs at least one comparison".into());
+        }
+        for (column, whole) in &parts {
+            let whole_at = comparisons.iter().position(|o| &o.column == whole);
+            let part_at = comparisons.iter().position(|o| &o.column == column);
+            match (whole_at, part_at) {
+                (Some(w), Some(p)) if w != p => {
+                    if let Some(part) = comparisons.get_mut(p) {
+                        part.part_of = Some(w);
+                    }
+                }
+                _ => problems.push(format!(
+                    "comparison '{column}': part_of '{whole}' is not another compared column"
+                )),
+            }
         }
         let mut groups: Vec<&str> = comparisons
             .iter()
@@ -579,6 +611,17 @@ mod tests {
     fn defaults_validate() {
         let s = IdentitySpec::default().validate();
         assert!(s.is_ok(), "{s:?}");
+        let Ok(s) = s else { return };
+        let street = s.comparisons.iter().position(|c| c.column == "street");
+        for c in &s.comparisons {
+            let is_part = matches!(c.column.as_str(), "postcode" | "city");
+            assert_eq!(
+                c.part_of,
+                if is_part { street } else { None },
+                "{}",
+                c.column
+            );
+        }
     }
 
     #[test]
@@ -589,8 +632,8 @@ mod tests {
             blocking_rules = [["nope"], ["postcode:0"], ["postcode", "without:nope"], ["without:postcode"]]
             match_probability = 1.5
             comparisons = [
-              { column = "postcode", kind = "postcode" },
-              { column = "first_name", kind = "forename", thresholds = [0.8, 0.9] },
+              { column = "postcode", kind = "postcode", part_of = "street" },
+              { column = "first_name", kind = "forename", thresholds = [0.8, 0.9], part_of = "first_name" },
             ]"#,
         ) {
             Ok(s) => s,
@@ -607,6 +650,8 @@ mod tests {
             "'without:postcode' has no keys",
             "match_probability 1.5",
             "highest first",
+            "comparison 'postcode': part_of 'street' is not another compared column",
+            "comparison 'first_name': part_of 'first_name'",
         ] {
             assert!(msg.contains(part), "{part} missing from: {msg}");
         }

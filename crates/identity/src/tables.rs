@@ -641,6 +641,9 @@ pub fn parameters_schema() -> SchemaRef {
         Field::new("m_anchors", DataType::Int64, false),
         Field::new("term_frequency", DataType::Boolean, false),
         Field::new("comparison_group", DataType::Utf8, true),
+        Field::new("m_where_whole_differs", DataType::Float64, true),
+        Field::new("match_weight_where_whole_differs", DataType::Float64, true),
+        Field::new("m_anchors_where_whole_differs", DataType::Int64, true),
     ]))
 }
 
@@ -656,8 +659,24 @@ pub fn parameters_table(p: &Parameters, settings: &Settings) -> Result<RecordBat
     let mut anchors = vec![0i64];
     let mut tf = vec![false];
     let mut groups: Vec<Option<String>> = vec![None];
+    let mut m_given: Vec<Option<f64>> = vec![None];
+    let mut weight_given: Vec<Option<f64>> = vec![None];
+    let mut anchors_given: Vec<Option<i64>> = vec![None];
     for (c, spec) in p.comparisons.iter().zip(&settings.comparisons) {
         for l in 1..c.m.len() {
+            let given = c.m_where_whole_differs.as_ref();
+            let m_l = given.and_then(|(m, _)| m.get(l).copied());
+            m_given.push(m_l);
+            // Only an agreeing level is weighed again (never below nothing); the others keep
+            // their weight.
+            weight_given.push(m_l.map(|m_l| {
+                let w = c.weight(u8::try_from(l).unwrap_or(0));
+                match c.u.get(l) {
+                    Some(u) if w > 0.0 => (m_l / u).log2().max(0.0),
+                    _ => w,
+                }
+            }));
+            anchors_given.push(given.map(|(_, n)| i64::try_from(*n).unwrap_or(i64::MAX)));
             comparison.push(c.column.clone());
             level.push(i32::try_from(l).unwrap_or(i32::MAX));
             label.push(c.labels.get(l).cloned().unwrap_or_default());
@@ -684,6 +703,9 @@ pub fn parameters_table(p: &Parameters, settings: &Settings) -> Result<RecordBat
             Arc::new(Int64Array::from(anchors)),
             Arc::new(BooleanArray::from(tf)),
             Arc::new(StringArray::from(groups)),
+            Arc::new(Float64Array::from(m_given)),
+            Arc::new(Float64Array::from(weight_given)),
+            Arc::new(Int64Array::from(anchors_given)),
         ],
     )
 }
@@ -692,12 +714,14 @@ pub fn parameters_table(p: &Parameters, settings: &Settings) -> Result<RecordBat
 /// against the comparisons of `settings`.
 pub fn parameters_from_batches(batches: &[RecordBatch], settings: &Settings) -> Result<Parameters> {
     let mut prior = None;
-    let mut by_column: HashMap<String, Vec<(usize, f64, f64)>> = HashMap::new();
+    let mut by_column: HashMap<String, Vec<(usize, f64, f64, Option<f64>)>> = HashMap::new();
     for b in batches {
         let comparison = strings(b, "comparison")?;
         let level = strings(b, "level")?;
         let m = strings(b, "m_probability")?;
         let u = strings(b, "u_probability")?;
+        // Absent from the parameters of runs before 2026-12-05.
+        let m_given = strings(b, "m_where_whole_differs").ok();
         for row in 0..b.num_rows() {
             let num = |a: &StringArray| -> Option<f64> {
                 (!a.is_null(row))
@@ -719,7 +743,7 @@ pub fn parameters_from_batches(batches: &[RecordBatch], settings: &Settings) -> 
             by_column
                 .entry(comparison.value(row).to_string())
                 .or_default()
-                .push((l, mv, uv));
+                .push((l, mv, uv, m_given.as_ref().and_then(num)));
         }
     }
     let prior = prior.ok_or_else(|| Error::Input("the parameters hold no prior".into()))?;
@@ -733,7 +757,7 @@ pub fn parameters_from_batches(batches: &[RecordBatch], settings: &Settings) -> 
             ))
         })?;
         let n = c.level_count();
-        if rows.len() != n - 1 || rows.iter().any(|(l, _, _)| *l == 0 || *l >= n) {
+        if rows.len() != n - 1 || rows.iter().any(|(l, ..)| *l == 0 || *l >= n) {
             return Err(Error::Input(format!(
                 "the parameters of '{}' have {} levels, the spec {}: the spec changed since the run that fitted them",
                 c.column,
@@ -742,9 +766,15 @@ pub fn parameters_from_batches(batches: &[RecordBatch], settings: &Settings) -> 
             )));
         }
         let (mut m, mut u) = (vec![0.0; n], vec![0.0; n]);
-        for (l, mv, uv) in rows {
+        let mut m_given = vec![0.0; n];
+        let mut given_rows = 0;
+        for (l, mv, uv, given) in rows {
             m[l] = mv;
             u[l] = uv;
+            if let Some(g) = given {
+                m_given[l] = g;
+                given_rows += 1;
+            }
         }
         comparisons.push(ComparisonParameters {
             column: c.column.clone(),
@@ -757,6 +787,8 @@ pub fn parameters_from_batches(batches: &[RecordBatch], settings: &Settings) -> 
             m_anchors: 0,
             term_frequency: c.term_frequency,
             group,
+            part_of: c.part_of,
+            m_where_whole_differs: (given_rows == n - 1).then_some((m_given, 0)),
         });
     }
     Ok(Parameters::new(comparisons, prior, 0, Vec::new()))
