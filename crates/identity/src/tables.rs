@@ -714,7 +714,9 @@ pub fn parameters_table(p: &Parameters, settings: &Settings) -> Result<RecordBat
 /// against the comparisons of `settings`.
 pub fn parameters_from_batches(batches: &[RecordBatch], settings: &Settings) -> Result<Parameters> {
     let mut prior = None;
-    let mut by_column: HashMap<String, Vec<(usize, f64, f64, Option<f64>)>> = HashMap::new();
+    // Per comparison, its rows: level, m, u, and m where the whole differs.
+    type LevelRow = (usize, f64, f64, Option<f64>);
+    let mut by_column: HashMap<String, Vec<LevelRow>> = HashMap::new();
     for b in batches {
         let comparison = strings(b, "comparison")?;
         let level = strings(b, "level")?;
