@@ -25,6 +25,9 @@ pub struct Step {
     /// Exact agreement on a phone or email only one person holds: counted on its own, outside the
     /// comparison's group.
     pub personal: bool,
+    /// The column this agreeing part of an address is a part of (`part_of`), when that column
+    /// disagrees: the part weighs what it weighs among pairs whose whole differs.
+    pub whole_differs: Option<String>,
 }
 
 /// The explanation of a pair.
@@ -89,6 +92,13 @@ pub fn explain(
             running,
             group: if personal { None } else { group },
             personal,
+            whole_differs: settings
+                .comparisons
+                .get(c)
+                .and_then(|s| s.part_of)
+                .filter(|_| p.weight(levels[c]) > 0.0 && params.whole_differs(c, &levels))
+                .and_then(|w| settings.comparisons.get(w))
+                .map(|w| w.column.clone()),
         });
     }
     Ok(Explanation {
@@ -149,6 +159,9 @@ pub fn waterfall(e: &Explanation) -> String {
         if s.personal {
             tf.push_str(" [one person's]");
         }
+        if let Some(whole) = &s.whole_differs {
+            tf.push_str(&format!(" [{whole} differs]"));
+        }
         let _ = writeln!(
             out,
             "{:<18} {:<26} {:>+8.2} {:>9.2}  {}{tf}\n{:<18}   {} | {}",
@@ -182,6 +195,12 @@ pub fn waterfall(e: &Explanation) -> String {
         let _ = writeln!(
             out,
             "[one person's]: a phone or email no one with another first name holds is evidence about the person and counts on its own"
+        );
+    }
+    if let Some(whole) = e.steps.iter().find_map(|s| s.whole_differs.as_ref()) {
+        let _ = writeln!(
+            out,
+            "[{whole} differs]: a part of the address agreeing where the {whole} differs weighs what it weighs among one person's records at two {whole}s"
         );
     }
     if let Some(c) = &e.conflict {
@@ -242,6 +261,46 @@ mod tests {
             "{text}"
         );
         assert_ne!(r.customer_id(0), r.customer_id(1));
+        Ok(())
+    }
+
+    #[test]
+    fn a_postcode_shared_at_two_streets_is_explained_as_such() -> Result<()> {
+        let settings = IdentitySpec::default().validate()?;
+        let mut records = Records::new(&settings);
+        // first, last, birth, street, postcode, city, phone, email
+        for (id, street) in [("crm:1", "157 Willow Close"), ("web:2", "135 Victoria Way")] {
+            let row = [
+                Some("Dennis"),
+                Some("Davis"),
+                None,
+                Some(street),
+                Some("4997"),
+                Some("Cairns"),
+                None,
+                None,
+            ];
+            records.push(id, "s", &row);
+        }
+        let r = crate::resolve(&records, &settings, &crate::Previous::default(), None)?;
+        let mut params = r.parameters.clone();
+        let postcode = 4;
+        let u = params.comparisons[postcode].u.clone();
+        let own = explain(&records, &settings, &params, "crm:1", "web:2")?;
+        assert!(own.steps[postcode].weight > 0.0);
+        assert_eq!(
+            own.steps[postcode].whole_differs, None,
+            "no such anchors yet"
+        );
+        // Among one person's records at two streets the postcode agrees as often as at random.
+        params.comparisons[postcode].m_where_whole_differs = Some((u, 500));
+        let e = explain(&records, &settings, &params, "crm:1", "web:2")?;
+        let step = &e.steps[postcode];
+        assert_eq!(step.whole_differs.as_deref(), Some("street"));
+        assert!(step.weight.abs() < 1e-9, "{step:?}");
+        assert!(e.match_weight < own.match_weight);
+        let text = waterfall(&e);
+        assert!(text.contains("[street differs]"), "{text}");
         Ok(())
     }
 
