@@ -535,7 +535,8 @@ pub fn fit(
     let anchored = anchored_m(settings, compared, |_, _| true);
     // The parts of an address (`part_of`) measured again among the anchors whose whole disagrees.
     let where_whole_differs = anchored_m(settings, compared, |c, v| {
-        settings.comparisons[c].part_of.is_some_and(|w| {
+        let part_of = settings.comparisons.get(c).and_then(|s| s.part_of);
+        part_of.is_some_and(|w| {
             let last = settings
                 .comparisons
                 .get(w)
