@@ -92,17 +92,17 @@ pub fn cluster(
             Vec::new()
         },
     };
-    let mut order: Vec<usize> = (0..links.len()).collect();
-    // Strongest first; ties by record numbers, so the result never depends on input order.
-    order.sort_by(|&x, &y| {
-        links[y]
-            .2
-            .total_cmp(&links[x].2)
-            .then((links[x].0, links[x].1).cmp(&(links[y].0, links[y].1)))
+    // Strongest first; ties by record numbers, so the result never depends on input order. Four
+    // bytes a link, sorted in place: links that compare equal are the same link, so an unstable
+    // sort gives what a stable one would, without its buffer.
+    let mut order: Vec<u32> = (0..u32::try_from(links.len()).unwrap_or(u32::MAX)).collect();
+    order.sort_unstable_by(|&x, &y| {
+        let (x, y) = (&links[x as usize], &links[y as usize]);
+        y.2.total_cmp(&x.2).then((x.0, x.1).cmp(&(y.0, y.1)))
     });
     let mut report = ClusterReport::default();
     for i in order {
-        let (a, b, _) = links[i];
+        let (a, b, _) = links[i as usize];
         let (ra, rb) = (forest.find(a), forest.find(b));
         if ra == rb {
             report.links_accepted += 1;

@@ -28,7 +28,53 @@ pub struct Compared {
     /// Distinct patterns, numbered in order of first appearance.
     pub patterns: Vec<Pattern>,
     /// The pattern number of each pair.
-    pub ids: Vec<u32>,
+    ids: PatternNumbers,
+}
+
+/// One pattern number per pair: two bytes while there are at most 65,536 patterns (a few
+/// thousand is usual: at a million persons, 49 million pairs share 2,772), four beyond.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PatternNumbers {
+    Narrow(Vec<u16>),
+    Wide(Vec<u32>),
+}
+
+impl Default for PatternNumbers {
+    fn default() -> Self {
+        PatternNumbers::Narrow(Vec::new())
+    }
+}
+
+impl PatternNumbers {
+    /// Room for `pairs` numbers below `patterns`.
+    fn with_capacity(pairs: usize, patterns: usize) -> Self {
+        if patterns <= usize::from(u16::MAX) + 1 {
+            PatternNumbers::Narrow(Vec::with_capacity(pairs))
+        } else {
+            PatternNumbers::Wide(Vec::with_capacity(pairs))
+        }
+    }
+
+    fn push(&mut self, number: u32) {
+        match self {
+            PatternNumbers::Narrow(v) => v.push(u16::try_from(number).unwrap_or(u16::MAX)),
+            PatternNumbers::Wide(v) => v.push(number),
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<u32> {
+        match self {
+            PatternNumbers::Narrow(v) => v.get(i).map(|n| u32::from(*n)),
+            PatternNumbers::Wide(v) => v.get(i).copied(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            PatternNumbers::Narrow(v) => v.len(),
+            PatternNumbers::Wide(v) => v.len(),
+        }
+    }
 }
 
 /// Patterns of one part of the pairs: numbered locally, merged in order afterwards.
@@ -134,30 +180,45 @@ impl Compared {
                     .map_err(|_| Error::Internal("a comparison thread failed".into()))
             })
         })?;
-        let mut out = Compared {
-            patterns: Vec::new(),
-            ids: Vec::with_capacity(candidates.len()),
-        };
+        let parts = parts
+            .into_iter()
+            .map(|slot| {
+                slot.into_inner()
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| Error::Internal("a part of the comparisons is missing".into()))
+            })
+            .collect::<Result<Vec<Part>>>()?;
+        // The patterns first, numbered in order of first appearance; then the pairs' numbers, as
+        // narrow as the number of patterns allows.
+        let mut patterns = Vec::new();
         let mut index: HashMap<Box<[u8]>, u32> = HashMap::new();
         let mut key = Vec::new();
-        for slot in parts {
-            let part =
-                slot.into_inner().ok().flatten().ok_or_else(|| {
-                    Error::Internal("a part of the comparisons is missing".into())
-                })?;
-            let global: Vec<u32> = part
-                .patterns
-                .into_iter()
-                .map(|p| {
-                    key_of(&mut key, p.mask, &p.levels);
-                    let next = u32::try_from(out.patterns.len()).unwrap_or(u32::MAX);
-                    let id = *index.entry(key.as_slice().into()).or_insert(next);
-                    if id == next {
-                        out.patterns.push(Pattern { count: 0, ..p });
-                    }
-                    id
-                })
-                .collect();
+        let globals: Vec<Vec<u32>> = parts
+            .iter()
+            .map(|part| {
+                part.patterns
+                    .iter()
+                    .map(|p| {
+                        key_of(&mut key, p.mask, &p.levels);
+                        let next = u32::try_from(patterns.len()).unwrap_or(u32::MAX);
+                        let id = *index.entry(key.as_slice().into()).or_insert(next);
+                        if id == next {
+                            patterns.push(Pattern {
+                                count: 0,
+                                ..p.clone()
+                            });
+                        }
+                        id
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut out = Compared {
+            ids: PatternNumbers::with_capacity(candidates.len(), patterns.len()),
+            patterns,
+        };
+        for (part, global) in parts.into_iter().zip(globals) {
             for local in part.ids {
                 let id = global.get(local as usize).copied().unwrap_or(0);
                 if let Some(p) = out.patterns.get_mut(id as usize) {
@@ -182,9 +243,13 @@ impl Compared {
         for (mask, v) in masks.iter().zip(levels.chunks_exact(width.max(1))) {
             part.add(*mask, v);
         }
+        let mut ids = PatternNumbers::with_capacity(part.ids.len(), part.patterns.len());
+        for id in part.ids {
+            ids.push(id);
+        }
         Compared {
             patterns: part.patterns,
-            ids: part.ids,
+            ids,
         }
     }
 
@@ -192,7 +257,7 @@ impl Compared {
     pub fn pattern(&self, i: usize) -> Option<&Pattern> {
         self.ids
             .get(i)
-            .and_then(|id| self.patterns.get(*id as usize))
+            .and_then(|id| self.patterns.get(id as usize))
     }
 
     /// Calls `f(a, b, number, pattern)` for every candidate pair, in order (`number`: the
@@ -200,7 +265,7 @@ impl Compared {
     pub fn for_each(&self, candidates: &Candidates, mut f: impl FnMut(u32, u32, u32, &Pattern)) {
         let mut i = 0usize;
         candidates.for_each_pair(0..candidates.units(), |a, b, _| {
-            if let Some(&number) = self.ids.get(i)
+            if let Some(number) = self.ids.get(i)
                 && let Some(p) = self.patterns.get(number as usize)
             {
                 f(a, b, number, p);
@@ -217,7 +282,7 @@ mod tests {
     #[test]
     fn each_pair_keeps_the_number_of_its_distinct_pattern() {
         let c = Compared::from_levels(&[1, 1, 2, 1], &[1, 3, 1, 3, 1, 3, 2, 0], 2);
-        assert_eq!(c.ids, vec![0, 0, 1, 2]);
+        assert_eq!(c.ids, PatternNumbers::Narrow(vec![0, 0, 1, 2]));
         assert_eq!(c.patterns.len(), 3);
         assert_eq!(c.patterns[0].count, 2);
         assert_eq!(&*c.patterns[1].levels, &[1, 3]);
