@@ -1038,6 +1038,18 @@ mod tests {
         }
     }
 
+    /// Pairs of every rule's blocks (mask 0b11111), each pattern of levels `n` times.
+    fn repeated(patterns: &[(&[u8], usize)]) -> Compared {
+        let width = patterns.first().map_or(1, |(p, _)| p.len().max(1));
+        let mut levels = Vec::new();
+        for (pattern, n) in patterns {
+            for _ in 0..*n {
+                levels.extend_from_slice(pattern);
+            }
+        }
+        Compared::from_levels(&vec![0b11111; levels.len() / width], &levels, width)
+    }
+
     #[test]
     fn the_parts_of_an_address_are_anchored_again_where_the_street_differs() -> Result<(), String> {
         let settings = crate::spec::IdentitySpec::default()
@@ -1051,14 +1063,7 @@ mod tests {
         let same = [1u8, 1, 1, 1, 1, 1, 1, 1];
         let far = [1u8, 1, 1, 3, 4, 4, 1, 1];
         let near = [1u8, 1, 1, 3, 1, 1, 1, 1];
-        let mut levels = Vec::new();
-        for (pattern, n) in [(&same, 300), (&far, 200), (&near, 50)] {
-            for _ in 0..n {
-                levels.extend_from_slice(pattern);
-            }
-        }
-        let pairs = levels.len() / same.len();
-        let compared = Compared::from_levels(&vec![0b11111; pairs], &levels, 8);
+        let compared = repeated(&[(&same, 300), (&far, 200), (&near, 50)]);
         let everywhere = anchored_m(&settings, &compared, |_, _| true);
         let pc = everywhere[postcode]
             .as_ref()
@@ -1163,14 +1168,7 @@ mod tests {
         let within = [1u8, 1, 0, 1, 1, 1, 0, 0, 1];
         let outside = [1u8, 1, 0, 1, 1, 1, 0, 0, 2];
         let parent = [5u8, 1, 0, 1, 1, 1, 0, 0, 2]; // another member of the home
-        let mut levels = Vec::new();
-        for (pattern, n) in [(&within, 950), (&outside, 50), (&parent, 3_000)] {
-            for _ in 0..n {
-                levels.extend_from_slice(pattern);
-            }
-        }
-        let pairs = levels.len() / within.len();
-        let compared = Compared::from_levels(&vec![0b11111; pairs], &levels, 9);
+        let compared = repeated(&[(&within, 950), (&outside, 50), (&parent, 3_000)]);
         let m = anchored_m(&settings, &compared, |_, _| true);
         let years = m[8].as_ref().ok_or("year range not anchored")?;
         assert_eq!(years.1, 1_000, "the household's pairs are no anchors");
