@@ -72,6 +72,21 @@ impl ComparisonParameters {
         }
         (self.m[l] / self.u[l]).log2()
     }
+
+    /// The weight of `level` for a pair whose `part_of` comparison disagrees, before term
+    /// frequencies (`extra`, added): an agreeing level weighs log2(m/u) with m measured among
+    /// such pairs, never below nothing; other levels, and a comparison without that m, keep
+    /// their weight.
+    pub fn weight_where_whole_differs(&self, level: u8, extra: f64) -> f64 {
+        let weight = self.weight(level);
+        let l = usize::from(level);
+        match (&self.m_where_whole_differs, self.u.get(l)) {
+            (Some((m, _)), Some(u)) if weight > 0.0 => {
+                m.get(l).map_or(0.0, |m| ((m / u).log2() + extra).max(0.0))
+            }
+            _ => weight + extra,
+        }
+    }
 }
 
 /// The fitted model.
@@ -161,23 +176,15 @@ impl Parameters {
         } else {
             0.0
         };
-        let weight = p.weight(level);
-        if weight > 0.0
-            && self.whole_differs(c, levels)
-            && let Some((m, _)) = &p.m_where_whole_differs
-        {
-            let l = usize::from(level);
-            let given = match (m.get(l), p.u.get(l)) {
-                (Some(m), Some(u)) => (m / u).log2() + adjust,
-                _ => 0.0,
-            };
+        if p.weight(level) > 0.0 && self.whole_differs(c, levels) {
+            let given = p.weight_where_whole_differs(level, adjust);
             return if given > 0.0 {
                 (given, adjust.min(given))
             } else {
                 (0.0, 0.0)
             };
         }
-        (weight + adjust, adjust)
+        (p.weight(level) + adjust, adjust)
     }
 
     /// Each comparison's weight for a pair with levels `levels` (term frequency included, groups

@@ -669,13 +669,8 @@ pub fn parameters_table(p: &Parameters, settings: &Settings) -> Result<RecordBat
             m_given.push(m_l);
             // Only an agreeing level is weighed again (never below nothing); the others keep
             // their weight.
-            weight_given.push(m_l.map(|m_l| {
-                let w = c.weight(u8::try_from(l).unwrap_or(0));
-                match c.u.get(l) {
-                    Some(u) if w > 0.0 => (m_l / u).log2().max(0.0),
-                    _ => w,
-                }
-            }));
+            weight_given
+                .push(m_l.map(|_| c.weight_where_whole_differs(u8::try_from(l).unwrap_or(0), 0.0)));
             anchors_given.push(given.map(|(_, n)| i64::try_from(*n).unwrap_or(i64::MAX)));
             comparison.push(c.column.clone());
             level.push(i32::try_from(l).unwrap_or(i32::MAX));
