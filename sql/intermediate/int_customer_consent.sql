@@ -73,16 +73,27 @@ counted as (
        or (coalesce(l.consent_can_grant, false) and l.consent_date > d.last_denied)
 ),
 
-ranked as (
+-- The decisive statement of each customer and channel is the first in one ordering of every
+-- statement by customer, channel and the rules above: the row whose predecessor belongs to another
+-- customer or channel. lag() over one ordering streams, where row_number() partitioned by customer
+-- and channel keeps state for each of millions of partitions (eight times slower in DataFusion 55).
+ordered as (
     select
         *,
-        row_number() over (
-            partition by customer_id, channel
-            order by consent_date desc nulls last,
-                     case when consent = 'denied' then 0 else 1 end,
-                     source_system, record_id
-        ) as decisive_rank
+        lag(customer_id) over statements_in_order as previous_customer_id,
+        lag(channel) over statements_in_order     as previous_channel
     from counted
+    window statements_in_order as (
+        order by customer_id, channel, consent_date desc nulls last,
+                 case when consent = 'denied' then 0 else 1 end, source_system, record_id
+    )
+),
+
+decisive as (
+    select * from ordered
+    where previous_customer_id is null
+       or previous_customer_id <> customer_id
+       or previous_channel <> channel
 ),
 
 statement_counts as (
@@ -108,8 +119,8 @@ select
     coalesce(n.statements, 0)               as statements
 from customers c
 cross join channels ch
-left join ranked r
-    on r.customer_id = c.customer_id and r.channel = ch.channel and r.decisive_rank = 1
+left join decisive r
+    on r.customer_id = c.customer_id and r.channel = ch.channel
 left join statement_counts n
     on n.customer_id = c.customer_id and n.channel = ch.channel
 order by c.customer_id, ch.channel

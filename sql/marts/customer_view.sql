@@ -29,39 +29,66 @@ orders as (
     select * from fct_orders where customer_id is not null
 ),
 
+-- Orders by customer and day first: frequency counts purchase days, and counting rows of this is
+-- cheaper than a distinct count per customer.
+purchase_days as (
+    select
+        customer_id,
+        order_date,
+        count(*)                                            as orders,
+        sum(order_amount)                                   as amount,
+        sum(case when channel = 'web' then 1 else 0 end)    as web_orders,
+        sum(case when channel = 'store' then 1 else 0 end)  as store_orders,
+        -- The quarter (a 91-day period ending at the as-of date) of the last year it falls in.
+        case
+            when cast(as_of_date() - order_date as bigint) between 0 and 363
+            then cast(as_of_date() - order_date as bigint) / 91
+        end                                                 as quarter_last_year
+    from orders
+    group by customer_id, order_date
+),
+
 order_stats as (
     select
         customer_id,
-        min(order_date)                     as first_purchase_date,
-        max(order_date)                     as last_purchase_date,
-        count(distinct order_date)          as frequency,
-        count(*)                            as order_count,
-        sum(order_amount)                   as monetary_value,
-        sum(case when channel = 'web' then 1 else 0 end)    as web_order_count,
-        sum(case when channel = 'store' then 1 else 0 end)  as store_order_count,
-        -- Quarters (91-day periods ending at the as-of date) of the last year with a purchase.
-        count(distinct case
-            when cast(as_of_date() - order_date as bigint) between 0 and 363
-            then cast(as_of_date() - order_date as bigint) / 91
-        end)                                as active_quarters_last_year
-    from orders
+        min(order_date)                                     as first_purchase_date,
+        max(order_date)                                     as last_purchase_date,
+        count(*)                                            as frequency,
+        sum(orders)                                         as order_count,
+        cast(sum(amount) as decimal(22, 2))                 as monetary_value,
+        sum(web_orders)                                     as web_order_count,
+        sum(store_orders)                                   as store_order_count,
+        -- Quarters of the last year with a purchase.
+        max(case when quarter_last_year = 0 then 1 else 0 end)
+            + max(case when quarter_last_year = 1 then 1 else 0 end)
+            + max(case when quarter_last_year = 2 then 1 else 0 end)
+            + max(case when quarter_last_year = 3 then 1 else 0 end)
+                                                            as active_quarters_last_year
+    from purchase_days
     group by customer_id
 ),
 
+-- The vendor's append of the customer's first vendor record (by record id). "First" is the row
+-- whose predecessor in one ordering by customer and record belongs to another customer: lag()
+-- over one ordering streams, where row_number() partitioned by customer keeps state per customer.
 vendor as (
-    select
-        m.customer_id,
-        v.age_band,
-        v.income_band,
-        v.household_size,
-        v.home_ownership,
-        v.lifestyle_segment,
-        v.is_business,
-        v.industry,
-        v.employee_band,
-        row_number() over (partition by m.customer_id order by m.record_id) as vendor_rank
-    from int_customer_records__matched m
-    join stg_vendor__demographics v on v.record_id = m.record_id
+    select *
+    from (
+        select
+            m.customer_id,
+            v.age_band,
+            v.income_band,
+            v.household_size,
+            v.home_ownership,
+            v.lifestyle_segment,
+            v.is_business,
+            v.industry,
+            v.employee_band,
+            lag(m.customer_id) over (order by m.customer_id, m.record_id) as previous_customer_id
+        from int_customer_records__matched m
+        join stg_vendor__demographics v on v.record_id = m.record_id
+    )
+    where previous_customer_id is null or previous_customer_id <> customer_id
 ),
 
 touches as (
@@ -171,7 +198,7 @@ staged as (
         k.last_ticket_date
     from customers c
     left join order_stats s on s.customer_id = c.customer_id
-    left join vendor v on v.customer_id = c.customer_id and v.vendor_rank = 1
+    left join vendor v on v.customer_id = c.customer_id
     left join touches t on t.customer_id = c.customer_id
     left join tickets k on k.customer_id = c.customer_id
     left join closed_accounts x on x.customer_id = c.customer_id

@@ -45,24 +45,31 @@ hashed as (
     join snapshot_dates d on d.as_of = s.as_of
 ),
 
+-- A version starts where a customer's attributes differ from the snapshot before, or where the
+-- customer was absent from the snapshot before. Windows over one ordering of every snapshot row
+-- by customer and date, comparing each row with the row before it (which is another customer's
+-- at a customer's first row), stream; partitioned by customer they keep state per customer.
 flagged as (
     select
         *,
         case
-            when lag(attributes_hash) over w is null then 1
-            when lag(attributes_hash) over w <> attributes_hash then 1
-            when lag(snapshot_no) over w <> snapshot_no - 1 then 1
+            when lag(customer_id) over snapshots_in_order is null then 1
+            when lag(customer_id) over snapshots_in_order <> customer_id then 1
+            when lag(attributes_hash) over snapshots_in_order <> attributes_hash then 1
+            when lag(snapshot_no) over snapshots_in_order <> snapshot_no - 1 then 1
             else 0
         end as is_version_start
     from hashed
-    window w as (partition by customer_id order by as_of)
+    window snapshots_in_order as (order by customer_id, as_of)
 ),
 
+-- Versions numbered by a running count of version starts over the same ordering: the number is
+-- unique across customers, and each customer's versions are grouped by it.
 numbered as (
     select
         *,
         sum(is_version_start) over (
-            partition by customer_id order by as_of rows between unbounded preceding and current row
+            order by customer_id, as_of rows between unbounded preceding and current row
         ) as version_no
     from flagged
 ),

@@ -9,11 +9,19 @@ with source as (
     select * from raw.campaign_responses
 ),
 
+-- Each contact's most recent response: the row whose predecessor, in one ordering of every
+-- response by contact and then newest first, is another contact's. lag() over one ordering
+-- streams, where row_number() partitioned by contact keeps state for each of the contacts.
 ranked as (
     select
         *,
-        row_number() over (partition by contact_id order by sent_date desc, campaign_id desc) as recency_rank
+        lag(contact_id) over (order by contact_id, sent_date desc, campaign_id desc) as previous_contact_id
     from source
+),
+
+latest as (
+    select * from ranked
+    where previous_contact_id is null or previous_contact_id <> contact_id
 ),
 
 contacts as (
@@ -47,9 +55,8 @@ renamed as (
         c.unsubscribed_date                         as consent_date,
         false                                       as consent_can_grant,
         c.created_date
-    from ranked r
+    from latest r
     join contacts c on c.contact_id = r.contact_id
-    where r.recency_rank = 1
 )
 
 select * from renamed

@@ -114,6 +114,7 @@ impl Operation for Sql {
             register_history(cx.spec, cx.engine, model).await?;
             let rel = layout::partition_file(&model.layer, &model.name, cx.as_of);
             let staged = layout::staged(cx.run_id, &rel);
+            let started = std::time::Instant::now();
             let file = cx
                 .engine
                 .materialise(
@@ -131,8 +132,20 @@ impl Operation for Sql {
             if let Some(broken) = contract_problem(&model.name, &schema) {
                 return Err(Error::Input(format!("{}: {broken}", model.path.display())));
             }
-            tracing::info!(model = %model.name, rows = file.rows, "model materialised");
+            tracing::info!(
+                model = %model.name,
+                rows = file.rows,
+                seconds = started.elapsed().as_secs_f64(),
+                "model materialised"
+            );
+            let tested = std::time::Instant::now();
             cx.engine.run_data_tests(model).await?;
+            tracing::info!(
+                model = %model.name,
+                tests = model.tests.len(),
+                seconds = tested.elapsed().as_secs_f64(),
+                "data tests passed"
+            );
             out.add_table(StagedTable {
                 name: model.name.clone(),
                 staged,
