@@ -1,7 +1,8 @@
 -- Classifier features around {snapshots}: a query returning customer_id, _snapshot_date, _group
 -- and optionally label. Every feature sees only what was known on the snapshot date: orders and
 -- touch points on or before it, complaints still open on it; demographics are today's
--- (docs/models.md). Rows in customer, date and group order.
+-- (docs/models.md). No order by: the reader puts the rows in customer, date and group order
+-- (FeatureTable::sort_rows), so the result streams instead of being held whole by a sort.
 -- params: snapshots (a query: one of the *_snapshots queries)
 -- reads: fct_orders, fct_touchpoints, stg_service__tickets, customer_view
 
@@ -118,4 +119,3 @@ left join order_features o on o.customer_id = s.customer_id and o._snapshot_date
 left join campaigns c on c.customer_id = s.customer_id and c._snapshot_date = s._snapshot_date
 left join service v on v.customer_id = s.customer_id and v._snapshot_date = s._snapshot_date
 left join attributes a on a.customer_id = s.customer_id
-order by s.customer_id, s._snapshot_date, s._group

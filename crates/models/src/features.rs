@@ -352,7 +352,9 @@ impl FeatureTableBuilder {
         Ok(())
     }
 
-    /// The table of every row pushed.
+    /// The table of every row pushed, in [`FeatureTable::sort_rows`]'s order: the query need
+    /// not sort (a sort inside the query holds every row of its result twice, as Arrow
+    /// batches, before the first reaches this table).
     pub fn finish(self) -> FeatureTable {
         let mut table = self.table;
         table.groups = self.groups.map(|g| g.column);
@@ -361,6 +363,7 @@ impl FeatureTableBuilder {
             .into_iter()
             .map(|(name, b)| (name, b.column))
             .collect();
+        table.sort_rows();
         table
     }
 }
@@ -383,6 +386,88 @@ impl FeatureTable {
     /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
+    }
+
+    /// Puts the rows in one order whatever order they arrived in: by customer id, snapshot day
+    /// and group (the order of `order by customer_id, _snapshot_date, _group`, a group left
+    /// empty last), then by label and by every feature's value, so that rows equal in their keys
+    /// are ordered by what they hold. Categorical codes are numbered again by first appearance in
+    /// that order, so the table is the one its rows would have built had they arrived sorted.
+    /// Each column is rearranged in turn: besides the table, one column and the order are held.
+    pub fn sort_rows(&mut self) {
+        let n = self.len();
+        let mut order: Vec<u32> = (0..u32::try_from(n).unwrap_or(u32::MAX)).collect();
+        {
+            let cmp_f64 = |x: f64, y: f64| x.total_cmp(&y);
+            let group_of = |i: usize| self.groups.as_ref().and_then(|g| g.get(i));
+            order.sort_unstable_by(|&a, &b| {
+                let (a, b) = (a as usize, b as usize);
+                self.ids
+                    .get(a)
+                    .cmp(self.ids.get(b))
+                    .then_with(|| match &self.snapshot_days {
+                        Some(d) => d[a].cmp(&d[b]),
+                        None => std::cmp::Ordering::Equal,
+                    })
+                    .then_with(|| match (group_of(a), group_of(b)) {
+                        (Some(x), Some(y)) => x.cmp(y),
+                        (Some(_), None) => std::cmp::Ordering::Less,
+                        (None, Some(_)) => std::cmp::Ordering::Greater,
+                        (None, None) => std::cmp::Ordering::Equal,
+                    })
+                    .then_with(|| match &self.labels {
+                        Some(l) => cmp_f64(l[a], l[b]),
+                        None => std::cmp::Ordering::Equal,
+                    })
+                    .then_with(|| {
+                        self.numeric
+                            .iter()
+                            .map(|(_, v)| cmp_f64(v[a], v[b]))
+                            .find(|o| o.is_ne())
+                            .unwrap_or(std::cmp::Ordering::Equal)
+                    })
+                    .then_with(|| {
+                        self.categorical
+                            .iter()
+                            .map(|(_, v)| match (v.get(a), v.get(b)) {
+                                (Some(x), Some(y)) => x.cmp(y),
+                                (Some(_), None) => std::cmp::Ordering::Less,
+                                (None, Some(_)) => std::cmp::Ordering::Greater,
+                                (None, None) => std::cmp::Ordering::Equal,
+                            })
+                            .find(|o| o.is_ne())
+                            .unwrap_or(std::cmp::Ordering::Equal)
+                    })
+            });
+        }
+        if order.iter().enumerate().all(|(i, &r)| i == r as usize) {
+            return;
+        }
+        let ids = std::mem::take(&mut self.ids);
+        self.ids = order.iter().map(|&i| ids.get(i as usize)).collect();
+        drop(ids);
+        let permute_f64 = |v: &mut Vec<f64>| {
+            let sorted: Vec<f64> = order.iter().map(|&i| v[i as usize]).collect();
+            *v = sorted;
+        };
+        if let Some(l) = self.labels.as_mut() {
+            permute_f64(l);
+        }
+        for (_, v) in &mut self.numeric {
+            permute_f64(v);
+        }
+        if let Some(d) = self.snapshot_days.as_mut() {
+            let sorted: Vec<i32> = order.iter().map(|&i| d[i as usize]).collect();
+            *d = sorted;
+        }
+        let recode =
+            |c: &CodedColumn| -> CodedColumn { order.iter().map(|&i| c.get(i as usize)).collect() };
+        if let Some(g) = self.groups.as_mut() {
+            *g = recode(g);
+        }
+        for (_, c) in &mut self.categorical {
+            *c = recode(c);
+        }
     }
 
     /// The rows at `rows`, in that order.
@@ -737,6 +822,86 @@ mod tests {
     use arrow::array::{BooleanArray, Float64Array, Int64Array, StringArray};
     use arrow::datatypes::Field;
     use std::sync::Arc;
+
+    /// Campaign rows (customer, snapshot date, group, label, a number, a category) as a batch.
+    fn campaign_rows(
+        rows: &[(&str, i32, &str, i64, f64, Option<&str>)],
+    ) -> (Arc<Schema>, RecordBatch) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("customer_id", DataType::Utf8, false),
+            Field::new("_snapshot_date", DataType::Date32, false),
+            Field::new("_group", DataType::Utf8, false),
+            Field::new("label", DataType::Int64, false),
+            Field::new("spend", DataType::Float64, true),
+            Field::new("income_band", DataType::Utf8, true),
+        ]));
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(arrow::array::Date32Array::from_iter_values(
+                    rows.iter().map(|r| r.1),
+                )),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3))),
+                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.4))),
+                Arc::new(StringArray::from_iter(rows.iter().map(|r| r.5))),
+            ],
+        );
+        match b {
+            Ok(b) => (schema, b),
+            Err(e) => unreachable!("{e}"),
+        }
+    }
+
+    #[test]
+    fn rows_read_in_any_order_make_the_table_sorted_rows_make() {
+        let sorted = [
+            ("A", 20_000, "CMP1", 0, 1.0, Some("low")),
+            ("A", 20_000, "CMP2", 1, 2.0, None),
+            ("A", 20_010, "CMP1", 0, 3.0, Some("high")),
+            ("B", 19_990, "CMP3", 0, 4.0, Some("high")),
+            ("B", 19_990, "CMP3", 1, 0.5, Some("low")),
+            ("C", 20_000, "CMP1", 1, 5.0, Some("mid")),
+        ];
+        let shuffled = [
+            sorted[5], sorted[2], sorted[4], sorted[0], sorted[3], sorted[1],
+        ];
+        let read = |rows: &[(&str, i32, &str, i64, f64, Option<&str>)]| {
+            let (schema, first) = campaign_rows(&rows[..3]);
+            let (_, second) = campaign_rows(&rows[3..]);
+            FeatureTable::from_batches("rows", &schema, &[first, second])
+        };
+        let (Ok(in_order), Ok(out_of_order)) = (read(&sorted), read(&shuffled)) else {
+            unreachable!("the rows are valid")
+        };
+        assert_eq!(in_order, out_of_order);
+        assert_eq!(
+            out_of_order.ids.iter().collect::<Vec<_>>(),
+            ["A", "A", "A", "B", "B", "C"]
+        );
+        // Rows equal in customer, date and group are ordered by label, then by value.
+        assert_eq!(
+            out_of_order.labels,
+            Some(vec![0.0, 1.0, 0.0, 0.0, 1.0, 1.0])
+        );
+        // Codes are numbered by first appearance in the sorted rows, as if read in order.
+        assert_eq!(out_of_order.categorical[0].1.codes(), [1, 0, 2, 2, 1, 3]);
+        assert_eq!(
+            out_of_order
+                .groups
+                .as_ref()
+                .map(|g| g.iter().collect::<Vec<_>>()),
+            Some(vec![
+                Some("CMP1"),
+                Some("CMP2"),
+                Some("CMP1"),
+                Some("CMP3"),
+                Some("CMP3"),
+                Some("CMP1")
+            ])
+        );
+    }
 
     fn batch() -> (Arc<Schema>, RecordBatch) {
         let schema = Arc::new(Schema::new(vec![
