@@ -823,10 +823,11 @@ mod tests {
     use arrow::datatypes::Field;
     use std::sync::Arc;
 
-    /// Campaign rows (customer, snapshot date, group, label, a number, a category) as a batch.
-    fn campaign_rows(
-        rows: &[(&str, i32, &str, i64, f64, Option<&str>)],
-    ) -> (Arc<Schema>, RecordBatch) {
+    /// A campaign row: customer, snapshot day, group, label, a number and a category.
+    type CampaignRow<'a> = (&'a str, i32, &'a str, i64, f64, Option<&'a str>);
+
+    /// Campaign rows as a batch.
+    fn campaign_rows(rows: &[CampaignRow<'_>]) -> (Arc<Schema>, RecordBatch) {
         let schema = Arc::new(Schema::new(vec![
             Field::new("customer_id", DataType::Utf8, false),
             Field::new("_snapshot_date", DataType::Date32, false),
@@ -867,7 +868,7 @@ mod tests {
         let shuffled = [
             sorted[5], sorted[2], sorted[4], sorted[0], sorted[3], sorted[1],
         ];
-        let read = |rows: &[(&str, i32, &str, i64, f64, Option<&str>)]| {
+        let read = |rows: &[CampaignRow<'_>]| {
             let (schema, first) = campaign_rows(&rows[..3]);
             let (_, second) = campaign_rows(&rows[3..]);
             FeatureTable::from_batches("rows", &schema, &[first, second])
