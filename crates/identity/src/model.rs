@@ -176,7 +176,8 @@ impl Parameters {
         } else {
             0.0
         };
-        if p.weight(level) > 0.0 && self.whole_differs(c, levels) {
+        let weight = p.weight(level);
+        if weight > 0.0 && self.whole_differs(c, levels) {
             let given = p.weight_where_whole_differs(level, adjust);
             return if given > 0.0 {
                 (given, adjust.min(given))
@@ -184,7 +185,7 @@ impl Parameters {
                 (0.0, 0.0)
             };
         }
-        (p.weight(level) + adjust, adjust)
+        (weight + adjust, adjust)
     }
 
     /// Each comparison's weight for a pair with levels `levels` (term frequency included, groups

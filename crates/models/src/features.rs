@@ -196,6 +196,16 @@ pub struct FeatureTable {
     pub categorical: Vec<(String, CodedColumn)>,
 }
 
+/// Text values in SQL's ascending order: an empty value after every other.
+fn nulls_last(a: Option<&str>, b: Option<&str>) -> std::cmp::Ordering {
+    match (a, b) {
+        (Some(x), Some(y)) => x.cmp(y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    }
+}
+
 fn bad(what: &str, reason: impl std::fmt::Display) -> Error {
     Error::BadInput(format!("{what}: {reason}"))
 }
@@ -409,12 +419,7 @@ impl FeatureTable {
                         Some(d) => d[a].cmp(&d[b]),
                         None => std::cmp::Ordering::Equal,
                     })
-                    .then_with(|| match (group_of(a), group_of(b)) {
-                        (Some(x), Some(y)) => x.cmp(y),
-                        (Some(_), None) => std::cmp::Ordering::Less,
-                        (None, Some(_)) => std::cmp::Ordering::Greater,
-                        (None, None) => std::cmp::Ordering::Equal,
-                    })
+                    .then_with(|| nulls_last(group_of(a), group_of(b)))
                     .then_with(|| match &self.labels {
                         Some(l) => cmp_f64(l[a], l[b]),
                         None => std::cmp::Ordering::Equal,
@@ -429,12 +434,7 @@ impl FeatureTable {
                     .then_with(|| {
                         self.categorical
                             .iter()
-                            .map(|(_, v)| match (v.get(a), v.get(b)) {
-                                (Some(x), Some(y)) => x.cmp(y),
-                                (Some(_), None) => std::cmp::Ordering::Less,
-                                (None, Some(_)) => std::cmp::Ordering::Greater,
-                                (None, None) => std::cmp::Ordering::Equal,
-                            })
+                            .map(|(_, v)| nulls_last(v.get(a), v.get(b)))
                             .find(|o| o.is_ne())
                             .unwrap_or(std::cmp::Ordering::Equal)
                     })
