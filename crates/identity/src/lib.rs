@@ -209,6 +209,7 @@ fn identity_conflict<'a>(
         return None;
     }
     let prior = params.prior_weight();
+    let weigher = params.weigher(records);
     Some(move |a: u32, b: u32| {
         let (a, b) = (a as usize, b as usize);
         if conflict_reason(settings, records, a, b).is_none() {
@@ -216,7 +217,7 @@ fn identity_conflict<'a>(
         }
         let mut levels = Vec::with_capacity(settings.comparisons.len());
         compare::vector(&settings.comparisons, records, a, b, &mut levels);
-        prior + params.evidence_weight(records, a, &levels) < CONFLICT_OVERRIDE_WEIGHT
+        prior + weigher.evidence_weight(a, &levels) < CONFLICT_OVERRIDE_WEIGHT
     })
 }
 
@@ -235,9 +236,22 @@ pub fn resolve(
     previous: &stable::Previous,
     truth: Option<&[Option<u32>]>,
 ) -> Result<Resolution> {
+    // Each stage's time in the log (`-vv`): where a slow resolution spends it.
+    let mut clock = std::time::Instant::now();
+    let mut lap = |phase: &str| {
+        tracing::debug!(
+            phase,
+            seconds = clock.elapsed().as_secs_f64(),
+            "identity phase"
+        );
+        clock = std::time::Instant::now();
+    };
     let candidates = blocking::candidates(settings, records);
+    lap("blocking");
     let compared = compared::Compared::compare(settings, records, &candidates)?;
+    lap("comparing");
     let parameters = model::fit(settings, records, &candidates, &compared);
+    lap("fitting");
     let prior = parameters.prior_weight();
 
     let mut links = Vec::new();
@@ -247,8 +261,9 @@ pub fn resolve(
         .links_min_probability
         .min(settings.attach_competitor_probability);
     let linking = blocking::linking_rules(settings);
+    let weigher = parameters.weigher(records);
     compared.for_each(&candidates, |a, b, number, pattern| {
-        let weight = prior + parameters.evidence_weight(records, a as usize, &pattern.levels);
+        let weight = prior + weigher.evidence_weight(a as usize, &pattern.levels);
         let probability = model::probability(weight);
         // A pair only an attaching rule found never links by itself: attaching weighs it.
         if probability >= settings.match_probability && pattern.mask & linking != 0 {
@@ -267,6 +282,7 @@ pub fn resolve(
         }
     });
 
+    lap("scoring pairs");
     let guard_bit: Vec<u64> = {
         let bits: Vec<u64> = records
             .source_names
@@ -372,6 +388,7 @@ pub fn resolve(
         }
         (clusters, report)
     };
+    lap("clustering");
     links.retain(|l| l.probability >= settings.links_min_probability);
     for link in &mut links {
         link.accepted = link.probability >= settings.match_probability
@@ -379,8 +396,10 @@ pub fn resolve(
             && clusters[link.a as usize] == clusters[link.b as usize];
     }
     let (ids, changes) = stable::assign(&records.ids, &clusters, previous);
+    lap("stable ids");
     let (households, household_report) =
         household::households(settings, records, &candidates, &compared, &clusters);
+    lap("households");
     let mut first_of: Vec<Option<usize>> = vec![None; household_report.households as usize];
     for (r, h) in households.iter().enumerate() {
         if let Some(slot) = first_of.get_mut(*h as usize) {

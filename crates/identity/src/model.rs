@@ -152,33 +152,162 @@ impl Parameters {
         })
     }
 
+    /// The weights of pairs of `records`, with every logarithm taken once: per comparison and
+    /// level, and per value for term frequencies. Build one for many pairs.
+    pub fn weigher<'a>(&'a self, records: &'a Records) -> Weigher<'a> {
+        Weigher::new(self, records)
+    }
+
+    /// Each comparison's weight for one pair (see [`Weigher::weights`]); for many pairs, use one
+    /// [`Parameters::weigher`].
+    pub fn weights(&self, records: &Records, a: usize, levels: &[u8]) -> (Vec<f64>, Vec<f64>) {
+        self.weigher(records).weights(a, levels)
+    }
+
+    /// The match weight of one pair, prior aside (see [`Weigher::evidence_weight`]); for many
+    /// pairs, use one [`Parameters::weigher`].
+    pub fn evidence_weight(&self, records: &Records, a: usize, levels: &[u8]) -> f64 {
+        self.weigher(records).evidence_weight(a, levels)
+    }
+
+    fn group_count(&self) -> usize {
+        self.group_caps.len()
+    }
+
+    /// The most a group's agreements may add: the largest exact-agreement weight of one member
+    /// (agreeing on everything a household shares says no more about the person than its best
+    /// single identifier does).
+    pub fn group_cap(&self, group: usize) -> f64 {
+        self.group_caps.get(group).copied().unwrap_or(0.0)
+    }
+}
+
+/// Match weights of pairs of one set of records under fitted [`Parameters`]: log2(m/u) of every
+/// level, the term-frequency adjustment of every value and the weights where an address's whole
+/// differs are computed once, so weighing one of fifty million candidate pairs is table lookups.
+pub struct Weigher<'a> {
+    params: &'a Parameters,
+    records: &'a Records,
+    /// Per comparison, log2(m/u) of each level (0 for null).
+    level: Vec<Vec<f64>>,
+    /// Per comparison with term frequencies, the adjustment of exact agreement on each value:
+    /// log2(u / f), f the value's share of the records.
+    term_frequency: Vec<Option<Vec<f64>>>,
+    /// Per comparison with m measured where its whole differs: the whole's comparison and last
+    /// level, and per level log2(m/u) among such pairs (`None`: no m for that level).
+    where_whole_differs: Vec<Option<WholeDiffers>>,
+}
+
+/// See [`Weigher::where_whole_differs`].
+struct WholeDiffers {
+    whole: usize,
+    last: usize,
+    level: Vec<Option<f64>>,
+}
+
+impl<'a> Weigher<'a> {
+    fn new(params: &'a Parameters, records: &'a Records) -> Self {
+        let comparisons = &params.comparisons;
+        let level = comparisons
+            .iter()
+            .map(|p| {
+                (0..p.m.len())
+                    .map(|l| p.weight(u8::try_from(l).unwrap_or(u8::MAX)))
+                    .collect()
+            })
+            .collect();
+        let term_frequency = comparisons
+            .iter()
+            .enumerate()
+            .map(|(c, p)| {
+                let (true, Some(col), Some(u)) =
+                    (p.term_frequency, records.columns.get(c), p.u.get(1))
+                else {
+                    return None;
+                };
+                Some(
+                    (0..col.values.len())
+                        .map(|code| {
+                            let code = u32::try_from(code).unwrap_or(crate::records::NULL);
+                            (u / col.frequency(code).clamp(FLOOR, 1.0)).log2()
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        let where_whole_differs = comparisons
+            .iter()
+            .map(|p| {
+                let (Some((m, _)), Some(whole)) = (&p.m_where_whole_differs, p.part_of) else {
+                    return None;
+                };
+                let last = comparisons.get(whole).map_or(0, |w| w.m.len() - 1);
+                let level = p
+                    .u
+                    .iter()
+                    .enumerate()
+                    .map(|(l, u)| m.get(l).map(|m| (m / u).log2()))
+                    .collect();
+                Some(WholeDiffers { whole, last, level })
+            })
+            .collect();
+        Self {
+            params,
+            records,
+            level,
+            term_frequency,
+            where_whole_differs,
+        }
+    }
+
+    /// The code of record `a` on comparison `c`'s column.
+    fn code(&self, c: usize, a: usize) -> u32 {
+        self.records
+            .columns
+            .get(c)
+            .and_then(|col| col.codes.get(a).copied())
+            .unwrap_or(crate::records::NULL)
+    }
+
     /// The weight of comparison `c` at `level` for a pair whose first record is `a` and whose
     /// levels are `levels` (term frequency included), and the term-frequency part alone. An
     /// agreeing part of an address whose whole disagrees (the postcode of pairs at two streets)
     /// weighs log2(m/u) with m measured among such pairs, and never less than nothing.
-    fn comparison_weight(
-        &self,
-        records: &Records,
-        c: usize,
-        a: usize,
-        levels: &[u8],
-    ) -> (f64, f64) {
-        let Some(p) = self.comparisons.get(c) else {
-            return (0.0, 0.0);
+    fn comparison_weight(&self, c: usize, a: usize, level: u8, levels: &[u8]) -> (f64, f64) {
+        let l = usize::from(level);
+        let adjust = match self.term_frequency.get(c) {
+            Some(Some(per_value)) if level == 1 => {
+                let code = self.code(c, a);
+                per_value.get(code as usize).copied().unwrap_or_else(|| {
+                    // A record without a value (only levels given by hand say it agrees).
+                    let u = self.params.comparisons.get(c).and_then(|p| p.u.get(1));
+                    match (u, self.records.columns.get(c)) {
+                        (Some(u), Some(col)) => (u / col.frequency(code).clamp(FLOOR, 1.0)).log2(),
+                        _ => 0.0,
+                    }
+                })
+            }
+            _ => 0.0,
         };
-        let level = levels.get(c).copied().unwrap_or(0);
-        let adjust = if level == 1 && p.term_frequency {
-            records.columns.get(c).map_or(0.0, |col| {
-                let code = col.codes.get(a).copied().unwrap_or(crate::records::NULL);
-                let f = col.frequency(code).clamp(FLOOR, 1.0);
-                (p.u[1] / f).log2()
+        let weight = self
+            .level
+            .get(c)
+            .and_then(|w| w.get(l))
+            .copied()
+            .unwrap_or(0.0);
+        if weight > 0.0
+            && let Some(Some(differs)) = self.where_whole_differs.get(c)
+            && levels.get(differs.whole).is_some_and(|w| {
+                let w = usize::from(*w);
+                w != 0 && w == differs.last
             })
-        } else {
-            0.0
-        };
-        let weight = p.weight(level);
-        if weight > 0.0 && self.whole_differs(c, levels) {
-            let given = p.weight_where_whole_differs(level, adjust);
+        {
+            // Agreeing where the whole differs: m measured among such pairs, never below nothing.
+            let given = match differs.level.get(l) {
+                Some(Some(w)) => (w + adjust).max(0.0),
+                Some(None) => 0.0,
+                None => weight + adjust,
+            };
             return if given > 0.0 {
                 (given, adjust.min(given))
             } else {
@@ -191,20 +320,20 @@ impl Parameters {
     /// Each comparison's weight for a pair with levels `levels` (term frequency included, groups
     /// applied: a group's agreements are scaled down to its cap, and of its disagreements only the
     /// strongest counts), and the term-frequency part alone.
-    pub fn weights(&self, records: &Records, a: usize, levels: &[u8]) -> (Vec<f64>, Vec<f64>) {
+    pub fn weights(&self, a: usize, levels: &[u8]) -> (Vec<f64>, Vec<f64>) {
         let (mut w, mut tf): (Vec<f64>, Vec<f64>) = levels
             .iter()
             .enumerate()
-            .map(|(c, _)| self.comparison_weight(records, c, a, levels))
+            .map(|(c, &level)| self.comparison_weight(c, a, level, levels))
             .unzip();
-        for g in 0..self.group_count() {
+        for g in 0..self.params.group_count() {
             let members: Vec<usize> = (0..w.len())
                 .filter(|&c| {
-                    self.group_of(records, c, a, levels.get(c).copied().unwrap_or(0)) == Some(g)
+                    self.group_of(c, a, levels.get(c).copied().unwrap_or(0)) == Some(g)
                 })
                 .collect();
             let agree: f64 = members.iter().map(|&c| w[c].max(0.0)).sum();
-            let cap = self.group_cap(g);
+            let cap = self.params.group_cap(g);
             let scale = if agree > cap && agree > 0.0 {
                 cap / agree
             } else {
@@ -233,36 +362,27 @@ impl Parameters {
     /// The group comparison `c` counts in for a pair whose first record is `a` at `level`: its
     /// group, except that exact agreement on a value only one person holds (a mobile, a personal
     /// email: [`Records::mark_shared_values`]) is evidence about the person and counts on its own.
-    fn group_of(&self, records: &Records, c: usize, a: usize, level: u8) -> Option<usize> {
-        let group = self.comparisons.get(c)?.group?;
+    fn group_of(&self, c: usize, a: usize, level: u8) -> Option<usize> {
+        let group = self.params.comparisons.get(c)?.group?;
         let personal = level == 1
-            && records.columns.get(c).is_some_and(|col| {
-                col.is_personal(col.codes.get(a).copied().unwrap_or(crate::records::NULL))
-            });
+            && self
+                .records
+                .columns
+                .get(c)
+                .is_some_and(|col| col.is_personal(self.code(c, a)));
         (!personal).then_some(group)
-    }
-
-    fn group_count(&self) -> usize {
-        self.group_caps.len()
-    }
-
-    /// The most a group's agreements may add: the largest exact-agreement weight of one member
-    /// (agreeing on everything a household shares says no more about the person than its best
-    /// single identifier does).
-    pub fn group_cap(&self, group: usize) -> f64 {
-        self.group_caps.get(group).copied().unwrap_or(0.0)
     }
 
     /// The match weight of a pair, prior aside: the comparisons' weights with groups applied (no
     /// allocation for up to 32 groups: this runs for every candidate pair).
-    pub fn evidence_weight(&self, records: &Records, a: usize, levels: &[u8]) -> f64 {
+    pub fn evidence_weight(&self, a: usize, levels: &[u8]) -> f64 {
         let mut agree = [0.0f64; 32];
         let mut worst = [0.0f64; 32];
         let mut grouped = 0usize;
         let mut total = 0.0;
         for (c, &level) in levels.iter().enumerate() {
-            let w = self.comparison_weight(records, c, a, levels).0;
-            match self.group_of(records, c, a, level) {
+            let w = self.comparison_weight(c, a, level, levels).0;
+            match self.group_of(c, a, level) {
                 Some(g) if g < 32 => {
                     grouped = grouped.max(g + 1);
                     if w > 0.0 {
@@ -275,7 +395,7 @@ impl Parameters {
             }
         }
         for g in 0..grouped {
-            total += agree[g].min(self.group_cap(g)) + worst[g];
+            total += agree[g].min(self.params.group_cap(g)) + worst[g];
         }
         total
     }
@@ -768,10 +888,11 @@ fn estimate_prior(
     let mut bins: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
     let linking = crate::blocking::linking_rules(settings);
     let mut counted = 0usize;
+    let weigher = params.weigher(records);
     compared.for_each(candidates, |a, _, _, p| {
         // Pairs only an attaching rule found are not counted: they do not train the model.
         if p.mask & linking != 0 {
-            let w = params.evidence_weight(records, a as usize, &p.levels);
+            let w = weigher.evidence_weight(a as usize, &p.levels);
             add_to_histogram(&mut bins, std::iter::once(w));
             counted += 1;
         }

@@ -562,6 +562,7 @@ fn links_rows(
     let width = settings.comparisons.len();
     let mut levels: Vec<StringBuilder> = (0..width).map(|_| StringBuilder::new()).collect();
     let mut weights: Vec<Float64Builder> = (0..width).map(|_| Float64Builder::new()).collect();
+    let weigher = r.parameters.weigher(records);
     for link in links {
         a.append_value(&records.ids[link.a as usize]);
         b.append_value(&records.ids[link.b as usize]);
@@ -575,7 +576,7 @@ fn links_rows(
         prob.append_value(link.probability);
         accepted.append_value(link.accepted);
         let link_levels = r.levels(link);
-        let (link_weights, _) = r.parameters.weights(records, link.a as usize, link_levels);
+        let (link_weights, _) = weigher.weights(link.a as usize, link_levels);
         for (c, p) in r.parameters.comparisons.iter().enumerate() {
             let l = link_levels.get(c).copied().unwrap_or(0) as usize;
             levels[c].append_value(p.labels.get(l).map_or("", String::as_str));
