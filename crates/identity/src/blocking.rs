@@ -13,7 +13,7 @@
 //! leaving the records that have one to the rules that compare them within their postcode. Its
 //! blocks are held to the cap by the pairs they make, not by their size.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use crate::records::{NULL, Records};
 use crate::spec::{BlockingRule, Settings};

@@ -261,11 +261,7 @@ mod tests {
     }
     /// Random strings over `alphabet`, 0 to 23 characters; every other one a copy of `base` with
     /// a letter changed and perhaps two swapped (near pairs, where the levels lie).
-    fn near_or_random(
-        rng: &mut rand_chacha::ChaCha8Rng,
-        alphabet: &[char],
-        base: &str,
-    ) -> String {
+    fn near_or_random(rng: &mut rand_chacha::ChaCha8Rng, alphabet: &[char], base: &str) -> String {
         use rand::Rng;
         if rng.random_bool(0.5) {
             let mut s: Vec<char> = base.chars().collect();
@@ -322,7 +318,6 @@ mod tests {
         }
         assert!(ruled_out > 10_000, "the bound rules out {ruled_out} pairs");
     }
-
 }
 
 #[cfg(test)]
@@ -375,5 +370,4 @@ mod year_range_tests {
             vec!["within".to_string(), "else".to_string()]
         );
     }
-
 }

@@ -4,7 +4,7 @@
 //! pattern table keeps the levels and how many pairs have them. The pairs themselves are produced
 //! again from the blocks ([`Candidates::for_each_pair`]) in the same order whenever they are needed.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use crate::blocking::Candidates;
 use crate::records::Records;
@@ -23,13 +23,25 @@ pub struct Pattern {
 }
 
 /// The pattern of every candidate pair, in candidate order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Compared {
     /// Distinct patterns, numbered in order of first appearance.
     pub patterns: Vec<Pattern>,
     /// The pattern number of each pair.
     ids: PatternNumbers,
+    /// Consecutive ranges of the candidates' units, each with the number of its first pair:
+    /// [`Compared::for_each_in_parts`] walks them on several threads.
+    parts: Vec<(std::ops::Range<usize>, usize)>,
 }
+
+/// Equal when every pair has the same pattern, however the pairs were split to compare them.
+impl PartialEq for Compared {
+    fn eq(&self, other: &Self) -> bool {
+        self.patterns == other.patterns && self.ids == other.ids
+    }
+}
+
+impl Eq for Compared {}
 
 /// One pattern number per pair: two bytes while there are at most 65,536 patterns (a few
 /// thousand is usual: at a million persons, 49 million pairs share 2,772), four beyond.
@@ -217,8 +229,10 @@ impl Compared {
         let mut out = Compared {
             ids: PatternNumbers::with_capacity(candidates.len(), patterns.len()),
             patterns,
+            parts: Vec::with_capacity(ranges.len()),
         };
-        for (part, global) in parts.into_iter().zip(globals) {
+        for ((part, global), range) in parts.into_iter().zip(globals).zip(ranges) {
+            out.parts.push((range, out.ids.len()));
             for local in part.ids {
                 let id = global.get(local as usize).copied().unwrap_or(0);
                 if let Some(p) = out.patterns.get_mut(id as usize) {
@@ -248,6 +262,7 @@ impl Compared {
             ids.push(id);
         }
         Compared {
+            parts: vec![(0..ids.len(), 0)],
             patterns: part.patterns,
             ids,
         }
@@ -258,6 +273,70 @@ impl Compared {
         self.ids
             .get(i)
             .and_then(|id| self.patterns.get(id as usize))
+    }
+
+    /// Walks the candidate pairs on every core (at most 16 threads) in the parts they were
+    /// compared in: for each part, `start()` makes a state and `f(state, a, b, number, pattern)`
+    /// is called for the part's pairs in order. The states come back in the order of the parts, so
+    /// whatever is gathered in them and joined in that order is what one walk in order gathers.
+    /// `candidates` must be those the pairs were compared from.
+    pub fn for_each_in_parts<T: Send>(
+        &self,
+        candidates: &Candidates,
+        start: impl Fn() -> T + Sync,
+        f: impl Fn(&mut T, u32, u32, u32, &Pattern) + Sync,
+    ) -> Result<Vec<T>> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .clamp(1, 16);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let states: Vec<std::sync::Mutex<Option<T>>> = self
+            .parts
+            .iter()
+            .map(|_| std::sync::Mutex::new(None))
+            .collect();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads.min(self.parts.len()).max(1))
+                .map(|_| {
+                    scope.spawn(|| {
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some((units, first)) = self.parts.get(i) else {
+                                break;
+                            };
+                            let mut state = start();
+                            let mut pair = *first;
+                            candidates.for_each_pair(units.clone(), |a, b, _| {
+                                if let Some(number) = self.ids.get(pair)
+                                    && let Some(p) = self.patterns.get(number as usize)
+                                {
+                                    f(&mut state, a, b, number, p);
+                                }
+                                pair += 1;
+                            });
+                            if let Some(slot) = states.get(i)
+                                && let Ok(mut slot) = slot.lock()
+                            {
+                                *slot = Some(state);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            handles.into_iter().try_for_each(|h| {
+                h.join()
+                    .map_err(|_| Error::Internal("a thread walking the pairs failed".into()))
+            })
+        })?;
+        states
+            .into_iter()
+            .map(|slot| {
+                slot.into_inner()
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| Error::Internal("a part of the pairs was not walked".into()))
+            })
+            .collect()
     }
 
     /// Calls `f(a, b, number, pattern)` for every candidate pair, in order (`number`: the
@@ -346,6 +425,17 @@ mod tests {
             let split =
                 Compared::compare_in_parts(&settings, &records, &candidates, threads, parts)?;
             assert_eq!(split, whole, "{threads} threads, {parts} parts");
+            // Walked part by part on several threads and joined in order: the pairs of one walk.
+            let mut walked = Vec::new();
+            whole.for_each(&candidates, |a, b, number, _| walked.push((a, b, number)));
+            let joined: Vec<(u32, u32, u32)> = split
+                .for_each_in_parts(&candidates, Vec::new, |seen, a, b, number, _| {
+                    seen.push((a, b, number));
+                })?
+                .into_iter()
+                .flatten()
+                .collect();
+            assert_eq!(joined, walked, "{threads} threads, {parts} parts");
         }
         Ok(())
     }

@@ -125,8 +125,7 @@ pub fn households(
     // shared phone or email was never a candidate (the blocking rules want one surname).
     // The city, where the records have one, keeps apart two "12 Oak Street" of one large postal
     // area in two suburbs.
-    let mut first_at: std::collections::HashMap<(u32, u32, u32), u32> =
-        std::collections::HashMap::new();
+    let mut first_at: hashbrown::HashMap<(u32, u32, u32), u32> = hashbrown::HashMap::new();
     let columns = AddressColumns::of(settings, records);
     for (r, &c) in clusters.iter().enumerate() {
         if let Some(key) = columns.as_ref().and_then(|cols| cols.dwelling(r)) {

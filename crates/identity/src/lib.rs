@@ -250,38 +250,48 @@ pub fn resolve(
     lap("blocking");
     let compared = compared::Compared::compare(settings, records, &candidates)?;
     lap("comparing");
-    let parameters = model::fit(settings, records, &candidates, &compared);
+    let parameters = model::fit(settings, records, &candidates, &compared)?;
     lap("fitting");
     let prior = parameters.prior_weight();
 
-    let mut links = Vec::new();
-    let mut above = Vec::new();
     // Pairs kept: those of the links table, and those attaching reads (dropped after it).
     let keep_from = settings
         .links_min_probability
         .min(settings.attach_competitor_probability);
     let linking = blocking::linking_rules(settings);
     let weigher = parameters.weigher(records);
-    compared.for_each(&candidates, |a, b, number, pattern| {
-        let weight = prior + weigher.evidence_weight(a as usize, &pattern.levels);
-        let probability = model::probability(weight);
-        // A pair only an attaching rule found never links by itself: attaching weighs it.
-        if probability >= settings.match_probability && pattern.mask & linking != 0 {
-            above.push((a, b, weight));
-        }
-        if probability >= keep_from {
-            links.push(Link {
-                a,
-                b,
-                rule: u8::try_from(pattern.mask.trailing_zeros()).unwrap_or(u8::MAX),
-                weight,
-                probability,
-                pattern: number,
-                accepted: false,
-            });
-        }
-    });
-
+    // Scored part by part on every core; the parts' pairs joined in order are those of one walk.
+    let parts = compared.for_each_in_parts(
+        &candidates,
+        || (Vec::new(), Vec::new()),
+        |(above, links): &mut (Vec<(u32, u32, f64)>, Vec<Link>), a, b, number, pattern| {
+            let weight = prior + weigher.evidence_weight(a as usize, &pattern.levels);
+            let probability = model::probability(weight);
+            // A pair only an attaching rule found never links by itself: attaching weighs it.
+            if probability >= settings.match_probability && pattern.mask & linking != 0 {
+                above.push((a, b, weight));
+            }
+            if probability >= keep_from {
+                links.push(Link {
+                    a,
+                    b,
+                    rule: u8::try_from(pattern.mask.trailing_zeros()).unwrap_or(u8::MAX),
+                    weight,
+                    probability,
+                    pattern: number,
+                    accepted: false,
+                });
+            }
+        },
+    )?;
+    let (mut above, mut links) = (
+        Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum()),
+        Vec::with_capacity(parts.iter().map(|p| p.1.len()).sum()),
+    );
+    for (part_above, part_links) in parts {
+        above.extend(part_above);
+        links.extend(part_links);
+    }
     lap("scoring pairs");
     let guard_bit: Vec<u64> = {
         let bits: Vec<u64> = records

@@ -23,7 +23,7 @@
 //! - Term frequencies: on a comparison with `term_frequency`, exact agreement on a value held by a
 //!   share f of the records uses u = f instead of the average u, so a rare surname counts more.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -242,12 +242,11 @@ impl<'a> Weigher<'a> {
                     return None;
                 };
                 let last = comparisons.get(whole).map_or(0, |w| w.m.len() - 1);
-                let level = p
-                    .u
-                    .iter()
-                    .enumerate()
-                    .map(|(l, u)| m.get(l).map(|m| (m / u).log2()))
-                    .collect();
+                let level =
+                    p.u.iter()
+                        .enumerate()
+                        .map(|(l, u)| m.get(l).map(|m| (m / u).log2()))
+                        .collect();
                 Some(WholeDiffers { whole, last, level })
             })
             .collect();
@@ -328,9 +327,7 @@ impl<'a> Weigher<'a> {
             .unzip();
         for g in 0..self.params.group_count() {
             let members: Vec<usize> = (0..w.len())
-                .filter(|&c| {
-                    self.group_of(c, a, levels.get(c).copied().unwrap_or(0)) == Some(g)
-                })
+                .filter(|&c| self.group_of(c, a, levels.get(c).copied().unwrap_or(0)) == Some(g))
                 .collect();
             let agree: f64 = members.iter().map(|&c| w[c].max(0.0)).sum();
             let cap = self.params.group_cap(g);
@@ -421,28 +418,28 @@ const EXACT_U_MIN_RECORDS: u64 = 1000;
 /// The share of pairs of records that both have a value of `column` whose values are the same
 /// (`None` with fewer than [`EXACT_U_MIN_RECORDS`] values).
 fn exact_agreement(column: &crate::records::Column) -> Option<f64> {
-    let mut per_code: HashMap<u32, u64> = HashMap::new();
+    let mut per_code = vec![0u64; column.values.len()];
     for &code in &column.codes {
-        if code != crate::records::NULL {
-            *per_code.entry(code).or_insert(0) += 1;
+        if let Some(n) = per_code.get_mut(code as usize) {
+            *n += 1;
         }
     }
-    let known: u64 = per_code.values().sum();
+    let known: u64 = per_code.iter().sum();
     if known < EXACT_U_MIN_RECORDS {
         // A handful of records: the pairs of one person are a large share of all pairs, and
         // counting them would take agreement for chance; the sampled share is kept.
         return None;
     }
-    let same: f64 = per_code
-        .values()
-        .map(|&n| n as f64 * (n as f64 - 1.0))
-        .sum();
+    let same: f64 = per_code.iter().map(|&n| n as f64 * (n as f64 - 1.0)).sum();
     Some(same / (known as f64 * (known as f64 - 1.0)))
 }
 
 /// u from `n` random pairs, seeded (exact agreement counted over every record); and per comparison, the share of random pairs (both known)
 /// whose values begin with the same letter (for the forename's initial level).
-fn estimate_u(settings: &Settings, records: &Records) -> (Vec<Vec<f64>>, u64, Vec<f64>) {
+fn estimate_u(
+    settings: &Settings,
+    records: &Records,
+) -> crate::Result<(Vec<Vec<f64>>, u64, Vec<f64>)> {
     let mut first_letter = vec![(0.0f64, 0.0f64); settings.comparisons.len()];
     let n = records.len();
     let mut counts: Vec<Vec<f64>> = settings
@@ -452,31 +449,80 @@ fn estimate_u(settings: &Settings, records: &Records) -> (Vec<Vec<f64>>, u64, Ve
         .collect();
     let mut drawn = 0u64;
     if n >= 2 {
+        // The pairs are drawn in order from the seeded generator, then compared on every core;
+        // the counts are whole numbers, so their sums do not depend on how the pairs were split.
         let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
-        let mut levels = Vec::with_capacity(settings.comparisons.len());
         let all_pairs = (n as u128) * (n as u128 - 1) / 2;
         let draws = (settings.u_sample_pairs as u128).min(all_pairs) as usize;
-        for _ in 0..draws {
-            let a = rng.random_range(0..n);
-            let mut b = rng.random_range(0..n - 1);
-            if b >= a {
-                b += 1;
-            }
-            levels.clear();
-            compare::vector(&settings.comparisons, records, a, b, &mut levels);
-            for (c, &l) in levels.iter().enumerate() {
-                counts[c][l as usize] += 1.0;
-                if l != 0 && settings.comparisons[c].kind == Kind::Forename {
-                    let col = &records.columns[c];
-                    let letter = |r: usize| col.value(r).and_then(|v| v.chars().next());
-                    first_letter[c].1 += 1.0;
-                    if letter(a) == letter(b) {
-                        first_letter[c].0 += 1.0;
+        let pairs: Vec<(u32, u32)> = (0..draws)
+            .map(|_| {
+                let a = rng.random_range(0..n);
+                let mut b = rng.random_range(0..n - 1);
+                if b >= a {
+                    b += 1;
+                }
+                (
+                    u32::try_from(a).unwrap_or(u32::MAX),
+                    u32::try_from(b).unwrap_or(u32::MAX),
+                )
+            })
+            .collect();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .clamp(1, 16);
+        let chunk = pairs.len().div_ceil(threads).max(1);
+        let count_chunk = |chunk: &[(u32, u32)]| {
+            let mut counts: Vec<Vec<f64>> = settings
+                .comparisons
+                .iter()
+                .map(|c| vec![0.0; c.level_count()])
+                .collect();
+            let mut first_letter = vec![(0.0f64, 0.0f64); settings.comparisons.len()];
+            let mut levels = Vec::with_capacity(settings.comparisons.len());
+            for &(a, b) in chunk {
+                let (a, b) = (a as usize, b as usize);
+                levels.clear();
+                compare::vector(&settings.comparisons, records, a, b, &mut levels);
+                for (c, &l) in levels.iter().enumerate() {
+                    counts[c][l as usize] += 1.0;
+                    if l != 0 && settings.comparisons[c].kind == Kind::Forename {
+                        let col = &records.columns[c];
+                        let letter = |r: usize| col.value(r).and_then(|v| v.chars().next());
+                        first_letter[c].1 += 1.0;
+                        if letter(a) == letter(b) {
+                            first_letter[c].0 += 1.0;
+                        }
                     }
                 }
             }
-            drawn += 1;
+            (counts, first_letter)
+        };
+        let parts = std::thread::scope(|scope| {
+            let handles: Vec<_> = pairs
+                .chunks(chunk)
+                .map(|c| scope.spawn(move || count_chunk(c)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().map_err(|_| {
+                        crate::Error::Internal("a thread comparing random pairs failed".into())
+                    })
+                })
+                .collect::<crate::Result<Vec<_>>>()
+        })?;
+        for (part_counts, part_letters) in parts {
+            for (total, part) in counts.iter_mut().zip(part_counts) {
+                for (t, p) in total.iter_mut().zip(part) {
+                    *t += p;
+                }
+            }
+            for (total, part) in first_letter.iter_mut().zip(part_letters) {
+                total.0 += part.0;
+                total.1 += part.1;
+            }
         }
+        drawn = pairs.len() as u64;
     }
     for (i, c) in counts.iter_mut().enumerate() {
         // Add-one smoothing: a level never seen among random pairs is rare, not impossible.
@@ -517,7 +563,7 @@ fn estimate_u(settings: &Settings, records: &Records) -> (Vec<Vec<f64>>, u64, Ve
             }
         })
         .collect();
-    (counts, drawn, shares)
+    Ok((counts, drawn, shares))
 }
 
 /// The starting m: exact 0.8, the partial levels share 0.15, else 0.05.
@@ -616,9 +662,9 @@ pub fn fit(
     records: &Records,
     candidates: &Candidates,
     compared: &Compared,
-) -> Parameters {
+) -> crate::Result<Parameters> {
     let width = settings.comparisons.len();
-    let (u, u_pairs, same_letter) = estimate_u(settings, records);
+    let (u, u_pairs, same_letter) = estimate_u(settings, records)?;
     let start: Vec<Vec<f64>> = settings
         .comparisons
         .iter()
@@ -704,8 +750,8 @@ pub fn fit(
         })
         .collect();
     let mut params = Parameters::new(comparisons, 1e-4, u_pairs, em_iterations);
-    params.prior = estimate_prior(settings, &params, records, candidates, compared);
-    params
+    params.prior = estimate_prior(settings, &params, records, candidates, compared)?;
+    Ok(params)
 }
 
 /// The m of the forename's "initial" level (`j` against `john`). Anchor pairs cannot see it: the
@@ -882,22 +928,34 @@ fn estimate_prior(
     records: &Records,
     candidates: &Candidates,
     compared: &Compared,
-) -> f64 {
+) -> crate::Result<f64> {
     let n = records.len() as f64;
     let all_pairs = (n * (n - 1.0) / 2.0).max(1.0);
-    let mut bins: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
     let linking = crate::blocking::linking_rules(settings);
-    let mut counted = 0usize;
     let weigher = params.weigher(records);
-    compared.for_each(candidates, |a, _, _, p| {
-        // Pairs only an attaching rule found are not counted: they do not train the model.
-        if p.mask & linking != 0 {
-            let w = weigher.evidence_weight(a as usize, &p.levels);
-            add_to_histogram(&mut bins, std::iter::once(w));
-            counted += 1;
+    // Counted part by part on every core; the counts are whole numbers, so their sums do not
+    // depend on how the pairs were split.
+    let parts = compared.for_each_in_parts(
+        candidates,
+        || (std::collections::BTreeMap::<i64, f64>::new(), 0usize),
+        |(bins, counted), a, _, _, p| {
+            // Pairs only an attaching rule found are not counted: they do not train the model.
+            if p.mask & linking != 0 {
+                let w = weigher.evidence_weight(a as usize, &p.levels);
+                add_to_histogram(bins, std::iter::once(w));
+                *counted += 1;
+            }
+        },
+    );
+    let mut bins = std::collections::BTreeMap::new();
+    let mut counted = 0usize;
+    for (part, n) in parts? {
+        for (bin, count) in part {
+            *bins.entry(bin).or_insert(0.0) += count;
         }
-    });
-    prior_fixed_point(&histogram_bins(bins), counted, all_pairs)
+        counted += n;
+    }
+    Ok(prior_fixed_point(&histogram_bins(bins), counted, all_pairs))
 }
 
 /// Match weights counted into bins of 1/[`PRIOR_BINS_PER_BIT`] bit.
@@ -999,7 +1057,7 @@ mod tests {
             (exact - expected).abs() < 1e-12,
             "{exact} against {expected}"
         );
-        let (u, _, _) = estimate_u(&settings, &records);
+        let (u, _, _) = estimate_u(&settings, &records)?;
         assert!(
             (u[date][1] - exact).abs() < 1e-12,
             "{} against {exact}",
@@ -1204,7 +1262,8 @@ mod tests {
             &Records::new(&settings),
             &Candidates::default(),
             &compared,
-        );
+        )
+        .map_err(|e| e.to_string())?;
         let given = fitted.comparisons[postcode]
             .m_where_whole_differs
             .as_ref()

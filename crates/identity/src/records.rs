@@ -32,7 +32,7 @@ pub struct Column {
     /// The code of each value, found by the value's hash and compared against `values`: the table
     /// holds codes only, not a second copy of every value.
     index: hashbrown::HashTable<u32>,
-    hasher: std::hash::RandomState,
+    hasher: hashbrown::DefaultHashBuilder,
 }
 
 impl Column {

@@ -1,6 +1,6 @@
 //! Arrow in and out: records from the input table's batches, and the five output tables.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{

@@ -1,7 +1,7 @@
 //! The `identity` step: resolves the unioned customer records into customer ids with
 //! clientele-identity, keeping the ids of the last published run.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, StringArray};
@@ -108,6 +108,16 @@ impl Operation for Identity {
     async fn run(&self, cx: &StepContext<'_>) -> Result<StepOutput> {
         let settings = &cx.spec.identity;
         let input = &self.input;
+        // Each stage's time in the log (`-vv`), beside the resolution's own stages.
+        let mut clock = std::time::Instant::now();
+        let mut lap = |phase: &str| {
+            tracing::debug!(
+                phase,
+                seconds = clock.elapsed().as_secs_f64(),
+                "identity phase"
+            );
+            clock = std::time::Instant::now();
+        };
         // Streamed batch by batch into the records: the input whole as Arrow would take more
         // memory than the records it becomes.
         let what = format!("reading the identity input '{input}'");
@@ -125,6 +135,7 @@ impl Operation for Identity {
         let records = loader
             .finish()
             .map_err(|e| Error::Input(format!("identity input '{input}': {e}")))?;
+        lap("reading records");
         // The truth and the last run's customer ids, streamed into one number per record: maps of
         // millions of record ids to strings would take more memory than the records themselves.
         let index = record_index(&records);
@@ -166,6 +177,7 @@ impl Operation for Identity {
         };
         let previous = previous_ids(cx.engine, cx.warehouse, &index).await?;
         drop(index);
+        lap("reading truth and previous ids");
         let owned = settings.clone();
         let (records, resolution) = tokio::task::spawn_blocking(move || {
             resolve(&records, &owned, &previous, truth.as_deref()).map(|r| (records, r))
@@ -194,6 +206,7 @@ impl Operation for Identity {
                 })
                 .await?,
             );
+            lap(&format!("writing {name}"));
         }
         let household_accuracy = truth_households
             .map(|t| clientele_identity::evaluate::accuracy(&resolution.households, &t));
