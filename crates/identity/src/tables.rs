@@ -77,27 +77,28 @@ impl<'a> RecordLoader<'a> {
             .iter()
             .map(|c| strings(batch, &c.column))
             .collect::<Result<Vec<_>>>()?;
-        let mut raw: Vec<Option<&str>> = Vec::with_capacity(columns.len());
-        for row in 0..batch.num_rows() {
+        let rows = batch.num_rows();
+        let mut row_ids = Vec::with_capacity(rows);
+        let mut row_sources = Vec::with_capacity(rows);
+        for row in 0..rows {
             if ids.is_null(row) {
                 return Err(Error::Input(format!(
                     "record_id is null in row {} of the input",
-                    self.records.len() + 1
+                    self.records.len() + row + 1
                 )));
             }
-            let source = if sources.is_null(row) {
+            row_ids.push(ids.value(row));
+            row_sources.push(if sources.is_null(row) {
                 ""
             } else {
                 sources.value(row)
-            };
-            raw.clear();
-            raw.extend(
-                columns
-                    .iter()
-                    .map(|c| (!c.is_null(row)).then(|| c.value(row))),
-            );
-            self.records.push(ids.value(row), source, &raw);
+            });
         }
+        self.records.push_many(&row_ids, &row_sources, |c, row| {
+            columns
+                .get(c)
+                .and_then(|column| (!column.is_null(row)).then(|| column.value(row)))
+        });
         Ok(())
     }
 

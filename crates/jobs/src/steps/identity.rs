@@ -184,6 +184,7 @@ impl Operation for Identity {
         })
         .await
         .map_err(|e| Error::Internal(format!("identity resolution stopped: {e}")))??;
+        lap("resolving");
         let s = &resolution.summary;
         tracing::info!(
             records = s.records,
