@@ -77,7 +77,7 @@ fn read_transactions(args: &TransactionArgs, path: &Path) -> Result<Vec<Transact
                 bail!("{shown} row {row}: the customer is empty");
             }
             out.push(Transaction {
-                customer: customer.trim().to_string(),
+                customer: customer.trim().into(),
                 day: i64::from(date32(day)),
                 amount,
             });
@@ -276,7 +276,7 @@ fn holdout_actuals(p: &Prepared, args: &TransactionArgs) -> Option<BTreeMap<Stri
         .iter()
         .filter(|t| t.day > start && t.day <= end)
     {
-        days.entry(t.customer.as_str()).or_default().insert(t.day);
+        days.entry(&*t.customer).or_default().insert(t.day);
     }
     Some(
         p.summary

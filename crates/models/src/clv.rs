@@ -172,7 +172,7 @@ pub fn clv_scores(
         .iter()
         .filter(|t| t.day <= as_of && t.day > as_of - 365)
     {
-        *last_year.entry(t.customer.as_str()).or_insert(0.0) += t.amount;
+        *last_year.entry(&*t.customer).or_insert(0.0) += t.amount;
     }
     let d = options.monthly_discount_rate;
     let annual = (1.0 + d).powi(12) - 1.0;

@@ -3,9 +3,11 @@
 use crate::btyd::CustomerSummary;
 
 /// One purchase: the customer, the day (any day count, such as days since 1970-01-01) and the spend.
+/// A customer's purchases may share one id (`Arc`): millions of transactions need not each hold a
+/// copy of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transaction {
-    pub customer: String,
+    pub customer: std::sync::Arc<str>,
     pub day: i64,
     pub amount: f64,
 }
@@ -27,7 +29,7 @@ pub fn summarise(
         .filter(|t| t.day <= calibration_end)
         .collect();
     fn key<'a>(t: &&'a Transaction) -> (&'a str, i64) {
-        (t.customer.as_str(), t.day)
+        (&t.customer, t.day)
     }
     // The scoring query returns them in this order already; a stable sort otherwise keeps one
     // day's purchases in their given order, so that their spend sums the same either way.
@@ -50,7 +52,7 @@ pub fn summarise(
         }
         let x = purchase_days - 1;
         out.push((
-            first.customer.clone(),
+            first.customer.to_string(),
             CustomerSummary {
                 x: x as f64,
                 t_x: (last_day - first_day) as f64 / unit_days,

@@ -33,7 +33,7 @@ fn transactions() -> Result<Vec<Transaction>, Box<dyn std::error::Error>> {
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let f: Vec<&str> = line.split_whitespace().collect();
         out.push(Transaction {
-            customer: f[1].to_string(),
+            customer: f[1].into(),
             day: day(f[2])?,
             amount: f[4].parse()?,
         });

@@ -289,6 +289,8 @@ pub(crate) fn clv_transactions(
     use arrow::array::Array;
     let bad = |m: &str| Error::Input(format!("the CLV query {m}"));
     let mut out = Vec::new();
+    // The query returns a customer's orders together: they share one copy of the id.
+    let mut customer: std::sync::Arc<str> = "".into();
     for b in batches {
         let column = |name: &str| {
             b.column_by_name(name)
@@ -309,8 +311,11 @@ pub(crate) fn clv_transactions(
             if c.is_null(i) || d.is_null(i) || a.is_null(i) {
                 continue;
             }
+            if *customer != *c.value(i) {
+                customer = c.value(i).into();
+            }
             out.push(clientele_models::Transaction {
-                customer: c.value(i).to_string(),
+                customer: customer.clone(),
                 day: i64::from(d.value(i)),
                 amount: a.value(i),
             });
