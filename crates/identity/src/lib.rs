@@ -221,6 +221,27 @@ fn identity_conflict<'a>(
     })
 }
 
+/// Each stage's time in the log (`identity phase`, with `phase` and `seconds`, at debug level:
+/// `clientele -vv`): where a slow resolution spends it.
+pub struct StageClock(std::time::Instant);
+
+impl StageClock {
+    /// A clock started now.
+    pub fn start() -> Self {
+        Self(std::time::Instant::now())
+    }
+
+    /// Logs the time since the start or the last lap as the time of `phase`, and starts again.
+    pub fn lap(&mut self, phase: &str) {
+        tracing::debug!(
+            phase,
+            seconds = self.0.elapsed().as_secs_f64(),
+            "identity phase"
+        );
+        self.0 = std::time::Instant::now();
+    }
+}
+
 /// Whether a link whose first rule is `rule` was found by a rule of the `linking` mask
 /// ([`blocking::linking_rules`]).
 fn found_by_linking_rule(rule: u8, linking: u32) -> bool {
@@ -236,16 +257,8 @@ pub fn resolve(
     previous: &stable::Previous,
     truth: Option<&[Option<u32>]>,
 ) -> Result<Resolution> {
-    // Each stage's time in the log (`-vv`): where a slow resolution spends it.
-    let mut clock = std::time::Instant::now();
-    let mut lap = |phase: &str| {
-        tracing::debug!(
-            phase,
-            seconds = clock.elapsed().as_secs_f64(),
-            "identity phase"
-        );
-        clock = std::time::Instant::now();
-    };
+    let mut clock = StageClock::start();
+    let mut lap = |phase: &str| clock.lap(phase);
     let candidates = blocking::candidates(settings, records);
     lap("blocking");
     let compared = compared::Compared::compare(settings, records, &candidates)?;

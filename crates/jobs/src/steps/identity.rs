@@ -109,15 +109,8 @@ impl Operation for Identity {
         let settings = &cx.spec.identity;
         let input = &self.input;
         // Each stage's time in the log (`-vv`), beside the resolution's own stages.
-        let mut clock = std::time::Instant::now();
-        let mut lap = |phase: &str| {
-            tracing::debug!(
-                phase,
-                seconds = clock.elapsed().as_secs_f64(),
-                "identity phase"
-            );
-            clock = std::time::Instant::now();
-        };
+        let mut clock = clientele_identity::StageClock::start();
+        let mut lap = |phase: &str| clock.lap(phase);
         // Streamed batch by batch into the records: the input whole as Arrow would take more
         // memory than the records it becomes.
         let what = format!("reading the identity input '{input}'");
