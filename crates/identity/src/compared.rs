@@ -130,6 +130,47 @@ impl Part {
     }
 }
 
+/// `work(i)` for every part `i` in `0..parts`, on `threads` threads taking the next part as they
+/// finish one; the results in part order. `failed`: the error when a thread panicked.
+fn on_threads<T: Send>(
+    threads: usize,
+    parts: usize,
+    failed: &str,
+    work: impl Fn(usize) -> T + Sync,
+) -> Result<Vec<T>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<T>>> =
+        (0..parts).map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads.clamp(1, parts.max(1)))
+            .map(|_| {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(slot) = slots.get(i) else { break };
+                        let result = work(i);
+                        if let Ok(mut slot) = slot.lock() {
+                            *slot = Some(result);
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().map_err(|_| Error::Internal(failed.into())))
+    })?;
+    slots
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .ok()
+                .flatten()
+                .ok_or_else(|| Error::Internal(format!("{failed}: a part was not done")))
+        })
+        .collect()
+}
+
 impl Compared {
     /// Compares every candidate pair of `candidates`, on every core (at most 16 threads), each
     /// thread over its own consecutive blocks; the result does not depend on the number of threads.
@@ -155,52 +196,24 @@ impl Compared {
     ) -> Result<Compared> {
         let width = settings.comparisons.len();
         let ranges = candidates.partition(parts);
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let parts: Vec<std::sync::Mutex<Option<Part>>> =
-            ranges.iter().map(|_| std::sync::Mutex::new(None)).collect();
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads.clamp(1, ranges.len().max(1)))
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut vector = Vec::with_capacity(width);
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(range) = ranges.get(i) else { break };
-                            let mut part = Part::default();
-                            candidates.for_each_pair(range.clone(), |a, b, mask| {
-                                vector.clear();
-                                compare::vector(
-                                    &settings.comparisons,
-                                    records,
-                                    a as usize,
-                                    b as usize,
-                                    &mut vector,
-                                );
-                                part.add(mask, &vector);
-                            });
-                            if let Some(slot) = parts.get(i)
-                                && let Ok(mut slot) = slot.lock()
-                            {
-                                *slot = Some(part);
-                            }
-                        }
-                    })
-                })
-                .collect();
-            handles.into_iter().try_for_each(|h| {
-                h.join()
-                    .map_err(|_| Error::Internal("a comparison thread failed".into()))
-            })
+        let parts = on_threads(threads, ranges.len(), "a comparison thread failed", |i| {
+            let mut part = Part::default();
+            let mut vector = Vec::with_capacity(width);
+            if let Some(range) = ranges.get(i) {
+                candidates.for_each_pair(range.clone(), |a, b, mask| {
+                    vector.clear();
+                    compare::vector(
+                        &settings.comparisons,
+                        records,
+                        a as usize,
+                        b as usize,
+                        &mut vector,
+                    );
+                    part.add(mask, &vector);
+                });
+            }
+            part
         })?;
-        let parts = parts
-            .into_iter()
-            .map(|slot| {
-                slot.into_inner()
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| Error::Internal("a part of the comparisons is missing".into()))
-            })
-            .collect::<Result<Vec<Part>>>()?;
         // The patterns first, numbered in order of first appearance; then the pairs' numbers, as
         // narrow as the number of patterns allows.
         let mut patterns = Vec::new();
@@ -289,54 +302,26 @@ impl Compared {
         let threads = std::thread::available_parallelism()
             .map_or(1, std::num::NonZeroUsize::get)
             .clamp(1, 16);
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let states: Vec<std::sync::Mutex<Option<T>>> = self
-            .parts
-            .iter()
-            .map(|_| std::sync::Mutex::new(None))
-            .collect();
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads.min(self.parts.len()).max(1))
-                .map(|_| {
-                    scope.spawn(|| {
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some((units, first)) = self.parts.get(i) else {
-                                break;
-                            };
-                            let mut state = start();
-                            let mut pair = *first;
-                            candidates.for_each_pair(units.clone(), |a, b, _| {
-                                if let Some(number) = self.ids.get(pair)
-                                    && let Some(p) = self.patterns.get(number as usize)
-                                {
-                                    f(&mut state, a, b, number, p);
-                                }
-                                pair += 1;
-                            });
-                            if let Some(slot) = states.get(i)
-                                && let Ok(mut slot) = slot.lock()
-                            {
-                                *slot = Some(state);
-                            }
+        on_threads(
+            threads,
+            self.parts.len(),
+            "a thread walking the pairs failed",
+            |i| {
+                let mut state = start();
+                if let Some((units, first)) = self.parts.get(i) {
+                    let mut pair = *first;
+                    candidates.for_each_pair(units.clone(), |a, b, _| {
+                        if let Some(number) = self.ids.get(pair)
+                            && let Some(p) = self.patterns.get(number as usize)
+                        {
+                            f(&mut state, a, b, number, p);
                         }
-                    })
-                })
-                .collect();
-            handles.into_iter().try_for_each(|h| {
-                h.join()
-                    .map_err(|_| Error::Internal("a thread walking the pairs failed".into()))
-            })
-        })?;
-        states
-            .into_iter()
-            .map(|slot| {
-                slot.into_inner()
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| Error::Internal("a part of the pairs was not walked".into()))
-            })
-            .collect()
+                        pair += 1;
+                    });
+                }
+                state
+            },
+        )
     }
 
     /// Calls `f(a, b, number, pattern)` for every candidate pair, in order (`number`: the

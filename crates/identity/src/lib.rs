@@ -305,6 +305,8 @@ pub fn resolve(
         above.extend(part_above);
         links.extend(part_links);
     }
+    // Its per-value tables are not needed past scoring (the conflict check keeps its own).
+    drop(weigher);
     lap("scoring pairs");
     let guard_bit: Vec<u64> = {
         let bits: Vec<u64> = records
