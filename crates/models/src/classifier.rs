@@ -63,14 +63,6 @@ impl Algorithm {
     }
 }
 
-fn column_major(columns: &[Vec<f64>], rows: usize) -> Vec<f64> {
-    let mut data = Vec::with_capacity(columns.len() * rows);
-    for c in columns {
-        data.extend_from_slice(c);
-    }
-    data
-}
-
 fn booster_error(e: impl std::fmt::Display) -> Error {
     Error::BadInput(format!("boosted trees: {e}"))
 }
@@ -100,12 +92,11 @@ impl Predictor {
                 Ok(Self::LogisticRegression { encoding, model })
             }
             Algorithm::BoostedTrees => {
-                let x = encoding.matrix(table, false)?;
-                if x.is_empty() {
+                let (data, columns) = encoding.column_major_rows(table, 0..table.len())?;
+                if columns == 0 {
                     return Err(Error::BadInput(format!("{what}: no features")));
                 }
-                let data = column_major(&x, labels.len());
-                let matrix = Matrix::new(&data, labels.len(), x.len());
+                let matrix = Matrix::new(&data, labels.len(), columns);
                 let mut booster = GradientBooster::default()
                     .set_iterations(150)
                     .set_learning_rate(0.05)
@@ -163,9 +154,8 @@ impl Predictor {
                     out.extend(model.predict(&encoding.matrix_rows(table, true, rows)?)?);
                 }
                 (Self::BoostedTrees { encoding, .. }, Some(booster)) => {
-                    let x = encoding.matrix_rows(table, false, rows)?;
-                    let data = column_major(&x, n);
-                    let matrix = Matrix::new(&data, n, x.len());
+                    let (data, columns) = encoding.column_major_rows(table, rows)?;
+                    let matrix = Matrix::new(&data, n, columns);
                     out.extend(booster.predict(&matrix, true).into_iter().map(sigmoid));
                 }
                 (Self::BoostedTrees { .. }, None) => {

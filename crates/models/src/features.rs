@@ -218,7 +218,35 @@ pub struct FeatureTableBuilder {
     table: FeatureTable,
     groups: Option<CodedBuilder>,
     categorical: Vec<(String, CodedBuilder)>,
+    /// Rows pushed (read from the query), kept or not.
     rows: usize,
+    /// When the table keeps only a sample: at most this many rows, and each kept row's
+    /// [`sample_key`].
+    sample: Option<(usize, Vec<f64>)>,
+}
+
+/// A row's place in every sample: the SHA-256 of its customer id and snapshot day (when the table
+/// has one), read as a number in [0, 1). A sample that keeps `share` of the rows keeps those below
+/// `share`, so a customer's rows are kept or dropped by who they are, never by their order or label.
+fn sample_key(id: &str, snapshot_day: Option<i32>) -> f64 {
+    let mut h = Sha256::new();
+    h.update(id.as_bytes());
+    if let Some(d) = snapshot_day {
+        h.update(d.to_le_bytes());
+    }
+    let digest = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first) as f64 / 2f64.powi(64)
+}
+
+/// The share of `rows` rows a sample of at most about `max_rows` keeps (1 when all fit).
+fn sample_share(max_rows: usize, rows: usize) -> f64 {
+    if rows <= max_rows {
+        1.0
+    } else {
+        max_rows as f64 / rows as f64
+    }
 }
 
 impl FeatureTableBuilder {
@@ -278,11 +306,175 @@ impl FeatureTableBuilder {
             groups,
             categorical,
             rows: 0,
+            sample: None,
         })
     }
 
-    /// Adds the rows of one batch.
+    /// A builder that keeps only the rows of [`FeatureTable::sample`]`(max_rows)` of every row
+    /// pushed: the same rows, without ever holding the whole. A row is dropped as soon as it
+    /// cannot be in the sample whatever follows (its key is above `max_rows` over the rows read
+    /// so far, which is never less than the final share), so about `max_rows` to twice as many
+    /// rows are held while reading.
+    pub fn sampled(what: &str, schema: &Schema, max_rows: usize) -> Result<Self> {
+        let mut builder = Self::new(what, schema)?;
+        builder.sample = Some((max_rows, Vec::new()));
+        Ok(builder)
+    }
+
+    /// Rows pushed so far (all of them, also those a sample did not keep).
+    pub fn rows_read(&self) -> usize {
+        self.rows
+    }
+
+    /// Adds the rows of one batch (those a sample keeps, when sampling).
     pub fn push(&mut self, batch: &RecordBatch) -> Result<()> {
+        let Some(max_rows) = self.sample.as_ref().map(|(m, _)| *m) else {
+            return self.append(batch);
+        };
+        // Every row is checked, kept or not: a sample never hides a bad row.
+        self.check(batch)?;
+        let what = self.what.as_str();
+        let col = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| bad(what, format!("a batch lacks column '{name}'")))
+        };
+        let ids = cast(col("customer_id")?, &DataType::Utf8).map_err(|e| bad(what, e))?;
+        let ids = ids.as_string::<i32>();
+        let days = match self.table.snapshot_days {
+            Some(_) => Some(
+                cast(col("_snapshot_date")?, &DataType::Date32).map_err(|e| bad(what, e))?,
+            ),
+            None => None,
+        };
+        let days = days.as_ref().map(|d| d.as_primitive::<Date32Type>());
+        let mut keep = Vec::with_capacity(batch.num_rows());
+        let mut keys = Vec::new();
+        for i in 0..batch.num_rows() {
+            let key = sample_key(ids.value(i), days.map(|d| d.value(i)));
+            // The final share is at most this one: the rows read so far are at most the total.
+            let kept = key < sample_share(max_rows, self.rows + i + 1);
+            if kept {
+                keys.push(key);
+            }
+            keep.push(kept);
+        }
+        if let Some((_, all)) = self.sample.as_mut() {
+            all.extend(keys);
+        }
+        let kept = arrow::compute::filter_record_batch(batch, &keep.into())
+            .map_err(|e| bad(what, e))?;
+        let read = self.rows + batch.num_rows();
+        self.append(&kept)?;
+        self.rows = read;
+        if let Some((_, keys)) = &self.sample
+            && keys.len() > 2 * max_rows.max(1)
+        {
+            self.keep_sample();
+        }
+        Ok(())
+    }
+
+    /// Drops the rows the sample of the rows read so far leaves out.
+    fn keep_sample(&mut self) {
+        let Some((max_rows, keys)) = self.sample.as_mut() else {
+            return;
+        };
+        let share = sample_share(*max_rows, self.rows);
+        let keep: Vec<bool> = keys.iter().map(|&k| k < share).collect();
+        if keep.iter().all(|&k| k) {
+            return;
+        }
+        keys.retain(|&k| k < share);
+        let table = &mut self.table;
+        table.ids = table
+            .ids
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(id, _)| id)
+            .collect();
+        let retain = |v: &mut Vec<f64>| {
+            let mut i = 0;
+            v.retain(|_| {
+                i += 1;
+                keep[i - 1]
+            });
+        };
+        if let Some(l) = table.labels.as_mut() {
+            retain(l);
+        }
+        for (_, v) in &mut table.numeric {
+            retain(v);
+        }
+        if let Some(d) = table.snapshot_days.as_mut() {
+            let mut i = 0;
+            d.retain(|_| {
+                i += 1;
+                keep[i - 1]
+            });
+        }
+        for b in self
+            .groups
+            .iter_mut()
+            .chain(self.categorical.iter_mut().map(|(_, b)| b))
+        {
+            let mut i = 0;
+            b.column.codes.retain(|_| {
+                i += 1;
+                keep[i - 1]
+            });
+        }
+    }
+
+    /// Checks every row of a batch as [`FeatureTableBuilder::append`] does, without adding it.
+    fn check(&self, batch: &RecordBatch) -> Result<()> {
+        let what = self.what.as_str();
+        let row_offset = self.rows;
+        let col = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| bad(what, format!("a batch lacks column '{name}'")))
+        };
+        let ids = cast(col("customer_id")?, &DataType::Utf8).map_err(|e| bad(what, e))?;
+        let ids = ids.as_string::<i32>();
+        if let Some(i) = (0..batch.num_rows()).find(|&i| ids.is_null(i)) {
+            return Err(bad(
+                what,
+                format!("row {} has an empty customer_id", row_offset + i + 1),
+            ));
+        }
+        if self.table.labels.is_some() {
+            let l = cast(col("label")?, &DataType::Float64).map_err(|e| bad(what, e))?;
+            let l = l.as_primitive::<Float64Type>();
+            for i in 0..batch.num_rows() {
+                let v = if l.is_null(i) { f64::NAN } else { l.value(i) };
+                if v != 0.0 && v != 1.0 {
+                    return Err(bad(
+                        what,
+                        format!(
+                            "row {} (customer {}) has label {v}; labels are 0 or 1",
+                            row_offset + i + 1,
+                            ids.value(i)
+                        ),
+                    ));
+                }
+            }
+        }
+        if self.table.snapshot_days.is_some() {
+            let d = cast(col("_snapshot_date")?, &DataType::Date32).map_err(|e| bad(what, e))?;
+            if let Some(i) = (0..batch.num_rows()).find(|&i| d.is_null(i)) {
+                return Err(bad(
+                    what,
+                    format!("row {} has an empty _snapshot_date", row_offset + i + 1),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds every row of one batch.
+    fn append(&mut self, batch: &RecordBatch) -> Result<()> {
         let what = self.what.as_str();
         let table = &mut self.table;
         let row_offset = self.rows;
@@ -365,7 +557,8 @@ impl FeatureTableBuilder {
     /// The table of every row pushed, in [`FeatureTable::sort_rows`]'s order: the query need
     /// not sort (a sort inside the query holds every row of its result twice, as Arrow
     /// batches, before the first reaches this table).
-    pub fn finish(self) -> FeatureTable {
+    pub fn finish(mut self) -> FeatureTable {
+        self.keep_sample();
         let mut table = self.table;
         table.groups = self.groups.map(|g| g.column);
         table.categorical = self
@@ -497,15 +690,7 @@ impl FeatureTable {
     /// Whether row `i` is in a sample that keeps `share` of the rows: the SHA-256 of its
     /// customer id and snapshot day, read as a number in [0, 1), is below `share`.
     fn sampled(&self, i: usize, share: f64) -> bool {
-        let mut h = Sha256::new();
-        h.update(self.ids.get(i).as_bytes());
-        if let Some(d) = &self.snapshot_days {
-            h.update(d[i].to_le_bytes());
-        }
-        let digest = h.finalize();
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&digest[..8]);
-        (u64::from_be_bytes(first) as f64 / 2f64.powi(64)) < share
+        sample_key(self.ids.get(i), self.snapshot_days.as_ref().map(|d| d[i])) < share
     }
 
     /// At most about `max_rows` rows, the same ones on every run: a row is kept when the SHA-256
@@ -526,7 +711,7 @@ impl FeatureTable {
         if rows.len() <= max_rows {
             return self.select(rows);
         }
-        let share = max_rows as f64 / rows.len() as f64;
+        let share = sample_share(max_rows, rows.len());
         let kept: Vec<usize> = rows
             .iter()
             .copied()
@@ -724,6 +909,26 @@ impl Encoding {
         Ok(out)
     }
 
+    /// The values of [`Encoding::matrix_rows`] without standardising, as one column-major buffer
+    /// (the form the boosted trees read), and the number of columns: built directly, without the
+    /// columns first.
+    pub fn column_major_rows(
+        &self,
+        table: &FeatureTable,
+        rows: std::ops::Range<usize>,
+    ) -> Result<(Vec<f64>, usize)> {
+        let rows = rows.start.min(table.len())..rows.end.min(table.len());
+        let columns = self.feature_columns(table)?;
+        let mut out = Vec::with_capacity(columns.len() * rows.len());
+        for column in &columns {
+            match column {
+                FeatureColumn::Numeric(values) => out.extend_from_slice(&values[rows.clone()]),
+                _ => out.extend(rows.clone().map(|i| column.value(i))),
+            }
+        }
+        Ok((out, columns.len()))
+    }
+
     /// Each matrix column's numeric feature (for its scaling), `None` for level columns.
     fn column_scaling(&self) -> impl Iterator<Item = Option<&NumericFeature>> + '_ {
         self.numeric.iter().map(Some).chain(
@@ -904,6 +1109,76 @@ mod tests {
         );
     }
 
+    /// Many campaign rows: customers with one to four sends each, labels and categories varied.
+    fn many_campaign_rows(n: usize) -> Vec<(String, i32, String, i64, f64, Option<&'static str>)> {
+        (0..n)
+            .map(|i| {
+                let customer = i / 3 + (i % 7) / 5;
+                (
+                    format!("C{customer:06}"),
+                    20_000 + (i % 4) as i32 * 30,
+                    format!("CMP{}", i % 4),
+                    i64::from(i % 11 == 0),
+                    (i * 37 % 1000) as f64 / 10.0,
+                    [Some("low"), Some("mid"), None, Some("high")][i % 4],
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_sampled_builder_keeps_the_rows_the_sample_of_the_whole_keeps() -> Result<()> {
+        let rows = many_campaign_rows(30_000);
+        let borrowed: Vec<CampaignRow<'_>> = rows
+            .iter()
+            .map(|r| (r.0.as_str(), r.1, r.2.as_str(), r.3, r.4, r.5))
+            .collect();
+        let batches: Vec<RecordBatch> = borrowed
+            .chunks(1_777)
+            .map(|c| campaign_rows(c).1)
+            .collect();
+        let schema = campaign_rows(&borrowed[..1]).0;
+        let whole = FeatureTable::from_batches("rows", &schema, &batches)?;
+        for max_rows in [1_000, 7_500, 29_999, 30_000, 50_000] {
+            let mut builder = FeatureTableBuilder::sampled("rows", &schema, max_rows)?;
+            for b in &batches {
+                builder.push(b)?;
+                // The builder never holds much more than twice the sample.
+                let held = builder.sample.as_ref().map_or(0, |(_, k)| k.len());
+                assert!(held <= 2 * max_rows + 1_777, "{held} rows held");
+            }
+            assert_eq!(builder.rows_read(), 30_000);
+            let sampled = builder.finish();
+            let expected = whole.sample(max_rows);
+            assert_eq!(sampled.len(), expected.len(), "max_rows {max_rows}");
+            assert_eq!(sampled.checksum(), expected.checksum(), "max_rows {max_rows}");
+            assert_eq!(sampled.snapshot_days, expected.snapshot_days);
+            assert_eq!(
+                sampled.groups.as_ref().map(|g| g.iter().collect::<Vec<_>>()),
+                expected.groups.as_ref().map(|g| g.iter().collect::<Vec<_>>())
+            );
+            if max_rows <= 7_500 {
+                assert!(sampled.len() < 2 * max_rows, "max_rows {max_rows}: {} rows", sampled.len());
+            }
+        }
+        // A bad row is refused even when the sample would have dropped it.
+        let mut bad_rows = borrowed.clone();
+        bad_rows[29_000].3 = 2;
+        let mut builder = FeatureTableBuilder::sampled("churn training", &schema, 10)?;
+        let mut refused = None;
+        for c in bad_rows.chunks(1_777) {
+            if let Err(e) = builder.push(&campaign_rows(c).1) {
+                refused = Some(e.to_string());
+                break;
+            }
+        }
+        assert!(
+            refused.as_deref().is_some_and(|e| e.contains("row 29001 (customer")),
+            "{refused:?}"
+        );
+        Ok(())
+    }
+
     fn batch() -> (Arc<Schema>, RecordBatch) {
         let schema = Arc::new(Schema::new(vec![
             Field::new("customer_id", DataType::Utf8, false),
@@ -948,6 +1223,18 @@ mod tests {
         assert_eq!(m[0][1], 0.0, "a missing value is the mean");
         assert_eq!(m[3], vec![0.0, 1.0, 0.0], "missing level");
         assert_eq!(m[4], vec![1.0, 0.0, 0.0]);
+        // The trees' column-major buffer holds the unstandardised matrix, column after column.
+        let columns = enc.matrix(&t, false)?;
+        let (buffer, n) = enc.column_major_rows(&t, 1..3)?;
+        assert_eq!(n, 6);
+        let expected: Vec<f64> = columns.iter().flat_map(|c| c[1..3].to_vec()).collect();
+        assert_eq!(buffer.len(), expected.len());
+        assert!(
+            buffer
+                .iter()
+                .zip(&expected)
+                .all(|(a, b)| a == b || (a.is_nan() && b.is_nan()))
+        );
         Ok(())
     }
 

@@ -429,6 +429,23 @@ async fn table(engine: &Engine, what: &str, sql: &str) -> Result<FeatureTable> {
     Ok(builder.finish())
 }
 
+/// The rows of `FeatureTable::sample(max_rows)` of a feature query's rows, read batch by batch
+/// without holding the rows the sample leaves out, and how many rows the query returned.
+async fn sampled_table(
+    engine: &Engine,
+    what: &str,
+    sql: &str,
+    max_rows: usize,
+) -> Result<(FeatureTable, usize)> {
+    let mut stream = engine.stream(what, sql).await?;
+    let mut builder = FeatureTableBuilder::sampled(what, &stream.schema(), max_rows)?;
+    while let Some(batch) = stream.next().await {
+        builder.push(&batch?)?;
+    }
+    let rows = builder.rows_read();
+    Ok((builder.finish(), rows))
+}
+
 /// The query of the churn model's scoring rows, with the date written `{as_of}`.
 pub fn churn_scoring_template() -> Result<String> {
     features(queries::CHURN_SCORING_SNAPSHOTS.text())
@@ -596,15 +613,14 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
     let windows = ChurnWindows::new(as_of, opts.churn_horizon_days)?;
     let h = windows.horizon_days;
     let churn = {
-        let churn_train = table(
+        // Only the sample the fits learn from is kept of the training window.
+        let (churn_train, churn_train_rows) = sampled_table(
             engine,
             "churn training rows",
             &churn_rows(windows.train_cutoff, h)?,
+            MAX_TRAINING_ROWS,
         )
         .await?;
-        // Only the sample the fits learn from is kept of the training window.
-        let churn_train_rows = churn_train.len();
-        let churn_train = churn_train.sample(MAX_TRAINING_ROWS).into_owned();
         let churn_valid = table(
             engine,
             "churn validation rows",
