@@ -342,9 +342,9 @@ impl FeatureTableBuilder {
         let ids = cast(col("customer_id")?, &DataType::Utf8).map_err(|e| bad(what, e))?;
         let ids = ids.as_string::<i32>();
         let days = match self.table.snapshot_days {
-            Some(_) => Some(
-                cast(col("_snapshot_date")?, &DataType::Date32).map_err(|e| bad(what, e))?,
-            ),
+            Some(_) => {
+                Some(cast(col("_snapshot_date")?, &DataType::Date32).map_err(|e| bad(what, e))?)
+            }
             None => None,
         };
         let days = days.as_ref().map(|d| d.as_primitive::<Date32Type>());
@@ -362,8 +362,8 @@ impl FeatureTableBuilder {
         if let Some((_, all)) = self.sample.as_mut() {
             all.extend(keys);
         }
-        let kept = arrow::compute::filter_record_batch(batch, &keep.into())
-            .map_err(|e| bad(what, e))?;
+        let kept =
+            arrow::compute::filter_record_batch(batch, &keep.into()).map_err(|e| bad(what, e))?;
         let read = self.rows + batch.num_rows();
         self.append(&kept)?;
         self.rows = read;
@@ -1133,10 +1133,8 @@ mod tests {
             .iter()
             .map(|r| (r.0.as_str(), r.1, r.2.as_str(), r.3, r.4, r.5))
             .collect();
-        let batches: Vec<RecordBatch> = borrowed
-            .chunks(1_777)
-            .map(|c| campaign_rows(c).1)
-            .collect();
+        let batches: Vec<RecordBatch> =
+            borrowed.chunks(1_777).map(|c| campaign_rows(c).1).collect();
         let schema = campaign_rows(&borrowed[..1]).0;
         let whole = FeatureTable::from_batches("rows", &schema, &batches)?;
         for max_rows in [1_000, 7_500, 29_999, 30_000, 50_000] {
@@ -1151,14 +1149,28 @@ mod tests {
             let sampled = builder.finish();
             let expected = whole.sample(max_rows);
             assert_eq!(sampled.len(), expected.len(), "max_rows {max_rows}");
-            assert_eq!(sampled.checksum(), expected.checksum(), "max_rows {max_rows}");
+            assert_eq!(
+                sampled.checksum(),
+                expected.checksum(),
+                "max_rows {max_rows}"
+            );
             assert_eq!(sampled.snapshot_days, expected.snapshot_days);
             assert_eq!(
-                sampled.groups.as_ref().map(|g| g.iter().collect::<Vec<_>>()),
-                expected.groups.as_ref().map(|g| g.iter().collect::<Vec<_>>())
+                sampled
+                    .groups
+                    .as_ref()
+                    .map(|g| g.iter().collect::<Vec<_>>()),
+                expected
+                    .groups
+                    .as_ref()
+                    .map(|g| g.iter().collect::<Vec<_>>())
             );
             if max_rows <= 7_500 {
-                assert!(sampled.len() < 2 * max_rows, "max_rows {max_rows}: {} rows", sampled.len());
+                assert!(
+                    sampled.len() < 2 * max_rows,
+                    "max_rows {max_rows}: {} rows",
+                    sampled.len()
+                );
             }
         }
         // A bad row is refused even when the sample would have dropped it.
@@ -1173,7 +1185,9 @@ mod tests {
             }
         }
         assert!(
-            refused.as_deref().is_some_and(|e| e.contains("row 29001 (customer")),
+            refused
+                .as_deref()
+                .is_some_and(|e| e.contains("row 29001 (customer")),
             "{refused:?}"
         );
         Ok(())

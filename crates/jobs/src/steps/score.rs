@@ -288,7 +288,7 @@ pub(crate) fn clv_transactions(
 ) -> Result<Vec<clientele_models::Transaction>> {
     use arrow::array::Array;
     let bad = |m: &str| Error::Input(format!("the CLV query {m}"));
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
     // The query returns a customer's orders together: they share one copy of the id.
     let mut customer: std::sync::Arc<str> = "".into();
     for b in batches {
@@ -426,6 +426,8 @@ async fn table(engine: &Engine, what: &str, sql: &str) -> Result<FeatureTable> {
     while let Some(batch) = stream.next().await {
         builder.push(&batch?)?;
     }
+    // The query's hash tables go before the rows are sorted.
+    drop(stream);
     Ok(builder.finish())
 }
 
@@ -442,6 +444,7 @@ async fn sampled_table(
     while let Some(batch) = stream.next().await {
         builder.push(&batch?)?;
     }
+    drop(stream);
     let rows = builder.rows_read();
     Ok((builder.finish(), rows))
 }
@@ -528,38 +531,12 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
     drop(rfm_input);
     lap("rfm");
 
-    // Buy-till-you-die CLV.
-    let clv_template = clv_scoring_template();
-    let orders = engine
-        .collect("reading the orders for CLV", &fill(&clv_template, as_of))
-        .await?;
-    lap("clv orders");
-    let transactions = clv_transactions(&orders)?;
-    drop(orders);
-    let mut clv_checksums = BTreeMap::new();
-    {
-        use sha2::Digest;
-        let mut h = sha2::Sha256::new();
-        for t in &transactions {
-            h.update(t.customer.as_bytes());
-            h.update(t.day.to_le_bytes());
-            h.update(t.amount.to_le_bytes());
-        }
-        clv_checksums.insert("transactions".to_string(), hex::encode(h.finalize()));
-    }
-    let clv_options = ClvOptions {
-        horizon_months: opts.horizon_months,
-        monthly_discount_rate: opts.monthly_discount_rate,
-    };
-    // The CLV fit is single-threaded: it runs beside the churn queries.
-    let as_of_day = i64::from(date32(as_of));
-    let clv_task = tokio::task::spawn_blocking(move || {
-        clientele_models::score_clv(&transactions, as_of_day, &clv_options)
-    });
-
-    // Campaign propensity first: its rows' query is the step's largest, and runs beside only the
-    // CLV fit. Its fits (single-threaded) then run on a thread of their own, which owns the rows,
-    // while the churn rows are read and the churn fits run here.
+    // Campaign propensity first: its rows' query is the step's largest. Then the churn rows, and
+    // only then the fits, side by side: the propensity fits (single-threaded) on a thread of
+    // their own, which owns the rows, the churn fits here; then CLV. No fit runs beside a
+    // training query, and no more than two at once: a query's hash tables and a fit's rows and
+    // matrices are the step's largest holdings, and two fits keep both cores as busy as a fit
+    // beside a query does.
     let window = PropensityWindow::new(as_of, opts.response_window_days)?;
     let sends = table(
         engine,
@@ -568,11 +545,33 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
     )
     .await?;
     lap("propensity rows");
-    let required = opts.required.clone();
-    let holdout = opts.campaign_holdout_share;
-    let min_auc = opts.min_propensity_auc;
-    let scoring_query = propensity_scoring_template()?;
-    let propensity_task =
+    // Churn; its rows are dropped once it is trained.
+    let windows = ChurnWindows::new(as_of, opts.churn_horizon_days)?;
+    let h = windows.horizon_days;
+    let (churn_train, churn_train_rows, churn_valid) = {
+        // Only the sample the fits learn from is kept of the training window.
+        let (churn_train, churn_train_rows) = sampled_table(
+            engine,
+            "churn training rows",
+            &churn_rows(windows.train_cutoff, h)?,
+            MAX_TRAINING_ROWS,
+        )
+        .await?;
+        let churn_valid = table(
+            engine,
+            "churn validation rows",
+            &churn_rows(windows.validation_cutoff, h)?,
+        )
+        .await?;
+        lap("churn rows");
+        (churn_train, churn_train_rows, churn_valid)
+    };
+
+    let propensity_task = {
+        let required = opts.required.clone();
+        let holdout = opts.campaign_holdout_share;
+        let min_auc = opts.min_propensity_auc;
+        let scoring_query = propensity_scoring_template()?;
         tokio::task::spawn_blocking(move || -> Result<Outcome<TrainedClassifier>> {
             match degrade(
                 "propensity",
@@ -608,45 +607,58 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
                     )
                 }
             }
-        });
-    // Churn, beside the propensity fits; its rows are dropped once it is trained.
-    let windows = ChurnWindows::new(as_of, opts.churn_horizon_days)?;
-    let h = windows.horizon_days;
-    let churn = {
-        // Only the sample the fits learn from is kept of the training window.
-        let (churn_train, churn_train_rows) = sampled_table(
-            engine,
-            "churn training rows",
-            &churn_rows(windows.train_cutoff, h)?,
-            MAX_TRAINING_ROWS,
-        )
-        .await?;
-        let churn_valid = table(
-            engine,
-            "churn validation rows",
-            &churn_rows(windows.validation_cutoff, h)?,
-        )
-        .await?;
-        lap("churn rows");
-        degrade(
-            "churn",
-            &opts.required,
-            clientele_models::train_classifier(&ClassifierData {
-                model: "churn",
-                as_of,
-                train: &churn_train,
-                train_window_rows: churn_train_rows,
-                valid: &churn_valid,
-                refit: &churn_valid,
-                window: windows.describe(),
-                scoring_query: churn_scoring_template()?,
-                min_roc_auc: opts.min_churn_auc,
-            }),
-        )?
+        })
     };
+    let churn = degrade(
+        "churn",
+        &opts.required,
+        clientele_models::train_classifier(&ClassifierData {
+            model: "churn",
+            as_of,
+            train: &churn_train,
+            train_window_rows: churn_train_rows,
+            valid: &churn_valid,
+            refit: &churn_valid,
+            window: windows.describe(),
+            scoring_query: churn_scoring_template()?,
+            min_roc_auc: opts.min_churn_auc,
+        }),
+    )?;
+    drop((churn_train, churn_valid));
     lap("churn trained");
+
+    // Buy-till-you-die CLV.
+    let clv_template = clv_scoring_template();
+    let orders = engine
+        .collect("reading the orders for CLV", &fill(&clv_template, as_of))
+        .await?;
+    lap("clv orders");
+    let transactions = clv_transactions(&orders)?;
+    drop(orders);
+    let mut clv_checksums = BTreeMap::new();
+    {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for t in &transactions {
+            h.update(t.customer.as_bytes());
+            h.update(t.day.to_le_bytes());
+            h.update(t.amount.to_le_bytes());
+        }
+        clv_checksums.insert("transactions".to_string(), hex::encode(h.finalize()));
+    }
+    let clv_options = ClvOptions {
+        horizon_months: opts.horizon_months,
+        monthly_discount_rate: opts.monthly_discount_rate,
+    };
+    // The CLV fit is single-threaded: it runs beside the last propensity fits and the scoring
+    // queries.
+    let as_of_day = i64::from(date32(as_of));
+    let clv_task = tokio::task::spawn_blocking(move || {
+        clientele_models::score_clv(&transactions, as_of_day, &clv_options)
+    });
+
     let propensity = finished("propensity", propensity_task).await??;
-    lap("churn trained");
+    lap("propensity trained");
 
     // Scoring: each model's rows as of the as-of date, read now that the training rows are gone.
     let churn = apply(engine, "churn", "churn scoring rows", churn, as_of, opts).await?;
