@@ -1109,8 +1109,11 @@ mod tests {
         );
     }
 
+    /// A campaign row that owns its customer and group.
+    type OwnedCampaignRow = (String, i32, String, i64, f64, Option<&'static str>);
+
     /// Many campaign rows: customers with one to four sends each, labels and categories varied.
-    fn many_campaign_rows(n: usize) -> Vec<(String, i32, String, i64, f64, Option<&'static str>)> {
+    fn many_campaign_rows(n: usize) -> Vec<OwnedCampaignRow> {
         (0..n)
             .map(|i| {
                 let customer = i / 3 + (i % 7) / 5;
