@@ -328,11 +328,11 @@ impl FeatureTableBuilder {
 
     /// Adds the rows of one batch (those a sample keeps, when sampling).
     pub fn push(&mut self, batch: &RecordBatch) -> Result<()> {
+        // Every row is checked, kept or not: a sample never hides a bad row.
+        self.check(batch)?;
         let Some(max_rows) = self.sample.as_ref().map(|(m, _)| *m) else {
             return self.append(batch);
         };
-        // Every row is checked, kept or not: a sample never hides a bad row.
-        self.check(batch)?;
         let what = self.what.as_str();
         let col = |name: &str| {
             batch
@@ -427,7 +427,8 @@ impl FeatureTableBuilder {
         }
     }
 
-    /// Checks every row of a batch as [`FeatureTableBuilder::append`] does, without adding it.
+    /// Checks every row of a batch: a customer id, a label of 0 or 1 and a snapshot date where
+    /// the query returns them; the error names the row (counted over every row read).
     fn check(&self, batch: &RecordBatch) -> Result<()> {
         let what = self.what.as_str();
         let row_offset = self.rows;
@@ -473,11 +474,10 @@ impl FeatureTableBuilder {
         Ok(())
     }
 
-    /// Adds every row of one batch.
+    /// Adds every row of one batch, [checked](FeatureTableBuilder::check) already.
     fn append(&mut self, batch: &RecordBatch) -> Result<()> {
         let what = self.what.as_str();
         let table = &mut self.table;
-        let row_offset = self.rows;
         let col = |name: &str| {
             batch
                 .column_by_name(name)
@@ -486,44 +486,17 @@ impl FeatureTableBuilder {
         let ids = cast(col("customer_id")?, &DataType::Utf8).map_err(|e| bad(what, e))?;
         let ids = ids.as_string::<i32>();
         for i in 0..batch.num_rows() {
-            if ids.is_null(i) {
-                return Err(bad(
-                    what,
-                    format!("row {} has an empty customer_id", row_offset + i + 1),
-                ));
-            }
             table.ids.push(ids.value(i));
         }
         if let Some(labels) = table.labels.as_mut() {
             let l = cast(col("label")?, &DataType::Float64).map_err(|e| bad(what, e))?;
             let l = l.as_primitive::<Float64Type>();
-            for i in 0..batch.num_rows() {
-                let v = if l.is_null(i) { f64::NAN } else { l.value(i) };
-                if v != 0.0 && v != 1.0 {
-                    return Err(bad(
-                        what,
-                        format!(
-                            "row {} (customer {}) has label {v}; labels are 0 or 1",
-                            row_offset + i + 1,
-                            ids.value(i)
-                        ),
-                    ));
-                }
-                labels.push(v);
-            }
+            labels.extend((0..batch.num_rows()).map(|i| l.value(i)));
         }
         if let Some(days) = table.snapshot_days.as_mut() {
             let d = cast(col("_snapshot_date")?, &DataType::Date32).map_err(|e| bad(what, e))?;
             let d = d.as_primitive::<Date32Type>();
-            for i in 0..batch.num_rows() {
-                if d.is_null(i) {
-                    return Err(bad(
-                        what,
-                        format!("row {} has an empty _snapshot_date", row_offset + i + 1),
-                    ));
-                }
-                days.push(d.value(i));
-            }
+            days.extend((0..batch.num_rows()).map(|i| d.value(i)));
         }
         if let Some(groups) = self.groups.as_mut() {
             let g = cast(col("_group")?, &DataType::Utf8).map_err(|e| bad(what, e))?;
