@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Date32Type, Float64Type, Schema};
 use serde::{Deserialize, Serialize};
@@ -210,6 +210,14 @@ fn bad(what: &str, reason: impl std::fmt::Display) -> Error {
     Error::BadInput(format!("{what}: {reason}"))
 }
 
+/// Column `name` of a feature query's batch as `to`, or an error naming the query.
+fn cast_column(batch: &RecordBatch, what: &str, name: &str, to: &DataType) -> Result<ArrayRef> {
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| bad(what, format!("a batch lacks column '{name}'")))?;
+    cast(column, to).map_err(|e| bad(what, e))
+}
+
 /// Reads a feature query's batches one at a time into a [`FeatureTable`], so that the query's
 /// result need not be held whole beside the table.
 #[derive(Debug)]
@@ -334,17 +342,15 @@ impl FeatureTableBuilder {
             return self.append(batch);
         };
         let what = self.what.as_str();
-        let col = |name: &str| {
-            batch
-                .column_by_name(name)
-                .ok_or_else(|| bad(what, format!("a batch lacks column '{name}'")))
-        };
-        let ids = cast(col("customer_id")?, &DataType::Utf8).map_err(|e| bad(what, e))?;
+        let ids = cast_column(batch, what, "customer_id", &DataType::Utf8)?;
         let ids = ids.as_string::<i32>();
         let days = match self.table.snapshot_days {
-            Some(_) => {
-                Some(cast(col("_snapshot_date")?, &DataType::Date32).map_err(|e| bad(what, e))?)
-            }
+            Some(_) => Some(cast_column(
+                batch,
+                what,
+                "_snapshot_date",
+                &DataType::Date32,
+            )?),
             None => None,
         };
         let days = days.as_ref().map(|d| d.as_primitive::<Date32Type>());
@@ -432,12 +438,7 @@ impl FeatureTableBuilder {
     fn check(&self, batch: &RecordBatch) -> Result<()> {
         let what = self.what.as_str();
         let row_offset = self.rows;
-        let col = |name: &str| {
-            batch
-                .column_by_name(name)
-                .ok_or_else(|| bad(what, format!("a batch lacks column '{name}'")))
-        };
-        let ids = cast(col("customer_id")?, &DataType::Utf8).map_err(|e| bad(what, e))?;
+        let ids = cast_column(batch, what, "customer_id", &DataType::Utf8)?;
         let ids = ids.as_string::<i32>();
         if let Some(i) = (0..batch.num_rows()).find(|&i| ids.is_null(i)) {
             return Err(bad(
@@ -446,7 +447,7 @@ impl FeatureTableBuilder {
             ));
         }
         if self.table.labels.is_some() {
-            let l = cast(col("label")?, &DataType::Float64).map_err(|e| bad(what, e))?;
+            let l = cast_column(batch, what, "label", &DataType::Float64)?;
             let l = l.as_primitive::<Float64Type>();
             for i in 0..batch.num_rows() {
                 let v = if l.is_null(i) { f64::NAN } else { l.value(i) };
@@ -463,7 +464,7 @@ impl FeatureTableBuilder {
             }
         }
         if self.table.snapshot_days.is_some() {
-            let d = cast(col("_snapshot_date")?, &DataType::Date32).map_err(|e| bad(what, e))?;
+            let d = cast_column(batch, what, "_snapshot_date", &DataType::Date32)?;
             if let Some(i) = (0..batch.num_rows()).find(|&i| d.is_null(i)) {
                 return Err(bad(
                     what,
@@ -478,35 +479,30 @@ impl FeatureTableBuilder {
     fn append(&mut self, batch: &RecordBatch) -> Result<()> {
         let what = self.what.as_str();
         let table = &mut self.table;
-        let col = |name: &str| {
-            batch
-                .column_by_name(name)
-                .ok_or_else(|| bad(what, format!("a batch lacks column '{name}'")))
-        };
-        let ids = cast(col("customer_id")?, &DataType::Utf8).map_err(|e| bad(what, e))?;
+        let ids = cast_column(batch, what, "customer_id", &DataType::Utf8)?;
         let ids = ids.as_string::<i32>();
         for i in 0..batch.num_rows() {
             table.ids.push(ids.value(i));
         }
         if let Some(labels) = table.labels.as_mut() {
-            let l = cast(col("label")?, &DataType::Float64).map_err(|e| bad(what, e))?;
+            let l = cast_column(batch, what, "label", &DataType::Float64)?;
             let l = l.as_primitive::<Float64Type>();
             labels.extend((0..batch.num_rows()).map(|i| l.value(i)));
         }
         if let Some(days) = table.snapshot_days.as_mut() {
-            let d = cast(col("_snapshot_date")?, &DataType::Date32).map_err(|e| bad(what, e))?;
+            let d = cast_column(batch, what, "_snapshot_date", &DataType::Date32)?;
             let d = d.as_primitive::<Date32Type>();
             days.extend((0..batch.num_rows()).map(|i| d.value(i)));
         }
         if let Some(groups) = self.groups.as_mut() {
-            let g = cast(col("_group")?, &DataType::Utf8).map_err(|e| bad(what, e))?;
+            let g = cast_column(batch, what, "_group", &DataType::Utf8)?;
             let g = g.as_string::<i32>();
             for i in 0..batch.num_rows() {
                 groups.push(Some(g.value(i)));
             }
         }
         for (name, values) in &mut table.numeric {
-            let c = cast(col(name)?, &DataType::Float64).map_err(|e| bad(what, e))?;
+            let c = cast_column(batch, what, name, &DataType::Float64)?;
             let c = c.as_primitive::<Float64Type>();
             values.extend((0..batch.num_rows()).map(|i| {
                 if c.is_null(i) || !c.value(i).is_finite() {
@@ -517,7 +513,7 @@ impl FeatureTableBuilder {
             }));
         }
         for (name, values) in &mut self.categorical {
-            let c = cast(col(name)?, &DataType::Utf8).map_err(|e| bad(what, e))?;
+            let c = cast_column(batch, what, name, &DataType::Utf8)?;
             let c = c.as_string::<i32>();
             for i in 0..batch.num_rows() {
                 values.push((!c.is_null(i)).then(|| c.value(i)));
