@@ -210,6 +210,15 @@ fn bad(what: &str, reason: impl std::fmt::Display) -> Error {
     Error::BadInput(format!("{what}: {reason}"))
 }
 
+/// Keeps the values of `values` whose row is `true` in `keep`.
+fn retain_rows<T>(values: &mut Vec<T>, keep: &[bool]) {
+    let mut row = 0;
+    values.retain(|_| {
+        row += 1;
+        keep.get(row - 1).copied().unwrap_or(false)
+    });
+}
+
 /// Column `name` of a feature query's batch as `to`, or an error naming the query.
 fn cast_column(batch: &RecordBatch, what: &str, name: &str, to: &DataType) -> Result<ArrayRef> {
     let column = batch
@@ -400,36 +409,21 @@ impl FeatureTableBuilder {
             .filter(|(_, k)| **k)
             .map(|(id, _)| id)
             .collect();
-        let retain = |v: &mut Vec<f64>| {
-            let mut i = 0;
-            v.retain(|_| {
-                i += 1;
-                keep[i - 1]
-            });
-        };
         if let Some(l) = table.labels.as_mut() {
-            retain(l);
+            retain_rows(l, &keep);
         }
         for (_, v) in &mut table.numeric {
-            retain(v);
+            retain_rows(v, &keep);
         }
         if let Some(d) = table.snapshot_days.as_mut() {
-            let mut i = 0;
-            d.retain(|_| {
-                i += 1;
-                keep[i - 1]
-            });
+            retain_rows(d, &keep);
         }
         for b in self
             .groups
             .iter_mut()
             .chain(self.categorical.iter_mut().map(|(_, b)| b))
         {
-            let mut i = 0;
-            b.column.codes.retain(|_| {
-                i += 1;
-                keep[i - 1]
-            });
+            retain_rows(&mut b.column.codes, &keep);
         }
     }
 

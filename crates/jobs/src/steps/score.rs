@@ -421,14 +421,9 @@ async fn finished<T>(what: &str, task: tokio::task::JoinHandle<T>) -> Result<T> 
 
 /// The rows of a feature query, read batch by batch (the query's result is never held whole).
 async fn table(engine: &Engine, what: &str, sql: &str) -> Result<FeatureTable> {
-    let mut stream = engine.stream(what, sql).await?;
-    let mut builder = FeatureTableBuilder::new(what, &stream.schema())?;
-    while let Some(batch) = stream.next().await {
-        builder.push(&batch?)?;
-    }
-    // The query's hash tables go before the rows are sorted.
-    drop(stream);
-    Ok(builder.finish())
+    let stream = engine.stream(what, sql).await?;
+    let builder = FeatureTableBuilder::new(what, &stream.schema())?;
+    Ok(read_rows(stream, builder).await?.0)
 }
 
 /// The rows of `FeatureTable::sample(max_rows)` of a feature query's rows, read batch by batch
@@ -439,8 +434,17 @@ async fn sampled_table(
     sql: &str,
     max_rows: usize,
 ) -> Result<(FeatureTable, usize)> {
-    let mut stream = engine.stream(what, sql).await?;
-    let mut builder = FeatureTableBuilder::sampled(what, &stream.schema(), max_rows)?;
+    let stream = engine.stream(what, sql).await?;
+    let builder = FeatureTableBuilder::sampled(what, &stream.schema(), max_rows)?;
+    read_rows(stream, builder).await
+}
+
+/// Every batch of `stream` pushed into `builder`; the table and the rows read. The stream is
+/// dropped before the rows are sorted, so the query's hash tables are gone by then.
+async fn read_rows(
+    mut stream: clientele_sql::BatchStream,
+    mut builder: FeatureTableBuilder,
+) -> Result<(FeatureTable, usize)> {
     while let Some(batch) = stream.next().await {
         builder.push(&batch?)?;
     }
@@ -548,24 +552,21 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
     // Churn; its rows are dropped once it is trained.
     let windows = ChurnWindows::new(as_of, opts.churn_horizon_days)?;
     let h = windows.horizon_days;
-    let (churn_train, churn_train_rows, churn_valid) = {
-        // Only the sample the fits learn from is kept of the training window.
-        let (churn_train, churn_train_rows) = sampled_table(
-            engine,
-            "churn training rows",
-            &churn_rows(windows.train_cutoff, h)?,
-            MAX_TRAINING_ROWS,
-        )
-        .await?;
-        let churn_valid = table(
-            engine,
-            "churn validation rows",
-            &churn_rows(windows.validation_cutoff, h)?,
-        )
-        .await?;
-        lap("churn rows");
-        (churn_train, churn_train_rows, churn_valid)
-    };
+    // Only the sample the fits learn from is kept of the training window.
+    let (churn_train, churn_train_rows) = sampled_table(
+        engine,
+        "churn training rows",
+        &churn_rows(windows.train_cutoff, h)?,
+        MAX_TRAINING_ROWS,
+    )
+    .await?;
+    let churn_valid = table(
+        engine,
+        "churn validation rows",
+        &churn_rows(windows.validation_cutoff, h)?,
+    )
+    .await?;
+    lap("churn rows");
 
     let propensity_task = {
         let required = opts.required.clone();
