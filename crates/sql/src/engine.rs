@@ -9,6 +9,7 @@ use clientele_store::{Snapshot, Warehouse, WrittenFile};
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
@@ -42,6 +43,8 @@ pub struct EngineOptions {
 pub struct Engine {
     ctx: SessionContext,
     warehouse: Warehouse,
+    /// The job's `memory_limit_mb`, for messages.
+    memory_limit_mb: Option<u64>,
     /// The committed snapshot published files are read through (loaded on first use, or set by
     /// the run that owns the engine).
     snapshot: std::sync::Mutex<Option<Arc<Snapshot>>>,
@@ -50,6 +53,7 @@ pub struct Engine {
 /// The result of [`Engine::stream`].
 pub struct BatchStream {
     what: String,
+    memory_limit_mb: Option<u64>,
     stream: datafusion::physical_plan::SendableRecordBatchStream,
 }
 
@@ -61,13 +65,11 @@ impl BatchStream {
 
     /// The next batch, `None` at the end.
     pub async fn next(&mut self) -> Option<Result<RecordBatch>> {
-        let what = &self.what;
-        self.stream.next().await.map(|r| {
-            r.map_err(|source| Error::Execution {
-                what: what.clone(),
-                source,
-            })
-        })
+        let (what, limit) = (&self.what, self.memory_limit_mb);
+        self.stream
+            .next()
+            .await
+            .map(|r| r.map_err(|source| query_error(what, source, limit)))
     }
 }
 
@@ -162,7 +164,23 @@ impl Engine {
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(mb) = opts.memory_limit_mb {
             let bytes = usize::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
-            runtime = runtime.with_memory_limit(bytes, 1.0);
+            // A fair pool, not DataFusion's default greedy one: each operator that can spill (sorts,
+            // aggregations, sort-merge joins) gets an equal share of what the others cannot give
+            // back (hash-join build sides, merges), instead of the first sort taking the whole pool
+            // and a later hash join failing (measured at 1,000,000 persons: the consolidate step
+            // failed at 1,024 MiB with the greedy pool and passes at 768 with the fair one). The
+            // tracking wrapper names the five largest consumers when memory runs out.
+            // Every sort holds back memory for merging what it spilled (DataFusion's default, 10
+            // MB, per sort and partition); under a small limit a plan with a few sorts would hold
+            // back the whole pool, so it is capped to a sixteenth of the pool per partition.
+            let execution = &mut config.options_mut().execution;
+            execution.sort_spill_reservation_bytes = execution
+                .sort_spill_reservation_bytes
+                .min(bytes / 16 / partitions.max(1));
+            runtime = runtime.with_memory_pool(Arc::new(TrackConsumersPool::new(
+                FairSpillPool::new(bytes),
+                std::num::NonZeroUsize::MIN.saturating_add(4),
+            )));
         }
         let runtime = runtime
             .build_arc()
@@ -190,6 +208,7 @@ impl Engine {
         Ok(Self {
             ctx,
             warehouse: warehouse.clone(),
+            memory_limit_mb: opts.memory_limit_mb,
             snapshot: std::sync::Mutex::new(None),
         })
     }
@@ -426,28 +445,19 @@ impl Engine {
 
     /// Runs a query and collects its result.
     pub async fn collect(&self, what: &str, sql: &str) -> Result<Vec<RecordBatch>> {
-        let err = |source| Error::Execution {
-            what: what.to_string(),
-            source,
-        };
+        let err = |source| query_error(what, source, self.memory_limit_mb);
         self.ctx
             .sql(sql)
             .await
             .map_err(err)?
             .collect()
             .await
-            .map_err(|source| Error::Execution {
-                what: what.to_string(),
-                source,
-            })
+            .map_err(err)
     }
 
     /// Runs a query and returns its result batch by batch, for results too large to hold whole.
     pub async fn stream(&self, what: &str, sql: &str) -> Result<BatchStream> {
-        let err = |source| Error::Execution {
-            what: what.to_string(),
-            source,
-        };
+        let err = |source| query_error(what, source, self.memory_limit_mb);
         let stream = self
             .ctx
             .sql(sql)
@@ -458,12 +468,17 @@ impl Engine {
             .map_err(err)?;
         Ok(BatchStream {
             what: what.to_string(),
+            memory_limit_mb: self.memory_limit_mb,
             stream,
         })
     }
 
     /// Runs a query and streams its result into the staged Parquet file `staged`, recording it as
     /// `published`. Column types are normalised (see [`normalise_batch`]).
+    ///
+    /// Under a memory limit, a query that runs out of memory with hash joins (whose build side
+    /// cannot spill) runs again with sort-merge joins, which spill to the temporary directory:
+    /// slower, but bounded. Its first, unfinished file is replaced.
     pub async fn materialise(
         &self,
         what: &str,
@@ -471,29 +486,63 @@ impl Engine {
         staged: &str,
         published: &str,
     ) -> Result<WrittenFile> {
-        let err = |source| Error::Execution {
-            what: what.to_string(),
-            source,
-        };
-        let df = self.ctx.sql(sql).await.map_err(err)?;
+        let first = self
+            .materialise_in(&self.ctx, what, sql, staged, published)
+            .await;
+        let hash_joins = self
+            .ctx
+            .copied_config()
+            .options()
+            .optimizer
+            .prefer_hash_join;
+        match first {
+            Err(Error::OutOfMemory { source, .. }) if hash_joins => {
+                tracing::warn!(
+                    query = what,
+                    memory_limit_mb = self.memory_limit_mb,
+                    error = %source,
+                    "out of memory with hash joins: running it again with sort-merge joins, which spill"
+                );
+                let mut state = self.ctx.state();
+                state.config_mut().options_mut().optimizer.prefer_hash_join = false;
+                let sort_merge = SessionContext::new_with_state(state);
+                self.materialise_in(&sort_merge, what, sql, staged, published)
+                    .await
+                    .map_err(|e| match e {
+                        Error::OutOfMemory {
+                            what,
+                            limit_mb,
+                            source,
+                            ..
+                        } => Error::OutOfMemory {
+                            what,
+                            limit_mb,
+                            retried_with_sort_merge_joins: true,
+                            source,
+                        },
+                        other => other,
+                    })
+            }
+            other => other,
+        }
+    }
+
+    async fn materialise_in(
+        &self,
+        ctx: &SessionContext,
+        what: &str,
+        sql: &str,
+        staged: &str,
+        published: &str,
+    ) -> Result<WrittenFile> {
+        let err = |source| query_error(what, source, self.memory_limit_mb);
+        let df = ctx.sql(sql).await.map_err(err)?;
         let schema = normalised_schema(df.schema().as_arrow());
-        let mut stream = df
-            .execute_stream()
-            .await
-            .map_err(|source| Error::Execution {
-                what: what.to_string(),
-                source,
-            })?;
+        let mut stream = df.execute_stream().await.map_err(err)?;
         let mut writer = self.warehouse.parquet_writer(staged, Arc::clone(&schema))?;
         while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|source| Error::Execution {
-                what: what.to_string(),
-                source,
-            })?;
-            let batch = normalise_batch(&batch, &schema).map_err(|source| Error::Execution {
-                what: what.to_string(),
-                source,
-            })?;
+            let batch = batch.map_err(err)?;
+            let batch = normalise_batch(&batch, &schema).map_err(err)?;
             writer.write(&batch).await?;
         }
         Ok(writer.finish(published).await?)
@@ -568,6 +617,25 @@ impl Engine {
                 })?;
         }
         Ok(())
+    }
+}
+
+/// A query's failure: [`Error::OutOfMemory`] (which says which setting to raise) when a memory
+/// limit is set and the pool had no more to give, else [`Error::Execution`].
+fn query_error(what: &str, source: DataFusionError, memory_limit_mb: Option<u64>) -> Error {
+    match memory_limit_mb {
+        Some(limit_mb) if matches!(source.find_root(), DataFusionError::ResourcesExhausted(_)) => {
+            Error::OutOfMemory {
+                what: what.to_string(),
+                limit_mb,
+                retried_with_sort_merge_joins: false,
+                source,
+            }
+        }
+        _ => Error::Execution {
+            what: what.to_string(),
+            source,
+        },
     }
 }
 
@@ -705,6 +773,70 @@ mod tests {
         let d = batches[0].column(0).as_string::<i32>().value(0).to_string();
         assert_eq!(d, "2025-12-31");
         assert_eq!(batches[0].schema().field(1).data_type(), &DataType::Utf8);
+        Ok(())
+    }
+
+    /// A join whose hash table is larger than [`LIMIT`] (it fits in 96 MiB) while its sort-merge
+    /// plan fits in 48 MiB: 1,200,000 keys, each with a name of about 45 bytes.
+    const BIG_JOIN: &str = "with a as (select value % 1200000 as k, \
+         concat('customer-', cast(value as varchar), '-with-a-name-long-enough') as name \
+         from range(0, 1200000)), \
+         b as (select (value * 7919) % 1200000 as k, value as amount from range(0, 1200000)) \
+         select a.k, a.name, b.amount from a join b on a.k = b.k order by a.k";
+
+    const LIMIT: u64 = 64;
+
+    #[tokio::test]
+    async fn a_model_that_runs_out_of_memory_with_hash_joins_runs_again_with_sort_merge_joins()
+    -> Result<()> {
+        let (_dir, wh, as_of) = temp_warehouse()?;
+        let limited = |mb| EngineOptions {
+            target_partitions: 2,
+            memory_limit_mb: Some(mb),
+            ..EngineOptions::default()
+        };
+        let staged = "_staging/r/marts/t/as_of=2025-12-31/part-0.parquet";
+        let published = "marts/t/as_of=2025-12-31/part-0.parquet";
+        let unbounded = Engine::new(&wh, as_of, &EngineOptions::default())?
+            .materialise("t", BIG_JOIN, staged, published)
+            .await?;
+        assert_eq!(unbounded.rows, 1_200_000);
+
+        let engine = Engine::new(&wh, as_of, &limited(LIMIT))?;
+        // Run as it plans (hash joins), the query does not fit ...
+        match engine.collect("the join", BIG_JOIN).await {
+            Err(Error::OutOfMemory {
+                limit_mb: LIMIT,
+                retried_with_sort_merge_joins: false,
+                ..
+            }) => {}
+            other => panic!("expected the hash join to run out of {LIMIT} MiB, got {other:?}"),
+        }
+        // ... and as a model it runs again with sort-merge joins, which spill, to the same file.
+        let spilled = engine.materialise("t", BIG_JOIN, staged, published).await?;
+        assert_eq!(spilled.rows, 1_200_000);
+        assert_eq!(spilled.sha256, unbounded.sha256);
+
+        // Below what even a spilling sort needs, the error names the model and the setting.
+        let tiny = Engine::new(&wh, as_of, &limited(1))?;
+        let err = tiny
+            .materialise(
+                "model 'big_join' (big_join.sql)",
+                BIG_JOIN,
+                staged,
+                published,
+            )
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.starts_with(
+                "model 'big_join' (big_join.sql) needs more memory than memory_limit_mb = 1"
+            ) && err.contains("ran again with sort-merge joins")
+                && err.contains("raise memory_limit_mb"),
+            "{err}"
+        );
         Ok(())
     }
 
