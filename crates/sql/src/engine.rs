@@ -9,6 +9,7 @@ use clientele_store::{Snapshot, Warehouse, WrittenFile};
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
@@ -164,12 +165,6 @@ impl Engine {
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(mb) = opts.memory_limit_mb {
             let bytes = usize::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
-            // A fair pool, not DataFusion's default greedy one: each operator that can spill (sorts,
-            // aggregations, sort-merge joins) gets an equal share of what the others cannot give
-            // back (hash-join build sides, merges), instead of the first sort taking the whole pool
-            // and a later hash join failing (measured at 1,000,000 persons: the consolidate step
-            // failed at 1,024 MiB with the greedy pool and passes at 768 with the fair one). The
-            // tracking wrapper names the five largest consumers when memory runs out.
             // Every sort holds back memory for merging what it spilled (DataFusion's default, 10
             // MB, per sort and partition); under a small limit a plan with a few sorts would hold
             // back the whole pool, so it is capped to a sixteenth of the pool per partition.
@@ -177,10 +172,10 @@ impl Engine {
             execution.sort_spill_reservation_bytes = execution
                 .sort_spill_reservation_bytes
                 .min(bytes / 16 / partitions.max(1));
-            runtime = runtime.with_memory_pool(Arc::new(TrackConsumersPool::new(
-                FairSpillPool::new(bytes),
-                std::num::NonZeroUsize::MIN.saturating_add(4),
-            )));
+            // DataFusion's greedy pool (the fastest while memory suffices; the tracking wrapper
+            // names the five largest consumers when it runs out); see `materialise` for what a
+            // model that runs out of it does.
+            runtime = runtime.with_memory_limit(bytes, 1.0);
         }
         let runtime = runtime
             .build_arc()
@@ -476,9 +471,13 @@ impl Engine {
     /// Runs a query and streams its result into the staged Parquet file `staged`, recording it as
     /// `published`. Column types are normalised (see [`normalise_batch`]).
     ///
-    /// Under a memory limit, a query that runs out of memory with hash joins (whose build side
-    /// cannot spill) runs again with sort-merge joins, which spill to the temporary directory:
-    /// slower, but bounded. Its first, unfinished file is replaced.
+    /// Under a memory limit, a query that runs out of memory runs again, its unfinished file
+    /// replaced: first with a fair pool (each operator that can spill, such as a sort or an
+    /// aggregation, gets an equal share of what the others cannot give back, instead of the first
+    /// sort taking the whole pool and a later hash join failing), then also with sort-merge joins
+    /// instead of hash joins (whose build side cannot spill). Each is slower than the one before
+    /// and holds less. At 1,000,000 persons the consolidate step needed a 1,024 MiB pool before
+    /// and runs in 768 MiB with the fair pool (docs/performance.md).
     pub async fn materialise(
         &self,
         what: &str,
@@ -486,7 +485,7 @@ impl Engine {
         staged: &str,
         published: &str,
     ) -> Result<WrittenFile> {
-        let first = self
+        let mut result = self
             .materialise_in(&self.ctx, what, sql, staged, published)
             .await;
         let hash_joins = self
@@ -495,36 +494,65 @@ impl Engine {
             .options()
             .optimizer
             .prefer_hash_join;
-        match first {
-            Err(Error::OutOfMemory { source, .. }) if hash_joins => {
-                tracing::warn!(
-                    query = what,
-                    memory_limit_mb = self.memory_limit_mb,
-                    error = %source,
-                    "out of memory with hash joins: running it again with sort-merge joins, which spill"
-                );
-                let mut state = self.ctx.state();
-                state.config_mut().options_mut().optimizer.prefer_hash_join = false;
-                let sort_merge = SessionContext::new_with_state(state);
-                self.materialise_in(&sort_merge, what, sql, staged, published)
-                    .await
-                    .map_err(|e| match e {
-                        Error::OutOfMemory {
-                            what,
-                            limit_mb,
-                            source,
-                            ..
-                        } => Error::OutOfMemory {
-                            what,
-                            limit_mb,
-                            retried_with_sort_merge_joins: true,
-                            source,
-                        },
-                        other => other,
-                    })
+        for sort_merge_joins in [false, true] {
+            let source = match &result {
+                Err(Error::OutOfMemory { source, .. }) => source.to_string(),
+                _ => return result,
+            };
+            if sort_merge_joins && !hash_joins {
+                break;
             }
-            other => other,
+            tracing::warn!(
+                query = what,
+                memory_limit_mb = self.memory_limit_mb,
+                error = %source,
+                "out of memory: running it again with {}",
+                if sort_merge_joins { "a fair pool and sort-merge joins, which spill" } else { "a fair memory pool" }
+            );
+            let ctx = self.fair_context(sort_merge_joins)?;
+            result = self
+                .materialise_in(&ctx, what, sql, staged, published)
+                .await
+                .map_err(|e| match e {
+                    Error::OutOfMemory {
+                        what,
+                        limit_mb,
+                        source,
+                        ..
+                    } => Error::OutOfMemory {
+                        what,
+                        limit_mb,
+                        retried_with_sort_merge_joins: sort_merge_joins,
+                        source,
+                    },
+                    other => other,
+                });
         }
+        result
+    }
+
+    /// A session like the engine's but with a fair memory pool of the same size and, when asked,
+    /// sort-merge joins instead of hash joins.
+    fn fair_context(&self, sort_merge_joins: bool) -> Result<SessionContext> {
+        let bytes = self
+            .memory_limit_mb
+            .and_then(|mb| usize::try_from(mb.saturating_mul(1024 * 1024)).ok())
+            .unwrap_or(usize::MAX);
+        let mut state = self.ctx.state();
+        if sort_merge_joins {
+            state.config_mut().options_mut().optimizer.prefer_hash_join = false;
+        }
+        let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env())
+            .with_memory_pool(Arc::new(TrackConsumersPool::new(
+                FairSpillPool::new(bytes),
+                std::num::NonZeroUsize::MIN.saturating_add(4),
+            )))
+            .build_arc()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let state = SessionStateBuilder::new_from_existing(state)
+            .with_runtime_env(runtime)
+            .build();
+        Ok(SessionContext::new_with_state(state))
     }
 
     async fn materialise_in(
@@ -833,7 +861,7 @@ mod tests {
         assert!(
             err.starts_with(
                 "model 'big_join' (big_join.sql) needs more memory than memory_limit_mb = 1"
-            ) && err.contains("ran again with sort-merge joins")
+            ) && err.contains("ran again with a fair memory pool and with sort-merge joins")
                 && err.contains("raise memory_limit_mb"),
             "{err}"
         );

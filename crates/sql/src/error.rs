@@ -37,12 +37,13 @@ pub enum Error {
     },
 
     /// A query needed more memory than the job's `memory_limit_mb` lets the engine use, even after
-    /// spilling what can spill (and, for a model, after running again with sort-merge joins).
+    /// spilling what can spill (and, for a model, after running again with a fair memory pool and
+    /// then with sort-merge joins).
     #[error(
         "{what} needs more memory than memory_limit_mb = {limit_mb} lets the query engine use \
          (what can spill was spilled to the temporary directory{retried}); raise memory_limit_mb \
          in the job's [job] table: {source}",
-        retried = if *retried_with_sort_merge_joins { "; it also ran again with sort-merge joins, which spill" } else { "" }
+        retried = if *retried_with_sort_merge_joins { "; it also ran again with a fair memory pool and with sort-merge joins, which spill" } else { "" }
     )]
     OutOfMemory {
         what: String,
