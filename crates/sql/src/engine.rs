@@ -55,6 +55,7 @@ pub struct Engine {
 pub struct BatchStream {
     what: String,
     memory_limit_mb: Option<u64>,
+    attempt: usize,
     stream: datafusion::physical_plan::SendableRecordBatchStream,
 }
 
@@ -66,11 +67,11 @@ impl BatchStream {
 
     /// The next batch, `None` at the end.
     pub async fn next(&mut self) -> Option<Result<RecordBatch>> {
-        let (what, limit) = (&self.what, self.memory_limit_mb);
+        let (what, limit, attempt) = (&self.what, self.memory_limit_mb, self.attempt);
         self.stream
             .next()
             .await
-            .map(|r| r.map_err(|source| query_error(what, source, limit)))
+            .map(|r| r.map_err(|source| query_error(what, source, limit, attempt)))
     }
 }
 
@@ -438,23 +439,66 @@ impl Engine {
         Ok(normalised_schema(df.schema().as_arrow()))
     }
 
-    /// Runs a query and collects its result.
+    /// Runs a query and collects its result. Under a memory limit, a query that runs out of memory
+    /// runs again each way of [`Engine::attempts`] in turn.
     pub async fn collect(&self, what: &str, sql: &str) -> Result<Vec<RecordBatch>> {
-        let err = |source| query_error(what, source, self.memory_limit_mb);
-        self.ctx
-            .sql(sql)
-            .await
-            .map_err(err)?
-            .collect()
-            .await
-            .map_err(err)
+        let mut attempt = 0;
+        loop {
+            let err = |source| query_error(what, source, self.memory_limit_mb, attempt);
+            let batches = match self.session(attempt)?.sql(sql).await {
+                Ok(df) => df.collect().await.map_err(err),
+                Err(e) => Err(err(e)),
+            };
+            match batches {
+                Err(e @ Error::OutOfMemory { .. }) if attempt + 1 < self.attempts() => {
+                    attempt += 1;
+                    self.note_attempt(what, attempt, &e);
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Runs a query and returns its result batch by batch, for results too large to hold whole.
     pub async fn stream(&self, what: &str, sql: &str) -> Result<BatchStream> {
-        let err = |source| query_error(what, source, self.memory_limit_mb);
+        self.stream_attempt(what, sql, 0).await
+    }
+
+    /// How many ways [`Engine::stream_attempt`] and [`Engine::materialise`] can run a query, from
+    /// the fastest to the one that holds the least: 0, the engine as set up (DataFusion's greedy
+    /// pool); 1, a fair pool (each operator that can spill, such as a sort or an aggregation, gets
+    /// an equal share of what the others cannot give back, instead of the first sort taking the
+    /// whole pool and a later hash join failing); 2, a fair pool and sort-merge joins instead of
+    /// hash joins (whose build side cannot spill). Without a memory limit, only the first.
+    pub fn attempts(&self) -> usize {
+        match self.memory_limit_mb {
+            None => 1,
+            Some(_)
+                if self
+                    .ctx
+                    .copied_config()
+                    .options()
+                    .optimizer
+                    .prefer_hash_join =>
+            {
+                3
+            }
+            Some(_) => 2,
+        }
+    }
+
+    /// [`Engine::stream`] the way numbered `attempt` of [`Engine::attempts`] runs it. A caller that
+    /// reads a query which ran out of memory ([`Error::OutOfMemory`]) calls this again with the
+    /// next attempt and reads from the start; [`Engine::note_attempt`] logs it.
+    pub async fn stream_attempt(
+        &self,
+        what: &str,
+        sql: &str,
+        attempt: usize,
+    ) -> Result<BatchStream> {
+        let err = |source| query_error(what, source, self.memory_limit_mb, attempt);
         let stream = self
-            .ctx
+            .session(attempt)?
             .sql(sql)
             .await
             .map_err(err)?
@@ -464,20 +508,29 @@ impl Engine {
         Ok(BatchStream {
             what: what.to_string(),
             memory_limit_mb: self.memory_limit_mb,
+            attempt,
             stream,
         })
+    }
+
+    /// Logs that `what` ran out of memory and runs again as `attempt` (1 or 2).
+    pub fn note_attempt(&self, what: &str, attempt: usize, error: &Error) {
+        tracing::warn!(
+            query = what,
+            memory_limit_mb = self.memory_limit_mb,
+            error = %error,
+            "out of memory: running it again with {}",
+            if attempt >= 2 { "a fair pool and sort-merge joins, which spill" } else { "a fair memory pool" }
+        );
     }
 
     /// Runs a query and streams its result into the staged Parquet file `staged`, recording it as
     /// `published`. Column types are normalised (see [`normalise_batch`]).
     ///
-    /// Under a memory limit, a query that runs out of memory runs again, its unfinished file
-    /// replaced: first with a fair pool (each operator that can spill, such as a sort or an
-    /// aggregation, gets an equal share of what the others cannot give back, instead of the first
-    /// sort taking the whole pool and a later hash join failing), then also with sort-merge joins
-    /// instead of hash joins (whose build side cannot spill). Each is slower than the one before
-    /// and holds less. At 1,000,000 persons the consolidate step needed a 1,024 MiB pool before
-    /// and runs in 768 MiB with the fair pool (docs/performance.md).
+    /// Under a memory limit, a query that runs out of memory runs again each way of
+    /// [`Engine::attempts`] in turn, its unfinished file replaced: slower each time, holding less.
+    /// At 1,000,000 persons the consolidate step needed more than a 1,024 MiB pool before and runs
+    /// in 768 MiB this way (docs/performance.md).
     pub async fn materialise(
         &self,
         what: &str,
@@ -485,61 +538,33 @@ impl Engine {
         staged: &str,
         published: &str,
     ) -> Result<WrittenFile> {
-        let mut result = self
-            .materialise_in(&self.ctx, what, sql, staged, published)
-            .await;
-        let hash_joins = self
-            .ctx
-            .copied_config()
-            .options()
-            .optimizer
-            .prefer_hash_join;
-        for sort_merge_joins in [false, true] {
-            let source = match &result {
-                Err(Error::OutOfMemory { source, .. }) => source.to_string(),
-                _ => return result,
-            };
-            if sort_merge_joins && !hash_joins {
-                break;
-            }
-            tracing::warn!(
-                query = what,
-                memory_limit_mb = self.memory_limit_mb,
-                error = %source,
-                "out of memory: running it again with {}",
-                if sort_merge_joins { "a fair pool and sort-merge joins, which spill" } else { "a fair memory pool" }
-            );
-            let ctx = self.fair_context(sort_merge_joins)?;
-            result = self
-                .materialise_in(&ctx, what, sql, staged, published)
+        let mut attempt = 0;
+        loop {
+            match self
+                .materialise_in(what, sql, staged, published, attempt)
                 .await
-                .map_err(|e| match e {
-                    Error::OutOfMemory {
-                        what,
-                        limit_mb,
-                        source,
-                        ..
-                    } => Error::OutOfMemory {
-                        what,
-                        limit_mb,
-                        retried_with_sort_merge_joins: sort_merge_joins,
-                        source,
-                    },
-                    other => other,
-                });
+            {
+                Err(e @ Error::OutOfMemory { .. }) if attempt + 1 < self.attempts() => {
+                    attempt += 1;
+                    self.note_attempt(what, attempt, &e);
+                }
+                other => return other,
+            }
         }
-        result
     }
 
-    /// A session like the engine's but with a fair memory pool of the same size and, when asked,
-    /// sort-merge joins instead of hash joins.
-    fn fair_context(&self, sort_merge_joins: bool) -> Result<SessionContext> {
+    /// The session numbered `attempt` of [`Engine::attempts`] runs in: the engine's own, or one
+    /// like it with a fair memory pool of the same size and, from attempt 2, sort-merge joins.
+    fn session(&self, attempt: usize) -> Result<SessionContext> {
+        if attempt == 0 {
+            return Ok(self.ctx.clone());
+        }
         let bytes = self
             .memory_limit_mb
             .and_then(|mb| usize::try_from(mb.saturating_mul(1024 * 1024)).ok())
             .unwrap_or(usize::MAX);
         let mut state = self.ctx.state();
-        if sort_merge_joins {
+        if attempt >= 2 {
             state.config_mut().options_mut().optimizer.prefer_hash_join = false;
         }
         let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env())
@@ -557,13 +582,14 @@ impl Engine {
 
     async fn materialise_in(
         &self,
-        ctx: &SessionContext,
         what: &str,
         sql: &str,
         staged: &str,
         published: &str,
+        attempt: usize,
     ) -> Result<WrittenFile> {
-        let err = |source| query_error(what, source, self.memory_limit_mb);
+        let err = |source| query_error(what, source, self.memory_limit_mb, attempt);
+        let ctx = self.session(attempt)?;
         let df = ctx.sql(sql).await.map_err(err)?;
         let schema = normalised_schema(df.schema().as_arrow());
         let mut stream = df.execute_stream().await.map_err(err)?;
@@ -648,15 +674,29 @@ impl Engine {
     }
 }
 
+/// What [`Error::OutOfMemory`] says was tried besides the first way of running the query.
+pub(crate) fn attempts_tried(attempt: usize) -> &'static str {
+    match attempt {
+        0 => "",
+        1 => "; it also ran again with a fair memory pool",
+        _ => "; it also ran again with a fair memory pool and with sort-merge joins, which spill",
+    }
+}
+
 /// A query's failure: [`Error::OutOfMemory`] (which says which setting to raise) when a memory
 /// limit is set and the pool had no more to give, else [`Error::Execution`].
-fn query_error(what: &str, source: DataFusionError, memory_limit_mb: Option<u64>) -> Error {
+fn query_error(
+    what: &str,
+    source: DataFusionError,
+    memory_limit_mb: Option<u64>,
+    attempt: usize,
+) -> Error {
     match memory_limit_mb {
         Some(limit_mb) if matches!(source.find_root(), DataFusionError::ResourcesExhausted(_)) => {
             Error::OutOfMemory {
                 what: what.to_string(),
                 limit_mb,
-                retried_with_sort_merge_joins: false,
+                attempt,
                 source,
             }
         }
@@ -831,19 +871,36 @@ mod tests {
         assert_eq!(unbounded.rows, 1_200_000);
 
         let engine = Engine::new(&wh, as_of, &limited(LIMIT))?;
-        // Run as it plans (hash joins), the query does not fit ...
-        match engine.collect("the join", BIG_JOIN).await {
+        // Run the first way (the greedy pool, hash joins), the query does not fit ...
+        let mut first = engine.stream("the join", BIG_JOIN).await?;
+        let mut outcome = Ok(0);
+        while let Some(batch) = first.next().await {
+            match batch {
+                Ok(b) => outcome = outcome.map(|rows| rows + b.num_rows()),
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(first);
+        match outcome {
             Err(Error::OutOfMemory {
                 limit_mb: LIMIT,
-                retried_with_sort_merge_joins: false,
+                attempt: 0,
                 ..
             }) => {}
             other => panic!("expected the hash join to run out of {LIMIT} MiB, got {other:?}"),
         }
-        // ... and as a model it runs again with sort-merge joins, which spill, to the same file.
+        // ... a model runs again with a fair pool and then sort-merge joins, which spill, to the
+        // same file ...
         let spilled = engine.materialise("t", BIG_JOIN, staged, published).await?;
         assert_eq!(spilled.rows, 1_200_000);
         assert_eq!(spilled.sha256, unbounded.sha256);
+        // ... and so does a collected query.
+        let collected = engine.collect("the join", BIG_JOIN).await?;
+        let rows: usize = collected.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(rows, 1_200_000);
 
         // Below what even a spilling sort needs, the error names the model and the setting.
         let tiny = Engine::new(&wh, as_of, &limited(1))?;

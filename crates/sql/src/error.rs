@@ -43,12 +43,14 @@ pub enum Error {
         "{what} needs more memory than memory_limit_mb = {limit_mb} lets the query engine use \
          (what can spill was spilled to the temporary directory{retried}); raise memory_limit_mb \
          in the job's [job] table: {source}",
-        retried = if *retried_with_sort_merge_joins { "; it also ran again with a fair memory pool and with sort-merge joins, which spill" } else { "" }
+        retried = crate::engine::attempts_tried(*attempt)
     )]
     OutOfMemory {
         what: String,
         limit_mb: u64,
-        retried_with_sort_merge_joins: bool,
+        /// Which of [`crate::Engine::attempts`] it was: 0 as the engine is set up, 1 with a fair
+        /// memory pool, 2 also with sort-merge joins.
+        attempt: usize,
         #[source]
         source: DataFusionError,
     },

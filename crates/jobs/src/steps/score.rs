@@ -421,9 +421,10 @@ async fn finished<T>(what: &str, task: tokio::task::JoinHandle<T>) -> Result<T> 
 
 /// The rows of a feature query, read batch by batch (the query's result is never held whole).
 async fn table(engine: &Engine, what: &str, sql: &str) -> Result<FeatureTable> {
-    let stream = engine.stream(what, sql).await?;
-    let builder = FeatureTableBuilder::new(what, &stream.schema())?;
-    Ok(read_rows(stream, builder).await?.0)
+    let rows = read_query(engine, what, sql, |schema| {
+        Ok(FeatureTableBuilder::new(what, schema)?)
+    });
+    Ok(rows.await?.0)
 }
 
 /// The rows of `FeatureTable::sample(max_rows)` of a feature query's rows, read batch by batch
@@ -434,9 +435,40 @@ async fn sampled_table(
     sql: &str,
     max_rows: usize,
 ) -> Result<(FeatureTable, usize)> {
-    let stream = engine.stream(what, sql).await?;
-    let builder = FeatureTableBuilder::sampled(what, &stream.schema(), max_rows)?;
-    read_rows(stream, builder).await
+    read_query(engine, what, sql, |schema| {
+        Ok(FeatureTableBuilder::sampled(what, schema, max_rows)?)
+    })
+    .await
+}
+
+/// A feature query's rows read into the builder `builder` makes for its columns. A query that
+/// runs out of the job's memory limit is read again from the start, the next way of
+/// `Engine::attempts` (a fair memory pool, then sort-merge joins).
+async fn read_query(
+    engine: &Engine,
+    what: &str,
+    sql: &str,
+    builder: impl Fn(&arrow::datatypes::SchemaRef) -> Result<FeatureTableBuilder>,
+) -> Result<(FeatureTable, usize)> {
+    let mut attempt = 0;
+    loop {
+        let read = match engine.stream_attempt(what, sql, attempt).await {
+            Ok(stream) => match builder(&stream.schema()) {
+                Ok(b) => read_rows(stream, b).await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e.into()),
+        };
+        match read {
+            Err(Error::Sql(e @ clientele_sql::Error::OutOfMemory { .. }))
+                if attempt + 1 < engine.attempts() =>
+            {
+                attempt += 1;
+                engine.note_attempt(what, attempt, &e);
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Every batch of `stream` pushed into `builder`; the table and the rows read. The stream is
