@@ -442,21 +442,14 @@ impl Engine {
     /// Runs a query and collects its result. Under a memory limit, a query that runs out of memory
     /// runs again each way of [`Engine::attempts`] in turn.
     pub async fn collect(&self, what: &str, sql: &str) -> Result<Vec<RecordBatch>> {
-        let mut attempt = 0;
-        loop {
+        self.run_attempts(what, Error::is_out_of_memory, |attempt| async move {
             let err = |source| query_error(what, source, self.memory_limit_mb, attempt);
-            let batches = match self.session(attempt)?.sql(sql).await {
+            match self.session(attempt)?.sql(sql).await {
                 Ok(df) => df.collect().await.map_err(err),
                 Err(e) => Err(err(e)),
-            };
-            match batches {
-                Err(e @ Error::OutOfMemory { .. }) if attempt + 1 < self.attempts() => {
-                    attempt += 1;
-                    self.note_attempt(what, attempt, &e);
-                }
-                other => return other,
             }
-        }
+        })
+        .await
     }
 
     /// Runs a query and returns its result batch by batch, for results too large to hold whole.
@@ -487,9 +480,9 @@ impl Engine {
         }
     }
 
-    /// [`Engine::stream`] the way numbered `attempt` of [`Engine::attempts`] runs it. A caller that
-    /// reads a query which ran out of memory ([`Error::OutOfMemory`]) calls this again with the
-    /// next attempt and reads from the start; [`Engine::note_attempt`] logs it.
+    /// [`Engine::stream`] the way numbered `attempt` of [`Engine::attempts`] runs it: a caller that
+    /// reads a query's rows runs it in [`Engine::run_attempts`], which reads again from the start
+    /// the next way when the query runs out of memory ([`Error::OutOfMemory`]).
     pub async fn stream_attempt(
         &self,
         what: &str,
@@ -513,15 +506,33 @@ impl Engine {
         })
     }
 
-    /// Logs that `what` ran out of memory and runs again as `attempt` (1 or 2).
-    pub fn note_attempt(&self, what: &str, attempt: usize, error: &Error) {
-        tracing::warn!(
-            query = what,
-            memory_limit_mb = self.memory_limit_mb,
-            error = %error,
-            "out of memory: running it again with {}",
-            if attempt >= 2 { "a fair pool and sort-merge joins, which spill" } else { "a fair memory pool" }
-        );
+    /// Runs `run` as attempt 0 and, while it fails for want of memory (`out_of_memory`) and
+    /// [`Engine::attempts`] has another way, again as the next attempt, logging each.
+    pub async fn run_attempts<T, E: std::fmt::Display, F>(
+        &self,
+        what: &str,
+        out_of_memory: impl Fn(&E) -> bool,
+        mut run: impl FnMut(usize) -> F,
+    ) -> std::result::Result<T, E>
+    where
+        F: std::future::Future<Output = std::result::Result<T, E>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match run(attempt).await {
+                Err(e) if out_of_memory(&e) && attempt + 1 < self.attempts() => {
+                    attempt += 1;
+                    tracing::warn!(
+                        query = what,
+                        memory_limit_mb = self.memory_limit_mb,
+                        error = %e,
+                        "out of memory: running it again with {}",
+                        if attempt >= 2 { "a fair pool and sort-merge joins, which spill" } else { "a fair memory pool" }
+                    );
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Runs a query and streams its result into the staged Parquet file `staged`, recording it as
@@ -538,19 +549,11 @@ impl Engine {
         staged: &str,
         published: &str,
     ) -> Result<WrittenFile> {
-        let mut attempt = 0;
-        loop {
-            match self
-                .materialise_in(what, sql, staged, published, attempt)
+        self.run_attempts(what, Error::is_out_of_memory, |attempt| async move {
+            self.materialise_in(what, sql, staged, published, attempt)
                 .await
-            {
-                Err(e @ Error::OutOfMemory { .. }) if attempt + 1 < self.attempts() => {
-                    attempt += 1;
-                    self.note_attempt(what, attempt, &e);
-                }
-                other => return other,
-            }
-        }
+        })
+        .await
     }
 
     /// The session numbered `attempt` of [`Engine::attempts`] runs in: the engine's own, or one

@@ -72,5 +72,12 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether a query ran out of the memory limit ([`Error::OutOfMemory`]).
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(self, Error::OutOfMemory { .. })
+    }
+}
+
 /// Result with [`Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -450,25 +450,15 @@ async fn read_query(
     sql: &str,
     builder: impl Fn(&arrow::datatypes::SchemaRef) -> Result<FeatureTableBuilder>,
 ) -> Result<(FeatureTable, usize)> {
-    let mut attempt = 0;
-    loop {
-        let read = match engine.stream_attempt(what, sql, attempt).await {
-            Ok(stream) => match builder(&stream.schema()) {
-                Ok(b) => read_rows(stream, b).await,
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e.into()),
-        };
-        match read {
-            Err(Error::Sql(e @ clientele_sql::Error::OutOfMemory { .. }))
-                if attempt + 1 < engine.attempts() =>
-            {
-                attempt += 1;
-                engine.note_attempt(what, attempt, &e);
-            }
-            other => return other,
-        }
-    }
+    let out_of_memory = |e: &Error| matches!(e, Error::Sql(e) if e.is_out_of_memory());
+    let builder = &builder;
+    engine
+        .run_attempts(what, out_of_memory, |attempt| async move {
+            let stream = engine.stream_attempt(what, sql, attempt).await?;
+            let rows = builder(&stream.schema())?;
+            read_rows(stream, rows).await
+        })
+        .await
 }
 
 /// Every batch of `stream` pushed into `builder`; the table and the rows read. The stream is
