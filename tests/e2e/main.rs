@@ -1300,6 +1300,51 @@ fn a_failing_data_test_fails_the_run_naming_model_test_and_rows_and_publishes_no
 }
 
 #[test]
+fn a_query_beyond_the_memory_limit_fails_the_run_naming_it_and_the_setting_and_publishes_nothing()
+-> TestResult {
+    let dir = demo(300)?;
+    let wh = dir.path().join("warehouse");
+    let job = dir.path().join("jobs/demo.toml");
+    let spec = std::fs::read_to_string(&job)?;
+    assert!(
+        spec.contains("memory_limit_mb = 4096"),
+        "the demo job sets a limit"
+    );
+    let tight = dir.path().join("jobs/tight.toml");
+    std::fs::write(
+        &tight,
+        spec.replace("memory_limit_mb = 4096", "memory_limit_mb = 1"),
+    )?;
+    let before = published_checksums(&wh);
+    let out = clientele()?
+        .args(["--log-format", "json", "run", "--as-of", "2026-01-01"])
+        .arg(&tight)
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "needs more memory than memory_limit_mb = 1 lets the query engine use",
+        "it also ran again with a fair memory pool and with sort-merge joins",
+        "raise memory_limit_mb",
+        "out of memory: running it again with a fair memory pool",
+        "out of memory: running it again with a fair pool and sort-merge joins",
+        "nothing was published",
+    ] {
+        assert!(text.contains(expected), "missing '{expected}' in:\n{text}");
+    }
+    assert!(
+        text.contains("model '") && text.contains(".sql)"),
+        "the failing model is named:\n{text}"
+    );
+    assert_eq!(published_checksums(&wh), before, "nothing is published");
+    Ok(())
+}
+
+#[test]
 fn query_reads_the_published_tables_in_every_format() -> TestResult {
     let dir = demo(800)?;
     let wh = dir.path().join("warehouse");
