@@ -60,6 +60,22 @@ fn assert_ok(out: &std::process::Output) {
     );
 }
 
+/// Everything a command printed, its standard output then its standard error.
+fn printed(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Asserts that `text` holds each of `expected`, showing the text when it does not.
+fn assert_contains_all(text: &str, expected: &[&str]) {
+    for e in expected {
+        assert!(text.contains(e), "missing '{e}' in:\n{text}");
+    }
+}
+
 /// Runs the simple demo (no households, second accounts or placeholders: the figures these tests
 /// pin were measured on it) into a fresh directory and returns it.
 fn demo(persons: u64) -> Result<tempfile::TempDir, Box<dyn std::error::Error>> {
@@ -1261,19 +1277,16 @@ fn a_failing_data_test_fails_the_run_naming_model_test_and_rows_and_publishes_no
         .arg(&job)
         .output()?;
     assert_eq!(out.status.code(), Some(1));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let text = printed(&out);
+    assert_contains_all(
+        &text,
+        &[
+            "model 'customer_view' failed 1 data test(s)",
+            "test 'expression(frequency < 0)' (line 1)",
+            "failing row(s), for example",
+            "customer_id",
+        ],
     );
-    for expected in [
-        "model 'customer_view' failed 1 data test(s)",
-        "test 'expression(frequency < 0)' (line 1)",
-        "failing row(s), for example",
-        "customer_id",
-    ] {
-        assert!(text.contains(expected), "missing '{expected}' in:\n{text}");
-    }
     let rows_shown: Vec<&str> = text
         .lines()
         .filter(|l| l.trim_start().starts_with('|'))
@@ -1321,21 +1334,18 @@ fn a_query_beyond_the_memory_limit_fails_the_run_naming_it_and_the_setting_and_p
         .arg(&tight)
         .output()?;
     assert_eq!(out.status.code(), Some(1));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let text = printed(&out);
+    assert_contains_all(
+        &text,
+        &[
+            "needs more memory than memory_limit_mb = 1 lets the query engine use",
+            "it also ran again with a fair memory pool and with sort-merge joins",
+            "raise memory_limit_mb",
+            "out of memory: running it again with a fair memory pool",
+            "out of memory: running it again with a fair pool and sort-merge joins",
+            "nothing was published",
+        ],
     );
-    for expected in [
-        "needs more memory than memory_limit_mb = 1 lets the query engine use",
-        "it also ran again with a fair memory pool and with sort-merge joins",
-        "raise memory_limit_mb",
-        "out of memory: running it again with a fair memory pool",
-        "out of memory: running it again with a fair pool and sort-merge joins",
-        "nothing was published",
-    ] {
-        assert!(text.contains(expected), "missing '{expected}' in:\n{text}");
-    }
     assert!(
         text.contains("model '") && text.contains(".sql)"),
         "the failing model is named:\n{text}"
