@@ -44,7 +44,8 @@ pub struct EngineOptions {
 pub struct Engine {
     ctx: SessionContext,
     warehouse: Warehouse,
-    /// The job's `memory_limit_mb`, for messages.
+    /// The job's `memory_limit_mb`: the pool's size, whether a query that runs out of it runs
+    /// again ([`Engine::attempts`]), and what its error says.
     memory_limit_mb: Option<u64>,
     /// The committed snapshot published files are read through (loaded on first use, or set by
     /// the run that owns the engine).
@@ -165,7 +166,7 @@ impl Engine {
         config.options_mut().sql_parser.map_string_types_to_utf8view = false;
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(mb) = opts.memory_limit_mb {
-            let bytes = usize::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+            let bytes = pool_bytes(mb);
             // Every sort holds back memory for merging what it spilled (DataFusion's default, 10
             // MB, per sort and partition); under a small limit a plan with a few sorts would hold
             // back the whole pool, so it is capped to a sixteenth of the pool per partition.
@@ -562,10 +563,7 @@ impl Engine {
         if attempt == 0 {
             return Ok(self.ctx.clone());
         }
-        let bytes = self
-            .memory_limit_mb
-            .and_then(|mb| usize::try_from(mb.saturating_mul(1024 * 1024)).ok())
-            .unwrap_or(usize::MAX);
+        let bytes = self.memory_limit_mb.map_or(usize::MAX, pool_bytes);
         let mut state = self.ctx.state();
         if attempt >= 2 {
             state.config_mut().options_mut().optimizer.prefer_hash_join = false;
@@ -675,6 +673,11 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The memory pool's size in bytes for a limit in MiB.
+fn pool_bytes(mb: u64) -> usize {
+    usize::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
 }
 
 /// What [`Error::OutOfMemory`] says was tried besides the first way of running the query.
