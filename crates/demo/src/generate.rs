@@ -995,11 +995,14 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, Error> {
             }
             if rng.random_ratio(1, MALFORMED_ONE_IN) {
                 summary.malformed_lines += 1;
-                match rng.random_range(0..3) {
-                    0 => line.truncate(rng.random_range(20..200)),
-                    1 => line.replace_range(201..209, "20251345"),
-                    _ => line.replace_range(209..210, "X"),
-                }
+                let kind = rng.random_range(0..3);
+                // The cut is drawn for a cut line only, so the seeded demo stays as it was.
+                let cut = if kind == 0 {
+                    rng.random_range(20..200)
+                } else {
+                    0
+                };
+                malform_crm_line(&mut line, kind, cut);
             }
             let mut bytes = latin1(&line);
             bytes.push(b'\n');
@@ -1651,9 +1654,62 @@ fn service_tickets(
     Ok(())
 }
 
+/// Breaks a CRM line the way a corrupted extract does: cut short after `cut` characters (kind
+/// 0), an impossible birth date (1: columns 202 to 209 of the layout) or an opt-out flag that is
+/// neither Y nor N (2: column 210). Places are counted in
+/// characters, as the layout's columns are (the file is Latin-1: one byte a character), so an
+/// accented name never moves the corruption into another field or cuts a character in two.
+fn malform_crm_line(line: &mut String, kind: u32, cut: usize) {
+    let byte_at = |chars: usize| {
+        line.char_indices()
+            .nth(chars)
+            .map_or(line.len(), |(at, _)| at)
+    };
+    match kind {
+        0 => line.truncate(byte_at(cut)),
+        1 => line.replace_range(byte_at(201)..byte_at(209), "20251345"),
+        _ => line.replace_range(byte_at(209)..byte_at(210), "X"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_malformed_crm_line_is_corrupted_at_its_columns_never_mid_character() {
+        let ascii = "A".repeat(CRM_RECORD_LEN);
+        // Characters of two bytes before the birth date and the opt-out flag.
+        let accented = format!("{}{}", "Zoë ".repeat(50), "B".repeat(19));
+        assert_eq!(accented.chars().count(), CRM_RECORD_LEN);
+        assert!(
+            accented.len() > CRM_RECORD_LEN,
+            "the accents come before the date"
+        );
+        for line in [ascii, accented] {
+            let columns = |s: &str, from: usize, to: usize| -> String {
+                s.chars().skip(from).take(to - from).collect()
+            };
+            for cut in 20..200 {
+                let mut cut_short = line.clone();
+                malform_crm_line(&mut cut_short, 0, cut);
+                assert_eq!(cut_short.chars().count(), cut);
+                assert!(line.starts_with(&cut_short));
+            }
+            let mut bad_date = line.clone();
+            malform_crm_line(&mut bad_date, 1, 0);
+            assert_eq!(columns(&bad_date, 201, 209), "20251345");
+            assert_eq!(bad_date.chars().count(), CRM_RECORD_LEN);
+            assert_eq!(columns(&bad_date, 0, 201), columns(&line, 0, 201));
+            let mut bad_status = line.clone();
+            malform_crm_line(&mut bad_status, 2, 0);
+            assert_eq!(columns(&bad_status, 209, 210), "X");
+            assert_eq!(
+                columns(&bad_status, 210, CRM_RECORD_LEN),
+                columns(&line, 210, CRM_RECORD_LEN)
+            );
+        }
+    }
 
     fn opts(persons: u64, seed: u64) -> DemoOptions {
         DemoOptions::new(
