@@ -273,8 +273,17 @@ impl JobSpec {
                 return Err(Error::Spec { problems });
             }
         };
-        let header_line = line_of(&text, raw.job.span().start);
+        let header_start = raw.job.span().start;
+        let header_line = line_of(&text, header_start);
         let header = raw.job.into_inner();
+        if header.memory_limit_mb == Some(0) {
+            problems.push(problem(
+                key_line(&text, header_start, "`memory_limit_mb`").or(Some(header_line)),
+                "memory_limit_mb = 0 leaves the query engine no memory: set the MiB it may use \
+                 (the demo job has 4096) or leave the key out for no limit"
+                    .to_string(),
+            ));
+        }
         if !is_identifier(&header.name) {
             problems.push(problem(
                 Some(header_line),
@@ -686,6 +695,32 @@ mod tests {
             problems[0].message.contains("unknown field `sources`"),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn a_memory_limit_of_zero_is_refused_at_its_line() {
+        let spec = HEADER.replace(
+            "warehouse = \"w\"\n",
+            "warehouse = \"w\"\nmemory_limit_mb = 0\n",
+        );
+        let problems = problems_of(&spec);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].line, Some(4), "{problems:?}");
+        assert!(
+            problems[0]
+                .message
+                .contains("memory_limit_mb = 0 leaves the query engine no memory"),
+            "{problems:?}"
+        );
+        let spec = HEADER.replace(
+            "warehouse = \"w\"\n",
+            "warehouse = \"w\"\nmemory_limit_mb = 1\n",
+        );
+        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        let path = dir.path().join("job.toml");
+        std::fs::write(&path, spec).unwrap_or_default();
+        let loaded = JobSpec::load_with(&path, &|_| None).unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(loaded.engine.memory_limit_mb, Some(1));
     }
 
     #[test]
