@@ -234,16 +234,22 @@ pub fn render_report(m: &RunManifest) -> String {
                     get("gamma_gamma_q"),
                     get("gamma_gamma_gamma")
                 ),
-                _ => format!(
-                    "validation AUC {:.3} (logistic {:.3}, boosted trees {:.3}), PR AUC {:.3}, Brier {:.3}, top-decile lift {:.2} on {} rows",
-                    get("validation_roc_auc"),
-                    get("logistic_regression_validation_roc_auc"),
-                    get("boosted_trees_validation_roc_auc"),
-                    get("validation_pr_auc"),
-                    get("validation_brier"),
-                    get("validation_top_decile_lift"),
-                    thousands(get("validation_rows") as u64)
-                ),
+                _ => {
+                    format!(
+                        "validation AUC {:.3} (logistic {:.3}, boosted trees {:.3}), PR AUC {:.3}, Brier {:.3}, top-decile lift {:.2} on {} rows",
+                        get("validation_roc_auc"),
+                        get("logistic_regression_validation_roc_auc"),
+                        get("boosted_trees_validation_roc_auc"),
+                        get("validation_pr_auc"),
+                        get("validation_brier"),
+                        get("validation_top_decile_lift"),
+                        thousands(get("validation_rows") as u64)
+                    ) + &match model.metrics.get("validation_window_rows") {
+                        // The validation window was read as a sample (MAX_VALIDATION_ROWS).
+                        Some(w) => format!(" (a sample of {})", thousands(*w as u64)),
+                        None => String::new(),
+                    }
+                }
             };
             let _ = writeln!(
                 out,

@@ -191,6 +191,13 @@ pub struct Selection {
 /// score step 149 s instead of 333 s (most of it was the boosted trees' histograms).
 pub const MAX_TRAINING_ROWS: usize = 200_000;
 
+/// Rows the score step reads at most of a classifier's validation window: a larger window is
+/// read as a sample ([`crate::FeatureTableBuilder::sampled`]), so the step's memory does not grow
+/// with the customer base. The validation metrics of a sampled window are measured on the sample
+/// (a ROC AUC on a million rows has a standard error near 0.001) and the window's size is
+/// reported beside them (`validation_window_rows`).
+pub const MAX_VALIDATION_ROWS: usize = 1_000_000;
+
 /// Fits both algorithms on `train`, evaluates them on `valid`, keeps the better by ROC AUC (the
 /// logistic regression on a tie: it is simpler), refits it on `refit` and profiles `refit`. The
 /// fits use at most [`MAX_TRAINING_ROWS`] rows of `train` and `refit`.
@@ -242,12 +249,20 @@ pub fn train_and_select_on(
         .cloned()
         .ok_or_else(|| Error::Internal("no classifier was tried".into()))?;
     let predictor = Predictor::fit(best, refit, &format!("{what} ({}, refit)", best.name()))?;
-    // The profile describes every refit row (its counts are customers), not the sample.
+    // The profile describes the refit rows as given (its counts are customers). Refit rows that
+    // are themselves a sample of a larger window (the score step reads a sample of a large
+    // window) stand for that window: each leaf's rows are scaled to it.
     let labels = profiled.labels(what)?;
     let encoding = predictor.encoding();
     let columns = encoding.feature_columns(profiled)?;
     let min_leaf = (profiled.len() / 40).max(20);
-    let rules = profile(&encoding.columns(), &columns, labels, 3, min_leaf);
+    let mut rules = profile(&encoding.columns(), &columns, labels, 3, min_leaf);
+    if profiled.window_len() > profiled.len() && !profiled.is_empty() {
+        let scale = profiled.window_len() as f64 / profiled.len() as f64;
+        for r in &mut rules {
+            r.rows = (r.rows as f64 * scale).round() as u64;
+        }
+    }
     Ok(Selection {
         predictor,
         candidates,
@@ -341,6 +356,27 @@ mod tests {
             sampled.predictor != whole.predictor,
             "the sample was not used"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_profile_of_a_sampled_refit_window_counts_the_window() -> Result<()> {
+        let train = table(6000, 0);
+        let valid = table(1000, 6000);
+        let whole = train_and_select_on("test", &train, &valid, &train, 1500)?;
+        let rows = |s: &Selection| s.profile.iter().map(|r| r.rows).sum::<u64>();
+        assert_eq!(rows(&whole), 6000, "the leaves cover every refit row");
+        // The refit rows as a sample of the window (as the score step reads a large window).
+        let sample = train.sample(3000).into_owned();
+        assert_eq!(sample.window_len(), 6000);
+        let sampled = train_and_select_on("test", &train, &valid, &sample, 1500)?;
+        let counted = rows(&sampled);
+        assert!(
+            counted.abs_diff(6000) <= sampled.profile.len() as u64,
+            "{counted} rows: the leaves are scaled to the window"
+        );
+        // The refit fit samples the window as it would the whole: the same predictor.
+        assert_eq!(sampled.predictor, whole.predictor);
         Ok(())
     }
 

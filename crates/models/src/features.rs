@@ -194,6 +194,9 @@ pub struct FeatureTable {
     pub numeric: Vec<(String, Vec<f64>)>,
     /// Categorical features.
     pub categorical: Vec<(String, CodedColumn)>,
+    /// When the table is a sample ([`FeatureTableBuilder::sampled`], [`FeatureTable::sample`]):
+    /// the rows of the window it was drawn from. `None`: the table is its whole window.
+    pub window_rows: Option<usize>,
 }
 
 /// Text values in SQL's ascending order: an empty value after every other.
@@ -522,7 +525,11 @@ impl FeatureTableBuilder {
     /// batches, before the first reaches this table).
     pub fn finish(mut self) -> FeatureTable {
         self.keep_sample();
+        let read = self.rows;
         let mut table = self.table;
+        if read > table.len() {
+            table.window_rows = Some(read);
+        }
         table.groups = self.groups.map(|g| g.column);
         table.categorical = self
             .categorical
@@ -552,6 +559,11 @@ impl FeatureTable {
     /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
+    }
+
+    /// Rows of the window the table stands for: its own rows, or those it was sampled from.
+    pub fn window_len(&self) -> usize {
+        self.window_rows.unwrap_or(self.len()).max(self.len())
     }
 
     /// Puts the rows in one order whatever order they arrived in: by customer id, snapshot day
@@ -647,6 +659,7 @@ impl FeatureTable {
                 .iter()
                 .map(|(n, v)| (n.clone(), v.select(rows)))
                 .collect(),
+            window_rows: None,
         }
     }
 
@@ -659,13 +672,24 @@ impl FeatureTable {
     /// At most about `max_rows` rows, the same ones on every run: a row is kept when the SHA-256
     /// of its customer id and snapshot day, read as a number in [0, 1), is below `max_rows / len`
     /// (so a customer's rows are kept or dropped by who they are, never by their order or label).
-    /// The whole table when it has no more than `max_rows` rows.
+    /// The whole table when it has no more than `max_rows` rows. A table that is itself a sample
+    /// is sampled as its window would be ([`FeatureTable::window_len`]): the result is the same
+    /// rows as sampling the whole window, so a sample of `max_rows` stays whole.
     pub fn sample(&self, max_rows: usize) -> std::borrow::Cow<'_, FeatureTable> {
-        if self.len() <= max_rows {
+        let window = self.window_len();
+        if window <= max_rows {
             return std::borrow::Cow::Borrowed(self);
         }
-        let all: Vec<usize> = (0..self.len()).collect();
-        std::borrow::Cow::Owned(self.sample_of(&all, max_rows))
+        let share = sample_share(max_rows, window);
+        let kept: Vec<usize> = (0..self.len())
+            .filter(|&i| self.sampled(i, share))
+            .collect();
+        if kept.len() == self.len() {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut sample = self.select(&kept);
+        sample.window_rows = Some(window);
+        std::borrow::Cow::Owned(sample)
     }
 
     /// `self.select(rows).sample(max_rows)`, without the copy of every row in `rows` first.
@@ -1121,6 +1145,18 @@ mod tests {
                 "max_rows {max_rows}"
             );
             assert_eq!(sampled.snapshot_days, expected.snapshot_days);
+            // A sample stands for its window: sampled again it keeps the rows a sample of the
+            // whole window keeps (and with the same bound, all of its own).
+            if sampled.len() < 30_000 {
+                assert_eq!(sampled.window_rows, Some(30_000), "max_rows {max_rows}");
+                assert_eq!(sampled.window_len(), 30_000);
+            } else {
+                assert_eq!(sampled.window_rows, None, "max_rows {max_rows}");
+            }
+            assert_eq!(sampled.sample(max_rows).len(), sampled.len());
+            let smaller = sampled.sample(500);
+            assert_eq!(smaller.checksum(), whole.sample(500).checksum());
+            assert_eq!(smaller.window_len(), 30_000);
             assert_eq!(
                 sampled
                     .groups

@@ -52,7 +52,9 @@ mod windows;
 
 pub use artifact::{ARTIFACT_FORMAT, AS_OF_PLACEHOLDER, Artifact, ArtifactModel};
 pub use btyd::{BgNbd, CustomerSummary, Fit, FitError, GammaGamma, MbgNbd, ParetoNbd};
-pub use classifier::{Algorithm, MAX_TRAINING_ROWS, Predictor, Selection, train_and_select};
+pub use classifier::{
+    Algorithm, MAX_TRAINING_ROWS, MAX_VALIDATION_ROWS, Predictor, Selection, train_and_select,
+};
 pub use clv::{
     ClvOptions, ClvParams, MODEL_VERSION, clv_schema, clv_scores, metrics_schema, score_clv,
 };
@@ -65,10 +67,10 @@ pub use logistic::Logistic;
 pub use profile::{ProfileRule, profile};
 pub use rfm::{Error, Result, RfmSegmentNames, quintile_scores, rfm_schema, score_rfm};
 pub use scores::{
-    CampaignSplit, ClassifierData, ClassifierRun, TrainedClassifier, customer_scores_batch,
-    customer_scores_schema, deciles_batch, deciles_schema, metrics_with_classifiers,
-    model_metrics_schema, model_metrics_table, profiles_batch, profiles_schema, run_classifier,
-    split_campaign_sends, train_classifier,
+    CampaignHoldout, CampaignSplit, ClassifierData, ClassifierRun, TrainedClassifier,
+    customer_scores_batch, customer_scores_schema, deciles_batch, deciles_schema,
+    metrics_with_classifiers, model_metrics_schema, model_metrics_table, profiles_batch,
+    profiles_schema, run_classifier, split_campaign_sends, train_classifier,
 };
 pub use summary::{Transaction, summarise};
 pub use windows::{ChurnWindows, PropensityWindow};

@@ -134,9 +134,16 @@ pub fn train_classifier(data: &ClassifierData<'_>) -> Result<TrainedClassifier> 
         ("validation_rows", v.rows as f64),
         ("validation_positives", v.positives as f64),
         ("training_rows", data.train_window_rows as f64),
-        ("refit_rows", data.refit.len() as f64),
+        ("refit_rows", data.refit.window_len() as f64),
     ] {
         metrics.insert(name.to_string(), value);
+    }
+    // Only when the validation window was read as a sample: how many rows it had.
+    if data.valid.window_len() > data.valid.len() {
+        metrics.insert(
+            "validation_window_rows".to_string(),
+            data.valid.window_len() as f64,
+        );
     }
     for (alg, e) in &selection.candidates {
         metrics.insert(format!("{}_validation_roc_auc", alg.name()), e.roc_auc);
@@ -197,58 +204,89 @@ pub fn split_campaign_sends(table: &FeatureTable, holdout_share: f64) -> Result<
             *e = Some(e.map_or(d, |e| e.min(d)));
         }
     }
-    let mut first: BTreeMap<&str, i32> = BTreeMap::new();
+    let mut first: BTreeMap<String, i32> = BTreeMap::new();
     for (code, d) in first_by_code.iter().enumerate() {
         if let (Some(d), Some(g)) = (d, u32::try_from(code).ok().and_then(|c| groups.value_of(c))) {
-            let e = first.entry(g).or_insert(*d);
+            let e = first.entry(g.to_string()).or_insert(*d);
             *e = (*e).min(*d);
         }
     }
-    let (train, valid, method) = match first.len() {
-        0 => {
-            return Err(Error::BadInput(
-                "no past campaign sends to learn campaign propensity from".into(),
-            ));
+    let holdout = CampaignHoldout::choose(&first, holdout_share)?;
+    let (mut train, mut valid) = (Vec::new(), Vec::new());
+    for (i, (id, g)) in table.ids.iter().zip(groups.iter()).enumerate() {
+        if holdout.holds(id, g) {
+            valid.push(i);
+        } else {
+            train.push(i);
         }
-        1 => {
-            let (mut train, mut valid) = (Vec::new(), Vec::new());
-            for (i, id) in table.ids.iter().enumerate() {
-                if hash_fraction(id) < holdout_share {
-                    valid.push(i);
-                } else {
-                    train.push(i);
-                }
-            }
-            (train, valid, "customer hash within the one campaign")
-        }
-        n => {
-            let mut order: Vec<(i32, &str)> = first.iter().map(|(g, d)| (*d, *g)).collect();
-            order.sort();
-            let k = ((n as f64 * holdout_share).round() as usize).clamp(1, n - 1);
-            let held: BTreeSet<&str> = order[n - k..].iter().map(|(_, g)| *g).collect();
-            let (mut train, mut valid) = (Vec::new(), Vec::new());
-            for (i, g) in groups.iter().enumerate() {
-                if g.is_some_and(|g| held.contains(g)) {
-                    valid.push(i);
-                } else {
-                    train.push(i);
-                }
-            }
-            (train, valid, "latest campaigns")
-        }
-    };
-    if train.is_empty() || valid.is_empty() {
-        return Err(Error::BadInput(format!(
-            "the campaign sends split into {} training and {} validation rows ({method}): too few to learn and judge campaign propensity",
-            train.len(),
-            valid.len()
-        )));
     }
+    holdout.check_sides(train.len(), valid.len())?;
     Ok(CampaignSplit {
         train,
         valid,
-        method,
+        method: holdout.method(),
     })
+}
+
+/// Which campaign sends validate the propensity model, chosen from the campaigns' first send days
+/// alone, so the sends can be split as they are read ([`split_campaign_sends`] says how).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CampaignHoldout {
+    /// One campaign: the sends whose SHA-256 of the customer id falls below this share.
+    Customers(f64),
+    /// Two campaigns or more: the sends of these, the latest by first send day.
+    Campaigns(BTreeSet<String>),
+}
+
+impl CampaignHoldout {
+    /// The held-out sends for campaigns first sent on `first_send_days` (by campaign). No
+    /// campaign is [`Error::BadInput`].
+    pub fn choose(first_send_days: &BTreeMap<String, i32>, holdout_share: f64) -> Result<Self> {
+        match first_send_days.len() {
+            0 => Err(Error::BadInput(
+                "no past campaign sends to learn campaign propensity from".into(),
+            )),
+            1 => Ok(Self::Customers(holdout_share)),
+            n => {
+                let mut order: Vec<(i32, &str)> = first_send_days
+                    .iter()
+                    .map(|(g, d)| (*d, g.as_str()))
+                    .collect();
+                order.sort();
+                let k = ((n as f64 * holdout_share).round() as usize).clamp(1, n - 1);
+                Ok(Self::Campaigns(
+                    order[n - k..].iter().map(|(_, g)| g.to_string()).collect(),
+                ))
+            }
+        }
+    }
+
+    /// Whether the send of campaign `group` to `customer_id` validates.
+    pub fn holds(&self, customer_id: &str, group: Option<&str>) -> bool {
+        match self {
+            Self::Customers(share) => hash_fraction(customer_id) < *share,
+            Self::Campaigns(held) => group.is_some_and(|g| held.contains(g)),
+        }
+    }
+
+    /// `latest campaigns` or `customer hash within the one campaign`.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Self::Customers(_) => "customer hash within the one campaign",
+            Self::Campaigns(_) => "latest campaigns",
+        }
+    }
+
+    /// [`Error::BadInput`] when either side of the split has no rows.
+    pub fn check_sides(&self, train_rows: usize, valid_rows: usize) -> Result<()> {
+        if train_rows == 0 || valid_rows == 0 {
+            return Err(Error::BadInput(format!(
+                "the campaign sends split into {train_rows} training and {valid_rows} validation rows ({}): too few to learn and judge campaign propensity",
+                self.method()
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// The first eight bytes of SHA-256(`text`) as a fraction of 2^64.

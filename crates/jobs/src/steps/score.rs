@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use clientele_models::{
     ARTIFACT_FORMAT, AS_OF_PLACEHOLDER, Artifact, ArtifactModel, ChurnWindows, ClassifierData,
     ClassifierRun, ClvOptions, FeatureTable, FeatureTableBuilder, MAX_TRAINING_ROWS,
-    PropensityWindow, TrainedClassifier,
+    MAX_VALIDATION_ROWS, PropensityWindow, TrainedClassifier,
 };
 use clientele_sql::queries::{self, date_param};
 use clientele_sql::{Engine, date32};
@@ -419,6 +419,133 @@ async fn finished<T>(what: &str, task: tokio::task::JoinHandle<T>) -> Result<T> 
         .map_err(|e| Error::Internal(format!("the {what} model's fit stopped: {e}")))
 }
 
+/// Each campaign's first send day (days since 1970-01-01) among the propensity model's training
+/// sends: what the held-out campaigns are chosen by. The sends alone, without their features.
+async fn campaign_first_sends(
+    engine: &Engine,
+    last_send: NaiveDate,
+) -> Result<BTreeMap<String, i32>> {
+    let sends =
+        queries::PROPENSITY_TRAINING_SNAPSHOTS.fill(&[("last_send", &date_param(last_send))])?;
+    let sql = format!(
+        "select cast(_group as varchar) as campaign, cast(min(_snapshot_date) as date) as first_send \
+         from ({sends}) sends where _group is not null group by 1"
+    );
+    let batches = engine
+        .collect("the campaigns' first send days", &sql)
+        .await?;
+    let mut first = BTreeMap::new();
+    for b in &batches {
+        let (Some(campaigns), Some(days)) = (
+            b.column(0).as_string_opt::<i32>(),
+            b.column(1)
+                .as_primitive_opt::<arrow::datatypes::Date32Type>(),
+        ) else {
+            return Err(Error::Internal(
+                "the campaigns' first send days are not text and dates".into(),
+            ));
+        };
+        for (c, d) in campaigns.iter().zip(days.iter()) {
+            if let (Some(c), Some(d)) = (c, d) {
+                first.insert(c.to_string(), d);
+            }
+        }
+    }
+    Ok(first)
+}
+
+/// The propensity model's rows, split as they are read: at most [`MAX_TRAINING_ROWS`] of the
+/// training campaigns' sends (the sample the fits learn from), at most [`MAX_VALIDATION_ROWS`] of
+/// the held-out sends, and at most [`MAX_TRAINING_ROWS`] of every send (the sample the kept
+/// algorithm is refitted on, and its profile, whose counts are scaled to every send). The fits
+/// get the same rows as from splitting and sampling the whole table, which is never held.
+struct PropensityRows {
+    train: FeatureTable,
+    train_window_rows: usize,
+    valid: FeatureTable,
+    refit: FeatureTable,
+    method: &'static str,
+}
+
+async fn propensity_tables(
+    engine: &Engine,
+    sql: &str,
+    holdout: clientele_models::CampaignHoldout,
+) -> Result<std::result::Result<PropensityRows, clientele_models::Error>> {
+    let what = "campaign propensity training rows";
+    let out_of_memory = |e: &Error| matches!(e, Error::Sql(e) if e.is_out_of_memory());
+    let holdout = &holdout;
+    let rows = engine
+        .run_attempts(what, out_of_memory, |attempt| async move {
+            let mut stream = engine.stream_attempt(what, sql, attempt).await?;
+            let schema = stream.schema();
+            let mut train = FeatureTableBuilder::sampled(what, &schema, MAX_TRAINING_ROWS)?;
+            let mut valid = FeatureTableBuilder::sampled(what, &schema, MAX_VALIDATION_ROWS)?;
+            let mut refit = FeatureTableBuilder::sampled(what, &schema, MAX_TRAINING_ROWS)?;
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                let held = held_rows(&batch, holdout)?;
+                let kept = |mask: arrow::array::BooleanArray| {
+                    arrow::compute::filter_record_batch(&batch, &mask)
+                        .map_err(|e| Error::Internal(format!("{what}: {e}")))
+                };
+                valid.push(&kept(held.clone())?)?;
+                train.push(&kept(
+                    arrow::compute::not(&held)
+                        .map_err(|e| Error::Internal(format!("{what}: {e}")))?,
+                )?)?;
+                refit.push(&batch)?;
+            }
+            drop(stream);
+            let train_window_rows = train.rows_read();
+            Ok::<_, Error>((
+                train.finish(),
+                train_window_rows,
+                valid.finish(),
+                refit.finish(),
+            ))
+        })
+        .await?;
+    let (train, train_window_rows, valid, refit) = rows;
+    Ok(holdout
+        .check_sides(train_window_rows, valid.window_len())
+        .map(|()| PropensityRows {
+            train,
+            train_window_rows,
+            valid,
+            refit,
+            method: holdout.method(),
+        }))
+}
+
+/// Which rows of a batch of campaign sends validate (`customer_id` and `_group` decide).
+fn held_rows(
+    batch: &RecordBatch,
+    holdout: &clientele_models::CampaignHoldout,
+) -> Result<arrow::array::BooleanArray> {
+    use arrow::array::Array;
+    let text = |name: &str| -> Result<arrow::array::ArrayRef> {
+        let column = batch.column_by_name(name).ok_or_else(|| {
+            Error::Input(format!(
+                "the campaign propensity training rows have no column '{name}'"
+            ))
+        })?;
+        arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8).map_err(|e| {
+            Error::Input(format!(
+                "the campaign propensity training rows' '{name}' is not text: {e}"
+            ))
+        })
+    };
+    let (ids, groups) = (text("customer_id")?, text("_group")?);
+    let (ids, groups) = (ids.as_string::<i32>(), groups.as_string::<i32>());
+    Ok((0..batch.num_rows())
+        .map(|i| {
+            let group = (!groups.is_null(i)).then(|| groups.value(i));
+            Some(holdout.holds(ids.value(i), group))
+        })
+        .collect())
+}
+
 /// The rows of a feature query, read batch by batch (the query's result is never held whole).
 async fn table(engine: &Engine, what: &str, sql: &str) -> Result<FeatureTable> {
     let rows = read_query(engine, what, sql, |schema| {
@@ -505,6 +632,7 @@ fn report(run: &ClassifierRun) -> ModelReport {
         "logistic_regression_validation_roc_auc",
         "boosted_trees_validation_roc_auc",
         "validation_rows",
+        "validation_window_rows",
     ] {
         if let Some(v) = run.artifact.metrics.get(key) {
             metrics.insert(key.to_string(), *v);
@@ -564,12 +692,21 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
     // matrices are the step's largest holdings, and two fits keep both cores as busy as a fit
     // beside a query does.
     let window = PropensityWindow::new(as_of, opts.response_window_days)?;
-    let sends = table(
-        engine,
-        "campaign propensity training rows",
-        &propensity_rows(window.last_send)?,
-    )
-    .await?;
+    // Which sends validate is chosen from the campaigns' first send days, before the rows are
+    // read, so that only the samples the fits and the validation use are ever held.
+    let first_sends = campaign_first_sends(engine, window.last_send).await?;
+    let sends = match degrade(
+        "propensity",
+        &opts.required,
+        clientele_models::CampaignHoldout::choose(&first_sends, opts.campaign_holdout_share),
+    )? {
+        Outcome::NotRun(status) => Outcome::NotRun(status),
+        Outcome::Ran(holdout) => {
+            let rows =
+                propensity_tables(engine, &propensity_rows(window.last_send)?, holdout).await?;
+            degrade("propensity", &opts.required, rows)?
+        }
+    };
     lap("propensity rows");
     // Churn; its rows are dropped once it is trained.
     let windows = ChurnWindows::new(as_of, opts.churn_horizon_days)?;
@@ -582,54 +719,48 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
         MAX_TRAINING_ROWS,
     )
     .await?;
-    let churn_valid = table(
+    // The validation window is also the refit window: at most MAX_VALIDATION_ROWS of it.
+    let (churn_valid, _) = sampled_table(
         engine,
         "churn validation rows",
         &churn_rows(windows.validation_cutoff, h)?,
+        MAX_VALIDATION_ROWS,
     )
     .await?;
     lap("churn rows");
 
     let propensity_task = {
         let required = opts.required.clone();
-        let holdout = opts.campaign_holdout_share;
         let min_auc = opts.min_propensity_auc;
         let scoring_query = propensity_scoring_template()?;
         tokio::task::spawn_blocking(move || -> Result<Outcome<TrainedClassifier>> {
-            match degrade(
+            let rows = match sends {
+                Outcome::NotRun(status) => return Ok(Outcome::NotRun(status)),
+                Outcome::Ran(rows) => rows,
+            };
+            let held: std::collections::BTreeSet<&str> = rows
+                .valid
+                .groups
+                .iter()
+                .flat_map(|g| g.iter().flatten())
+                .collect();
+            let mut window = window.describe(&held.into_iter().collect::<Vec<_>>());
+            window.insert("validation_split".into(), rows.method.into());
+            degrade(
                 "propensity",
                 &required,
-                clientele_models::split_campaign_sends(&sends, holdout),
-            )? {
-                Outcome::NotRun(status) => Ok(Outcome::NotRun(status)),
-                Outcome::Ran(split) => {
-                    // Only the sample the fits learn from is copied of the training campaigns.
-                    let prop_train = sends.sample_of(&split.train, MAX_TRAINING_ROWS);
-                    let prop_valid = sends.select(&split.valid);
-                    let held: std::collections::BTreeSet<&str> = prop_valid
-                        .groups
-                        .iter()
-                        .flat_map(|g| g.iter().flatten())
-                        .collect();
-                    let mut window = window.describe(&held.into_iter().collect::<Vec<_>>());
-                    window.insert("validation_split".into(), split.method.into());
-                    degrade(
-                        "propensity",
-                        &required,
-                        clientele_models::train_classifier(&ClassifierData {
-                            model: "propensity",
-                            as_of,
-                            train: &prop_train,
-                            train_window_rows: split.train.len(),
-                            valid: &prop_valid,
-                            refit: &sends,
-                            window,
-                            scoring_query,
-                            min_roc_auc: min_auc,
-                        }),
-                    )
-                }
-            }
+                clientele_models::train_classifier(&ClassifierData {
+                    model: "propensity",
+                    as_of,
+                    train: &rows.train,
+                    train_window_rows: rows.train_window_rows,
+                    valid: &rows.valid,
+                    refit: &rows.refit,
+                    window,
+                    scoring_query,
+                    min_roc_auc: min_auc,
+                }),
+            )
         })
     };
     let churn = degrade(
@@ -1026,6 +1157,76 @@ mod tests {
         )
         .await?;
         assert_eq!(t.ids.iter().collect::<Vec<_>>(), ["A"]);
+        Ok(())
+    }
+
+    /// The rows `propensity_tables` reads, checked against the whole table split.
+    async fn split_as_the_whole_table(
+        engine: &Engine,
+        sql: &str,
+        first: &BTreeMap<String, i32>,
+        share: f64,
+    ) -> Result<PropensityRows, BoxError> {
+        let holdout = clientele_models::CampaignHoldout::choose(first, share)?;
+        let whole = table(engine, "campaign rows", sql).await?;
+        let split = clientele_models::split_campaign_sends(&whole, share)?;
+        let rows = propensity_tables(engine, sql, holdout)
+            .await?
+            .map_err(|e| e.to_string())?;
+        assert_eq!(rows.method, split.method);
+        assert_eq!(rows.train_window_rows, split.train.len());
+        assert_eq!(rows.train.checksum(), whole.select(&split.train).checksum());
+        assert_eq!(rows.valid.checksum(), whole.select(&split.valid).checksum());
+        assert_eq!(rows.refit.checksum(), whole.checksum());
+        Ok(rows)
+    }
+
+    #[tokio::test]
+    async fn campaign_sends_are_split_as_they_are_read_as_the_whole_table_splits()
+    -> Result<(), BoxError> {
+        let dir = tempfile::tempdir()?;
+        let engine = engine(dir.path()).await?;
+        let last_send = date(2025, 12, 1);
+        let sql = propensity_rows(last_send)?;
+        // One campaign (K1): split by customer.
+        let first = campaign_first_sends(&engine, last_send).await?;
+        assert_eq!(first, BTreeMap::from([("K1".to_string(), 20_178)]));
+        let rows = split_as_the_whole_table(&engine, &sql, &first, 0.5).await?;
+        assert_eq!(rows.method, "customer hash within the one campaign");
+        // Two more, the last answered by C: the latest (K3) validates.
+        engine
+            .context()
+            .sql(
+                "insert into fct_touchpoints values
+                ('A', 'campaign_contact', 'email', date '2025-06-01', 'K2', null),
+                ('B', 'campaign_contact', 'email', date '2025-06-01', 'K2', null),
+                ('C', 'campaign_contact', 'email', date '2025-06-01', 'K2', null),
+                ('A', 'campaign_contact', 'email', date '2025-09-01', 'K3', null),
+                ('C', 'campaign_contact', 'email', date '2025-09-01', 'K3', null),
+                ('C', 'campaign_response', 'email', date '2025-09-03', 'K3', null)",
+            )
+            .await?
+            .collect()
+            .await?;
+        let first = campaign_first_sends(&engine, last_send).await?;
+        assert_eq!(first.keys().collect::<Vec<_>>(), ["K1", "K2", "K3"]);
+        for share in [0.34, 0.5, 0.75] {
+            let rows = split_as_the_whole_table(&engine, &sql, &first, share).await?;
+            assert_eq!(rows.refit.len(), 7, "{share}");
+        }
+        let held = |share| -> Result<Vec<String>, BoxError> {
+            let holdout = clientele_models::CampaignHoldout::choose(&first, share)?;
+            let clientele_models::CampaignHoldout::Campaigns(held) = holdout else {
+                return Err("three campaigns are split by campaign".into());
+            };
+            Ok(held.into_iter().collect())
+        };
+        assert_eq!(held(0.34)?, ["K3"]);
+        assert_eq!(held(0.75)?, ["K2", "K3"]);
+        // Nothing sent before the first campaign: propensity is skipped, saying why.
+        let none = campaign_first_sends(&engine, date(2025, 1, 1)).await?;
+        let refused = clientele_models::CampaignHoldout::choose(&none, 0.25);
+        assert!(refused.is_err_and(|e| e.to_string().contains("no past campaign sends")));
         Ok(())
     }
 }
