@@ -282,16 +282,40 @@ fn propensity_rows(last_send: NaiveDate) -> Result<String> {
     )
 }
 
-/// The rows of `sql/queries/clv_transactions.sql` as transactions (day numbers since 1970-01-01).
-pub(crate) fn clv_transactions(
-    batches: &[RecordBatch],
+/// The rows of `sql/queries/clv_transactions.sql` as transactions (day numbers since
+/// 1970-01-01), read batch by batch: the orders are never held as Arrow arrays beside them. A
+/// query that runs out of the job's memory limit is read again from the start, the next way of
+/// `Engine::attempts`.
+async fn read_transactions(
+    engine: &Engine,
+    what: &str,
+    sql: &str,
 ) -> Result<Vec<clientele_models::Transaction>> {
-    use arrow::array::Array;
-    let bad = |m: &str| Error::Input(format!("the CLV query {m}"));
-    let mut out = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
-    // The query returns a customer's orders together: they share one copy of the id.
-    let mut customer: std::sync::Arc<str> = "".into();
-    for b in batches {
+    let out_of_memory = |e: &Error| matches!(e, Error::Sql(e) if e.is_out_of_memory());
+    engine
+        .run_attempts(what, out_of_memory, |attempt| async move {
+            let mut stream = engine.stream_attempt(what, sql, attempt).await?;
+            let mut transactions = Transactions::default();
+            while let Some(batch) = stream.next().await {
+                transactions.push(&batch?)?;
+            }
+            Ok::<_, Error>(transactions.out)
+        })
+        .await
+}
+
+/// Transactions appended batch by batch; a customer's orders, which the query returns together,
+/// share one copy of the id.
+#[derive(Default)]
+struct Transactions {
+    out: Vec<clientele_models::Transaction>,
+    customer: Option<std::sync::Arc<str>>,
+}
+
+impl Transactions {
+    fn push(&mut self, b: &RecordBatch) -> Result<()> {
+        use arrow::array::Array;
+        let bad = |m: &str| Error::Input(format!("the CLV query {m}"));
         let column = |name: &str| {
             b.column_by_name(name)
                 .ok_or_else(|| bad(&format!("returned no column '{name}'")))
@@ -305,23 +329,29 @@ pub(crate) fn clv_transactions(
         let a = column("amount")?
             .as_primitive_opt::<arrow::datatypes::Float64Type>()
             .ok_or_else(|| bad("returned amount not as a number"))?;
+        self.out.reserve(b.num_rows());
         for i in 0..b.num_rows() {
             // The query keeps only orders with a customer; a date or amount is always present in
             // fct_orders, and an order without one carries nothing to model.
             if c.is_null(i) || d.is_null(i) || a.is_null(i) {
                 continue;
             }
-            if *customer != *c.value(i) {
-                customer = c.value(i).into();
-            }
-            out.push(clientele_models::Transaction {
-                customer: customer.clone(),
+            let customer = match &self.customer {
+                Some(id) if **id == *c.value(i) => id.clone(),
+                _ => {
+                    let id: std::sync::Arc<str> = c.value(i).into();
+                    self.customer = Some(id.clone());
+                    id
+                }
+            };
+            self.out.push(clientele_models::Transaction {
+                customer,
                 day: i64::from(d.value(i)),
                 amount: a.value(i),
             });
         }
+        Ok(())
     }
-    Ok(out)
 }
 
 /// A model's line in the run manifest and report.
@@ -783,12 +813,13 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
 
     // Buy-till-you-die CLV.
     let clv_template = clv_scoring_template();
-    let orders = engine
-        .collect("reading the orders for CLV", &fill(&clv_template, as_of))
-        .await?;
+    let transactions = read_transactions(
+        engine,
+        "reading the orders for CLV",
+        &fill(&clv_template, as_of),
+    )
+    .await?;
     lap("clv orders");
-    let transactions = clv_transactions(&orders)?;
-    drop(orders);
     let mut clv_checksums = BTreeMap::new();
     {
         use sha2::Digest;
@@ -974,8 +1005,7 @@ pub async fn score_with_artifact(
             let Some((params, options)) = artifact.clv_options() else {
                 return Err(Error::Input("the CLV artifact has no parameters".into()));
             };
-            let orders = engine.collect("reading the orders", &sql).await?;
-            let transactions = clv_transactions(&orders)?;
+            let transactions = read_transactions(engine, "reading the orders", &sql).await?;
             Ok(clientele_models::clv_scores(
                 &params.counts,
                 &params.spend,
