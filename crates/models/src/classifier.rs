@@ -186,9 +186,10 @@ pub struct Selection {
 
 /// Rows a classifier is fitted on at most: larger training and refit windows are sampled
 /// ([`FeatureTable::sample`]); scoring always uses every row, validation every row up to
-/// [`MAX_VALIDATION_ROWS`]. Measured on the realistic demo at 1,000,000 persons (docs/performance.md): validation ROC AUC 0.829 against
-/// 0.830 with every row for churn (783,187 training rows), 0.717 against 0.719 for propensity; the
-/// score step 149 s instead of 333 s (most of it was the boosted trees' histograms).
+/// [`MAX_VALIDATION_ROWS`]. Measured on the realistic demo at 1,000,000 persons
+/// (docs/performance.md): validation ROC AUC 0.829 against 0.830 with every row for churn
+/// (783,187 training rows), 0.717 against 0.719 for propensity; the score step 149 s instead of
+/// 333 s (most of it was the boosted trees' histograms).
 pub const MAX_TRAINING_ROWS: usize = 200_000;
 
 /// Rows the score step reads at most of a classifier's validation window: a larger window is
