@@ -212,7 +212,13 @@ fn attributes_json(batch: &RecordBatch) -> Result<Vec<String>> {
     Ok(text.lines().map(str::to_string).collect())
 }
 
-/// Evaluates every segment and writes `segment_membership` for the as-of date.
+/// Membership rows written a batch at a time: one segment's rows at most, and never so many that
+/// a batch's text nears the 2 GiB a string array holds (all segments in one batch did at
+/// 10,000,000 persons).
+const MEMBERSHIP_BATCH_ROWS: usize = 65_536;
+
+/// Evaluates every segment and writes `segment_membership` for the as-of date, one segment after
+/// the other: only one segment's members are held at a time.
 pub async fn evaluate_segments(
     engine: &Engine,
     warehouse: &Warehouse,
@@ -222,10 +228,8 @@ pub async fn evaluate_segments(
     published: &str,
 ) -> Result<(WrittenFile, Vec<SegmentSize>)> {
     let days = clientele_sql::date32(as_of);
-    let mut seg_col = Vec::new();
-    let mut ids = Vec::new();
-    let mut attrs = Vec::new();
     let mut sizes = Vec::new();
+    let mut writer = warehouse.parquet_writer(staged, membership_schema())?;
     for s in segments {
         if let Some(why) = unmet_needs(engine, s).await? {
             tracing::warn!(segment = %s.id, reason = %why, "segment skipped");
@@ -244,6 +248,7 @@ pub async fn evaluate_segments(
             )
             .await?;
         let rows = members(s, &batches)?;
+        drop(batches);
         tracing::info!(segment = %s.id, customers = rows.len(), "segment evaluated");
         sizes.push(SegmentSize {
             segment: s.id.clone(),
@@ -251,24 +256,28 @@ pub async fn evaluate_segments(
             customers: rows.len() as u64,
             skipped: None,
         });
-        for (id, a) in rows {
-            seg_col.push(s.id.clone());
-            ids.push(id);
-            attrs.push(a);
+        for chunk in rows.chunks(MEMBERSHIP_BATCH_ROWS) {
+            writer.write(&membership_batch(days, &s.id, chunk)?).await?;
         }
     }
-    let n = ids.len();
-    let batch = RecordBatch::try_new(
+    Ok((writer.finish(published).await?, sizes))
+}
+
+/// The `segment_membership` rows of `members` (customer id, attributes) of one segment.
+fn membership_batch(days: i32, segment: &str, members: &[(String, String)]) -> Result<RecordBatch> {
+    let n = members.len();
+    RecordBatch::try_new(
         membership_schema(),
         vec![
             Arc::new(Date32Array::from(vec![days; n])),
-            Arc::new(StringArray::from(seg_col)),
-            Arc::new(StringArray::from(ids)),
-            Arc::new(StringArray::from(attrs)),
+            Arc::new(StringArray::from(vec![segment; n])),
+            Arc::new(StringArray::from_iter_values(
+                members.iter().map(|(id, _)| id.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                members.iter().map(|(_, a)| a.as_str()),
+            )),
         ],
     )
-    .map_err(|e| Error::Internal(e.to_string()))?;
-    let mut writer = warehouse.parquet_writer(staged, membership_schema())?;
-    writer.write(&batch).await?;
-    Ok((writer.finish(published).await?, sizes))
+    .map_err(|e| Error::Internal(e.to_string()))
 }
