@@ -692,21 +692,6 @@ impl FeatureTable {
         std::borrow::Cow::Owned(sample)
     }
 
-    /// `self.select(rows).sample(max_rows)`, without the copy of every row in `rows` first.
-    /// Sampling the result again with the same `max_rows` keeps it whole.
-    pub fn sample_of(&self, rows: &[usize], max_rows: usize) -> FeatureTable {
-        if rows.len() <= max_rows {
-            return self.select(rows);
-        }
-        let share = sample_share(max_rows, rows.len());
-        let kept: Vec<usize> = rows
-            .iter()
-            .copied()
-            .filter(|&i| self.sampled(i, share))
-            .collect();
-        self.select(&kept)
-    }
-
     /// The labels, or an error naming `what` when the table has none.
     pub fn labels(&self, what: &str) -> Result<&[f64]> {
         self.labels

@@ -41,7 +41,7 @@ pub struct ClassifierData<'a> {
     /// The run's as-of date.
     pub as_of: NaiveDate,
     /// Rows the compared fits learn from: the training window's rows, or a sample of at most
-    /// [`crate::MAX_TRAINING_ROWS`] of them ([`FeatureTable::sample_of`]; the fits
+    /// [`crate::MAX_TRAINING_ROWS`] of them ([`crate::FeatureTableBuilder::sampled`]; the fits
     /// would sample them so anyway).
     pub train: &'a FeatureTable,
     /// Rows in the training window before any sample was taken.

@@ -291,7 +291,6 @@ async fn read_transactions(
     what: &str,
     sql: &str,
 ) -> Result<Vec<clientele_models::Transaction>> {
-    let out_of_memory = |e: &Error| matches!(e, Error::Sql(e) if e.is_out_of_memory());
     engine
         .run_attempts(what, out_of_memory, |attempt| async move {
             let mut stream = engine.stream_attempt(what, sql, attempt).await?;
@@ -503,7 +502,6 @@ async fn propensity_tables(
     holdout: clientele_models::CampaignHoldout,
 ) -> Result<std::result::Result<PropensityRows, clientele_models::Error>> {
     let what = "campaign propensity training rows";
-    let out_of_memory = |e: &Error| matches!(e, Error::Sql(e) if e.is_out_of_memory());
     let holdout = &holdout;
     let rows = engine
         .run_attempts(what, out_of_memory, |attempt| async move {
@@ -576,6 +574,12 @@ fn held_rows(
         .collect())
 }
 
+/// Whether a query's error is running out of the job's memory limit: `Engine::run_attempts` then
+/// runs it again the next way.
+fn out_of_memory(e: &Error) -> bool {
+    matches!(e, Error::Sql(e) if e.is_out_of_memory())
+}
+
 /// The rows of a feature query, read batch by batch (the query's result is never held whole).
 async fn table(engine: &Engine, what: &str, sql: &str) -> Result<FeatureTable> {
     let rows = read_query(engine, what, sql, |schema| {
@@ -607,7 +611,6 @@ async fn read_query(
     sql: &str,
     builder: impl Fn(&arrow::datatypes::SchemaRef) -> Result<FeatureTableBuilder>,
 ) -> Result<(FeatureTable, usize)> {
-    let out_of_memory = |e: &Error| matches!(e, Error::Sql(e) if e.is_out_of_memory());
     let builder = &builder;
     engine
         .run_attempts(what, out_of_memory, |attempt| async move {
