@@ -53,7 +53,8 @@ mod windows;
 pub use artifact::{ARTIFACT_FORMAT, AS_OF_PLACEHOLDER, Artifact, ArtifactModel};
 pub use btyd::{BgNbd, CustomerSummary, Fit, FitError, GammaGamma, MbgNbd, ParetoNbd};
 pub use classifier::{
-    Algorithm, MAX_TRAINING_ROWS, MAX_VALIDATION_ROWS, Predictor, Selection, train_and_select,
+    Algorithm, MAX_TRAINING_ROWS, MAX_VALIDATION_ROWS, PREDICT_ROWS, Predictor, Selection,
+    train_and_select,
 };
 pub use clv::{
     ClvOptions, ClvParams, MODEL_VERSION, clv_schema, clv_scores, metrics_schema, score_clv,

@@ -77,20 +77,27 @@ pub struct TrainedClassifier {
 
 impl TrainedClassifier {
     /// Scores every row of `score` (the rows as of the as-of date).
-    pub fn apply(mut self, score: &FeatureTable) -> Result<ClassifierRun> {
+    pub fn apply(self, score: &FeatureTable) -> Result<ClassifierRun> {
         let p = self.selection.predictor.predict(score)?;
         let scores: Vec<(String, f64)> = score.ids.iter().map(str::to_string).zip(p).collect();
+        Ok(self.scored(scores))
+    }
+
+    /// The run whose scores are `scores`, `(customer_id, probability)` per scored row: rows
+    /// scored part by part as they were read ([`Predictor::predict`] on each part) rather than
+    /// held whole as one [`FeatureTable`].
+    pub fn scored(mut self, scores: Vec<(String, f64)>) -> ClassifierRun {
         self.artifact
             .metrics
-            .insert("scored_rows".to_string(), score.len() as f64);
-        Ok(ClassifierRun {
+            .insert("scored_rows".to_string(), scores.len() as f64);
+        ClassifierRun {
             model: self.model,
             version: self.version,
             selection: self.selection,
             training_rows: self.training_rows,
             scores,
             artifact: self.artifact,
-        })
+        }
     }
 }
 

@@ -438,8 +438,59 @@ async fn apply(
         Outcome::Ran(trained) => trained,
         Outcome::NotRun(status) => return Ok(Outcome::NotRun(status)),
     };
-    let rows = table(engine, what, &fill(&trained.artifact.scoring_query, as_of)).await?;
-    degrade(model, &opts.required, trained.apply(&rows))
+    let sql = fill(&trained.artifact.scoring_query, as_of);
+    let predictor = &trained.selection.predictor;
+    // A query or row that fails stops the step; a model that cannot score its rows degrades as
+    // the model's own errors do.
+    let scores = scored_rows(engine, what, &sql, predictor, SCORING_PART_ROWS).await?;
+    degrade(model, &opts.required, scores.map(|s| trained.scored(s)))
+}
+
+/// Rows of a scoring query scored at once: a part's feature rows are held, never all of them
+/// (every customer's features at ten million customers would be gigabytes).
+const SCORING_PART_ROWS: usize = 4 * clientele_models::PREDICT_ROWS;
+
+/// `(customer_id, probability)` for every row of a scoring query, by customer id (the order the
+/// whole table would have had): the rows are read and scored about `part_rows` at a time. A
+/// query that runs out of the job's memory limit is read again from the start, as [`read_query`]
+/// does. The inner error: the predictor could not score the rows.
+async fn scored_rows(
+    engine: &Engine,
+    what: &str,
+    sql: &str,
+    predictor: &clientele_models::Predictor,
+    part_rows: usize,
+) -> Result<std::result::Result<Vec<(String, f64)>, clientele_models::Error>> {
+    let scores = engine
+        .run_attempts(what, out_of_memory, |attempt| async move {
+            let mut stream = engine.stream_attempt(what, sql, attempt).await?;
+            let schema = stream.schema();
+            let mut scores: Vec<(String, f64)> = Vec::new();
+            let mut part = FeatureTableBuilder::new(what, &schema)?;
+            let score_part = |part: FeatureTableBuilder, scores: &mut Vec<(String, f64)>| {
+                let rows = part.finish();
+                let p = predictor.predict(&rows)?;
+                scores.extend(rows.ids.iter().map(str::to_string).zip(p));
+                Ok(())
+            };
+            while let Some(batch) = stream.next().await {
+                part.push(&batch?)?;
+                if part.rows_read() >= part_rows {
+                    let full =
+                        std::mem::replace(&mut part, FeatureTableBuilder::new(what, &schema)?);
+                    if let Err(e) = score_part(full, &mut scores) {
+                        return Ok(Err(e));
+                    }
+                }
+            }
+            drop(stream);
+            Ok(score_part(part, &mut scores).map(|()| scores))
+        })
+        .await?;
+    Ok(scores.map(|mut scores| {
+        scores.sort_by(|a, b| a.0.cmp(&b.0));
+        scores
+    }))
 }
 
 /// The result of a fit run on a thread of its own.
@@ -578,14 +629,6 @@ fn held_rows(
 /// runs it again the next way.
 fn out_of_memory(e: &Error) -> bool {
     matches!(e, Error::Sql(e) if e.is_out_of_memory())
-}
-
-/// The rows of a feature query, read batch by batch (the query's result is never held whole).
-async fn table(engine: &Engine, what: &str, sql: &str) -> Result<FeatureTable> {
-    let rows = read_query(engine, what, sql, |schema| {
-        Ok(FeatureTableBuilder::new(what, schema)?)
-    });
-    Ok(rows.await?.0)
 }
 
 /// The rows of `FeatureTable::sample(max_rows)` of a feature query's rows, read batch by batch
@@ -1018,8 +1061,14 @@ pub async fn score_with_artifact(
             )?)
         }
         ArtifactModel::Classifier { predictor } => {
-            let rows = table(engine, &format!("{} scoring rows", artifact.model), &sql).await?;
-            let p = predictor.predict(&rows)?;
+            let scores = scored_rows(
+                engine,
+                &format!("{} scoring rows", artifact.model),
+                &sql,
+                predictor,
+                SCORING_PART_ROWS,
+            )
+            .await??;
             let column = if artifact.model == "churn" {
                 "churn_probability".to_string()
             } else {
@@ -1038,14 +1087,16 @@ pub async fn score_with_artifact(
                     false,
                 ),
             ]));
-            let n = rows.len();
+            let n = scores.len();
             Ok(RecordBatch::try_new(
                 schema,
                 vec![
                     std::sync::Arc::new(arrow::array::StringArray::from_iter_values(
-                        rows.ids.iter(),
+                        scores.iter().map(|(id, _)| id.as_str()),
                     )),
-                    std::sync::Arc::new(arrow::array::Float64Array::from(p)),
+                    std::sync::Arc::new(arrow::array::Float64Array::from_iter_values(
+                        scores.iter().map(|(_, p)| *p),
+                    )),
                     std::sync::Arc::new(arrow::array::StringArray::from(vec![
                         artifact
                             .version
@@ -1092,9 +1143,18 @@ mod tests {
 
     use super::*;
     use clientele_sql::EngineOptions;
+    use clientele_store::Warehouse;
 
     type BoxError = Box<dyn std::error::Error + Send + Sync>;
-    use clientele_store::Warehouse;
+
+    /// Every row of a feature query as one table: what the step's streamed reads are checked
+    /// against.
+    async fn table(engine: &Engine, what: &str, sql: &str) -> Result<FeatureTable> {
+        let rows = read_query(engine, what, sql, |schema| {
+            Ok(FeatureTableBuilder::new(what, schema)?)
+        });
+        Ok(rows.await?.0)
+    }
 
     fn date(y: i32, m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default()
@@ -1190,6 +1250,45 @@ mod tests {
         )
         .await?;
         assert_eq!(t.ids.iter().collect::<Vec<_>>(), ["A"]);
+        Ok(())
+    }
+
+    /// Scoring a part of the rows at a time gives every customer the probability the whole table
+    /// gives, in the whole table's order, however the parts fall: one row a part (each part
+    /// coding its levels afresh), two, and all at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rows_scored_part_by_part_score_as_the_whole_table() -> Result<(), BoxError> {
+        let dir = tempfile::tempdir()?;
+        let engine = engine(dir.path()).await?;
+        let sql = fill(&churn_scoring_template()?, date(2025, 12, 31));
+        let whole = table(&engine, "churn scoring rows", &sql).await?;
+        assert!(whole.len() >= 3, "every customer is scored");
+        let encoding = clientele_models::Encoding::learn(&whole);
+        assert!(
+            !encoding.categorical.is_empty(),
+            "the levels are part of what is checked"
+        );
+        let columns = encoding.columns().len();
+        let predictor = clientele_models::Predictor::LogisticRegression {
+            encoding,
+            model: clientele_models::Logistic {
+                intercept: -0.3,
+                coefficients: (0..columns).map(|i| 0.1 + 0.37 * i as f64).collect(),
+                l2: 0.0,
+                iterations: 0,
+            },
+        };
+        let expected: Vec<(String, f64)> = whole
+            .ids
+            .iter()
+            .map(str::to_string)
+            .zip(predictor.predict(&whole)?)
+            .collect();
+        for part_rows in [1, 2, usize::MAX] {
+            let scores =
+                scored_rows(&engine, "churn scoring rows", &sql, &predictor, part_rows).await??;
+            assert_eq!(scores, expected, "parts of {part_rows} rows");
+        }
         Ok(())
     }
 
