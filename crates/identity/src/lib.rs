@@ -79,14 +79,22 @@ pub struct Link {
     pub b: u32,
     /// The first blocking rule that produced the pair.
     pub rule: u8,
+    /// The match weight (log2 of the odds); [`Link::probability`] is its probability.
     pub weight: f64,
-    pub probability: f64,
     /// The pair's comparison pattern, in [`Resolution::patterns`]: its levels, one per comparison
     /// ([`Resolution::levels`]; each comparison's weight, which sums with the prior to `weight`,
     /// is [`Parameters::weights`] of these). A number, not the levels, for memory.
     pub pattern: u32,
     /// Above the threshold and kept by clustering (not refused by the duplicate-free guard).
     pub accepted: bool,
+}
+
+impl Link {
+    /// The match probability of the link's weight: computed, not held (tens of millions of links
+    /// at ten million persons: a number less per link is hundreds of megabytes).
+    pub fn probability(&self) -> f64 {
+        model::probability(self.weight)
+    }
 }
 
 /// Counts of a resolution, for the run report.
@@ -290,7 +298,6 @@ pub fn resolve(
                     b,
                     rule: u8::try_from(pattern.mask.trailing_zeros()).unwrap_or(u8::MAX),
                     weight,
-                    probability,
                     pattern: number,
                     accepted: false,
                 });
@@ -377,13 +384,13 @@ pub fn resolve(
                     // An attaching rule's pair at any probability: for the record with only a
                     // name, another customer of that name competes however weak its pair.
                     attach_only(l)
-                        || (l.probability >= settings.attach_competitor_probability
-                            && l.probability < settings.match_probability)
+                        || (l.probability() >= settings.attach_competitor_probability
+                            && l.probability() < settings.match_probability)
                 })
                 .map(|l| attach::WeakPair {
                     a: l.a,
                     b: l.b,
-                    probability: l.probability,
+                    probability: l.probability(),
                     disagrees: disagrees.get(l.pattern as usize).copied().unwrap_or(true),
                     by_name: name_sides(l),
                 })
@@ -414,9 +421,9 @@ pub fn resolve(
         (clusters, report)
     };
     lap("clustering");
-    links.retain(|l| l.probability >= settings.links_min_probability);
+    links.retain(|l| l.probability() >= settings.links_min_probability);
     for link in &mut links {
-        link.accepted = link.probability >= settings.match_probability
+        link.accepted = link.probability() >= settings.match_probability
             && found_by_linking_rule(link.rule, linking)
             && clusters[link.a as usize] == clusters[link.b as usize];
     }

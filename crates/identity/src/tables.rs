@@ -574,7 +574,7 @@ fn links_rows(
                 .map_or("", |r| r.label.as_str()),
         );
         weight.append_value(link.weight);
-        prob.append_value(link.probability);
+        prob.append_value(link.probability());
         accepted.append_value(link.accepted);
         let link_levels = r.levels(link);
         let (link_weights, _) = weigher.weights(link.a as usize, link_levels);
