@@ -440,12 +440,7 @@ pub fn resolve(
     }
     let household_names: Vec<String> = first_of
         .iter()
-        .map(|r| {
-            household::household_id(
-                r.and_then(|r| records.ids.get(r))
-                    .map_or("", String::as_str),
-            )
-        })
+        .map(|r| household::household_id(r.and_then(|r| records.ids.get(r)).unwrap_or("")))
         .collect();
 
     let mut warnings = Vec::new();

@@ -48,7 +48,10 @@ pub struct Previous {
 
 impl Previous {
     /// From a map of record ids to customer ids (`record_ids` are this run's records).
-    pub fn from_map(record_ids: &[String], map: &HashMap<String, String>) -> Previous {
+    pub fn from_map(
+        record_ids: &crate::records::Strings,
+        map: &HashMap<String, String>,
+    ) -> Previous {
         // Every record of the last run counts, present in this one or not.
         let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
         for c in map.values() {
@@ -95,12 +98,12 @@ impl Previous {
 /// Works on numbers and sorted lists, not maps of strings: at millions of records a map per
 /// cluster would take more memory than the records.
 pub fn assign(
-    record_ids: &[String],
+    record_ids: &crate::records::Strings,
     cluster: &[u32],
     previous: &Previous,
 ) -> (Vec<String>, Vec<Change>) {
     let clusters = cluster.iter().map(|c| *c as usize + 1).max().unwrap_or(0);
-    let id_of = |r: u32| record_ids.get(r as usize).map_or("", String::as_str);
+    let id_of = |r: u32| record_ids.get(r as usize).unwrap_or("");
     let prev_name = |p: u32| {
         previous
             .customer_ids
@@ -265,8 +268,8 @@ pub fn assign(
 mod tests {
     use super::*;
 
-    fn ids(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| (*s).to_string()).collect()
+    fn ids(v: &[&str]) -> crate::records::Strings {
+        v.iter().collect()
     }
 
     #[test]
@@ -293,7 +296,7 @@ mod tests {
         assert!(changes.is_empty(), "{changes:?}");
         let previous: HashMap<String, String> = records2
             .iter()
-            .cloned()
+            .map(str::to_string)
             .zip([0, 0, 1, 1].map(|c: usize| second[c].clone()))
             .collect();
         let previous = Previous::from_map(&records2, &previous);

@@ -107,14 +107,12 @@ impl<'a> RecordLoader<'a> {
     pub fn finish(self) -> Result<Records> {
         let mut records = self.records;
         let mut order: Vec<u32> = (0..u32::try_from(records.len()).unwrap_or(u32::MAX)).collect();
-        order.sort_unstable_by(|x, y| records.ids[*x as usize].cmp(&records.ids[*y as usize]));
-        if let Some(pair) = order
-            .windows(2)
-            .find(|w| records.ids[w[0] as usize] == records.ids[w[1] as usize])
-        {
+        let id = |r: u32| records.ids.get(r as usize).unwrap_or("");
+        order.sort_unstable_by(|x, y| id(*x).cmp(id(*y)));
+        if let Some(pair) = order.windows(2).find(|w| id(w[0]) == id(w[1])) {
             return Err(Error::Input(format!(
                 "record_id '{}' occurs more than once in the input",
-                records.ids[pair[0] as usize]
+                id(pair[0])
             )));
         }
         drop(order);
@@ -406,7 +404,7 @@ impl Contacts {
                 .and_then(|s| records.source_names.get(*s as usize))
                 .map_or("", String::as_str);
             let customer_id = r.customer_id(i);
-            let id = records.ids.get(i).map_or("", String::as_str);
+            let id = records.ids.get(i).unwrap_or("");
             let numbers = match (self.starts.get(i), self.starts.get(i + 1)) {
                 (Some(&a), Some(&b)) => self.of.get(a as usize..b as usize).unwrap_or(&[]),
                 _ => &[],
@@ -521,7 +519,9 @@ fn identity_rows(
         "int_customer_identity",
         identity_schema(),
         vec![
-            Arc::new(StringArray::from_iter_values(&records.ids[range.clone()])),
+            Arc::new(StringArray::from_iter_values(
+                range.clone().map(|i| records.ids.get(i).unwrap_or("")),
+            )),
             Arc::new(source),
             Arc::new(StringArray::from_iter_values(
                 range.clone().map(|i| r.customer_id(i)),
@@ -565,8 +565,8 @@ fn links_rows(
     let mut weights: Vec<Float64Builder> = (0..width).map(|_| Float64Builder::new()).collect();
     let weigher = r.parameters.weigher(records);
     for link in links {
-        a.append_value(&records.ids[link.a as usize]);
-        b.append_value(&records.ids[link.b as usize]);
+        a.append_value(records.ids.get(link.a as usize).unwrap_or(""));
+        b.append_value(records.ids.get(link.b as usize).unwrap_or(""));
         rule.append_value(
             settings
                 .blocking_rules
@@ -838,7 +838,10 @@ mod tests {
         let mut loader = RecordLoader::new(&settings);
         loader.add(&batch(&["a", "b"])?)?;
         loader.add(&batch(&["c"])?)?;
-        assert_eq!(loader.finish()?.ids, vec!["a", "b", "c"]);
+        assert_eq!(
+            loader.finish()?.ids.iter().collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
         let mut loader = RecordLoader::new(&settings);
         loader.add(&batch(&["a", "b"])?)?;
         loader.add(&batch(&["c", "b"])?)?;

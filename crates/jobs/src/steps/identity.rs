@@ -250,7 +250,7 @@ fn record_index(records: &Records) -> HashMap<&str, u32> {
         .ids
         .iter()
         .enumerate()
-        .map(|(i, id)| (id.as_str(), u32::try_from(i).unwrap_or(u32::MAX)))
+        .map(|(i, id)| (id, u32::try_from(i).unwrap_or(u32::MAX)))
         .collect()
 }
 
