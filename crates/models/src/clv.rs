@@ -17,13 +17,29 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
-use crate::btyd::{BgNbd, CustomerSummary, FitError, GammaGamma};
+use crate::btyd::{BgNbd, FitError, GammaGamma};
 use crate::rfm::Error;
-use crate::summary::{Transaction, summarise};
+use crate::summary::{Histories, HistoriesBuilder, Transaction};
 
 /// Days per week and per month used by the scores.
 const WEEK_DAYS: f64 = 7.0;
 const MONTH_DAYS: f64 = 365.25 / 12.0;
+
+impl Histories {
+    /// The histories of `transactions` (in any order) up to `as_of`, in weeks: what
+    /// [`score_clv`] and [`clv_scores`] read.
+    pub fn weeks(transactions: &[Transaction], as_of: i64) -> Self {
+        Self::from_transactions(transactions, as_of, WEEK_DAYS)
+    }
+}
+
+impl HistoriesBuilder {
+    /// A builder of [`Histories::weeks`] up to `as_of`, for purchases streamed in order of
+    /// customer and day.
+    pub fn weeks(as_of: i64) -> Self {
+        Self::new(as_of, WEEK_DAYS)
+    }
+}
 
 /// How far ahead to value customers and how to discount.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -76,12 +92,11 @@ fn fit_error(e: FitError) -> Error {
     Error::BadInput(e.to_string())
 }
 
-/// Fits the models on `transactions` up to `as_of` (a day number like [`Transaction::day`]) and
-/// scores every customer who bought by then. Returns the `customer_clv` and `model_metrics`
+/// Fits the models on the customers' `histories` (summaries in weeks up to their calibration end,
+/// the as-of date: [`Histories::weeks`]) and scores every customer who bought by then. Returns the `customer_clv` and `model_metrics`
 /// batches and the fitted parameters. A fit that fails is an error naming the model and why.
 pub fn score_clv(
-    transactions: &[Transaction],
-    as_of: i64,
+    histories: &Histories,
     options: &ClvOptions,
 ) -> Result<(RecordBatch, RecordBatch, ClvParams), Error> {
     if !(options.monthly_discount_rate > -1.0 && options.monthly_discount_rate.is_finite()) {
@@ -90,12 +105,11 @@ pub fn score_clv(
             options.monthly_discount_rate
         )));
     }
-    let summary = summarise(transactions, as_of, WEEK_DAYS);
-    let data: Vec<CustomerSummary> = summary.iter().map(|(_, c)| *c).collect();
-    let counts = BgNbd::fit(&data).map_err(fit_error)?;
-    let spend = GammaGamma::fit(&data).map_err(fit_error)?;
+    let data = &histories.summaries;
+    let counts = BgNbd::fit(data).map_err(fit_error)?;
+    let spend = GammaGamma::fit(data).map_err(fit_error)?;
     let (m, g) = (counts.params, spend.params);
-    let scores = clv_scores(&m, &g, transactions, as_of, options)?;
+    let scores = clv_scores(&m, &g, histories, options)?;
     let n = scores.num_rows();
 
     let mut metrics: Vec<(&str, String, f64)> = Vec::new();
@@ -157,28 +171,19 @@ pub fn score_clv(
     ))
 }
 
-/// Scores every customer who bought by `as_of` with fitted parameters: the `customer_clv` batch.
-/// This is what a saved CLV artifact repeats.
+/// Scores every customer of `histories` (summaries in weeks: [`Histories::weeks`]) with fitted
+/// parameters: the `customer_clv` batch. This is what a saved CLV artifact repeats.
 pub fn clv_scores(
     m: &BgNbd,
     g: &GammaGamma,
-    transactions: &[Transaction],
-    as_of: i64,
+    histories: &Histories,
     options: &ClvOptions,
 ) -> Result<RecordBatch, Error> {
-    let summary = summarise(transactions, as_of, WEEK_DAYS);
-    let mut last_year: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
-    for t in transactions
-        .iter()
-        .filter(|t| t.day <= as_of && t.day > as_of - 365)
-    {
-        *last_year.entry(&*t.customer).or_insert(0.0) += t.amount;
-    }
     let d = options.monthly_discount_rate;
     let annual = (1.0 + d).powi(12) - 1.0;
     let years = options.horizon_months.div_ceil(12).max(1);
 
-    let n = summary.len();
+    let n = histories.len();
     let mut cols = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -191,7 +196,11 @@ pub fn clv_scores(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    for (customer, c) in &summary {
+    let customers = histories.customers.iter();
+    for ((customer, c), r) in customers
+        .zip(&histories.summaries)
+        .zip(&histories.last_year_spend)
+    {
         let spend_per_purchase = g.expected_spend(c.x, c.monetary_value);
         let mut clv = 0.0;
         let mut before = 0.0;
@@ -205,9 +214,8 @@ pub fn clv_scores(
         }
         // The expectation by the last month is the expectation over the horizon.
         let expected = before;
-        let r = last_year.get(customer.as_str()).copied().unwrap_or(0.0);
         let simple: f64 = (1..=years).map(|t| r / (1.0 + annual).powi(t as i32)).sum();
-        cols.0.push(customer.clone());
+        cols.0.push(customer);
         cols.1.push(c.x as i64);
         cols.2.push(c.t_x);
         cols.3.push(c.t);
@@ -267,7 +275,7 @@ mod tests {
             horizon_months: 12,
             monthly_discount_rate: 0.0,
         };
-        let (plain, metrics, _) = score_clv(&t, as_of, &opts)?;
+        let (plain, metrics, _) = score_clv(&Histories::weeks(&t, as_of), &opts)?;
         assert_eq!(plain.num_rows(), 60);
         assert!(metrics.num_rows() > 10);
         let col = |b: &RecordBatch, name: &str| -> Vec<f64> {
@@ -290,8 +298,7 @@ mod tests {
             );
         }
         let (discounted, _, _) = score_clv(
-            &t,
-            as_of,
+            &Histories::weeks(&t, as_of),
             &ClvOptions {
                 monthly_discount_rate: 0.02,
                 ..opts
@@ -310,6 +317,6 @@ mod tests {
             horizon_months: 12,
             monthly_discount_rate: -1.5,
         };
-        assert!(score_clv(&t, 10, &opts).is_err());
+        assert!(score_clv(&Histories::weeks(&t, 10), &opts).is_err());
     }
 }

@@ -73,5 +73,5 @@ pub use scores::{
     metrics_with_classifiers, model_metrics_schema, model_metrics_table, profiles_batch,
     profiles_schema, run_classifier, split_campaign_sends, train_classifier,
 };
-pub use summary::{Transaction, summarise};
+pub use summary::{Histories, HistoriesBuilder, Transaction, summarise};
 pub use windows::{ChurnWindows, PropensityWindow};

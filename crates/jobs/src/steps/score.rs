@@ -9,8 +9,8 @@ use arrow::array::{AsArray, RecordBatch};
 use chrono::NaiveDate;
 use clientele_models::{
     ARTIFACT_FORMAT, AS_OF_PLACEHOLDER, Artifact, ArtifactModel, ChurnWindows, ClassifierData,
-    ClassifierRun, ClvOptions, FeatureTable, FeatureTableBuilder, MAX_TRAINING_ROWS,
-    MAX_VALIDATION_ROWS, PropensityWindow, TrainedClassifier,
+    ClassifierRun, ClvOptions, FeatureTable, FeatureTableBuilder, Histories, HistoriesBuilder,
+    MAX_TRAINING_ROWS, MAX_VALIDATION_ROWS, PropensityWindow, TrainedClassifier,
 };
 use clientele_sql::queries::{self, date_param};
 use clientele_sql::{Engine, date32};
@@ -282,38 +282,47 @@ fn propensity_rows(last_send: NaiveDate) -> Result<String> {
     )
 }
 
-/// The rows of `sql/queries/clv_transactions.sql` as transactions (day numbers since
-/// 1970-01-01), read batch by batch: the orders are never held as Arrow arrays beside them. A
-/// query that runs out of the job's memory limit is read again from the start, the next way of
-/// `Engine::attempts`.
-async fn read_transactions(
+/// The rows of `sql/queries/clv_transactions.sql` folded into each customer's history up to
+/// `as_of_day` (days since 1970-01-01) as they are read, in order of customer and day: neither
+/// the orders as Arrow arrays nor the orders themselves are held (forty million at ten million
+/// customers). With the SHA-256 of every order read (customer id, day, amount), the artifact's
+/// data checksum. A query that runs out of the job's memory limit is read again from the start,
+/// the next way of `Engine::attempts`.
+async fn read_histories(
     engine: &Engine,
     what: &str,
     sql: &str,
-) -> Result<Vec<clientele_models::Transaction>> {
+    as_of_day: i64,
+) -> Result<(Histories, String)> {
     engine
         .run_attempts(what, out_of_memory, |attempt| async move {
             let mut stream = engine.stream_attempt(what, sql, attempt).await?;
-            let mut transactions = Transactions::default();
+            let mut orders = Orders {
+                histories: HistoriesBuilder::weeks(as_of_day),
+                checksum: sha2::Sha256::default(),
+            };
             while let Some(batch) = stream.next().await {
-                transactions.push(&batch?)?;
+                orders.push(&batch?)?;
             }
-            Ok::<_, Error>(transactions.out)
+            use sha2::Digest;
+            Ok::<_, Error>((
+                orders.histories.finish(),
+                hex::encode(orders.checksum.finalize()),
+            ))
         })
         .await
 }
 
-/// Transactions appended batch by batch; a customer's orders, which the query returns together,
-/// share one copy of the id.
-#[derive(Default)]
-struct Transactions {
-    out: Vec<clientele_models::Transaction>,
-    customer: Option<std::sync::Arc<str>>,
+/// The CLV query's orders as they are read: folded into the histories and the checksum.
+struct Orders {
+    histories: HistoriesBuilder,
+    checksum: sha2::Sha256,
 }
 
-impl Transactions {
+impl Orders {
     fn push(&mut self, b: &RecordBatch) -> Result<()> {
         use arrow::array::Array;
+        use sha2::Digest;
         let bad = |m: &str| Error::Input(format!("the CLV query {m}"));
         let column = |name: &str| {
             b.column_by_name(name)
@@ -328,26 +337,19 @@ impl Transactions {
         let a = column("amount")?
             .as_primitive_opt::<arrow::datatypes::Float64Type>()
             .ok_or_else(|| bad("returned amount not as a number"))?;
-        self.out.reserve(b.num_rows());
         for i in 0..b.num_rows() {
             // The query keeps only orders with a customer; a date or amount is always present in
             // fct_orders, and an order without one carries nothing to model.
             if c.is_null(i) || d.is_null(i) || a.is_null(i) {
                 continue;
             }
-            let customer = match &self.customer {
-                Some(id) if **id == *c.value(i) => id.clone(),
-                _ => {
-                    let id: std::sync::Arc<str> = c.value(i).into();
-                    self.customer = Some(id.clone());
-                    id
-                }
-            };
-            self.out.push(clientele_models::Transaction {
-                customer,
-                day: i64::from(d.value(i)),
-                amount: a.value(i),
-            });
+            let (customer, day, amount) = (c.value(i), i64::from(d.value(i)), a.value(i));
+            self.checksum.update(customer.as_bytes());
+            self.checksum.update(day.to_le_bytes());
+            self.checksum.update(amount.to_le_bytes());
+            self.histories
+                .push(customer, day, amount)
+                .map_err(|e| bad(&format!("returned orders out of order: {e}")))?;
         }
         Ok(())
     }
@@ -859,34 +861,24 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
 
     // Buy-till-you-die CLV.
     let clv_template = clv_scoring_template();
-    let transactions = read_transactions(
+    let as_of_day = i64::from(date32(as_of));
+    let (histories, transactions_checksum) = read_histories(
         engine,
         "reading the orders for CLV",
         &fill(&clv_template, as_of),
+        as_of_day,
     )
     .await?;
     lap("clv orders");
-    let mut clv_checksums = BTreeMap::new();
-    {
-        use sha2::Digest;
-        let mut h = sha2::Sha256::new();
-        for t in &transactions {
-            h.update(t.customer.as_bytes());
-            h.update(t.day.to_le_bytes());
-            h.update(t.amount.to_le_bytes());
-        }
-        clv_checksums.insert("transactions".to_string(), hex::encode(h.finalize()));
-    }
+    let clv_checksums = BTreeMap::from([("transactions".to_string(), transactions_checksum)]);
     let clv_options = ClvOptions {
         horizon_months: opts.horizon_months,
         monthly_discount_rate: opts.monthly_discount_rate,
     };
     // The CLV fit is single-threaded: it runs beside the last propensity fits and the scoring
     // queries.
-    let as_of_day = i64::from(date32(as_of));
-    let clv_task = tokio::task::spawn_blocking(move || {
-        clientele_models::score_clv(&transactions, as_of_day, &clv_options)
-    });
+    let clv_task =
+        tokio::task::spawn_blocking(move || clientele_models::score_clv(&histories, &clv_options));
 
     let propensity = finished("propensity", propensity_task).await??;
     lap("propensity trained");
@@ -1051,12 +1043,13 @@ pub async fn score_with_artifact(
             let Some((params, options)) = artifact.clv_options() else {
                 return Err(Error::Input("the CLV artifact has no parameters".into()));
             };
-            let transactions = read_transactions(engine, "reading the orders", &sql).await?;
+            let as_of_day = i64::from(date32(as_of));
+            let (histories, _) =
+                read_histories(engine, "reading the orders", &sql, as_of_day).await?;
             Ok(clientele_models::clv_scores(
                 &params.counts,
                 &params.spend,
-                &transactions,
-                i64::from(date32(as_of)),
+                &histories,
                 &options,
             )?)
         }
