@@ -229,7 +229,7 @@ impl<'a> Weigher<'a> {
                     (0..col.values.len())
                         .map(|code| {
                             let code = u32::try_from(code).unwrap_or(crate::records::NULL);
-                            (u / col.frequency(code).clamp(FLOOR, 1.0)).log2()
+                            (u / col.frequency(code)).log2()
                         })
                         .collect(),
                 )
@@ -281,7 +281,7 @@ impl<'a> Weigher<'a> {
                     // A record without a value (only levels given by hand say it agrees).
                     let u = self.params.comparisons.get(c).and_then(|p| p.u.get(1));
                     match (u, self.records.columns.get(c)) {
-                        (Some(u), Some(col)) => (u / col.frequency(code).clamp(FLOOR, 1.0)).log2(),
+                        (Some(u), Some(col)) => (u / col.frequency(code)).log2(),
                         _ => 0.0,
                     }
                 })
@@ -431,7 +431,8 @@ fn exact_agreement(column: &crate::records::Column) -> Option<f64> {
         return None;
     }
     let same: f64 = per_code.iter().map(|&n| n as f64 * (n as f64 - 1.0)).sum();
-    Some(same / (known as f64 * (known as f64 - 1.0)))
+    // No two records sharing a value is rare, not impossible: counted as one pair that did.
+    Some(same.max(2.0) / (known as f64 * (known as f64 - 1.0)))
 }
 
 /// u from `n` random pairs, seeded (exact agreement counted over every record); and per comparison, the share of random pairs (both known)
@@ -541,7 +542,10 @@ fn estimate_u(
             && let Some(exact) = records.columns.get(i).and_then(exact_agreement)
         {
             let rest: f64 = c.iter().skip(2).sum();
-            let u_exact = exact.clamp(FLOOR, 1.0 - FLOOR);
+            // Not held to FLOOR: a personal phone or email is shared by one pair in tens of
+            // millions, and its weight must grow with the base as the prior shrinks (held to
+            // 1e-6, every pair that leant on it lost a bit and a half each time the base tripled).
+            let u_exact = exact.min(1.0 - FLOOR);
             c[1] = u_exact;
             for x in c.iter_mut().skip(2) {
                 *x = if rest > 0.0 {
@@ -1007,6 +1011,39 @@ fn prior_fixed_point(bins: &[(f64, f64)], candidates: usize, all_pairs: f64) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::Column;
+
+    #[test]
+    fn exact_agreement_is_not_held_to_a_floor_as_the_base_grows() {
+        // Two million records, each value held by two (a person's mobile on two records): the
+        // share of agreeing pairs is 1 / (2,000,000 - 1), below the 1e-6 that every other
+        // probability is kept above. Held to it, the weight of agreeing stopped growing with the
+        // base while the prior kept shrinking.
+        let n: u32 = 2_000_000;
+        let pairs = Column {
+            codes: (0..n).map(|i| i / 2).collect(),
+            values: (0..n / 2).map(|i| i.to_string()).collect(),
+            counts: vec![2; (n / 2) as usize],
+            non_null: n,
+            ..Column::default()
+        };
+        let u = exact_agreement(&pairs).unwrap_or(1.0);
+        assert!((u - 1.0 / f64::from(n - 1)).abs() < 1e-15, "u = {u}");
+        assert!(u < FLOOR);
+        // No two records share a value: counted as one pair that did, never 0.
+        let lone = Column {
+            codes: (0..n).collect(),
+            values: (0..n).map(|i| i.to_string()).collect(),
+            counts: vec![1; n as usize],
+            non_null: n,
+            ..Column::default()
+        };
+        let u = exact_agreement(&lone).unwrap_or(1.0);
+        let expected = 2.0 / (f64::from(n) * f64::from(n - 1));
+        assert!((u - expected).abs() < 1e-20, "u = {u}");
+        // A value one record of two million holds is a share of 5e-7 for term frequencies.
+        assert!((lone.frequency(0) - 5e-7).abs() < 1e-18);
+    }
 
     #[test]
     fn exact_agreement_is_counted_over_every_record_not_sampled() -> crate::Result<()> {

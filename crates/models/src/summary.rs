@@ -67,10 +67,8 @@ impl Histories {
         }
         let mut builder = HistoriesBuilder::new(calibration_end, unit_days);
         for t in kept {
-            // Sorted just above: the builder cannot find them out of order.
-            if builder.push(&t.customer, t.day, t.amount).is_err() {
-                break;
-            }
+            // Sorted just above by the builder's own order: nothing to check.
+            builder.fold(&t.customer, t.day, t.amount);
         }
         builder.finish()
     }
@@ -129,14 +127,28 @@ impl HistoriesBuilder {
     /// Adds one purchase. Purchases must come in order of customer and then day (any order
     /// within a day); an error says which one did not.
     pub fn push(&mut self, customer: &str, day: i64, amount: f64) -> crate::Result<()> {
-        let same = self.open.is_some() && self.customer == customer;
-        if !same {
-            if self.open.is_some() && customer < self.customer.as_str() {
+        if let Some(open) = &self.open {
+            if self.customer.as_str() > customer {
                 return Err(crate::Error::BadInput(format!(
                     "purchases are not in order of customer: '{customer}' came after '{}'",
                     self.customer
                 )));
             }
+            if self.customer == customer && day < open.seen_day {
+                return Err(crate::Error::BadInput(format!(
+                    "purchases of customer '{customer}' are not in order of day: day {day} came after day {}",
+                    open.seen_day
+                )));
+            }
+        }
+        self.fold(customer, day, amount);
+        Ok(())
+    }
+
+    /// Folds one purchase that comes in order (checked by [`HistoriesBuilder::push`], or known
+    /// from a sort by the same key).
+    fn fold(&mut self, customer: &str, day: i64, amount: f64) {
+        if self.open.is_none() || self.customer != customer {
             self.close();
             self.customer.clear();
             self.customer.push_str(customer);
@@ -151,15 +163,9 @@ impl HistoriesBuilder {
             repeat_spend: 0.0,
             last_year: 0.0,
         });
-        if day < open.seen_day {
-            return Err(crate::Error::BadInput(format!(
-                "purchases of customer '{customer}' are not in order of day: day {day} came after day {}",
-                open.seen_day
-            )));
-        }
         open.seen_day = day;
         if day > end {
-            return Ok(());
+            return;
         }
         if day > end - 365 {
             open.last_year += amount;
@@ -181,7 +187,6 @@ impl HistoriesBuilder {
         }
         // A day's spend summed in the order its purchases came, from 0.
         open.day_spend += amount;
-        Ok(())
     }
 
     /// Counts the current day as a purchase day, its spend a repeat's after the first day.
