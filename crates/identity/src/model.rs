@@ -1020,24 +1020,20 @@ mod tests {
         // probability is kept above. Held to it, the weight of agreeing stopped growing with the
         // base while the prior kept shrinking.
         let n: u32 = 2_000_000;
-        let pairs = Column {
-            codes: (0..n).map(|i| i / 2).collect(),
-            values: (0..n / 2).map(|i| i.to_string()).collect(),
-            counts: vec![2; (n / 2) as usize],
-            non_null: n,
-            ..Column::default()
-        };
+        let mut pairs = Column::default();
+        pairs.codes = (0..n).map(|i| i / 2).collect();
+        pairs.values = (0..n / 2).map(|i| i.to_string()).collect();
+        pairs.counts = vec![2; (n / 2) as usize];
+        pairs.non_null = n;
         let u = exact_agreement(&pairs).unwrap_or(1.0);
         assert!((u - 1.0 / f64::from(n - 1)).abs() < 1e-15, "u = {u}");
         assert!(u < FLOOR);
         // No two records share a value: counted as one pair that did, never 0.
-        let lone = Column {
-            codes: (0..n).collect(),
-            values: (0..n).map(|i| i.to_string()).collect(),
-            counts: vec![1; n as usize],
-            non_null: n,
-            ..Column::default()
-        };
+        let mut lone = Column::default();
+        lone.codes = (0..n).collect();
+        lone.values = (0..n).map(|i| i.to_string()).collect();
+        lone.counts = vec![1; n as usize];
+        lone.non_null = n;
         let u = exact_agreement(&lone).unwrap_or(1.0);
         let expected = 2.0 / (f64::from(n) * f64::from(n - 1));
         assert!((u - expected).abs() < 1e-20, "u = {u}");
