@@ -34,7 +34,9 @@ use crate::compared::Compared;
 use crate::records::Records;
 use crate::spec::{Kind, Settings};
 
-/// Probabilities are kept inside [FLOOR, 1 - FLOOR] so that no level has an infinite weight.
+/// Probabilities are kept inside [FLOOR, 1 - FLOOR] so that no level has an infinite weight;
+/// except the u of exact agreement where it is counted, and term-frequency shares, which are
+/// never 0 and must shrink with the base as the prior does (see `exact_agreement`).
 const FLOOR: f64 = 1e-6;
 const EM_MAX_ITERATIONS: usize = 100;
 const EM_TOLERANCE: f64 = 1e-5;
