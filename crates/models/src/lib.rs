@@ -23,7 +23,8 @@
 //!   evaluates both on a later one ([`evaluate`]: ROC and PR AUC, Brier, lift and gains by
 //!   decile), keeps the better, refits it on the latest window and grows a readable CART
 //!   [`profile`]; [`train_classifier`] adds the floor check and the [`Artifact`] that scores again on
-//!   its own, and [`TrainedClassifier::apply`] the scores ([`run_classifier`] does both).
+//!   its own, and [`TrainedClassifier::scored`] takes the [`Scores`] of its rows, scored part by part
+//!   with its [`Predictor`]; [`CustomerScores`] lines every model up per customer.
 //!
 //! # Example
 //! ```
@@ -68,10 +69,10 @@ pub use logistic::Logistic;
 pub use profile::{ProfileRule, profile};
 pub use rfm::{Error, Result, RfmSegmentNames, quintile_scores, rfm_schema, score_rfm};
 pub use scores::{
-    CampaignHoldout, CampaignSplit, ClassifierData, ClassifierRun, TrainedClassifier,
-    customer_scores_batch, customer_scores_schema, deciles_batch, deciles_schema,
+    CampaignHoldout, CampaignSplit, ClassifierData, ClassifierRun, CustomerScores, Scores,
+    TrainedClassifier, customer_scores_schema, deciles_batch, deciles_schema,
     metrics_with_classifiers, model_metrics_schema, model_metrics_table, profiles_batch,
-    profiles_schema, run_classifier, split_campaign_sends, train_classifier,
+    profiles_schema, split_campaign_sends, train_classifier,
 };
 pub use summary::{Histories, HistoriesBuilder, Transaction, summarise};
 pub use windows::{ChurnWindows, PropensityWindow};

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    UInt32Array,
 };
 use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
 use chrono::NaiveDate;
@@ -27,8 +28,8 @@ pub struct ClassifierRun {
     pub selection: Selection,
     /// Training rows of the compared fits.
     pub training_rows: usize,
-    /// `(customer_id, probability)` for every scored row.
-    pub scores: Vec<(String, f64)>,
+    /// The probability of every scored row, in order of customer id.
+    pub scores: Scores,
     /// The artifact to save.
     pub artifact: Artifact,
 }
@@ -76,17 +77,9 @@ pub struct TrainedClassifier {
 }
 
 impl TrainedClassifier {
-    /// Scores every row of `score` (the rows as of the as-of date).
-    pub fn apply(self, score: &FeatureTable) -> Result<ClassifierRun> {
-        let p = self.selection.predictor.predict(score)?;
-        let scores: Vec<(String, f64)> = score.ids.iter().map(str::to_string).zip(p).collect();
-        Ok(self.scored(scores))
-    }
-
-    /// The run whose scores are `scores`, `(customer_id, probability)` per scored row: rows
-    /// scored part by part as they were read ([`Predictor::predict`] on each part) rather than
-    /// held whole as one [`FeatureTable`].
-    pub fn scored(mut self, scores: Vec<(String, f64)>) -> ClassifierRun {
+    /// The run whose scores are `scores`: rows scored part by part as they were read
+    /// ([`crate::Predictor::predict`] on each part) rather than held whole as one [`FeatureTable`].
+    pub fn scored(mut self, scores: Scores) -> ClassifierRun {
         self.artifact
             .metrics
             .insert("scored_rows".to_string(), scores.len() as f64);
@@ -101,10 +94,108 @@ impl TrainedClassifier {
     }
 }
 
-/// Trains, validates, checks the floor and scores `score`. A validation ROC AUC below the floor is
-/// an error saying so.
-pub fn run_classifier(data: &ClassifierData<'_>, score: &FeatureTable) -> Result<ClassifierRun> {
-    train_classifier(data)?.apply(score)
+/// A classifier's probability for each scored row, in order of customer id: the ids and the
+/// probabilities as two Arrow arrays (at ten million customers, a third of the memory of a
+/// `(String, f64)` per row).
+#[derive(Debug, Clone)]
+pub struct Scores {
+    ids: StringArray,
+    probabilities: Float64Array,
+}
+
+impl Scores {
+    /// The scores of rows scored part by part (`(ids, probabilities)` of each part, of equal
+    /// lengths), put in order of customer id; rows of one id keep the order they were read in.
+    pub fn from_parts(parts: &[(StringArray, Float64Array)]) -> Result<Self> {
+        if let Some((ids, p)) = parts.iter().find(|(ids, p)| ids.len() != p.len()) {
+            return Err(Error::Internal(format!(
+                "a scored part has {} ids and {} probabilities",
+                ids.len(),
+                p.len()
+            )));
+        }
+        let ids: Vec<&dyn Array> = parts.iter().map(|(ids, _)| ids as &dyn Array).collect();
+        let p: Vec<&dyn Array> = parts.iter().map(|(_, p)| p as &dyn Array).collect();
+        let (ids, p) = if parts.is_empty() {
+            (
+                StringArray::from(Vec::<&str>::new()),
+                Float64Array::from(Vec::<f64>::new()),
+            )
+        } else {
+            let ids = arrow::compute::concat(&ids).map_err(internal)?;
+            let p = arrow::compute::concat(&p).map_err(internal)?;
+            (
+                ids.as_string::<i32>().clone(),
+                p.as_primitive::<Float64Type>().clone(),
+            )
+        };
+        let order = UInt32Array::from(id_order(&ids)?);
+        let take = |a: &dyn Array| arrow::compute::take(a, &order, None).map_err(internal);
+        Ok(Self {
+            ids: take(&ids)?.as_string::<i32>().clone(),
+            probabilities: take(&p)?.as_primitive::<Float64Type>().clone(),
+        })
+    }
+
+    /// Rows scored.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether no row was scored.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The customer ids, in order.
+    pub fn ids(&self) -> &StringArray {
+        &self.ids
+    }
+
+    /// The probabilities, one per id.
+    pub fn probabilities(&self) -> &Float64Array {
+        &self.probabilities
+    }
+}
+
+/// The rows of `ids` that hold an id (nulls left out), in order of id and, within one id, of row.
+fn id_order(ids: &StringArray) -> Result<Vec<u32>> {
+    let rows = u32::try_from(ids.len()).map_err(|_| {
+        Error::Internal(format!(
+            "{} rows are more than a table can index",
+            ids.len()
+        ))
+    })?;
+    let mut order: Vec<u32> = (0..rows).filter(|&i| ids.is_valid(i as usize)).collect();
+    order.sort_unstable_by(|&a, &b| {
+        ids.value(a as usize)
+            .cmp(ids.value(b as usize))
+            .then(a.cmp(&b))
+    });
+    Ok(order)
+}
+
+/// For each row of `customers`, the row of `ids` with the same id (the last such row when there
+/// are several), or null: the rows to take from a table keyed by `ids` to line it up with
+/// `customers`. Both are put in order once and walked together, so nothing is held per id but
+/// the two orders.
+fn positions(customers: &StringArray, ids: &StringArray) -> Result<UInt32Array> {
+    let wanted = id_order(customers)?;
+    let held = id_order(ids)?;
+    let mut rows: Vec<Option<u32>> = vec![None; customers.len()];
+    let mut next = 0;
+    for &c in &wanted {
+        let id = customers.value(c as usize);
+        while next < held.len() && ids.value(held[next] as usize) < id {
+            next += 1;
+        }
+        let mut last = next;
+        while last < held.len() && ids.value(held[last] as usize) == id {
+            rows[c as usize] = Some(held[last]);
+            last += 1;
+        }
+    }
+    Ok(UInt32Array::from(rows))
 }
 
 /// Trains, validates and checks the floor. A validation ROC AUC below the floor is an error
@@ -531,116 +622,300 @@ pub fn customer_scores_schema() -> SchemaRef {
     ]))
 }
 
-/// Index of each customer's row in a batch with a `customer_id` column.
-fn rows_by_id(batch: &RecordBatch) -> Result<BTreeMap<String, usize>> {
-    let ids = batch
-        .column_by_name("customer_id")
-        .and_then(|c| c.as_string_opt::<i32>())
-        .ok_or_else(|| Error::Internal("a score table has no text customer_id".into()))?;
-    Ok((0..ids.len())
-        .filter(|&i| !ids.is_null(i))
-        .map(|i| (ids.value(i).to_string(), i))
-        .collect())
+/// The `customer_scores` table of a run, built a slice of rows at a time
+/// ([`CustomerScores::slice`]) so that it is never held whole: one row per customer (in the order
+/// given), RFM from the `customer_rfm` table, value from `customer_clv` (which may be empty: CLV
+/// was skipped), probabilities from the two classifier runs (empty where a customer was not
+/// scored, or for every customer when the model did not run). What is held besides the tables
+/// themselves is one row number per customer and table.
+#[derive(Debug, Clone)]
+pub struct CustomerScores {
+    customers: StringArray,
+    rfm: RecordBatch,
+    rfm_rows: UInt32Array,
+    clv: RecordBatch,
+    clv_rows: UInt32Array,
+    clv_version: String,
+    classifiers: [Option<(Scores, UInt32Array, String)>; 2],
 }
 
-/// One row per customer of `customers` (in that order): RFM from `rfm`, value from `clv` (which
-/// may be empty: CLV was skipped), probabilities from the two classifier runs (empty where a
-/// customer was not scored, or for every customer when the model did not run).
-pub fn customer_scores_batch(
-    customers: &[String],
-    rfm: &RecordBatch,
-    clv: &RecordBatch,
-    clv_version: &str,
-    churn: Option<&ClassifierRun>,
-    propensity: Option<&ClassifierRun>,
-) -> Result<RecordBatch> {
-    let rfm_rows = rows_by_id(rfm)?;
-    let clv_rows = rows_by_id(clv)?;
-    let probabilities = |run: Option<&ClassifierRun>| -> BTreeMap<String, f64> {
-        run.map(|r| r.scores.iter().cloned().collect())
-            .unwrap_or_default()
-    };
-    let churn_p = probabilities(churn);
-    let prop_p = probabilities(propensity);
-    let version_of =
-        |run: Option<&ClassifierRun>| run.map(|r| r.version.clone()).unwrap_or_default();
-    let col = |b: &RecordBatch, name: &str| {
-        b.column_by_name(name)
-            .cloned()
-            .ok_or_else(|| Error::Internal(format!("a score table has no column '{name}'")))
-    };
-    let take = |b: &RecordBatch, rows: &BTreeMap<String, usize>, name: &str| -> Result<ArrayRef> {
-        let c = col(b, name)?;
-        let idx: arrow::array::UInt32Array = customers
-            .iter()
-            .map(|id| rows.get(id).map(|&i| i as u32))
-            .collect();
-        arrow::compute::take(c.as_ref(), &idx, None).map_err(internal)
-    };
-    let mut arrays: Vec<ArrayRef> = vec![Arc::new(StringArray::from(customers.to_vec()))];
-    for name in [
-        "recency_days",
-        "frequency",
-        "monetary_value",
-        "r_score",
-        "f_score",
-        "m_score",
-        "rfm_cell",
-        "rfm_segment",
-    ] {
-        arrays.push(take(rfm, &rfm_rows, name)?);
-    }
-    for name in [
-        "p_alive",
-        "expected_purchases",
-        "expected_spend",
-        "clv",
-        "simple_clv",
-    ] {
-        arrays.push(take(clv, &clv_rows, name)?);
-    }
-    let probs = |m: &BTreeMap<String, f64>| -> ArrayRef {
-        Arc::new(Float64Array::from(
-            customers
-                .iter()
-                .map(|id| m.get(id).copied())
-                .collect::<Vec<_>>(),
-        ))
-    };
-    arrays.push(probs(&churn_p));
-    arrays.push(probs(&prop_p));
-    let version = |present: &dyn Fn(&str) -> bool, v: &str| -> ArrayRef {
-        Arc::new(StringArray::from(
-            customers
-                .iter()
-                .map(|id| present(id).then(|| v.to_string()))
-                .collect::<Vec<_>>(),
-        ))
-    };
-    arrays.push(version(&|id| clv_rows.contains_key(id), clv_version));
-    arrays.push(version(&|id| churn_p.contains_key(id), &version_of(churn)));
-    arrays.push(version(
-        &|id| prop_p.contains_key(id),
-        &version_of(propensity),
-    ));
-    // The RFM and CLV tables carry their own types; check they are the published ones.
-    let schema = customer_scores_schema();
-    for (field, array) in schema.fields().iter().zip(&arrays) {
-        if field.data_type() != array.data_type() {
-            return Err(Error::Internal(format!(
-                "customer_scores column {} is {} not {}",
-                field.name(),
-                array.data_type(),
-                field.data_type()
-            )));
+/// The RFM table's columns in `customer_scores`.
+const RFM_COLUMNS: [&str; 8] = [
+    "recency_days",
+    "frequency",
+    "monetary_value",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_cell",
+    "rfm_segment",
+];
+
+/// The CLV table's columns in `customer_scores`.
+const CLV_COLUMNS: [&str; 5] = [
+    "p_alive",
+    "expected_purchases",
+    "expected_spend",
+    "clv",
+    "simple_clv",
+];
+
+impl CustomerScores {
+    /// The table for `customers` (null ids left out) from the run's RFM and CLV tables (each with
+    /// a text `customer_id` and the columns `customer_scores` takes from it, of its types) and
+    /// classifier runs.
+    pub fn new(
+        customers: &StringArray,
+        rfm: &RecordBatch,
+        clv: &RecordBatch,
+        clv_version: &str,
+        churn: Option<&ClassifierRun>,
+        propensity: Option<&ClassifierRun>,
+    ) -> Result<Self> {
+        let customers = if customers.null_count() == 0 {
+            customers.clone()
+        } else {
+            StringArray::from_iter_values(customers.iter().flatten())
+        };
+        let schema = customer_scores_schema();
+        let ids = |b: &RecordBatch| {
+            b.column_by_name("customer_id")
+                .and_then(|c| c.as_string_opt::<i32>())
+                .cloned()
+                .ok_or_else(|| Error::Internal("a score table has no text customer_id".into()))
+        };
+        // The RFM and CLV tables carry their own types; check they are the published ones.
+        for (table, columns) in [(rfm, &RFM_COLUMNS[..]), (clv, &CLV_COLUMNS[..])] {
+            for &name in columns {
+                let field = schema.field_with_name(name).map_err(internal)?;
+                let column = table.column_by_name(name).ok_or_else(|| {
+                    Error::Internal(format!("a score table has no column '{name}'"))
+                })?;
+                if column.data_type() != field.data_type() {
+                    return Err(Error::Internal(format!(
+                        "customer_scores column {name} is {} not {}",
+                        column.data_type(),
+                        field.data_type()
+                    )));
+                }
+            }
         }
+        let classifier = |run: Option<&ClassifierRun>| -> Result<_> {
+            run.map(|r| {
+                Ok((
+                    r.scores.clone(),
+                    positions(&customers, r.scores.ids())?,
+                    r.version.clone(),
+                ))
+            })
+            .transpose()
+        };
+        Ok(Self {
+            rfm_rows: positions(&customers, &ids(rfm)?)?,
+            clv_rows: positions(&customers, &ids(clv)?)?,
+            rfm: rfm.clone(),
+            clv: clv.clone(),
+            clv_version: clv_version.to_string(),
+            classifiers: [classifier(churn)?, classifier(propensity)?],
+            customers,
+        })
     }
-    RecordBatch::try_new(schema, arrays).map_err(internal)
+
+    /// Rows of the table (one per customer).
+    pub fn len(&self) -> usize {
+        self.customers.len()
+    }
+
+    /// Whether there are no customers.
+    pub fn is_empty(&self) -> bool {
+        self.customers.is_empty()
+    }
+
+    /// The rows `offset..offset + len` (cut to the table's end).
+    pub fn slice(&self, offset: usize, len: usize) -> Result<RecordBatch> {
+        let offset = offset.min(self.len());
+        let len = len.min(self.len() - offset);
+        let take = |column: &ArrayRef, rows: &UInt32Array| {
+            arrow::compute::take(column.as_ref(), &rows.slice(offset, len), None).map_err(internal)
+        };
+        let version = |rows: &UInt32Array, version: &str| -> ArrayRef {
+            Arc::new(
+                rows.slice(offset, len)
+                    .iter()
+                    .map(|row| row.map(|_| version))
+                    .collect::<StringArray>(),
+            )
+        };
+        let mut arrays: Vec<ArrayRef> = vec![Arc::new(self.customers.slice(offset, len))];
+        for (table, rows, columns) in [
+            (&self.rfm, &self.rfm_rows, &RFM_COLUMNS[..]),
+            (&self.clv, &self.clv_rows, &CLV_COLUMNS[..]),
+        ] {
+            for &name in columns {
+                let column = table.column_by_name(name).ok_or_else(|| {
+                    Error::Internal(format!("a score table has no column '{name}'"))
+                })?;
+                arrays.push(take(column, rows)?);
+            }
+        }
+        for classifier in &self.classifiers {
+            arrays.push(match classifier {
+                Some((scores, rows, _)) => {
+                    let p: ArrayRef = Arc::new(scores.probabilities().clone());
+                    take(&p, rows)?
+                }
+                None => arrow::array::new_null_array(&DataType::Float64, len),
+            });
+        }
+        arrays.push(version(&self.clv_rows, &self.clv_version));
+        for classifier in &self.classifiers {
+            arrays.push(match classifier {
+                Some((_, rows, v)) => version(rows, v),
+                None => arrow::array::new_null_array(&DataType::Utf8, len),
+            });
+        }
+        RecordBatch::try_new(customer_scores_schema(), arrays).map_err(internal)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A table of `schema` with a row per id: numbers are the row's number plus one, text
+    /// `<id>/<column>`.
+    fn keyed(schema: SchemaRef, ids: &[&str]) -> Result<RecordBatch> {
+        let rows = 1..=ids.len();
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| -> ArrayRef {
+                match (f.name().as_str(), f.data_type()) {
+                    ("customer_id", _) => Arc::new(StringArray::from(ids.to_vec())),
+                    (_, DataType::Int64) => {
+                        Arc::new(Int64Array::from_iter_values(rows.clone().map(|r| r as i64)))
+                    }
+                    (_, DataType::Int32) => {
+                        Arc::new(Int32Array::from_iter_values(rows.clone().map(|r| r as i32)))
+                    }
+                    (_, DataType::Float64) => Arc::new(Float64Array::from_iter_values(
+                        rows.clone().map(|r| r as f64),
+                    )),
+                    (name, _) => Arc::new(StringArray::from_iter_values(
+                        ids.iter().map(|id| format!("{id}/{name}")),
+                    )),
+                }
+            })
+            .collect();
+        RecordBatch::try_new(schema, columns).map_err(internal)
+    }
+
+    #[test]
+    fn customer_scores_line_up_every_table_by_id_whatever_its_order_and_slice() -> Result<()> {
+        // Customers out of order and one null id; the RFM table in another order with a
+        // customer twice (its last row counts, as a later row replaces an earlier one); the CLV
+        // table with one customer and one id that is not a customer.
+        let customers =
+            StringArray::from(vec![Some("c3"), Some("c1"), None, Some("c2"), Some("c4")]);
+        let rfm = keyed(crate::rfm_schema(), &["c4", "c2", "c3", "c1", "c2"])?;
+        let clv = keyed(crate::clv_schema(), &["c9", "c2"])?;
+        let table = CustomerScores::new(&customers, &rfm, &clv, "clv-v", None, None)?;
+        assert_eq!(table.len(), 4, "the null id is left out");
+        let whole = table.slice(0, usize::MAX)?;
+        let parts = [table.slice(0, 3)?, table.slice(3, 3)?, table.slice(9, 3)?];
+        assert_eq!(parts[2].num_rows(), 0, "a slice past the end is empty");
+        let sliced =
+            arrow::compute::concat_batches(&customer_scores_schema(), &parts).map_err(internal)?;
+        assert_eq!(whole, sliced, "slices make the whole table");
+        let text = |name: &str| -> Vec<Option<String>> {
+            whole
+                .column_by_name(name)
+                .map(|c| {
+                    c.as_string::<i32>()
+                        .iter()
+                        .map(|v| v.map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let number = |name: &str| -> Vec<Option<f64>> {
+            whole
+                .column_by_name(name)
+                .map(|c| {
+                    let c = arrow::compute::cast(c, &DataType::Float64).map_err(internal)?;
+                    Ok::<_, Error>(c.as_primitive::<Float64Type>().iter().collect())
+                })
+                .transpose()
+                .map(Option::unwrap_or_default)
+                .unwrap_or_default()
+        };
+        let some = |v: &[&str]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
+        assert_eq!(text("customer_id"), some(&["c3", "c1", "c2", "c4"]));
+        assert_eq!(
+            text("rfm_segment"),
+            some(&[
+                "c3/rfm_segment",
+                "c1/rfm_segment",
+                "c2/rfm_segment",
+                "c4/rfm_segment"
+            ])
+        );
+        // c3 is the RFM table's row 3, c1 row 4, c2 its last row (5), c4 row 1.
+        assert_eq!(
+            number("recency_days"),
+            vec![Some(3.0), Some(4.0), Some(5.0), Some(1.0)]
+        );
+        assert_eq!(number("clv"), vec![None, None, Some(2.0), None]);
+        assert_eq!(
+            text("clv_model_version"),
+            vec![None, None, Some("clv-v".to_string()), None]
+        );
+        for classifier in ["churn_probability", "propensity"] {
+            assert_eq!(
+                number(classifier),
+                vec![None; 4],
+                "{classifier}: the model did not run"
+            );
+        }
+        for version in ["churn_model_version", "propensity_model_version"] {
+            assert_eq!(
+                text(version),
+                vec![None; 4],
+                "{version}: the model did not run"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn scores_scored_in_parts_are_put_in_order_of_id() -> Result<()> {
+        let part = |ids: &[&str], p: &[f64]| {
+            (
+                StringArray::from(ids.to_vec()),
+                Float64Array::from(p.to_vec()),
+            )
+        };
+        let scores = Scores::from_parts(&[
+            part(&["b", "a"], &[0.2, 0.1]),
+            part(&["c", "a"], &[0.3, 0.4]),
+        ])?;
+        let ids: Vec<&str> = scores.ids().iter().flatten().collect();
+        assert_eq!(ids, ["a", "a", "b", "c"]);
+        assert_eq!(
+            scores.probabilities().values().to_vec(),
+            [0.1, 0.4, 0.2, 0.3],
+            "one id's rows in the order read"
+        );
+        assert!(Scores::from_parts(&[])?.is_empty());
+        assert!(
+            Scores::from_parts(&[part(&["a"], &[0.1, 0.2])]).is_err(),
+            "a part's lengths must agree"
+        );
+        // Lined up with customers, each customer takes its own row; the last of several.
+        let rows = positions(&StringArray::from(vec!["c", "z", "a"]), scores.ids())?;
+        assert_eq!(rows.iter().collect::<Vec<_>>(), [Some(3), None, Some(1)]);
+        Ok(())
+    }
 
     #[test]
     fn the_latest_campaigns_are_held_out() -> Result<()> {

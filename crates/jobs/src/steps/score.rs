@@ -9,8 +9,9 @@ use arrow::array::{AsArray, RecordBatch};
 use chrono::NaiveDate;
 use clientele_models::{
     ARTIFACT_FORMAT, AS_OF_PLACEHOLDER, Artifact, ArtifactModel, ChurnWindows, ClassifierData,
-    ClassifierRun, ClvOptions, FeatureTable, FeatureTableBuilder, Histories, HistoriesBuilder,
-    MAX_TRAINING_ROWS, MAX_VALIDATION_ROWS, PropensityWindow, TrainedClassifier,
+    ClassifierRun, ClvOptions, CustomerScores, FeatureTable, FeatureTableBuilder, Histories,
+    HistoriesBuilder, MAX_TRAINING_ROWS, MAX_VALIDATION_ROWS, PropensityWindow, Scores,
+    TrainedClassifier,
 };
 use clientele_sql::queries::{self, date_param};
 use clientele_sql::{Engine, date32};
@@ -238,8 +239,26 @@ impl Operation for Score {
     async fn run(&self, cx: &StepContext<'_>) -> Result<StepOutput> {
         let output = score(cx.engine, cx.as_of, &self.0).await?;
         let mut out = StepOutput::default();
-        for (name, batch) in output.tables {
-            out.add_table(cx.stage("scores", name, &batch).await?);
+        for (name, table) in output.tables {
+            out.add_table(match table {
+                Table::Whole(batch) => cx.stage("scores", name, &batch).await?,
+                Table::CustomerScores(scores) => {
+                    let slices = scores.len().div_ceil(CUSTOMER_SCORES_SLICE_ROWS).max(1);
+                    cx.stage_slices(
+                        "scores",
+                        name,
+                        clientele_models::customer_scores_schema(),
+                        slices,
+                        |i| {
+                            Ok(scores.slice(
+                                i * CUSTOMER_SCORES_SLICE_ROWS,
+                                CUSTOMER_SCORES_SLICE_ROWS,
+                            )?)
+                        },
+                    )
+                    .await?
+                }
+            });
         }
         for (model, json) in output.artifacts {
             let rel = format!("models/{model}/as_of={}/artifact.json", cx.as_of);
@@ -422,10 +441,19 @@ fn degrade<T>(
 
 /// What the step produced: tables by name and artifacts by model.
 pub(crate) struct ScoreOutput {
-    pub tables: Vec<(&'static str, RecordBatch)>,
+    pub tables: Vec<(&'static str, Table)>,
     pub artifacts: Vec<(String, String)>,
     pub reports: Vec<ModelReport>,
 }
+
+/// A table the step writes: held whole, or `customer_scores`, written slice by slice.
+pub(crate) enum Table {
+    Whole(RecordBatch),
+    CustomerScores(Box<CustomerScores>),
+}
+
+/// Rows of `customer_scores` built and written at once.
+const CUSTOMER_SCORES_SLICE_ROWS: usize = 1 << 18;
 
 /// A trained classifier applied to its scoring rows (its artifact's scoring query as of `as_of`).
 async fn apply(
@@ -452,27 +480,31 @@ async fn apply(
 /// (every customer's features at ten million customers would be gigabytes).
 const SCORING_PART_ROWS: usize = 4 * clientele_models::PREDICT_ROWS;
 
-/// `(customer_id, probability)` for every row of a scoring query, by customer id (the order the
-/// whole table would have had): the rows are read and scored about `part_rows` at a time. A
-/// query that runs out of the job's memory limit is read again from the start, as [`read_query`]
-/// does. The inner error: the predictor could not score the rows.
+/// The probability of every row of a scoring query, in order of customer id: the rows are read
+/// and scored about `part_rows` at a time. A query that runs out of the job's memory limit is
+/// read again from the start, as [`read_query`] does. The inner error: the predictor could not
+/// score the rows.
 async fn scored_rows(
     engine: &Engine,
     what: &str,
     sql: &str,
     predictor: &clientele_models::Predictor,
     part_rows: usize,
-) -> Result<std::result::Result<Vec<(String, f64)>, clientele_models::Error>> {
-    let scores = engine
+) -> Result<std::result::Result<Scores, clientele_models::Error>> {
+    type Parts = Vec<(arrow::array::StringArray, arrow::array::Float64Array)>;
+    let parts = engine
         .run_attempts(what, out_of_memory, |attempt| async move {
             let mut stream = engine.stream_attempt(what, sql, attempt).await?;
             let schema = stream.schema();
-            let mut scores: Vec<(String, f64)> = Vec::new();
+            let mut parts: Parts = Vec::new();
             let mut part = FeatureTableBuilder::new(what, &schema)?;
-            let score_part = |part: FeatureTableBuilder, scores: &mut Vec<(String, f64)>| {
+            let score_part = |part: FeatureTableBuilder, parts: &mut Parts| {
                 let rows = part.finish();
                 let p = predictor.predict(&rows)?;
-                scores.extend(rows.ids.iter().map(str::to_string).zip(p));
+                parts.push((
+                    arrow::array::StringArray::from_iter_values(rows.ids.iter()),
+                    arrow::array::Float64Array::from(p),
+                ));
                 Ok(())
             };
             while let Some(batch) = stream.next().await {
@@ -480,19 +512,16 @@ async fn scored_rows(
                 if part.rows_read() >= part_rows {
                     let full =
                         std::mem::replace(&mut part, FeatureTableBuilder::new(what, &schema)?);
-                    if let Err(e) = score_part(full, &mut scores) {
+                    if let Err(e) = score_part(full, &mut parts) {
                         return Ok(Err(e));
                     }
                 }
             }
             drop(stream);
-            Ok(score_part(part, &mut scores).map(|()| scores))
+            Ok(score_part(part, &mut parts).map(|()| parts))
         })
         .await?;
-    Ok(scores.map(|mut scores| {
-        scores.sort_by(|a, b| a.0.cmp(&b.0));
-        scores
-    }))
+    Ok(parts.and_then(|parts| Scores::from_parts(&parts)))
 }
 
 /// The result of a fit run on a thread of its own.
@@ -953,19 +982,26 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
             "select cast(customer_id as varchar) as customer_id from customer_view order by customer_id",
         )
         .await?;
-    let mut customers = Vec::new();
+    let mut ids = Vec::with_capacity(customers_batches.len());
     for b in &customers_batches {
-        let ids = b
-            .column(0)
-            .as_string_opt::<i32>()
-            .ok_or_else(|| Error::Input("customer_view.customer_id is not text".into()))?;
-        customers.extend(ids.iter().flatten().map(str::to_string));
+        ids.push(
+            b.column(0)
+                .as_string_opt::<i32>()
+                .ok_or_else(|| Error::Input("customer_view.customer_id is not text".into()))?
+                as &dyn arrow::array::Array,
+        );
     }
+    let customers = if ids.is_empty() {
+        arrow::array::StringArray::from(Vec::<&str>::new())
+    } else {
+        arrow::compute::concat(&ids)?.as_string::<i32>().clone()
+    };
+    drop(customers_batches);
     let runs: Vec<&ClassifierRun> = [churn.ran(), propensity.ran()]
         .into_iter()
         .flatten()
         .collect();
-    let scores = clientele_models::customer_scores_batch(
+    let scores = CustomerScores::new(
         &customers,
         &rfm,
         &clv,
@@ -973,6 +1009,7 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
         churn.ran(),
         propensity.ran(),
     )?;
+    drop(customers);
     let metrics = clientele_models::metrics_with_classifiers(&clv_metrics, &runs)?;
     let deciles = clientele_models::deciles_batch(&runs)?;
     let profiles = clientele_models::profiles_batch(&runs)?;
@@ -1017,12 +1054,12 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
     lap("tables");
     Ok(ScoreOutput {
         tables: vec![
-            (WRITES[0].1, rfm),
-            (WRITES[1].1, clv),
-            (WRITES[2].1, metrics),
-            (WRITES[3].1, scores),
-            (WRITES[4].1, deciles),
-            (WRITES[5].1, profiles),
+            (WRITES[0].1, Table::Whole(rfm)),
+            (WRITES[1].1, Table::Whole(clv)),
+            (WRITES[2].1, Table::Whole(metrics)),
+            (WRITES[3].1, Table::CustomerScores(Box::new(scores))),
+            (WRITES[4].1, Table::Whole(deciles)),
+            (WRITES[5].1, Table::Whole(profiles)),
         ],
         artifacts,
         reports,
@@ -1084,12 +1121,8 @@ pub async fn score_with_artifact(
             Ok(RecordBatch::try_new(
                 schema,
                 vec![
-                    std::sync::Arc::new(arrow::array::StringArray::from_iter_values(
-                        scores.iter().map(|(id, _)| id.as_str()),
-                    )),
-                    std::sync::Arc::new(arrow::array::Float64Array::from_iter_values(
-                        scores.iter().map(|(_, p)| *p),
-                    )),
+                    std::sync::Arc::new(scores.ids().clone()),
+                    std::sync::Arc::new(scores.probabilities().clone()),
                     std::sync::Arc::new(arrow::array::StringArray::from(vec![
                         artifact
                             .version
@@ -1280,6 +1313,13 @@ mod tests {
         for part_rows in [1, 2, usize::MAX] {
             let scores =
                 scored_rows(&engine, "churn scoring rows", &sql, &predictor, part_rows).await??;
+            let scores: Vec<(String, f64)> = scores
+                .ids()
+                .iter()
+                .flatten()
+                .map(str::to_string)
+                .zip(scores.probabilities().values().iter().copied())
+                .collect();
             assert_eq!(scores, expected, "parts of {part_rows} rows");
         }
         Ok(())
