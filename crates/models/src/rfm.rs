@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, AsArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    Array, ArrayRef, AsArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
 };
 use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef};
 
@@ -31,7 +31,8 @@ pub fn quintile_scores(values: &[f64], higher_is_better: bool) -> Vec<u8> {
         if higher_is_better { v } else { -v }
     };
     let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| key(values[a]).total_cmp(&key(values[b])));
+    // Rows of one value take one score whatever their order among themselves.
+    order.sort_unstable_by(|&a, &b| key(values[a]).total_cmp(&key(values[b])));
     let mut scores = vec![0u8; n];
     let mut start = 0;
     while start < n {
@@ -175,20 +176,33 @@ fn column<'a>(batch: &'a RecordBatch, name: &str, ty: &DataType) -> Result<&'a d
 /// Scores every customer of `input` (one row per customer; see the crate docs for the columns) and
 /// names each cell from `names`.
 pub fn score_rfm(input: &[RecordBatch], names: &RfmSegmentNames) -> Result<RecordBatch> {
-    let mut ids: Vec<String> = Vec::new();
+    let internal = |e: arrow::error::ArrowError| Error::Internal(e.to_string());
+    let mut ids: Vec<&dyn Array> = Vec::with_capacity(input.len());
     let mut recency: Vec<i64> = Vec::new();
     let mut frequency: Vec<i64> = Vec::new();
     let mut monetary: Vec<f64> = Vec::new();
     for batch in input {
-        let id = column(batch, "customer_id", &DataType::Utf8)?.as_string::<i32>();
+        ids.push(column(batch, "customer_id", &DataType::Utf8)?);
         let r = column(batch, "recency_days", &DataType::Int64)?.as_primitive::<Int64Type>();
         let f = column(batch, "frequency", &DataType::Int64)?.as_primitive::<Int64Type>();
         let m = column(batch, "monetary_value", &DataType::Float64)?.as_primitive::<Float64Type>();
-        ids.extend(id.iter().map(|s| s.unwrap_or_default().to_string()));
         recency.extend(r.values().iter());
         frequency.extend(f.values().iter());
         monetary.extend(m.values().iter());
     }
+    // The ids as read, in one array (a missing id is written empty).
+    let ids: ArrayRef = if ids.is_empty() {
+        Arc::new(StringArray::from(Vec::<&str>::new()))
+    } else {
+        arrow::compute::concat(&ids).map_err(internal)?
+    };
+    let ids: ArrayRef = if ids.null_count() == 0 {
+        ids
+    } else {
+        Arc::new(StringArray::from_iter_values(
+            ids.as_string::<i32>().iter().map(Option::unwrap_or_default),
+        ))
+    };
     let rs = quintile_scores(
         &recency.iter().map(|&v| v as f64).collect::<Vec<_>>(),
         false,
@@ -198,28 +212,34 @@ pub fn score_rfm(input: &[RecordBatch], names: &RfmSegmentNames) -> Result<Recor
         true,
     );
     let ms = quintile_scores(&monetary, true);
-    let cells: Vec<String> = (0..ids.len())
-        .map(|i| format!("{}{}{}", rs[i], fs[i], ms[i]))
+    // The 125 cells' labels, written once and referred to by every row.
+    let labels: Vec<String> = (0..125)
+        .map(|c| format!("{}{}{}", 1 + c / 25, 1 + c / 5 % 5, 1 + c % 5))
         .collect();
-    let segments: Vec<&str> = (0..ids.len())
-        .map(|i| names.name(rs[i], fs[i], ms[i]).unwrap_or_default())
-        .collect();
-    let to_i32 = |s: &[u8]| Int32Array::from(s.iter().map(|&v| i32::from(v)).collect::<Vec<_>>());
+    let cell = |i: usize| {
+        let score = |s: u8| usize::from(s.clamp(1, 5) - 1);
+        labels[score(rs[i]) * 25 + score(fs[i]) * 5 + score(ms[i])].as_str()
+    };
+    let cells = StringArray::from_iter_values((0..rs.len()).map(cell));
+    let segments = StringArray::from_iter_values(
+        (0..rs.len()).map(|i| names.name(rs[i], fs[i], ms[i]).unwrap_or_default()),
+    );
+    let to_i32 = |s: &[u8]| Int32Array::from_iter_values(s.iter().map(|&v| i32::from(v)));
     RecordBatch::try_new(
         rfm_schema(),
         vec![
-            Arc::new(StringArray::from(ids)),
+            ids,
             Arc::new(Int64Array::from(recency)),
             Arc::new(Int64Array::from(frequency)),
             Arc::new(Float64Array::from(monetary)),
             Arc::new(to_i32(&rs)),
             Arc::new(to_i32(&fs)),
             Arc::new(to_i32(&ms)),
-            Arc::new(StringArray::from(cells)),
-            Arc::new(StringArray::from(segments)),
+            Arc::new(cells),
+            Arc::new(segments),
         ],
     )
-    .map_err(|e| Error::Internal(e.to_string()))
+    .map_err(internal)
 }
 
 #[cfg(test)]

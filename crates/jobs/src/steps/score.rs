@@ -773,24 +773,17 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
         );
         clock = std::time::Instant::now();
     };
-    // RFM.
-    let rfm_input = engine
-        .collect(
-            "reading the RFM input 'customer_view'",
-            queries::RFM_INPUT.text(),
-        )
-        .await?;
+
+    // The RFM cells' names, read first so that a grid that cannot be read fails the step before
+    // the models run; RFM itself runs last.
     let grid = engine
         .collect(
             "naming the RFM cells (sql/queries/rfm_segment_names.sql)",
             queries::RFM_SEGMENT_NAMES.text(),
         )
         .await?;
-    let names = clientele_models::RfmSegmentNames::from_batches(&grid)?;
-    lap("rfm input");
-    let rfm = clientele_models::score_rfm(&rfm_input, &names)?;
-    drop(rfm_input);
-    lap("rfm");
+    let rfm_names = clientele_models::RfmSegmentNames::from_batches(&grid)?;
+    lap("rfm names");
 
     // Campaign propensity first: its rows' query is the step's largest. Then the churn rows, and
     // only then the fits, side by side: the propensity fits (single-threaded) on a thread of
@@ -975,6 +968,17 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
     });
 
     lap("churn and CLV fits finished");
+    // RFM, last: its table is not held while the queries and fits above run.
+    let rfm_input = engine
+        .collect(
+            "reading the RFM input 'customer_view'",
+            queries::RFM_INPUT.text(),
+        )
+        .await?;
+    lap("rfm input");
+    let rfm = clientele_models::score_rfm(&rfm_input, &rfm_names)?;
+    drop(rfm_input);
+    lap("rfm");
     // Tables.
     let customers_batches = engine
         .collect(
