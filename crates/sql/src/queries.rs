@@ -34,6 +34,7 @@ queries! {
     CHURN_SCORING_SNAPSHOTS = "churn_scoring_snapshots",
     PROPENSITY_TRAINING_SNAPSHOTS = "propensity_training_snapshots",
     PROPENSITY_SCORING_SNAPSHOTS = "propensity_scoring_snapshots",
+    SCORING_SNAPSHOTS = "scoring_snapshots",
     RFM_INPUT = "rfm_input",
     RFM_SEGMENT_NAMES = "rfm_segment_names",
     CLV_TRANSACTIONS = "clv_transactions",

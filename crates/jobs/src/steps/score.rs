@@ -455,73 +455,193 @@ pub(crate) enum Table {
 /// Rows of `customer_scores` built and written at once.
 const CUSTOMER_SCORES_SLICE_ROWS: usize = 1 << 18;
 
-/// A trained classifier applied to its scoring rows (its artifact's scoring query as of `as_of`).
+/// The trained classifiers applied to their scoring rows as of `as_of`. When both churn and
+/// propensity were trained, their rows are read with one query (`sql/queries/scoring_snapshots.sql`
+/// around the features): the features of a customer on a date are the same whichever model asks,
+/// so each model scores the rows, and the values, its artifact's own scoring query gives, and the
+/// features are computed once. Otherwise the one trained model reads its artifact's query.
 async fn apply(
     engine: &Engine,
-    model: &str,
-    what: &str,
-    trained: Outcome<TrainedClassifier>,
+    churn: Outcome<TrainedClassifier>,
+    propensity: Outcome<TrainedClassifier>,
     as_of: NaiveDate,
     opts: &ScoreOptions,
-) -> Result<Outcome<ClassifierRun>> {
-    let trained = match trained {
-        Outcome::Ran(trained) => trained,
-        Outcome::NotRun(status) => return Ok(Outcome::NotRun(status)),
-    };
-    let sql = fill(&trained.artifact.scoring_query, as_of);
-    let predictor = &trained.selection.predictor;
+) -> Result<(Outcome<ClassifierRun>, Outcome<ClassifierRun>)> {
     // A query or row that fails stops the step; a model that cannot score its rows degrades as
     // the model's own errors do.
-    let scores = scored_rows(engine, what, &sql, predictor, SCORING_PART_ROWS).await?;
-    degrade(model, &opts.required, scores.map(|s| trained.scored(s)))
+    let scored = |model: &str,
+                  trained: TrainedClassifier,
+                  scores: std::result::Result<Scores, clientele_models::Error>| {
+        degrade(model, &opts.required, scores.map(|s| trained.scored(s)))
+    };
+    match (churn, propensity) {
+        (Outcome::Ran(churn), Outcome::Ran(propensity)) => {
+            let sql = both_scoring_rows(as_of)?;
+            let scorers = [
+                Scorer {
+                    predictor: &churn.selection.predictor,
+                    rows: Some("_churn"),
+                },
+                Scorer {
+                    predictor: &propensity.selection.predictor,
+                    rows: Some("_propensity"),
+                },
+            ];
+            let what = "churn and campaign propensity scoring rows";
+            let [c, p] = <[_; 2]>::try_from(
+                scored_rows(engine, what, &sql, &scorers, SCORING_PART_ROWS).await?,
+            )
+            .map_err(|_| Error::Internal(format!("{what}: not two models' scores")))?;
+            Ok((
+                scored("churn", churn, c)?,
+                scored("propensity", propensity, p)?,
+            ))
+        }
+        (churn, propensity) => {
+            let mut runs = Vec::with_capacity(2);
+            for (model, what, trained) in [
+                ("churn", "churn scoring rows", churn),
+                ("propensity", "campaign propensity scoring rows", propensity),
+            ] {
+                runs.push(match trained {
+                    Outcome::NotRun(status) => Outcome::NotRun(status),
+                    Outcome::Ran(trained) => {
+                        let sql = fill(&trained.artifact.scoring_query, as_of);
+                        let scorer = Scorer {
+                            predictor: &trained.selection.predictor,
+                            rows: None,
+                        };
+                        let mut scores =
+                            scored_rows(engine, what, &sql, &[scorer], SCORING_PART_ROWS).await?;
+                        let scores = scores
+                            .pop()
+                            .ok_or_else(|| Error::Internal(format!("{what}: no scores")))?;
+                        scored(model, trained, scores)?
+                    }
+                });
+            }
+            let propensity = runs.pop();
+            let churn = runs.pop();
+            match (churn, propensity) {
+                (Some(c), Some(p)) => Ok((c, p)),
+                _ => Err(Error::Internal("two models applied, not two runs".into())),
+            }
+        }
+    }
+}
+
+/// The feature rows of both classifiers' scoring snapshots as of `as_of`, with `_churn` and
+/// `_propensity` marking each model's rows (`sql/queries/scoring_snapshots.sql`).
+fn both_scoring_rows(as_of: NaiveDate) -> Result<String> {
+    let day = date_param(as_of);
+    features(&queries::SCORING_SNAPSHOTS.fill(&[
+        (
+            "churn",
+            &queries::CHURN_SCORING_SNAPSHOTS.fill(&[("as_of", &day)])?,
+        ),
+        (
+            "propensity",
+            &queries::PROPENSITY_SCORING_SNAPSHOTS.fill(&[("as_of", &day)])?,
+        ),
+    ])?)
 }
 
 /// Rows of a scoring query scored at once: a part's feature rows are held, never all of them
 /// (every customer's features at ten million customers would be gigabytes).
 const SCORING_PART_ROWS: usize = 4 * clientele_models::PREDICT_ROWS;
 
-/// The probability of every row of a scoring query, in order of customer id: the rows are read
-/// and scored about `part_rows` at a time. A query that runs out of the job's memory limit is
-/// read again from the start, as [`read_query`] does. The inner error: the predictor could not
-/// score the rows.
+/// A model scoring the rows of a query: all of them, or those whose boolean column `rows` is
+/// true.
+struct Scorer<'a> {
+    predictor: &'a clientele_models::Predictor,
+    rows: Option<&'a str>,
+}
+
+/// A scorer's rows as they are read: the part not scored yet and the parts scored, or why the
+/// model could not score them.
+struct Scoring {
+    part: FeatureTableBuilder,
+    scored: std::result::Result<
+        Vec<(arrow::array::StringArray, arrow::array::Float64Array)>,
+        clientele_models::Error,
+    >,
+}
+
+/// The probability of every row of a scoring query for each scorer (in order), in order of
+/// customer id: the rows are read once and each scorer's are scored about `part_rows` at a time.
+/// A query that runs out of the job's memory limit is read again from the start, as
+/// [`read_query`] does. The inner error: a predictor could not score its rows.
 async fn scored_rows(
     engine: &Engine,
     what: &str,
     sql: &str,
-    predictor: &clientele_models::Predictor,
+    scorers: &[Scorer<'_>],
     part_rows: usize,
-) -> Result<std::result::Result<Scores, clientele_models::Error>> {
-    type Parts = Vec<(arrow::array::StringArray, arrow::array::Float64Array)>;
+) -> Result<Vec<std::result::Result<Scores, clientele_models::Error>>> {
     let parts = engine
         .run_attempts(what, out_of_memory, |attempt| async move {
             let mut stream = engine.stream_attempt(what, sql, attempt).await?;
             let schema = stream.schema();
-            let mut parts: Parts = Vec::new();
-            let mut part = FeatureTableBuilder::new(what, &schema)?;
-            let score_part = |part: FeatureTableBuilder, parts: &mut Parts| {
-                let rows = part.finish();
-                let p = predictor.predict(&rows)?;
-                parts.push((
-                    arrow::array::StringArray::from_iter_values(rows.ids.iter()),
-                    arrow::array::Float64Array::from(p),
-                ));
+            let mut scoring = Vec::with_capacity(scorers.len());
+            for _ in scorers {
+                scoring.push(Scoring {
+                    part: FeatureTableBuilder::new(what, &schema)?,
+                    scored: Ok(Vec::new()),
+                });
+            }
+            let score_part = |scorer: &Scorer<'_>, s: &mut Scoring| -> Result<()> {
+                let part = std::mem::replace(&mut s.part, FeatureTableBuilder::new(what, &schema)?);
+                if let Ok(parts) = &mut s.scored {
+                    let rows = part.finish();
+                    match scorer.predictor.predict(&rows) {
+                        Ok(p) => parts.push((
+                            arrow::array::StringArray::from_iter_values(rows.ids.iter()),
+                            arrow::array::Float64Array::from(p),
+                        )),
+                        Err(e) => s.scored = Err(e),
+                    }
+                }
                 Ok(())
             };
             while let Some(batch) = stream.next().await {
-                part.push(&batch?)?;
-                if part.rows_read() >= part_rows {
-                    let full =
-                        std::mem::replace(&mut part, FeatureTableBuilder::new(what, &schema)?);
-                    if let Err(e) = score_part(full, &mut parts) {
-                        return Ok(Err(e));
+                let batch = batch?;
+                for (scorer, s) in scorers.iter().zip(&mut scoring) {
+                    if s.scored.is_err() {
+                        continue;
+                    }
+                    match scorer.rows {
+                        None => s.part.push(&batch)?,
+                        Some(column) => s.part.push(&rows_where(&batch, what, column)?)?,
+                    }
+                    if s.part.rows_read() >= part_rows {
+                        score_part(scorer, s)?;
                     }
                 }
             }
             drop(stream);
-            Ok(score_part(part, &mut parts).map(|()| parts))
+            for (scorer, s) in scorers.iter().zip(&mut scoring) {
+                score_part(scorer, s)?;
+            }
+            Ok::<_, Error>(scoring.into_iter().map(|s| s.scored).collect::<Vec<_>>())
         })
         .await?;
-    Ok(parts.and_then(|parts| Scores::from_parts(&parts)))
+    Ok(parts
+        .into_iter()
+        .map(|parts| parts.and_then(|parts| Scores::from_parts(&parts)))
+        .collect())
+}
+
+/// The rows of `batch` whose boolean column `column` is true (null counts as false).
+fn rows_where(batch: &RecordBatch, what: &str, column: &str) -> Result<RecordBatch> {
+    let mask = batch
+        .column_by_name(column)
+        .and_then(|c| c.as_boolean_opt())
+        .ok_or_else(|| Error::Input(format!("{what} have no true-or-false column '{column}'")))?;
+    if arrow::array::Array::null_count(mask) == 0 {
+        return Ok(arrow::compute::filter_record_batch(batch, mask)?);
+    }
+    let mask = arrow::compute::prep_null_mask_filter(mask);
+    Ok(arrow::compute::filter_record_batch(batch, &mask)?)
 }
 
 /// The result of a fit run on a thread of its own.
@@ -906,16 +1026,7 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
     lap("propensity trained");
 
     // Scoring: each model's rows as of the as-of date, read now that the training rows are gone.
-    let churn = apply(engine, "churn", "churn scoring rows", churn, as_of, opts).await?;
-    let propensity = apply(
-        engine,
-        "propensity",
-        "campaign propensity scoring rows",
-        propensity,
-        as_of,
-        opts,
-    )
-    .await?;
+    let (churn, propensity) = apply(engine, churn, propensity, as_of, opts).await?;
     lap("scored");
     let clv_outcome = degrade("clv", &opts.required, finished("CLV", clv_task).await?)?;
     let (clv, clv_metrics, params) = match &clv_outcome {
@@ -1095,14 +1206,15 @@ pub async fn score_with_artifact(
             )?)
         }
         ArtifactModel::Classifier { predictor } => {
-            let scores = scored_rows(
-                engine,
-                &format!("{} scoring rows", artifact.model),
-                &sql,
+            let scorer = Scorer {
                 predictor,
-                SCORING_PART_ROWS,
-            )
-            .await??;
+                rows: None,
+            };
+            let what = format!("{} scoring rows", artifact.model);
+            let scores = scored_rows(engine, &what, &sql, &[scorer], SCORING_PART_ROWS)
+                .await?
+                .pop()
+                .ok_or_else(|| Error::Internal(format!("{what}: no scores")))??;
             let column = if artifact.model == "churn" {
                 "churn_probability".to_string()
             } else {
@@ -1293,21 +1405,7 @@ mod tests {
         let sql = fill(&churn_scoring_template()?, date(2025, 12, 31));
         let whole = table(&engine, "churn scoring rows", &sql).await?;
         assert!(whole.len() >= 3, "every customer is scored");
-        let encoding = clientele_models::Encoding::learn(&whole);
-        assert!(
-            !encoding.categorical.is_empty(),
-            "the levels are part of what is checked"
-        );
-        let columns = encoding.columns().len();
-        let predictor = clientele_models::Predictor::LogisticRegression {
-            encoding,
-            model: clientele_models::Logistic {
-                intercept: -0.3,
-                coefficients: (0..columns).map(|i| 0.1 + 0.37 * i as f64).collect(),
-                l2: 0.0,
-                iterations: 0,
-            },
-        };
+        let predictor = logistic(&whole, -0.3);
         let expected: Vec<(String, f64)> = whole
             .ids
             .iter()
@@ -1315,16 +1413,100 @@ mod tests {
             .zip(predictor.predict(&whole)?)
             .collect();
         for part_rows in [1, 2, usize::MAX] {
-            let scores =
-                scored_rows(&engine, "churn scoring rows", &sql, &predictor, part_rows).await??;
-            let scores: Vec<(String, f64)> = scores
-                .ids()
-                .iter()
-                .flatten()
-                .map(str::to_string)
-                .zip(scores.probabilities().values().iter().copied())
-                .collect();
-            assert_eq!(scores, expected, "parts of {part_rows} rows");
+            let scores = scored(&engine, &sql, &[(&predictor, None)], part_rows).await?;
+            assert_eq!(
+                scores,
+                std::slice::from_ref(&expected),
+                "parts of {part_rows} rows"
+            );
+        }
+        Ok(())
+    }
+
+    /// A logistic regression over every feature of `rows` (its levels learnt from them), with
+    /// made-up coefficients.
+    fn logistic(rows: &FeatureTable, intercept: f64) -> clientele_models::Predictor {
+        let encoding = clientele_models::Encoding::learn(rows);
+        assert!(
+            !encoding.categorical.is_empty(),
+            "the levels are part of what is checked"
+        );
+        let columns = encoding.columns().len();
+        clientele_models::Predictor::LogisticRegression {
+            encoding,
+            model: clientele_models::Logistic {
+                intercept,
+                coefficients: (0..columns).map(|i| 0.1 + 0.37 * i as f64).collect(),
+                l2: 0.0,
+                iterations: 0,
+            },
+        }
+    }
+
+    /// `scored_rows` with each scorer's `(customer_id, probability)` pairs.
+    async fn scored(
+        engine: &Engine,
+        sql: &str,
+        scorers: &[(&clientele_models::Predictor, Option<&str>)],
+        part_rows: usize,
+    ) -> Result<Vec<Vec<(String, f64)>>, BoxError> {
+        let scorers: Vec<Scorer<'_>> = scorers
+            .iter()
+            .map(|&(predictor, rows)| Scorer { predictor, rows })
+            .collect();
+        let mut out = Vec::new();
+        for scores in scored_rows(engine, "scoring rows", sql, &scorers, part_rows).await? {
+            let scores = scores?;
+            out.push(
+                scores
+                    .ids()
+                    .iter()
+                    .flatten()
+                    .map(str::to_string)
+                    .zip(scores.probabilities().values().iter().copied())
+                    .collect(),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Both classifiers scored from one query give each the rows and probabilities its own
+    /// scoring query gives, though their customers differ (buyers for churn, the reachable who
+    /// have not opted out for propensity).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn both_models_scored_from_one_query_score_as_from_their_own() -> Result<(), BoxError> {
+        let dir = tempfile::tempdir()?;
+        let engine = engine(dir.path()).await?;
+        let as_of = date(2025, 12, 31);
+        let churn_sql = fill(&churn_scoring_template()?, as_of);
+        let propensity_sql = fill(&propensity_scoring_template()?, as_of);
+        let churn = logistic(&table(&engine, "churn rows", &churn_sql).await?, -0.3);
+        let propensity = logistic(
+            &table(&engine, "propensity rows", &propensity_sql).await?,
+            0.2,
+        );
+        let own = [
+            scored(&engine, &churn_sql, &[(&churn, None)], usize::MAX).await?,
+            scored(&engine, &propensity_sql, &[(&propensity, None)], usize::MAX).await?,
+        ]
+        .concat();
+        let ids = |scores: &[(String, f64)]| scores.iter().map(|s| s.0.clone()).collect::<Vec<_>>();
+        assert_ne!(
+            ids(&own[0]),
+            ids(&own[1]),
+            "the two models score different customers"
+        );
+        assert!(own.iter().all(|s| !s.is_empty()));
+        let sql = both_scoring_rows(as_of)?;
+        for part_rows in [1, 3, usize::MAX] {
+            let both = scored(
+                &engine,
+                &sql,
+                &[(&churn, Some("_churn")), (&propensity, Some("_propensity"))],
+                part_rows,
+            )
+            .await?;
+            assert_eq!(both, own, "parts of {part_rows} rows");
         }
         Ok(())
     }
