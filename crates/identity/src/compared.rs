@@ -315,6 +315,11 @@ impl Compared {
         None
     }
 
+    /// The distinct patterns, the pairs' numbers let go.
+    pub fn into_patterns(self) -> Vec<Pattern> {
+        self.patterns
+    }
+
     /// Every pair's pattern number, in candidate order.
     fn numbers(&self) -> impl Iterator<Item = u32> + '_ {
         self.parts.iter().flat_map(|(_, numbers)| numbers.iter())

@@ -11,7 +11,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::blocking::Candidates;
-use crate::compared::Compared;
+use crate::compared::{Compared, Pattern};
 use crate::records::{Column, NULL, Records};
 use crate::spec::{Kind, Settings};
 
@@ -33,12 +33,100 @@ pub struct HouseholdReport {
 
 /// The household number of every record (numbered by their first record) and the report, from the
 /// customers' clusters (`clusters[i]`, one number per record) and the candidate pairs with their
-/// comparison vectors.
+/// comparison vectors: [`households_of_pairs`] over the pairs [`HomeEvidence`] keeps.
 pub fn households(
     settings: &Settings,
     records: &Records,
     candidates: &Candidates,
     compared: &Compared,
+    clusters: &[u32],
+) -> (Vec<u32>, HouseholdReport) {
+    let evidence = HomeEvidence::new(settings, records);
+    let mut pairs = Vec::new();
+    compared.for_each(candidates, |a, b, _, pattern| {
+        if evidence.shares_a_home(a, b, pattern) {
+            pairs.push((a, b));
+        }
+    });
+    households_of_pairs(settings, records, pairs, clusters)
+}
+
+/// Which candidate pairs say their two records share a home: found by a linking rule (not only by
+/// an attaching one: a name without an address), with the same postcode and the same or nearly the
+/// same street, or the same postcode and a phone or email few records hold. It needs neither the
+/// clusters nor other pairs, so the pairs can be kept as they are first scored and the candidates
+/// let go before clustering.
+pub struct HomeEvidence<'a> {
+    settings: &'a Settings,
+    records: &'a Records,
+    street: Option<usize>,
+    postcode: Option<usize>,
+    phone: Option<usize>,
+    email: Option<usize>,
+    linking: u32,
+}
+
+impl<'a> HomeEvidence<'a> {
+    pub fn new(settings: &'a Settings, records: &'a Records) -> Self {
+        let kind_of = |kind: Kind| settings.comparisons.iter().position(|c| c.kind == kind);
+        Self {
+            settings,
+            records,
+            street: kind_of(Kind::Address),
+            postcode: kind_of(Kind::Postcode),
+            phone: kind_of(Kind::Phone),
+            email: kind_of(Kind::Email),
+            linking: crate::blocking::linking_rules(settings),
+        }
+    }
+
+    /// Whether the candidate pair `a`, `b` of `pattern` is evidence that they share a home.
+    pub fn shares_a_home(&self, a: u32, b: u32, pattern: &Pattern) -> bool {
+        if pattern.mask & self.linking == 0 {
+            // Found only by an attaching rule (a name without an address).
+            return false;
+        }
+        let (records, v) = (self.records, &*pattern.levels);
+        let exact = |c: Option<usize>| c.is_some_and(|c| v.get(c) == Some(&1));
+        // Exact agreement on a value few records hold (`a` holds it).
+        let private = |c: Option<usize>| {
+            exact(c)
+                && c.and_then(|c| records.columns.get(c)).is_some_and(|col| {
+                    let code = col.codes.get(a as usize).copied().unwrap_or(NULL);
+                    col.counts
+                        .get(code as usize)
+                        .is_some_and(|n| *n <= MAX_SHARED_RECORDS)
+                })
+        };
+        if !exact(self.postcode) {
+            return false;
+        }
+        // A street nearly the same (a typo) is one address only with the same house and unit
+        // numbers and the same street type: "78 Maple St" is not "7 Maple St", nor "252 Mill Cl"
+        // "252 Mill Rd".
+        let near_street = self.street.is_some_and(|c| {
+            self.settings.comparisons[c].level_count() > 3
+                && match v.get(c) {
+                    Some(1) => true,
+                    Some(2) => records.columns.get(c).is_some_and(|col| {
+                        match (col.value(a as usize), col.value(b as usize)) {
+                            (Some(x), Some(y)) => one_dwelling(x, y),
+                            _ => false,
+                        }
+                    }),
+                    _ => false,
+                }
+        });
+        near_street || private(self.phone) || private(self.email)
+    }
+}
+
+/// [`households`] from the pairs [`HomeEvidence`] kept, in candidate order (the order decides
+/// which joins a full household refuses).
+pub fn households_of_pairs(
+    settings: &Settings,
+    records: &Records,
+    pairs: impl IntoIterator<Item = (u32, u32)>,
     clusters: &[u32],
 ) -> (Vec<u32>, HouseholdReport) {
     let customers = clusters.iter().max().map_or(0, |m| *m as usize + 1);
@@ -52,20 +140,6 @@ pub fn households(
         }
         x
     }
-    let kind_of = |kind: Kind| settings.comparisons.iter().position(|c| c.kind == kind);
-    let (street, postcode) = (kind_of(Kind::Address), kind_of(Kind::Postcode));
-    let (phone, email) = (kind_of(Kind::Phone), kind_of(Kind::Email));
-    let exact = |v: &[u8], c: Option<usize>| c.is_some_and(|c| v.get(c) == Some(&1));
-    // Exact agreement on a value few records hold (`a` holds it).
-    let private = |v: &[u8], c: Option<usize>, a: usize| {
-        exact(v, c)
-            && c.and_then(|c| records.columns.get(c)).is_some_and(|col| {
-                let code = col.codes.get(a).copied().unwrap_or(NULL);
-                col.counts
-                    .get(code as usize)
-                    .is_some_and(|n| *n <= MAX_SHARED_RECORDS)
-            })
-    };
     let mut report = HouseholdReport::default();
     let mut join = |ca: u32, cb: u32, report: &mut HouseholdReport| {
         let (ra, rb) = (find(&mut parent, ca), find(&mut parent, cb));
@@ -84,42 +158,14 @@ pub fn households(
         parent[small as usize] = big;
         size[big as usize] += size[small as usize];
     };
-    let linking = crate::blocking::linking_rules(settings);
-    compared.for_each(candidates, |a, b, _, pattern| {
-        if pattern.mask & linking == 0 {
-            // Found only by an attaching rule (a name without an address).
-            return;
-        }
-        let v = &*pattern.levels;
+    for (a, b) in pairs {
         let (Some(&ca), Some(&cb)) = (clusters.get(a as usize), clusters.get(b as usize)) else {
-            return;
+            continue;
         };
-        if ca == cb {
-            return;
-        }
-        let a_ = a as usize;
-        // A street nearly the same (a typo) is one address only with the same house and unit
-        // numbers and the same street type: "78 Maple St" is not "7 Maple St", nor "252 Mill Cl"
-        // "252 Mill Rd".
-        let near_street = street.is_some_and(|c| {
-            settings.comparisons[c].level_count() > 3
-                && match v.get(c) {
-                    Some(1) => true,
-                    Some(2) => records.columns.get(c).is_some_and(|col| {
-                        match (col.value(a_), col.value(b as usize)) {
-                            (Some(x), Some(y)) => one_dwelling(x, y),
-                            _ => false,
-                        }
-                    }),
-                    _ => false,
-                }
-        });
-        let shared =
-            exact(v, postcode) && (near_street || private(v, phone, a_) || private(v, email, a_));
-        if shared {
+        if ca != cb {
             join(ca, cb, &mut report);
         }
-    });
+    }
     // Customers at one address (the same postcode and the same street with a house number) are
     // one household even when no candidate pair joins them: a partner of another surname with no
     // shared phone or email was never a candidate (the blocking rules want one surname).

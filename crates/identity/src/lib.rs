@@ -17,7 +17,9 @@
 //!    at most one record per duplicate-free source in a cluster; [`attach::attach`] then joins a
 //!    record left alone to the one customer it could be.
 //! 7. [`stable::assign`]: customer ids kept from the previous run; merges and splits recorded.
-//!    [`household::households`] then groups the customers who share a home.
+//!    [`household::households_of_pairs`] then groups the customers who share a home, from the
+//!    pairs [`household::HomeEvidence`] kept while the pairs were scored (the candidates and their
+//!    pattern numbers are let go once the pairs are scored: at ten million persons, 2.5 GB).
 //! 8. [`explain::waterfall`]: how each field moved the weight of one pair.
 //!
 //! [`resolve`] runs stages 3 to 7; [`tables`] turns Arrow batches into records and the result into
@@ -97,6 +99,68 @@ impl Link {
     }
 }
 
+/// The links of a resolution in the parts they were scored in, on several threads; the parts
+/// joined in order are the links of one walk over the candidate pairs. They are not copied into
+/// one list: at ten million persons the links take 1.2 GB, and joining them held that twice.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Links {
+    parts: Vec<Vec<Link>>,
+}
+
+impl Links {
+    /// The links of `parts`, joined in order.
+    pub fn from_parts(parts: Vec<Vec<Link>>) -> Self {
+        Self { parts }
+    }
+
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.iter().all(Vec::is_empty)
+    }
+
+    /// Every link, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Link> + '_ {
+        self.parts.iter().flatten()
+    }
+
+    /// Every link, in order, to change.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Link> + '_ {
+        self.parts.iter_mut().flatten()
+    }
+
+    /// Keeps the links for which `keep` holds, in order.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Link) -> bool) {
+        for part in &mut self.parts {
+            part.retain(&mut keep);
+            part.shrink_to_fit();
+        }
+    }
+
+    /// The links at positions `range` (of the joined order), in order.
+    pub fn range(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = &Link> + '_ {
+        let mut start = 0usize;
+        let mut slices: Vec<&[Link]> = Vec::new();
+        for part in &self.parts {
+            let end = start + part.len();
+            let (from, to) = (range.start.max(start), range.end.min(end));
+            if from < to {
+                slices.extend(part.get(from - start..to - start));
+            }
+            start = end;
+        }
+        slices.into_iter().flatten()
+    }
+}
+
+impl From<Vec<Link>> for Links {
+    fn from(links: Vec<Link>) -> Self {
+        Self { parts: vec![links] }
+    }
+}
+
 /// Counts of a resolution, for the run report.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
@@ -135,7 +199,7 @@ pub struct Resolution {
     /// Household number of each record.
     pub households: Vec<u32>,
     /// Candidate pairs at or above `links_min_probability`.
-    pub links: Vec<Link>,
+    pub links: Links,
     /// The distinct comparison patterns of the candidate pairs ([`Link::pattern`]).
     pub patterns: Vec<compared::Pattern>,
     pub changes: Vec<stable::Change>,
@@ -306,17 +370,15 @@ pub fn resolve(
     let linking = blocking::linking_rules(settings);
     let weigher = parameters.weigher(records);
     // Scored part by part on every core; the parts' pairs joined in order are those of one walk.
+    // The pairs that say two records share a home are kept as they go by, so that the candidates
+    // and their pattern numbers can be let go before clustering.
+    let home = household::HomeEvidence::new(settings, records);
     let parts = compared.for_each_in_parts(
         &candidates,
         || (Vec::new(), Vec::new()),
-        |(above, links): &mut (Vec<(u32, u32, f64)>, Vec<Link>), a, b, number, pattern| {
+        |(links, homes): &mut (Vec<Link>, Vec<(u32, u32)>), a, b, number, pattern| {
             let weight = prior + weigher.evidence_weight(a as usize, &pattern.levels);
-            let probability = model::probability(weight);
-            // A pair only an attaching rule found never links by itself: attaching weighs it.
-            if probability >= settings.match_probability && pattern.mask & linking != 0 {
-                above.push((a, b, weight));
-            }
-            if probability >= keep_from {
+            if model::probability(weight) >= keep_from {
                 links.push(Link {
                     a,
                     b,
@@ -326,20 +388,37 @@ pub fn resolve(
                     accepted: false,
                 });
             }
+            if home.shares_a_home(a, b, pattern) {
+                homes.push((a, b));
+            }
         },
     )?;
-    let (mut above, mut links) = (
-        Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum()),
-        Vec::with_capacity(parts.iter().map(|p| p.1.len()).sum()),
+    let (link_parts, home_parts): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+    let mut links = Links::from_parts(link_parts);
+    // What the summary reports of the candidates; the pairs themselves are not needed past here.
+    let (rules, candidate_pairs, records_without_rule) = (
+        candidates.reports.clone(),
+        candidates.len() as u64,
+        candidates.records_without_rule,
     );
-    lap("scoring pairs");
-    for (part_above, part_links) in parts {
-        above.extend(part_above);
-        links.extend(part_links);
-    }
+    drop(candidates);
+    let patterns = compared.into_patterns();
     // Its per-value tables are not needed past scoring (the conflict check keeps its own).
     drop(weigher);
-    lap("joining the scored parts");
+    lap("scoring pairs");
+    // The links clustering joins (the threshold is at least `keep_from`, so every one is a kept
+    // link): a pair only an attaching rule found never links by itself, attaching weighs it.
+    let above: Vec<(u32, u32, f64)> = links
+        .iter()
+        .filter(|l| {
+            l.probability() >= settings.match_probability
+                && patterns
+                    .get(l.pattern as usize)
+                    .is_some_and(|p| p.mask & linking != 0)
+        })
+        .map(|l| (l.a, l.b, l.weight))
+        .collect();
+    lap("links above the threshold");
     let guard_bit: Vec<u64> = {
         let bits: Vec<u64> = records
             .source_names
@@ -366,8 +445,7 @@ pub fn resolve(
         let (mut clusters, mut report) =
             cluster::cluster(records.len(), &above, &guard_bit, conflict);
         if settings.attach_probability < settings.match_probability {
-            let disagrees: Vec<bool> = compared
-                .patterns
+            let disagrees: Vec<bool> = patterns
                 .iter()
                 .map(|p| attach::disagrees_on_the_person(&p.levels, &settings.comparisons))
                 .collect();
@@ -447,15 +525,19 @@ pub fn resolve(
     };
     lap("clustering");
     links.retain(|l| l.probability() >= settings.links_min_probability);
-    for link in &mut links {
+    for link in links.iter_mut() {
         link.accepted = link.probability() >= settings.match_probability
             && found_by_linking_rule(link.rule, linking)
             && clusters[link.a as usize] == clusters[link.b as usize];
     }
     let (ids, changes) = stable::assign(&records.ids, &clusters, previous);
     lap("stable ids");
-    let (households, household_report) =
-        household::households(settings, records, &candidates, &compared, &clusters);
+    let (households, household_report) = household::households_of_pairs(
+        settings,
+        records,
+        home_parts.into_iter().flatten(),
+        &clusters,
+    );
     lap("households");
     let mut first_of: Vec<Option<usize>> = vec![None; household_report.households as usize];
     for (r, h) in households.iter().enumerate() {
@@ -477,7 +559,7 @@ pub fn resolve(
             ));
         }
     }
-    for r in &candidates.reports {
+    for r in &rules {
         if let Some((key, size)) = &r.largest_skipped {
             warnings.push(format!(
                 "blocking rule '{}': {} block(s) over the cap of {} skipped ({} records), the largest '{key}' with {size}",
@@ -500,8 +582,8 @@ pub fn resolve(
             .cloned()
             .zip(per_source)
             .collect(),
-        rules: candidates.reports.clone(),
-        candidate_pairs: candidates.len() as u64,
+        rules,
+        candidate_pairs,
         links_above_threshold: above.len() as u64,
         customers: ids.len() as u64,
         merges: changes.iter().filter(|c| c.change == "merged").count() as u64,
@@ -510,7 +592,7 @@ pub fn resolve(
         prior: parameters.prior,
         warnings,
         placeholders: records.placeholders.clone(),
-        records_without_rule: candidates.records_without_rule,
+        records_without_rule,
         households: household_report,
     };
     Ok(Resolution {
@@ -519,10 +601,53 @@ pub fn resolve(
         household_ids_by_household: household_names,
         households,
         links,
-        patterns: compared.patterns,
+        patterns,
         changes,
         parameters,
         summary,
         accuracy,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(a: u32) -> Link {
+        Link {
+            a,
+            b: a + 1,
+            rule: 0,
+            weight: f64::from(a),
+            pattern: 0,
+            accepted: false,
+        }
+    }
+
+    #[test]
+    fn links_in_parts_read_as_one_list_in_order() {
+        let parts = vec![
+            vec![link(0), link(1), link(2)],
+            vec![],
+            vec![link(3), link(4)],
+        ];
+        let mut links = Links::from_parts(parts);
+        assert_eq!(links.len(), 5);
+        let a = |it: &mut dyn Iterator<Item = &Link>| it.map(|l| l.a).collect::<Vec<_>>();
+        assert_eq!(a(&mut links.iter()), vec![0, 1, 2, 3, 4]);
+        // Ranges across, within and past the parts.
+        assert_eq!(a(&mut links.range(1..4)), vec![1, 2, 3]);
+        assert_eq!(a(&mut links.range(3..5)), vec![3, 4]);
+        assert_eq!(a(&mut links.range(4..9)), vec![4]);
+        assert!(a(&mut links.range(5..6)).is_empty());
+        links.retain(|l| l.a % 2 == 0);
+        assert_eq!(a(&mut links.iter()), vec![0, 2, 4]);
+        assert_eq!(a(&mut links.range(1..3)), vec![2, 4]);
+        for l in links.iter_mut() {
+            l.accepted = true;
+        }
+        assert!(links.iter().all(|l| l.accepted));
+        assert_eq!(Links::from(vec![link(7)]).len(), 1);
+        assert!(Links::default().is_empty());
+    }
 }

@@ -552,8 +552,8 @@ fn links_rows(
     r: &Resolution,
     range: std::ops::Range<usize>,
 ) -> Result<RecordBatch> {
-    let links = r.links.get(range).unwrap_or(&[]);
-    let n = links.len();
+    let n = range.len().min(r.links.len().saturating_sub(range.start));
+    let links = r.links.range(range);
     let mut a = StringBuilder::with_capacity(n, n * 12);
     let mut b = StringBuilder::with_capacity(n, n * 12);
     let mut rule = StringBuilder::with_capacity(n, n * 16);
