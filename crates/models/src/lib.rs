@@ -70,7 +70,7 @@ pub use profile::{ProfileRule, profile};
 pub use rfm::{Error, Result, RfmSegmentNames, quintile_scores, rfm_schema, score_rfm};
 pub use scores::{
     CampaignHoldout, CampaignSplit, ClassifierData, ClassifierRun, CustomerScores, Scores,
-    TrainedClassifier, customer_scores_schema, deciles_batch, deciles_schema,
+    TrainedClassifier, customer_scores_schema, deciles_batch, deciles_schema, joined_text,
     metrics_with_classifiers, model_metrics_schema, model_metrics_table, profiles_batch,
     profiles_schema, split_campaign_sends, train_classifier,
 };

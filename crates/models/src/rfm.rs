@@ -191,16 +191,12 @@ pub fn score_rfm(input: &[RecordBatch], names: &RfmSegmentNames) -> Result<Recor
         monetary.extend(m.values().iter());
     }
     // The ids as read, in one array (a missing id is written empty).
-    let ids: ArrayRef = if ids.is_empty() {
-        Arc::new(StringArray::from(Vec::<&str>::new()))
-    } else {
-        arrow::compute::concat(&ids).map_err(internal)?
-    };
+    let ids = crate::scores::joined_text(&ids)?;
     let ids: ArrayRef = if ids.null_count() == 0 {
-        ids
+        Arc::new(ids)
     } else {
         Arc::new(StringArray::from_iter_values(
-            ids.as_string::<i32>().iter().map(Option::unwrap_or_default),
+            ids.iter().map(Option::unwrap_or_default),
         ))
     };
     let rs = quintile_scores(

@@ -116,18 +116,14 @@ impl Scores {
         }
         let ids: Vec<&dyn Array> = parts.iter().map(|(ids, _)| ids as &dyn Array).collect();
         let p: Vec<&dyn Array> = parts.iter().map(|(_, p)| p as &dyn Array).collect();
-        let (ids, p) = if parts.is_empty() {
-            (
-                StringArray::from(Vec::<&str>::new()),
-                Float64Array::from(Vec::<f64>::new()),
-            )
+        let ids = joined_text(&ids)?;
+        let p = if p.is_empty() {
+            Float64Array::from(Vec::<f64>::new())
         } else {
-            let ids = arrow::compute::concat(&ids).map_err(internal)?;
-            let p = arrow::compute::concat(&p).map_err(internal)?;
-            (
-                ids.as_string::<i32>().clone(),
-                p.as_primitive::<Float64Type>().clone(),
-            )
+            arrow::compute::concat(&p)
+                .map_err(internal)?
+                .as_primitive::<Float64Type>()
+                .clone()
         };
         let order = UInt32Array::from(id_order(&ids)?);
         let take = |a: &dyn Array| arrow::compute::take(a, &order, None).map_err(internal);
@@ -177,14 +173,13 @@ fn id_order(ids: &StringArray) -> Result<Vec<u32>> {
 
 /// For each row of `customers`, the row of `ids` with the same id (the last such row when there
 /// are several), or null: the rows to take from a table keyed by `ids` to line it up with
-/// `customers`. Both are put in order once and walked together, so nothing is held per id but
-/// the two orders.
-fn positions(customers: &StringArray, ids: &StringArray) -> Result<UInt32Array> {
-    let wanted = id_order(customers)?;
+/// `customers` (`wanted`: the customers' [`id_order`]). Both are put in order once and walked
+/// together, so nothing is held per id but the two orders.
+fn positions(customers: &StringArray, wanted: &[u32], ids: &StringArray) -> Result<UInt32Array> {
     let held = id_order(ids)?;
     let mut rows: Vec<Option<u32>> = vec![None; customers.len()];
     let mut next = 0;
-    for &c in &wanted {
+    for &c in wanted {
         let id = customers.value(c as usize);
         while next < held.len() && ids.value(held[next] as usize) < id {
             next += 1;
@@ -420,6 +415,19 @@ pub fn profiles_schema() -> SchemaRef {
         Field::new("rows", DataType::Int64, false),
         Field::new("rate", DataType::Float64, false),
     ]))
+}
+
+/// Text arrays (customer ids read batch by batch or scored part by part) joined into one, in
+/// order; a null stays null, for the caller to say what a missing id means.
+pub fn joined_text(parts: &[&dyn Array]) -> Result<StringArray> {
+    if parts.is_empty() {
+        return Ok(StringArray::from(Vec::<&str>::new()));
+    }
+    arrow::compute::concat(parts)
+        .map_err(internal)?
+        .as_string_opt::<i32>()
+        .cloned()
+        .ok_or_else(|| Error::Internal("customer ids that are not text".into()))
 }
 
 fn internal(e: impl std::fmt::Display) -> Error {
@@ -700,19 +708,21 @@ impl CustomerScores {
                 }
             }
         }
+        // The customers in order of id, once for the four tables lined up with them.
+        let wanted = id_order(&customers)?;
         let classifier = |run: Option<&ClassifierRun>| -> Result<_> {
             run.map(|r| {
                 Ok((
                     r.scores.clone(),
-                    positions(&customers, r.scores.ids())?,
+                    positions(&customers, &wanted, r.scores.ids())?,
                     r.version.clone(),
                 ))
             })
             .transpose()
         };
         Ok(Self {
-            rfm_rows: positions(&customers, &ids(rfm)?)?,
-            clv_rows: positions(&customers, &ids(clv)?)?,
+            rfm_rows: positions(&customers, &wanted, &ids(rfm)?)?,
+            clv_rows: positions(&customers, &wanted, &ids(clv)?)?,
             rfm: rfm.clone(),
             clv: clv.clone(),
             clv_version: clv_version.to_string(),
@@ -912,7 +922,8 @@ mod tests {
             "a part's lengths must agree"
         );
         // Lined up with customers, each customer takes its own row; the last of several.
-        let rows = positions(&StringArray::from(vec!["c", "z", "a"]), scores.ids())?;
+        let customers = StringArray::from(vec!["c", "z", "a"]);
+        let rows = positions(&customers, &id_order(&customers)?, scores.ids())?;
         assert_eq!(rows.iter().collect::<Vec<_>>(), [Some(3), None, Some(1)]);
         Ok(())
     }

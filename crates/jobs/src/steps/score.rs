@@ -497,37 +497,44 @@ async fn apply(
                 scored("propensity", propensity, p)?,
             ))
         }
+        // One model trained (or none): it reads its artifact's own scoring query.
         (churn, propensity) => {
-            let mut runs = Vec::with_capacity(2);
-            for (model, what, trained) in [
-                ("churn", "churn scoring rows", churn),
-                ("propensity", "campaign propensity scoring rows", propensity),
-            ] {
-                runs.push(match trained {
-                    Outcome::NotRun(status) => Outcome::NotRun(status),
-                    Outcome::Ran(trained) => {
-                        let sql = fill(&trained.artifact.scoring_query, as_of);
-                        let scorer = Scorer {
-                            predictor: &trained.selection.predictor,
-                            rows: None,
-                        };
-                        let mut scores =
-                            scored_rows(engine, what, &sql, &[scorer], SCORING_PART_ROWS).await?;
-                        let scores = scores
-                            .pop()
-                            .ok_or_else(|| Error::Internal(format!("{what}: no scores")))?;
-                        scored(model, trained, scores)?
-                    }
-                });
-            }
-            let propensity = runs.pop();
-            let churn = runs.pop();
-            match (churn, propensity) {
-                (Some(c), Some(p)) => Ok((c, p)),
-                _ => Err(Error::Internal("two models applied, not two runs".into())),
-            }
+            let what = "campaign propensity scoring rows";
+            Ok((
+                apply_one(engine, "churn", "churn scoring rows", churn, as_of, &scored).await?,
+                apply_one(engine, "propensity", what, propensity, as_of, &scored).await?,
+            ))
         }
     }
+}
+
+/// One model's scores from its artifact's own scoring query, or its status when it did not run.
+async fn apply_one(
+    engine: &Engine,
+    model: &str,
+    what: &str,
+    trained: Outcome<TrainedClassifier>,
+    as_of: NaiveDate,
+    scored: &impl Fn(
+        &str,
+        TrainedClassifier,
+        std::result::Result<Scores, clientele_models::Error>,
+    ) -> Result<Outcome<ClassifierRun>>,
+) -> Result<Outcome<ClassifierRun>> {
+    let trained = match trained {
+        Outcome::NotRun(status) => return Ok(Outcome::NotRun(status)),
+        Outcome::Ran(trained) => trained,
+    };
+    let sql = fill(&trained.artifact.scoring_query, as_of);
+    let scorer = Scorer {
+        predictor: &trained.selection.predictor,
+        rows: None,
+    };
+    let scores = scored_rows(engine, what, &sql, &[scorer], SCORING_PART_ROWS)
+        .await?
+        .pop()
+        .ok_or_else(|| Error::Internal(format!("{what}: no scores")))?;
+    scored(model, trained, scores)
 }
 
 /// The feature rows of both classifiers' scoring snapshots as of `as_of`, with `_churn` and
@@ -605,6 +612,10 @@ async fn scored_rows(
             };
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
+                if scoring.iter().all(|s| s.scored.is_err()) {
+                    // Every model failed to score: the rest of the rows would be read for none.
+                    break;
+                }
                 for (scorer, s) in scorers.iter().zip(&mut scoring) {
                     if s.scored.is_err() {
                         continue;
@@ -1106,11 +1117,7 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
                 as &dyn arrow::array::Array,
         );
     }
-    let customers = if ids.is_empty() {
-        arrow::array::StringArray::from(Vec::<&str>::new())
-    } else {
-        arrow::compute::concat(&ids)?.as_string::<i32>().clone()
-    };
+    let customers = clientele_models::joined_text(&ids)?;
     drop(customers_batches);
     let runs: Vec<&ClassifierRun> = [churn.ran(), propensity.ran()]
         .into_iter()
