@@ -101,11 +101,12 @@ const BLOCKED: u32 = u32::MAX - 1;
 /// [`crate::cluster::cluster`] gives them) to the one customer they could be, and numbers the
 /// clusters again by their first record. `refused` are the pairs at or above the link threshold
 /// (those in different clusters were refused), `weak` the pairs from
-/// `competitor_probability` up to the threshold. Returns how many records were attached.
+/// `competitor_probability` up to the threshold; each is read once, in order, so either may be
+/// produced as it is read instead of held. Returns how many records were attached.
 pub fn attach(
     clusters: &mut [u32],
-    refused: &[(u32, u32, f64)],
-    weak: &[WeakPair],
+    refused: impl IntoIterator<Item = (u32, u32)>,
+    weak: impl IntoIterator<Item = WeakPair>,
     thresholds: Thresholds,
     guard_bit: &[u64],
     conflict: Conflict<'_>,
@@ -122,7 +123,7 @@ pub fn attach(
     let mut target: Vec<(u32, f32)> = vec![(NONE, 0.0); clusters.len()];
     // Per record: whether every candidate pair so far is a name pair of an attaching rule.
     let mut by_name_only = vec![true; clusters.len()];
-    for &(a, b, _) in refused {
+    for (a, b) in refused {
         if cluster_of(a) != cluster_of(b) {
             for x in [a, b] {
                 if lone(x) {
@@ -317,29 +318,29 @@ mod tests {
         // has, shares its full name with record 0 only (0.45: the phone differs).
         let mut clusters = vec![0, 0, 1];
         assert_eq!(
-            attach(&mut clusters, &[], &[name(0, 2, 0.45)], t, &[0; 3], None),
+            attach(&mut clusters, [], [name(0, 2, 0.45)], t, &[0; 3], None),
             1
         );
         assert_eq!(clusters, vec![0, 0, 0]);
         // Another customer {3, 4} of that name keeps it alone, however weak its pair.
         let mut clusters = vec![0, 0, 1, 2, 2];
         let pairs = [name(0, 2, 0.45), name(3, 2, 0.02)];
-        assert_eq!(attach(&mut clusters, &[], &pairs, t, &[0; 5], None), 0);
+        assert_eq!(attach(&mut clusters, [], pairs, t, &[0; 5], None), 0);
         // Below attach_name_probability it stays alone.
         let mut clusters = vec![0, 0, 1];
         assert_eq!(
-            attach(&mut clusters, &[], &[name(0, 2, 0.25)], t, &[0; 3], None),
+            attach(&mut clusters, [], [name(0, 2, 0.25)], t, &[0; 3], None),
             0
         );
         // A record with an ordinary candidate too needs attach_probability.
         let mut clusters = vec![0, 0, 1];
         let pairs = [name(0, 2, 0.45), weak(1, 2, 0.6)];
-        assert_eq!(attach(&mut clusters, &[], &pairs, t, &[0; 3], None), 0);
+        assert_eq!(attach(&mut clusters, [], pairs, t, &[0; 3], None), 0);
         // For the record that has the postcode, a weak name pair is no candidate: lone record 0
         // joins customer {3, 4}, not held back by a name pair at 0.2 into customer {1, 2}.
         let mut clusters = vec![0, 1, 1, 2, 2];
         let pairs = [name(0, 1, 0.2), weak(0, 3, 0.8)];
-        assert_eq!(attach(&mut clusters, &[], &pairs, t, &[0; 5], None), 1);
+        assert_eq!(attach(&mut clusters, [], pairs, t, &[0; 5], None), 1);
         assert_eq!(clusters, vec![0, 1, 1, 0, 0]);
     }
 
@@ -384,8 +385,8 @@ mod tests {
         let mut clusters = vec![0, 0, 1];
         let n = attach(
             &mut clusters,
-            &[],
-            &[weak(0, 2, 0.8), weak(1, 2, 0.75)],
+            [],
+            [weak(0, 2, 0.8), weak(1, 2, 0.75)],
             0.7.into(),
             &[0; 3],
             None,
@@ -399,8 +400,8 @@ mod tests {
         let mut clusters = vec![0, 1, 2, 2];
         let n = attach(
             &mut clusters,
-            &[],
-            &[weak(0, 1, 0.8)],
+            [],
+            [weak(0, 1, 0.8)],
             0.7.into(),
             &[0; 4],
             None,
@@ -413,8 +414,8 @@ mod tests {
         assert_eq!(
             attach(
                 &mut clusters,
-                &[],
-                &[weak(0, 1, 0.8)],
+                [],
+                [weak(0, 1, 0.8)],
                 0.7.into(),
                 &[0; 2],
                 Some(&conflict)
@@ -429,7 +430,7 @@ mod tests {
         let mut clusters = vec![0, 0, 1, 1, 2];
         let pairs = [weak(0, 4, 0.85), weak(2, 4, 0.55)];
         assert_eq!(
-            attach(&mut clusters, &[], &pairs, 0.7.into(), &[0; 5], None),
+            attach(&mut clusters, [], pairs, 0.7.into(), &[0; 5], None),
             0
         );
         assert_eq!(clusters, vec![0, 0, 1, 1, 2]);
@@ -437,14 +438,14 @@ mod tests {
         let mut clusters = vec![0, 0, 1, 2];
         let pairs = [weak(0, 3, 0.85), weak(2, 3, 0.6)];
         assert_eq!(
-            attach(&mut clusters, &[], &pairs, 0.7.into(), &[0; 4], None),
+            attach(&mut clusters, [], pairs, 0.7.into(), &[0; 4], None),
             0
         );
         // A lone record whose only candidate is another lone record that has others.
         let mut clusters = vec![0, 1, 2];
         let pairs = [weak(0, 1, 0.85), weak(1, 2, 0.6)];
         assert_eq!(
-            attach(&mut clusters, &[], &pairs, 0.7.into(), &[0; 3], None),
+            attach(&mut clusters, [], pairs, 0.7.into(), &[0; 3], None),
             0
         );
         // One comparison that differs.
@@ -454,8 +455,8 @@ mod tests {
         assert_eq!(
             attach(
                 &mut clusters,
-                &[],
-                &[weak(0, 2, 0.8), differs],
+                [],
+                [weak(0, 2, 0.8), differs],
                 0.7.into(),
                 &[0; 3],
                 None
@@ -467,8 +468,8 @@ mod tests {
         assert_eq!(
             attach(
                 &mut clusters,
-                &[(2, 3, 12.0)],
-                &[weak(0, 3, 0.8)],
+                [(2, 3)],
+                [weak(0, 3, 0.8)],
                 0.7.into(),
                 &[0; 4],
                 None
@@ -480,8 +481,8 @@ mod tests {
         assert_eq!(
             attach(
                 &mut clusters,
-                &[],
-                &[weak(0, 2, 0.65)],
+                [],
+                [weak(0, 2, 0.65)],
                 0.7.into(),
                 &[0; 3],
                 None
@@ -497,8 +498,8 @@ mod tests {
         let mut clusters = vec![0, 1, 1];
         let n = attach(
             &mut clusters,
-            &[],
-            &[weak(0, 1, 0.8)],
+            [],
+            [weak(0, 1, 0.8)],
             0.7.into(),
             &[0; 3],
             Some(&conflict),
@@ -510,8 +511,8 @@ mod tests {
         let pairs = [weak(1, 3, 0.75), weak(2, 4, 0.85)];
         let n = attach(
             &mut clusters,
-            &[],
-            &pairs,
+            [],
+            pairs,
             0.7.into(),
             &[0, 0, 0, 1, 1],
             None,

@@ -70,11 +70,8 @@ enum PairSource {
     Blocks {
         /// Per rule, each record's kept block (`NULL`: none).
         block_of: Vec<Vec<u32>>,
-        /// The members of every kept block, rule by rule: block `k` is
-        /// `members[starts[k]..starts[k + 1]]`, of rule `rule_of[k]`.
-        members: Vec<u32>,
-        starts: Vec<u32>,
-        rule_of: Vec<u8>,
+        /// Every kept block, rule by rule.
+        kept: KeptBlocks,
         /// Per rule with `without:`, each record's lack of that column: the rule's pairs are
         /// those with one record or both lacking it.
         lacking: Vec<Option<Vec<bool>>>,
@@ -111,7 +108,7 @@ impl Candidates {
     /// a range of them.
     pub fn units(&self) -> usize {
         match &self.source {
-            PairSource::Blocks { rule_of, .. } => rule_of.len(),
+            PairSource::Blocks { kept, .. } => kept.len(),
             PairSource::Listed(p) => p.len(),
         }
     }
@@ -121,8 +118,8 @@ impl Candidates {
         let units = self.units();
         let size = |u: usize| -> u64 {
             match &self.source {
-                PairSource::Blocks { starts, .. } => {
-                    let n = u64::from(starts[u + 1] - starts[u]);
+                PairSource::Blocks { kept, .. } => {
+                    let n = kept.block(u).1.len() as u64;
                     n * n.saturating_sub(1) / 2
                 }
                 PairSource::Listed(_) => 1,
@@ -156,9 +153,7 @@ impl Candidates {
             }
             PairSource::Blocks {
                 block_of,
-                members,
-                starts,
-                rule_of,
+                kept,
                 lacking,
             } => {
                 let passes = |r: usize, a: usize, b: usize| -> bool {
@@ -169,8 +164,8 @@ impl Candidates {
                     of[a] != NULL && of[a] == of[b] && passes(r, a, b)
                 };
                 for k in units {
-                    let r = usize::from(rule_of[k]);
-                    let block = &members[starts[k] as usize..starts[k + 1] as usize];
+                    let (rule, block) = kept.block(k);
+                    let r = usize::from(rule);
                     for (x, &a) in block.iter().enumerate() {
                         for &b in &block[x + 1..] {
                             let (a, b) = (a.min(b), a.max(b));
@@ -299,10 +294,46 @@ struct Placing<'a> {
 }
 
 /// Kept blocks end to end: block `k` is `members[starts[k]..starts[k + 1]]`, of rule `rule_of[k]`.
+#[derive(Debug, Clone)]
 struct KeptBlocks {
     members: Vec<u32>,
     starts: Vec<u32>,
     rule_of: Vec<u8>,
+}
+
+impl KeptBlocks {
+    fn new() -> Self {
+        KeptBlocks {
+            members: Vec::new(),
+            starts: vec![0],
+            rule_of: Vec::new(),
+        }
+    }
+
+    /// Appends a block of `rule` with `members`.
+    fn push(&mut self, rule: u8, members: &[u32]) {
+        self.members.extend_from_slice(members);
+        self.starts
+            .push(u32::try_from(self.members.len()).unwrap_or(u32::MAX));
+        self.rule_of.push(rule);
+    }
+
+    /// The number of blocks.
+    fn len(&self) -> usize {
+        self.rule_of.len()
+    }
+
+    /// Block `k`'s rule and members (`k < len()`; none past the end).
+    fn block(&self, k: usize) -> (u8, &[u32]) {
+        let range = match (self.starts.get(k), self.starts.get(k + 1)) {
+            (Some(&a), Some(&b)) => a as usize..b as usize,
+            _ => 0..0,
+        };
+        (
+            self.rule_of.get(k).copied().unwrap_or(u8::MAX),
+            self.members.get(range).unwrap_or(&[]),
+        )
+    }
 }
 
 impl Placing<'_> {
@@ -323,11 +354,7 @@ impl Placing<'_> {
                 self.block_of[m as usize] = id;
             }
             self.report.blocks += 1;
-            self.kept.members.extend_from_slice(members);
-            self.kept
-                .starts
-                .push(u32::try_from(self.kept.members.len()).unwrap_or(u32::MAX));
-            self.kept.rule_of.push(self.rule);
+            self.kept.push(self.rule, members);
             return None;
         }
         let Some(next) = (depth..self.refinements.len()).find(|&d| self.usable[d]) else {
@@ -401,11 +428,7 @@ pub fn candidates(settings: &Settings, records: &Records) -> Candidates {
     // A record alone under its key still has the rule; one without any key, or in skipped blocks
     // only, has none.
     let mut has_rule = vec![false; records.len()];
-    let mut kept = KeptBlocks {
-        members: Vec::new(),
-        starts: vec![0],
-        rule_of: Vec::new(),
-    };
+    let mut kept = KeptBlocks::new();
     let mut reports = Vec::with_capacity(rules.len());
     let lacking: Vec<Option<Vec<bool>>> = rules
         .iter()
@@ -479,20 +502,13 @@ pub fn candidates(settings: &Settings, records: &Records) -> Candidates {
     }
     let records_without_rule = has_rule.iter().filter(|h| !**h).count() as u64;
     // Each rule's pairs counted (each pair once, under the first rule that holds it).
-    let KeptBlocks {
-        members,
-        starts,
-        rule_of,
-    } = kept;
     let mut out = Candidates {
         reports,
         records_without_rule,
         pairs: 0,
         source: PairSource::Blocks {
             block_of,
-            members,
-            starts,
-            rule_of,
+            kept,
             lacking,
         },
     };

@@ -74,35 +74,34 @@ pub type Conflict<'a> = Option<&'a (dyn Fn(u32, u32) -> bool + Sync)>;
 
 /// Cluster number of every record (clusters numbered by their first record), given the links
 /// `(a, b, weight)` above the threshold; `guard_bit[i]` is the duplicate-free bit of record i's
-/// source, or 0; `conflict` says which records may never be one customer.
+/// source, or 0; `conflict` says which records may never be one customer. The links and the guard
+/// bits are taken, not copied: the links are put in order where they are, and the bits become
+/// those of the clusters as they join (at ten million persons, 400 and 230 MB not held twice).
 pub fn cluster(
     records: usize,
-    links: &[(u32, u32, f64)],
-    guard_bit: &[u64],
+    mut links: Vec<(u32, u32, f64)>,
+    guard_bit: Vec<u64>,
     conflict: Conflict<'_>,
 ) -> (Vec<u32>, ClusterReport) {
     let n = u32::try_from(records).unwrap_or(u32::MAX);
+    let mut guarded = guard_bit;
+    guarded.resize(records, 0);
     let mut forest = Forest {
         parent: (0..n).collect(),
         size: vec![1; records],
-        guarded: guard_bit.to_vec(),
+        guarded,
         next: if conflict.is_some() {
             (0..n).collect()
         } else {
             Vec::new()
         },
     };
-    // Strongest first; ties by record numbers, so the result never depends on input order. Four
-    // bytes a link, sorted in place: links that compare equal are the same link, so an unstable
-    // sort gives what a stable one would, without its buffer.
-    let mut order: Vec<u32> = (0..u32::try_from(links.len()).unwrap_or(u32::MAX)).collect();
-    order.sort_unstable_by(|&x, &y| {
-        let (x, y) = (&links[x as usize], &links[y as usize]);
-        y.2.total_cmp(&x.2).then((x.0, x.1).cmp(&(y.0, y.1)))
-    });
+    // Strongest first; ties by record numbers, so the result never depends on input order. Links
+    // that compare equal are the same link, so an unstable sort in place gives what a stable one
+    // would, without its buffer.
+    links.sort_unstable_by(|x, y| y.2.total_cmp(&x.2).then((x.0, x.1).cmp(&(y.0, y.1))));
     let mut report = ClusterReport::default();
-    for i in order {
-        let (a, b, _) = links[i as usize];
+    for (a, b, _) in links {
         let (ra, rb) = (forest.find(a), forest.find(b));
         if ra == rb {
             report.links_accepted += 1;
@@ -157,7 +156,12 @@ mod tests {
 
     #[test]
     fn components_join_through_links() {
-        let (c, r) = cluster(5, &[(0, 1, 5.0), (1, 2, 3.0), (3, 4, 1.0)], &[0; 5], None);
+        let (c, r) = cluster(
+            5,
+            vec![(0, 1, 5.0), (1, 2, 3.0), (3, 4, 1.0)],
+            vec![0; 5],
+            None,
+        );
         assert_eq!(c, vec![0, 0, 0, 1, 1]);
         assert_eq!(r.clusters, 2);
         assert_eq!(r.largest_cluster, 3);
@@ -167,7 +171,7 @@ mod tests {
     fn the_guard_stops_a_chain_through_a_shared_record_and_keeps_the_best_link() {
         // Records 0 and 2 are from a duplicate-free CRM (bit 1); 1 is a web account that links to
         // both, more strongly to 2. The chain 0-1-2 would put two CRM customers in one cluster.
-        let (c, r) = cluster(3, &[(0, 1, 4.0), (1, 2, 9.0)], &[1, 0, 1], None);
+        let (c, r) = cluster(3, vec![(0, 1, 4.0), (1, 2, 9.0)], vec![1, 0, 1], None);
         assert_eq!(c, vec![0, 1, 1]);
         assert_eq!(r.links_refused_by_guard, 1);
     }
@@ -179,11 +183,11 @@ mod tests {
         // places it; the chain that would join the two people is refused.
         let conflict = |a: u32, b: u32| (a.min(b), a.max(b)) == (0, 2);
         let links = [(0, 1, 6.0), (1, 2, 8.0), (0, 2, 1.0)];
-        let (c, r) = cluster(3, &links, &[0; 3], Some(&conflict));
+        let (c, r) = cluster(3, links.to_vec(), vec![0; 3], Some(&conflict));
         assert_eq!(c, vec![0, 1, 1]);
         assert_eq!(r.links_refused_by_conflict, 2);
         // Without the check, one customer.
-        let (c, _) = cluster(3, &links, &[0; 3], None);
+        let (c, _) = cluster(3, links.to_vec(), vec![0; 3], None);
         assert_eq!(c, vec![0, 0, 0]);
     }
 
@@ -199,7 +203,7 @@ mod tests {
             (4, 5, 6.0),
             (0, 3, 2.0),
         ];
-        let (c, r) = cluster(6, &links, &[0; 6], Some(&conflict));
+        let (c, r) = cluster(6, links.to_vec(), vec![0; 6], Some(&conflict));
         assert_eq!(c, vec![0, 0, 0, 1, 1, 1]);
         assert_eq!(r.links_refused_by_conflict, 1);
         assert_eq!(r.largest_cluster, 3);

@@ -31,7 +31,7 @@ pub struct Compared {
     /// it, in order: [`Compared::for_each_in_parts`] walks them on several threads. The numbers
     /// stay with the part that compared them (numbered again in place when the parts' patterns are
     /// merged), so they are never copied into one list: at ten million persons, 565 million pairs.
-    parts: Vec<(std::ops::Range<usize>, PatternNumbers)>,
+    parts: Vec<Walked>,
 }
 
 /// Equal when every pair has the same pattern, however the pairs were split to compare them.
@@ -197,6 +197,36 @@ fn on_threads<T: Send>(
         .collect()
 }
 
+/// A part of the pairs: its range of the candidates' units and each pair's pattern number.
+type Walked = (std::ops::Range<usize>, PatternNumbers);
+
+/// Threads that walk the pairs: every core, at most 16.
+fn walking_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, 16)
+}
+
+/// Calls `f(state, a, b, number, pattern)` for the pairs of one part, in order.
+fn walk_part<T>(
+    candidates: &Candidates,
+    units: &std::ops::Range<usize>,
+    numbers: &PatternNumbers,
+    patterns: &[Pattern],
+    state: &mut T,
+    f: &impl Fn(&mut T, u32, u32, u32, &Pattern),
+) {
+    let mut pair = 0;
+    candidates.for_each_pair(units.clone(), |a, b, _| {
+        if let Some(number) = numbers.get(pair)
+            && let Some(p) = patterns.get(number as usize)
+        {
+            f(state, a, b, number, p);
+        }
+        pair += 1;
+    });
+}
+
 impl Compared {
     /// Compares every candidate pair of `candidates`, on every core (at most 16 threads), each
     /// thread over its own consecutive blocks; the result does not depend on the number of threads.
@@ -205,9 +235,7 @@ impl Compared {
         records: &Records,
         candidates: &Candidates,
     ) -> Result<Compared> {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .clamp(1, 16);
+        let threads = walking_threads();
         // More parts than threads, so that a part of a few huge blocks does not hold up the rest.
         Compared::compare_in_parts(settings, records, candidates, threads, threads * 4)
     }
@@ -315,11 +343,6 @@ impl Compared {
         None
     }
 
-    /// The distinct patterns, the pairs' numbers let go.
-    pub fn into_patterns(self) -> Vec<Pattern> {
-        self.patterns
-    }
-
     /// Every pair's pattern number, in candidate order.
     fn numbers(&self) -> impl Iterator<Item = u32> + '_ {
         self.parts.iter().flat_map(|(_, numbers)| numbers.iter())
@@ -336,34 +359,62 @@ impl Compared {
         start: impl Fn() -> T + Sync,
         f: impl Fn(&mut T, u32, u32, u32, &Pattern) + Sync,
     ) -> Result<Vec<T>> {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .clamp(1, 16);
         on_threads(
-            threads,
+            walking_threads(),
             self.parts.len(),
             "a thread walking the pairs failed",
             |i| {
                 let mut state = start();
                 if let Some((units, numbers)) = self.parts.get(i) {
-                    let mut pair = 0;
-                    candidates.for_each_pair(units.clone(), |a, b, _| {
-                        if let Some(number) = numbers.get(pair)
-                            && let Some(p) = self.patterns.get(number as usize)
-                        {
-                            f(&mut state, a, b, number, p);
-                        }
-                        pair += 1;
-                    });
+                    walk_part(candidates, units, numbers, &self.patterns, &mut state, &f);
                 }
                 state
             },
         )
     }
 
+    /// [`Compared::for_each_in_parts`] for the last walk: each part's pattern numbers are let go
+    /// as soon as the part has been walked, so that what the walk gathers grows as the numbers
+    /// shrink instead of on top of them (at ten million persons, 1.1 GB of numbers beside 1.2 GB
+    /// of links). Returns the states in the order of the parts, and the distinct patterns.
+    pub fn into_each_part<T: Send>(
+        self,
+        candidates: &Candidates,
+        start: impl Fn() -> T + Sync,
+        f: impl Fn(&mut T, u32, u32, u32, &Pattern) + Sync,
+    ) -> Result<(Vec<T>, Vec<Pattern>)> {
+        let Compared { patterns, parts } = self;
+        let parts: Vec<std::sync::Mutex<Option<Walked>>> = parts
+            .into_iter()
+            .map(|part| std::sync::Mutex::new(Some(part)))
+            .collect();
+        let states = on_threads(
+            walking_threads(),
+            parts.len(),
+            "a thread walking the pairs failed",
+            |i| {
+                let mut state = start();
+                let part = parts
+                    .get(i)
+                    .and_then(|slot| slot.lock().ok().and_then(|mut slot| slot.take()));
+                if let Some((units, numbers)) = part {
+                    walk_part(candidates, &units, &numbers, &patterns, &mut state, &f);
+                }
+                state
+            },
+        )?;
+        Ok((states, patterns))
+    }
+
     /// Calls `f(a, b, number, pattern)` for every candidate pair, in order (`number`: the
-    /// pattern's index in `patterns`).
-    pub fn for_each(&self, candidates: &Candidates, mut f: impl FnMut(u32, u32, u32, &Pattern)) {
+    /// pattern's index in `patterns`): one walk on one thread, which the tests compare the walks
+    /// in parts with.
+    #[cfg(test)]
+    pub(crate) fn for_each(
+        &self,
+        candidates: &Candidates,
+        mut f: impl FnMut(u32, u32, u32, &Pattern),
+    ) {
         for (units, numbers) in &self.parts {
             let mut i = 0usize;
             candidates.for_each_pair(units.clone(), |a, b, _| {
@@ -488,6 +539,15 @@ mod tests {
                 .flatten()
                 .collect();
             assert_eq!(joined, walked, "{threads} threads, {parts} parts");
+            // The last walk, letting each part's numbers go as it is walked: the same pairs, and
+            // the patterns handed back.
+            let patterns = split.patterns.clone();
+            let (states, kept) =
+                split.into_each_part(&candidates, Vec::new, |seen, a, b, n, _| {
+                    seen.push((a, b, n));
+                })?;
+            assert_eq!(kept, patterns);
+            assert_eq!(states.concat(), walked, "{threads} threads, {parts} parts");
         }
         Ok(())
     }

@@ -243,7 +243,7 @@ mod tests {
                 .collect();
             records.push(id, id.split(':').next().unwrap_or("s"), &row);
         }
-        let r = crate::resolve(&records, &settings, &crate::Previous::default(), None)?;
+        let r = crate::resolve(&records, &settings, &crate::Previous::default())?;
         let e = explain(&records, &settings, &r.parameters, "crm:1", "web:2")?;
         let conflict = e.conflict.clone().unwrap_or_default();
         assert!(
@@ -282,7 +282,7 @@ mod tests {
             ];
             records.push(id, "s", &row);
         }
-        let r = crate::resolve(&records, &settings, &crate::Previous::default(), None)?;
+        let r = crate::resolve(&records, &settings, &crate::Previous::default())?;
         let mut params = r.parameters.clone();
         let postcode = 4;
         let u = params.comparisons[postcode].u.clone();
@@ -332,7 +332,7 @@ mod tests {
             records.push(id, id.split(':').next().unwrap_or("s"), &row);
         }
         records.mark_shared_values(&settings);
-        let r = crate::resolve(&records, &settings, &crate::Previous::default(), None)?;
+        let r = crate::resolve(&records, &settings, &crate::Previous::default())?;
         let e = explain(&records, &settings, &r.parameters, "crm:1", "web:2")?;
         let phone = e.steps.iter().find(|s| s.column == "phone");
         assert!(

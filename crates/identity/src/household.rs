@@ -10,8 +10,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::blocking::Candidates;
-use crate::compared::{Compared, Pattern};
+use crate::compared::Pattern;
 use crate::records::{Column, NULL, Records};
 use crate::spec::{Kind, Settings};
 
@@ -29,26 +28,6 @@ pub struct HouseholdReport {
     pub largest: u64,
     /// Joins refused because the household would pass [`MAX_HOUSEHOLD_CUSTOMERS`].
     pub joins_refused_by_size: u64,
-}
-
-/// The household number of every record (numbered by their first record) and the report, from the
-/// customers' clusters (`clusters[i]`, one number per record) and the candidate pairs with their
-/// comparison vectors: [`households_of_pairs`] over the pairs [`HomeEvidence`] keeps.
-pub fn households(
-    settings: &Settings,
-    records: &Records,
-    candidates: &Candidates,
-    compared: &Compared,
-    clusters: &[u32],
-) -> (Vec<u32>, HouseholdReport) {
-    let evidence = HomeEvidence::new(settings, records);
-    let mut pairs = Vec::new();
-    compared.for_each(candidates, |a, b, _, pattern| {
-        if evidence.shares_a_home(a, b, pattern) {
-            pairs.push((a, b));
-        }
-    });
-    households_of_pairs(settings, records, pairs, clusters)
 }
 
 /// Which candidate pairs say their two records share a home: found by a linking rule (not only by
@@ -294,7 +273,30 @@ fn one_dwelling(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blocking::Candidates;
+    use crate::compared::Compared;
     use crate::spec::IdentitySpec;
+
+    /// The household number of every record and the report, from the customers' clusters and
+    /// the candidate pairs with their comparison vectors: [`households_of_pairs`] over the pairs
+    /// [`HomeEvidence`] keeps, in one walk over every pair (the resolution keeps them as it
+    /// scores the pairs).
+    fn households(
+        settings: &Settings,
+        records: &Records,
+        candidates: &Candidates,
+        compared: &Compared,
+        clusters: &[u32],
+    ) -> (Vec<u32>, HouseholdReport) {
+        let evidence = HomeEvidence::new(settings, records);
+        let mut pairs = Vec::new();
+        compared.for_each(candidates, |a, b, _, pattern| {
+            if evidence.shares_a_home(a, b, pattern) {
+                pairs.push((a, b));
+            }
+        });
+        households_of_pairs(settings, records, pairs, clusters)
+    }
 
     fn records_with_phones(settings: &Settings, phones: &[Option<&str>]) -> Records {
         let mut r = Records::new(settings);

@@ -45,7 +45,7 @@
 //! records.push("crm:1", "crm", &ann);
 //! records.push("web:7", "web", &ann_again);
 //! records.push("web:8", "web", &bob);
-//! let r = resolve(&records, &settings, &Previous::default(), None)?;
+//! let r = resolve(&records, &settings, &Previous::default())?;
 //! assert_eq!(r.customer_id(0), r.customer_id(1));
 //! assert_ne!(r.customer_id(0), r.customer_id(2));
 //! # Ok::<(), clientele_identity::Error>(())
@@ -205,7 +205,6 @@ pub struct Resolution {
     pub changes: Vec<stable::Change>,
     pub parameters: Parameters,
     pub summary: Summary,
-    pub accuracy: Option<Accuracy>,
 }
 
 impl Resolution {
@@ -345,13 +344,13 @@ fn found_by_linking_rule(rule: u8, linking: u32) -> bool {
 }
 
 /// Resolves `records`: candidate pairs, model, links, clusters and customer ids. `previous` holds
-/// the customer ids of the last run (empty on the first); `truth` the true person of each record
-/// (any number per person; `None` where unknown), for the accuracy figures.
+/// the customer ids of the last run (empty on the first). How well the clusters match a known
+/// truth is [`evaluate::accuracy`] of [`Resolution::clusters`], measured after it (the truth need
+/// not be held while resolving).
 pub fn resolve(
     records: &Records,
     settings: &Settings,
     previous: &stable::Previous,
-    truth: Option<&[Option<u32>]>,
 ) -> Result<Resolution> {
     let mut clock = StageClock::start();
     let mut lap = |phase: &str| clock.lap(phase);
@@ -373,7 +372,8 @@ pub fn resolve(
     // The pairs that say two records share a home are kept as they go by, so that the candidates
     // and their pattern numbers can be let go before clustering.
     let home = household::HomeEvidence::new(settings, records);
-    let parts = compared.for_each_in_parts(
+    // Each part's pattern numbers are let go once the part is scored.
+    let (parts, patterns) = compared.into_each_part(
         &candidates,
         || (Vec::new(), Vec::new()),
         |(links, homes): &mut (Vec<Link>, Vec<(u32, u32)>), a, b, number, pattern| {
@@ -402,39 +402,42 @@ pub fn resolve(
         candidates.records_without_rule,
     );
     drop(candidates);
-    let patterns = compared.into_patterns();
     // Its per-value tables are not needed past scoring (the conflict check keeps its own).
     drop(weigher);
     lap("scoring pairs");
     // The links clustering joins (the threshold is at least `keep_from`, so every one is a kept
     // link): a pair only an attaching rule found never links by itself, attaching weighs it.
+    let is_above = |l: &Link| {
+        l.probability() >= settings.match_probability
+            && patterns
+                .get(l.pattern as usize)
+                .is_some_and(|p| p.mask & linking != 0)
+    };
     let above: Vec<(u32, u32, f64)> = links
         .iter()
-        .filter(|l| {
-            l.probability() >= settings.match_probability
-                && patterns
-                    .get(l.pattern as usize)
-                    .is_some_and(|p| p.mask & linking != 0)
-        })
+        .filter(|l| is_above(l))
         .map(|l| (l.a, l.b, l.weight))
         .collect();
+    let links_above_threshold = above.len() as u64;
     lap("links above the threshold");
-    let guard_bit: Vec<u64> = {
-        let bits: Vec<u64> = records
-            .source_names
-            .iter()
-            .map(|s| {
-                settings
-                    .duplicate_free_sources
-                    .iter()
-                    .position(|d| d == s)
-                    .map_or(0, |i| 1u64 << (i % 64))
-            })
-            .collect();
+    // The duplicate-free bit of each record's source (0: none): clustering takes one copy,
+    // attaching reads another.
+    let source_bits: Vec<u64> = records
+        .source_names
+        .iter()
+        .map(|s| {
+            settings
+                .duplicate_free_sources
+                .iter()
+                .position(|d| d == s)
+                .map_or(0, |i| 1u64 << (i % 64))
+        })
+        .collect();
+    let guard_bits = || -> Vec<u64> {
         records
             .sources
             .iter()
-            .map(|s| bits.get(*s as usize).copied().unwrap_or(0))
+            .map(|s| source_bits.get(*s as usize).copied().unwrap_or(0))
             .collect()
     };
     let (clusters, cluster_report) = {
@@ -443,7 +446,7 @@ pub fn resolve(
             .as_ref()
             .map(|f| f as &(dyn Fn(u32, u32) -> bool + Sync));
         let (mut clusters, mut report) =
-            cluster::cluster(records.len(), &above, &guard_bit, conflict);
+            cluster::cluster(records.len(), above, guard_bits(), conflict);
         if settings.attach_probability < settings.match_probability {
             let disagrees: Vec<bool> = patterns
                 .iter()
@@ -481,7 +484,8 @@ pub fn resolve(
                 };
                 [lacks(l.a), lacks(l.b)]
             };
-            let weak: Vec<attach::WeakPair> = links
+            // Read from the links as attaching goes, not gathered.
+            let weak = links
                 .iter()
                 .filter(|l| {
                     // An attaching rule's pair at any probability: for the record with only a
@@ -496,8 +500,7 @@ pub fn resolve(
                     probability: l.probability(),
                     disagrees: disagrees.get(l.pattern as usize).copied().unwrap_or(true),
                     by_name: name_sides(l),
-                })
-                .collect();
+                });
             // A lone record joins no customer holding a record that is surely someone else, nor
             // one that differs from it on who the person is (first name, birth date or years),
             // whether or not that pair was a candidate.
@@ -509,14 +512,14 @@ pub fn resolve(
             };
             report.records_attached = attach::attach(
                 &mut clusters,
-                &above,
-                &weak,
+                links.iter().filter(|l| is_above(l)).map(|l| (l.a, l.b)),
+                weak,
                 attach::Thresholds {
                     attach: settings.attach_probability,
                     by_name: settings.attach_name_probability,
                     competitor: settings.attach_competitor_probability,
                 },
-                &guard_bit,
+                &guard_bits(),
                 Some(&barred),
             );
             report.recount(&clusters);
@@ -573,7 +576,6 @@ pub fn resolve(
             *n += 1;
         }
     }
-    let accuracy = truth.map(|t| evaluate::accuracy(&clusters, t));
     let summary = Summary {
         records: records.len() as u64,
         records_per_source: records
@@ -584,7 +586,7 @@ pub fn resolve(
             .collect(),
         rules,
         candidate_pairs,
-        links_above_threshold: above.len() as u64,
+        links_above_threshold,
         customers: ids.len() as u64,
         merges: changes.iter().filter(|c| c.change == "merged").count() as u64,
         splits: changes.iter().filter(|c| c.change == "split").count() as u64,
@@ -605,7 +607,6 @@ pub fn resolve(
         changes,
         parameters,
         summary,
-        accuracy,
     })
 }
 

@@ -107,9 +107,7 @@ impl StringIndex {
 
     /// The position of `value` in `strings`, pushed onto them first when absent (then `true`).
     pub fn intern(&mut self, strings: &mut Strings, value: &str) -> (u32, bool) {
-        if self.table.is_empty() && !strings.is_empty() {
-            *self = StringIndex::of(strings);
-        }
+        self.build_when_empty(strings);
         let hash = self.hasher.hash_one(value);
         if let Some(p) = self
             .table
@@ -117,28 +115,33 @@ impl StringIndex {
         {
             return (*p, false);
         }
-        let position = u32::try_from(strings.len()).unwrap_or(NULL - 1);
-        strings.push(value);
-        let (held, hasher) = (&*strings, &self.hasher);
-        self.table.insert_unique(hash, position, |p| {
-            hasher.hash_one(held.get(*p as usize).unwrap_or(""))
-        });
-        (position, true)
+        (self.append(strings, value, hash), true)
     }
 
     /// Pushes `value` onto `strings` and indexes it, held already or not (a value held twice is
     /// then found at either position).
     pub fn push(&mut self, strings: &mut Strings, value: &str) {
+        self.build_when_empty(strings);
+        let hash = self.hasher.hash_one(value);
+        self.append(strings, value, hash);
+    }
+
+    /// Builds the table from `strings` when it was cleared (or never built) while they grew.
+    fn build_when_empty(&mut self, strings: &Strings) {
         if self.table.is_empty() && !strings.is_empty() {
             *self = StringIndex::of(strings);
         }
-        let hash = self.hasher.hash_one(value);
+    }
+
+    /// Pushes `value` (of hash `hash`) onto `strings` and indexes it at its position.
+    fn append(&mut self, strings: &mut Strings, value: &str, hash: u64) -> u32 {
         let position = u32::try_from(strings.len()).unwrap_or(NULL - 1);
         strings.push(value);
         let (held, hasher) = (&*strings, &self.hasher);
         self.table.insert_unique(hash, position, |p| {
             hasher.hash_one(held.get(*p as usize).unwrap_or(""))
         });
+        position
     }
 
     /// The table's room, in strings (0 once [`StringIndex::clear`] freed it).

@@ -335,9 +335,11 @@ pub struct Contacts {
 impl Contacts {
     pub fn new(records: &Records, settings: &Settings) -> Contacts {
         let rule = crate::records::Holders::new(records, settings);
-        // Each distinct contact point numbered (kind and value, one string each, dropped once
-        // numbered), and the records holding each.
-        let mut number: HashMap<Box<str>, u32> = HashMap::new();
+        // Each distinct contact point numbered (kind and value held once, end to end, and found
+        // by its hash: no string or map entry of its own; dropped once numbered), and the
+        // records holding each.
+        let mut points = crate::records::Strings::default();
+        let mut number = crate::records::StringIndex::default();
         let mut key = String::new();
         let mut of = Vec::new();
         let mut starts = Vec::with_capacity(records.len() + 1);
@@ -349,14 +351,7 @@ impl Contacts {
                 key.push_str(kind);
                 key.push('\u{1}');
                 key.push_str(&value);
-                let id = match number.get(key.as_str()) {
-                    Some(id) => *id,
-                    None => {
-                        let id = u32::try_from(number.len()).unwrap_or(u32::MAX);
-                        number.insert(key.as_str().into(), id);
-                        id
-                    }
-                };
+                let (id, _) = number.intern(&mut points, &key);
                 of.push(id);
                 if rule.is_some() {
                     held.push((id, u32::try_from(i).unwrap_or(u32::MAX)));
@@ -364,8 +359,8 @@ impl Contacts {
             }
             starts.push(u32::try_from(of.len()).unwrap_or(u32::MAX));
         }
-        let mut shared = vec![false; number.len()];
-        drop(number);
+        let mut shared = vec![false; points.len()];
+        drop((number, points));
         if let Some(rule) = &rule {
             // By contact point, its records in record order, as the rule looks at them.
             held.sort_unstable();
@@ -802,7 +797,7 @@ mod tests {
     fn the_declared_schemas_are_those_of_the_tables_written() -> Result<()> {
         let settings = IdentitySpec::default().validate()?;
         let records = Records::new(&settings);
-        let r = crate::resolve(&records, &settings, &crate::Previous::default(), None)?;
+        let r = crate::resolve(&records, &settings, &crate::Previous::default())?;
         let written = output_tables(&records, &settings, &r)?;
         for ((name, schema), (written_name, batch)) in
             output_schemas(&settings).iter().zip(&written)
@@ -879,7 +874,7 @@ mod tests {
                 ],
             );
         }
-        let r = crate::resolve(&records, &settings, &crate::Previous::default(), None)?;
+        let r = crate::resolve(&records, &settings, &crate::Previous::default())?;
         let table = contacts_table(&records, &settings, &r)?;
         let shared = table
             .column_by_name("is_shared")
@@ -954,7 +949,7 @@ mod tests {
         // No first name, no initial; no street, no postal key; an invalid email is no contact.
         assert_eq!(contacts[1], vec![key("postal", "12 high st|LS14AB|")]);
         assert!(contacts[2].is_empty(), "{:?}", contacts[2]);
-        let r = crate::resolve(&records, &settings, &crate::Previous::default(), None)?;
+        let r = crate::resolve(&records, &settings, &crate::Previous::default())?;
         let table = contacts_table(&records, &settings, &r)?;
         assert_eq!(table.num_rows(), 4);
         // Nobody else holds Ann's phone and email; her postal key is hers alone (web:2 has no

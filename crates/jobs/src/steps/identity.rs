@@ -8,7 +8,7 @@ use arrow::array::{Array, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use clientele_identity::records::{StringIndex, Strings};
-use clientele_identity::{Previous, Records, Settings, resolve, tables};
+use clientele_identity::{Accuracy, Previous, Records, Resolution, Settings, resolve, tables};
 use clientele_sql::Engine;
 use clientele_store::Warehouse;
 
@@ -130,51 +130,15 @@ impl Operation for Identity {
             .finish()
             .map_err(|e| Error::Input(format!("identity input '{input}': {e}")))?;
         lap("reading records");
-        // The truth and the last run's customer ids, streamed into one number per record: maps of
-        // millions of record ids to strings would take more memory than the records themselves.
+        // The last run's customer ids, streamed into one number per record: a map of millions of
+        // record ids to strings would take more memory than the records themselves.
         let index = RecordIndex::of(&records);
-        let truth = match &settings.truth {
-            Some(t) => Some(
-                per_record_codes(
-                    cx.engine,
-                    &format!("reading the truth table '{t}'"),
-                    &truth_query(t),
-                    &index,
-                )
-                .await?
-                .0,
-            ),
-            None => None,
-        };
-        // The truth's households, when it records them.
-        let truth_households = match &settings.truth {
-            Some(t) => {
-                let schema = cx.engine.plan_schema(&format!("select * from {t}")).await?;
-                if schema.field_with_name("household_id").is_ok() {
-                    Some(
-                        per_record_codes(
-                            cx.engine,
-                            &format!("reading the households of the truth table '{t}'"),
-                            &format!(
-                                "select cast(record_id as varchar) as record_id, cast(household_id as varchar) as household_id from {t}"
-                            ),
-                            &index,
-                        )
-                        .await?
-                        .0,
-                    )
-                } else {
-                    None
-                }
-            }
-            None => None,
-        };
         let previous = previous_ids(cx.engine, cx.warehouse, &index).await?;
         drop(index);
-        lap("reading truth and previous ids");
+        lap("reading previous ids");
         let owned = settings.clone();
         let (records, resolution) = tokio::task::spawn_blocking(move || {
-            resolve(&records, &owned, &previous, truth.as_deref()).map(|r| (records, r))
+            resolve(&records, &owned, &previous).map(|r| (records, r))
         })
         .await
         .map_err(|e| Error::Internal(format!("identity resolution stopped: {e}")))??;
@@ -203,11 +167,16 @@ impl Operation for Identity {
             );
             lap(&format!("writing {name}"));
         }
-        let household_accuracy = truth_households
-            .map(|t| clientele_identity::evaluate::accuracy(&resolution.households, &t));
+        // How well the customers and households match the truth, where the job has one (the
+        // demo's): read after resolving, so that it is not held beside the resolution's work.
+        let (accuracy, household_accuracy) = match &settings.truth {
+            Some(t) => truth_accuracy(cx.engine, t, &records, &resolution).await?,
+            None => (None, None),
+        };
+        lap("reading the truth");
         out.report.identity = Some(IdentityReport {
             summary: resolution.summary.clone(),
-            accuracy: resolution.accuracy.clone(),
+            accuracy,
             household_accuracy,
         });
         Ok(out)
@@ -216,6 +185,49 @@ impl Operation for Identity {
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
+}
+
+/// The accuracy of `resolution`'s customers and, when the truth table records households, of its
+/// households, against the truth table `truth`.
+async fn truth_accuracy(
+    engine: &Engine,
+    truth: &str,
+    records: &Records,
+    resolution: &Resolution,
+) -> Result<(Option<Accuracy>, Option<Accuracy>)> {
+    let index = RecordIndex::of(records);
+    let persons = per_record_codes(
+        engine,
+        &format!("reading the truth table '{truth}'"),
+        &truth_query(truth),
+        &index,
+    )
+    .await?
+    .0;
+    let accuracy = clientele_identity::evaluate::accuracy(&resolution.clusters, &persons);
+    drop(persons);
+    let schema = engine
+        .plan_schema(&format!("select * from {truth}"))
+        .await?;
+    let household_accuracy = if schema.field_with_name("household_id").is_ok() {
+        let households = per_record_codes(
+            engine,
+            &format!("reading the households of the truth table '{truth}'"),
+            &format!(
+                "select cast(record_id as varchar) as record_id, cast(household_id as varchar) as household_id from {truth}"
+            ),
+            &index,
+        )
+        .await?
+        .0;
+        Some(clientele_identity::evaluate::accuracy(
+            &resolution.households,
+            &households,
+        ))
+    } else {
+        None
+    };
+    Ok((Some(accuracy), household_accuracy))
 }
 
 /// The columns the step reads from its input (`sql/queries/identity_input.sql`), optionally
