@@ -509,14 +509,7 @@ mod tests {
         // stronger joins, the other stays alone; clusters are numbered by their first record.
         let mut clusters = vec![0, 1, 1, 2, 3];
         let pairs = [weak(1, 3, 0.75), weak(2, 4, 0.85)];
-        let n = attach(
-            &mut clusters,
-            [],
-            pairs,
-            0.7.into(),
-            &[0, 0, 0, 1, 1],
-            None,
-        );
+        let n = attach(&mut clusters, [], pairs, 0.7.into(), &[0, 0, 0, 1, 1], None);
         assert_eq!(n, 1);
         assert_eq!(clusters, vec![0, 1, 1, 2, 1]);
     }
