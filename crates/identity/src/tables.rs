@@ -11,7 +11,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use crate::error::{Error, Result};
-use crate::model::{ComparisonParameters, Parameters};
+use crate::model::{ComparisonParameters, Parameters, Weigher};
 use crate::records::Records;
 use crate::spec::{Kind, Settings};
 use crate::{Resolution, stable};
@@ -183,6 +183,9 @@ pub struct OutputTable<'a> {
     rows: usize,
     sizes: Vec<i64>,
     contacts: Option<Contacts>,
+    /// For `int_identity_links`: the weights of the resolution's parameters, built once for every
+    /// slice.
+    weigher: Option<Weigher<'a>>,
 }
 
 impl<'a> OutputTable<'a> {
@@ -217,6 +220,7 @@ impl<'a> OutputTable<'a> {
                 Vec::new()
             },
             contacts: (name == contacts).then(|| Contacts::new(records, settings)),
+            weigher: (name == links).then(|| resolution.parameters.weigher(records)),
         })
     }
 
@@ -233,7 +237,12 @@ impl<'a> OutputTable<'a> {
         match (self.name, &self.contacts) {
             (_, Some(contacts)) => contacts.rows(records, settings, r, range),
             (n, _) if n == identity => identity_rows(records, r, &self.sizes, range),
-            (n, _) if n == links => links_rows(records, settings, r, range),
+            (n, _) if n == links => {
+                let weigher = self.weigher.as_ref().ok_or_else(|| {
+                    Error::Internal("the links table was made without its weigher".into())
+                })?;
+                links_rows(records, settings, r, weigher, range)
+            }
             (n, _) if n == changes => changes_table(&r.changes),
             (n, _) if n == parameters => parameters_table(&r.parameters, settings),
             (other, _) => Err(Error::Internal(format!(
@@ -537,7 +546,13 @@ fn identity_rows(
 
 /// `int_identity_links`: scored candidate pairs with each comparison's level and weight.
 pub fn links_table(records: &Records, settings: &Settings, r: &Resolution) -> Result<RecordBatch> {
-    links_rows(records, settings, r, 0..r.links.len())
+    links_rows(
+        records,
+        settings,
+        r,
+        &r.parameters.weigher(records),
+        0..r.links.len(),
+    )
 }
 
 /// The rows of `int_identity_links` for the links in `range`.
@@ -545,6 +560,7 @@ fn links_rows(
     records: &Records,
     settings: &Settings,
     r: &Resolution,
+    weigher: &Weigher<'_>,
     range: std::ops::Range<usize>,
 ) -> Result<RecordBatch> {
     let n = range.len().min(r.links.len().saturating_sub(range.start));
@@ -558,7 +574,6 @@ fn links_rows(
     let width = settings.comparisons.len();
     let mut levels: Vec<StringBuilder> = (0..width).map(|_| StringBuilder::new()).collect();
     let mut weights: Vec<Float64Builder> = (0..width).map(|_| Float64Builder::new()).collect();
-    let weigher = r.parameters.weigher(records);
     for link in links {
         a.append_value(records.ids.get(link.a as usize).unwrap_or(""));
         b.append_value(records.ids.get(link.b as usize).unwrap_or(""));

@@ -160,21 +160,29 @@ impl StepContext<'_> {
     }
 
     /// Like [`StepContext::stage`], for a table built slice by slice (`slice(i)` for `i` in
-    /// `0..slices`), each written before the next is built: the table is never held whole.
+    /// `0..slices`): the table is never held whole. As many slices as there are cores are built
+    /// side by side (the slices do not depend on each other) and then written in order, so
+    /// building, which is one thread's work per slice, does not leave the other cores idle; the
+    /// file is the same as built one slice at a time.
     pub(crate) async fn stage_slices(
         &self,
         layer: &str,
         table: &str,
         schema: arrow::datatypes::SchemaRef,
         slices: usize,
-        mut slice: impl FnMut(usize) -> Result<RecordBatch>,
+        slice: impl Fn(usize) -> Result<RecordBatch> + Sync,
     ) -> Result<StagedTable> {
         let rel = layout::partition_file(layer, table, self.as_of);
         let staged = layout::staged(self.run_id, &rel);
         let mut writer = self.warehouse.parquet_writer(&staged, schema)?;
-        for i in 0..slices {
-            let batch = slice(i)?;
-            writer.write(&batch).await?;
+        let side_by_side = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut next = 0;
+        while next < slices {
+            let group = next..(next + side_by_side).min(slices);
+            next = group.end;
+            for batch in build_side_by_side(group, &slice)? {
+                writer.write(&batch).await?;
+            }
         }
         let file = writer.finish(&rel).await?;
         self.engine.register_file(table, &staged).await?;
@@ -184,6 +192,27 @@ impl StepContext<'_> {
             file,
         })
     }
+}
+
+/// `slice(i)` for every `i` of `group`, each on its own thread when there are several, in order.
+fn build_side_by_side(
+    group: std::ops::Range<usize>,
+    slice: &(impl Fn(usize) -> Result<RecordBatch> + Sync),
+) -> Result<Vec<RecordBatch>> {
+    if group.len() <= 1 {
+        return group.map(slice).collect();
+    }
+    std::thread::scope(|scope| {
+        let built: Vec<_> = group.map(|i| scope.spawn(move || slice(i))).collect();
+        built
+            .into_iter()
+            .map(|handle| {
+                handle.join().map_err(|_| {
+                    crate::Error::Internal("a thread building a table's slice failed".into())
+                })?
+            })
+            .collect()
+    })
 }
 
 /// A table a step wrote to the run's staging area.
@@ -303,5 +332,50 @@ pub(crate) fn table_for(name: &str, models: &ModelSet) -> TableId {
     match known {
         Some((layer, table)) => TableId::new(layer, table),
         None => TableId::new("unknown", name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, RecordBatchOptions};
+
+    fn numbered(i: usize) -> Result<RecordBatch> {
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("i", arrow::datatypes::DataType::Int64, false),
+        ]));
+        RecordBatch::try_new_with_options(
+            schema,
+            vec![Arc::new(Int64Array::from(vec![i as i64; i + 1]))],
+            &RecordBatchOptions::new(),
+        )
+        .map_err(|e| crate::Error::Internal(e.to_string()))
+    }
+
+    #[test]
+    fn slices_built_side_by_side_come_back_in_order_and_a_failure_fails_the_group() -> Result<()> {
+        let built = build_side_by_side(3..7, &numbered)?;
+        let firsts: Vec<i64> = built
+            .iter()
+            .filter_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>())
+            .map(|a| a.value(0))
+            .collect();
+        assert_eq!(firsts, vec![3, 4, 5, 6]);
+        assert_eq!(
+            built.iter().map(RecordBatch::num_rows).sum::<usize>(),
+            4 + 5 + 6 + 7
+        );
+        let failing = |i: usize| {
+            if i == 5 {
+                Err(crate::Error::Internal("slice 5".into()))
+            } else {
+                numbered(i)
+            }
+        };
+        assert!(matches!(
+            build_side_by_side(3..7, &failing),
+            Err(crate::Error::Internal(m)) if m == "slice 5"
+        ));
+        Ok(())
     }
 }
