@@ -587,20 +587,27 @@ impl BgNbd {
         Ok((a + b - 1.0) / (a - 1.0) * (1.0 - (r * (alpha / (alpha + t)).ln() + h).exp()))
     }
 
-    /// Expected purchases in the next `t` of a customer with summary `c`.
+    /// Expected purchases in the next `t` of a customer with summary `c`:
+    /// [`BgNbd::expected_purchases_if_alive`] times [`BgNbd::p_alive`].
     pub fn conditional_expected_purchases(
         &self,
         c: &CustomerSummary,
         t: f64,
     ) -> Result<f64, FitError> {
+        Ok(self.expected_purchases_if_alive(c.x, c.t, t)? * self.p_alive(c))
+    }
+
+    /// The part of [`BgNbd::conditional_expected_purchases`] that does not depend on the
+    /// recency: the expected purchases in the next `t` of a customer with `x` repeat purchases
+    /// and age `big_t` who is still active. Customers who share `x` and `big_t` share it, which
+    /// is what lets [`crate::clv_scores`] compute its hypergeometric series once for all of them.
+    pub fn expected_purchases_if_alive(&self, x: f64, big_t: f64, t: f64) -> Result<f64, FitError> {
         let Self { r, alpha, a, b } = *self;
-        let (x, big_t) = (c.x, c.t);
         let z = t / (alpha + big_t + t);
         let (ha, hb, hc) = (r + x, b + x, a + b + x - 1.0);
         let h = ln_hyp2f1(ha, hb, hc, z).ok_or_else(|| hyp_error(ha, hb, hc, z))?;
         let ln_ratio = (r + x) * ((alpha + big_t) / (alpha + big_t + t)).ln();
-        let numerator = (a + b + x - 1.0) / (a - 1.0) * (1.0 - (ln_ratio + h).exp());
-        Ok(numerator * self.p_alive(c))
+        Ok((a + b + x - 1.0) / (a - 1.0) * (1.0 - (ln_ratio + h).exp()))
     }
 
     /// The probability that a customer with summary `c` is still active at the end of the calibration.
