@@ -57,19 +57,25 @@ linked as (
     join records r on r.record_id = s.record_id
 ),
 
-last_denials as (
-    select customer_id, channel, max(coalesce(consent_date, date '9999-12-31')) as last_denied
+-- Per customer and channel: how many statements, and the date of the last denial (null when none;
+-- an undated denial counts as the latest of all). Every customer and channel with a statement
+-- keeps at least one below (its denials, or every statement when it has none), so the decisive
+-- statement carries the count to the result.
+per_channel as (
+    select customer_id, channel,
+           count(*) as statements,
+           max(case when consent = 'denied' then coalesce(consent_date, date '9999-12-31') end)
+               as last_denied
     from linked
-    where consent = 'denied'
     group by customer_id, channel
 ),
 
 counted as (
-    select l.*
+    select l.*, d.statements
     from linked l
-    left join last_denials d on d.customer_id = l.customer_id and d.channel = l.channel
+    join per_channel d on d.customer_id = l.customer_id and d.channel = l.channel
     where l.consent = 'denied'
-       or d.customer_id is null
+       or d.last_denied is null
        or (coalesce(l.consent_can_grant, false) and l.consent_date > d.last_denied)
 ),
 
@@ -96,12 +102,6 @@ decisive as (
        or previous_channel <> channel
 ),
 
-statement_counts as (
-    select customer_id, channel, count(*) as statements
-    from linked
-    group by customer_id, channel
-),
-
 channels as (
     select * from (values ('email'), ('phone'), ('post'), ('ads')) as c(channel)
 ),
@@ -116,11 +116,9 @@ select
     coalesce(r.consent, 'unknown')          as consent,
     r.consent_date                          as stated_on,
     r.source_system                         as stated_by,
-    coalesce(n.statements, 0)               as statements
+    coalesce(r.statements, 0)               as statements
 from customers c
 cross join channels ch
 left join decisive r
     on r.customer_id = c.customer_id and r.channel = ch.channel
-left join statement_counts n
-    on n.customer_id = c.customer_id and n.channel = ch.channel
 order by c.customer_id, ch.channel
