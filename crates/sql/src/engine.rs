@@ -10,7 +10,7 @@ use datafusion::catalog::MemorySchemaProvider;
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::memory_pool::{FairSpillPool, MemoryPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
@@ -19,6 +19,7 @@ use futures::StreamExt;
 
 use crate::error::{Error, Result};
 use crate::models::Model;
+use crate::pool::WatchedPool;
 
 /// Schemas that hold source tables rather than models.
 pub const SOURCE_SCHEMAS: [&str; 2] = ["raw", "quarantine"];
@@ -47,6 +48,9 @@ pub struct Engine {
     /// The job's `memory_limit_mb`: the pool's size, whether a query that runs out of it runs
     /// again ([`Engine::attempts`]), and what its error says.
     memory_limit_mb: Option<u64>,
+    /// The pool of the engine's own session under a memory limit: what the hash joins held when
+    /// a query ran out of it decides the next way it runs ([`Engine::run_attempts`]).
+    pool: Option<Arc<WatchedPool>>,
     /// The committed snapshot published files are read through (loaded on first use, or set by
     /// the run that owns the engine).
     snapshot: std::sync::Mutex<Option<Arc<Snapshot>>>,
@@ -165,6 +169,7 @@ impl Engine {
             .schema_force_view_types = false;
         config.options_mut().sql_parser.map_string_types_to_utf8view = false;
         let mut runtime = RuntimeEnvBuilder::new();
+        let mut pool = None;
         if let Some(mb) = opts.memory_limit_mb {
             let bytes = pool_bytes(mb);
             // Every sort holds back memory for merging what it spilled (DataFusion's default, 10
@@ -175,9 +180,11 @@ impl Engine {
                 .sort_spill_reservation_bytes
                 .min(bytes / 16 / partitions.max(1));
             // DataFusion's greedy pool (the fastest while memory suffices; the tracking wrapper
-            // names the five largest consumers when it runs out); see `materialise` for what a
-            // model that runs out of it does.
-            runtime = runtime.with_memory_limit(bytes, 1.0);
+            // names the five largest consumers when it runs out, and `WatchedPool` notes what the
+            // hash joins held then); see `materialise` for what a model that runs out of it does.
+            let watched = Arc::new(WatchedPool::new(bytes));
+            runtime = runtime.with_memory_pool(Arc::clone(&watched) as Arc<dyn MemoryPool>);
+            pool = Some(watched);
         }
         let runtime = runtime
             .build_arc()
@@ -206,6 +213,7 @@ impl Engine {
             ctx,
             warehouse: warehouse.clone(),
             memory_limit_mb: opts.memory_limit_mb,
+            pool,
             snapshot: std::sync::Mutex::new(None),
         })
     }
@@ -508,7 +516,11 @@ impl Engine {
     }
 
     /// Runs `run` as attempt 0 and, while it fails for want of memory (`out_of_memory`) and
-    /// [`Engine::attempts`] has another way, again as the next attempt, logging each.
+    /// [`Engine::attempts`] has another way, again as the next attempt, logging each. When the
+    /// first way ran out with the hash joins' build sides holding two thirds of the pool or more,
+    /// the fair pool is skipped: it cannot make a build side spill, so the query goes straight to
+    /// sort-merge joins. (The note of what the joins held is the engine's: a query run beside
+    /// this one that runs out too may decide it; either way the query runs to the same result.)
     pub async fn run_attempts<T, E: std::fmt::Display, F>(
         &self,
         what: &str,
@@ -519,16 +531,28 @@ impl Engine {
         F: std::future::Future<Output = std::result::Result<T, E>>,
     {
         let mut attempt = 0;
+        if let Some(pool) = &self.pool {
+            pool.forget_failure();
+        }
         loop {
             match run(attempt).await {
                 Err(e) if out_of_memory(&e) && attempt + 1 < self.attempts() => {
-                    attempt += 1;
+                    let joins_filled = attempt == 0
+                        && self.attempts() > 2
+                        && self.pool.as_ref().is_some_and(|p| p.joins_fill_it());
+                    attempt = if joins_filled { 2 } else { attempt + 1 };
+                    let next = match (attempt, joins_filled) {
+                        (1, _) => "a fair memory pool",
+                        (_, false) => "a fair pool and sort-merge joins, which spill",
+                        (_, true) => {
+                            "a fair pool and sort-merge joins, which spill (its hash joins' build sides held two thirds of the pool or more, which no pool can spill)"
+                        }
+                    };
                     tracing::warn!(
                         query = what,
                         memory_limit_mb = self.memory_limit_mb,
                         error = %e,
-                        "out of memory: running it again with {}",
-                        if attempt >= 2 { "a fair pool and sort-merge joins, which spill" } else { "a fair memory pool" }
+                        "out of memory: running it again with {next}"
                     );
                 }
                 other => return other,
@@ -898,8 +922,29 @@ mod tests {
             }) => {}
             other => panic!("expected the hash join to run out of {LIMIT} MiB, got {other:?}"),
         }
-        // ... a model runs again with a fair pool and then sort-merge joins, which spill, to the
-        // same file ...
+        // ... its hash join's build side held the pool, which no pool can spill, so it runs
+        // again with sort-merge joins without trying a fair pool first ...
+        let tried = std::sync::Mutex::new(Vec::new());
+        let rows = engine
+            .run_attempts("the join", Error::is_out_of_memory, |attempt| {
+                let tried = &tried;
+                let engine = &engine;
+                async move {
+                    if let Ok(mut t) = tried.lock() {
+                        t.push(attempt);
+                    }
+                    let mut stream = engine.stream_attempt("the join", BIG_JOIN, attempt).await?;
+                    let mut rows = 0;
+                    while let Some(batch) = stream.next().await {
+                        rows += batch?.num_rows();
+                    }
+                    Ok::<_, Error>(rows)
+                }
+            })
+            .await?;
+        assert_eq!(rows, 1_200_000);
+        assert_eq!(tried.lock().map(|t| t.clone()).unwrap_or_default(), [0, 2]);
+        // ... a model runs again the same way, to the same file ...
         let spilled = engine.materialise("t", BIG_JOIN, staged, published).await?;
         assert_eq!(spilled.rows, 1_200_000);
         assert_eq!(spilled.sha256, unbounded.sha256);

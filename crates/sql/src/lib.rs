@@ -32,6 +32,7 @@ pub mod data_tests;
 mod engine;
 mod error;
 mod models;
+mod pool;
 pub mod queries;
 
 pub use engine::{BatchStream, Engine, EngineOptions, HISTORY_SCHEMA, date32, normalise_batch};
