@@ -7,6 +7,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::NaiveDate;
 use clientele_store::{Snapshot, Warehouse, WrittenFile};
 use datafusion::catalog::MemorySchemaProvider;
+use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
@@ -54,6 +55,54 @@ pub struct Engine {
     /// The committed snapshot published files are read through (loaded on first use, or set by
     /// the run that owns the engine).
     snapshot: std::sync::Mutex<Option<Arc<Snapshot>>>,
+}
+
+/// A query's result held as a table by [`Engine::hold`]: registered while this value lives, its
+/// file deleted and its name released when it is dropped.
+pub struct HeldTable {
+    name: String,
+    rows: u64,
+    file: std::path::PathBuf,
+    ctx: SessionContext,
+    _dir: tempfile::TempDir,
+}
+
+impl HeldTable {
+    /// The table's name, to read it in SQL (`select * from <name>`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The rows the query returned.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// The temporary file it is read from (deleted when it is dropped).
+    pub fn file(&self) -> &std::path::Path {
+        &self.file
+    }
+}
+
+impl Drop for HeldTable {
+    fn drop(&mut self) {
+        // Nothing to do when it is gone already: the file goes with the directory either way.
+        let _ = self.ctx.deregister_table(&self.name);
+    }
+}
+
+/// The row count DataFusion's writers return (one batch, one `count` column).
+fn written_rows(batches: &[RecordBatch]) -> u64 {
+    batches
+        .iter()
+        .filter(|b| b.num_columns() > 0)
+        .filter_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::UInt64Array>()
+        })
+        .flat_map(|a| a.iter().flatten())
+        .sum()
 }
 
 /// The result of [`Engine::stream`].
@@ -560,6 +609,66 @@ impl Engine {
         }
     }
 
+    /// Runs a query once and holds its result as the table [`HeldTable::name`] until the
+    /// returned value is dropped: a temporary, uncompressed Parquet file on local disk (beside
+    /// DataFusion's spill files, in the system's temporary directory), outside the memory pool.
+    /// For a query that another one reads several times: DataFusion plans a `with` query
+    /// again at each place it is read, so a query reading it four times computes it four times
+    /// (the score step's feature queries, `sql/queries/features.sql`, read their snapshots four
+    /// times). Under a memory limit it runs each way of [`Engine::attempts`] as
+    /// [`Engine::collect`] does.
+    pub async fn hold(&self, what: &str, sql: &str) -> Result<HeldTable> {
+        static HELD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let name = format!(
+            "__held_{}",
+            HELD.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("clientele-held-")
+            .tempdir()
+            .map_err(|source| Error::Io {
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        let mut parquet = datafusion::config::TableParquetOptions::default();
+        parquet.global.compression = Some("uncompressed".into());
+        let (file, rows) = self
+            .run_attempts(what, Error::is_out_of_memory, |attempt| {
+                let file = dir.path().join(format!("attempt-{attempt}.parquet"));
+                let parquet = parquet.clone();
+                async move {
+                    let err = |source| query_error(what, source, self.memory_limit_mb, attempt);
+                    let df = self.session(attempt)?.sql(sql).await.map_err(err)?;
+                    let path = file.to_string_lossy().into_owned();
+                    let written = df
+                        .write_parquet(
+                            &path,
+                            DataFrameWriteOptions::new().with_single_file_output(true),
+                            Some(parquet),
+                        )
+                        .await
+                        .map_err(err)?;
+                    Ok::<_, Error>((path, written_rows(&written)))
+                }
+            })
+            .await?;
+        self.ctx
+            .register_parquet(&name, &file, ParquetReadOptions::default())
+            .await
+            .map_err(|source| Error::Execution {
+                what: format!("reading {what} back from {file}"),
+                source,
+            })?;
+        tracing::debug!(query = what, rows, file = %file, "held a query's result");
+        Ok(HeldTable {
+            name,
+            rows,
+            file: file.into(),
+            ctx: self.ctx.clone(),
+            _dir: dir,
+        })
+    }
+
     /// Runs a query and streams its result into the staged Parquet file `staged`, recording it as
     /// `published`. Column types are normalised (see [`normalise_batch`]).
     ///
@@ -948,6 +1057,10 @@ mod tests {
         let spilled = engine.materialise("t", BIG_JOIN, staged, published).await?;
         assert_eq!(spilled.rows, 1_200_000);
         assert_eq!(spilled.sha256, unbounded.sha256);
+        // ... and so does a held one.
+        let held = engine.hold("the join", BIG_JOIN).await?;
+        assert_eq!(held.rows(), 1_200_000);
+        drop(held);
         // ... and so does a collected query.
         let collected = engine.collect("the join", BIG_JOIN).await?;
         let rows: usize = collected.iter().map(RecordBatch::num_rows).sum();
@@ -973,6 +1086,57 @@ mod tests {
                 && err.contains("raise memory_limit_mb"),
             "{err}"
         );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_held_query_is_a_table_until_dropped_and_then_leaves_nothing_behind() -> Result<()> {
+        let (_dir, wh, as_of) = temp_warehouse()?;
+        let engine = Engine::new(
+            &wh,
+            as_of,
+            &EngineOptions {
+                target_partitions: 2,
+                memory_limit_mb: Some(256),
+                ..EngineOptions::default()
+            },
+        )?;
+        let numbers =
+            "select v as n, cast(v * 10 as varchar) as s from (values (3), (1), (2)) t(v)";
+        let held = engine.hold("the numbers", numbers).await?;
+        let other = engine.hold("the numbers again", numbers).await?;
+        assert_eq!((held.rows(), other.rows()), (3, 3));
+        assert_ne!(held.name(), other.name());
+        assert!(held.file().is_file());
+        // Read twice by one query, it gives what the query gives.
+        let name = held.name();
+        let sql = format!(
+            "with h as (select * from {name}) \
+             select sum(a.n) as total, max(b.s) as top from h a cross join h b"
+        );
+        let batches = engine.collect("the sums", &sql).await?;
+        let row = batches.first().filter(|b| b.num_rows() == 1);
+        let total = row.and_then(|b| {
+            b.column(0)
+                .as_primitive_opt::<arrow::datatypes::Int64Type>()
+        });
+        let top = row.and_then(|b| b.column(1).as_string_opt::<i32>());
+        assert_eq!(total.map(|t| t.value(0)), Some(18));
+        assert_eq!(top.map(|t| t.value(0)), Some("30"));
+        // Dropped, its table and its file are gone; the other is still read.
+        let (name, file) = (name.to_string(), held.file().to_path_buf());
+        drop(held);
+        assert!(!file.exists());
+        assert!(
+            engine
+                .collect("the dropped table", &format!("select * from {name}"))
+                .await
+                .is_err()
+        );
+        let rows = engine
+            .collect("the other", &format!("select * from {}", other.name()))
+            .await?;
+        assert_eq!(rows.iter().map(RecordBatch::num_rows).sum::<usize>(), 3);
         Ok(())
     }
 

@@ -9,6 +9,8 @@
 //!   limit, the `as_of_date()` function that models use instead of the clock, the warehouse's object
 //!   store, and the `raw` and `quarantine` schemas. Swapping it for a Ballista session leaves the steps as
 //!   they are, because steps hand data to each other only as Parquet in the warehouse.
+//! - [`Engine::hold`] runs a query once and holds its result as a table in a temporary Parquet file,
+//!   for a query that reads it several times (DataFusion computes a `with` query at each use).
 //! - [`Engine::materialise`] runs a query and streams its result into a staged Parquet file with plain
 //!   types (UTF-8 strings, UTC timestamps), then registers it for the models downstream;
 //!   [`Engine::plan_schema`] plans a query without running it (dry runs and `validate`).
@@ -35,6 +37,8 @@ mod models;
 mod pool;
 pub mod queries;
 
-pub use engine::{BatchStream, Engine, EngineOptions, HISTORY_SCHEMA, date32, normalise_batch};
+pub use engine::{
+    BatchStream, Engine, EngineOptions, HISTORY_SCHEMA, HeldTable, date32, normalise_batch,
+};
 pub use error::{Error, Result};
 pub use models::{LAYERS, Model, ModelSet, parse_model, parse_reads};
