@@ -20,7 +20,7 @@ use futures::StreamExt;
 
 use crate::error::{Error, Result};
 use crate::models::Model;
-use crate::pool::WatchedPool;
+use crate::pool::{NAMED_CONSUMERS, WatchedPool};
 
 /// Schemas that hold source tables rather than models.
 pub const SOURCE_SCHEMAS: [&str; 2] = ["raw", "quarantine"];
@@ -56,6 +56,9 @@ pub struct Engine {
     /// the run that owns the engine).
     snapshot: std::sync::Mutex<Option<Arc<Snapshot>>>,
 }
+
+/// Rows of a row group of a [`HeldTable`]'s file.
+const HELD_ROW_GROUP_ROWS: usize = 1 << 17;
 
 /// A query's result held as a table by [`Engine::hold`]: registered while this value lives, its
 /// file deleted and its name released when it is dropped.
@@ -580,14 +583,17 @@ impl Engine {
         F: std::future::Future<Output = std::result::Result<T, E>>,
     {
         let mut attempt = 0;
+        let ways = self.attempts();
         if let Some(pool) = &self.pool {
             pool.forget_failure();
         }
         loop {
             match run(attempt).await {
-                Err(e) if out_of_memory(&e) && attempt + 1 < self.attempts() => {
+                Err(e) if out_of_memory(&e) && attempt + 1 < ways => {
+                    // Straight to the last way, sort-merge joins, when there is one beyond the
+                    // fair pool (the engine prefers hash joins) and the build sides filled the pool.
                     let joins_filled = attempt == 0
-                        && self.attempts() > 2
+                        && ways == 3
                         && self.pool.as_ref().is_some_and(|p| p.joins_fill_it());
                     attempt = if joins_filled { 2 } else { attempt + 1 };
                     let next = match (attempt, joins_filled) {
@@ -632,6 +638,11 @@ impl Engine {
             })?;
         let mut parquet = datafusion::config::TableParquetOptions::default();
         parquet.global.compression = Some("uncompressed".into());
+        // One writer, a row group of 131,072 rows at a time: what the writer holds stays small
+        // under a memory limit (the parallel writer buffered enough to run a 64 MiB pool out),
+        // and the row groups let a reader split the file between partitions.
+        parquet.global.allow_single_file_parallelism = false;
+        parquet.global.max_row_group_size = HELD_ROW_GROUP_ROWS;
         let (file, rows) = self
             .run_attempts(what, Error::is_out_of_memory, |attempt| {
                 let file = dir.path().join(format!("attempt-{attempt}.parquet"));
@@ -704,7 +715,7 @@ impl Engine {
         let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env())
             .with_memory_pool(Arc::new(TrackConsumersPool::new(
                 FairSpillPool::new(bytes),
-                std::num::NonZeroUsize::MIN.saturating_add(4),
+                NAMED_CONSUMERS,
             )))
             .build_arc()
             .map_err(|e| Error::Config(e.to_string()))?;
@@ -1033,15 +1044,13 @@ mod tests {
         }
         // ... its hash join's build side held the pool, which no pool can spill, so it runs
         // again with sort-merge joins without trying a fair pool first ...
-        let tried = std::sync::Mutex::new(Vec::new());
+        let tried = std::cell::RefCell::new(Vec::new());
         let rows = engine
             .run_attempts("the join", Error::is_out_of_memory, |attempt| {
                 let tried = &tried;
                 let engine = &engine;
                 async move {
-                    if let Ok(mut t) = tried.lock() {
-                        t.push(attempt);
-                    }
+                    tried.borrow_mut().push(attempt);
                     let mut stream = engine.stream_attempt("the join", BIG_JOIN, attempt).await?;
                     let mut rows = 0;
                     while let Some(batch) = stream.next().await {
@@ -1052,7 +1061,7 @@ mod tests {
             })
             .await?;
         assert_eq!(rows, 1_200_000);
-        assert_eq!(tried.lock().map(|t| t.clone()).unwrap_or_default(), [0, 2]);
+        assert_eq!(*tried.borrow(), [0, 2]);
         // ... a model runs again the same way, to the same file ...
         let spilled = engine.materialise("t", BIG_JOIN, staged, published).await?;
         assert_eq!(spilled.rows, 1_200_000);

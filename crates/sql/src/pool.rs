@@ -18,6 +18,9 @@ use datafusion::execution::memory_pool::{
 /// The consumer name DataFusion gives a hash join's build side (`HashJoinInput[partition]`).
 const HASH_JOIN_BUILD_SIDE: &str = "HashJoinInput";
 
+/// How many of the largest consumers an out-of-memory error names (every pool of the engine's).
+pub(crate) const NAMED_CONSUMERS: NonZeroUsize = NonZeroUsize::MIN.saturating_add(4);
+
 /// A greedy, tracked pool that remembers what the hash joins' build sides held at the last
 /// allocation that failed.
 #[derive(Debug)]
@@ -31,10 +34,7 @@ impl WatchedPool {
     /// A pool of `size` bytes whose errors name the five largest consumers.
     pub(crate) fn new(size: usize) -> Self {
         Self {
-            tracked: TrackConsumersPool::new(
-                GreedyMemoryPool::new(size),
-                NonZeroUsize::MIN.saturating_add(4),
-            ),
+            tracked: TrackConsumersPool::new(GreedyMemoryPool::new(size), NAMED_CONSUMERS),
             size,
             joins_at_failure: AtomicUsize::new(0),
         }
