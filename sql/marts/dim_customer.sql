@@ -28,58 +28,76 @@ with records as (
     from int_customer_records__matched
 ),
 
-ranked as (
+-- Each rule's order written as text that sorts the same way: fixed-width digits, then the record
+-- id (unique). The least of a customer's keys is then the record the rule picks, found by one
+-- aggregation instead of a window sorting the records once per rule (four times as slow at a
+-- million customers). trust_key: the source's trust rank; newest_key: the most recent
+-- created_date first, no date last.
+keyed as (
     select
-        *,
-        row_number() over (
-            partition by customer_id
-            order by source_trust_rank, created_date desc nulls last, record_id
-        ) as trust_rank,
-        row_number() over (
-            partition by customer_id
-            order by case when street is null then 1 else 0 end, created_date desc nulls last,
-                     source_trust_rank, record_id
-        ) as address_rank,
-        row_number() over (
-            partition by customer_id
-            order by case when email_normalised is null then 1 else 0 end, created_date desc nulls last,
-                     source_trust_rank, record_id
-        ) as email_rank,
-        row_number() over (
-            partition by customer_id
-            order by case when phone is null then 1 else 0 end, created_date desc nulls last,
-                     source_trust_rank, record_id
-        ) as phone_rank
+        customer_id,
+        record_id,
+        street,
+        email_normalised,
+        phone,
+        lpad(cast(source_trust_rank as varchar), 6, '0') as trust_key,
+        case
+            when created_date is null then '10000000'
+            else '0' || lpad(cast(3000000 - cast(created_date - date '1970-01-01' as bigint) as varchar), 7, '0')
+        end as newest_key
     from records
 ),
 
-birth_dates as (
+-- The record each rule picks: names by trust, then the most recent; address, email and phone the
+-- most recent that has one (or the most recent, when none has), then by trust. The record id
+-- starts after the 14 or 15 characters of the key before it.
+picks as (
     select
         customer_id,
-        birth_date,
-        row_number() over (
-            partition by customer_id
-            order by count(*) desc, min(source_trust_rank), birth_date
-        ) as birth_date_rank
+        substr(min(trust_key || newest_key || record_id), 15) as name_record,
+        substr(min(case when street is null then '1' else '0' end
+                   || newest_key || trust_key || record_id), 16) as address_record,
+        substr(min(case when email_normalised is null then '1' else '0' end
+                   || newest_key || trust_key || record_id), 16) as email_record,
+        substr(min(case when phone is null then '1' else '0' end
+                   || newest_key || trust_key || record_id), 16) as phone_record
+    from keyed
+    group by customer_id
+),
+
+chosen as (
+    select
+        r.customer_id,
+        max(case when r.record_id = p.name_record then r.first_name end)        as first_name,
+        max(case when r.record_id = p.name_record then r.last_name end)         as last_name,
+        max(case when r.record_id = p.address_record then r.street end)         as street,
+        max(case when r.record_id = p.address_record then r.postcode end)       as postcode,
+        max(case when r.record_id = p.address_record then r.city end)           as city,
+        max(case when r.record_id = p.email_record then r.email_normalised end) as email,
+        max(case when r.record_id = p.phone_record then r.phone end)            as phone
+    from records r
+    join picks p on p.customer_id = r.customer_id
+    where r.record_id in (p.name_record, p.address_record, p.email_record, p.phone_record)
+    group by r.customer_id
+),
+
+-- The most frequent birth date, then the most trusted, then the earliest: the least key of
+-- (a billion minus the count, trust rank, the date as YYYY-MM-DD).
+birth_date_counts as (
+    select
+        customer_id,
+        lpad(cast(1000000000 - count(*) as varchar), 10, '0')
+            || lpad(cast(min(source_trust_rank) as varchar), 6, '0')
+            || cast(birth_date as varchar) as birth_date_key
     from records
     where birth_date is not null
     group by customer_id, birth_date
 ),
 
-names as (
-    select customer_id, first_name, last_name from ranked where trust_rank = 1
-),
-
-addresses as (
-    select customer_id, street, postcode, city from ranked where address_rank = 1
-),
-
-emails as (
-    select customer_id, email_normalised as email from ranked where email_rank = 1
-),
-
-phones as (
-    select customer_id, phone from ranked where phone_rank = 1
+birth_dates as (
+    select customer_id, cast(substr(min(birth_date_key), 17) as date) as birth_date
+    from birth_date_counts
+    group by customer_id
 ),
 
 linked as (
@@ -104,13 +122,13 @@ survived as (
     select
         l.customer_id,
         l.household_id,
-        n.first_name,
-        n.last_name,
-        e.email,
-        p.phone,
-        a.street,
-        a.postcode,
-        a.city,
+        c.first_name,
+        c.last_name,
+        c.email,
+        c.phone,
+        c.street,
+        c.postcode,
+        c.city,
         b.birth_date,
         l.is_opted_out,
         l.source_record_count,
@@ -121,11 +139,8 @@ survived as (
         l.has_service_record,
         l.first_seen_date
     from linked l
-    join names n on n.customer_id = l.customer_id
-    join addresses a on a.customer_id = l.customer_id
-    join emails e on e.customer_id = l.customer_id
-    join phones p on p.customer_id = l.customer_id
-    left join birth_dates b on b.customer_id = l.customer_id and b.birth_date_rank = 1
+    join chosen c on c.customer_id = l.customer_id
+    left join birth_dates b on b.customer_id = l.customer_id
     where l.has_own_record
 )
 
