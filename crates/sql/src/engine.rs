@@ -961,18 +961,19 @@ mod tests {
         ))
     }
 
+    /// Two partitions and a memory limit of `mb` MiB.
+    fn limited(mb: u64) -> EngineOptions {
+        EngineOptions {
+            target_partitions: 2,
+            memory_limit_mb: Some(mb),
+            ..EngineOptions::default()
+        }
+    }
+
     #[tokio::test]
     async fn models_see_the_as_of_date_and_outputs_round_trip() -> Result<()> {
         let (_dir, wh, as_of) = temp_warehouse()?;
-        let engine = Engine::new(
-            &wh,
-            as_of,
-            &EngineOptions {
-                target_partitions: 2,
-                memory_limit_mb: Some(256),
-                ..EngineOptions::default()
-            },
-        )?;
+        let engine = Engine::new(&wh, as_of, &limited(256))?;
         let written = engine
             .materialise(
                 "t",
@@ -1008,11 +1009,6 @@ mod tests {
     async fn a_model_that_runs_out_of_memory_with_hash_joins_runs_again_with_sort_merge_joins()
     -> Result<()> {
         let (_dir, wh, as_of) = temp_warehouse()?;
-        let limited = |mb| EngineOptions {
-            target_partitions: 2,
-            memory_limit_mb: Some(mb),
-            ..EngineOptions::default()
-        };
         let staged = "_staging/r/marts/t/as_of=2025-12-31/part-0.parquet";
         let published = "marts/t/as_of=2025-12-31/part-0.parquet";
         let unbounded = Engine::new(&wh, as_of, &EngineOptions::default())?
@@ -1101,15 +1097,7 @@ mod tests {
     #[tokio::test]
     async fn a_held_query_is_a_table_until_dropped_and_then_leaves_nothing_behind() -> Result<()> {
         let (_dir, wh, as_of) = temp_warehouse()?;
-        let engine = Engine::new(
-            &wh,
-            as_of,
-            &EngineOptions {
-                target_partitions: 2,
-                memory_limit_mb: Some(256),
-                ..EngineOptions::default()
-            },
-        )?;
+        let engine = Engine::new(&wh, as_of, &limited(256))?;
         let numbers =
             "select v as n, cast(v * 10 as varchar) as s from (values (3), (1), (2)) t(v)";
         let held = engine.hold("the numbers", numbers).await?;

@@ -707,19 +707,75 @@ async fn campaign_first_sends(engine: &Engine, sends: &str) -> Result<BTreeMap<S
     Ok(first)
 }
 
-/// The churn model's rows, both windows read with one query (their snapshots held together,
-/// [`held_features`]) and split by snapshot date as they are read: at most [`MAX_TRAINING_ROWS`]
-/// of the training window (the sample the fits learn from) and at most [`MAX_VALIDATION_ROWS`]
-/// of the validation window (which is also the refit window). The same rows as reading each
-/// window with a query of its own and sampling it; the features' joins and aggregations run
-/// once for both windows instead of once each.
-struct ChurnRows {
+/// A classifier's rows read once and split as they are read: at most [`MAX_TRAINING_ROWS`] of
+/// the rows of the training side (the sample the fits learn from), at most
+/// [`MAX_VALIDATION_ROWS`] of the others, and, when asked, at most [`MAX_TRAINING_ROWS`] of every
+/// row (a refit window that is the whole). The samples are those of splitting and sampling the
+/// whole table, which is never held.
+struct SplitRows {
     train: FeatureTable,
+    /// Rows of the training side read, sampled or not.
     train_window_rows: usize,
     valid: FeatureTable,
+    refit: Option<FeatureTable>,
 }
 
-async fn churn_tables(engine: &Engine, windows: &ChurnWindows) -> Result<ChurnRows> {
+/// [`SplitRows`] of the feature query `sql`, the training side's rows marked by `in_train`. A
+/// query that runs out of the job's memory limit is read again from the start, the next way of
+/// `Engine::attempts`.
+async fn split_rows(
+    engine: &Engine,
+    what: &str,
+    sql: &str,
+    with_refit: bool,
+    in_train: impl Fn(&RecordBatch) -> Result<arrow::array::BooleanArray>,
+) -> Result<SplitRows> {
+    let in_train = &in_train;
+    engine
+        .run_attempts(what, out_of_memory, |attempt| async move {
+            let mut stream = engine.stream_attempt(what, sql, attempt).await?;
+            let schema = stream.schema();
+            let mut train = FeatureTableBuilder::sampled(what, &schema, MAX_TRAINING_ROWS)?;
+            let mut valid = FeatureTableBuilder::sampled(what, &schema, MAX_VALIDATION_ROWS)?;
+            let mut refit = match with_refit {
+                true => Some(FeatureTableBuilder::sampled(
+                    what,
+                    &schema,
+                    MAX_TRAINING_ROWS,
+                )?),
+                false => None,
+            };
+            let internal = |e: arrow::error::ArrowError| Error::Internal(format!("{what}: {e}"));
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                let mask = in_train(&batch)?;
+                let others = arrow::compute::not(&mask).map_err(internal)?;
+                train
+                    .push(&arrow::compute::filter_record_batch(&batch, &mask).map_err(internal)?)?;
+                valid.push(
+                    &arrow::compute::filter_record_batch(&batch, &others).map_err(internal)?,
+                )?;
+                if let Some(refit) = &mut refit {
+                    refit.push(&batch)?;
+                }
+            }
+            drop(stream);
+            let train_window_rows = train.rows_read();
+            Ok::<_, Error>(SplitRows {
+                train: train.finish(),
+                train_window_rows,
+                valid: valid.finish(),
+                refit: refit.map(FeatureTableBuilder::finish),
+            })
+        })
+        .await
+}
+
+/// The churn model's rows, both windows read with one query (their snapshots held together,
+/// [`held_features`]) and split by snapshot date: the training window's sample and the
+/// validation window's (which is also the refit window). The same rows as reading each window
+/// with a query of its own; the features' joins and aggregations run once for both.
+async fn churn_tables(engine: &Engine, windows: &ChurnWindows) -> Result<SplitRows> {
     let what = "churn training and validation rows";
     let h = windows.horizon_days;
     let snapshots = format!(
@@ -729,35 +785,10 @@ async fn churn_tables(engine: &Engine, windows: &ChurnWindows) -> Result<ChurnRo
     );
     let (held, sql) = held_features(engine, "the churn snapshots", &snapshots).await?;
     let train_day = date32(windows.train_cutoff);
-    let sql = &sql;
-    let rows = engine
-        .run_attempts(what, out_of_memory, |attempt| async move {
-            let mut stream = engine.stream_attempt(what, sql, attempt).await?;
-            let schema = stream.schema();
-            let mut train = FeatureTableBuilder::sampled(what, &schema, MAX_TRAINING_ROWS)?;
-            let mut valid = FeatureTableBuilder::sampled(what, &schema, MAX_VALIDATION_ROWS)?;
-            while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                let in_train = rows_on_day(&batch, what, train_day)?;
-                let kept = |mask: &arrow::array::BooleanArray| {
-                    arrow::compute::filter_record_batch(&batch, mask)
-                        .map_err(|e| Error::Internal(format!("{what}: {e}")))
-                };
-                train.push(&kept(&in_train)?)?;
-                valid.push(&kept(
-                    &arrow::compute::not(&in_train)
-                        .map_err(|e| Error::Internal(format!("{what}: {e}")))?,
-                )?)?;
-            }
-            drop(stream);
-            let train_window_rows = train.rows_read();
-            Ok::<_, Error>(ChurnRows {
-                train: train.finish(),
-                train_window_rows,
-                valid: valid.finish(),
-            })
-        })
-        .await?;
+    let rows = split_rows(engine, what, &sql, false, |batch| {
+        rows_on_day(batch, what, train_day)
+    })
+    .await?;
     drop(held);
     Ok(rows)
 }
@@ -793,38 +824,18 @@ async fn propensity_tables(
 ) -> Result<std::result::Result<PropensityRows, clientele_models::Error>> {
     let what = "campaign propensity training rows";
     let holdout = &holdout;
-    let rows = engine
-        .run_attempts(what, out_of_memory, |attempt| async move {
-            let mut stream = engine.stream_attempt(what, sql, attempt).await?;
-            let schema = stream.schema();
-            let mut train = FeatureTableBuilder::sampled(what, &schema, MAX_TRAINING_ROWS)?;
-            let mut valid = FeatureTableBuilder::sampled(what, &schema, MAX_VALIDATION_ROWS)?;
-            let mut refit = FeatureTableBuilder::sampled(what, &schema, MAX_TRAINING_ROWS)?;
-            while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                let held = held_rows(&batch, holdout)?;
-                let kept = |mask: arrow::array::BooleanArray| {
-                    arrow::compute::filter_record_batch(&batch, &mask)
-                        .map_err(|e| Error::Internal(format!("{what}: {e}")))
-                };
-                valid.push(&kept(held.clone())?)?;
-                train.push(&kept(
-                    arrow::compute::not(&held)
-                        .map_err(|e| Error::Internal(format!("{what}: {e}")))?,
-                )?)?;
-                refit.push(&batch)?;
-            }
-            drop(stream);
-            let train_window_rows = train.rows_read();
-            Ok::<_, Error>((
-                train.finish(),
-                train_window_rows,
-                valid.finish(),
-                refit.finish(),
-            ))
-        })
-        .await?;
-    let (train, train_window_rows, valid, refit) = rows;
+    let rows = split_rows(engine, what, sql, true, |batch| {
+        arrow::compute::not(&held_rows(batch, holdout)?)
+            .map_err(|e| Error::Internal(format!("{what}: {e}")))
+    })
+    .await?;
+    let SplitRows {
+        train,
+        train_window_rows,
+        valid,
+        refit,
+    } = rows;
+    let refit = refit.ok_or_else(|| Error::Internal(format!("{what}: no refit rows")))?;
     Ok(holdout
         .check_sides(train_window_rows, valid.window_len())
         .map(|()| PropensityRows {
