@@ -720,7 +720,7 @@ struct SplitRows {
     refit: Option<FeatureTable>,
 }
 
-/// [`SplitRows`] of the feature query `sql`, the training side's rows marked by `in_train`. A
+/// [`SplitRows`] of the feature query `sql`, the validation side's rows marked by `in_valid`. A
 /// query that runs out of the job's memory limit is read again from the start, the next way of
 /// `Engine::attempts`.
 async fn split_rows(
@@ -728,9 +728,9 @@ async fn split_rows(
     what: &str,
     sql: &str,
     with_refit: bool,
-    in_train: impl Fn(&RecordBatch) -> Result<arrow::array::BooleanArray>,
+    in_valid: impl Fn(&RecordBatch) -> Result<arrow::array::BooleanArray>,
 ) -> Result<SplitRows> {
-    let in_train = &in_train;
+    let in_valid = &in_valid;
     engine
         .run_attempts(what, out_of_memory, |attempt| async move {
             let mut stream = engine.stream_attempt(what, sql, attempt).await?;
@@ -748,12 +748,13 @@ async fn split_rows(
             let internal = |e: arrow::error::ArrowError| Error::Internal(format!("{what}: {e}"));
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
-                let mask = in_train(&batch)?;
-                let others = arrow::compute::not(&mask).map_err(internal)?;
-                train
-                    .push(&arrow::compute::filter_record_batch(&batch, &mask).map_err(internal)?)?;
+                let validating = in_valid(&batch)?;
+                let training = arrow::compute::not(&validating).map_err(internal)?;
+                train.push(
+                    &arrow::compute::filter_record_batch(&batch, &training).map_err(internal)?,
+                )?;
                 valid.push(
-                    &arrow::compute::filter_record_batch(&batch, &others).map_err(internal)?,
+                    &arrow::compute::filter_record_batch(&batch, &validating).map_err(internal)?,
                 )?;
                 if let Some(refit) = &mut refit {
                     refit.push(&batch)?;
@@ -784,9 +785,9 @@ async fn churn_tables(engine: &Engine, windows: &ChurnWindows) -> Result<SplitRo
         churn_snapshots(windows.validation_cutoff, h)?
     );
     let (held, sql) = held_features(engine, "the churn snapshots", &snapshots).await?;
-    let train_day = date32(windows.train_cutoff);
+    let validation_day = date32(windows.validation_cutoff);
     let rows = split_rows(engine, what, &sql, false, |batch| {
-        rows_on_day(batch, what, train_day)
+        rows_on_day(batch, what, validation_day)
     })
     .await?;
     drop(held);
@@ -824,11 +825,7 @@ async fn propensity_tables(
 ) -> Result<std::result::Result<PropensityRows, clientele_models::Error>> {
     let what = "campaign propensity training rows";
     let holdout = &holdout;
-    let rows = split_rows(engine, what, sql, true, |batch| {
-        arrow::compute::not(&held_rows(batch, holdout)?)
-            .map_err(|e| Error::Internal(format!("{what}: {e}")))
-    })
-    .await?;
+    let rows = split_rows(engine, what, sql, true, |batch| held_rows(batch, holdout)).await?;
     let SplitRows {
         train,
         train_window_rows,
