@@ -1520,10 +1520,38 @@ fn a_live_lock_stops_a_second_run_and_a_dead_one_is_taken_over() -> TestResult {
         "marts/customer_view/as_of={AS_OF}/part-0-dead-run.parquet"
     ));
     std::fs::write(&orphan, b"half a run")?;
-    let out = run_job(&job)?;
+    // A run killed while its score step held a table left the table's directory in TMPDIR: it
+    // goes once it is as old as a stale lock (6 hours); a younger one may be another job's.
+    let tmp = dir.path().join("tmp");
+    let held = |name: &str, hours: u64| -> Result<PathBuf, Box<dyn std::error::Error>> {
+        let held = tmp.join(name);
+        std::fs::create_dir_all(&held)?;
+        std::fs::write(held.join("attempt-0.parquet"), b"PAR1")?;
+        let changed = std::time::SystemTime::now() - std::time::Duration::from_secs(hours * 3600);
+        std::fs::File::open(&held)?.set_modified(changed)?;
+        Ok(held)
+    };
+    let killed = held("clientele-held-killed", 7)?;
+    let young = held("clientele-held-young", 5)?;
+    let out = clientele()?
+        .env("TMPDIR", &tmp)
+        .args(["run", "--as-of", AS_OF])
+        .arg(&job)
+        .output()?;
     assert_ok(&out);
     assert!(clientele_testkit::lock_released(&wh));
     assert!(!orphan.exists(), "the dead run's file is collected");
+    assert!(
+        !killed.exists(),
+        "a stale held table's directory is removed"
+    );
+    assert!(young.join("attempt-0.parquet").is_file());
+    let left: Vec<_> = std::fs::read_dir(&tmp)?.collect::<Result<_, _>>()?;
+    assert_eq!(
+        left.len(),
+        1,
+        "the run's own held tables are gone: {left:?}"
+    );
     let last = manifests(&wh)?.pop().ok_or("no manifest")?;
     assert!(
         last["garbage_collected"].as_array().is_some_and(|g| g

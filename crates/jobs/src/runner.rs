@@ -230,6 +230,14 @@ impl Runner {
         warehouse.delete_prefix(layout::STAGING_DIR).await?;
         let base = warehouse.snapshot().await?;
         let garbage = collect_garbage(warehouse, lock, &base, started).await?;
+        // Held tables' files left in the temporary directory by runs killed while holding them:
+        // those as old as a stale lock (younger ones may be another job's, in use).
+        let stale = std::time::Duration::from_secs(
+            u64::try_from(spec.stale_lock_hours.max(1)).unwrap_or(1) * 3600,
+        );
+        for dir in clientele_sql::remove_stale_held(&std::env::temp_dir(), stale) {
+            tracing::info!(path = %dir.display(), "removed a held table's directory left by a killed run");
+        }
         let engine = Engine::new(warehouse, self.opts.as_of, &spec.engine)?;
         engine.use_snapshot(std::sync::Arc::new(base.clone()));
         let mut state = RunState::default();

@@ -38,7 +38,8 @@ mod pool;
 pub mod queries;
 
 pub use engine::{
-    BatchStream, Engine, EngineOptions, HISTORY_SCHEMA, HeldTable, date32, normalise_batch,
+    BatchStream, Engine, EngineOptions, HELD_DIR_PREFIX, HISTORY_SCHEMA, HeldTable, date32,
+    normalise_batch, remove_stale_held,
 };
 pub use error::{Error, Result};
 pub use models::{LAYERS, Model, ModelSet, parse_model, parse_reads};
