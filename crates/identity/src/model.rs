@@ -189,18 +189,30 @@ impl Parameters {
 /// differs are computed once, so weighing one of fifty million candidate pairs is table lookups.
 pub struct Weigher<'a> {
     params: &'a Parameters,
-    records: &'a Records,
-    /// Per comparison, log2(m/u) of each level (0 for null).
-    level: Vec<Vec<f64>>,
-    /// Per comparison with term frequencies, the adjustment of exact agreement on each value:
-    /// log2(u / f), f the value's share of the records.
-    term_frequency: Vec<Option<Vec<f64>>>,
-    /// Per comparison with m measured where its whole differs: the whole's comparison and last
-    /// level, and per level log2(m/u) among such pairs (`None`: no m for that level).
-    where_whole_differs: Vec<Option<WholeDiffers>>,
+    /// What weighs each comparison, in the order of the comparisons (of a pair's levels).
+    comparisons: Vec<ComparisonWeigher<'a>>,
 }
 
-/// See [`Weigher::where_whole_differs`].
+/// What [`Weigher`] looks up for one comparison, together: it runs for every comparison of
+/// every candidate pair (twice: once to estimate the prior, once to score).
+struct ComparisonWeigher<'a> {
+    /// log2(m/u) of each level (0 for null).
+    level: Vec<f64>,
+    /// With term frequencies, the adjustment of exact agreement on each value: log2(u / f), f the
+    /// value's share of the records.
+    term_frequency: Option<Vec<f64>>,
+    /// u of exact agreement, for a value the table does not hold.
+    exact_u: Option<f64>,
+    /// The records' column (codes, frequencies, which values are personal).
+    column: Option<&'a crate::records::Column>,
+    /// The comparison's group.
+    group: Option<usize>,
+    /// With m measured where its whole differs: the whole's comparison and last level, and per
+    /// level log2(m/u) among such pairs (`None`: no m for that level).
+    where_whole_differs: Option<WholeDiffers>,
+}
+
+/// See [`ComparisonWeigher::where_whole_differs`].
 struct WholeDiffers {
     whole: usize,
     last: usize,
@@ -209,113 +221,52 @@ struct WholeDiffers {
 
 impl<'a> Weigher<'a> {
     fn new(params: &'a Parameters, records: &'a Records) -> Self {
-        let comparisons = &params.comparisons;
-        let level = comparisons
-            .iter()
-            .map(|p| {
-                (0..p.m.len())
-                    .map(|l| p.weight(u8::try_from(l).unwrap_or(u8::MAX)))
-                    .collect()
-            })
-            .collect();
-        let term_frequency = comparisons
+        let all = &params.comparisons;
+        let comparisons = all
             .iter()
             .enumerate()
             .map(|(c, p)| {
-                let (true, Some(col), Some(u)) =
-                    (p.term_frequency, records.columns.get(c), p.u.get(1))
-                else {
-                    return None;
+                let column = records.columns.get(c);
+                let term_frequency = match (p.term_frequency, column, p.u.get(1)) {
+                    (true, Some(col), Some(u)) => Some(
+                        (0..col.values.len())
+                            .map(|code| {
+                                let code = u32::try_from(code).unwrap_or(crate::records::NULL);
+                                (u / col.frequency(code)).log2()
+                            })
+                            .collect(),
+                    ),
+                    _ => None,
                 };
-                Some(
-                    (0..col.values.len())
-                        .map(|code| {
-                            let code = u32::try_from(code).unwrap_or(crate::records::NULL);
-                            (u / col.frequency(code)).log2()
-                        })
+                let where_whole_differs = match (&p.m_where_whole_differs, p.part_of) {
+                    (Some((m, _)), Some(whole)) => Some(WholeDiffers {
+                        whole,
+                        last: all.get(whole).map_or(0, |w| w.m.len() - 1),
+                        level: p
+                            .u
+                            .iter()
+                            .enumerate()
+                            .map(|(l, u)| m.get(l).map(|m| (m / u).log2()))
+                            .collect(),
+                    }),
+                    _ => None,
+                };
+                ComparisonWeigher {
+                    level: (0..p.m.len())
+                        .map(|l| p.weight(u8::try_from(l).unwrap_or(u8::MAX)))
                         .collect(),
-                )
-            })
-            .collect();
-        let where_whole_differs = comparisons
-            .iter()
-            .map(|p| {
-                let (Some((m, _)), Some(whole)) = (&p.m_where_whole_differs, p.part_of) else {
-                    return None;
-                };
-                let last = comparisons.get(whole).map_or(0, |w| w.m.len() - 1);
-                let level =
-                    p.u.iter()
-                        .enumerate()
-                        .map(|(l, u)| m.get(l).map(|m| (m / u).log2()))
-                        .collect();
-                Some(WholeDiffers { whole, last, level })
+                    term_frequency,
+                    exact_u: p.u.get(1).copied(),
+                    column,
+                    group: p.group,
+                    where_whole_differs,
+                }
             })
             .collect();
         Self {
             params,
-            records,
-            level,
-            term_frequency,
-            where_whole_differs,
+            comparisons,
         }
-    }
-
-    /// The code of record `a` on comparison `c`'s column.
-    fn code(&self, c: usize, a: usize) -> u32 {
-        self.records
-            .columns
-            .get(c)
-            .and_then(|col| col.codes.get(a).copied())
-            .unwrap_or(crate::records::NULL)
-    }
-
-    /// The weight of comparison `c` at `level` for a pair whose first record is `a` and whose
-    /// levels are `levels` (term frequency included), and the term-frequency part alone. An
-    /// agreeing part of an address whose whole disagrees (the postcode of pairs at two streets)
-    /// weighs log2(m/u) with m measured among such pairs, and never less than nothing.
-    fn comparison_weight(&self, c: usize, a: usize, level: u8, levels: &[u8]) -> (f64, f64) {
-        let l = usize::from(level);
-        let adjust = match self.term_frequency.get(c) {
-            Some(Some(per_value)) if level == 1 => {
-                let code = self.code(c, a);
-                per_value.get(code as usize).copied().unwrap_or_else(|| {
-                    // A record without a value (only levels given by hand say it agrees).
-                    let u = self.params.comparisons.get(c).and_then(|p| p.u.get(1));
-                    match (u, self.records.columns.get(c)) {
-                        (Some(u), Some(col)) => (u / col.frequency(code)).log2(),
-                        _ => 0.0,
-                    }
-                })
-            }
-            _ => 0.0,
-        };
-        let weight = self
-            .level
-            .get(c)
-            .and_then(|w| w.get(l))
-            .copied()
-            .unwrap_or(0.0);
-        if weight > 0.0
-            && let Some(Some(differs)) = self.where_whole_differs.get(c)
-            && levels.get(differs.whole).is_some_and(|w| {
-                let w = usize::from(*w);
-                w != 0 && w == differs.last
-            })
-        {
-            // Agreeing where the whole differs: m measured among such pairs, never below nothing.
-            let given = match differs.level.get(l) {
-                Some(Some(w)) => (w + adjust).max(0.0),
-                Some(None) => 0.0,
-                None => weight + adjust,
-            };
-            return if given > 0.0 {
-                (given, adjust.min(given))
-            } else {
-                (0.0, 0.0)
-            };
-        }
-        (weight + adjust, adjust)
     }
 
     /// Each comparison's weight for a pair with levels `levels` (term frequency included, groups
@@ -325,12 +276,20 @@ impl<'a> Weigher<'a> {
         let (mut w, mut tf): (Vec<f64>, Vec<f64>) = levels
             .iter()
             .enumerate()
-            .map(|(c, &level)| self.comparison_weight(c, a, level, levels))
+            .map(|(c, &level)| {
+                self.comparisons
+                    .get(c)
+                    .map_or((0.0, 0.0), |k| k.weight(k.code_at(a, level), level, levels))
+            })
             .unzip();
+        let group_of = |c: usize| {
+            let level = levels.get(c).copied().unwrap_or(0);
+            self.comparisons
+                .get(c)
+                .and_then(|k| k.group_of(k.code_at(a, level), level))
+        };
         for g in 0..self.params.group_count() {
-            let members: Vec<usize> = (0..w.len())
-                .filter(|&c| self.group_of(c, a, levels.get(c).copied().unwrap_or(0)) == Some(g))
-                .collect();
+            let members: Vec<usize> = (0..w.len()).filter(|&c| group_of(c) == Some(g)).collect();
             let agree: f64 = members.iter().map(|&c| w[c].max(0.0)).sum();
             let cap = self.params.group_cap(g);
             let scale = if agree > cap && agree > 0.0 {
@@ -358,20 +317,6 @@ impl<'a> Weigher<'a> {
         (w, tf)
     }
 
-    /// The group comparison `c` counts in for a pair whose first record is `a` at `level`: its
-    /// group, except that exact agreement on a value only one person holds (a mobile, a personal
-    /// email: [`Records::mark_shared_values`]) is evidence about the person and counts on its own.
-    fn group_of(&self, c: usize, a: usize, level: u8) -> Option<usize> {
-        let group = self.params.comparisons.get(c)?.group?;
-        let personal = level == 1
-            && self
-                .records
-                .columns
-                .get(c)
-                .is_some_and(|col| col.is_personal(self.code(c, a)));
-        (!personal).then_some(group)
-    }
-
     /// The match weight of a pair, prior aside: the comparisons' weights with groups applied (no
     /// allocation for up to 32 groups: this runs for every candidate pair).
     pub fn evidence_weight(&self, a: usize, levels: &[u8]) -> f64 {
@@ -379,9 +324,11 @@ impl<'a> Weigher<'a> {
         let mut worst = [0.0f64; 32];
         let mut grouped = 0usize;
         let mut total = 0.0;
-        for (c, &level) in levels.iter().enumerate() {
-            let w = self.comparison_weight(c, a, level, levels).0;
-            match self.group_of(c, a, level) {
+        // A level past the comparisons weighs nothing (adding nothing to the total).
+        for (k, &level) in self.comparisons.iter().zip(levels) {
+            let code = k.code_at(a, level);
+            let w = k.weight(code, level, levels).0;
+            match k.group_of(code, level) {
                 Some(g) if g < 32 => {
                     grouped = grouped.max(g + 1);
                     if w > 0.0 {
@@ -397,6 +344,72 @@ impl<'a> Weigher<'a> {
             total += agree[g].min(self.params.group_cap(g)) + worst[g];
         }
         total
+    }
+}
+
+impl ComparisonWeigher<'_> {
+    /// The code of record `a`'s value where it matters, at exact agreement (term frequencies and
+    /// personal values); null otherwise.
+    #[inline]
+    fn code_at(&self, a: usize, level: u8) -> u32 {
+        match self.column {
+            Some(col) if level == 1 => col.codes.get(a).copied().unwrap_or(crate::records::NULL),
+            _ => crate::records::NULL,
+        }
+    }
+
+    /// The weight at `level` for a pair whose first record's value is `code` (see
+    /// [`ComparisonWeigher::code_at`]) and whose levels are `levels` (term frequency included),
+    /// and the term-frequency part alone. An agreeing part of an address whose whole disagrees
+    /// (the postcode of pairs at two streets) weighs log2(m/u) with m measured among such pairs,
+    /// and never less than nothing.
+    #[inline]
+    fn weight(&self, code: u32, level: u8, levels: &[u8]) -> (f64, f64) {
+        let l = usize::from(level);
+        let adjust = match &self.term_frequency {
+            Some(per_value) if level == 1 => {
+                per_value.get(code as usize).copied().unwrap_or_else(|| {
+                    // A record without a value (only levels given by hand say it agrees).
+                    match (self.exact_u, self.column) {
+                        (Some(u), Some(col)) => (u / col.frequency(code)).log2(),
+                        _ => 0.0,
+                    }
+                })
+            }
+            _ => 0.0,
+        };
+        let weight = self.level.get(l).copied().unwrap_or(0.0);
+        if weight > 0.0
+            && let Some(differs) = &self.where_whole_differs
+            && levels.get(differs.whole).is_some_and(|w| {
+                let w = usize::from(*w);
+                w != 0 && w == differs.last
+            })
+        {
+            // Agreeing where the whole differs: m measured among such pairs, never below nothing.
+            let given = match differs.level.get(l) {
+                Some(Some(w)) => (w + adjust).max(0.0),
+                Some(None) => 0.0,
+                None => weight + adjust,
+            };
+            return if given > 0.0 {
+                (given, adjust.min(given))
+            } else {
+                (0.0, 0.0)
+            };
+        }
+        (weight + adjust, adjust)
+    }
+
+    /// The group the comparison counts in for a pair whose first record's value is `code` at
+    /// `level`: its group, except that exact agreement on a value only one person holds (a
+    /// mobile, a personal email: [`Records::mark_shared_values`]) is evidence about the person
+    /// and counts on its own.
+    #[inline]
+    fn group_of(&self, code: u32, level: u8) -> Option<usize> {
+        let group = self.group?;
+        let personal = level == 1 && self.column.is_some_and(|col| col.is_personal(code));
+        (!personal).then_some(group)
     }
 }
 
@@ -943,52 +956,118 @@ fn estimate_prior(
     // depend on how the pairs were split.
     let parts = compared.for_each_in_parts(
         candidates,
-        || (std::collections::BTreeMap::<i64, f64>::new(), 0usize),
+        || (Histogram::default(), 0usize),
         |(bins, counted), a, _, _, p| {
             // Pairs only an attaching rule found are not counted: they do not train the model.
             if p.mask & linking != 0 {
                 let w = weigher.evidence_weight(a as usize, &p.levels);
-                add_to_histogram(bins, std::iter::once(w));
+                bins.add(w);
                 *counted += 1;
             }
         },
     );
-    let mut bins = std::collections::BTreeMap::new();
+    let mut bins = Histogram::default();
     let mut counted = 0usize;
     for (part, n) in parts? {
-        for (bin, count) in part {
-            *bins.entry(bin).or_insert(0.0) += count;
-        }
+        bins.merge(part);
         counted += n;
     }
-    Ok(prior_fixed_point(&histogram_bins(bins), counted, all_pairs))
+    Ok(prior_fixed_point(&bins.into_bins(), counted, all_pairs))
 }
 
-/// Match weights counted into bins of 1/[`PRIOR_BINS_PER_BIT`] bit.
-fn add_to_histogram(
-    bins: &mut std::collections::BTreeMap<i64, f64>,
-    weights: impl Iterator<Item = f64>,
-) {
-    for w in weights {
-        *bins
-            .entry((w * PRIOR_BINS_PER_BIT).round() as i64)
-            .or_insert(0.0) += 1.0;
+/// Match weights counted into bins of 1/[`PRIOR_BINS_PER_BIT`] bit, for fifty million pairs: a
+/// run of counts from the lowest bin seen (a weight's bin is found by arithmetic, not searched
+/// for in a map per pair), and a map for bins the run cannot reach within
+/// [`Histogram::DENSE_BINS`] (an infinite weight, a freak value).
+#[derive(Default)]
+struct Histogram {
+    /// The bin of `dense[0]`.
+    first: i64,
+    dense: Vec<f64>,
+    sparse: std::collections::BTreeMap<i64, f64>,
+}
+
+impl Histogram {
+    /// Bins held in the run: 2^20, a run of 16,384 bits of weight (8 MB at most).
+    const DENSE_BINS: i64 = 1 << 20;
+
+    fn add(&mut self, weight: f64) {
+        self.add_count((weight * PRIOR_BINS_PER_BIT).round() as i64, 1.0);
     }
-}
 
-/// The bins as (bin's weight, count).
-fn histogram_bins(bins: std::collections::BTreeMap<i64, f64>) -> Vec<(f64, f64)> {
-    bins.into_iter()
-        .map(|(bin, count)| (bin as f64 / PRIOR_BINS_PER_BIT, count))
-        .collect()
+    fn add_count(&mut self, bin: i64, count: f64) {
+        if self.dense.is_empty() {
+            self.first = bin;
+        }
+        // A bin below the run moves its start down, while the run stays within its bound.
+        let room = usize::try_from(Self::DENSE_BINS)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(self.dense.len());
+        if let Some(below) = self
+            .first
+            .checked_sub(bin)
+            .and_then(|d| usize::try_from(d).ok())
+            && below > 0
+            && below <= room
+        {
+            self.dense.splice(0..0, std::iter::repeat_n(0.0, below));
+            self.first = bin;
+        }
+        let at = bin
+            .checked_sub(self.first)
+            .filter(|i| (0..Self::DENSE_BINS).contains(i))
+            .and_then(|i| usize::try_from(i).ok());
+        match at {
+            Some(i) => {
+                if i >= self.dense.len() {
+                    self.dense.resize(i + 1, 0.0);
+                }
+                if let Some(c) = self.dense.get_mut(i) {
+                    *c += count;
+                }
+            }
+            None => *self.sparse.entry(bin).or_insert(0.0) += count,
+        }
+    }
+
+    fn merge(&mut self, other: Histogram) {
+        for (bin, count) in other.nonempty() {
+            self.add_count(bin, count);
+        }
+    }
+
+    /// The bins with a count, in order.
+    fn nonempty(self) -> impl Iterator<Item = (i64, f64)> {
+        let first = self.first;
+        let dense = self
+            .dense
+            .into_iter()
+            .enumerate()
+            .filter(|(_, c)| *c > 0.0)
+            .map(move |(i, c)| (first + i64::try_from(i).unwrap_or(i64::MAX), c));
+        let mut all: Vec<(i64, f64)> = self.sparse.into_iter().chain(dense).collect();
+        // No bin is in both: the run's start only moves down, to a bin within its bound, so a bin
+        // the map took is out of the run's reach for good.
+        all.sort_by_key(|(bin, _)| *bin);
+        all.into_iter()
+    }
+
+    /// The bins as (bin's weight, count), in order of weight.
+    fn into_bins(self) -> Vec<(f64, f64)> {
+        self.nonempty()
+            .map(|(bin, count)| (bin as f64 / PRIOR_BINS_PER_BIT, count))
+            .collect()
+    }
 }
 
 /// Match weights counted into bins of 1/[`PRIOR_BINS_PER_BIT`] bit: (bin's weight, count).
 #[cfg(test)]
 fn weight_histogram(weights: impl Iterator<Item = f64>) -> Vec<(f64, f64)> {
-    let mut bins = std::collections::BTreeMap::new();
-    add_to_histogram(&mut bins, weights);
-    histogram_bins(bins)
+    let mut bins = Histogram::default();
+    for w in weights {
+        bins.add(w);
+    }
+    bins.into_bins()
 }
 
 /// lambda = sum over the candidates (`bins` of weight and count) of their match probability at
@@ -1014,6 +1093,45 @@ fn prior_fixed_point(bins: &[(f64, f64)], candidates: usize, all_pairs: f64) -> 
 mod tests {
     use super::*;
     use crate::records::Column;
+
+    #[test]
+    fn the_weight_histogram_counts_as_a_map_of_bins_would_whatever_the_weights() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut weights: Vec<f64> = (0..20_000).map(|_| rng.random_range(-40.0..60.0)).collect();
+        // Far outside any run: infinities, a freak value, values far below that the run cannot
+        // reach (to the map) and some it can (its start moves down to them).
+        weights.extend([
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e300,
+            -20_000.0,
+            -17_000.0,
+            -17_000.0,
+        ]);
+        weights.extend((0..50).map(|i| -16_000.0 + f64::from(i)));
+        let mut expected = std::collections::BTreeMap::<i64, f64>::new();
+        for w in &weights {
+            *expected
+                .entry((w * PRIOR_BINS_PER_BIT).round() as i64)
+                .or_insert(0.0) += 1.0;
+        }
+        let expected: Vec<(f64, f64)> = expected
+            .into_iter()
+            .map(|(bin, count)| (bin as f64 / PRIOR_BINS_PER_BIT, count))
+            .collect();
+        assert_eq!(weight_histogram(weights.iter().copied()), expected);
+        // Counted in parts and merged, the same.
+        let mut merged = Histogram::default();
+        for part in weights.chunks(3_000) {
+            let mut h = Histogram::default();
+            for w in part {
+                h.add(*w);
+            }
+            merged.merge(h);
+        }
+        assert_eq!(merged.into_bins(), expected);
+    }
 
     #[test]
     fn exact_agreement_is_not_held_to_a_floor_as_the_base_grows() {
