@@ -1663,6 +1663,15 @@ fn only_runs_selected_steps_on_published_inputs_and_logs_json_for_schedulers() -
         "the same inputs give the same scores and segments"
     );
 
+    // The export step alone reads what it needs from the published run, the scores its
+    // segments need included, and sends the same files again.
+    let out = clientele()?
+        .args(["run", "--as-of", AS_OF, "--only", "export"])
+        .arg(&job)
+        .output()?;
+    assert_ok(&out);
+    assert_eq!(published_checksums(&wh), before);
+
     // Another date has no published customer view: the step says so and nothing is published.
     let out = clientele()?
         .args(["run", "--as-of", "2025-11-30", "--only", "score"])

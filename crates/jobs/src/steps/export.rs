@@ -67,6 +67,16 @@ impl Declaration for ExportStepSpec {
             table_for("customer_view", cx.models),
             table_for("fct_orders", cx.models),
         ];
+        // A segment that needs a score is checked against customer_scores before it is sent.
+        let needs_scores = names
+            .iter()
+            .filter_map(|n| cx.exports.iter().find(|e| &e.name == n))
+            .filter_map(|e| cx.segments.iter().find(|s| s.id == e.segment))
+            .any(|s| !s.needs.is_empty());
+        if needs_scores {
+            let (layer, table) = super::score::WRITES[3];
+            reads.push(TableId::new(layer, table));
+        }
         if cx.has_identity_step {
             let (layer, table) = super::identity::WRITES[4];
             reads.push(TableId::new(layer, table));
