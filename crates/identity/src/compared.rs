@@ -253,10 +253,11 @@ impl Compared {
         let parts = on_threads(threads, ranges.len(), "a comparison thread failed", |i| {
             let mut part = Part::default();
             let mut vector = Vec::with_capacity(width);
+            let mut names = compare::NameLevels::default();
             if let Some(range) = ranges.get(i) {
                 candidates.for_each_pair(range.clone(), |a, b, mask| {
                     vector.clear();
-                    compare::vector(
+                    names.vector(
                         &settings.comparisons,
                         records,
                         a as usize,
