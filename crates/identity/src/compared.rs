@@ -23,7 +23,7 @@ pub struct Pattern {
 }
 
 /// The pattern of every candidate pair, in candidate order.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Compared {
     /// Distinct patterns, numbered in order of first appearance.
     pub patterns: Vec<Pattern>,
@@ -44,11 +44,85 @@ impl PartialEq for Compared {
 impl Eq for Compared {}
 
 /// One pattern number per pair: two bytes while there are at most 65,536 patterns (a few
-/// thousand is usual: at a million persons, 49 million pairs share 2,772), four beyond.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// thousand is usual: at a million persons, 49 million pairs share 2,772), four beyond; held in
+/// memory, or written to a temporary file and read back in order when the pairs are walked.
+#[derive(Debug)]
 enum PatternNumbers {
     Narrow(Vec<u16>),
     Wide(Vec<u32>),
+    /// `len` numbers of two bytes (four when `wide`), little-endian, in an unnamed temporary file
+    /// (gone with the process, however it ends). A number `n` in the file is pattern `to[n]` (`n`
+    /// itself when `to` is empty): a part is written as soon as it is compared, numbered by its
+    /// own patterns, and never rewritten when the parts' patterns are numbered together.
+    Spilled {
+        file: std::fs::File,
+        len: usize,
+        wide: bool,
+        to: Vec<u32>,
+    },
+}
+
+/// Equal when they hold the same numbers, wherever they are held (a file that cannot be read is
+/// equal to nothing).
+impl PartialEq for PatternNumbers {
+    fn eq(&self, other: &Self) -> bool {
+        if self.len() != other.len() {
+            return false;
+        }
+        let (mut a, mut b) = (self.reader(), other.reader());
+        let same = a.by_ref().eq(b.by_ref());
+        same && a.error.is_none() && b.error.is_none()
+    }
+}
+
+impl Eq for PatternNumbers {}
+
+/// The bytes of the numbers read from a spilled part at a time.
+const SPILL_CHUNK: usize = 1 << 18;
+
+/// A part's pattern numbers in order, from memory or from its file; a failed read ends the
+/// numbers early and is kept in `error`.
+struct NumberReader<'a> {
+    numbers: &'a PatternNumbers,
+    at: usize,
+    file: Option<std::io::BufReader<&'a std::fs::File>>,
+    error: Option<std::io::Error>,
+}
+
+impl Iterator for NumberReader<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        use std::io::Read;
+        let number = match self.numbers {
+            PatternNumbers::Narrow(v) => v.get(self.at).map(|n| u32::from(*n)),
+            PatternNumbers::Wide(v) => v.get(self.at).copied(),
+            PatternNumbers::Spilled { len, wide, to, .. } => {
+                if self.at >= *len || self.error.is_some() {
+                    return None;
+                }
+                let file = self.file.as_mut()?;
+                let mut bytes = [0u8; 4];
+                let width = if *wide { 4 } else { 2 };
+                match file.read_exact(bytes.get_mut(..width)?) {
+                    Ok(()) => {
+                        let n = u32::from_le_bytes(bytes);
+                        Some(if to.is_empty() {
+                            n
+                        } else {
+                            to.get(n as usize).copied().unwrap_or(u32::MAX)
+                        })
+                    }
+                    Err(e) => {
+                        self.error = Some(e);
+                        None
+                    }
+                }
+            }
+        };
+        self.at += usize::from(number.is_some());
+        number
+    }
 }
 
 impl Default for PatternNumbers {
@@ -58,7 +132,8 @@ impl Default for PatternNumbers {
 }
 
 impl PatternNumbers {
-    /// Adds `number`, widening to four bytes a number when it does not fit in two.
+    /// Adds `number`, widening to four bytes a number when it does not fit in two (held numbers
+    /// only: they are spilled once complete).
     fn push(&mut self, number: u32) {
         match self {
             PatternNumbers::Narrow(v) => match u16::try_from(number) {
@@ -70,13 +145,7 @@ impl PatternNumbers {
                 }
             },
             PatternNumbers::Wide(v) => v.push(number),
-        }
-    }
-
-    fn get(&self, i: usize) -> Option<u32> {
-        match self {
-            PatternNumbers::Narrow(v) => v.get(i).map(|n| u32::from(*n)),
-            PatternNumbers::Wide(v) => v.get(i).copied(),
+            PatternNumbers::Spilled { .. } => {}
         }
     }
 
@@ -84,12 +153,27 @@ impl PatternNumbers {
         match self {
             PatternNumbers::Narrow(v) => v.len(),
             PatternNumbers::Wide(v) => v.len(),
+            PatternNumbers::Spilled { len, .. } => *len,
         }
     }
 
-    /// Every number, in order.
-    fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        (0..self.len()).map(|i| self.get(i).unwrap_or(0))
+    /// Every number, in order (from the start of the file when spilled).
+    fn reader(&self) -> NumberReader<'_> {
+        use std::io::Seek;
+        let mut reader = NumberReader {
+            numbers: self,
+            at: 0,
+            file: None,
+            error: None,
+        };
+        if let PatternNumbers::Spilled { file, .. } = self {
+            let mut handle = file;
+            match handle.seek(std::io::SeekFrom::Start(0)) {
+                Ok(_) => reader.file = Some(std::io::BufReader::with_capacity(SPILL_CHUNK, file)),
+                Err(e) => reader.error = Some(e),
+            }
+        }
+        reader
     }
 
     /// Each number `n` replaced by `to[n]`, in place; four bytes a number when `wide`.
@@ -111,7 +195,60 @@ impl PatternNumbers {
                 }
                 PatternNumbers::Wide(v)
             }
+            PatternNumbers::Spilled {
+                file,
+                len,
+                wide,
+                to: written,
+            } => {
+                let to = if written.is_empty() {
+                    to.to_vec()
+                } else {
+                    written.iter().map(|n| new(*n)).collect()
+                };
+                PatternNumbers::Spilled {
+                    file,
+                    len,
+                    wide,
+                    to,
+                }
+            }
         }
+    }
+
+    /// The numbers written to an unnamed file in `dir` and let go from memory.
+    fn spill(self, dir: &std::path::Path) -> std::io::Result<PatternNumbers> {
+        use std::io::Write;
+        let file = tempfile::tempfile_in(dir)?;
+        let mut out = std::io::BufWriter::with_capacity(SPILL_CHUNK, &file);
+        let mut bytes = Vec::with_capacity(SPILL_CHUNK);
+        let (len, wide) = match &self {
+            PatternNumbers::Spilled { .. } => return Ok(self),
+            PatternNumbers::Narrow(v) => {
+                for chunk in v.chunks(SPILL_CHUNK / 2) {
+                    bytes.clear();
+                    bytes.extend(chunk.iter().flat_map(|n| n.to_le_bytes()));
+                    out.write_all(&bytes)?;
+                }
+                (v.len(), false)
+            }
+            PatternNumbers::Wide(v) => {
+                for chunk in v.chunks(SPILL_CHUNK / 4) {
+                    bytes.clear();
+                    bytes.extend(chunk.iter().flat_map(|n| n.to_le_bytes()));
+                    out.write_all(&bytes)?;
+                }
+                (v.len(), true)
+            }
+        };
+        out.flush()?;
+        drop(out);
+        Ok(PatternNumbers::Spilled {
+            file,
+            len,
+            wide,
+            to: Vec::new(),
+        })
     }
 }
 
@@ -207,7 +344,8 @@ fn walking_threads() -> usize {
         .clamp(1, 16)
 }
 
-/// Calls `f(state, a, b, number, pattern)` for the pairs of one part, in order.
+/// Calls `f(state, a, b, number, pattern)` for the pairs of one part, in order. Fails when the
+/// part's spilled numbers cannot be read back, or are fewer than its pairs.
 fn walk_part<T>(
     candidates: &Candidates,
     units: &std::ops::Range<usize>,
@@ -215,16 +353,27 @@ fn walk_part<T>(
     patterns: &[Pattern],
     state: &mut T,
     f: &impl Fn(&mut T, u32, u32, u32, &Pattern),
-) {
-    let mut pair = 0;
+) -> Result<()> {
+    let mut reader = numbers.reader();
+    let mut pairs = 0usize;
     candidates.for_each_pair(units.clone(), |a, b, _| {
-        if let Some(number) = numbers.get(pair)
+        if let Some(number) = reader.next()
             && let Some(p) = patterns.get(number as usize)
         {
             f(state, a, b, number, p);
         }
-        pair += 1;
+        pairs += 1;
     });
+    if let Some(e) = reader.error {
+        return Err(Error::Spill(e));
+    }
+    if pairs != numbers.len() {
+        return Err(Error::Internal(format!(
+            "{pairs} candidate pairs walked but {} pattern numbers held",
+            numbers.len()
+        )));
+    }
+    Ok(())
 }
 
 impl Compared {
@@ -237,16 +386,25 @@ impl Compared {
     ) -> Result<Compared> {
         let threads = walking_threads();
         // More parts than threads, so that a part of a few huge blocks does not hold up the rest.
-        Compared::compare_in_parts(settings, records, candidates, threads, threads * 4)
+        Compared::compare_in_parts(
+            settings,
+            records,
+            candidates,
+            threads,
+            threads * 4,
+            settings.spill_dir.as_deref(),
+        )
     }
 
-    /// [`Compared::compare`] on `threads` threads over `parts` parts of the blocks.
+    /// [`Compared::compare`] on `threads` threads over `parts` parts of the blocks; with `spill`,
+    /// each part's numbers are written to a file there as soon as the part is compared.
     fn compare_in_parts(
         settings: &Settings,
         records: &Records,
         candidates: &Candidates,
         threads: usize,
         parts: usize,
+        spill: Option<&std::path::Path>,
     ) -> Result<Compared> {
         let width = settings.comparisons.len();
         let ranges = candidates.partition(parts);
@@ -267,8 +425,15 @@ impl Compared {
                     part.add(mask, &vector);
                 });
             }
-            part
-        })?;
+            if let Some(dir) = spill {
+                part.ids = std::mem::take(&mut part.ids)
+                    .spill(dir)
+                    .map_err(Error::Spill)?;
+            }
+            Ok(part)
+        })?
+        .into_iter()
+        .collect::<Result<Vec<Part>>>()?;
         // The patterns first, numbered in order of first appearance; then the pairs' numbers, as
         // narrow as the number of patterns allows.
         let mut patterns = Vec::new();
@@ -332,12 +497,22 @@ impl Compared {
         }
     }
 
+    /// Whether the pattern numbers are held on disk ([`Settings::spill_dir`]).
+    pub fn is_spilled(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|(_, n)| matches!(n, PatternNumbers::Spilled { .. }))
+    }
+
     /// The pattern of pair `i`.
     pub fn pattern(&self, i: usize) -> Option<&Pattern> {
         let mut i = i;
         for (_, numbers) in &self.parts {
             if i < numbers.len() {
-                return numbers.get(i).and_then(|id| self.patterns.get(id as usize));
+                return numbers
+                    .reader()
+                    .nth(i)
+                    .and_then(|id| self.patterns.get(id as usize));
             }
             i -= numbers.len();
         }
@@ -346,7 +521,7 @@ impl Compared {
 
     /// Every pair's pattern number, in candidate order.
     fn numbers(&self) -> impl Iterator<Item = u32> + '_ {
-        self.parts.iter().flat_map(|(_, numbers)| numbers.iter())
+        self.parts.iter().flat_map(|(_, numbers)| numbers.reader())
     }
 
     /// Walks the candidate pairs on every core (at most 16 threads) in the parts they were
@@ -367,11 +542,13 @@ impl Compared {
             |i| {
                 let mut state = start();
                 if let Some((units, numbers)) = self.parts.get(i) {
-                    walk_part(candidates, units, numbers, &self.patterns, &mut state, &f);
+                    walk_part(candidates, units, numbers, &self.patterns, &mut state, &f)?;
                 }
-                state
+                Ok(state)
             },
-        )
+        )?
+        .into_iter()
+        .collect()
     }
 
     /// [`Compared::for_each_in_parts`] for the last walk: each part's pattern numbers are let go
@@ -399,11 +576,13 @@ impl Compared {
                     .get(i)
                     .and_then(|slot| slot.lock().ok().and_then(|mut slot| slot.take()));
                 if let Some((units, numbers)) = part {
-                    walk_part(candidates, &units, &numbers, &patterns, &mut state, &f);
+                    walk_part(candidates, &units, &numbers, &patterns, &mut state, &f)?;
                 }
-                state
+                Ok(state)
             },
-        )?;
+        )?
+        .into_iter()
+        .collect::<Result<Vec<T>>>()?;
         Ok((states, patterns))
     }
 
@@ -417,14 +596,13 @@ impl Compared {
         mut f: impl FnMut(u32, u32, u32, &Pattern),
     ) {
         for (units, numbers) in &self.parts {
-            let mut i = 0usize;
+            let mut numbers = numbers.reader();
             candidates.for_each_pair(units.clone(), |a, b, _| {
-                if let Some(number) = numbers.get(i)
+                if let Some(number) = numbers.next()
                     && let Some(p) = self.patterns.get(number as usize)
                 {
                     f(a, b, number, p);
                 }
-                i += 1;
             });
         }
     }
@@ -506,7 +684,7 @@ mod tests {
         let candidates = crate::blocking::candidates(&settings, &records);
         let pairs = candidates.collect_pairs();
         assert!(pairs.len() > 10, "{pairs:?}");
-        let whole = Compared::compare_in_parts(&settings, &records, &candidates, 1, 1)?;
+        let whole = Compared::compare_in_parts(&settings, &records, &candidates, 1, 1, None)?;
         for (i, (a, b, mask)) in pairs.iter().enumerate() {
             let mut expected = Vec::new();
             compare::vector(
@@ -527,7 +705,7 @@ mod tests {
         );
         for (threads, parts) in [(2, 3), (3, 7), (4, 50)] {
             let split =
-                Compared::compare_in_parts(&settings, &records, &candidates, threads, parts)?;
+                Compared::compare_in_parts(&settings, &records, &candidates, threads, parts, None)?;
             assert_eq!(split, whole, "{threads} threads, {parts} parts");
             // Walked part by part on several threads and joined in order: the pairs of one walk.
             let mut walked = Vec::new();
@@ -550,6 +728,78 @@ mod tests {
             assert_eq!(kept, patterns);
             assert_eq!(states.concat(), walked, "{threads} threads, {parts} parts");
         }
+        // Spilled to files, the numbers read back are the same, walk after walk.
+        let dir = tempfile::tempdir().map_err(Error::Spill)?;
+        let mut walked = Vec::new();
+        whole.for_each(&candidates, |a, b, number, _| walked.push((a, b, number)));
+        for (threads, parts) in [(1, 1), (3, 7)] {
+            let spilled = Compared::compare_in_parts(
+                &settings,
+                &records,
+                &candidates,
+                threads,
+                parts,
+                Some(dir.path()),
+            )?;
+            assert!(spilled.is_spilled() && !whole.is_spilled());
+            assert_eq!(spilled, whole);
+            assert_eq!(spilled, whole, "read again from the start");
+            let mut once = Vec::new();
+            spilled.for_each(&candidates, |a, b, number, _| once.push((a, b, number)));
+            assert_eq!(once, walked);
+            let joined: Vec<(u32, u32, u32)> = spilled
+                .for_each_in_parts(&candidates, Vec::new, |seen, a, b, number, _| {
+                    seen.push((a, b, number));
+                })?
+                .concat();
+            assert_eq!(joined, walked, "{threads} threads, {parts} parts");
+            let (states, _) = spilled.into_each_part(&candidates, Vec::new, |seen, a, b, n, _| {
+                seen.push((a, b, n));
+            })?;
+            assert_eq!(states.concat(), walked, "{threads} threads, {parts} parts");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_spilled_part_whose_file_lost_its_numbers_fails_the_walk_instead_of_skipping_pairs()
+    -> Result<()> {
+        let candidates = Candidates::from_pairs(vec![(0, 1, 1), (0, 2, 1), (1, 2, 1)]);
+        let held = Compared::from_levels(&[1, 1, 1], &[1, 2, 1], 1);
+        let dir = tempfile::tempdir().map_err(Error::Spill)?;
+        let Compared { patterns, parts } = held;
+        let parts = parts
+            .into_iter()
+            .map(|(units, numbers)| Ok((units, numbers.spill(dir.path()).map_err(Error::Spill)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let spilled = Compared { patterns, parts };
+        let mut walked = 0;
+        spilled.for_each(&candidates, |_, _, _, _| walked += 1);
+        assert_eq!(walked, 3);
+        // The same part with a file holding one number of its three.
+        let Compared { patterns, mut parts } = spilled;
+        let (units, numbers) = parts.remove(0);
+        let PatternNumbers::Spilled { file, len, wide, to } = numbers else {
+            return Err(Error::Internal("not spilled".into()));
+        };
+        file.set_len(2).map_err(Error::Spill)?;
+        let short = Compared {
+            patterns,
+            parts: vec![(
+                units,
+                PatternNumbers::Spilled {
+                    file,
+                    len,
+                    wide,
+                    to,
+                },
+            )],
+        };
+        let walk = short.for_each_in_parts(&candidates, || 0usize, |n, _, _, _, _| *n += 1);
+        assert!(
+            matches!(&walk, Err(Error::Spill(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof),
+            "{walk:?}"
+        );
         Ok(())
     }
 }

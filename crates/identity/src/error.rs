@@ -16,6 +16,12 @@ pub enum Error {
     /// A bug: a worker thread failed.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The candidate pairs' comparison patterns could not be written to the temporary directory
+    /// or read back from it.
+    #[error(
+        "the candidate pairs' comparison patterns spilled to the temporary directory (TMPDIR): {0}"
+    )]
+    Spill(#[source] std::io::Error),
     /// Building an output table failed (a bug).
     #[error("building the {table} table: {source}")]
     Arrow {

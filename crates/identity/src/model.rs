@@ -1410,12 +1410,9 @@ mod tests {
             .ok_or("postcode not anchored")?;
         assert!((pc.0[1] - 350.0 / 550.0).abs() < 0.01, "{:?}", pc.0);
         let cp = &settings.comparisons;
-        let fitted = fit(
-            &settings,
-            &Records::new(&settings),
-            &Candidates::default(),
-            &compared,
-        )
+        // The candidates the patterns are of (the walks check that every pair has its pattern).
+        let pairs = Candidates::from_pairs(vec![(0, 1, 0b11111); 550]);
+        let fitted = fit(&settings, &Records::new(&settings), &pairs, &compared)
         .map_err(|e| e.to_string())?;
         let given = fitted.comparisons[postcode]
             .m_where_whole_differs

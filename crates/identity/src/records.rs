@@ -331,6 +331,75 @@ impl Records {
         });
     }
 
+    /// Puts the records in the order of their ids (byte order, as SQL's `order by` on text),
+    /// numbering each column's values and the sources again in order of first appearance: the
+    /// records are then exactly those pushed in id order, whatever order they were pushed in (so
+    /// that an input read as it comes, without a sort holding all of it, resolves the same). Fails
+    /// with the id when one is held twice.
+    pub fn sort_by_id(&mut self) -> Result<(), String> {
+        let mut order: Vec<u32> = (0..u32::try_from(self.len()).unwrap_or(NULL)).collect();
+        {
+            let id = |r: u32| self.ids.get(r as usize).unwrap_or("");
+            order.sort_unstable_by(|x, y| id(*x).cmp(id(*y)));
+            if let Some(pair) = order.windows(2).find(|w| id(w[0]) == id(w[1])) {
+                return Err(id(pair[0]).to_string());
+            }
+        }
+        if order.iter().enumerate().all(|(i, r)| i == *r as usize) {
+            return Ok(());
+        }
+        self.ids = order
+            .iter()
+            .map(|r| self.ids.get(*r as usize).unwrap_or(""))
+            .collect();
+        let (sources, names) = first_appearance(
+            order
+                .iter()
+                .map(|r| u32::from(self.sources.get(*r as usize).copied().unwrap_or(0))),
+            self.source_names.len(),
+        );
+        self.sources = sources
+            .into_iter()
+            .map(|s| u16::try_from(s).unwrap_or(u16::MAX))
+            .collect();
+        self.source_names = names
+            .iter()
+            .map(|old| self.source_names.get(*old as usize).cloned().unwrap_or_default())
+            .collect();
+        for column in &mut self.columns {
+            let (codes, values) = first_appearance(
+                order
+                    .iter()
+                    .map(|r| column.codes.get(*r as usize).copied().unwrap_or(NULL)),
+                column.values.len(),
+            );
+            column.codes = codes;
+            column.values = values
+                .iter()
+                .map(|old| column.values.get(*old as usize).unwrap_or(""))
+                .collect();
+            column.counts = values
+                .iter()
+                .map(|old| column.counts.get(*old as usize).copied().unwrap_or(0))
+                .collect();
+            if !column.dates.is_empty() {
+                column.dates = values
+                    .iter()
+                    .map(|old| column.dates.get(*old as usize).copied().unwrap_or((0, 0, 0)))
+                    .collect();
+            }
+            if !column.shared.is_empty() {
+                column.shared = values
+                    .iter()
+                    .map(|old| column.shared.get(*old as usize).copied().unwrap_or(true))
+                    .collect();
+            }
+            // Built on the old numbering: built again from the values when next needed.
+            column.index.clear();
+        }
+        Ok(())
+    }
+
     /// Frees what only loading needs (the lookup from each value to its code, a second copy of
     /// every distinct value: at a million persons hundreds of megabytes). A later
     /// [`Records::push`] rebuilds the lookup first, so a value already held keeps its code.
@@ -477,6 +546,26 @@ impl<'a> Holders<'a> {
     }
 }
 
+/// `codes` (of `distinct` values; [`NULL`] for none) numbered again in order of first appearance:
+/// the new codes, and for each new code the old one.
+fn first_appearance(codes: impl Iterator<Item = u32>, distinct: usize) -> (Vec<u32>, Vec<u32>) {
+    let mut new_of = vec![NULL; distinct];
+    let mut old_of = Vec::with_capacity(distinct);
+    let codes = codes
+        .map(|code| match new_of.get_mut(code as usize) {
+            None => NULL,
+            Some(new) => {
+                if *new == NULL {
+                    *new = u32::try_from(old_of.len()).unwrap_or(NULL);
+                    old_of.push(code);
+                }
+                *new
+            }
+        })
+        .collect();
+    (codes, old_of)
+}
+
 /// The first and last character of a value with the rest starred.
 pub(crate) fn mask(value: &str) -> String {
     let chars: Vec<char> = value.chars().collect();
@@ -491,6 +580,65 @@ pub(crate) fn mask(value: &str) -> String {
 mod tests {
     use super::*;
     use crate::spec::IdentitySpec;
+
+    #[test]
+    fn records_pushed_in_any_order_and_sorted_by_id_are_those_pushed_in_id_order() {
+        use rand::{SeedableRng, seq::SliceRandom};
+        let Ok(settings) = IdentitySpec::default().validate() else {
+            panic!("the default spec is valid");
+        };
+        let (firsts, lasts) = (["ann", "bob", "cy", "dee"], ["lee", "stone", "hill"]);
+        // 200 records of three sources, with repeated values, missing ones and dates.
+        let rows: Vec<(String, &str, Vec<Option<String>>)> = (0..200usize)
+            .map(|i| {
+                let source = ["crm", "web", "vendor"][i * 7 % 3];
+                let values = vec![
+                    Some(firsts[i % 4].to_string()),
+                    (i % 5 != 0).then(|| lasts[i % 3].to_string()),
+                    (i % 3 == 0).then(|| format!("19{:02}-0{}-1{}", 40 + i % 50, 1 + i % 9, i % 10)),
+                    Some(format!("{} high street", i % 17)),
+                    Some(format!("ls{} 4ab", i % 6)),
+                    Some("leeds".to_string()),
+                    (i % 4 == 1).then(|| format!("07700 900{:03}", i % 40)),
+                    (i % 2 == 0).then(|| format!("p{}@example.com", i % 60)),
+                ];
+                (format!("{source}:{:05}", (i * 7919) % 100_000), source, values)
+            })
+            .collect();
+        let push_all = |rows: &[&(String, &str, Vec<Option<String>>)]| {
+            let mut records = Records::new(&settings);
+            for (id, source, values) in rows {
+                let raw: Vec<Option<&str>> = values.iter().map(|v| v.as_deref()).collect();
+                records.push(id, source, &raw);
+            }
+            records
+        };
+        let mut sorted: Vec<&(String, &str, Vec<Option<String>>)> = rows.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        let expected = push_all(&sorted);
+        let mut shuffled = sorted.clone();
+        shuffled.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(7));
+        let mut records = push_all(&shuffled);
+        assert_ne!(records.ids, expected.ids);
+        assert_eq!(records.sort_by_id(), Ok(()));
+        assert_eq!(records.ids, expected.ids);
+        assert_eq!(records.sources, expected.sources);
+        assert_eq!(records.source_names, expected.source_names);
+        for (c, (got, want)) in records.columns.iter().zip(&expected.columns).enumerate() {
+            assert_eq!(got.codes, want.codes, "column {c}");
+            assert_eq!(got.values, want.values, "column {c}");
+            assert_eq!(got.counts, want.counts, "column {c}");
+            assert_eq!(got.dates, want.dates, "column {c}");
+            assert_eq!(got.non_null, want.non_null, "column {c}");
+        }
+        // A value pushed after sorting finds the code its value holds.
+        let raw: Vec<Option<&str>> = sorted[0].2.iter().map(|v| v.as_deref()).collect();
+        records.push("zzz:1", "crm", &raw);
+        assert_eq!(records.columns[0].codes.last(), expected.columns[0].codes.first());
+        // An id held twice is named.
+        let mut twice = push_all(&[sorted[3], sorted[1], sorted[3]]);
+        assert_eq!(twice.sort_by_id(), Err(sorted[3].0.clone()));
+    }
 
     #[test]
     fn a_string_index_finds_each_string_where_it_is_held() {

@@ -267,6 +267,11 @@ pub struct Settings {
     pub links_min_probability: f64,
     pub truth: Option<String>,
     pub placeholder_min_records: u32,
+    /// Where the candidate pairs' comparison patterns are written instead of held while the
+    /// model is fitted and the pairs scored (`None`: held in memory). Not an `[identity]` key:
+    /// the job sets it to the temporary directory when it has a `memory_limit_mb`.
+    #[serde(skip)]
+    pub spill_dir: Option<std::path::PathBuf>,
 }
 
 /// Comparisons used when the spec names none: the customer columns of the demo's unioned records.
@@ -599,6 +604,7 @@ impl IdentitySpec {
             links_min_probability,
             truth: self.truth.clone(),
             placeholder_min_records: self.placeholder_min_records.unwrap_or(50),
+            spill_dir: None,
         })
     }
 }

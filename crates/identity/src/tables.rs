@@ -102,20 +102,13 @@ impl<'a> RecordLoader<'a> {
         Ok(())
     }
 
-    /// The records, once every batch is added: a record id held twice is an error (checked on
-    /// the ids sorted, not with a second copy of every id in a set).
+    /// The records, once every batch is added, in the order of their ids whatever the order of
+    /// the batches ([`Records::sort_by_id`]): a record id held twice is an error.
     pub fn finish(self) -> Result<Records> {
         let mut records = self.records;
-        let mut order: Vec<u32> = (0..u32::try_from(records.len()).unwrap_or(u32::MAX)).collect();
-        let id = |r: u32| records.ids.get(r as usize).unwrap_or("");
-        order.sort_unstable_by(|x, y| id(*x).cmp(id(*y)));
-        if let Some(pair) = order.windows(2).find(|w| id(w[0]) == id(w[1])) {
-            return Err(Error::Input(format!(
-                "record_id '{}' occurs more than once in the input",
-                id(pair[0])
-            )));
-        }
-        drop(order);
+        records.sort_by_id().map_err(|id| {
+            Error::Input(format!("record_id '{id}' occurs more than once in the input"))
+        })?;
         records.finish_loading();
         records.set_aside_placeholders(self.settings);
         records.mark_shared_values(self.settings);

@@ -136,7 +136,12 @@ impl Operation for Identity {
         let previous = previous_ids(cx.engine, cx.warehouse, &index).await?;
         drop(index);
         lap("reading previous ids");
-        let owned = settings.clone();
+        let mut owned = settings.clone();
+        // Under a memory limit the pairs' comparison patterns wait on disk between the walks
+        // over the pairs (at ten million persons 1.1 GB, read back at disk speed).
+        if cx.spec.engine.memory_limit_mb.is_some() {
+            owned.spill_dir = Some(std::env::temp_dir());
+        }
         let (records, resolution) = tokio::task::spawn_blocking(move || {
             resolve(&records, &owned, &previous).map(|r| (records, r))
         })
