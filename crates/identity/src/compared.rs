@@ -753,9 +753,10 @@ mod tests {
                 })?
                 .concat();
             assert_eq!(joined, walked, "{threads} threads, {parts} parts");
-            let (states, _) = spilled.into_each_part(&candidates, Vec::new, |seen, a, b, n, _| {
-                seen.push((a, b, n));
-            })?;
+            let (states, _) =
+                spilled.into_each_part(&candidates, Vec::new, |seen, a, b, n, _| {
+                    seen.push((a, b, n));
+                })?;
             assert_eq!(states.concat(), walked, "{threads} threads, {parts} parts");
         }
         Ok(())
@@ -777,9 +778,18 @@ mod tests {
         spilled.for_each(&candidates, |_, _, _, _| walked += 1);
         assert_eq!(walked, 3);
         // The same part with a file holding one number of its three.
-        let Compared { patterns, mut parts } = spilled;
+        let Compared {
+            patterns,
+            mut parts,
+        } = spilled;
         let (units, numbers) = parts.remove(0);
-        let PatternNumbers::Spilled { file, len, wide, to } = numbers else {
+        let PatternNumbers::Spilled {
+            file,
+            len,
+            wide,
+            to,
+        } = numbers
+        else {
             return Err(Error::Internal("not spilled".into()));
         };
         file.set_len(2).map_err(Error::Spill)?;

@@ -1413,7 +1413,7 @@ mod tests {
         // The candidates the patterns are of (the walks check that every pair has its pattern).
         let pairs = Candidates::from_pairs(vec![(0, 1, 0b11111); 550]);
         let fitted = fit(&settings, &Records::new(&settings), &pairs, &compared)
-        .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?;
         let given = fitted.comparisons[postcode]
             .m_where_whole_differs
             .as_ref()

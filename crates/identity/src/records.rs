@@ -364,7 +364,12 @@ impl Records {
             .collect();
         self.source_names = names
             .iter()
-            .map(|old| self.source_names.get(*old as usize).cloned().unwrap_or_default())
+            .map(|old| {
+                self.source_names
+                    .get(*old as usize)
+                    .cloned()
+                    .unwrap_or_default()
+            })
             .collect();
         for column in &mut self.columns {
             let (codes, values) = first_appearance(
@@ -385,7 +390,13 @@ impl Records {
             if !column.dates.is_empty() {
                 column.dates = values
                     .iter()
-                    .map(|old| column.dates.get(*old as usize).copied().unwrap_or((0, 0, 0)))
+                    .map(|old| {
+                        column
+                            .dates
+                            .get(*old as usize)
+                            .copied()
+                            .unwrap_or((0, 0, 0))
+                    })
                     .collect();
             }
             if !column.shared.is_empty() {
@@ -595,14 +606,19 @@ mod tests {
                 let values = vec![
                     Some(firsts[i % 4].to_string()),
                     (i % 5 != 0).then(|| lasts[i % 3].to_string()),
-                    (i % 3 == 0).then(|| format!("19{:02}-0{}-1{}", 40 + i % 50, 1 + i % 9, i % 10)),
+                    (i % 3 == 0)
+                        .then(|| format!("19{:02}-0{}-1{}", 40 + i % 50, 1 + i % 9, i % 10)),
                     Some(format!("{} high street", i % 17)),
                     Some(format!("ls{} 4ab", i % 6)),
                     Some("leeds".to_string()),
                     (i % 4 == 1).then(|| format!("07700 900{:03}", i % 40)),
                     (i % 2 == 0).then(|| format!("p{}@example.com", i % 60)),
                 ];
-                (format!("{source}:{:05}", (i * 7919) % 100_000), source, values)
+                (
+                    format!("{source}:{:05}", (i * 7919) % 100_000),
+                    source,
+                    values,
+                )
             })
             .collect();
         let push_all = |rows: &[&(String, &str, Vec<Option<String>>)]| {
@@ -634,7 +650,10 @@ mod tests {
         // A value pushed after sorting finds the code its value holds.
         let raw: Vec<Option<&str>> = sorted[0].2.iter().map(|v| v.as_deref()).collect();
         records.push("zzz:1", "crm", &raw);
-        assert_eq!(records.columns[0].codes.last(), expected.columns[0].codes.first());
+        assert_eq!(
+            records.columns[0].codes.last(),
+            expected.columns[0].codes.first()
+        );
         // An id held twice is named.
         let mut twice = push_all(&[sorted[3], sorted[1], sorted[3]]);
         assert_eq!(twice.sort_by_id(), Err(sorted[3].0.clone()));
