@@ -339,27 +339,85 @@ pub struct Contacts {
 impl Contacts {
     pub fn new(records: &Records, settings: &Settings) -> Contacts {
         let rule = crate::records::Holders::new(records, settings);
-        // Each distinct contact point numbered (kind and value held once, end to end, and found
-        // by its hash: no string or map entry of its own; dropped once numbered), and the
-        // records holding each.
+        // Each distinct contact point numbered, in the order `record_contacts` lists a record's.
+        // An email or phone column alone of its kind numbers its points by its value codes (its
+        // distinct values are distinct points: no text held for them). The postal keys, and the
+        // values of a kind two columns share, are held end to end and found by their hash (no
+        // string or map entry of their own; dropped once numbered), numbered after the coded ones.
+        let kind_name = |kind: Kind| match kind {
+            Kind::Email => Some("email"),
+            Kind::Phone => Some("phone"),
+            _ => None,
+        };
+        let mut coded = 0u32;
+        let base: Vec<Option<u32>> = settings
+            .comparisons
+            .iter()
+            .enumerate()
+            .map(|(c, comparison)| {
+                let alone = settings
+                    .comparisons
+                    .iter()
+                    .filter(|o| o.kind == comparison.kind)
+                    .count()
+                    == 1;
+                (kind_name(comparison.kind).is_some() && alone).then(|| {
+                    let at = coded;
+                    let values = records.columns.get(c).map_or(0, |col| col.values.len());
+                    coded = coded.saturating_add(u32::try_from(values).unwrap_or(u32::MAX));
+                    at
+                })
+            })
+            .collect();
+        let first = |kind: Kind| settings.comparisons.iter().position(|c| c.kind == kind);
+        let (street, postcode, forename) = (
+            first(Kind::Address),
+            first(Kind::Postcode),
+            first(Kind::Forename),
+        );
         let mut points = crate::records::Strings::default();
         let mut number = crate::records::StringIndex::default();
         let mut key = String::new();
         let mut of = Vec::new();
         let mut starts = Vec::with_capacity(records.len() + 1);
         starts.push(0u32);
+        let mut intern = |key: &str| coded.saturating_add(number.intern(&mut points, key).0);
         for i in 0..records.len() {
-            for (kind, value) in record_contacts(records, settings, i) {
-                key.clear();
-                key.push_str(kind);
-                key.push('\u{1}');
-                key.push_str(&value);
-                let (id, _) = number.intern(&mut points, &key);
+            let value = |c: usize| records.columns.get(c).and_then(|col| col.value(i));
+            for (c, comparison) in settings.comparisons.iter().enumerate() {
+                let Some(kind) = kind_name(comparison.kind) else {
+                    continue;
+                };
+                let Some(v) = value(c) else { continue };
+                let id = match (base.get(c).copied().flatten(), records.columns.get(c)) {
+                    (Some(at), Some(col)) => {
+                        at.saturating_add(col.codes.get(i).copied().unwrap_or(0))
+                    }
+                    _ => {
+                        key.clear();
+                        key.push_str(kind);
+                        key.push('\u{1}');
+                        key.push_str(v);
+                        intern(&key)
+                    }
+                };
                 of.push(id);
+            }
+            if let (Some(s), Some(p)) = (street.and_then(value), postcode.and_then(value)) {
+                key.clear();
+                key.push_str("postal\u{1}");
+                key.push_str(&crate::standardise::postal_key_of(
+                    s,
+                    p,
+                    forename.and_then(value),
+                ));
+                of.push(intern(&key));
             }
             starts.push(u32::try_from(of.len()).unwrap_or(u32::MAX));
         }
-        let mut shared = vec![false; points.len()];
+        drop(intern);
+        let distinct = coded.saturating_add(u32::try_from(points.len()).unwrap_or(u32::MAX));
+        let mut shared = vec![false; distinct as usize];
         drop((number, points));
         if let Some(rule) = &rule {
             // By contact point, its records in record order, as the rule looks at them: the
@@ -904,6 +962,55 @@ mod tests {
                     None,
                 ],
             );
+        }
+        let r = crate::resolve(&records, &settings, &crate::Previous::default())?;
+        let table = contacts_table(&records, &settings, &r)?;
+        let shared = table
+            .column_by_name("is_shared")
+            .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
+            .ok_or_else(|| Error::Internal("is_shared".into()))?;
+        assert_eq!(
+            shared.iter().collect::<Vec<_>>(),
+            vec![Some(true), Some(true), Some(false), Some(false)]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_number_in_two_phone_columns_is_one_contact_point() -> Result<()> {
+        let mut comparisons = crate::spec::default_comparisons();
+        let mut mobile = comparisons
+            .iter()
+            .find(|c| c.kind == Kind::Phone)
+            .cloned()
+            .ok_or_else(|| Error::Internal("no phone comparison".into()))?;
+        mobile.column = "mobile".into();
+        comparisons.push(mobile);
+        let settings = IdentitySpec {
+            comparisons: Some(comparisons),
+            ..IdentitySpec::default()
+        }
+        .validate()?;
+        let mut records = Records::new(&settings);
+        // Ann's landline is Tom's mobile; Tom's landline is Thomas's (the same name) mobile.
+        for (id, first, phone, mobile) in [
+            ("crm:1", "Ann", Some("01632 960000"), None),
+            ("crm:2", "Tom", None, Some("01632 960000")),
+            ("web:3", "Tom", Some("01632 960111"), None),
+            ("web:4", "Thomas", None, Some("01632 960111")),
+        ] {
+            let mut raw = vec![
+                Some(first),
+                Some("Lee"),
+                None,
+                None,
+                None,
+                None,
+                phone,
+                None,
+            ];
+            raw.push(mobile);
+            records.push(id, "s", &raw);
         }
         let r = crate::resolve(&records, &settings, &crate::Previous::default())?;
         let table = contacts_table(&records, &settings, &r)?;
