@@ -415,7 +415,6 @@ impl Contacts {
             }
             starts.push(u32::try_from(of.len()).unwrap_or(u32::MAX));
         }
-        drop(intern);
         let distinct = coded.saturating_add(u32::try_from(points.len()).unwrap_or(u32::MAX));
         let mut shared = vec![false; distinct as usize];
         drop((number, points));
