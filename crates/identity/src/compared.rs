@@ -221,25 +221,10 @@ impl PatternNumbers {
         use std::io::Write;
         let file = tempfile::tempfile_in(dir)?;
         let mut out = std::io::BufWriter::with_capacity(SPILL_CHUNK, &file);
-        let mut bytes = Vec::with_capacity(SPILL_CHUNK);
         let (len, wide) = match &self {
             PatternNumbers::Spilled { .. } => return Ok(self),
-            PatternNumbers::Narrow(v) => {
-                for chunk in v.chunks(SPILL_CHUNK / 2) {
-                    bytes.clear();
-                    bytes.extend(chunk.iter().flat_map(|n| n.to_le_bytes()));
-                    out.write_all(&bytes)?;
-                }
-                (v.len(), false)
-            }
-            PatternNumbers::Wide(v) => {
-                for chunk in v.chunks(SPILL_CHUNK / 4) {
-                    bytes.clear();
-                    bytes.extend(chunk.iter().flat_map(|n| n.to_le_bytes()));
-                    out.write_all(&bytes)?;
-                }
-                (v.len(), true)
-            }
+            PatternNumbers::Narrow(v) => (write_le(&mut out, v, u16::to_le_bytes)?, false),
+            PatternNumbers::Wide(v) => (write_le(&mut out, v, u32::to_le_bytes)?, true),
         };
         out.flush()?;
         drop(out);
@@ -250,6 +235,21 @@ impl PatternNumbers {
             to: Vec::new(),
         })
     }
+}
+
+/// Writes `numbers` as `N` little-endian bytes each, a chunk at a time; returns how many.
+fn write_le<T: Copy, const N: usize>(
+    out: &mut impl std::io::Write,
+    numbers: &[T],
+    le: impl Fn(T) -> [u8; N],
+) -> std::io::Result<usize> {
+    let mut bytes = Vec::with_capacity(SPILL_CHUNK);
+    for chunk in numbers.chunks(SPILL_CHUNK / N) {
+        bytes.clear();
+        bytes.extend(chunk.iter().flat_map(|n| le(*n)));
+        out.write_all(&bytes)?;
+    }
+    Ok(numbers.len())
 }
 
 /// Patterns of one part of the pairs: numbered locally, merged in order afterwards.

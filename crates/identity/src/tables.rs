@@ -936,6 +936,17 @@ mod tests {
         Ok(())
     }
 
+    /// The `is_shared` column of the records' contact points, resolved.
+    fn shared_flags(records: &Records, settings: &Settings) -> Result<Vec<Option<bool>>> {
+        let r = crate::resolve(records, settings, &crate::Previous::default())?;
+        let table = contacts_table(records, settings, &r)?;
+        let shared = table
+            .column_by_name("is_shared")
+            .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
+            .ok_or_else(|| Error::Internal("is_shared".into()))?;
+        Ok(shared.iter().collect())
+    }
+
     #[test]
     fn a_contact_two_first_names_hold_is_shared() -> Result<()> {
         let settings = IdentitySpec::default().validate()?;
@@ -962,14 +973,8 @@ mod tests {
                 ],
             );
         }
-        let r = crate::resolve(&records, &settings, &crate::Previous::default())?;
-        let table = contacts_table(&records, &settings, &r)?;
-        let shared = table
-            .column_by_name("is_shared")
-            .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
-            .ok_or_else(|| Error::Internal("is_shared".into()))?;
         assert_eq!(
-            shared.iter().collect::<Vec<_>>(),
+            shared_flags(&records, &settings)?,
             vec![Some(true), Some(true), Some(false), Some(false)]
         );
         Ok(())
@@ -1011,14 +1016,8 @@ mod tests {
             raw.push(mobile);
             records.push(id, "s", &raw);
         }
-        let r = crate::resolve(&records, &settings, &crate::Previous::default())?;
-        let table = contacts_table(&records, &settings, &r)?;
-        let shared = table
-            .column_by_name("is_shared")
-            .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
-            .ok_or_else(|| Error::Internal("is_shared".into()))?;
         assert_eq!(
-            shared.iter().collect::<Vec<_>>(),
+            shared_flags(&records, &settings)?,
             vec![Some(true), Some(true), Some(false), Some(false)]
         );
         Ok(())
