@@ -498,7 +498,8 @@ impl Compared {
     }
 
     /// Whether the pattern numbers are held on disk ([`Settings::spill_dir`]).
-    pub fn is_spilled(&self) -> bool {
+    #[cfg(test)]
+    fn is_spilled(&self) -> bool {
         self.parts
             .iter()
             .any(|(_, n)| matches!(n, PatternNumbers::Spilled { .. }))
