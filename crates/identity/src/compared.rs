@@ -365,7 +365,8 @@ fn walk_part<T>(
         pairs += 1;
     });
     if let Some(e) = reader.error {
-        return Err(Error::Spill(e));
+        // Only the identity step spills, to the system's temporary directory.
+        return Err(Error::spilled_patterns(None)(e));
     }
     if pairs != numbers.len() {
         return Err(Error::Internal(format!(
@@ -428,7 +429,7 @@ impl Compared {
             if let Some(dir) = spill {
                 part.ids = std::mem::take(&mut part.ids)
                     .spill(dir)
-                    .map_err(Error::Spill)?;
+                    .map_err(Error::spilled_patterns(Some(dir)))?;
             }
             Ok(part)
         })?
@@ -730,7 +731,7 @@ mod tests {
             assert_eq!(states.concat(), walked, "{threads} threads, {parts} parts");
         }
         // Spilled to files, the numbers read back are the same, walk after walk.
-        let dir = tempfile::tempdir().map_err(Error::Spill)?;
+        let dir = tempfile::tempdir().map_err(Error::spilled_patterns(None))?;
         let mut walked = Vec::new();
         whole.for_each(&candidates, |a, b, number, _| walked.push((a, b, number)));
         for (threads, parts) in [(1, 1), (3, 7)] {
@@ -768,11 +769,18 @@ mod tests {
     -> Result<()> {
         let candidates = Candidates::from_pairs(vec![(0, 1, 1), (0, 2, 1), (1, 2, 1)]);
         let held = Compared::from_levels(&[1, 1, 1], &[1, 2, 1], 1);
-        let dir = tempfile::tempdir().map_err(Error::Spill)?;
+        let dir = tempfile::tempdir().map_err(Error::spilled_patterns(None))?;
         let Compared { patterns, parts } = held;
         let parts = parts
             .into_iter()
-            .map(|(units, numbers)| Ok((units, numbers.spill(dir.path()).map_err(Error::Spill)?)))
+            .map(|(units, numbers)| {
+                Ok((
+                    units,
+                    numbers
+                        .spill(dir.path())
+                        .map_err(Error::spilled_patterns(None))?,
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
         let spilled = Compared { patterns, parts };
         let mut walked = 0;
@@ -793,7 +801,7 @@ mod tests {
         else {
             return Err(Error::Internal("not spilled".into()));
         };
-        file.set_len(2).map_err(Error::Spill)?;
+        file.set_len(2).map_err(Error::spilled_patterns(None))?;
         let short = Compared {
             patterns,
             parts: vec![(
@@ -808,7 +816,7 @@ mod tests {
         };
         let walk = short.for_each_in_parts(&candidates, || 0usize, |n, _, _, _, _| *n += 1);
         assert!(
-            matches!(&walk, Err(Error::Spill(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof),
+            matches!(&walk, Err(Error::Spill { source: e, .. }) if e.kind() == std::io::ErrorKind::UnexpectedEof),
             "{walk:?}"
         );
         Ok(())

@@ -16,12 +16,17 @@ pub enum Error {
     /// A bug: a worker thread failed.
     #[error("internal error: {0}")]
     Internal(String),
-    /// The candidate pairs' comparison patterns could not be written to the temporary directory
-    /// or read back from it.
-    #[error(
-        "the candidate pairs' comparison patterns spilled to the temporary directory (TMPDIR): {0}"
-    )]
-    Spill(#[source] std::io::Error),
+    /// Work set aside on disk (the candidate pairs' comparison patterns, the record ids) could not
+    /// be written to the temporary directory or read back from it.
+    #[error("{what} set aside in the temporary directory {dir}: {source}")]
+    Spill {
+        /// What was set aside.
+        what: &'static str,
+        /// The directory.
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// Building an output table failed (a bug).
     #[error("building the {table} table: {source}")]
     Arrow {
@@ -29,6 +34,28 @@ pub enum Error {
         #[source]
         source: arrow::error::ArrowError,
     },
+}
+
+impl Error {
+    /// An error of the comparison patterns set aside in `dir`.
+    pub(crate) fn spilled_patterns(
+        dir: Option<&std::path::Path>,
+    ) -> impl Fn(std::io::Error) -> Error {
+        Self::spill("the candidate pairs' comparison patterns", dir)
+    }
+
+    /// An error of `what`, set aside in `dir` (`None`: the system's temporary directory).
+    pub(crate) fn spill(
+        what: &'static str,
+        dir: Option<&std::path::Path>,
+    ) -> impl Fn(std::io::Error) -> Error {
+        let dir = dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+        move |source| Error::Spill {
+            what,
+            dir: dir.display().to_string(),
+            source,
+        }
+    }
 }
 
 /// Result with this crate's error.

@@ -347,11 +347,38 @@ fn found_by_linking_rule(rule: u8, linking: u32) -> bool {
 /// the customer ids of the last run (empty on the first). How well the clusters match a known
 /// truth is [`evaluate::accuracy`] of [`Resolution::clusters`], measured after it (the truth need
 /// not be held while resolving).
+///
+/// The same as [`link_and_cluster`] then [`Clustered::finish`], which a caller with a large base
+/// uses to read the last run's ids only once the pairs are let go.
 pub fn resolve(
     records: &Records,
     settings: &Settings,
     previous: &stable::Previous,
 ) -> Result<Resolution> {
+    link_and_cluster(records, settings)?.finish(records, settings, previous)
+}
+
+/// A resolution up to its clusters: the model, the links and each record's cluster, with the
+/// candidate pairs and their blocks let go. [`Clustered::finish`] names the customers against the
+/// last run's ids and groups households; nothing before it needs those ids, so a caller can read
+/// them after this (at ten million persons 400 MB that are then never held beside the pairs).
+#[derive(Debug)]
+pub struct Clustered {
+    clusters: Vec<u32>,
+    cluster_report: cluster::ClusterReport,
+    links: Links,
+    patterns: Vec<compared::Pattern>,
+    /// The pairs that say two records share a home, part by part.
+    home_parts: Vec<Vec<(u32, u32)>>,
+    parameters: Parameters,
+    rules: Vec<blocking::RuleReport>,
+    candidate_pairs: u64,
+    records_without_rule: u64,
+    links_above_threshold: u64,
+}
+
+/// The first part of [`resolve`]: candidate pairs, model, links and clusters.
+pub fn link_and_cluster(records: &Records, settings: &Settings) -> Result<Clustered> {
     let mut clock = StageClock::start();
     let mut lap = |phase: &str| clock.lap(phase);
     let candidates = blocking::candidates(settings, records);
@@ -538,81 +565,119 @@ pub fn resolve(
             && found_by_linking_rule(link.rule, linking)
             && clusters[link.a as usize] == clusters[link.b as usize];
     }
-    let (ids, changes) = stable::assign(&records.ids, &clusters, previous);
-    lap("stable ids");
-    let (households, household_report) = household::households_of_pairs(
-        settings,
-        records,
-        home_parts.into_iter().flatten(),
-        &clusters,
-    );
-    lap("households");
-    let mut first_of: Vec<Option<usize>> = vec![None; household_report.households as usize];
-    for (r, h) in households.iter().enumerate() {
-        if let Some(slot) = first_of.get_mut(*h as usize) {
-            slot.get_or_insert(r);
-        }
-    }
-    let household_names: records::Strings = first_of
-        .iter()
-        .map(|r| household::household_id(r.and_then(|r| records.ids.get(r)).unwrap_or("")))
-        .collect();
+    Ok(Clustered {
+        clusters,
+        cluster_report,
+        links,
+        patterns,
+        home_parts,
+        parameters,
+        rules,
+        candidate_pairs,
+        records_without_rule,
+        links_above_threshold,
+    })
+}
 
-    let mut warnings = Vec::new();
-    for p in &parameters.comparisons {
-        if p.m_sessions == 0 {
-            warnings.push(format!(
+impl Clustered {
+    /// The rest of [`resolve`]: each cluster's customer id (the last run's where its records had
+    /// one, `previous`), the changes since then, and the households.
+    pub fn finish(
+        self,
+        records: &Records,
+        settings: &Settings,
+        previous: &stable::Previous,
+    ) -> Result<Resolution> {
+        let Clustered {
+            clusters,
+            cluster_report,
+            links,
+            patterns,
+            home_parts,
+            parameters,
+            rules,
+            candidate_pairs,
+            records_without_rule,
+            links_above_threshold,
+        } = self;
+        let mut clock = StageClock::start();
+        let mut lap = |phase: &str| clock.lap(phase);
+        let (ids, changes) = stable::assign(&records.ids, &clusters, previous);
+        lap("stable ids");
+        let (households, household_report) = household::households_of_pairs(
+            settings,
+            records,
+            home_parts.into_iter().flatten(),
+            &clusters,
+        );
+        lap("households");
+        let mut first_of: Vec<Option<usize>> = vec![None; household_report.households as usize];
+        for (r, h) in households.iter().enumerate() {
+            if let Some(slot) = first_of.get_mut(*h as usize) {
+                slot.get_or_insert(r);
+            }
+        }
+        let household_names: records::Strings = first_of
+            .iter()
+            .map(|r| household::household_id(r.and_then(|r| records.ids.get(r)).unwrap_or("")))
+            .collect();
+
+        let mut warnings = Vec::new();
+        for p in &parameters.comparisons {
+            if p.m_sessions == 0 {
+                warnings.push(format!(
                 "the m probabilities of '{}' could not be estimated (every blocking rule blocks on it); the starting guess is used",
                 p.column
             ));
+            }
         }
-    }
-    for r in &rules {
-        if let Some((key, size)) = &r.largest_skipped {
-            warnings.push(format!(
+        for r in &rules {
+            if let Some((key, size)) = &r.largest_skipped {
+                warnings.push(format!(
                 "blocking rule '{}': {} block(s) over the cap of {} skipped ({} records), the largest '{key}' with {size}",
                 r.rule, r.skipped_blocks, settings.max_block_size, r.skipped_records
             ));
+            }
         }
-    }
-    let mut per_source = vec![0u64; records.source_names.len()];
-    for s in &records.sources {
-        if let Some(n) = per_source.get_mut(*s as usize) {
-            *n += 1;
+        let mut per_source = vec![0u64; records.source_names.len()];
+        for s in &records.sources {
+            if let Some(n) = per_source.get_mut(*s as usize) {
+                *n += 1;
+            }
         }
+        let summary = Summary {
+            records: records.len() as u64,
+            records_per_source: records
+                .source_names
+                .iter()
+                .cloned()
+                .zip(per_source)
+                .collect(),
+            rules,
+            candidate_pairs,
+            links_above_threshold,
+            customers: ids.len() as u64,
+            merges: changes.iter().filter(|c| c.change == "merged").count() as u64,
+            splits: changes.iter().filter(|c| c.change == "split").count() as u64,
+            clusters: cluster_report,
+            prior: parameters.prior,
+            warnings,
+            placeholders: records.placeholders.clone(),
+            records_without_rule,
+            households: household_report,
+        };
+        Ok(Resolution {
+            customer_ids_by_cluster: ids,
+            clusters,
+            household_ids_by_household: household_names,
+            households,
+            links,
+            patterns,
+            changes,
+            parameters,
+            summary,
+        })
     }
-    let summary = Summary {
-        records: records.len() as u64,
-        records_per_source: records
-            .source_names
-            .iter()
-            .cloned()
-            .zip(per_source)
-            .collect(),
-        rules,
-        candidate_pairs,
-        links_above_threshold,
-        customers: ids.len() as u64,
-        merges: changes.iter().filter(|c| c.change == "merged").count() as u64,
-        splits: changes.iter().filter(|c| c.change == "split").count() as u64,
-        clusters: cluster_report,
-        prior: parameters.prior,
-        warnings,
-        placeholders: records.placeholders.clone(),
-        records_without_rule,
-        households: household_report,
-    };
-    Ok(Resolution {
-        customer_ids_by_cluster: ids,
-        clusters,
-        household_ids_by_household: household_names,
-        households,
-        links,
-        patterns,
-        changes,
-        parameters,
-        summary,
-    })
 }
 
 #[cfg(test)]
@@ -655,5 +720,108 @@ mod tests {
         assert!(links.iter().all(|l| l.accepted));
         assert_eq!(Links::from(vec![link(7)]).len(), 1);
         assert!(Links::default().is_empty());
+    }
+
+    #[test]
+    fn ids_set_aside_while_linking_give_the_resolution_of_ids_held() -> Result<()> {
+        let settings = IdentitySpec::default().validate()?;
+        let mut records = Records::new(&settings);
+        // 240 records of 80 people in 40 homes: each person in two or three systems, with a
+        // shared home phone and surname, typos in some first names.
+        let firsts = ["ann", "bob", "cy", "dee", "eve", "fay", "gus", "hal"];
+        for i in 0..240usize {
+            let person = i % 80;
+            let home = person / 2;
+            let first = if i % 13 == 0 {
+                format!("{}x", firsts[person % 8])
+            } else {
+                firsts[person % 8].to_string()
+            };
+            let last = format!("surname{home}");
+            let street = format!("{home} high street");
+            let phone = format!("07700 900{home:03}");
+            let email = format!("p{person}@example.com");
+            let born = format!(
+                "19{:02}-0{}-1{}",
+                40 + person % 50,
+                1 + person % 9,
+                person % 10
+            );
+            let source = ["crm", "web", "vendor"][i / 80];
+            records.push(
+                &format!("{source}:{i:04}"),
+                source,
+                &[
+                    Some(&first),
+                    Some(&last),
+                    (i % 3 != 2).then_some(born.as_str()),
+                    Some(&street),
+                    Some("ls1 4ab"),
+                    Some("leeds"),
+                    (i % 4 != 3).then_some(phone.as_str()),
+                    (i % 5 != 4).then_some(email.as_str()),
+                ],
+            );
+        }
+        let held = resolve(&records, &settings, &Previous::default())?;
+        assert!(
+            held.summary.links_above_threshold > 50,
+            "{:?}",
+            held.summary
+        );
+        let ids = records.ids.clone();
+        let dir = tempfile::tempdir().map_err(Error::spill("a test directory", None))?;
+        let aside = records.set_ids_aside(dir.path())?;
+        assert!(records.ids.is_empty());
+        assert_eq!(records.len(), 240);
+        let clustered = link_and_cluster(&records, &settings)?;
+        records.take_ids_back(aside)?;
+        assert_eq!(records.ids, ids);
+        let finished = clustered.finish(&records, &settings, &Previous::default())?;
+        assert_eq!(finished.clusters, held.clusters);
+        assert_eq!(
+            finished.customer_ids_by_cluster,
+            held.customer_ids_by_cluster
+        );
+        assert_eq!(finished.households, held.households);
+        assert_eq!(
+            finished.household_ids_by_household,
+            held.household_ids_by_household
+        );
+        assert_eq!(finished.links, held.links);
+        assert_eq!(finished.summary, held.summary);
+        Ok(())
+    }
+
+    #[test]
+    fn ids_that_cannot_be_read_back_are_an_error_naming_them() -> Result<()> {
+        let settings = IdentitySpec::default().validate()?;
+        let mut records = Records::new(&settings);
+        records.push("crm:1", "crm", &[Some("ann")]);
+        let dir = tempfile::tempdir().map_err(Error::spill("a test directory", None))?;
+        let aside = records.set_ids_aside(dir.path())?;
+        // One record more than were set aside.
+        records.push("crm:2", "crm", &[Some("bob")]);
+        let back = records.take_ids_back(aside);
+        assert!(
+            matches!(
+                &back,
+                Err(Error::Spill {
+                    what: "the record ids",
+                    ..
+                })
+            ),
+            "{back:?}"
+        );
+        let message = back.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            message.contains(&dir.path().display().to_string()),
+            "{message}"
+        );
+        assert!(
+            message.contains("1 ids read back for 2 records"),
+            "{message}"
+        );
+        Ok(())
     }
 }

@@ -14,26 +14,51 @@ use crate::standardise;
 pub const NULL: u32 = u32::MAX;
 
 /// Strings held end to end in one buffer, each found by where it ends: a record id or a distinct
-/// value costs its bytes and eight more, where a `String` each would cost a heap allocation and a
-/// 24-byte handle (at ten million persons, twenty million ids and tens of millions of values).
+/// value costs its bytes and four more, where a `String` each would cost a heap allocation and a
+/// 24-byte handle (at ten million persons, twenty-nine million ids and tens of millions of values).
+///
+/// An end is held as its low [`END_BITS`] bits; the rare strings past each multiple of
+/// 2^[`END_BITS`] bytes are found by `wraps`, so a buffer of any size works while each string
+/// costs four bytes, not the eight of a 64-bit end.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Strings {
     bytes: String,
-    ends: Vec<u64>,
+    /// The low [`END_BITS`] bits of where each string ends.
+    ends: Vec<u32>,
+    /// The positions where the ends pass each further multiple of 2^[`END_BITS`]: the high bits of
+    /// string `i`'s end are the number of positions here at or before `i`.
+    wraps: Vec<usize>,
 }
+
+/// The bits of a string's end held per string: 32, and 8 in the tests, so that every test's
+/// strings pass many multiples and the high bits are exercised without gigabytes of text.
+const END_BITS: u32 = if cfg!(test) { 8 } else { 32 };
 
 impl Strings {
     /// Adds `value` at the end.
     pub fn push(&mut self, value: &str) {
         self.bytes.push_str(value);
-        self.ends.push(self.bytes.len() as u64);
+        let end = self.bytes.len();
+        let high = end >> END_BITS;
+        while self.wraps.len() < high {
+            self.wraps.push(self.ends.len());
+        }
+        let low = end & ((1usize << END_BITS) - 1);
+        self.ends.push(u32::try_from(low).unwrap_or(u32::MAX));
+    }
+
+    /// Where string `i` ends in the buffer.
+    fn end(&self, i: usize) -> Option<usize> {
+        let low = *self.ends.get(i)? as usize;
+        let high = self.wraps.partition_point(|w| *w <= i);
+        Some((high << END_BITS) | low)
     }
 
     /// The string at `i`.
     pub fn get(&self, i: usize) -> Option<&str> {
-        let end = usize::try_from(*self.ends.get(i)?).ok()?;
+        let end = self.end(i)?;
         let start = match i.checked_sub(1) {
-            Some(before) => usize::try_from(*self.ends.get(before)?).ok()?,
+            Some(before) => self.end(before)?,
             None => 0,
         };
         self.bytes.get(start..end)
@@ -50,6 +75,73 @@ impl Strings {
     /// Every string in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
         (0..self.len()).map(|i| self.get(i).unwrap_or(""))
+    }
+}
+
+impl Strings {
+    /// Writes the strings to a new unnamed temporary file in `dir`: the counts of ends, wraps and
+    /// bytes, then each (little-endian).
+    fn write_to(&self, dir: &std::path::Path) -> std::io::Result<std::fs::File> {
+        use std::io::Write;
+        let file = tempfile::tempfile_in(dir)?;
+        let mut out = std::io::BufWriter::new(&file);
+        for n in [self.ends.len(), self.wraps.len(), self.bytes.len()] {
+            out.write_all(&(n as u64).to_le_bytes())?;
+        }
+        for chunk in self.ends.chunks(1 << 16) {
+            let bytes: Vec<u8> = chunk.iter().flat_map(|e| e.to_le_bytes()).collect();
+            out.write_all(&bytes)?;
+        }
+        for w in &self.wraps {
+            out.write_all(&(*w as u64).to_le_bytes())?;
+        }
+        out.write_all(self.bytes.as_bytes())?;
+        out.flush()?;
+        drop(out);
+        Ok(file)
+    }
+
+    /// The strings [`Strings::write_to`] wrote to `file`.
+    fn read_from(mut file: std::fs::File) -> std::io::Result<Strings> {
+        use std::io::{Read, Seek};
+        file.seek(std::io::SeekFrom::Start(0))?;
+        let mut input = std::io::BufReader::new(file);
+        let mut word = [0u8; 8];
+        let mut count = || -> std::io::Result<usize> {
+            input.read_exact(&mut word)?;
+            usize::try_from(u64::from_le_bytes(word))
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        };
+        let (ends, wraps, bytes) = (count()?, count()?, count()?);
+        let mut out = Strings {
+            bytes: String::new(),
+            ends: Vec::with_capacity(ends),
+            wraps: Vec::with_capacity(wraps),
+        };
+        let mut chunk = vec![0u8; 4 << 16];
+        let mut left = ends;
+        while left > 0 {
+            let n = left.min(1 << 16);
+            input.read_exact(&mut chunk[..4 * n])?;
+            out.ends.extend(
+                chunk[..4 * n]
+                    .chunks_exact(4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            );
+            left -= n;
+        }
+        for _ in 0..wraps {
+            input.read_exact(&mut word)?;
+            out.wraps.push(
+                usize::try_from(u64::from_le_bytes(word))
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
+            );
+        }
+        let mut text = vec![0u8; bytes];
+        input.read_exact(&mut text)?;
+        out.bytes = String::from_utf8(text)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        Ok(out)
     }
 }
 
@@ -501,13 +593,49 @@ impl Records {
         }
     }
 
+    /// How many records there are (counted by their sources: their ids may be set aside).
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.sources.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.sources.is_empty()
     }
+
+    /// Writes the record ids to an unnamed temporary file in `dir` and lets them go (`ids` is
+    /// empty until [`Records::take_ids_back`]): [`crate::link_and_cluster`] never reads them, and
+    /// at ten million persons they are 540 MB beside the candidate pairs.
+    pub fn set_ids_aside(&mut self, dir: &std::path::Path) -> crate::Result<IdsAside> {
+        let failed = crate::Error::spill("the record ids", Some(dir));
+        let ids = std::mem::take(&mut self.ids);
+        let file = ids.write_to(dir).map_err(failed)?;
+        Ok(IdsAside {
+            file,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Reads back the ids [`Records::set_ids_aside`] wrote.
+    pub fn take_ids_back(&mut self, aside: IdsAside) -> crate::Result<()> {
+        let failed = crate::Error::spill("the record ids", Some(&aside.dir));
+        let ids = Strings::read_from(aside.file).map_err(&failed)?;
+        if ids.len() != self.len() {
+            return Err(failed(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} ids read back for {} records", ids.len(), self.len()),
+            )));
+        }
+        self.ids = ids;
+        Ok(())
+    }
+}
+
+/// Record ids on disk ([`Records::set_ids_aside`]); the file goes with the process however it
+/// ends.
+#[derive(Debug)]
+pub struct IdsAside {
+    file: std::fs::File,
+    dir: std::path::PathBuf,
 }
 
 /// Whether the records holding one value are one person or several: several when two of them
@@ -692,6 +820,39 @@ mod tests {
         assert_eq!(strings.iter().collect::<Vec<_>>(), held);
         assert!(Strings::default().is_empty());
         assert_eq!(Strings::default().get(0), None);
+    }
+
+    #[test]
+    fn strings_past_many_multiples_of_the_held_end_bits_are_found_whole() {
+        // In tests an end keeps 8 bits: these strings pass 256 bytes again and again, end on
+        // multiples exactly, and one is longer than 256 bytes by itself (two multiples at once).
+        let long = "x".repeat(600);
+        let mut held: Vec<String> = Vec::new();
+        for i in 0..400 {
+            held.push(match i % 7 {
+                0 => String::new(),
+                3 => "é".repeat(i % 11),
+                5 if i == 250 => long.clone(),
+                _ => format!("crm:{i:05}"),
+            });
+        }
+        // One string ending exactly on a multiple of 256.
+        let so_far: usize = held.iter().map(String::len).sum();
+        held.push("y".repeat(256 - so_far % 256));
+        held.push("after".into());
+        let strings: Strings = held.iter().collect();
+        assert_eq!(strings.len(), held.len());
+        for (i, s) in held.iter().enumerate() {
+            assert_eq!(strings.get(i), Some(s.as_str()), "string {i}");
+        }
+        assert_eq!(strings.get(held.len()), None);
+        let total: usize = held.iter().map(String::len).sum();
+        assert_eq!(
+            strings.wraps.len(),
+            total / 256,
+            "every multiple passed is a wrap"
+        );
+        assert!(strings.wraps.len() > 10, "the test passes many multiples");
     }
 
     #[test]

@@ -8,7 +8,9 @@ use arrow::array::{Array, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use clientele_identity::records::{StringIndex, Strings};
-use clientele_identity::{Accuracy, Previous, Records, Resolution, Settings, resolve, tables};
+use clientele_identity::{
+    Accuracy, Previous, Records, Resolution, Settings, link_and_cluster, tables,
+};
 use clientele_sql::Engine;
 use clientele_store::Warehouse;
 
@@ -130,24 +132,48 @@ impl Operation for Identity {
             .finish()
             .map_err(|e| Error::Input(format!("identity input '{input}': {e}")))?;
         lap("reading records");
-        // The last run's customer ids, streamed into one number per record: a map of millions of
-        // record ids to strings would take more memory than the records themselves.
-        let index = RecordIndex::of(&records);
-        let previous = previous_ids(cx.engine, cx.warehouse, &index).await?;
-        drop(index);
-        lap("reading previous ids");
         let mut owned = settings.clone();
         // Under a memory limit the pairs' comparison patterns wait on disk between the walks
         // over the pairs (at ten million persons 1.1 GB, read back at disk speed).
         if cx.spec.engine.memory_limit_mb.is_some() {
             owned.spill_dir = Some(std::env::temp_dir());
         }
-        let (records, resolution) = tokio::task::spawn_blocking(move || {
-            resolve(&records, &owned, &previous).map(|r| (records, r))
+        let stopped = |e: tokio::task::JoinError| {
+            Error::Internal(format!("identity resolution stopped: {e}"))
+        };
+        let (records, owned, clustered) = tokio::task::spawn_blocking(move || {
+            let mut records = records;
+            // Under a memory limit the record ids wait on disk too: linking and clustering never
+            // read them (at ten million persons 540 MB beside the pairs).
+            let aside = match &owned.spill_dir {
+                Some(dir) => Some(records.set_ids_aside(dir)?),
+                None => None,
+            };
+            let clustered = link_and_cluster(&records, &owned)?;
+            if let Some(aside) = aside {
+                records.take_ids_back(aside)?;
+            }
+            Ok::<_, clientele_identity::Error>((records, owned, clustered))
         })
         .await
-        .map_err(|e| Error::Internal(format!("identity resolution stopped: {e}")))??;
-        lap("resolving");
+        .map_err(stopped)??;
+        lap("linking and clustering");
+        // The last run's customer ids, streamed into one number per record (a map of millions of
+        // record ids to strings would take more memory than the records themselves), and read
+        // only now: the candidate pairs and their blocks are gone, so the two are never held at
+        // once.
+        let index = RecordIndex::of(&records);
+        let previous = previous_ids(cx.engine, cx.warehouse, &index).await?;
+        drop(index);
+        lap("reading previous ids");
+        let (records, mut resolution) = tokio::task::spawn_blocking(move || {
+            clustered
+                .finish(&records, &owned, &previous)
+                .map(|r| (records, r))
+        })
+        .await
+        .map_err(stopped)??;
+        lap("customer ids and households");
         let s = &resolution.summary;
         tracing::info!(
             records = s.records,
@@ -162,6 +188,7 @@ impl Operation for Identity {
             tracing::warn!("identity: {w}");
         }
         let mut out = StepOutput::default();
+        let [_, links_table, ..] = tables::OUTPUT_TABLES;
         for (name, schema) in tables::output_schemas(settings) {
             let table = tables::OutputTable::new(name, &records, settings, &resolution)?;
             out.add_table(
@@ -171,6 +198,11 @@ impl Operation for Identity {
                 .await?,
             );
             lap(&format!("writing {name}"));
+            // The links are in their table: the contacts after them need memory more (at ten
+            // million persons the links are 600 MB).
+            if name == links_table {
+                resolution.links = Default::default();
+            }
         }
         // How well the customers and households match the truth, where the job has one (the
         // demo's): read after resolving, so that it is not held beside the resolution's work.
