@@ -556,12 +556,15 @@ impl Compared {
     /// [`Compared::for_each_in_parts`] for the last walk: each part's pattern numbers are let go
     /// as soon as the part has been walked, so that what the walk gathers grows as the numbers
     /// shrink instead of on top of them (at ten million persons, 1.1 GB of numbers beside 1.2 GB
-    /// of links). Returns the states in the order of the parts, and the distinct patterns.
+    /// of links). `end` is called on each part's state once the part is walked (to shrink what it
+    /// gathered to its size while the other parts are walked). Returns the states in the order of
+    /// the parts, and the distinct patterns.
     pub fn into_each_part<T: Send>(
         self,
         candidates: &Candidates,
         start: impl Fn() -> T + Sync,
         f: impl Fn(&mut T, u32, u32, u32, &Pattern) + Sync,
+        end: impl Fn(&mut T) + Sync,
     ) -> Result<(Vec<T>, Vec<Pattern>)> {
         let Compared { patterns, parts } = self;
         let parts: Vec<std::sync::Mutex<Option<Walked>>> = parts
@@ -580,6 +583,7 @@ impl Compared {
                 if let Some((units, numbers)) = part {
                     walk_part(candidates, &units, &numbers, &patterns, &mut state, &f)?;
                 }
+                end(&mut state);
                 Ok(state)
             },
         )?
@@ -723,11 +727,17 @@ mod tests {
             // The last walk, letting each part's numbers go as it is walked: the same pairs, and
             // the patterns handed back.
             let patterns = split.patterns.clone();
-            let (states, kept) =
-                split.into_each_part(&candidates, Vec::new, |seen, a, b, n, _| {
-                    seen.push((a, b, n));
-                })?;
+            let (states, kept) = split.into_each_part(
+                &candidates,
+                Vec::new,
+                |seen, a, b, n, _| seen.push((a, b, n)),
+                Vec::shrink_to_fit,
+            )?;
             assert_eq!(kept, patterns);
+            assert!(
+                states.iter().all(|s| s.capacity() == s.len()),
+                "each part ended"
+            );
             assert_eq!(states.concat(), walked, "{threads} threads, {parts} parts");
         }
         // Spilled to files, the numbers read back are the same, walk after walk.
@@ -755,10 +765,12 @@ mod tests {
                 })?
                 .concat();
             assert_eq!(joined, walked, "{threads} threads, {parts} parts");
-            let (states, _) =
-                spilled.into_each_part(&candidates, Vec::new, |seen, a, b, n, _| {
-                    seen.push((a, b, n));
-                })?;
+            let (states, _) = spilled.into_each_part(
+                &candidates,
+                Vec::new,
+                |seen, a, b, n, _| seen.push((a, b, n)),
+                |_| {},
+            )?;
             assert_eq!(states.concat(), walked, "{threads} threads, {parts} parts");
         }
         Ok(())

@@ -48,13 +48,18 @@ impl Strings {
     }
 
     /// Where string `i` ends in the buffer.
+    #[inline]
     fn end(&self, i: usize) -> Option<usize> {
         let low = *self.ends.get(i)? as usize;
+        if self.wraps.is_empty() {
+            return Some(low);
+        }
         let high = self.wraps.partition_point(|w| *w <= i);
         Some((high << END_BITS) | low)
     }
 
     /// The string at `i`.
+    #[inline]
     pub fn get(&self, i: usize) -> Option<&str> {
         let end = self.end(i)?;
         let start = match i.checked_sub(1) {
