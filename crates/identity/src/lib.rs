@@ -198,7 +198,8 @@ pub struct Resolution {
     pub household_ids_by_household: records::Strings,
     /// Household number of each record.
     pub households: Vec<u32>,
-    /// Candidate pairs at or above `links_min_probability`.
+    /// Candidate pairs at or above `links_min_probability` (none when the caller wrote them and
+    /// let them go first: [`Clustered::let_links_go`]).
     pub links: Links,
     /// The distinct comparison patterns of the candidate pairs ([`Link::pattern`]).
     pub patterns: Vec<compared::Pattern>,
@@ -207,7 +208,34 @@ pub struct Resolution {
     pub summary: Summary,
 }
 
+/// What `int_identity_links` is made of ([`tables::LinksTable`]): the links, the patterns they
+/// number and the parameters that weighed them.
+#[derive(Debug, Clone, Copy)]
+pub struct LinksOf<'a> {
+    pub links: &'a Links,
+    pub patterns: &'a [compared::Pattern],
+    pub parameters: &'a Parameters,
+}
+
+impl LinksOf<'_> {
+    /// The comparison levels of a link, one per comparison.
+    pub fn levels(&self, link: &Link) -> &[u8] {
+        self.patterns
+            .get(link.pattern as usize)
+            .map_or(&[], |p| &p.levels)
+    }
+}
+
 impl Resolution {
+    /// Its links with what their table needs.
+    pub fn links_of(&self) -> LinksOf<'_> {
+        LinksOf {
+            links: &self.links,
+            patterns: &self.patterns,
+            parameters: &self.parameters,
+        }
+    }
+
     /// The comparison levels of a link, one per comparison.
     pub fn levels(&self, link: &Link) -> &[u8] {
         self.patterns
@@ -586,6 +614,22 @@ pub fn link_and_cluster(records: &Records, settings: &Settings) -> Result<Cluste
 }
 
 impl Clustered {
+    /// Its links with what their table needs: `int_identity_links` can be written before
+    /// [`Clustered::finish`] and the links let go ([`Clustered::let_links_go`]).
+    pub fn links_of(&self) -> LinksOf<'_> {
+        LinksOf {
+            links: &self.links,
+            patterns: &self.patterns,
+            parameters: &self.parameters,
+        }
+    }
+
+    /// Lets the links go once their table is written: the [`Resolution`] then has none (at ten
+    /// million persons they are 600 MB that giving customer ids does not need).
+    pub fn let_links_go(&mut self) {
+        self.links = Links::default();
+    }
+
     /// The rest of [`resolve`]: each cluster's customer id (the last run's where its records had
     /// one, `previous`), the changes since then, and the households.
     pub fn finish(
@@ -780,10 +824,27 @@ mod tests {
         let aside = records.set_ids_aside(dir.path())?;
         assert!(records.ids.is_empty());
         assert_eq!(records.len(), 240);
-        let clustered = link_and_cluster(&records, &settings)?;
+        let mut clustered = link_and_cluster(&records, &settings)?;
         records.take_ids_back(aside)?;
         assert_eq!(records.ids, ids);
+        // The links' table written before the customer ids are given is the resolution's.
+        assert_eq!(clustered.links_of().links, &held.links);
+        let early = tables::LinksTable::new(&records, &settings, clustered.links_of());
+        let slices = (0..early.slices())
+            .map(|i| early.slice(i))
+            .collect::<Result<Vec<_>>>()?;
+        let whole = tables::links_table(&records, &settings, &held)?;
+        let schema = whole.schema();
+        let joined =
+            arrow::compute::concat_batches(&schema, &slices).map_err(|source| Error::Arrow {
+                table: "int_identity_links",
+                source,
+            })?;
+        assert_eq!(joined, whole);
+        drop(early);
+        clustered.let_links_go();
         let finished = clustered.finish(&records, &settings, &Previous::default())?;
+        assert!(finished.links.is_empty());
         assert_eq!(finished.clusters, held.clusters);
         assert_eq!(
             finished.customer_ids_by_cluster,
@@ -794,7 +855,6 @@ mod tests {
             finished.household_ids_by_household,
             held.household_ids_by_household
         );
-        assert_eq!(finished.links, held.links);
         assert_eq!(finished.summary, held.summary);
         Ok(())
     }

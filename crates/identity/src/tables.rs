@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::model::{ComparisonParameters, Parameters, Weigher};
 use crate::records::Records;
 use crate::spec::{Kind, Settings};
-use crate::{Resolution, stable};
+use crate::{LinksOf, Resolution, stable};
 
 /// Label of the prior's row in the parameters table.
 pub const PRIOR_ROW: &str = "(prior)";
@@ -178,9 +178,41 @@ pub struct OutputTable<'a> {
     rows: usize,
     sizes: Vec<i64>,
     contacts: Option<Contacts>,
-    /// For `int_identity_links`: the weights of the resolution's parameters, built once for every
-    /// slice.
-    weigher: Option<Weigher<'a>>,
+    links: Option<LinksTable<'a>>,
+}
+
+/// `int_identity_links` built a slice of links at a time, from a resolution or from the links of
+/// [`crate::Clustered`] (written before the customer ids are given, so that the links can be let
+/// go first).
+pub struct LinksTable<'a> {
+    records: &'a Records,
+    settings: &'a Settings,
+    of: LinksOf<'a>,
+    /// The weights of the parameters, built once for every slice.
+    weigher: Weigher<'a>,
+}
+
+impl<'a> LinksTable<'a> {
+    pub fn new(records: &'a Records, settings: &'a Settings, of: LinksOf<'a>) -> Self {
+        LinksTable {
+            records,
+            settings,
+            of,
+            weigher: of.parameters.weigher(records),
+        }
+    }
+
+    /// How many slices there are (at least one, so that an empty table is still written).
+    pub fn slices(&self) -> usize {
+        self.of.links.len().div_ceil(ROWS_PER_SLICE).max(1)
+    }
+
+    /// Slice `i`, `0 <= i < slices()`.
+    pub fn slice(&self, i: usize) -> Result<RecordBatch> {
+        let rows = self.of.links.len();
+        let range = i * ROWS_PER_SLICE..((i + 1) * ROWS_PER_SLICE).min(rows);
+        links_rows(self.records, self.settings, self.of, &self.weigher, range)
+    }
 }
 
 impl<'a> OutputTable<'a> {
@@ -215,29 +247,30 @@ impl<'a> OutputTable<'a> {
                 Vec::new()
             },
             contacts: (name == contacts).then(|| Contacts::new(records, settings)),
-            weigher: (name == links).then(|| resolution.parameters.weigher(records)),
+            links: (name == links)
+                .then(|| LinksTable::new(records, settings, resolution.links_of())),
         })
     }
 
     /// How many slices there are (at least one, so that an empty table is still written).
     pub fn slices(&self) -> usize {
-        self.rows.div_ceil(ROWS_PER_SLICE).max(1)
+        match &self.links {
+            Some(links) => links.slices(),
+            None => self.rows.div_ceil(ROWS_PER_SLICE).max(1),
+        }
     }
 
     /// Slice `i`, `0 <= i < slices()`.
     pub fn slice(&self, i: usize) -> Result<RecordBatch> {
-        let [identity, links, changes, parameters, _] = OUTPUT_TABLES;
+        let [identity, _, changes, parameters, _] = OUTPUT_TABLES;
         let range = i * ROWS_PER_SLICE..((i + 1) * ROWS_PER_SLICE).min(self.rows);
         let (records, settings, r) = (self.records, self.settings, self.resolution);
+        if let Some(links) = &self.links {
+            return links.slice(i);
+        }
         match (self.name, &self.contacts) {
             (_, Some(contacts)) => contacts.rows(records, settings, r, range),
             (n, _) if n == identity => identity_rows(records, r, &self.sizes, range),
-            (n, _) if n == links => {
-                let weigher = self.weigher.as_ref().ok_or_else(|| {
-                    Error::Internal("the links table was made without its weigher".into())
-                })?;
-                links_rows(records, settings, r, weigher, range)
-            }
             (n, _) if n == changes => changes_table(&r.changes),
             (n, _) if n == parameters => parameters_table(&r.parameters, settings),
             (other, _) => Err(Error::Internal(format!(
@@ -622,7 +655,7 @@ pub fn links_table(records: &Records, settings: &Settings, r: &Resolution) -> Re
     links_rows(
         records,
         settings,
-        r,
+        r.links_of(),
         &r.parameters.weigher(records),
         0..r.links.len(),
     )
@@ -632,7 +665,7 @@ pub fn links_table(records: &Records, settings: &Settings, r: &Resolution) -> Re
 fn links_rows(
     records: &Records,
     settings: &Settings,
-    r: &Resolution,
+    r: LinksOf<'_>,
     weigher: &Weigher<'_>,
     range: std::ops::Range<usize>,
 ) -> Result<RecordBatch> {

@@ -159,6 +159,24 @@ impl Operation for Identity {
         .await
         .map_err(stopped)??;
         lap("linking and clustering");
+        // The links' table is written now and the links let go: giving customer ids needs the
+        // memory more (at ten million persons the links are 600 MB). It is published with the
+        // others, in their order.
+        let [_, links_table, ..] = tables::OUTPUT_TABLES;
+        let mut clustered = clustered;
+        let staged_links = {
+            let table = tables::LinksTable::new(&records, &owned, clustered.links_of());
+            cx.stage_slices(
+                "intermediate",
+                links_table,
+                tables::links_schema(&owned),
+                table.slices(),
+                |i| Ok(table.slice(i)?),
+            )
+            .await?
+        };
+        clustered.let_links_go();
+        lap("writing int_identity_links");
         // The last run's customer ids, streamed into one number per record (a map of millions of
         // record ids to strings would take more memory than the records themselves), and read
         // only now: the candidate pairs and their blocks are gone, so the two are never held at
@@ -167,7 +185,7 @@ impl Operation for Identity {
         let previous = previous_ids(cx.engine, cx.warehouse, &index).await?;
         drop(index);
         lap("reading previous ids");
-        let (records, mut resolution) = tokio::task::spawn_blocking(move || {
+        let (records, resolution) = tokio::task::spawn_blocking(move || {
             clustered
                 .finish(&records, &owned, &previous)
                 .map(|r| (records, r))
@@ -189,8 +207,15 @@ impl Operation for Identity {
             tracing::warn!("identity: {w}");
         }
         let mut out = StepOutput::default();
-        let [_, links_table, ..] = tables::OUTPUT_TABLES;
+        let mut staged_links = Some(staged_links);
         for (name, schema) in tables::output_schemas(settings) {
+            if name == links_table {
+                let staged = staged_links.take().ok_or_else(|| {
+                    Error::Internal(format!("{links_table} was to be published twice"))
+                })?;
+                out.add_table(staged);
+                continue;
+            }
             let table = tables::OutputTable::new(name, &records, settings, &resolution)?;
             out.add_table(
                 cx.stage_slices("intermediate", name, schema, table.slices(), |i| {
@@ -199,11 +224,6 @@ impl Operation for Identity {
                 .await?,
             );
             lap(&format!("writing {name}"));
-            // The links are in their table: the contacts after them need memory more (at ten
-            // million persons the links are 600 MB).
-            if name == links_table {
-                resolution.links = Default::default();
-            }
         }
         // How well the customers and households match the truth, where the job has one (the
         // demo's): read after resolving, so that it is not held beside the resolution's work.
