@@ -238,7 +238,7 @@ impl PatternNumbers {
 }
 
 /// Writes `numbers` as `N` little-endian bytes each, a chunk at a time; returns how many.
-fn write_le<T: Copy, const N: usize>(
+pub(crate) fn write_le<T: Copy, const N: usize>(
     out: &mut impl std::io::Write,
     numbers: &[T],
     le: impl Fn(T) -> [u8; N],

@@ -93,13 +93,8 @@ impl Strings {
         for n in [self.ends.len(), self.wraps.len(), self.bytes.len()] {
             out.write_all(&(n as u64).to_le_bytes())?;
         }
-        for chunk in self.ends.chunks(1 << 16) {
-            let bytes: Vec<u8> = chunk.iter().flat_map(|e| e.to_le_bytes()).collect();
-            out.write_all(&bytes)?;
-        }
-        for w in &self.wraps {
-            out.write_all(&(*w as u64).to_le_bytes())?;
-        }
+        crate::compared::write_le(&mut out, &self.ends, u32::to_le_bytes)?;
+        crate::compared::write_le(&mut out, &self.wraps, |w| (w as u64).to_le_bytes())?;
         out.write_all(self.bytes.as_bytes())?;
         out.flush()?;
         drop(out);
