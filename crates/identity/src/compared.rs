@@ -356,7 +356,7 @@ fn walk_part<T>(
 ) -> Result<()> {
     let mut reader = numbers.reader();
     let mut pairs = 0usize;
-    candidates.for_each_pair(units.clone(), |a, b, _| {
+    candidates.for_each_pair(units.clone(), |a, b| {
         if let Some(number) = reader.next()
             && let Some(p) = patterns.get(number as usize)
         {
@@ -414,7 +414,7 @@ impl Compared {
             let mut vector = Vec::with_capacity(width);
             let mut names = compare::NameLevels::default();
             if let Some(range) = ranges.get(i) {
-                candidates.for_each_pair(range.clone(), |a, b, mask| {
+                candidates.for_each_pair_with_mask(range.clone(), |a, b, mask| {
                     vector.clear();
                     names.vector(
                         &settings.comparisons,
@@ -424,7 +424,7 @@ impl Compared {
                         &mut vector,
                     );
                     part.add(mask, &vector);
-                });
+                })?;
             }
             if let Some(dir) = spill {
                 part.ids = std::mem::take(&mut part.ids)
@@ -603,7 +603,7 @@ impl Compared {
     ) {
         for (units, numbers) in &self.parts {
             let mut numbers = numbers.reader();
-            candidates.for_each_pair(units.clone(), |a, b, _| {
+            candidates.for_each_pair(units.clone(), |a, b| {
                 if let Some(number) = numbers.next()
                     && let Some(p) = self.patterns.get(number as usize)
                 {
@@ -688,7 +688,7 @@ mod tests {
             records.push(&i.to_string(), "s", &row);
         }
         let candidates = crate::blocking::candidates(&settings, &records);
-        let pairs = candidates.collect_pairs();
+        let pairs = candidates.collect_pairs()?;
         assert!(pairs.len() > 10, "{pairs:?}");
         let whole = Compared::compare_in_parts(&settings, &records, &candidates, 1, 1, None)?;
         for (i, (a, b, mask)) in pairs.iter().enumerate() {

@@ -409,9 +409,12 @@ pub struct Clustered {
 pub fn link_and_cluster(records: &Records, settings: &Settings) -> Result<Clustered> {
     let mut clock = StageClock::start();
     let mut lap = |phase: &str| clock.lap(phase);
-    let candidates = blocking::candidates(settings, records);
+    let mut candidates = blocking::candidates(settings, records);
     lap("blocking");
     let compared = compared::Compared::compare(settings, records, &candidates)?;
+    // The pairs' rule masks are in their patterns now: the walks from here on need only which
+    // pairs of the blocks are candidates, not each record's block under every rule.
+    candidates.let_rule_blocks_go();
     lap("comparing");
     let parameters = model::fit(settings, records, &candidates, &compared)?;
     lap("fitting");
