@@ -1305,6 +1305,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_relationships_test_finds_the_keys_missing_from_the_parent_and_fits_a_small_pool()
+    -> Result<()> {
+        let (_dir, wh, as_of) = temp_warehouse()?;
+        let relationships = "-- test: relationships(k, p.k)\nselect * from m";
+        let model = crate::parse_model(
+            std::path::Path::new("sql/marts/m.sql"),
+            "marts",
+            relationships.to_string(),
+        )?;
+        // Nulls on both sides: a null key is no failure, a null parent key matches nothing.
+        let engine = Engine::new(&wh, as_of, &EngineOptions::default())?;
+        for view in [
+            "create view p as select * from (values ('a'), ('b'), (null)) v(k)",
+            "create view m as select * from (values ('C1', 'a'), ('C2', 'c'), ('C3', null), \
+             ('C4', 'c'), ('C5', 'b')) v(customer_id, k)",
+        ] {
+            engine.collect("view", view).await?;
+        }
+        let Err(Error::DataTests { failures, .. }) = engine.run_data_tests(&model).await else {
+            panic!("the relationships test passed with keys missing from the parent");
+        };
+        let text = failures.join("\n");
+        assert!(text.contains("2 failing row(s)"), "{text}");
+        assert!(text.contains("C2") && text.contains("C4"), "{text}");
+        // 1,200,000 long keys, each in the parent: the model's rows would not fit one hash table
+        // of the pool (what `not in` plans), the parent's keys are joined in a sort merge that
+        // spills.
+        let engine = Engine::new(&wh, as_of, &limited(LIMIT))?;
+        for view in [
+            "create view p as select concat('customer-', cast(value as varchar), \
+             '-with-a-name-long-enough') as k from range(0, 1200000)",
+            "create view m as select concat('customer-', cast((value * 7919) % 1200000 as \
+             varchar), '-with-a-name-long-enough') as k from range(0, 1200000)",
+        ] {
+            engine.collect("view", view).await?;
+        }
+        engine.run_data_tests(&model).await
+    }
+
+    #[tokio::test]
     async fn a_failing_data_test_shows_identifiers_and_tested_columns_with_personal_ones_masked()
     -> Result<()> {
         let (_dir, wh, as_of) = temp_warehouse()?;
