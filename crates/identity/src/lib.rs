@@ -60,6 +60,7 @@ mod error;
 pub mod evaluate;
 pub mod explain;
 pub mod household;
+pub mod links;
 pub mod model;
 pub mod records;
 mod spec;
@@ -69,13 +70,14 @@ pub mod tables;
 
 pub use error::{Error, Result};
 pub use evaluate::Accuracy;
+pub use links::{LinkSink, Links};
 pub use model::Parameters;
 pub use records::Records;
 pub use spec::{BlockingRule, Comparison, ComparisonSpec, IdentitySpec, Kind, Settings};
 pub use stable::Previous;
 
 /// A scored candidate pair.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Link {
     pub a: u32,
     pub b: u32,
@@ -96,68 +98,6 @@ impl Link {
     /// at ten million persons: a number less per link is hundreds of megabytes).
     pub fn probability(&self) -> f64 {
         model::probability(self.weight)
-    }
-}
-
-/// The links of a resolution in the parts they were scored in, on several threads; the parts
-/// joined in order are the links of one walk over the candidate pairs. They are not copied into
-/// one list: at ten million persons the links take 1.2 GB, and joining them held that twice.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Links {
-    parts: Vec<Vec<Link>>,
-}
-
-impl Links {
-    /// The links of `parts`, joined in order.
-    pub fn from_parts(parts: Vec<Vec<Link>>) -> Self {
-        Self { parts }
-    }
-
-    pub fn len(&self) -> usize {
-        self.parts.iter().map(Vec::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.parts.iter().all(Vec::is_empty)
-    }
-
-    /// Every link, in order.
-    pub fn iter(&self) -> impl Iterator<Item = &Link> + '_ {
-        self.parts.iter().flatten()
-    }
-
-    /// Every link, in order, to change.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Link> + '_ {
-        self.parts.iter_mut().flatten()
-    }
-
-    /// Keeps the links for which `keep` holds, in order.
-    pub fn retain(&mut self, mut keep: impl FnMut(&Link) -> bool) {
-        for part in &mut self.parts {
-            part.retain(&mut keep);
-            part.shrink_to_fit();
-        }
-    }
-
-    /// The links at positions `range` (of the joined order), in order.
-    pub fn range(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = &Link> + '_ {
-        let mut start = 0usize;
-        let mut slices: Vec<&[Link]> = Vec::new();
-        for part in &self.parts {
-            let end = start + part.len();
-            let (from, to) = (range.start.max(start), range.end.min(end));
-            if from < to {
-                slices.extend(part.get(from - start..to - start));
-            }
-            start = end;
-        }
-        slices.into_iter().flatten()
-    }
-}
-
-impl From<Vec<Link>> for Links {
-    fn from(links: Vec<Link>) -> Self {
-        Self { parts: vec![links] }
     }
 }
 
@@ -431,10 +371,12 @@ pub fn link_and_cluster(records: &Records, settings: &Settings) -> Result<Cluste
     // and their pattern numbers can be let go before clustering.
     let home = household::HomeEvidence::new(settings, records);
     // Each part's pattern numbers are let go once the part is scored.
+    // Under a memory limit each part's links go to a temporary file as they are scored.
+    let spill = settings.spill_dir.as_deref();
     let (parts, patterns) = compared.into_each_part(
         &candidates,
-        || (Vec::new(), Vec::new()),
-        |(links, homes): &mut (Vec<Link>, Vec<(u32, u32)>), a, b, number, pattern| {
+        || (LinkSink::new(spill), Vec::new()),
+        |(links, homes): &mut (LinkSink, Vec<(u32, u32)>), a, b, number, pattern| {
             let weight = prior + weigher.evidence_weight(a as usize, &pattern.levels);
             if model::probability(weight) >= keep_from {
                 links.push(Link {
@@ -450,15 +392,16 @@ pub fn link_and_cluster(records: &Records, settings: &Settings) -> Result<Cluste
                 homes.push((a, b));
             }
         },
-        // Each part's lists at their size as soon as it is walked: grown by doubling, eight parts
-        // of links would hold up to twice their size together (at ten million persons, 600 MB).
+        // Each part's lists at their size (or its links written) as soon as it is walked: grown
+        // by doubling, eight parts of links would hold up to twice their size together (at ten
+        // million persons, 600 MB).
         |(links, homes)| {
-            links.shrink_to_fit();
+            links.end();
             homes.shrink_to_fit();
         },
     )?;
     let (link_parts, home_parts): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
-    let mut links = Links::from_parts(link_parts);
+    let mut links = Links::from_sinks(link_parts, spill)?;
     // What the summary reports of the candidates; the pairs themselves are not needed past here.
     let (rules, candidate_pairs, records_without_rule) = (
         candidates.reports.clone(),
@@ -487,6 +430,7 @@ pub fn link_and_cluster(records: &Records, settings: &Settings) -> Result<Cluste
             .filter(|l| is_above(l))
             .map(|l| (l.a, l.b, l.weight)),
     );
+    links.read_error()?;
     let links_above_threshold = above.len() as u64;
     lap("links above the threshold");
     // The duplicate-free bit of each record's source (0: none): clustering takes one copy,
@@ -568,7 +512,7 @@ pub fn link_and_cluster(records: &Records, settings: &Settings) -> Result<Cluste
                     b: l.b,
                     probability: l.probability(),
                     disagrees: disagrees.get(l.pattern as usize).copied().unwrap_or(true),
-                    by_name: name_sides(l),
+                    by_name: name_sides(&l),
                 });
             // A lone record joins no customer holding a record that is surely someone else, nor
             // one that differs from it on who the person is (first name, birth date or years),
@@ -591,17 +535,20 @@ pub fn link_and_cluster(records: &Records, settings: &Settings) -> Result<Cluste
                 &guard_bits(),
                 Some(&barred),
             );
+            links.read_error()?;
             report.recount(&clusters);
         }
         (clusters, report)
     };
     lap("clustering");
-    links.retain(|l| l.probability() >= settings.links_min_probability);
-    for link in links.iter_mut() {
-        link.accepted = link.probability() >= settings.match_probability
-            && found_by_linking_rule(link.rule, linking)
-            && clusters[link.a as usize] == clusters[link.b as usize];
-    }
+    links.settle(
+        |l| l.probability() >= settings.links_min_probability,
+        |l| {
+            l.probability() >= settings.match_probability
+                && found_by_linking_rule(l.rule, linking)
+                && clusters.get(l.a as usize) == clusters.get(l.b as usize)
+        },
+    )?;
     Ok(Clustered {
         clusters,
         cluster_report,
@@ -737,46 +684,9 @@ impl Clustered {
 mod tests {
     use super::*;
 
-    fn link(a: u32) -> Link {
-        Link {
-            a,
-            b: a + 1,
-            rule: 0,
-            weight: f64::from(a),
-            pattern: 0,
-            accepted: false,
-        }
-    }
-
     #[test]
-    fn links_in_parts_read_as_one_list_in_order() {
-        let parts = vec![
-            vec![link(0), link(1), link(2)],
-            vec![],
-            vec![link(3), link(4)],
-        ];
-        let mut links = Links::from_parts(parts);
-        assert_eq!(links.len(), 5);
-        let a = |it: &mut dyn Iterator<Item = &Link>| it.map(|l| l.a).collect::<Vec<_>>();
-        assert_eq!(a(&mut links.iter()), vec![0, 1, 2, 3, 4]);
-        // Ranges across, within and past the parts.
-        assert_eq!(a(&mut links.range(1..4)), vec![1, 2, 3]);
-        assert_eq!(a(&mut links.range(3..5)), vec![3, 4]);
-        assert_eq!(a(&mut links.range(4..9)), vec![4]);
-        assert!(a(&mut links.range(5..6)).is_empty());
-        links.retain(|l| l.a % 2 == 0);
-        assert_eq!(a(&mut links.iter()), vec![0, 2, 4]);
-        assert_eq!(a(&mut links.range(1..3)), vec![2, 4]);
-        for l in links.iter_mut() {
-            l.accepted = true;
-        }
-        assert!(links.iter().all(|l| l.accepted));
-        assert_eq!(Links::from(vec![link(7)]).len(), 1);
-        assert!(Links::default().is_empty());
-    }
-
-    #[test]
-    fn ids_set_aside_while_linking_give_the_resolution_of_ids_held() -> Result<()> {
+    fn ids_patterns_and_links_set_aside_while_linking_give_the_resolution_of_all_held() -> Result<()>
+    {
         let settings = IdentitySpec::default().validate()?;
         let mut records = Records::new(&settings);
         // 240 records of 80 people in 40 homes: each person in two or three systems, with a
@@ -827,10 +737,17 @@ mod tests {
         let aside = records.set_ids_aside(dir.path())?;
         assert!(records.ids.is_empty());
         assert_eq!(records.len(), 240);
-        let mut clustered = link_and_cluster(&records, &settings)?;
+        // Under a memory limit the step also spills the pairs' patterns and the links there.
+        let spilling = Settings {
+            spill_dir: Some(dir.path().to_path_buf()),
+            ..settings.clone()
+        };
+        let mut clustered = link_and_cluster(&records, &spilling)?;
         records.take_ids_back(aside)?;
         assert_eq!(records.ids, ids);
         // The links' table written before the customer ids are given is the resolution's.
+        assert!(clustered.links_of().links.is_spilled());
+        assert!(!held.links.is_spilled());
         assert_eq!(clustered.links_of().links, &held.links);
         let early = tables::LinksTable::new(&records, &settings, clustered.links_of());
         let slices = (0..early.slices())

@@ -680,7 +680,9 @@ fn links_rows(
     let width = settings.comparisons.len();
     let mut levels: Vec<StringBuilder> = (0..width).map(|_| StringBuilder::new()).collect();
     let mut weights: Vec<Float64Builder> = (0..width).map(|_| Float64Builder::new()).collect();
+    let mut read = 0usize;
     for link in links {
+        read += 1;
         a.append_value(records.ids.get(link.a as usize).unwrap_or(""));
         b.append_value(records.ids.get(link.b as usize).unwrap_or(""));
         rule.append_value(
@@ -692,13 +694,20 @@ fn links_rows(
         weight.append_value(link.weight);
         prob.append_value(link.probability());
         accepted.append_value(link.accepted);
-        let link_levels = r.levels(link);
+        let link_levels = r.levels(&link);
         let (link_weights, _) = weigher.weights(link.a as usize, link_levels);
         for (c, p) in r.parameters.comparisons.iter().enumerate() {
             let l = link_levels.get(c).copied().unwrap_or(0) as usize;
             levels[c].append_value(p.labels.get(l).map_or("", String::as_str));
             weights[c].append_value(link_weights.get(c).copied().unwrap_or(0.0));
         }
+    }
+    // Spilled links that could not be read back end the walk early.
+    if read != n {
+        r.links.read_error()?;
+        return Err(Error::Internal(format!(
+            "{read} of {n} links read for int_identity_links"
+        )));
     }
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(a.finish()),
