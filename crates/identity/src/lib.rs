@@ -602,8 +602,8 @@ impl Clustered {
         } = self;
         let mut clock = StageClock::start();
         let mut lap = |phase: &str| clock.lap(phase);
-        let (ids, changes) = stable::assign(&records.ids, &clusters, previous);
-        lap("stable ids");
+        // Households first, so that the pairs that say two records share a home are let go
+        // before the customer ids are given (households do not depend on them).
         let (households, household_report) = household::households_of_pairs(
             settings,
             records,
@@ -611,6 +611,8 @@ impl Clustered {
             &clusters,
         );
         lap("households");
+        let (ids, changes) = stable::assign(&records.ids, &clusters, previous);
+        lap("stable ids");
         let mut first_of: Vec<Option<usize>> = vec![None; household_report.households as usize];
         for (r, h) in households.iter().enumerate() {
             if let Some(slot) = first_of.get_mut(*h as usize) {

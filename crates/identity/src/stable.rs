@@ -188,14 +188,18 @@ pub fn assign(
     each_overlap(&mut |c, p, n, anchor| overlaps.push((c, p, n, anchor)));
     drop(members);
     drop(starts);
+    drop(rank);
     let name = |rank: u32| by_text.get(rank as usize).map_or("", |p| prev_name(*p));
-    // Claims, largest overlap first; on a tie the id held by the earliest record wins.
+    // Claims, largest overlap first; on a tie the id held by the earliest record wins. The order
+    // is total (the overlaps' own order, by cluster, last), so an unstable sort, which needs no
+    // buffer of half the claims, gives the order of a stable one.
     let mut claims: Vec<u32> = (0..u32::try_from(overlaps.len()).unwrap_or(NONE)).collect();
-    claims.sort_by(|&x, &y| {
+    claims.sort_unstable_by(|&x, &y| {
         let (a, b) = (overlaps[x as usize], overlaps[y as usize]);
         b.2.cmp(&a.2)
             .then(id_of(a.3).cmp(id_of(b.3)))
             .then(a.1.cmp(&b.1))
+            .then(a.0.cmp(&b.0))
     });
     // The previous id (by rank) each cluster keeps, or NONE.
     let mut kept_by: Vec<u32> = vec![NONE; clusters];
@@ -274,16 +278,18 @@ pub fn assign(
         };
         given.push(&mut out, &id);
     }
-    // Count the records of each "new" cluster.
-    let mut sizes = vec![0u64; clusters];
-    for &c in cluster {
-        if let Some(n) = sizes.get_mut(c as usize) {
-            *n += 1;
+    // Count the records of each "new" cluster (none on a first run or an unchanged base).
+    if !new_clusters.is_empty() {
+        let mut sizes = vec![0u32; clusters];
+        for &c in cluster {
+            if let Some(n) = sizes.get_mut(c as usize) {
+                *n += 1;
+            }
         }
-    }
-    for (i, c) in new_clusters {
-        if let Some(ch) = changes.get_mut(i) {
-            ch.records = sizes.get(c).copied().unwrap_or(0);
+        for (i, c) in new_clusters {
+            if let Some(ch) = changes.get_mut(i) {
+                ch.records = u64::from(sizes.get(c).copied().unwrap_or(0));
+            }
         }
     }
     // Previous ids that no cluster kept, in text order (`kept` is by text rank).
