@@ -32,8 +32,7 @@ pub const HISTORY_SCHEMA: &str = "history";
 pub struct EngineOptions {
     /// Partitions per query; 0 means one per CPU core.
     pub target_partitions: usize,
-    /// The job's memory limit in MiB, half of which the engine may use before it spills or
-    /// fails; `None` is unbounded.
+    /// Memory the engine may use before it spills or fails, in MiB; `None` is unbounded.
     pub memory_limit_mb: Option<u64>,
     /// Source systems from most to least trusted, for `source_trust_rank(source_system)` (the
     /// job's `[identity] trust`); a source not listed ranks after every listed one.
@@ -47,7 +46,7 @@ pub struct EngineOptions {
 pub struct Engine {
     ctx: SessionContext,
     warehouse: Warehouse,
-    /// The job's `memory_limit_mb`: the pool's size (half of it), whether a query that runs out of it runs
+    /// The job's `memory_limit_mb`: the pool's size, whether a query that runs out of it runs
     /// again ([`Engine::attempts`]), and what its error says.
     memory_limit_mb: Option<u64>,
     /// The pool of the engine's own session under a memory limit: what the hash joins held when
@@ -871,13 +870,8 @@ impl Engine {
 }
 
 /// The memory pool's size in bytes for a limit in MiB.
-/// The query engine's pool under `memory_limit_mb = mb`: half of it. The limit is the step's:
-/// the other half is left for what the pool does not count (the batches between operators,
-/// Parquet readers' pages and writers' row groups, the allocator's free pages) and for what the
-/// identity and score steps hold beside their queries. At ten million persons a 4,096 MiB pool
-/// took the consolidate step to 5,937 MiB resident, a 2,048 MiB one to 3,804 MiB.
 fn pool_bytes(mb: u64) -> usize {
-    usize::try_from(mb.saturating_mul(1024 * 1024) / 2).unwrap_or(usize::MAX)
+    usize::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
 }
 
 /// What [`Error::OutOfMemory`] says was tried besides the first way of running the query.
@@ -1051,16 +1045,15 @@ mod tests {
         Ok(())
     }
 
-    /// A join whose hash table is larger than the pool of [`LIMIT`] (half of it, 64 MiB; the
-    /// table fits in 96 MiB) while its sort-merge plan fits in 48 MiB: 1,200,000 keys, each with
-    /// a name of about 45 bytes.
+    /// A join whose hash table is larger than [`LIMIT`] (it fits in 96 MiB) while its sort-merge
+    /// plan fits in 48 MiB: 1,200,000 keys, each with a name of about 45 bytes.
     const BIG_JOIN: &str = "with a as (select value % 1200000 as k, \
          concat('customer-', cast(value as varchar), '-with-a-name-long-enough') as name \
          from range(0, 1200000)), \
          b as (select (value * 7919) % 1200000 as k, value as amount from range(0, 1200000)) \
          select a.k, a.name, b.amount from a join b on a.k = b.k order by a.k";
 
-    const LIMIT: u64 = 128;
+    const LIMIT: u64 = 64;
 
     #[tokio::test]
     async fn a_model_that_runs_out_of_memory_with_hash_joins_runs_again_with_sort_merge_joins()

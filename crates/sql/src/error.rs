@@ -41,8 +41,8 @@ pub enum Error {
     /// then with sort-merge joins).
     #[error(
         "{what} needs more memory than memory_limit_mb = {limit_mb} lets the query engine use \
-         (half of it; what can spill was spilled to the temporary directory{retried}); raise \
-         memory_limit_mb in the job's [job] table: {source}",
+         (what can spill was spilled to the temporary directory{retried}); raise memory_limit_mb \
+         in the job's [job] table: {source}",
         retried = crate::engine::attempts_tried(*attempt)
     )]
     OutOfMemory {
