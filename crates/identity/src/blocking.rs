@@ -144,29 +144,25 @@ impl PairBits {
     /// The bits of `kept`'s pairs, `candidate(rule, a, b)` deciding each.
     fn of(kept: &KeptBlocks, mut candidate: impl FnMut(usize, usize, usize) -> bool) -> PairBits {
         let mut bits = PairBits::default();
-        let mut at = 0u64;
+        let mut first = 0u64;
         for k in 0..kept.len() {
             if k % BITS_STRIDE == 0 {
-                bits.firsts.push(at);
+                bits.firsts.push(first);
             }
-            let (rule, block) = kept.block(k);
-            let r = usize::from(rule);
-            for (x, &a) in block.iter().enumerate() {
-                for &b in &block[x + 1..] {
-                    let (a, b) = (a.min(b) as usize, a.max(b) as usize);
-                    let word = (at / 64) as usize;
-                    if word == bits.words.len() {
-                        bits.words.push(0);
-                    }
-                    if candidate(r, a, b)
-                        && let Some(w) = bits.words.get_mut(word)
-                    {
-                        *w |= 1 << (at % 64);
-                    }
-                    at += 1;
-                }
-            }
+            first += pairs_of(kept.block(k).1.len());
         }
+        let mut at = 0u64;
+        kept.each_pair(0..kept.len(), |r, a, b| {
+            if at.is_multiple_of(64) {
+                bits.words.push(0);
+            }
+            if candidate(r, a as usize, b as usize)
+                && let Some(w) = bits.words.last_mut()
+            {
+                *w |= 1 << (at % 64);
+            }
+            at += 1;
+        });
         bits.words.shrink_to_fit();
         bits
     }
@@ -299,18 +295,12 @@ impl Candidates {
             return;
         };
         let mut bit = candidate.first_of(kept, units.start);
-        for k in units {
-            let (rule, block) = kept.block(k);
-            let r = usize::from(rule);
-            for (x, &a) in block.iter().enumerate() {
-                for &b in &block[x + 1..] {
-                    if candidate.get(bit) {
-                        f(r, a.min(b), a.max(b));
-                    }
-                    bit += 1;
-                }
+        kept.each_pair(units, |r, a, b| {
+            if candidate.get(bit) {
+                f(r, a, b);
             }
-        }
+            bit += 1;
+        });
     }
 
     /// Lets go of what the pairs' rule masks are found from (each record's block under every
@@ -483,6 +473,20 @@ impl KeptBlocks {
         self.starts
             .push(u32::try_from(self.members.len()).unwrap_or(u32::MAX));
         self.rule_of.push(rule);
+    }
+
+    /// Calls `f(rule, a, b)` for every pair of the blocks `units` (`a < b`), in order: block by
+    /// block, each block's members pairwise.
+    fn each_pair(&self, units: std::ops::Range<usize>, mut f: impl FnMut(usize, u32, u32)) {
+        for k in units {
+            let (rule, block) = self.block(k);
+            let r = usize::from(rule);
+            for (x, &a) in block.iter().enumerate() {
+                for &b in &block[x + 1..] {
+                    f(r, a.min(b), a.max(b));
+                }
+            }
+        }
     }
 
     /// The number of blocks.
