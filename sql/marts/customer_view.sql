@@ -21,6 +21,9 @@
 -- test: not_null(email_consent, phone_consent, post_consent, ads_consent)
 -- test: expression(open_complaint_count + resolved_complaint_count <= ticket_count)
 -- test: expression(campaign_response_count <= campaign_contact_count)
+-- Every row is made from one customer's rows: under a memory limit a large base runs in ranges of
+-- customer ids (docs/performance.md#models-in-parts).
+-- parts: dim_customer.customer_id
 with customers as (
     select * from dim_customer
 ),

@@ -388,6 +388,7 @@ async fn new_db(sql_dir: PathBuf, model: String) -> Result<SltDb, SltError> {
                 .map(String::from)
                 .to_vec(),
             reporting_currency: Some("GBP".into()),
+            model_part_rows: None,
         },
     )
     .map_err(|e| SltError(e.to_string()))?;

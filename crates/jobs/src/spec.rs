@@ -64,6 +64,8 @@ struct RawHeader {
     #[serde(default)]
     memory_limit_mb: Option<u64>,
     #[serde(default)]
+    model_part_rows: Option<u64>,
+    #[serde(default)]
     suppression_lists: Vec<String>,
     #[serde(default)]
     segment_alarm_share: Option<f64>,
@@ -281,6 +283,15 @@ impl JobSpec {
                 key_line(&text, header_start, "`memory_limit_mb`").or(Some(header_line)),
                 "memory_limit_mb = 0 leaves the query engine no memory: set the MiB it may use \
                  (the demo job has 4096) or leave the key out for no limit"
+                    .to_string(),
+            ));
+        }
+        if header.model_part_rows == Some(0) {
+            problems.push(problem(
+                key_line(&text, header_start, "`model_part_rows`").or(Some(header_line)),
+                "model_part_rows = 0 gives a model's parts no rows: set at most how many rows of \
+                 its keyed inputs a part reads, or leave the key out (10,000 per MiB of \
+                 memory_limit_mb)"
                     .to_string(),
             ));
         }
@@ -530,6 +541,7 @@ impl JobSpec {
                 memory_limit_mb: header.memory_limit_mb,
                 source_trust: identity.trust.clone(),
                 reporting_currency: header.reporting_currency.clone(),
+                model_part_rows: header.model_part_rows,
             },
             sources,
             source_lines,
@@ -721,6 +733,31 @@ mod tests {
         std::fs::write(&path, spec).unwrap_or_default();
         let loaded = JobSpec::load_with(&path, &|_| None).unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(loaded.engine.memory_limit_mb, Some(1));
+        assert_eq!(loaded.engine.model_part_rows, None);
+    }
+
+    #[test]
+    fn model_part_rows_of_zero_is_refused_at_its_line_and_others_reach_the_engine() {
+        let spec = HEADER.replace(
+            "warehouse = \"w\"\n",
+            "warehouse = \"w\"\nmodel_part_rows = 0\n",
+        );
+        let problems = problems_of(&spec);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].line, Some(4), "{problems:?}");
+        assert!(
+            problems[0].message.contains("model_part_rows = 0 gives"),
+            "{problems:?}"
+        );
+        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        let path = dir.path().join("job.toml");
+        let spec = HEADER.replace(
+            "warehouse = \"w\"\n",
+            "warehouse = \"w\"\nmodel_part_rows = 2000\n",
+        );
+        std::fs::write(&path, spec).unwrap_or_default();
+        let loaded = JobSpec::load_with(&path, &|_| None).unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(loaded.engine.model_part_rows, Some(2000));
     }
 
     #[test]

@@ -40,6 +40,10 @@ pub struct EngineOptions {
     /// The currency orders are reported in, for `reporting_currency()` (the job's
     /// `reporting_currency`); `None` makes the function return NULL.
     pub reporting_currency: Option<String>,
+    /// At most this many rows of its keyed inputs per part of a model that declares a key to run
+    /// in parts by (the job's `model_part_rows`; [`crate::parts`]); `None` is
+    /// [`crate::parts::ROWS_PER_POOL_MIB`] per MiB of `memory_limit_mb`, and no parts without it.
+    pub model_part_rows: Option<u64>,
 }
 
 /// A DataFusion session bound to one warehouse and one as-of date.
@@ -52,6 +56,8 @@ pub struct Engine {
     /// The pool of the engine's own session under a memory limit: what the hash joins held when
     /// a query ran out of it decides the next way it runs ([`Engine::run_attempts`]).
     pool: Option<Arc<WatchedPool>>,
+    /// The job's `model_part_rows` ([`EngineOptions::model_part_rows`]).
+    model_part_rows: Option<u64>,
     /// The committed snapshot published files are read through (loaded on first use, or set by
     /// the run that owns the engine).
     snapshot: std::sync::Mutex<Option<Arc<Snapshot>>>,
@@ -316,6 +322,7 @@ impl Engine {
             warehouse: warehouse.clone(),
             memory_limit_mb: opts.memory_limit_mb,
             pool,
+            model_part_rows: opts.model_part_rows,
             snapshot: std::sync::Mutex::new(None),
         })
     }
@@ -547,6 +554,22 @@ impl Engine {
         };
         // Also build the physical plan: some errors appear only then.
         df.clone().create_physical_plan().await.map_err(plan_err)?;
+        if let Some(key) = &model.parts {
+            let has_key = self
+                .ctx
+                .table_provider(key.table.as_str())
+                .await
+                .is_ok_and(|t| t.schema().column_with_name(&key.column).is_some());
+            if !has_key {
+                return Err(Error::BadModel {
+                    path: model.path.clone(),
+                    reason: format!(
+                        "line {}: 'parts: {}.{}': the table '{}' has no column '{}'",
+                        key.line, key.table, key.column, key.table, key.column
+                    ),
+                });
+            }
+        }
         Ok(normalised_schema(df.schema().as_arrow()))
     }
 
@@ -745,15 +768,48 @@ impl Engine {
         published: &str,
     ) -> Result<WrittenFile> {
         self.run_attempts(what, Error::is_out_of_memory, |attempt| async move {
-            self.materialise_in(what, sql, staged, published, attempt)
+            self.materialise_in(what, sql, staged, published, None, attempt)
                 .await
         })
         .await
     }
 
+    /// [`Engine::materialise`] in the parts of [`Engine::parts`] (one piece when `parts` is
+    /// `None`): each part's rows are written after the previous part's, into the one file. A part
+    /// that runs out of memory runs the whole model again the next way of [`Engine::attempts`].
+    pub async fn materialise_in_parts(
+        &self,
+        what: &str,
+        sql: &str,
+        staged: &str,
+        published: &str,
+        parts: Option<&crate::parts::Parts>,
+    ) -> Result<WrittenFile> {
+        self.run_attempts(what, Error::is_out_of_memory, |attempt| async move {
+            self.materialise_in(what, sql, staged, published, parts, attempt)
+                .await
+        })
+        .await
+    }
+
+    /// The job's `memory_limit_mb`, if any.
+    pub fn memory_limit_mb(&self) -> Option<u64> {
+        self.memory_limit_mb
+    }
+
+    /// At most how many keyed input rows a part of a model in parts reads: the job's
+    /// `model_part_rows`, else [`crate::parts::ROWS_PER_POOL_MIB`] per MiB of the memory limit;
+    /// `None` (no limit, no setting) runs every model in one piece.
+    pub fn model_part_rows(&self) -> Option<u64> {
+        self.model_part_rows.or_else(|| {
+            self.memory_limit_mb
+                .map(|mb| mb.max(1).saturating_mul(crate::parts::ROWS_PER_POOL_MIB))
+        })
+    }
+
     /// The session numbered `attempt` of [`Engine::attempts`] runs in: the engine's own, or one
     /// like it with a fair memory pool of the same size and, from attempt 2, sort-merge joins.
-    fn session(&self, attempt: usize) -> Result<SessionContext> {
+    pub(crate) fn session(&self, attempt: usize) -> Result<SessionContext> {
         if attempt == 0 {
             return Ok(self.ctx.clone());
         }
@@ -781,19 +837,41 @@ impl Engine {
         sql: &str,
         staged: &str,
         published: &str,
+        parts: Option<&crate::parts::Parts>,
         attempt: usize,
     ) -> Result<WrittenFile> {
         let err = |source| query_error(what, source, self.memory_limit_mb, attempt);
-        let ctx = self.session(attempt)?;
-        let df = ctx.sql(sql).await.map_err(err)?;
-        let schema = normalised_schema(df.schema().as_arrow());
-        let mut stream = df.execute_stream().await.map_err(err)?;
-        let mut writer = self.warehouse.parquet_writer(staged, Arc::clone(&schema))?;
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(err)?;
-            let batch = normalise_batch(&batch, &schema).map_err(err)?;
-            writer.write(&batch).await?;
+        let mut writer = None;
+        let mut schema = None;
+        for index in 0..parts.map_or(1, crate::parts::Parts::count) {
+            let ctx = match parts {
+                Some(parts) => self.part_session(attempt, parts, index).await?,
+                None => self.session(attempt)?,
+            };
+            let df = ctx.sql(sql).await.map_err(err)?;
+            let schema = schema
+                .get_or_insert_with(|| normalised_schema(df.schema().as_arrow()))
+                .clone();
+            let writer = match &mut writer {
+                Some(w) => w,
+                None => writer.insert(self.warehouse.parquet_writer(staged, Arc::clone(&schema))?),
+            };
+            let mut stream = df.execute_stream().await.map_err(err)?;
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(err)?;
+                let batch = normalise_batch(&batch, &schema).map_err(err)?;
+                writer.write(&batch).await?;
+            }
+            if let Some(parts) = parts {
+                tracing::debug!(
+                    query = what,
+                    part = index + 1,
+                    of = parts.count(),
+                    "part written"
+                );
+            }
         }
+        let writer = writer.ok_or_else(|| Error::Config(format!("{what}: no part ran")))?;
         Ok(writer.finish(published).await?)
     }
 

@@ -14,6 +14,9 @@
 //! - [`Engine::materialise`] runs a query and streams its result into a staged Parquet file with plain
 //!   types (UTF-8 strings, UTC timestamps), then registers it for the models downstream;
 //!   [`Engine::plan_schema`] plans a query without running it (dry runs and `validate`).
+//! - [`parts`]: a model that declares a key (`-- parts: dim_customer.customer_id`) runs, under a
+//!   memory limit and when its inputs are large against it, in ranges of that key one after another
+//!   ([`Engine::parts`], [`Engine::materialise_in_parts`]), so that what it holds grows with a part.
 //! - [`queries`] holds the parameterised queries of `sql/queries/` that the steps run besides the
 //!   models (classifier features, RFM and CLV inputs, campaign measurement, previous audiences).
 //!
@@ -34,6 +37,7 @@ pub mod data_tests;
 mod engine;
 mod error;
 mod models;
+pub mod parts;
 mod pool;
 pub mod queries;
 

@@ -27,6 +27,8 @@ pub struct Model {
     pub reads: Vec<String>,
     /// The data tests declared in the file (`-- test: ...` lines).
     pub tests: Vec<crate::data_tests::DeclaredTest>,
+    /// The key it can run in parts by (a `-- parts: <table>.<column>` line; [`crate::parts`]).
+    pub parts: Option<crate::parts::PartsKey>,
 }
 
 /// All models of a project, with their dependencies.
@@ -95,11 +97,21 @@ pub fn parse_model(path: &Path, layer: &str, sql: String) -> Result<Model> {
         }
     }
     reads.sort();
+    let parts =
+        crate::parts::parse_parts(&sql).map_err(|(line, e)| bad(format!("line {line}: {e}")))?;
+    if let Some(key) = &parts
+        && !reads.contains(&key.table)
+    {
+        return Err(bad(format!(
+            "line {}: 'parts: {}.{}': the query does not read '{}'",
+            key.line, key.table, key.column, key.table
+        )));
+    }
     let description = sql
         .lines()
         .map_while(|l| l.trim().strip_prefix("--"))
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("test:"))
+        .filter(|l| !l.is_empty() && !l.starts_with("test:") && !l.starts_with("parts:"))
         .collect::<Vec<_>>()
         .join(" ");
     Ok(Model {
@@ -110,6 +122,7 @@ pub fn parse_model(path: &Path, layer: &str, sql: String) -> Result<Model> {
         description,
         reads,
         tests,
+        parts,
     })
 }
 

@@ -1,0 +1,588 @@
+//! Running a model in parts by a key, so that what its query holds at once (hash tables, sorts
+//! that could not spill, the merges of sorted runs) grows with a part rather than with the whole
+//! customer base.
+//!
+//! A model declares that it can run in parts with a comment line beside its data tests:
+//!
+//! ```sql
+//! -- parts: dim_customer.customer_id
+//! ```
+//!
+//! It promises that every row it returns is made from rows of one value of the column (here
+//! `customer_id`) in each table it reads that has that column, together with any rows of the tables
+//! that do not have it: each part reads the first kind filtered to a range of the key and the second
+//! kind whole. Rows whose key is null are read by no part. The table named (`dim_customer`) gives
+//! the ranges: its key values, sorted, cut into parts of about equal size. The parts run one after
+//! another in the order of their ranges and their rows are written one after another into the one
+//! file, so a model that orders its rows by the key writes them in the same order as it would in
+//! one piece.
+//!
+//! Under a memory limit, a model runs in as many parts as its keyed input rows need at
+//! [`ROWS_PER_POOL_MIB`] per MiB of the limit, or at the job's `model_part_rows` when it sets it
+//! (without either, or when one part is enough, it runs in one piece, as a model without the
+//! declaration always does).
+
+use std::sync::Arc;
+
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
+    MemorySchemaProvider,
+};
+use datafusion::logical_expr::{Expr, ident, lit};
+use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::models::Model;
+
+/// Rows of a model's keyed inputs one part may read per MiB of `memory_limit_mb`: at 4,096 MiB,
+/// 41 million. The customer view reads about 20 million keyed rows at 1,000,000 persons and ran
+/// in a pool of 768 MiB (26,000 rows per MiB) but not of 512 (docs/performance.md): this leaves
+/// it about two and a half times that margin, and runs it in one piece at 1,000,000 persons under
+/// the demo's limit.
+pub const ROWS_PER_POOL_MIB: u64 = 10_000;
+
+/// At most this many parts: beyond it, a model's key ranges are read so many times that the
+/// limit should rather be raised.
+pub const MAX_PARTS: u64 = 256;
+
+/// About how many key values [`Engine::parts`] samples to cut the key into parts.
+pub const SAMPLE_ROWS: u64 = 1 << 16;
+
+/// A model's `-- parts: <table>.<column>` declaration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartsKey {
+    /// The table whose key values give the parts' ranges (one the query reads).
+    pub table: String,
+    /// The key column.
+    pub column: String,
+    /// 1-based line of the declaration in the model file.
+    pub line: usize,
+}
+
+/// Finds the `-- parts:` line of a model file: `Ok(None)` when it has none, `Err((line, why))`
+/// when it is malformed or there are two.
+pub fn parse_parts(sql: &str) -> std::result::Result<Option<PartsKey>, (usize, String)> {
+    let mut found: Option<PartsKey> = None;
+    for (i, line) in sql.lines().enumerate() {
+        let Some(comment) = line.trim().strip_prefix("--") else {
+            continue;
+        };
+        let Some(text) = comment.trim().strip_prefix("parts:") else {
+            continue;
+        };
+        let line = i + 1;
+        if let Some(first) = &found {
+            return Err((
+                line,
+                format!("a second 'parts:' line (the first is line {})", first.line),
+            ));
+        }
+        let text = text.trim();
+        let Some((table, column)) = text.rsplit_once('.') else {
+            return Err((
+                line,
+                format!(
+                    "'parts: {text}' should name a table and its key column: parts: <table>.<column>"
+                ),
+            ));
+        };
+        let is_name = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        if !table.split('.').all(is_name) || !is_name(column) {
+            return Err((
+                line,
+                format!("'parts: {text}': the table and column must be lower_snake_case names"),
+            ));
+        }
+        found = Some(PartsKey {
+            table: table.to_string(),
+            column: column.to_string(),
+            line,
+        });
+    }
+    Ok(found)
+}
+
+/// The parts one run of a model is cut into: ranges of its key, ascending.
+#[derive(Debug, Clone)]
+pub struct Parts {
+    column: String,
+    /// The tables the query reads that have the key column: each part reads them filtered.
+    tables: Vec<String>,
+    /// The first key value of each part after the first (ascending, distinct).
+    bounds: Vec<ScalarValue>,
+    /// Rows of the keyed tables, all parts together.
+    keyed_rows: u64,
+}
+
+impl Parts {
+    /// How many parts.
+    pub fn count(&self) -> usize {
+        self.bounds.len() + 1
+    }
+
+    /// The tables each part reads filtered to its range.
+    pub fn keyed_tables(&self) -> &[String] {
+        &self.tables
+    }
+
+    /// Rows of the keyed tables, all parts together.
+    pub fn keyed_rows(&self) -> u64 {
+        self.keyed_rows
+    }
+
+    /// The rows of part `index` of a keyed table: the key at or above the part's first value and
+    /// below the next part's (so never null).
+    fn predicate(&self, index: usize) -> Expr {
+        let key = || ident(self.column.as_str());
+        let lower = index
+            .checked_sub(1)
+            .and_then(|i| self.bounds.get(i))
+            .map(|b| key().gt_eq(lit(b.clone())));
+        let upper = self.bounds.get(index).map(|b| key().lt(lit(b.clone())));
+        match (lower, upper) {
+            (Some(l), Some(u)) => l.and(u),
+            (Some(l), None) => l,
+            (None, Some(u)) => u,
+            (None, None) => key().is_not_null(),
+        }
+    }
+}
+
+/// The number of parts for `keyed_rows` input rows at most `part_rows` a part.
+pub fn parts_for(keyed_rows: u64, part_rows: u64) -> u64 {
+    keyed_rows.div_ceil(part_rows.max(1)).clamp(1, MAX_PARTS)
+}
+
+impl Engine {
+    /// The parts `model` runs in this time: `None` (one piece) when it declares no key, there
+    /// is neither a memory limit nor `model_part_rows` ([`Engine::model_part_rows`]), or one part
+    /// is enough ([`parts_for`]).
+    pub async fn parts(&self, model: &Model) -> Result<Option<Parts>> {
+        let (Some(key), Some(part_rows)) = (&model.parts, self.model_part_rows()) else {
+            return Ok(None);
+        };
+        let reads = crate::models::parse_reads(&model.sql).map_err(|reason| Error::BadModel {
+            path: model.path.clone(),
+            reason,
+        })?;
+        let what = |doing: &str| {
+            format!(
+                "{doing} of model '{}' ({})",
+                model.name,
+                model.path.display()
+            )
+        };
+        let mut tables = Vec::new();
+        let mut keyed_rows = 0;
+        for table in reads {
+            let provider = self
+                .context()
+                .table_provider(table.as_str())
+                .await
+                .map_err(|source| Error::Execution {
+                    what: what(&format!("reading the columns of '{table}' for the parts")),
+                    source,
+                })?;
+            if provider.schema().column_with_name(&key.column).is_none() {
+                continue;
+            }
+            keyed_rows += self
+                .count_rows(
+                    &what("counting the keyed rows"),
+                    &format!("select count(*) from {table}"),
+                )
+                .await?;
+            tables.push(table);
+        }
+        if !tables.contains(&key.table) {
+            return Err(Error::BadModel {
+                path: model.path.clone(),
+                reason: format!(
+                    "line {}: 'parts: {}.{}': the query does not read a table '{}' with a column '{}'",
+                    key.line, key.table, key.column, key.table, key.column
+                ),
+            });
+        }
+        let count = parts_for(keyed_rows, part_rows);
+        if count < 2 {
+            return Ok(None);
+        }
+        let bounds = self
+            .bounds(&what("cutting the key into parts"), key, count)
+            .await?;
+        if bounds.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Parts {
+            column: key.column.clone(),
+            tables,
+            bounds,
+            keyed_rows,
+        }))
+    }
+
+    /// The one number a `select count(...)` query returns.
+    async fn count_rows(&self, what: &str, sql: &str) -> Result<u64> {
+        let batches = self.collect(what, sql).await?;
+        let value = batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .map(|b| value_at(what, b, 0))
+            .transpose()?;
+        Ok(match value {
+            Some(ScalarValue::Int64(Some(n))) => u64::try_from(n).unwrap_or(0),
+            _ => 0,
+        })
+    }
+
+    /// The first key value of each part after the first: the values at every `1/count` of a
+    /// sample of the key's non-null values, sorted, without repeats (a value is never split
+    /// between parts). The sample is the rows whose key hashes (with a fixed seed) to a multiple
+    /// of a stride that leaves about [`SAMPLE_ROWS`]: the same set of values whatever order the
+    /// table is read in, so the same inputs give the same parts, and rows with one key value are
+    /// in it or out of it together, so a frequent value weighs as much as its rows.
+    async fn bounds(&self, what: &str, key: &PartsKey, count: u64) -> Result<Vec<ScalarValue>> {
+        use datafusion::arrow::array::{Array, ArrayRef, BooleanArray};
+        use datafusion::arrow::compute;
+        let (table, column) = (&key.table, &key.column);
+        let arrow_err = |e: datafusion::arrow::error::ArrowError| Error::Execution {
+            what: what.to_string(),
+            source: e.into(),
+        };
+        let values = self
+            .count_rows(what, &format!("select count({column}) from {table}"))
+            .await?;
+        let stride = (values / SAMPLE_ROWS).max(1);
+        let mut sampled: Vec<ArrayRef> = Vec::new();
+        let mut hashes = Vec::new();
+        let mut stream = self
+            .stream(
+                what,
+                &format!("select {column} from {table} where {column} is not null"),
+            )
+            .await?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            let keys = batch.column(0);
+            hashes.clear();
+            hashes.resize(keys.len(), 0);
+            datafusion::common::hash_utils::create_hashes_with_hasher(
+                [keys],
+                &datafusion::common::hash_utils::HLL_RANDOM_STATE,
+                &mut hashes,
+            )
+            .map_err(|source| Error::Execution {
+                what: what.to_string(),
+                source,
+            })?;
+            let keep: BooleanArray = hashes.iter().map(|h| Some(h % stride == 0)).collect();
+            sampled.push(compute::filter(keys, &keep).map_err(arrow_err)?);
+        }
+        let arrays: Vec<&dyn Array> = sampled.iter().map(AsRef::as_ref).collect();
+        if arrays.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sample = compute::concat(&arrays).map_err(arrow_err)?;
+        let sample = compute::sort(&sample, None).map_err(arrow_err)?;
+        let len = sample.len() as u64;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let first = ScalarValue::try_from_array(&sample, 0).map_err(|source| Error::Execution {
+            what: what.to_string(),
+            source,
+        })?;
+        let mut bounds: Vec<ScalarValue> = Vec::new();
+        for i in 1..count {
+            let at = u128::from(len) * u128::from(i) / u128::from(count);
+            let value =
+                ScalarValue::try_from_array(&sample, usize::try_from(at).unwrap_or(usize::MAX))
+                    .map_err(|source| Error::Execution {
+                        what: what.to_string(),
+                        source,
+                    })?;
+            // The first value of all is no bound (the first part would hold none of the
+            // sample), nor is a value already one.
+            if value != first && bounds.last() != Some(&value) {
+                bounds.push(value);
+            }
+        }
+        Ok(bounds)
+    }
+
+    /// A session like [`Engine::session`]'s for `attempt` in which each keyed table of `parts`
+    /// is read filtered to part `index`: the catalog is a copy (the same tables, so nothing is
+    /// read again) with those tables replaced by filtered views.
+    pub(crate) async fn part_session(
+        &self,
+        attempt: usize,
+        parts: &Parts,
+        index: usize,
+    ) -> Result<SessionContext> {
+        let config = |e: datafusion::error::DataFusionError| Error::Config(e.to_string());
+        let base = self.session(attempt)?;
+        let catalogs = Arc::new(MemoryCatalogProviderList::new());
+        for catalog_name in base.catalog_names() {
+            let Some(catalog) = base.catalog(&catalog_name) else {
+                continue;
+            };
+            let copy = Arc::new(MemoryCatalogProvider::new());
+            for schema_name in catalog.schema_names() {
+                if schema_name == "information_schema" {
+                    continue;
+                }
+                let Some(schema) = catalog.schema(&schema_name) else {
+                    continue;
+                };
+                let tables = Arc::new(MemorySchemaProvider::new());
+                for table in schema.table_names() {
+                    if let Some(provider) = schema.table(&table).await.map_err(config)? {
+                        datafusion::catalog::SchemaProvider::register_table(
+                            tables.as_ref(),
+                            table,
+                            provider,
+                        )
+                        .map_err(config)?;
+                    }
+                }
+                copy.register_schema(&schema_name, tables).map_err(config)?;
+            }
+            catalogs.register_catalog(catalog_name, copy);
+        }
+        let mut state = base.state();
+        state.register_catalog_list(catalogs as Arc<dyn CatalogProviderList>);
+        let ctx = SessionContext::new_with_state(state);
+        for table in &parts.tables {
+            let view = base
+                .table(table.as_str())
+                .await
+                .and_then(|df| df.filter(parts.predicate(index)))
+                .map_err(config)?
+                .into_view();
+            ctx.deregister_table(table.as_str()).map_err(config)?;
+            ctx.register_table(table.as_str(), view).map_err(config)?;
+        }
+        Ok(ctx)
+    }
+}
+
+/// The value of the first column of `batch` at `row`.
+fn value_at(
+    what: &str,
+    batch: &datafusion::arrow::array::RecordBatch,
+    row: usize,
+) -> Result<ScalarValue> {
+    ScalarValue::try_from_array(batch.column(0), row).map_err(|source| Error::Execution {
+        what: what.to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::engine::EngineOptions;
+    use clientele_store::Warehouse;
+
+    /// Customers `C00000`..`C29999`, 60,000 orders of theirs (two each) and 500 without a
+    /// customer, and a table of seven channels without the key, each a staged Parquet file
+    /// registered by name.
+    async fn tables(engine: &Engine) -> Result<()> {
+        let tables = [
+            (
+                "customers",
+                "select concat('C', lpad(cast(value as varchar), 5, '0')) as customer_id, \
+                 value % 7 as region from range(0, 30000)",
+            ),
+            (
+                "orders",
+                "select case when value < 60000 \
+                 then concat('C', lpad(cast((value * 7919) % 30000 as varchar), 5, '0')) end as customer_id, \
+                 value % 7 as channel, cast(value % 100 as double) as amount from range(0, 60500)",
+            ),
+            (
+                "channels",
+                "select value as channel, concat('channel ', cast(value as varchar)) as label from range(0, 7)",
+            ),
+        ];
+        for (name, sql) in tables {
+            let staged = format!("_staging/r/marts/{name}/as_of=2025-12-31/part-0.parquet");
+            engine.materialise(name, sql, &staged, &staged).await?;
+            engine.register_file(name, &staged).await?;
+        }
+        Ok(())
+    }
+
+    const MODEL: &str = "-- Spend per customer and channel label.\n\
+        -- parts: customers.customer_id\n\
+        with spend as (\n\
+            select o.customer_id, h.label, count(*) as orders, sum(o.amount) as amount\n\
+            from orders o join channels h on h.channel = o.channel\n\
+            group by o.customer_id, h.label\n\
+        )\n\
+        select c.customer_id, c.region, s.label, s.orders, s.amount\n\
+        from customers c left join spend s on s.customer_id = c.customer_id\n\
+        order by c.customer_id, s.label";
+
+    async fn run(
+        mb: Option<u64>,
+    ) -> Result<(Option<Parts>, Vec<datafusion::arrow::array::RecordBatch>)> {
+        let dir = tempfile::tempdir().map_err(|source| Error::Io {
+            path: "tmp".into(),
+            source,
+        })?;
+        let wh = Warehouse::open("wh", dir.path())?;
+        let as_of = chrono::NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default();
+        let opts = EngineOptions {
+            target_partitions: 2,
+            memory_limit_mb: mb,
+            ..EngineOptions::default()
+        };
+        let engine = Engine::new(&wh, as_of, &opts)?;
+        tables(&engine).await?;
+        let model = crate::models::parse_model(
+            std::path::Path::new("sql/marts/spend.sql"),
+            "marts",
+            MODEL.to_string(),
+        )?;
+        engine.plan_model(&model).await?;
+        let parts = engine.parts(&model).await?;
+        let staged = "_staging/r/marts/spend/as_of=2025-12-31/part-0.parquet";
+        engine
+            .materialise_in_parts("spend", &model.sql, staged, staged, parts.as_ref())
+            .await?;
+        engine.register_file("spend", staged).await?;
+        let rows = engine.collect("read", "select * from spend").await?;
+        Ok((parts, rows))
+    }
+
+    #[tokio::test]
+    async fn a_model_in_parts_writes_the_rows_it_writes_in_one_piece() -> Result<()> {
+        let (none, whole) = run(None).await?;
+        assert!(none.is_none(), "without a limit a model runs in one piece");
+        // 30,000 customers and 60,500 orders against 4 MiB at 10,000 rows per MiB: three parts.
+        let (parts, cut) = run(Some(4)).await?;
+        let parts = parts.unwrap_or_else(|| panic!("a 4 MiB limit cuts 90,500 keyed rows"));
+        assert_eq!(parts.count(), 3);
+        assert_eq!(parts.keyed_rows(), 90_500);
+        assert_eq!(parts.keyed_tables(), ["customers", "orders"]);
+        // The bounds are customers' ids at a third and two thirds.
+        assert_eq!(
+            parts.bounds,
+            [ScalarValue::from("C10000"), ScalarValue::from("C20000")]
+        );
+        let whole = datafusion::arrow::compute::concat_batches(&whole[0].schema(), &whole)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let cut = datafusion::arrow::compute::concat_batches(&cut[0].schema(), &cut)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        // 30,000 customers with two orders each, on two channels (30,000 is not a multiple of
+        // 7), in the same order.
+        assert_eq!(whole.num_rows(), 60_000);
+        assert_eq!(cut, whole);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_key_the_table_does_not_have_is_an_error_naming_the_line() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|source| Error::Io {
+            path: "tmp".into(),
+            source,
+        })?;
+        let wh = Warehouse::open("wh", dir.path())?;
+        let as_of = chrono::NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default();
+        let engine = Engine::new(&wh, as_of, &EngineOptions::default())?;
+        tables(&engine).await?;
+        let model = crate::models::parse_model(
+            std::path::Path::new("sql/marts/spend.sql"),
+            "marts",
+            MODEL.replace("customers.customer_id", "channels.customer_id"),
+        )?;
+        let err = engine.plan_model(&model).await.err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "sql/marts/spend.sql: line 2: 'parts: channels.customer_id': the table 'channels' has no column 'customer_id'"
+            )
+        );
+        let unread = crate::models::parse_model(
+            std::path::Path::new("sql/marts/spend.sql"),
+            "marts",
+            MODEL.replace("customers.customer_id", "people.customer_id"),
+        )
+        .err()
+        .map(|e| e.to_string());
+        assert_eq!(
+            unread.as_deref(),
+            Some(
+                "sql/marts/spend.sql: line 2: 'parts: people.customer_id': the query does not read 'people'"
+            )
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_declaration_names_a_table_and_its_key() {
+        let sql = "-- One row per customer.\n-- test: unique(customer_id)\n-- parts: dim_customer.customer_id\nselect 1";
+        assert_eq!(
+            parse_parts(sql),
+            Ok(Some(PartsKey {
+                table: "dim_customer".into(),
+                column: "customer_id".into(),
+                line: 3
+            }))
+        );
+        assert_eq!(parse_parts("select 1"), Ok(None));
+        assert_eq!(
+            parse_parts("-- parts: history.customer_view.customer_id\nselect 1")
+                .map(|p| p.map(|p| p.table)),
+            Ok(Some("history.customer_view".into()))
+        );
+        let Err((line, why)) = parse_parts("-- a\n-- parts: customer_id\nselect 1") else {
+            panic!("a key without a table is refused");
+        };
+        assert_eq!(line, 2);
+        assert!(why.contains("<table>.<column>"), "{why}");
+        assert!(parse_parts("-- parts: Dim.Customer\nselect 1").is_err());
+        let Err((line, why)) = parse_parts("-- parts: a.b\n-- parts: c.d\nselect 1") else {
+            panic!("two declarations are refused");
+        };
+        assert_eq!(line, 2);
+        assert!(why.contains("line 1"), "{why}");
+    }
+
+    #[test]
+    fn the_parts_grow_with_the_rows_against_the_limit() {
+        let at = |mb: u64| mb * ROWS_PER_POOL_MIB;
+        assert_eq!(parts_for(20_000_000, at(4_096)), 1);
+        assert_eq!(parts_for(41_000_000, at(4_096)), 2);
+        assert_eq!(parts_for(200_000_000, at(4_096)), 5);
+        assert_eq!(parts_for(200_000_000, at(2_048)), 10);
+        assert_eq!(parts_for(0, at(4_096)), 1);
+        assert_eq!(parts_for(u64::MAX, 1), MAX_PARTS);
+        assert_eq!(parts_for(5, 0), 5);
+    }
+
+    #[test]
+    fn each_part_reads_its_range_of_the_key_and_no_nulls() {
+        let parts = Parts {
+            column: "k".into(),
+            tables: vec!["t".into()],
+            bounds: vec![ScalarValue::from("m"), ScalarValue::from("t")],
+            keyed_rows: 0,
+        };
+        assert_eq!(parts.count(), 3);
+        assert_eq!(parts.predicate(0).to_string(), "k < Utf8(\"m\")");
+        assert_eq!(
+            parts.predicate(1).to_string(),
+            "k >= Utf8(\"m\") AND k < Utf8(\"t\")"
+        );
+        assert_eq!(parts.predicate(2).to_string(), "k >= Utf8(\"t\")");
+    }
+}
