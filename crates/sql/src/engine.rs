@@ -767,11 +767,8 @@ impl Engine {
         staged: &str,
         published: &str,
     ) -> Result<WrittenFile> {
-        self.run_attempts(what, Error::is_out_of_memory, |attempt| async move {
-            self.materialise_in(what, sql, staged, published, None, attempt)
-                .await
-        })
-        .await
+        self.materialise_in_parts(what, sql, staged, published, None)
+            .await
     }
 
     /// [`Engine::materialise`] in the parts of [`Engine::parts`] (one piece when `parts` is

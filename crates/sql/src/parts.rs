@@ -431,9 +431,8 @@ mod tests {
         from customers c left join spend s on s.customer_id = c.customer_id\n\
         order by c.customer_id, s.label";
 
-    async fn run(
-        mb: Option<u64>,
-    ) -> Result<(Option<Parts>, Vec<datafusion::arrow::array::RecordBatch>)> {
+    /// An engine on a new warehouse (kept while the directory lives) with [`tables`] in it.
+    async fn engine_with_tables(mb: Option<u64>) -> Result<(tempfile::TempDir, Engine)> {
         let dir = tempfile::tempdir().map_err(|source| Error::Io {
             path: "tmp".into(),
             source,
@@ -447,6 +446,13 @@ mod tests {
         };
         let engine = Engine::new(&wh, as_of, &opts)?;
         tables(&engine).await?;
+        Ok((dir, engine))
+    }
+
+    async fn run(
+        mb: Option<u64>,
+    ) -> Result<(Option<Parts>, Vec<datafusion::arrow::array::RecordBatch>)> {
+        let (_dir, engine) = engine_with_tables(mb).await?;
         let model = crate::models::parse_model(
             std::path::Path::new("sql/marts/spend.sql"),
             "marts",
@@ -491,14 +497,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_the_table_does_not_have_is_an_error_naming_the_line() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|source| Error::Io {
-            path: "tmp".into(),
-            source,
-        })?;
-        let wh = Warehouse::open("wh", dir.path())?;
-        let as_of = chrono::NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default();
-        let engine = Engine::new(&wh, as_of, &EngineOptions::default())?;
-        tables(&engine).await?;
+        let (_dir, engine) = engine_with_tables(None).await?;
         let model = crate::models::parse_model(
             std::path::Path::new("sql/marts/spend.sql"),
             "marts",
