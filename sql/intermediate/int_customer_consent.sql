@@ -16,6 +16,9 @@
 -- test: not_null(customer_id, channel, consent, statements)
 -- test: accepted_values(channel, 'email', 'phone', 'post', 'ads')
 -- test: accepted_values(consent, 'granted', 'denied', 'unknown')
+-- Every row is made from one customer's records and their statements: under a memory limit a
+-- large base runs in ranges of customer ids (docs/performance.md#models-in-parts).
+-- parts: int_customer_records__matched.customer_id
 with records as (
     select record_id, customer_id from int_customer_records__matched
 ),

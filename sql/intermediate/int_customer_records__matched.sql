@@ -5,6 +5,10 @@
 --
 -- test: unique(record_id)
 -- test: not_null(customer_id, record_id)
+-- Every row is one record and its one customer: under a memory limit a large base runs in ranges
+-- of customer ids, each part joining the records to its range's identities
+-- (docs/performance.md#models-in-parts).
+-- parts: int_customer_identity.customer_id
 with records as (
     select * from int_customer_records__unioned
 ),

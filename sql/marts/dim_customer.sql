@@ -21,6 +21,9 @@
 -- test: unique(customer_id)
 -- test: not_null(customer_id, household_id, is_opted_out, source_record_count)
 -- test: expression(source_record_count >= 1)
+-- Every row is made from one customer's records: under a memory limit a large base runs in ranges
+-- of customer ids (docs/performance.md#models-in-parts).
+-- parts: int_customer_records__matched.customer_id
 with records as (
     select
         *,

@@ -8,6 +8,10 @@
 -- test: accepted_values(channel, 'store', 'web', 'email', 'direct_mail', 'service')
 -- test: relationships(customer_id, dim_customer.customer_id)
 -- test: expression((touchpoint_type = 'order') = (amount is not null))
+-- Every row is one customer's: under a memory limit a large base runs in ranges of customer ids,
+-- each part joining the responses and tickets to its range's records
+-- (docs/performance.md#models-in-parts).
+-- parts: int_customer_records__matched.customer_id
 with records as (
     select record_id, customer_id from int_customer_records__matched
 ),

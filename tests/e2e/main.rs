@@ -1360,23 +1360,49 @@ fn a_query_beyond_the_memory_limit_fails_the_run_naming_it_and_the_setting_and_p
     Ok(())
 }
 
-/// A model that declares a key (`customer_view`: `-- parts: dim_customer.customer_id`) runs in
-/// ranges of it when the job's `model_part_rows` is below its keyed input rows, and publishes the
-/// same rows, in the same order, as in one piece.
+/// The models that declare a key (`customer_view`: `-- parts: dim_customer.customer_id`, and four
+/// more) run in ranges of it when the job's `model_part_rows` is below their keyed input rows, and
+/// publish the same rows, in the same order, as in one piece; the score step's feature queries
+/// run in ranges of customers too, and its scores are the same.
 #[test]
 fn a_model_run_in_parts_publishes_what_it_publishes_in_one_piece() -> TestResult {
     let dir = demo(300)?;
     let wh = dir.path().join("warehouse");
     let job = dir.path().join("jobs/demo.toml");
-    let view = "select * exclude (as_of) from customer_view where as_of = date '2026-01-01' \
-                order by customer_id";
+    // Each declared model with the columns that order its rows completely.
+    let models = [
+        ("int_customer_records__matched", "customer_id, record_id"),
+        ("int_customer_consent", "customer_id, channel"),
+        ("dim_customer", "customer_id"),
+        (
+            "fct_touchpoints",
+            "customer_id, touch_date, touchpoint_type, reference, channel, amount",
+        ),
+        ("customer_view", "customer_id"),
+        // The score step reads its classifiers' feature rows in parts of customers too.
+        ("customer_scores", "customer_id"),
+    ];
+    let tables = |wh: &std::path::Path| -> Result<Vec<Vec<String>>, Box<dyn std::error::Error>> {
+        models
+            .iter()
+            .map(|(model, order)| {
+                query_csv(
+                    wh,
+                    &format!(
+                        "select * exclude (as_of) from {model} \
+                         where as_of = date '2026-01-01' order by {order}"
+                    ),
+                )
+            })
+            .collect()
+    };
     let out = clientele()?
         .args(["run", "--as-of", "2026-01-01"])
         .arg(&job)
         .output()?;
     assert_ok(&out);
-    let whole = query_csv(&wh, view)?;
-    assert!(whole.len() > 250, "customers: {}", whole.len());
+    let whole = tables(&wh)?;
+    assert!(whole[4].len() > 250, "customers: {}", whole[4].len());
 
     let spec = std::fs::read_to_string(&job)?;
     let in_parts = dir.path().join("jobs/parts.toml");
@@ -1384,7 +1410,7 @@ fn a_model_run_in_parts_publishes_what_it_publishes_in_one_piece() -> TestResult
         &in_parts,
         spec.replace(
             "memory_limit_mb = 4096\n",
-            "memory_limit_mb = 4096\nmodel_part_rows = 1000\n",
+            "memory_limit_mb = 4096\nmodel_part_rows = 250\n",
         ),
     )?;
     let out = clientele()?
@@ -1393,24 +1419,32 @@ fn a_model_run_in_parts_publishes_what_it_publishes_in_one_piece() -> TestResult
         .output()?;
     assert_ok(&out);
     let text = printed(&out);
-    let line = text
-        .lines()
-        .find(|l| l.contains("running the model in parts of its key"))
-        .unwrap_or_else(|| panic!("no model ran in parts:\n{text}"));
-    assert!(line.contains("customer_view"), "{line}");
-    let parts: u64 = line
-        .split("parts=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(parts >= 3, "{line}");
-    let cut = query_csv(&wh, view)?;
-    assert_eq!(cut.len(), whole.len());
     assert!(
-        cut == whole,
-        "customer_view in parts differs from in one piece"
+        text.contains("reading the features in parts of customers"),
+        "the score step read its features in one piece:\n{text}"
     );
+    for (model, _) in models.iter().take(5) {
+        let line = text
+            .lines()
+            .find(|l| {
+                l.contains("running the model in parts of its key")
+                    && l.contains(&format!("model={model} "))
+            })
+            .unwrap_or_else(|| panic!("{model} did not run in parts:\n{text}"));
+        let parts: u64 = line
+            .split("parts=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(parts >= 3, "{line}");
+    }
+    let cut = tables(&wh)?;
+    for ((model, _), (cut, whole)) in models.iter().zip(cut.iter().zip(&whole)) {
+        assert!(whole.len() > 250, "{model}: {} rows", whole.len());
+        assert_eq!(cut.len(), whole.len(), "{model}");
+        assert!(cut == whole, "{model} in parts differs from in one piece");
+    }
     Ok(())
 }
 

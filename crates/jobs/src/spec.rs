@@ -290,7 +290,7 @@ impl JobSpec {
             problems.push(problem(
                 key_line(&text, header_start, "`model_part_rows`").or(Some(header_line)),
                 "model_part_rows = 0 gives a model's parts no rows: set at most how many rows of \
-                 its keyed inputs a part reads, or leave the key out (10,000 per MiB of \
+                 its keyed inputs a part reads, or leave the key out (5,000 per MiB of \
                  memory_limit_mb)"
                     .to_string(),
             ));

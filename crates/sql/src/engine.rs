@@ -640,6 +640,54 @@ impl Engine {
         })
     }
 
+    /// [`Engine::stream_attempt`] in the parts of `parts` ([`Engine::query_parts`]; one piece
+    /// when `None`): the rows of each part in turn, each part's query started when the one
+    /// before it has ended, so only one part's hash tables are held at a time. For a reader that
+    /// does not need the rows in the query's order across parts.
+    pub async fn stream_attempt_in_parts(
+        &self,
+        what: &str,
+        sql: &str,
+        attempt: usize,
+        parts: Option<&crate::parts::Parts>,
+    ) -> Result<BatchStream> {
+        let Some(parts) = parts else {
+            return self.stream_attempt(what, sql, attempt).await;
+        };
+        let err = |source| query_error(what, source, self.memory_limit_mb, attempt);
+        let mut sessions = Vec::with_capacity(parts.count());
+        for index in 0..parts.count() {
+            sessions.push(self.part_session(attempt, parts, index).await?);
+        }
+        let mut sessions = sessions.into_iter();
+        let first = match sessions.next() {
+            Some(ctx) => ctx
+                .sql(sql)
+                .await
+                .map_err(err)?
+                .execute_stream()
+                .await
+                .map_err(err)?,
+            None => return self.stream_attempt(what, sql, attempt).await,
+        };
+        let schema = first.schema();
+        let sql = sql.to_string();
+        let rest =
+            futures::TryStreamExt::try_flatten(futures::stream::iter(sessions).then(move |ctx| {
+                let sql = sql.clone();
+                async move { ctx.sql(&sql).await?.execute_stream().await }
+            }));
+        let chained = first.chain(rest);
+        Ok(BatchStream {
+            what: what.to_string(),
+            memory_limit_mb: self.memory_limit_mb,
+            attempt,
+            stream: Box::pin(
+                datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, chained),
+            ),
+        })
+    }
+
     /// Runs `run` as attempt 0 and, while it fails for want of memory (`out_of_memory`) and
     /// [`Engine::attempts`] has another way, again as the next attempt, logging each. When the
     /// first way ran out with the hash joins' build sides holding two thirds of the pool or more,
@@ -789,6 +837,68 @@ impl Engine {
         .await
     }
 
+    /// Materialises `model` ([`Engine::materialise_in_parts`]) in the parts of [`Engine::parts`]
+    /// when it declares a key: when its first way runs out of memory, it runs again in twice as
+    /// many parts, up to [`crate::parts::MORE_PARTS_TRIES`] times, before the slower ways of
+    /// [`Engine::attempts`]. Logs the parts it runs in; returns the file and how many parts it
+    /// was written in (1: in one piece).
+    pub async fn materialise_model(
+        &self,
+        what: &str,
+        model: &Model,
+        staged: &str,
+        published: &str,
+    ) -> Result<(WrittenFile, usize)> {
+        let mut parts = self.parts(model).await?;
+        let log_parts = |parts: &Option<crate::parts::Parts>| {
+            if let Some(parts) = parts {
+                tracing::info!(
+                    model = %model.name,
+                    parts = parts.count(),
+                    keyed_rows = parts.keyed_rows(),
+                    memory_limit_mb = self.memory_limit_mb,
+                    "running the model in parts of its key (docs/performance.md#models-in-parts)"
+                );
+            }
+        };
+        log_parts(&parts);
+        let can_cut = model.parts.is_some() && self.model_part_rows().is_some();
+        for _ in 0..crate::parts::MORE_PARTS_TRIES {
+            let count = parts.as_ref().map_or(1, crate::parts::Parts::count) as u64;
+            if !can_cut || count * 2 > crate::parts::MAX_PARTS {
+                break;
+            }
+            if let Some(pool) = &self.pool {
+                pool.forget_failure();
+            }
+            match self
+                .materialise_in(what, &model.sql, staged, published, parts.as_ref(), 0)
+                .await
+            {
+                Err(e) if e.is_out_of_memory() => {
+                    let more = self.parts_at_least(model, count * 2).await?;
+                    let more_count = more.as_ref().map_or(1, crate::parts::Parts::count) as u64;
+                    tracing::warn!(
+                        query = what,
+                        memory_limit_mb = self.memory_limit_mb,
+                        error = %e,
+                        "out of memory in {count} part(s): running it again in {more_count}"
+                    );
+                    if more_count <= count {
+                        break;
+                    }
+                    parts = more;
+                    log_parts(&parts);
+                }
+                other => return other.map(|file| (file, count as usize)),
+            }
+        }
+        let file = self
+            .materialise_in_parts(what, &model.sql, staged, published, parts.as_ref())
+            .await?;
+        Ok((file, parts.as_ref().map_or(1, crate::parts::Parts::count)))
+    }
+
     /// The job's `memory_limit_mb`, if any.
     pub fn memory_limit_mb(&self) -> Option<u64> {
         self.memory_limit_mb
@@ -828,7 +938,7 @@ impl Engine {
         Ok(SessionContext::new_with_state(state))
     }
 
-    async fn materialise_in(
+    pub(crate) async fn materialise_in(
         &self,
         what: &str,
         sql: &str,

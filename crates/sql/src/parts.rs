@@ -20,7 +20,8 @@
 //! Under a memory limit, a model runs in as many parts as its keyed input rows need at
 //! [`ROWS_PER_POOL_MIB`] per MiB of the limit, or at the job's `model_part_rows` when it sets it
 //! (without either, or when one part is enough, it runs in one piece, as a model without the
-//! declaration always does).
+//! declaration always does). When it still runs out of memory, it runs again in twice as many
+//! parts ([`MORE_PARTS_TRIES`], [`Engine::materialise_model`]).
 
 use std::sync::Arc;
 
@@ -37,15 +38,24 @@ use crate::error::{Error, Result};
 use crate::models::Model;
 
 /// Rows of a model's keyed inputs one part may read per MiB of `memory_limit_mb`: at 4,096 MiB,
-/// 41 million. The customer view reads about 20 million keyed rows at 1,000,000 persons and ran
-/// in a pool of 768 MiB (26,000 rows per MiB) but not of 512 (docs/performance.md): this leaves
-/// it about two and a half times that margin, and runs it in one piece at 1,000,000 persons under
-/// the demo's limit.
-pub const ROWS_PER_POOL_MIB: u64 = 10_000;
+/// 20.5 million. What a row costs differs by model: at 1,000,000 persons under 410 MiB (the
+/// rows per MiB of 10,000,000 persons under 4,096), the customer view ran in 5 parts of 3.6 M
+/// keyed rows, `int_customer_records__matched` and `int_customer_consent` needed 2 parts of
+/// 1.45 M and `dim_customer` 3 parts of 0.97 M (docs/performance.md#models-in-parts). This runs
+/// the first three without a retry and leaves the others to [`MORE_PARTS_TRIES`]; at 1,000,000
+/// persons under the demo's 4,096 MiB every model runs in one piece (the customer view reads
+/// 18.2 M keyed rows).
+pub const ROWS_PER_POOL_MIB: u64 = 5_000;
 
 /// At most this many parts: beyond it, a model's key ranges are read so many times that the
 /// limit should rather be raised.
 pub const MAX_PARTS: u64 = 256;
+
+/// How many times a model in parts whose first way runs out of memory runs again in twice as many
+/// parts (hash joins kept) before the slower ways of [`Engine::attempts`]: a model's rows per MiB
+/// differ by model (the customer view's fit 8,900 a MiB of the pool at 1,000,000 persons,
+/// `dim_customer`'s 2,400), so the first count is an estimate.
+pub const MORE_PARTS_TRIES: usize = 2;
 
 /// About how many key values [`Engine::parts`] samples to cut the key into parts.
 pub const SAMPLE_ROWS: u64 = 1 << 16;
@@ -108,6 +118,15 @@ pub fn parse_parts(sql: &str) -> std::result::Result<Option<PartsKey>, (usize, S
     Ok(found)
 }
 
+/// Why a query cannot run in parts by a key ([`Engine::query_parts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryPartsProblem {
+    /// The query's tables could not be read from its text.
+    Reads(String),
+    /// The query reads no table of the key's name with the key column.
+    NoKeyTable,
+}
+
 /// The parts one run of a model is cut into: ranges of its key, ascending.
 #[derive(Debug, Clone)]
 pub struct Parts {
@@ -164,20 +183,49 @@ impl Engine {
     /// is neither a memory limit nor `model_part_rows` ([`Engine::model_part_rows`]), or one part
     /// is enough ([`parts_for`]).
     pub async fn parts(&self, model: &Model) -> Result<Option<Parts>> {
-        let (Some(key), Some(part_rows)) = (&model.parts, self.model_part_rows()) else {
+        self.parts_at_least(model, 1).await
+    }
+
+    /// [`Engine::parts`], in at least `at_least` parts (fewer only where the key has too few
+    /// values to cut, or beyond [`MAX_PARTS`]).
+    pub async fn parts_at_least(&self, model: &Model, at_least: u64) -> Result<Option<Parts>> {
+        let Some(key) = &model.parts else {
             return Ok(None);
         };
-        let reads = crate::models::parse_reads(&model.sql).map_err(|reason| Error::BadModel {
+        let bad = |reason: String| Error::BadModel {
             path: model.path.clone(),
             reason,
-        })?;
-        let what = |doing: &str| {
-            format!(
-                "{doing} of model '{}' ({})",
-                model.name,
-                model.path.display()
-            )
         };
+        let what = format!("model '{}' ({})", model.name, model.path.display());
+        match self.query_parts(&what, &model.sql, key, at_least).await? {
+            Ok(parts) => Ok(parts),
+            Err(QueryPartsProblem::Reads(reason)) => Err(bad(reason)),
+            Err(QueryPartsProblem::NoKeyTable) => Err(bad(format!(
+                "line {}: 'parts: {}.{}': the query does not read a table '{}' with a column '{}'",
+                key.line, key.table, key.column, key.table, key.column
+            ))),
+        }
+    }
+
+    /// The parts the query `sql` (`what`, for errors) runs in by `key`, as [`Engine::parts`]
+    /// gives a model's: `Ok(None)` (one piece) without a memory limit or `model_part_rows`, or
+    /// when one part is enough; at least `at_least` parts otherwise. The inner error: the query
+    /// cannot be read for its tables, or reads no table `key.table` with the key column.
+    pub async fn query_parts(
+        &self,
+        what: &str,
+        sql: &str,
+        key: &PartsKey,
+        at_least: u64,
+    ) -> Result<std::result::Result<Option<Parts>, QueryPartsProblem>> {
+        let Some(part_rows) = self.model_part_rows() else {
+            return Ok(Ok(None));
+        };
+        let reads = match crate::models::parse_reads(sql) {
+            Ok(reads) => reads,
+            Err(reason) => return Ok(Err(QueryPartsProblem::Reads(reason))),
+        };
+        let what = |doing: &str| format!("{doing} of {what}");
         let mut tables = Vec::new();
         let mut keyed_rows = 0;
         for table in reads {
@@ -201,30 +249,26 @@ impl Engine {
             tables.push(table);
         }
         if !tables.contains(&key.table) {
-            return Err(Error::BadModel {
-                path: model.path.clone(),
-                reason: format!(
-                    "line {}: 'parts: {}.{}': the query does not read a table '{}' with a column '{}'",
-                    key.line, key.table, key.column, key.table, key.column
-                ),
-            });
+            return Ok(Err(QueryPartsProblem::NoKeyTable));
         }
-        let count = parts_for(keyed_rows, part_rows);
+        let count = parts_for(keyed_rows, part_rows)
+            .max(at_least)
+            .min(MAX_PARTS);
         if count < 2 {
-            return Ok(None);
+            return Ok(Ok(None));
         }
         let bounds = self
             .bounds(&what("cutting the key into parts"), key, count)
             .await?;
         if bounds.is_empty() {
-            return Ok(None);
+            return Ok(Ok(None));
         }
-        Ok(Some(Parts {
+        Ok(Ok(Some(Parts {
             column: key.column.clone(),
             tables,
             bounds,
             keyed_rows,
-        }))
+        })))
     }
 
     /// The one number a `select count(...)` query returns.
@@ -433,6 +477,14 @@ mod tests {
 
     /// An engine on a new warehouse (kept while the directory lives) with [`tables`] in it.
     async fn engine_with_tables(mb: Option<u64>) -> Result<(tempfile::TempDir, Engine)> {
+        engine_with_options(mb, None).await
+    }
+
+    /// [`engine_with_tables`] with the job's `model_part_rows`.
+    async fn engine_with_options(
+        mb: Option<u64>,
+        model_part_rows: Option<u64>,
+    ) -> Result<(tempfile::TempDir, Engine)> {
         let dir = tempfile::tempdir().map_err(|source| Error::Io {
             path: "tmp".into(),
             source,
@@ -442,6 +494,7 @@ mod tests {
         let opts = EngineOptions {
             target_partitions: 2,
             memory_limit_mb: mb,
+            model_part_rows,
             ..EngineOptions::default()
         };
         let engine = Engine::new(&wh, as_of, &opts)?;
@@ -473,9 +526,9 @@ mod tests {
     async fn a_model_in_parts_writes_the_rows_it_writes_in_one_piece() -> Result<()> {
         let (none, whole) = run(None).await?;
         assert!(none.is_none(), "without a limit a model runs in one piece");
-        // 30,000 customers and 60,500 orders against 4 MiB at 10,000 rows per MiB: three parts.
-        let (parts, cut) = run(Some(4)).await?;
-        let parts = parts.unwrap_or_else(|| panic!("a 4 MiB limit cuts 90,500 keyed rows"));
+        // 30,000 customers and 60,500 orders against 8 MiB at 5,000 rows per MiB: three parts.
+        let (parts, cut) = run(Some(8)).await?;
+        let parts = parts.unwrap_or_else(|| panic!("an 8 MiB limit cuts 90,500 keyed rows"));
         assert_eq!(parts.count(), 3);
         assert_eq!(parts.keyed_rows(), 90_500);
         assert_eq!(parts.keyed_tables(), ["customers", "orders"]);
@@ -492,6 +545,108 @@ mod tests {
         // 7), in the same order.
         assert_eq!(whole.num_rows(), 60_000);
         assert_eq!(cut, whole);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_model_that_runs_out_of_memory_in_one_piece_runs_again_in_more_parts() -> Result<()> {
+        let (_dir, unlimited) = engine_with_tables(None).await?;
+        let model = crate::models::parse_model(
+            std::path::Path::new("sql/marts/spend.sql"),
+            "marts",
+            MODEL.to_string(),
+        )?;
+        let staged = "_staging/r/marts/spend/as_of=2025-12-31/part-0.parquet";
+        unlimited
+            .materialise("spend", &model.sql, staged, staged)
+            .await?;
+        unlimited.register_file("spend", staged).await?;
+        let whole = unlimited.collect("read", "select * from spend").await?;
+        // The smallest pool in which the model's first way runs out of memory in one piece (its
+        // parts set to one piece by model_part_rows) and which holds it in more parts.
+        for mb in 1..=32 {
+            let Ok((_dir, engine)) = engine_with_options(Some(mb), Some(1_000_000)).await else {
+                continue;
+            };
+            engine.plan_model(&model).await?;
+            match engine
+                .materialise_in("spend", &model.sql, staged, staged, None, 0)
+                .await
+            {
+                Err(e) if e.is_out_of_memory() => {}
+                Err(e) => return Err(e),
+                Ok(_) => continue,
+            }
+            let (_file, parts) = match engine
+                .materialise_model("spend", &model, staged, staged)
+                .await
+            {
+                Err(e) if e.is_out_of_memory() => continue,
+                other => other?,
+            };
+            assert!(parts >= 2, "in a {mb} MiB pool: {parts} part(s)");
+            engine.register_file("spend", staged).await?;
+            let cut = engine.collect("read", "select * from spend").await?;
+            let schema = whole[0].schema();
+            let concat = |b: &[datafusion::arrow::array::RecordBatch]| {
+                datafusion::arrow::compute::concat_batches(&schema, b)
+                    .map_err(|e| Error::Config(e.to_string()))
+            };
+            assert_eq!(concat(&cut)?, concat(&whole)?);
+            return Ok(());
+        }
+        panic!("no pool of 1 to 32 MiB ran the model in more parts after one piece ran out");
+    }
+
+    /// The rows `sql` streams in `parts` (or in one piece), printed one a line, sorted.
+    async fn read_sorted(engine: &Engine, sql: &str, parts: Option<&Parts>) -> Result<Vec<String>> {
+        let mut stream = engine
+            .stream_attempt_in_parts("spend", sql, 0, parts)
+            .await?;
+        let mut rows = Vec::new();
+        while let Some(batch) = stream.next().await {
+            let shown = datafusion::arrow::util::pretty::pretty_format_batches(&[batch?])
+                .map_err(|e| Error::Config(e.to_string()))?
+                .to_string();
+            rows.extend(
+                shown
+                    .lines()
+                    .filter(|l| l.starts_with("| C"))
+                    .map(str::to_string),
+            );
+        }
+        rows.sort();
+        Ok(rows)
+    }
+
+    #[tokio::test]
+    async fn a_query_streamed_in_parts_gives_the_rows_it_gives_in_one_piece() -> Result<()> {
+        // No memory limit: model_part_rows alone cuts the 90,500 keyed rows into four parts.
+        let (_dir, engine) = engine_with_options(None, Some(25_000)).await?;
+        let sql = MODEL.replace("order by c.customer_id, s.label", "");
+        let key = PartsKey {
+            table: "customers".into(),
+            column: "customer_id".into(),
+            line: 0,
+        };
+        let parts = engine
+            .query_parts("spend", &sql, &key, 1)
+            .await?
+            .map_err(|p| Error::Config(format!("{p:?}")))?
+            .unwrap_or_else(|| panic!("25,000 rows a part cut 90,500 keyed rows"));
+        assert_eq!(parts.count(), 4);
+        let whole = read_sorted(&engine, &sql, None).await?;
+        assert_eq!(whole.len(), 60_000);
+        assert_eq!(read_sorted(&engine, &sql, Some(&parts)).await?, whole);
+        // A key table the query does not read is the caller's to report.
+        let other = PartsKey {
+            table: "channels".into(),
+            ..key
+        };
+        assert_eq!(
+            engine.query_parts("spend", &sql, &other, 1).await?.err(),
+            Some(QueryPartsProblem::NoKeyTable)
+        );
         Ok(())
     }
 
@@ -560,9 +715,10 @@ mod tests {
     fn the_parts_grow_with_the_rows_against_the_limit() {
         let at = |mb: u64| mb * ROWS_PER_POOL_MIB;
         assert_eq!(parts_for(20_000_000, at(4_096)), 1);
-        assert_eq!(parts_for(41_000_000, at(4_096)), 2);
-        assert_eq!(parts_for(200_000_000, at(4_096)), 5);
-        assert_eq!(parts_for(200_000_000, at(2_048)), 10);
+        assert_eq!(parts_for(40_000_000, at(4_096)), 2);
+        assert_eq!(parts_for(41_000_000, at(4_096)), 3);
+        assert_eq!(parts_for(200_000_000, at(4_096)), 10);
+        assert_eq!(parts_for(200_000_000, at(2_048)), 20);
         assert_eq!(parts_for(0, at(4_096)), 1);
         assert_eq!(parts_for(u64::MAX, 1), MAX_PARTS);
         assert_eq!(parts_for(5, 0), 5);

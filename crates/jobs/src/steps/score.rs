@@ -13,6 +13,7 @@ use clientele_models::{
     HistoriesBuilder, MAX_TRAINING_ROWS, MAX_VALIDATION_ROWS, PropensityWindow, Scores,
     TrainedClassifier,
 };
+use clientele_sql::parts::{Parts, PartsKey};
 use clientele_sql::queries::{self, date_param};
 use clientele_sql::{Engine, HeldTable, date32};
 
@@ -286,18 +287,42 @@ fn features(snapshots: &str) -> Result<String> {
 }
 
 /// The snapshots `snapshots` returns (one of the `*_snapshots` queries) held as a table
-/// ([`Engine::hold`]), and the feature query around it. `sql/queries/features.sql` reads its
-/// snapshots four times, and DataFusion would compute a `with` query at each of them: held, they
-/// are computed once (at 1,000,000 persons the two churn windows' features 7.2 → 3.4 s,
+/// ([`Engine::hold`]), the feature query around it, and the parts of customers it runs in
+/// ([`Engine::query_parts`]: under a memory limit, when its inputs are many against it; the
+/// readers take the rows in any order). `sql/queries/features.sql` reads its snapshots four
+/// times, and DataFusion would compute a `with` query at each of them: held, they are computed
+/// once (at 1,000,000 persons the two churn windows' features 7.2 → 3.4 s,
 /// docs/performance.md).
 async fn held_features(
     engine: &Engine,
     what: &str,
     snapshots: &str,
-) -> Result<(HeldTable, String)> {
+) -> Result<(HeldTable, String, Option<Parts>)> {
     let held = engine.hold(what, snapshots).await?;
     let sql = features(&format!("select * from {}", held.name()))?;
-    Ok((held, sql))
+    let key = PartsKey {
+        table: held.name().to_string(),
+        column: "customer_id".to_string(),
+        line: 0,
+    };
+    let parts = engine
+        .query_parts(&format!("the features of {what}"), &sql, &key, 1)
+        .await?
+        .map_err(|problem| {
+            Error::Internal(format!(
+                "the features of {what} cannot run in parts of customers: {problem:?}"
+            ))
+        })?;
+    if let Some(parts) = &parts {
+        tracing::info!(
+            query = what,
+            parts = parts.count(),
+            keyed_rows = parts.keyed_rows(),
+            memory_limit_mb = engine.memory_limit_mb(),
+            "reading the features in parts of customers (docs/performance.md#models-in-parts)"
+        );
+    }
+    Ok((held, sql, parts))
 }
 
 /// The churn snapshots as of `cutoff`, labelled by the `horizon_days` after it.
@@ -489,7 +514,7 @@ async fn apply(
     };
     match (churn, propensity) {
         (Outcome::Ran(churn), Outcome::Ran(propensity)) => {
-            let (_held, sql) = both_scoring_rows(engine, as_of).await?;
+            let (_held, sql, parts) = both_scoring_rows(engine, as_of).await?;
             let scorers = [
                 Scorer {
                     predictor: &churn.selection.predictor,
@@ -502,7 +527,15 @@ async fn apply(
             ];
             let what = "churn and campaign propensity scoring rows";
             let [c, p] = <[_; 2]>::try_from(
-                scored_rows(engine, what, &sql, &scorers, SCORING_PART_ROWS).await?,
+                scored_rows(
+                    engine,
+                    what,
+                    &sql,
+                    parts.as_ref(),
+                    &scorers,
+                    SCORING_PART_ROWS,
+                )
+                .await?,
             )
             .map_err(|_| Error::Internal(format!("{what}: not two models' scores")))?;
             Ok((
@@ -543,7 +576,7 @@ async fn apply_one(
         predictor: &trained.selection.predictor,
         rows: None,
     };
-    let scores = scored_rows(engine, what, &sql, &[scorer], SCORING_PART_ROWS)
+    let scores = scored_rows(engine, what, &sql, None, &[scorer], SCORING_PART_ROWS)
         .await?
         .pop()
         .ok_or_else(|| Error::Internal(format!("{what}: no scores")))?;
@@ -553,7 +586,10 @@ async fn apply_one(
 /// The query of the feature rows of both classifiers' scoring snapshots as of `as_of`, with
 /// `_churn` and `_propensity` marking each model's rows (`sql/queries/scoring_snapshots.sql`),
 /// and the snapshots it reads, held while it runs.
-async fn both_scoring_rows(engine: &Engine, as_of: NaiveDate) -> Result<(HeldTable, String)> {
+async fn both_scoring_rows(
+    engine: &Engine,
+    as_of: NaiveDate,
+) -> Result<(HeldTable, String, Option<Parts>)> {
     let day = date_param(as_of);
     let snapshots = queries::SCORING_SNAPSHOTS.fill(&[
         (
@@ -597,12 +633,15 @@ async fn scored_rows(
     engine: &Engine,
     what: &str,
     sql: &str,
+    parts: Option<&Parts>,
     scorers: &[Scorer<'_>],
     part_rows: usize,
 ) -> Result<Vec<std::result::Result<Scores, clientele_models::Error>>> {
     let parts = engine
         .run_attempts(what, out_of_memory, |attempt| async move {
-            let mut stream = engine.stream_attempt(what, sql, attempt).await?;
+            let mut stream = engine
+                .stream_attempt_in_parts(what, sql, attempt, parts)
+                .await?;
             let schema = stream.schema();
             let mut scoring = Vec::with_capacity(scorers.len());
             for _ in scorers {
@@ -727,13 +766,16 @@ async fn split_rows(
     engine: &Engine,
     what: &str,
     sql: &str,
+    parts: Option<&Parts>,
     with_refit: bool,
     in_valid: impl Fn(&RecordBatch) -> Result<arrow::array::BooleanArray>,
 ) -> Result<SplitRows> {
     let in_valid = &in_valid;
     engine
         .run_attempts(what, out_of_memory, |attempt| async move {
-            let mut stream = engine.stream_attempt(what, sql, attempt).await?;
+            let mut stream = engine
+                .stream_attempt_in_parts(what, sql, attempt, parts)
+                .await?;
             let schema = stream.schema();
             let mut train = FeatureTableBuilder::sampled(what, &schema, MAX_TRAINING_ROWS)?;
             let mut valid = FeatureTableBuilder::sampled(what, &schema, MAX_VALIDATION_ROWS)?;
@@ -784,9 +826,9 @@ async fn churn_tables(engine: &Engine, windows: &ChurnWindows) -> Result<SplitRo
         churn_snapshots(windows.train_cutoff, h)?,
         churn_snapshots(windows.validation_cutoff, h)?
     );
-    let (held, sql) = held_features(engine, "the churn snapshots", &snapshots).await?;
+    let (held, sql, parts) = held_features(engine, "the churn snapshots", &snapshots).await?;
     let validation_day = date32(windows.validation_cutoff);
-    let rows = split_rows(engine, what, &sql, false, |batch| {
+    let rows = split_rows(engine, what, &sql, parts.as_ref(), false, |batch| {
         rows_on_day(batch, what, validation_day)
     })
     .await?;
@@ -821,11 +863,15 @@ struct PropensityRows {
 async fn propensity_tables(
     engine: &Engine,
     sql: &str,
+    parts: Option<&Parts>,
     holdout: clientele_models::CampaignHoldout,
 ) -> Result<std::result::Result<PropensityRows, clientele_models::Error>> {
     let what = "campaign propensity training rows";
     let holdout = &holdout;
-    let rows = split_rows(engine, what, sql, true, |batch| held_rows(batch, holdout)).await?;
+    let rows = split_rows(engine, what, sql, parts, true, |batch| {
+        held_rows(batch, holdout)
+    })
+    .await?;
     let SplitRows {
         train,
         train_window_rows,
@@ -963,7 +1009,7 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
     let window = PropensityWindow::new(as_of, opts.response_window_days)?;
     // Which sends validate is chosen from the campaigns' first send days, before the rows are
     // read, so that only the samples the fits and the validation use are ever held.
-    let (held_sends, propensity_sql) = held_features(
+    let (held_sends, propensity_sql, propensity_parts) = held_features(
         engine,
         "the campaign sends",
         &propensity_snapshots(window.last_send)?,
@@ -978,7 +1024,9 @@ async fn score(engine: &Engine, as_of: NaiveDate, opts: &ScoreOptions) -> Result
     )? {
         Outcome::NotRun(status) => Outcome::NotRun(status),
         Outcome::Ran(holdout) => {
-            let rows = propensity_tables(engine, &propensity_sql, holdout).await?;
+            let rows =
+                propensity_tables(engine, &propensity_sql, propensity_parts.as_ref(), holdout)
+                    .await?;
             degrade("propensity", &opts.required, rows)?
         }
     };
@@ -1252,7 +1300,7 @@ pub async fn score_with_artifact(
                 rows: None,
             };
             let what = format!("{} scoring rows", artifact.model);
-            let scores = scored_rows(engine, &what, &sql, &[scorer], SCORING_PART_ROWS)
+            let scores = scored_rows(engine, &what, &sql, None, &[scorer], SCORING_PART_ROWS)
                 .await?
                 .pop()
                 .ok_or_else(|| Error::Internal(format!("{what}: no scores")))??;
@@ -1529,7 +1577,7 @@ mod tests {
             .map(|&(predictor, rows)| Scorer { predictor, rows })
             .collect();
         let mut out = Vec::new();
-        for scores in scored_rows(engine, "scoring rows", sql, &scorers, part_rows).await? {
+        for scores in scored_rows(engine, "scoring rows", sql, None, &scorers, part_rows).await? {
             let scores = scores?;
             out.push(
                 scores
@@ -1571,7 +1619,7 @@ mod tests {
             "the two models score different customers"
         );
         assert!(own.iter().all(|s| !s.is_empty()));
-        let (_held, sql) = both_scoring_rows(&engine, as_of).await?;
+        let (_held, sql, _parts) = both_scoring_rows(&engine, as_of).await?;
         for part_rows in [1, 3, usize::MAX] {
             let both = scored(
                 &engine,
@@ -1595,7 +1643,7 @@ mod tests {
         let holdout = clientele_models::CampaignHoldout::choose(first, share)?;
         let whole = table(engine, "campaign rows", sql).await?;
         let split = clientele_models::split_campaign_sends(&whole, share)?;
-        let rows = propensity_tables(engine, sql, holdout)
+        let rows = propensity_tables(engine, sql, None, holdout)
             .await?
             .map_err(|e| e.to_string())?;
         assert_eq!(rows.method, split.method);
@@ -1614,7 +1662,7 @@ mod tests {
         let last_send = date(2025, 12, 1);
         let sends = propensity_snapshots(last_send)?;
         // Held, the sends give the rows the query around them gives.
-        let (held, sql) = held_features(&engine, "the sends", &sends).await?;
+        let (held, sql, _parts) = held_features(&engine, "the sends", &sends).await?;
         let first =
             campaign_first_sends(&engine, &format!("select * from {}", held.name())).await?;
         assert_eq!(first, BTreeMap::from([("K1".to_string(), 20_178)]));

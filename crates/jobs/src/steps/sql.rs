@@ -115,24 +115,14 @@ impl Operation for Sql {
             let rel = layout::partition_file(&model.layer, &model.name, cx.as_of);
             let staged = layout::staged(cx.run_id, &rel);
             let started = std::time::Instant::now();
-            let parts = cx.engine.parts(model).await?;
-            if let Some(parts) = &parts {
-                tracing::info!(
-                    model = %model.name,
-                    parts = parts.count(),
-                    keyed_rows = parts.keyed_rows(),
-                    memory_limit_mb = cx.engine.memory_limit_mb(),
-                    "running the model in parts of its key (docs/performance.md#models-in-parts)"
-                );
-            }
-            let file = cx
+            crate::resources::reset_part_peak();
+            let (file, _parts) = cx
                 .engine
-                .materialise_in_parts(
+                .materialise_model(
                     &format!("model '{}' ({})", model.name, model.path.display()),
-                    &model.sql,
+                    model,
                     &staged,
                     &rel,
-                    parts.as_ref(),
                 )
                 .await?;
             cx.engine.register_file(&model.name, &staged).await?;
@@ -147,6 +137,7 @@ impl Operation for Sql {
                 model = %model.name,
                 rows = file.rows,
                 seconds = started.elapsed().as_secs_f64(),
+                model_peak_mib = crate::resources::part_peak_mib(),
                 step_peak_mib = crate::resources::peak_mib(),
                 "model materialised"
             );
