@@ -192,7 +192,7 @@ pub(crate) async fn export(pull: &ExportArgs) -> Result<ExitCode> {
         },
         thousands(r.exported)
     );
-    for (f, _) in &out.files {
+    for f in &out.files {
         outln!("{}", target.url_of(&f.path, false));
     }
     Ok(ExitCode::SUCCESS)

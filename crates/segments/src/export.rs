@@ -619,7 +619,9 @@ fn parquet_file(header: &[String], rows: &[&[String]]) -> Result<Vec<u8>> {
 /// What [`export_segment`] returns: the report, the files to publish, and the audience rows.
 pub struct ExportOutput {
     pub report: ExportReport,
-    pub files: Vec<(WrittenFile, Bytes)>,
+    /// The files staged (their bytes are in the staging area, not held here: at ten million
+    /// customers one export's files are hundreds of MB).
+    pub files: Vec<WrittenFile>,
     pub audience: RecordBatch,
 }
 
@@ -799,37 +801,41 @@ pub async fn export_segment(spec: &ExportSpec, ctx: &ExportContext<'_>) -> Resul
         }
     }
     report.exported = sent.len() as u64;
+    // The rows are in `sent` now: the query's batches are let go before the files are made.
+    drop(batches);
 
-    // Which rows go in which file.
-    let all: Vec<&[String]> = sent.iter().map(|s| s.cells.as_slice()).collect();
-    let mut outputs: Vec<(String, Vec<Vec<String>>, Vec<String>)> = Vec::new();
+    // Which rows go in which file: each file's rows are the sent rows themselves (or the removed
+    // rows read back from the last audience), never copies of them.
+    let mut removed: Vec<Vec<String>> = Vec::new();
+    let mut outputs: Vec<(String, Vec<&[String]>)> = Vec::new();
     let stem = &spec.name;
     let ext = format.extension();
     match spec.mode() {
         "full" => outputs.push((
             format!("{stem}.{ext}"),
-            all.iter().map(|r| r.to_vec()).collect(),
-            header.clone(),
+            sent.iter().map(|s| s.cells.as_slice()).collect(),
         )),
         mode => {
             let previous = ctx.previous.as_ref();
             report.previous_as_of = previous.map(|(d, _)| d.to_string());
             let empty = BTreeMap::new();
             let before = previous.map_or(&empty, |(_, rows)| rows);
-            let (mut added, mut changed) = (Vec::new(), Vec::new());
+            let (mut added, mut changed): (Vec<&[String]>, Vec<&[String]>) =
+                (Vec::new(), Vec::new());
             for s in &sent {
                 match before.get(&s.customer_id) {
-                    None => added.push(s.cells.clone()),
-                    Some((fp, _)) if *fp != s.fingerprint => changed.push(s.cells.clone()),
+                    None => added.push(&s.cells),
+                    Some((fp, _)) if *fp != s.fingerprint => changed.push(&s.cells),
                     Some(_) => {}
                 }
             }
             let now: BTreeSet<&str> = sent.iter().map(|s| s.customer_id.as_str()).collect();
-            let removed: Vec<Vec<String>> = before
+            removed = before
                 .iter()
                 .filter(|(id, _)| !now.contains(id.as_str()))
                 .map(|(_, (_, row))| serde_json::from_str::<Vec<String>>(row).unwrap_or_default())
                 .collect();
+            let removed_rows: Vec<&[String]> = removed.iter().map(Vec::as_slice).collect();
             report.changes.insert("added".into(), added.len() as u64);
             report
                 .changes
@@ -840,37 +846,37 @@ pub async fn export_segment(spec: &ExportSpec, ctx: &ExportContext<'_>) -> Resul
             if mode == "adds" {
                 // The members sent before and not now (left the segment, opted out, suppressed):
                 // the tools keep what was uploaded, so an opt-out reaches them only by removal.
-                outputs.push((format!("{stem}.{ext}"), added, header.clone()));
-                outputs.push((format!("{stem}_removed.{ext}"), removed, header.clone()));
+                outputs.push((format!("{stem}.{ext}"), added));
+                outputs.push((format!("{stem}_removed.{ext}"), removed_rows));
             } else {
-                outputs.push((format!("{stem}_added.{ext}"), added, header.clone()));
-                outputs.push((format!("{stem}_removed.{ext}"), removed, header.clone()));
-                outputs.push((format!("{stem}_changed.{ext}"), changed, header.clone()));
+                outputs.push((format!("{stem}_added.{ext}"), added));
+                outputs.push((format!("{stem}_removed.{ext}"), removed_rows));
+                outputs.push((format!("{stem}_changed.{ext}"), changed));
             }
         }
     }
     let mut files = Vec::new();
-    for (name, rows, header) in &outputs {
-        let refs: Vec<&[String]> = rows.iter().map(Vec::as_slice).collect();
+    for (name, rows) in &outputs {
         let data = if format == Format::Parquet {
-            parquet_file(header, &refs)?
+            parquet_file(&header, rows)?
         } else {
-            csv_file(header, &refs, &|i| format.is_validated_column(i))?
+            csv_file(&header, rows, &|i| format.is_validated_column(i))?
         };
         let file = WrittenFile::of_bytes(
             format!("{}/{name}", ctx.published_dir),
             rows.len() as u64,
             &data,
         );
+        // One copy of the file's bytes, shared by the staging write and the delivery.
+        let data = Bytes::from(data);
         ctx.warehouse
-            .put(
-                &format!("{}/{name}", ctx.staged_dir),
-                Bytes::from(data.clone()),
-            )
+            .put(&format!("{}/{name}", ctx.staged_dir), data.clone())
             .await?;
-        files.push((file, Bytes::from(data)));
+        files.push(file);
     }
-    report.files = files.iter().map(|(f, _)| f.clone()).collect();
+    drop(outputs);
+    drop(removed);
+    report.files = files.clone();
     report.file = report
         .files
         .first()
@@ -883,13 +889,14 @@ pub async fn export_segment(spec: &ExportSpec, ctx: &ExportContext<'_>) -> Resul
         0,
         &manifest,
     );
+    let manifest = Bytes::from(manifest);
     ctx.warehouse
         .put(
             &format!("{}/export_manifest.json", ctx.staged_dir),
-            Bytes::from(manifest.clone()),
+            manifest.clone(),
         )
         .await?;
-    files.push((manifest_file, Bytes::from(manifest)));
+    files.push(manifest_file);
 
     // The audience: who was sent (with the row) and who was held out.
     let days = clientele_sql::date32(ctx.as_of);
@@ -900,11 +907,17 @@ pub async fn export_segment(spec: &ExportSpec, ctx: &ExportContext<'_>) -> Resul
     groups.extend(vec!["control"; control.len()]);
     let mut fps: Vec<Option<&str>> = sent.iter().map(|s| Some(s.fingerprint.as_str())).collect();
     fps.extend(vec![None; control.len()]);
-    let mut rows: Vec<Option<String>> = sent
-        .iter()
-        .map(|s| serde_json::to_string(&s.cells).ok())
-        .collect();
-    rows.extend(vec![None; control.len()]);
+    // Each sent row as JSON, written straight into the column (no list of strings beside it).
+    let mut rows = arrow::array::StringBuilder::new();
+    for s in &sent {
+        match serde_json::to_string(&s.cells) {
+            Ok(json) => rows.append_value(json),
+            Err(_) => rows.append_null(),
+        }
+    }
+    for _ in &control {
+        rows.append_null();
+    }
     let audience = RecordBatch::try_new(
         audience_schema(),
         vec![
@@ -915,7 +928,7 @@ pub async fn export_segment(spec: &ExportSpec, ctx: &ExportContext<'_>) -> Resul
             Arc::new(StringArray::from(ids)),
             Arc::new(StringArray::from(groups)),
             Arc::new(StringArray::from(fps)),
-            Arc::new(StringArray::from(rows)),
+            Arc::new(rows.finish()),
         ],
     )
     .map_err(|e| Error::Internal(e.to_string()))?;
