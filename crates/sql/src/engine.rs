@@ -885,6 +885,8 @@ impl Engine {
                         "out of memory in {count} part(s): running it again in {more_count}"
                     );
                     if more_count <= count {
+                        // The key has too few values to cut finer: the slower ways follow, from
+                        // the first again (one more run of it, for a key this rare).
                         break;
                     }
                     parts = more;
@@ -911,6 +913,18 @@ impl Engine {
         self.model_part_rows.or_else(|| {
             self.memory_limit_mb
                 .map(|mb| mb.max(1).saturating_mul(crate::parts::ROWS_PER_POOL_MIB))
+        })
+    }
+
+    /// At most how many keyed input rows a part of a query run in parts by `key` reads: the
+    /// job's `model_part_rows`, else the key's own rows per MiB (its declaration's) or
+    /// [`crate::parts::ROWS_PER_POOL_MIB`], per MiB of the memory limit; `None` (no limit, no
+    /// setting): one piece.
+    pub fn part_rows(&self, key: &crate::parts::PartsKey) -> Option<u64> {
+        self.model_part_rows.or_else(|| {
+            let per_mib = key.rows_per_mib.unwrap_or(crate::parts::ROWS_PER_POOL_MIB);
+            self.memory_limit_mb
+                .map(|mb| mb.max(1).saturating_mul(per_mib))
         })
     }
 

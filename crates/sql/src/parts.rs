@@ -60,7 +60,7 @@ pub const MORE_PARTS_TRIES: usize = 2;
 /// About how many key values [`Engine::parts`] samples to cut the key into parts.
 pub const SAMPLE_ROWS: u64 = 1 << 16;
 
-/// A model's `-- parts: <table>.<column>` declaration.
+/// A model's `-- parts: <table>.<column>[, <n> rows per MiB]` declaration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartsKey {
     /// The table whose key values give the parts' ranges (one the query reads).
@@ -69,6 +69,10 @@ pub struct PartsKey {
     pub column: String,
     /// 1-based line of the declaration in the model file.
     pub line: usize,
+    /// The keyed rows a part may read per MiB of the memory limit, when the model says
+    /// (measured for it: a model that holds much per row outside the pool, as `dim_customer`'s
+    /// text picks are, needs fewer); [`ROWS_PER_POOL_MIB`] otherwise.
+    pub rows_per_mib: Option<u64>,
 }
 
 /// Finds the `-- parts:` line of a model file: `Ok(None)` when it has none, `Err((line, why))`
@@ -90,7 +94,32 @@ pub fn parse_parts(sql: &str) -> std::result::Result<Option<PartsKey>, (usize, S
             ));
         }
         let text = text.trim();
-        let Some((table, column)) = text.rsplit_once('.') else {
+        let (key, density) = match text.split_once(',') {
+            Some((key, density)) => (key.trim(), Some(density.trim())),
+            None => (text, None),
+        };
+        let rows_per_mib = match density {
+            None => None,
+            Some(density) => {
+                let n = density
+                    .strip_suffix("rows per MiB")
+                    .map(|n| n.trim().replace('_', ""))
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .filter(|&n| n > 0);
+                match n {
+                    Some(n) => Some(n),
+                    None => {
+                        return Err((
+                            line,
+                            format!(
+                                "'parts: {text}': after the key, say how many keyed rows a part may read per MiB of the memory limit: parts: <table>.<column>, <n> rows per MiB (n above 0)"
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
+        let Some((table, column)) = key.rsplit_once('.') else {
             return Err((
                 line,
                 format!(
@@ -113,6 +142,7 @@ pub fn parse_parts(sql: &str) -> std::result::Result<Option<PartsKey>, (usize, S
             table: table.to_string(),
             column: column.to_string(),
             line,
+            rows_per_mib,
         });
     }
     Ok(found)
@@ -218,7 +248,7 @@ impl Engine {
         key: &PartsKey,
         at_least: u64,
     ) -> Result<std::result::Result<Option<Parts>, QueryPartsProblem>> {
-        let Some(part_rows) = self.model_part_rows() else {
+        let Some(part_rows) = self.part_rows(key) else {
             return Ok(Ok(None));
         };
         let reads = match crate::models::parse_reads(sql) {
@@ -628,6 +658,7 @@ mod tests {
             table: "customers".into(),
             column: "customer_id".into(),
             line: 0,
+            rows_per_mib: None,
         };
         let parts = engine
             .query_parts("spend", &sql, &key, 1)
@@ -647,6 +678,24 @@ mod tests {
             engine.query_parts("spend", &sql, &other, 1).await?.err(),
             Some(QueryPartsProblem::NoKeyTable)
         );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_model_may_say_how_many_rows_a_part_reads() -> Result<()> {
+        let (_dir, engine) = engine_with_tables(Some(8)).await?;
+        let model = crate::models::parse_model(
+            std::path::Path::new("sql/marts/spend.sql"),
+            "marts",
+            MODEL.replace(
+                "-- parts: customers.customer_id",
+                "-- parts: customers.customer_id, 2500 rows per MiB",
+            ),
+        )?;
+        engine.plan_model(&model).await?;
+        // 90,500 keyed rows at 2,500 rows per MiB of 8 MiB (20,000 a part) instead of 5,000.
+        let parts = engine.parts(&model).await?.map(|p| p.count());
+        assert_eq!(parts, Some(5));
         Ok(())
     }
 
@@ -689,9 +738,28 @@ mod tests {
             Ok(Some(PartsKey {
                 table: "dim_customer".into(),
                 column: "customer_id".into(),
-                line: 3
+                line: 3,
+                rows_per_mib: None,
             }))
         );
+        // A model may say how many keyed rows a part reads per MiB of the limit.
+        assert_eq!(
+            parse_parts("-- parts: dim_customer.customer_id, 1_500 rows per MiB\nselect 1")
+                .map(|p| p.map(|p| (p.column, p.rows_per_mib))),
+            Ok(Some(("customer_id".into(), Some(1_500))))
+        );
+        for bad in [
+            "1500",
+            "0 rows per MiB",
+            "many rows per MiB",
+            "1500 rows per GiB",
+        ] {
+            let Err((line, why)) = parse_parts(&format!("-- parts: a.b, {bad}\nselect 1")) else {
+                panic!("'{bad}' is refused");
+            };
+            assert_eq!(line, 1);
+            assert!(why.contains("<n> rows per MiB"), "{why}");
+        }
         assert_eq!(parse_parts("select 1"), Ok(None));
         assert_eq!(
             parse_parts("-- parts: history.customer_view.customer_id\nselect 1")

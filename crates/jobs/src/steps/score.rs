@@ -304,6 +304,7 @@ async fn held_features(
         table: held.name().to_string(),
         column: "customer_id".to_string(),
         line: 0,
+        rows_per_mib: None,
     };
     let parts = engine
         .query_parts(&format!("the features of {what}"), &sql, &key, 1)
