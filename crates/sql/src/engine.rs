@@ -862,7 +862,11 @@ impl Engine {
             }
         };
         log_parts(&parts);
-        let can_cut = model.parts.is_some() && self.model_part_rows().is_some();
+        let can_cut = model
+            .parts
+            .as_ref()
+            .and_then(|key| self.part_rows(key))
+            .is_some();
         for _ in 0..crate::parts::MORE_PARTS_TRIES {
             let count = parts.as_ref().map_or(1, crate::parts::Parts::count) as u64;
             if !can_cut || count * 2 > crate::parts::MAX_PARTS {
@@ -904,16 +908,6 @@ impl Engine {
     /// The job's `memory_limit_mb`, if any.
     pub fn memory_limit_mb(&self) -> Option<u64> {
         self.memory_limit_mb
-    }
-
-    /// At most how many keyed input rows a part of a model in parts reads: the job's
-    /// `model_part_rows`, else [`crate::parts::ROWS_PER_POOL_MIB`] per MiB of the memory limit;
-    /// `None` (no limit, no setting) runs every model in one piece.
-    pub fn model_part_rows(&self) -> Option<u64> {
-        self.model_part_rows.or_else(|| {
-            self.memory_limit_mb
-                .map(|mb| mb.max(1).saturating_mul(crate::parts::ROWS_PER_POOL_MIB))
-        })
     }
 
     /// At most how many keyed input rows a part of a query run in parts by `key` reads: the

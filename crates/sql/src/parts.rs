@@ -210,7 +210,7 @@ pub fn parts_for(keyed_rows: u64, part_rows: u64) -> u64 {
 
 impl Engine {
     /// The parts `model` runs in this time: `None` (one piece) when it declares no key, there
-    /// is neither a memory limit nor `model_part_rows` ([`Engine::model_part_rows`]), or one part
+    /// is neither a memory limit nor `model_part_rows` ([`Engine::part_rows`]), or one part
     /// is enough ([`parts_for`]).
     pub async fn parts(&self, model: &Model) -> Result<Option<Parts>> {
         self.parts_at_least(model, 1).await
