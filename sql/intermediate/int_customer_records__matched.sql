@@ -7,9 +7,9 @@
 -- test: not_null(customer_id, record_id)
 -- Every row is one record and its one customer: under a memory limit a large base runs in ranges
 -- of customer ids, each part joining the records to its range's identities
--- (docs/performance.md#models-in-parts); 4.4 GiB resident in 2 parts at 10 M persons, so a part
--- reads fewer than the default.
--- parts: int_customer_identity.customer_id, 2500 rows per MiB
+-- (docs/performance.md#models-in-parts). At 10 M persons under 4,096 MiB 3 parts ran out of the
+-- pool and 6 held 2.7 GiB resident, so a part reads fewer than the default.
+-- parts: int_customer_identity.customer_id, 1200 rows per MiB
 with records as (
     select * from int_customer_records__unioned
 ),

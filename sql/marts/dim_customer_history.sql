@@ -5,9 +5,17 @@
 -- customer gone, e.g. merged into another), null while current. To see a customer as of a past
 -- date d: valid_from <= d and (valid_to is null or valid_to > d).
 --
+-- The snapshot dates come from history.dim_customer__snapshots (one row per published as-of
+-- date), not from the snapshots' rows: a date counts even when none of the customers at hand
+-- was in it, so each customer's versions are made from that customer's rows alone.
+--
 -- test: unique(customer_id, valid_from)
 -- test: not_null(customer_id, valid_from, is_current)
 -- test: expression(valid_to is null or valid_to > valid_from)
+-- Every row is one customer's: under a memory limit a large base runs in ranges of customer ids
+-- (docs/performance.md#models-in-parts), each part reading its customers' snapshots: 5.8 GiB
+-- resident in one piece at 10 M persons, 2.3 GiB in 4 parts.
+-- parts: dim_customer.customer_id, 1400 rows per MiB
 with previous as (
     select customer_id, first_name, last_name, email, phone, street, postcode, city, birth_date,
            is_opted_out, as_of
@@ -28,8 +36,12 @@ snapshots as (
 ),
 
 snapshot_dates as (
-    select as_of, cast(dense_rank() over (order by as_of) as bigint) as snapshot_no
-    from (select distinct as_of from snapshots)
+    select as_of, cast(row_number() over (order by as_of) as bigint) as snapshot_no
+    from (
+        select as_of from history.dim_customer__snapshots where as_of < as_of_date()
+        union
+        select as_of_date() as as_of
+    )
 ),
 
 hashed as (

@@ -42,8 +42,8 @@ mod pool;
 pub mod queries;
 
 pub use engine::{
-    BatchStream, Engine, EngineOptions, HELD_DIR_PREFIX, HISTORY_SCHEMA, HeldTable, date32,
-    normalise_batch, remove_stale_held,
+    BatchStream, Engine, EngineOptions, HELD_DIR_PREFIX, HISTORY_SCHEMA, HISTORY_SNAPSHOTS_SUFFIX,
+    HeldTable, date32, normalise_batch, remove_stale_held,
 };
 pub use error::{Error, Result};
 pub use models::{LAYERS, Model, ModelSet, parse_model, parse_reads};

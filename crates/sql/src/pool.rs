@@ -4,6 +4,15 @@
 //! held most of the pool, running the query again with a fair pool (which only makes spilling
 //! operators spill sooner) would run out again, so [`crate::Engine::run_attempts`] goes straight
 //! to sort-merge joins.
+//!
+//! Both that pool and the fair one of the later attempts grant a repartition's channels what they
+//! ask for ([`RepartitionsGranted`]): DataFusion 55's `RepartitionExec`, refused, writes its
+//! batches to a spill file its reader shares with the other inputs, and with two such files open
+//! the reader can wait on the older for a batch that is in the newer, while the writers wait on
+//! the reader: the query stops for good, every thread parked, no error (apache/datafusion#24883,
+//! fixed in #24891 after 55). A repartition's channels hold a few batches at a time (a writer waits
+//! while every channel has one), so granting them keeps the query to its plan, and what they hold
+//! still counts against the pool for the operators that can spill.
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -18,11 +27,81 @@ use datafusion::execution::memory_pool::{
 /// The consumer name DataFusion gives a hash join's build side (`HashJoinInput[partition]`).
 const HASH_JOIN_BUILD_SIDE: &str = "HashJoinInput";
 
+/// The consumer name DataFusion gives a repartition's output channels (`RepartitionExec[p]`).
+const REPARTITION_CHANNELS: &str = "RepartitionExec";
+
+/// Whether `reservation` is one a pool grants whatever it asks ([`RepartitionsGranted`]).
+fn is_granted(reservation: &MemoryReservation) -> bool {
+    reservation
+        .consumer()
+        .name()
+        .starts_with(REPARTITION_CHANNELS)
+}
+
+/// A pool that grants a repartition's channels every allocation (counted, so the other
+/// consumers see less), and asks `inner` for every other: see the module's doc for the hang this
+/// keeps DataFusion 55 out of.
+#[derive(Debug)]
+pub(crate) struct RepartitionsGranted<P> {
+    inner: P,
+}
+
+impl<P> RepartitionsGranted<P> {
+    pub(crate) fn new(inner: P) -> Self {
+        Self { inner }
+    }
+}
+
+impl<P: fmt::Display> fmt::Display for RepartitionsGranted<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl<P: MemoryPool> MemoryPool for RepartitionsGranted<P> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn register(&self, consumer: &MemoryConsumer) {
+        self.inner.register(consumer);
+    }
+
+    fn unregister(&self, consumer: &MemoryConsumer) {
+        self.inner.unregister(consumer);
+    }
+
+    fn grow(&self, reservation: &MemoryReservation, additional: usize) {
+        self.inner.grow(reservation, additional);
+    }
+
+    fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
+        self.inner.shrink(reservation, shrink);
+    }
+
+    fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> Result<()> {
+        if is_granted(reservation) {
+            self.inner.grow(reservation, additional);
+            return Ok(());
+        }
+        self.inner.try_grow(reservation, additional)
+    }
+
+    fn reserved(&self) -> usize {
+        self.inner.reserved()
+    }
+
+    fn memory_limit(&self) -> MemoryLimit {
+        self.inner.memory_limit()
+    }
+}
+
 /// How many of the largest consumers an out-of-memory error names (every pool of the engine's).
 pub(crate) const NAMED_CONSUMERS: NonZeroUsize = NonZeroUsize::MIN.saturating_add(4);
 
 /// A greedy, tracked pool that remembers what the hash joins' build sides held at the last
-/// allocation that failed.
+/// allocation that failed, and grants a repartition's channels what they ask
+/// ([`RepartitionsGranted`]).
 #[derive(Debug)]
 pub(crate) struct WatchedPool {
     tracked: TrackConsumersPool<GreedyMemoryPool>,
@@ -94,6 +173,10 @@ impl MemoryPool for WatchedPool {
     }
 
     fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> Result<()> {
+        if is_granted(reservation) {
+            self.tracked.grow(reservation, additional);
+            return Ok(());
+        }
         self.tracked
             .try_grow(reservation, additional)
             .inspect_err(|_| {
@@ -131,6 +214,34 @@ impl MemoryPool for WatchedPool {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    /// A repartition's channels are granted past the pool (and counted), in the greedy pool and
+    /// the fair one alike, so DataFusion 55's repartition never takes its spilling path; every
+    /// other consumer is refused as before.
+    #[test]
+    fn a_repartition_is_granted_past_the_pool_and_a_sort_is_refused() {
+        use datafusion::execution::memory_pool::FairSpillPool;
+        let greedy: Arc<dyn MemoryPool> = Arc::new(WatchedPool::new(1_000));
+        let fair: Arc<dyn MemoryPool> = Arc::new(RepartitionsGranted::new(
+            TrackConsumersPool::new(FairSpillPool::new(1_000), NAMED_CONSUMERS),
+        ));
+        for pool in [greedy, fair] {
+            let channels = MemoryConsumer::new("RepartitionExec[0]")
+                .with_can_spill(true)
+                .register(&pool);
+            let sort = MemoryConsumer::new("ExternalSorter[0]")
+                .with_can_spill(true)
+                .register(&pool);
+            assert!(sort.try_grow(400).is_ok(), "{pool}");
+            assert!(channels.try_grow(1_500).is_ok(), "{pool}");
+            assert_eq!(pool.reserved(), 1_900, "{pool}");
+            // Greedy: 2,100 of 1,000; fair: 600 against a share of 500 between two spillers.
+            assert!(sort.try_grow(200).is_err(), "{pool}");
+            drop(channels);
+            assert_eq!(pool.reserved(), 400, "{pool}");
+            assert!(sort.try_grow(100).is_ok(), "{pool}");
+        }
+    }
 
     #[test]
     fn joins_fill_the_pool_from_two_thirds() {

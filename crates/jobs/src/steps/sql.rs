@@ -175,20 +175,30 @@ fn contract_problem(model: &str, schema: &arrow::datatypes::Schema) -> Option<St
     })
 }
 
-/// Registers every `history.<table>` that `model` reads: the published snapshots of that model.
+/// Registers every `history.<table>` that `model` reads (the published snapshots of that model)
+/// and every `history.<table>__snapshots` (their as-of dates).
 async fn register_history(spec: &JobSpec, engine: &Engine, model: &Model) -> Result<()> {
     let prefix = format!("{}.", clientele_sql::HISTORY_SCHEMA);
     for read in &model.reads {
-        let Some(table) = read.strip_prefix(&prefix) else {
+        let Some(name) = read.strip_prefix(&prefix) else {
             continue;
         };
+        // A model's own name wins over the suffix: `history.a__snapshots` is model
+        // `a__snapshots`'s history when there is such a model.
+        let dates_of = name
+            .strip_suffix(clientele_sql::HISTORY_SNAPSHOTS_SUFFIX)
+            .filter(|table| spec.models.get(name).is_none() && spec.models.get(table).is_some());
+        let table = dates_of.unwrap_or(name);
         let layer = spec.models.get(table).map(|m| m.layer.clone()).ok_or_else(|| {
             Error::Input(format!(
                 "model '{}' reads '{read}', but '{table}' is not a model (history is kept for models only)",
                 model.name
             ))
         })?;
-        engine.register_history(&layer, table, table).await?;
+        match dates_of {
+            Some(table) => engine.register_history_snapshots(&layer, table).await?,
+            None => engine.register_history(&layer, table, table).await?,
+        }
     }
     Ok(())
 }
