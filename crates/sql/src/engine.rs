@@ -888,10 +888,14 @@ impl Engine {
     }
 
     /// Materialises `model` ([`Engine::materialise_in_parts`]) in the parts of [`Engine::parts`]
-    /// when it declares a key: when its first way runs out of memory, it runs again in twice as
-    /// many parts, up to [`crate::parts::MORE_PARTS_TRIES`] times, before the slower ways of
-    /// [`Engine::attempts`]. Logs the parts it runs in; returns the file and how many parts it
-    /// was written in (1: in one piece).
+    /// when it declares a key. When it runs out of memory: in parts, with the greedy pool, and
+    /// not because its hash joins' build sides filled the pool (a sort or an aggregation took
+    /// it), it runs again in the same parts with a fair pool; otherwise in twice as many parts
+    /// (the way it ran), up to [`crate::parts::MORE_PARTS_TRIES`] times; then in the next of
+    /// the slower ways of [`Engine::attempts`] (straight to sort-merge joins when the build
+    /// sides filled the pool). A model without a key runs as [`Engine::run_attempts`] runs a
+    /// query. Logs the parts it runs in; returns the file and how many parts it was written in
+    /// (1: in one piece).
     pub async fn materialise_model(
         &self,
         what: &str,
@@ -917,42 +921,70 @@ impl Engine {
             .as_ref()
             .and_then(|key| self.part_rows(key))
             .is_some();
-        for _ in 0..crate::parts::MORE_PARTS_TRIES {
+        let ways = self.attempts();
+        let mut attempt = 0;
+        let mut doubled = 0;
+        loop {
             let count = parts.as_ref().map_or(1, crate::parts::Parts::count) as u64;
-            if !can_cut || count * 2 > crate::parts::MAX_PARTS {
-                break;
-            }
             if let Some(pool) = &self.pool {
                 pool.forget_failure();
             }
-            match self
-                .materialise_in(what, &model.sql, staged, published, parts.as_ref(), 0)
+            let e = match self
+                .materialise_in(what, &model.sql, staged, published, parts.as_ref(), attempt)
                 .await
             {
-                Err(e) if e.is_out_of_memory() => {
-                    let more = self.parts_at_least(model, count * 2).await?;
-                    let more_count = more.as_ref().map_or(1, crate::parts::Parts::count) as u64;
+                Err(e) if e.is_out_of_memory() => e,
+                other => return other.map(|file| (file, count as usize)),
+            };
+            let joins_filled =
+                attempt == 0 && self.pool.as_ref().is_some_and(|p| p.joins_fill_it());
+            let mut way = crate::parts::after_running_out(crate::parts::RanOut {
+                attempt,
+                ways,
+                joins_filled,
+                parts: can_cut.then_some(count),
+                doubled,
+            });
+            if way == crate::parts::NextWay::MoreParts {
+                let more = self.parts_at_least(model, count * 2).await?;
+                let more_count = more.as_ref().map_or(1, crate::parts::Parts::count) as u64;
+                if more_count > count {
                     tracing::warn!(
                         query = what,
                         memory_limit_mb = self.memory_limit_mb,
                         error = %e,
                         "out of memory in {count} part(s): running it again in {more_count}"
                     );
-                    if more_count <= count {
-                        // The key has too few values to cut finer: the slower ways follow, from
-                        // the first again (one more run of it, for a key this rare).
-                        break;
-                    }
+                    doubled += 1;
                     parts = more;
                     log_parts(&parts);
+                    continue;
                 }
-                other => return other.map(|file| (file, count as usize)),
+                // A key with too few values to cut finer: the slower ways follow.
+                way = crate::parts::after_running_out(crate::parts::RanOut {
+                    attempt,
+                    ways,
+                    joins_filled,
+                    parts: None,
+                    doubled,
+                });
             }
+            let crate::parts::NextWay::Attempt(next) = way else {
+                return Err(e);
+            };
+            tracing::warn!(
+                query = what,
+                memory_limit_mb = self.memory_limit_mb,
+                error = %e,
+                "out of memory in {count} part(s): running it again with {}",
+                if next == 1 {
+                    "a fair memory pool"
+                } else {
+                    "a fair pool and sort-merge joins, which spill"
+                }
+            );
+            attempt = next;
         }
-        let file = self
-            .materialise_in_parts(what, &model.sql, staged, published, parts.as_ref())
-            .await?;
-        Ok((file, parts.as_ref().map_or(1, crate::parts::Parts::count)))
     }
 
     /// The job's `memory_limit_mb`, if any.

@@ -20,8 +20,8 @@
 //! Under a memory limit, a model runs in as many parts as its keyed input rows need at
 //! [`ROWS_PER_POOL_MIB`] per MiB of the limit, or at the job's `model_part_rows` when it sets it
 //! (without either, or when one part is enough, it runs in one piece, as a model without the
-//! declaration always does). When it still runs out of memory, it runs again in twice as many
-//! parts ([`MORE_PARTS_TRIES`], [`Engine::materialise_model`]).
+//! declaration always does). When it still runs out of memory, it runs again with a fair pool or
+//! in twice as many parts, as [`after_running_out`] says ([`Engine::materialise_model`]).
 
 use std::sync::Arc;
 
@@ -51,8 +51,8 @@ pub const ROWS_PER_POOL_MIB: u64 = 5_000;
 /// limit should rather be raised.
 pub const MAX_PARTS: u64 = 256;
 
-/// How many times a model in parts whose first way runs out of memory runs again in twice as many
-/// parts (hash joins kept) before the slower ways of [`Engine::attempts`]: a model's rows per MiB
+/// How many times a model in parts that runs out of memory runs again in twice as many parts
+/// (the way it ran) before sort-merge joins ([`after_running_out`]): a model's rows per MiB
 /// differ by model (the customer view's fit 8,900 a MiB of the pool at 1,000,000 persons,
 /// `dim_customer`'s 2,400), so the first count is an estimate.
 pub const MORE_PARTS_TRIES: usize = 2;
@@ -200,6 +200,62 @@ impl Parts {
             (None, Some(u)) => u,
             (None, None) => key().is_not_null(),
         }
+    }
+}
+
+/// How a model that ran out of memory ran ([`after_running_out`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RanOut {
+    /// The way it ran ([`Engine::attempts`]: 0 the greedy pool, 1 a fair pool, 2 sort-merge
+    /// joins).
+    pub attempt: usize,
+    /// How many ways there are.
+    pub ways: usize,
+    /// Whether the greedy pool ran out with the hash joins' build sides holding two thirds of it.
+    pub joins_filled: bool,
+    /// How many parts it ran in, when it may be cut into more (it declares a key and the
+    /// engine runs such models in parts); `None` otherwise.
+    pub parts: Option<u64>,
+    /// How many times it has already been cut into twice as many parts.
+    pub doubled: usize,
+}
+
+/// What a model that ran out of memory does next ([`after_running_out`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextWay {
+    /// Runs again in twice as many parts, the same way.
+    MoreParts,
+    /// Runs again, in the same parts, the way numbered so.
+    Attempt(usize),
+    /// Fails: no way is left.
+    GiveUp,
+}
+
+/// What a model that ran out of memory does next, from what ran out. In parts, with the greedy
+/// pool, and not because its hash joins' build sides filled the pool (a sort or an aggregation
+/// took it: at ten million persons `int_customer_consent`'s sorts, which a fair pool shares out),
+/// it runs in the same parts with a fair pool. Otherwise it runs in twice as many parts, the same
+/// way (what a part holds in build sides and sorts shrinks with it), up to [`MORE_PARTS_TRIES`]
+/// times and [`MAX_PARTS`]; then the next way, straight to sort-merge joins when the build
+/// sides filled the greedy pool (no pool can make them spill).
+pub fn after_running_out(ran: RanOut) -> NextWay {
+    if let Some(count) = ran.parts {
+        if ran.attempt == 0 && !ran.joins_filled && ran.ways > 1 && count > 1 {
+            return NextWay::Attempt(1);
+        }
+        if ran.doubled < MORE_PARTS_TRIES && count.saturating_mul(2) <= MAX_PARTS {
+            return NextWay::MoreParts;
+        }
+    }
+    let next = if ran.attempt == 0 && ran.joins_filled && ran.ways == 3 {
+        2
+    } else {
+        ran.attempt + 1
+    };
+    if next < ran.ways {
+        NextWay::Attempt(next)
+    } else {
+        NextWay::GiveUp
     }
 }
 
@@ -576,6 +632,43 @@ mod tests {
         assert_eq!(whole.num_rows(), 60_000);
         assert_eq!(cut, whole);
         Ok(())
+    }
+
+    #[test]
+    fn what_a_model_that_ran_out_does_next() {
+        let ran = |attempt, joins_filled, parts, doubled| RanOut {
+            attempt,
+            ways: 3,
+            joins_filled,
+            parts,
+            doubled,
+        };
+        use NextWay::{Attempt, GiveUp, MoreParts};
+        // In parts, a sort took the greedy pool: the same parts with a fair pool, then more
+        // parts with it, twice, then sort-merge joins, then nothing.
+        assert_eq!(after_running_out(ran(0, false, Some(3), 0)), Attempt(1));
+        assert_eq!(after_running_out(ran(1, false, Some(3), 0)), MoreParts);
+        assert_eq!(after_running_out(ran(1, false, Some(6), 1)), MoreParts);
+        assert_eq!(after_running_out(ran(1, false, Some(12), 2)), Attempt(2));
+        assert_eq!(after_running_out(ran(2, false, Some(12), 2)), GiveUp);
+        // The build sides filled it: more parts the same way, then straight to sort-merge joins.
+        assert_eq!(after_running_out(ran(0, true, Some(3), 0)), MoreParts);
+        assert_eq!(after_running_out(ran(0, true, Some(12), 2)), Attempt(2));
+        // In one piece, a model that may be cut goes to parts first whatever ran out.
+        assert_eq!(after_running_out(ran(0, false, Some(1), 0)), MoreParts);
+        // No more than MAX_PARTS.
+        assert_eq!(after_running_out(ran(1, false, Some(200), 0)), Attempt(2));
+        // A query that cannot be cut: the fair pool, then sort-merge joins (straight there when
+        // the build sides filled the pool).
+        assert_eq!(after_running_out(ran(0, false, None, 0)), Attempt(1));
+        assert_eq!(after_running_out(ran(1, false, None, 0)), Attempt(2));
+        assert_eq!(after_running_out(ran(0, true, None, 0)), Attempt(2));
+        // Without hash joins to give up (the job prefers sort-merge joins): two ways.
+        let two = RanOut {
+            ways: 2,
+            ..ran(1, false, None, 0)
+        };
+        assert_eq!(after_running_out(two), GiveUp);
     }
 
     #[tokio::test]
