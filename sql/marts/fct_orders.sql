@@ -11,6 +11,11 @@
 -- test: expression(original_amount >= 0)
 -- test: expression(currency = reporting_currency() or exchange_rate is not null)
 -- test: relationships(customer_id, dim_customer.customer_id)
+-- Every row is one order of one customer record: under a memory limit a large base runs in ranges
+-- of record ids (docs/performance.md#models-in-parts), each part joining its records' orders to
+-- their customers (the exchange rates are read whole by every part), so the rows are ordered by
+-- record first. At 1 M persons under 410 MiB 16 parts of 388,000 keyed rows were needed.
+-- parts: int_customer_records__matched.record_id, 1000 rows per MiB
 with orders as (
     select order_id, record_id, channel, order_date, quantity, order_amount,
            coalesce(currency, reporting_currency()) as currency
@@ -91,4 +96,4 @@ select
 from orders o
 left join order_rates x on x.order_id = o.order_id
 left join records r on r.record_id = o.record_id
-order by o.order_id
+order by o.record_id, o.order_id

@@ -1360,7 +1360,7 @@ fn a_query_beyond_the_memory_limit_fails_the_run_naming_it_and_the_setting_and_p
     Ok(())
 }
 
-/// The models that declare a key (`customer_view`: `-- parts: dim_customer.customer_id`, and five
+/// The models that declare a key (`customer_view`: `-- parts: dim_customer.customer_id`, and six
 /// more) run in ranges of it when the job's `model_part_rows` is below their keyed input rows, and
 /// publish the same rows, in the same order, as in one piece; the score step's feature queries
 /// run in ranges of customers too, and its scores are the same.
@@ -1382,6 +1382,8 @@ fn a_model_run_in_parts_publishes_what_it_publishes_in_one_piece() -> TestResult
         // Every part reads all the snapshot dates; the demo's own run published a snapshot the
         // day before, so the versions reach back to it.
         ("dim_customer_history", "customer_id, valid_from"),
+        // In ranges of record ids, each part's orders with every exchange rate.
+        ("fct_orders", "order_id"),
         // The score step reads its classifiers' feature rows in parts of customers too.
         ("customer_scores", "customer_id"),
     ];
@@ -1426,7 +1428,7 @@ fn a_model_run_in_parts_publishes_what_it_publishes_in_one_piece() -> TestResult
         text.contains("reading the features in parts of customers"),
         "the score step read its features in one piece:\n{text}"
     );
-    for (model, _) in models.iter().take(6) {
+    for (model, _) in models.iter().take(7) {
         let line = text
             .lines()
             .find(|l| {
