@@ -392,21 +392,9 @@ impl Engine {
     /// files) as the union of the snapshot's files, so uncommitted files are never read. Returns
     /// false when the snapshot has no partition of the table.
     async fn register_partitions(&self, name: &str, layer: &str, table: &str) -> Result<bool> {
-        let snapshot = self.snapshot().await?;
         let dir = format!("{layer}/{table}");
-        let prefix = format!("{dir}/as_of=");
-        let committed: Vec<(String, String)> = snapshot
-            .under(&prefix)
-            .filter(|(logical, _)| logical.ends_with(".parquet"))
-            .filter_map(|(logical, physical)| {
-                let date = logical
-                    .strip_prefix(&prefix)?
-                    .split('/')
-                    .next()?
-                    .to_string();
-                Some((date, physical.to_string()))
-            })
-            .collect();
+        let snapshot = self.snapshot().await?;
+        let committed = committed_partitions(&snapshot, layer, table);
         self.ctx
             .deregister_table(name)
             .map_err(|e| Error::Config(e.to_string()))?;
@@ -492,22 +480,12 @@ impl Engine {
     /// of it, and a date on which a part's customers were all absent still counts.
     pub async fn register_history_snapshots(&self, layer: &str, table: &str) -> Result<()> {
         let name = format!("{HISTORY_SCHEMA}.{table}{HISTORY_SNAPSHOTS_SUFFIX}");
-        let snapshot = self.snapshot().await?;
-        let prefix = format!("{layer}/{table}/as_of=");
         let mut dates = std::collections::BTreeSet::new();
-        for (logical, _) in snapshot.under(&prefix) {
-            if !logical.ends_with(".parquet") {
-                continue;
-            }
-            let Some(date) = logical
-                .strip_prefix(&prefix)
-                .and_then(|rest| rest.split('/').next())
-            else {
-                continue;
-            };
-            let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|e| {
+        let snapshot = self.snapshot().await?;
+        for (date, physical) in committed_partitions(&snapshot, layer, table) {
+            let date = NaiveDate::parse_from_str(&date, "%Y-%m-%d").map_err(|e| {
                 Error::Config(format!(
-                    "the published partition {logical} has no as-of date ({e})"
+                    "the published file {physical} of {layer}/{table} has no as-of date ({e})"
                 ))
             })?;
             dates.insert(date32(date));
@@ -1142,6 +1120,20 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The committed Parquet files of `layer/table` in `snapshot`, each with the as-of date its
+/// partition is named by (`as_of=<date>`, as written): (date, physical file).
+fn committed_partitions(snapshot: &Snapshot, layer: &str, table: &str) -> Vec<(String, String)> {
+    let prefix = format!("{layer}/{table}/as_of=");
+    snapshot
+        .under(&prefix)
+        .filter(|(logical, _)| logical.ends_with(".parquet"))
+        .filter_map(|(logical, physical)| {
+            let date = logical.strip_prefix(&prefix)?.split('/').next()?;
+            Some((date.to_string(), physical.to_string()))
+        })
+        .collect()
 }
 
 /// The share of `memory_limit_mb`, in percent, that the query engine's memory pool gets. The
