@@ -950,16 +950,20 @@ impl Engine {
             let crate::parts::NextWay::Attempt(next) = way else {
                 return Err(e);
             };
+            // The same words as Engine::run_attempts, with the parts as a field.
+            let how = match (next, joins_filled) {
+                (1, _) => "a fair memory pool",
+                (_, false) => "a fair pool and sort-merge joins, which spill",
+                (_, true) => {
+                    "a fair pool and sort-merge joins, which spill (its hash joins' build sides held two thirds of the pool or more, which no pool can spill)"
+                }
+            };
             tracing::warn!(
                 query = what,
+                parts = count,
                 memory_limit_mb = self.memory_limit_mb,
                 error = %e,
-                "out of memory in {count} part(s): running it again with {}",
-                if next == 1 {
-                    "a fair memory pool"
-                } else {
-                    "a fair pool and sort-merge joins, which spill"
-                }
+                "out of memory: running it again with {how}"
             );
             attempt = next;
         }
