@@ -295,7 +295,10 @@ impl Engine {
             // names the five largest consumers when it runs out, and `WatchedPool` notes what the
             // hash joins held then); see `materialise` for what a model that runs out of it does.
             let watched = Arc::new(WatchedPool::new(bytes));
-            runtime = runtime.with_memory_pool(Arc::clone(&watched) as Arc<dyn MemoryPool>);
+            runtime = runtime
+                .with_memory_pool(Arc::new(RepartitionsGranted::new(
+                    Arc::clone(&watched) as Arc<dyn MemoryPool>
+                )));
             pool = Some(watched);
         }
         let runtime = runtime
@@ -720,8 +723,9 @@ impl Engine {
     /// [`Engine::attempts`] has another way, again as the next attempt, logging each. When the
     /// first way ran out with the hash joins' build sides holding two thirds of the pool or more,
     /// the fair pool is skipped: it cannot make a build side spill, so the query goes straight to
-    /// sort-merge joins. (The note of what the joins held is the engine's: a query run beside
-    /// this one that runs out too may decide it; either way the query runs to the same result.)
+    /// sort-merge joins ([`crate::parts::after_running_out`] for a query not in parts). (The
+    /// note of what the joins held is the engine's: a query run beside this one that runs out
+    /// too may decide it; either way the query runs to the same result.)
     pub async fn run_attempts<T, E: std::fmt::Display, F>(
         &self,
         what: &str,
@@ -738,26 +742,28 @@ impl Engine {
         }
         loop {
             match run(attempt).await {
-                Err(e) if out_of_memory(&e) && attempt + 1 < ways => {
-                    // Straight to the last way, sort-merge joins, when there is one beyond the
-                    // fair pool (the engine prefers hash joins) and the build sides filled the pool.
-                    let joins_filled = attempt == 0
-                        && ways == 3
-                        && self.pool.as_ref().is_some_and(|p| p.joins_fill_it());
-                    attempt = if joins_filled { 2 } else { attempt + 1 };
-                    let next = match (attempt, joins_filled) {
-                        (1, _) => "a fair memory pool",
-                        (_, false) => "a fair pool and sort-merge joins, which spill",
-                        (_, true) => {
-                            "a fair pool and sort-merge joins, which spill (its hash joins' build sides held two thirds of the pool or more, which no pool can spill)"
-                        }
+                Err(e) if out_of_memory(&e) => {
+                    let joins_filled =
+                        attempt == 0 && self.pool.as_ref().is_some_and(|p| p.joins_fill_it());
+                    let crate::parts::NextWay::Attempt(next) =
+                        crate::parts::after_running_out(crate::parts::RanOut {
+                            attempt,
+                            ways,
+                            joins_filled,
+                            parts: None,
+                            doubled: 0,
+                        })
+                    else {
+                        return Err(e);
                     };
                     tracing::warn!(
                         query = what,
                         memory_limit_mb = self.memory_limit_mb,
                         error = %e,
-                        "out of memory: running it again with {next}"
+                        "out of memory: running it again with {}",
+                        way_named(next, joins_filled)
                     );
+                    attempt = next;
                 }
                 other => return other,
             }
@@ -950,20 +956,13 @@ impl Engine {
             let crate::parts::NextWay::Attempt(next) = way else {
                 return Err(e);
             };
-            // The same words as Engine::run_attempts, with the parts as a field.
-            let how = match (next, joins_filled) {
-                (1, _) => "a fair memory pool",
-                (_, false) => "a fair pool and sort-merge joins, which spill",
-                (_, true) => {
-                    "a fair pool and sort-merge joins, which spill (its hash joins' build sides held two thirds of the pool or more, which no pool can spill)"
-                }
-            };
             tracing::warn!(
                 query = what,
                 parts = count,
                 memory_limit_mb = self.memory_limit_mb,
                 error = %e,
-                "out of memory: running it again with {how}"
+                "out of memory: running it again with {}",
+                way_named(next, joins_filled)
             );
             attempt = next;
         }
@@ -998,9 +997,8 @@ impl Engine {
             state.config_mut().options_mut().optimizer.prefer_hash_join = false;
         }
         let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env())
-            .with_memory_pool(Arc::new(RepartitionsGranted::new(TrackConsumersPool::new(
-                FairSpillPool::new(bytes),
-                NAMED_CONSUMERS,
+            .with_memory_pool(Arc::new(RepartitionsGranted::new(Arc::new(
+                TrackConsumersPool::new(FairSpillPool::new(bytes), NAMED_CONSUMERS),
             ))))
             .build_arc()
             .map_err(|e| Error::Config(e.to_string()))?;
@@ -1053,77 +1051,6 @@ impl Engine {
         let writer = writer.ok_or_else(|| Error::Config(format!("{what}: no part ran")))?;
         Ok(writer.finish(published).await?)
     }
-
-    /// Runs the data tests of `model` (registered under its name): `Err(DataTests)` lists every
-    /// failing test with its line, the number of failing rows and up to five of them, showing
-    /// only their identifiers and the tested columns, personal ones masked
-    /// ([`crate::data_tests::DataTest::shown_columns`]).
-    pub async fn run_data_tests(&self, model: &Model) -> Result<()> {
-        let mut failures = Vec::new();
-        for t in &model.tests {
-            let failing = t.test.failing_rows_sql(&model.name);
-            let what = format!(
-                "data test '{}' of model '{}' ({}:{})",
-                t.text,
-                model.name,
-                model.path.display(),
-                t.line
-            );
-            let counted = self
-                .collect(&what, &format!("select count(*) from ({failing})"))
-                .await?;
-            let n = counted
-                .first()
-                .filter(|b| b.num_rows() > 0)
-                .and_then(|b| {
-                    b.column(0)
-                        .as_any()
-                        .downcast_ref::<datafusion::arrow::array::Int64Array>()
-                        .map(|a| a.value(0))
-                })
-                .unwrap_or(0);
-            if n == 0 {
-                continue;
-            }
-            let sample = self
-                .collect(&what, &format!("select * from ({failing}) limit 5"))
-                .await?;
-            let table = failing_rows_shown(&t.test, &sample);
-            failures.push(format!(
-                "  test '{}' (line {}): {n} failing row(s), for example:\n{}",
-                t.text,
-                t.line,
-                table
-                    .lines()
-                    .map(|l| format!("    {l}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            ));
-        }
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::DataTests {
-                model: model.name.clone(),
-                path: model.path.clone(),
-                failures,
-            })
-        }
-    }
-
-    /// Plans the data tests of `model` against its (possibly empty) registration: a test naming a
-    /// column the model lacks is caught by `validate` and dry runs.
-    pub async fn plan_data_tests(&self, model: &Model) -> Result<()> {
-        for t in &model.tests {
-            self.plan_schema(&t.test.failing_rows_sql(&model.name))
-                .await
-                .map_err(|e| Error::BadModel {
-                    path: model.path.clone(),
-                    reason: format!("line {}: data test '{}' does not plan: {e}", t.line, t.text),
-                })?;
-        }
-        Ok(())
-    }
 }
 
 /// The committed Parquet files of `layer/table` in `snapshot`, each with the as-of date its
@@ -1154,6 +1081,18 @@ pub fn pool_bytes(mb: u64) -> usize {
     usize::try_from(bytes).unwrap_or(usize::MAX)
 }
 
+/// How the log names way `next` of [`Engine::attempts`] that a query which ran out of memory runs
+/// with next (`joins_filled`: its hash joins' build sides held two thirds of the greedy pool).
+fn way_named(next: usize, joins_filled: bool) -> &'static str {
+    match (next, joins_filled) {
+        (0 | 1, _) => "a fair memory pool",
+        (_, false) => "a fair pool and sort-merge joins, which spill",
+        (_, true) => {
+            "a fair pool and sort-merge joins, which spill (its hash joins' build sides held two thirds of the pool or more, which no pool can spill)"
+        }
+    }
+}
+
 /// What [`Error::OutOfMemory`] says was tried besides the first way of running the query.
 pub(crate) fn attempts_tried(attempt: usize) -> &'static str {
     match attempt {
@@ -1165,7 +1104,7 @@ pub(crate) fn attempts_tried(attempt: usize) -> &'static str {
 
 /// A query's failure: [`Error::OutOfMemory`] (which says which setting to raise) when a memory
 /// limit is set and the pool had no more to give, else [`Error::Execution`].
-fn query_error(
+pub(crate) fn query_error(
     what: &str,
     source: DataFusionError,
     memory_limit_mb: Option<u64>,
@@ -1223,54 +1162,6 @@ pub fn normalise_batch(
         }
     }
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
-}
-
-/// The failing rows of a data test as a text table of the columns a message may show, personal
-/// values masked.
-fn failing_rows_shown(test: &crate::data_tests::DataTest, sample: &[RecordBatch]) -> String {
-    use crate::data_tests::{is_personal_column, masked};
-    use arrow::array::{Array, ArrayRef, StringArray};
-    let Some(schema) = sample.first().map(|b| b.schema()) else {
-        return String::new();
-    };
-    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-    let shown = test.shown_columns(&names);
-    let fields: Vec<Field> = shown
-        .iter()
-        .map(|n| Field::new(n, DataType::Utf8, true))
-        .collect();
-    let out_schema = Arc::new(Schema::new(fields));
-    let mut batches = Vec::new();
-    for batch in sample {
-        let mut columns: Vec<ArrayRef> = Vec::new();
-        for name in &shown {
-            let Some(column) = batch.column_by_name(name) else {
-                continue;
-            };
-            let text = cast(column, &DataType::Utf8).ok();
-            let text = text
-                .as_ref()
-                .and_then(|a| a.as_any().downcast_ref::<StringArray>());
-            let values: StringArray = (0..batch.num_rows())
-                .map(|i| match text {
-                    Some(a) if a.is_valid(i) => Some(if is_personal_column(name) {
-                        masked(a.value(i))
-                    } else {
-                        a.value(i).to_string()
-                    }),
-                    Some(_) => None,
-                    None => Some("(not shown)".to_string()),
-                })
-                .collect();
-            columns.push(Arc::new(values));
-        }
-        if let Ok(b) = RecordBatch::try_new(out_schema.clone(), columns) {
-            batches.push(b);
-        }
-    }
-    datafusion::arrow::util::pretty::pretty_format_batches(&batches)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -1613,75 +1504,6 @@ mod tests {
             batches[0].column(1).as_string::<i32>().value(0),
             "2025-12-31"
         );
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn a_relationships_test_finds_the_keys_missing_from_the_parent_and_fits_a_small_pool()
-    -> Result<()> {
-        let (_dir, wh, as_of) = temp_warehouse()?;
-        let relationships = "-- test: relationships(k, p.k)\nselect * from m";
-        let model = crate::parse_model(
-            std::path::Path::new("sql/marts/m.sql"),
-            "marts",
-            relationships.to_string(),
-        )?;
-        // Nulls on both sides: a null key is no failure, a null parent key matches nothing.
-        let engine = Engine::new(&wh, as_of, &EngineOptions::default())?;
-        for view in [
-            "create view p as select * from (values ('a'), ('b'), (null)) v(k)",
-            "create view m as select * from (values ('C1', 'a'), ('C2', 'c'), ('C3', null), \
-             ('C4', 'c'), ('C5', 'b')) v(customer_id, k)",
-        ] {
-            engine.collect("view", view).await?;
-        }
-        let Err(Error::DataTests { failures, .. }) = engine.run_data_tests(&model).await else {
-            panic!("the relationships test passed with keys missing from the parent");
-        };
-        let text = failures.join("\n");
-        assert!(text.contains("2 failing row(s)"), "{text}");
-        assert!(text.contains("C2") && text.contains("C4"), "{text}");
-        // 1,200,000 long keys, each in the parent: the model's rows would not fit one hash table
-        // of the pool (what `not in` plans), the parent's keys are joined in a sort merge that
-        // spills.
-        let engine = Engine::new(&wh, as_of, &limited(LIMIT))?;
-        for view in [
-            "create view p as select concat('customer-', cast(value as varchar), \
-             '-with-a-name-long-enough') as k from range(0, 1200000)",
-            "create view m as select concat('customer-', cast((value * 7919) % 1200000 as \
-             varchar), '-with-a-name-long-enough') as k from range(0, 1200000)",
-        ] {
-            engine.collect("view", view).await?;
-        }
-        engine.run_data_tests(&model).await
-    }
-
-    #[tokio::test]
-    async fn a_failing_data_test_shows_identifiers_and_tested_columns_with_personal_ones_masked()
-    -> Result<()> {
-        let (_dir, wh, as_of) = temp_warehouse()?;
-        let engine = Engine::new(&wh, as_of, &EngineOptions::default())?;
-        engine
-            .collect(
-                "view",
-                "create view m as select * from (values ('C1', 'jane@example.com', 'Jane', -1), \
-                 ('C2', 'bob@example.com', 'Bob', 3)) v(customer_id, email, first_name, frequency)",
-            )
-            .await?;
-        let sql = "-- test: expression(frequency >= 0)\n-- test: not_null(customer_id)\n\
-                   -- test: expression(email like '%@x.co')\nselect * from m"
-            .to_string();
-        let model = crate::parse_model(std::path::Path::new("sql/marts/m.sql"), "marts", sql)?;
-        let Err(Error::DataTests { failures, .. }) = engine.run_data_tests(&model).await else {
-            panic!("the data tests passed");
-        };
-        assert_eq!(failures.len(), 2, "{failures:?}");
-        let text = failures.join("\n");
-        assert!(text.contains("C1") && text.contains("-1"), "{text}");
-        assert!(text.contains("<masked, 16 characters>"), "{text}");
-        for personal in ["jane@example.com", "bob@example.com", "Jane", "first_name"] {
-            assert!(!text.contains(personal), "'{personal}' shown:\n{text}");
-        }
         Ok(())
     }
 }

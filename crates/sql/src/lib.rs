@@ -33,6 +33,7 @@
 //! # Ok(()) }
 //! ```
 
+mod data_test_runs;
 pub mod data_tests;
 mod engine;
 mod error;
@@ -41,6 +42,7 @@ pub mod parts;
 mod pool;
 pub mod queries;
 
+pub use data_test_runs::TEST_ROWS_PER_MIB;
 pub use engine::{
     BatchStream, Engine, EngineOptions, HELD_DIR_PREFIX, HISTORY_SCHEMA, HISTORY_SNAPSHOTS_SUFFIX,
     HeldTable, date32, normalise_batch, remove_stale_held,

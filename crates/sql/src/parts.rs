@@ -185,21 +185,27 @@ impl Parts {
         self.keyed_rows
     }
 
-    /// The rows of part `index` of a keyed table: the key at or above the part's first value and
-    /// below the next part's (so never null).
+    /// The rows of part `index` of a keyed table ([`key_range`]).
     fn predicate(&self, index: usize) -> Expr {
-        let key = || ident(self.column.as_str());
-        let lower = index
-            .checked_sub(1)
-            .and_then(|i| self.bounds.get(i))
-            .map(|b| key().gt_eq(lit(b.clone())));
-        let upper = self.bounds.get(index).map(|b| key().lt(lit(b.clone())));
-        match (lower, upper) {
-            (Some(l), Some(u)) => l.and(u),
-            (Some(l), None) => l,
-            (None, Some(u)) => u,
-            (None, None) => key().is_not_null(),
-        }
+        key_range(&self.column, &self.bounds, index)
+    }
+}
+
+/// The rows of part `index` of the parts `bounds` cut `column` into (the first value of each part
+/// after the first, ascending): the column at or above the part's first value and below the next
+/// part's (so never null).
+pub(crate) fn key_range(column: &str, bounds: &[ScalarValue], index: usize) -> Expr {
+    let key = || ident(column);
+    let lower = index
+        .checked_sub(1)
+        .and_then(|i| bounds.get(i))
+        .map(|b| key().gt_eq(lit(b.clone())));
+    let upper = bounds.get(index).map(|b| key().lt(lit(b.clone())));
+    match (lower, upper) {
+        (Some(l), Some(u)) => l.and(u),
+        (Some(l), None) => l,
+        (None, Some(u)) => u,
+        (None, None) => key().is_not_null(),
     }
 }
 
@@ -358,7 +364,7 @@ impl Engine {
     }
 
     /// The one number a `select count(...)` query returns.
-    async fn count_rows(&self, what: &str, sql: &str) -> Result<u64> {
+    pub(crate) async fn count_rows(&self, what: &str, sql: &str) -> Result<u64> {
         let batches = self.collect(what, sql).await?;
         let value = batches
             .iter()
@@ -377,7 +383,12 @@ impl Engine {
     /// of a stride that leaves about [`SAMPLE_ROWS`]: the same set of values whatever order the
     /// table is read in, so the same inputs give the same parts, and rows with one key value are
     /// in it or out of it together, so a frequent value weighs as much as its rows.
-    async fn bounds(&self, what: &str, key: &PartsKey, count: u64) -> Result<Vec<ScalarValue>> {
+    pub(crate) async fn bounds(
+        &self,
+        what: &str,
+        key: &PartsKey,
+        count: u64,
+    ) -> Result<Vec<ScalarValue>> {
         use datafusion::arrow::array::{Array, ArrayRef, BooleanArray};
         use datafusion::arrow::compute;
         let (table, column) = (&key.table, &key.column);
@@ -447,16 +458,35 @@ impl Engine {
     }
 
     /// A session like [`Engine::session`]'s for `attempt` in which each keyed table of `parts`
-    /// is read filtered to part `index`: the catalog is a copy (the same tables, so nothing is
-    /// read again) with those tables replaced by filtered views.
+    /// is read filtered to part `index` ([`Engine::filtered_session`]).
     pub(crate) async fn part_session(
         &self,
         attempt: usize,
         parts: &Parts,
         index: usize,
     ) -> Result<SessionContext> {
+        let filters: Vec<(String, Expr)> = parts
+            .tables
+            .iter()
+            .map(|table| (table.clone(), parts.predicate(index)))
+            .collect();
+        self.filtered_session(attempt, &filters).await
+    }
+
+    /// A session like [`Engine::session`]'s for `attempt` in which each table of `filters` is
+    /// read filtered by its expression: the catalog is a copy (the same tables, so nothing is
+    /// read again) with those tables replaced by filtered views. Without filters, the session
+    /// itself.
+    pub(crate) async fn filtered_session(
+        &self,
+        attempt: usize,
+        filters: &[(String, Expr)],
+    ) -> Result<SessionContext> {
         let config = |e: datafusion::error::DataFusionError| Error::Config(e.to_string());
         let base = self.session(attempt)?;
+        if filters.is_empty() {
+            return Ok(base);
+        }
         let catalogs = Arc::new(MemoryCatalogProviderList::new());
         for catalog_name in base.catalog_names() {
             let Some(catalog) = base.catalog(&catalog_name) else {
@@ -488,11 +518,11 @@ impl Engine {
         let mut state = base.state();
         state.register_catalog_list(catalogs as Arc<dyn CatalogProviderList>);
         let ctx = SessionContext::new_with_state(state);
-        for table in &parts.tables {
+        for (table, filter) in filters {
             let view = base
                 .table(table.as_str())
                 .await
-                .and_then(|df| df.filter(parts.predicate(index)))
+                .and_then(|df| df.filter(filter.clone()))
                 .map_err(config)?
                 .into_view();
             ctx.deregister_table(table.as_str()).map_err(config)?;
