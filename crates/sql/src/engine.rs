@@ -1165,11 +1165,12 @@ pub fn normalise_batch(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use arrow::array::AsArray;
 
-    fn temp_warehouse() -> Result<(tempfile::TempDir, Warehouse, NaiveDate)> {
+    /// A warehouse in a new directory (kept while it lives) and the as-of date 2025-12-31.
+    pub(crate) fn temp_warehouse() -> Result<(tempfile::TempDir, Warehouse, NaiveDate)> {
         let dir = tempfile::tempdir().map_err(|e| Error::Io {
             path: "tmp".into(),
             source: e,
@@ -1183,7 +1184,7 @@ mod tests {
     }
 
     /// Two partitions and a memory limit of `mb` MiB.
-    fn limited(mb: u64) -> EngineOptions {
+    pub(crate) fn limited(mb: u64) -> EngineOptions {
         EngineOptions {
             target_partitions: 2,
             memory_limit_mb: Some(mb),
