@@ -13,7 +13,7 @@
 //! one value of the first column and a key one value, so each lies wholly within one part, and the
 //! parts together find exactly the failing rows the whole finds.
 
-use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::logical_expr::{Expr, ident};
@@ -24,7 +24,7 @@ use crate::data_tests::{DataTest, DeclaredTest, is_personal_column, masked};
 use crate::engine::{Engine, query_error};
 use crate::error::{Error, Result};
 use crate::models::Model;
-use crate::parts::{PartsKey, key_range, parts_for};
+use crate::parts::{PartsKey, counted, key_range, parts_for};
 
 /// Rows of a model that one part of its `unique` or `relationships` test may read per MiB of
 /// `memory_limit_mb` (the job's `model_part_rows`, when set, instead). At ten million persons
@@ -76,8 +76,8 @@ impl Engine {
                         let mut n = 0;
                         for piece in pieces {
                             let ctx = self.filtered_session(attempt, piece).await?;
-                            let counted = self.collect_in(&ctx, what, count_sql, attempt).await?;
-                            n += first_count(&counted);
+                            let rows = self.collect_in(&ctx, what, count_sql, attempt).await?;
+                            n += counted(&rows);
                         }
                         Ok::<_, Error>(n)
                     }
@@ -222,15 +222,6 @@ impl Engine {
             .await
             .map_err(err)
     }
-}
-
-/// The number a `select count(*)` query returned (0 when it returned none).
-fn first_count(batches: &[RecordBatch]) -> u64 {
-    batches
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .and_then(|b| b.column(0).as_any().downcast_ref::<Int64Array>())
-        .map_or(0, |a| u64::try_from(a.value(0)).unwrap_or(0))
 }
 
 /// The failing rows of a data test as a text table of the columns a message may show, personal

@@ -365,16 +365,7 @@ impl Engine {
 
     /// The one number a `select count(...)` query returns.
     pub(crate) async fn count_rows(&self, what: &str, sql: &str) -> Result<u64> {
-        let batches = self.collect(what, sql).await?;
-        let value = batches
-            .iter()
-            .find(|b| b.num_rows() > 0)
-            .map(|b| value_at(what, b, 0))
-            .transpose()?;
-        Ok(match value {
-            Some(ScalarValue::Int64(Some(n))) => u64::try_from(n).unwrap_or(0),
-            _ => 0,
-        })
+        Ok(counted(&self.collect(what, sql).await?))
     }
 
     /// The first key value of each part after the first: the values at every `1/count` of a
@@ -532,16 +523,17 @@ impl Engine {
     }
 }
 
-/// The value of the first column of `batch` at `row`.
-fn value_at(
-    what: &str,
-    batch: &datafusion::arrow::array::RecordBatch,
-    row: usize,
-) -> Result<ScalarValue> {
-    ScalarValue::try_from_array(batch.column(0), row).map_err(|source| Error::Execution {
-        what: what.to_string(),
-        source,
-    })
+/// The number a `select count(...)` query returned (0 when it returned none).
+pub(crate) fn counted(batches: &[datafusion::arrow::array::RecordBatch]) -> u64 {
+    batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Int64Array>()
+        })
+        .map_or(0, |a| u64::try_from(a.value(0)).unwrap_or(0))
 }
 
 #[cfg(test)]
